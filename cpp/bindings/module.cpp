@@ -1,0 +1,17 @@
+// optbowl._core: the compiled core. One register_<concept>.cpp per concept.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+namespace optbowl {
+void register_runtime(py::module_& m);
+void register_rprop(py::module_& m);
+void register_adagrad(py::module_& m);
+}  // namespace optbowl
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "optbowl's compiled core (private; use the optbowl package)";
+  optbowl::register_runtime(m);
+  optbowl::register_rprop(m);
+  optbowl::register_adagrad(m);
+}

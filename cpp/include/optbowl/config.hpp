@@ -1,0 +1,20 @@
+// Compiler portability for the per-element rules.
+//
+// Every rule in optbowl/rules/ is an inline function template that the CPU loop,
+// the CUDA kernels and the bowl simulator all call. OPTBOWL_HD marks it for both host
+// and device when the translation unit is compiled by nvcc.
+#pragma once
+
+#if defined(__CUDACC__)
+#define OPTBOWL_HD __host__ __device__ __forceinline__
+#else
+#define OPTBOWL_HD inline
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define OPTBOWL_RESTRICT __restrict__
+#elif defined(_MSC_VER)
+#define OPTBOWL_RESTRICT __restrict
+#else
+#define OPTBOWL_RESTRICT
+#endif

@@ -1,0 +1,71 @@
+// The multi-tensor CPU loop of Rprop: per-group hyper-parameters, one rule per variant.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "optbowl/config.hpp"
+#include "optbowl/rules/rprop.hpp"
+
+namespace optbowl {
+
+enum class RpropVariant : std::uint8_t { irprop_minus, rprop_minus, rprop_plus, irprop_plus, backtrack };
+
+// Number of state arrays each variant keeps (after param and grad).
+inline int rprop_state_count(RpropVariant v) {
+  return (v == RpropVariant::rprop_plus || v == RpropVariant::irprop_plus) ? 3 : 2;
+}
+
+struct RpropGroup {
+  double eta_minus, eta_plus, step_min, step_max;
+  bool maximize;
+
+  template <class T>
+  rules::RpropHyper<T> cast() const {
+    return {static_cast<T>(eta_minus), static_cast<T>(eta_plus), static_cast<T>(step_min),
+            static_cast<T>(step_max), maximize};
+  }
+};
+
+// Pointers per tensor: param, grad, prev (direction for backtrack), step, update (+ only).
+struct RpropLoop {
+  static constexpr std::size_t K = 5;
+  RpropVariant variant = RpropVariant::irprop_minus;
+  std::vector<RpropGroup> groups;
+  std::vector<std::int32_t> group_of;  // tensor -> group
+  bool loss_increased = true;          // irprop+: undo moves on a sign change
+
+  template <class T>
+  void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
+             std::int64_t end) const {
+    const rules::RpropHyper<T> h = groups[group_of[tensor]].template cast<T>();
+    T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
+    const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
+    T* OPTBOWL_RESTRICT prev = static_cast<T*>(a[2]);
+    T* OPTBOWL_RESTRICT step = static_cast<T*>(a[3]);
+    T* OPTBOWL_RESTRICT update = static_cast<T*>(a[4]);
+    switch (variant) {
+      case RpropVariant::irprop_minus:
+        for (std::int64_t i = begin; i < end; ++i) rules::irprop_minus(p[i], g[i], prev[i], step[i], h);
+        break;
+      case RpropVariant::rprop_minus:
+        for (std::int64_t i = begin; i < end; ++i) rules::rprop_minus(p[i], g[i], prev[i], step[i], h);
+        break;
+      case RpropVariant::rprop_plus:
+        for (std::int64_t i = begin; i < end; ++i)
+          rules::rprop_plus(p[i], g[i], prev[i], step[i], update[i], true, h);
+        break;
+      case RpropVariant::irprop_plus: {
+        const bool revert = loss_increased;
+        for (std::int64_t i = begin; i < end; ++i)
+          rules::rprop_plus(p[i], g[i], prev[i], step[i], update[i], revert, h);
+        break;
+      }
+      case RpropVariant::backtrack:
+        for (std::int64_t i = begin; i < end; ++i) rules::backtrack(p[i], g[i], prev[i], step[i], h);
+        break;
+    }
+  }
+};
+
+}  // namespace optbowl

@@ -1,0 +1,115 @@
+// Rprop: resilient backpropagation, one element at a time.
+//
+// Five variants share the step-size adaptation
+//     s = g * prev                      (rounded to T)
+//     f = eta_plus if s > 0, eta_minus if s < 0, else 1 (NaN gives 1)
+//     step = clamp(step * f, step_min, step_max)
+// and differ in what happens on a sign change (s < 0):
+//   irprop-   torch.optim.Rprop: the gradient is taken as 0 (no move, prev = 0).
+//   rprop-    no special case: move by sign(g) * step, prev = g.
+//   rprop+    Riedmiller & Braun (1993): undo the previous move, prev = 0.
+//   irprop+   Igel & Huesken (2000): undo only if the loss went up, prev = 0.
+// and backtrack, seed 004's slides 108-112, keeps a direction d instead of prev.
+#pragma once
+#include <cstdint>
+
+#include "optbowl/config.hpp"
+#include "optbowl/math.hpp"
+
+namespace optbowl {
+namespace rules {
+
+template <class T>
+struct RpropHyper {
+  T eta_minus;
+  T eta_plus;
+  T step_min;
+  T step_max;
+  bool maximize;
+};
+
+// The factor torch applies to the step size; f == eta_minus marks a sign change.
+template <class T>
+OPTBOWL_HD T rprop_factor(T g, T prev, const RpropHyper<T>& h) {
+  const T s = g * prev;
+  return s > T(0) ? h.eta_plus : (s < T(0) ? h.eta_minus : T(1));
+}
+
+// p - sign(g) * step, written as torch's addcmul_(sign(g), step, value=-1) rounds it.
+template <class T>
+OPTBOWL_HD T rprop_move(T p, T g, T step) {
+  return p + (-sign(g)) * step;
+}
+
+// "irprop-": torch.optim.Rprop, bit for bit.
+template <class T>
+OPTBOWL_HD void irprop_minus(T& p, T grad, T& prev, T& step, const RpropHyper<T>& h) {
+  T g = h.maximize ? -grad : grad;
+  const T f = rprop_factor(g, prev, h);
+  step = clamp(step * f, h.step_min, h.step_max);
+  g = (f == h.eta_minus) ? T(0) : g;
+  p = rprop_move(p, g, step);
+  prev = g;
+}
+
+// "rprop-": the step adapts as above, but the move always follows the gradient.
+template <class T>
+OPTBOWL_HD void rprop_minus(T& p, T grad, T& prev, T& step, const RpropHyper<T>& h) {
+  const T g = h.maximize ? -grad : grad;
+  const T f = rprop_factor(g, prev, h);
+  step = clamp(step * f, h.step_min, h.step_max);
+  p = rprop_move(p, g, step);
+  prev = g;
+}
+
+// "rprop+" (revert = true) and "irprop+" (revert = whether the loss went up).
+// update holds the last change applied to p. On a sign change the step shrinks and,
+// if revert, the last change is undone (the undo becomes the new update); without
+// revert nothing moves and update = 0. In both cases prev = 0, so the next step
+// moves along its gradient without adapting.
+template <class T>
+OPTBOWL_HD void rprop_plus(T& p, T grad, T& prev, T& step, T& update, bool revert,
+                           const RpropHyper<T>& h) {
+  const T g = h.maximize ? -grad : grad;
+  const T f = rprop_factor(g, prev, h);
+  step = clamp(step * f, h.step_min, h.step_max);
+  if (f == h.eta_minus) {
+    const T undo = revert ? -update : T(0);
+    p = p + undo;
+    update = undo;
+    prev = T(0);
+  } else {
+    const T delta = (-sign(g)) * step;
+    p = p + delta;
+    update = delta;
+    prev = g;
+  }
+}
+
+// "backtrack": direction d (0 until the first non-zero gradient).
+//   d == 0, g != 0:  d = sign(g), step = clamp(step), p -= d * step
+//   sign(g) == d:    step = min(step * eta_plus, step_max), p -= d * step
+//   sign(g) == -d:   p += d * step (back to the previous location),
+//                    step = max(step * eta_minus, step_min), p -= d * step
+//   g == 0 or NaN:   nothing changes.
+template <class T>
+OPTBOWL_HD void backtrack(T& p, T grad, T& direction, T& step, const RpropHyper<T>& h) {
+  const T sg = sign(h.maximize ? -grad : grad);
+  const T d = direction;
+  if (sg == T(0)) return;
+  if (d == T(0)) {
+    direction = sg;
+    step = clamp(step, h.step_min, h.step_max);
+    p = p - sg * step;
+  } else if (sg == d) {
+    step = min_(step * h.eta_plus, h.step_max);
+    p = p - d * step;
+  } else {
+    p = p + d * step;
+    step = max_(step * h.eta_minus, h.step_min);
+    p = p - d * step;
+  }
+}
+
+}  // namespace rules
+}  // namespace optbowl

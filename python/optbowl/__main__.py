@@ -1,0 +1,29 @@
+"""Command line: ``python -m optbowl <command>``.
+
+Commands
+--------
+demo    minimise a 1-million-parameter ill-conditioned bowl with every Rprop variant and
+        AdaGrad, timed against plain NumPy in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m optbowl", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from . import demo
+
+    demo.add_parser(sub)
+
+    args = parser.parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""The optimizer base class: param groups, lazy state, validation, state_dict.
+
+Subclasses name their hyper-parameters (``defaults``), check a group
+(``_check_group``), make a parameter's state (``_new_state``) and run one compiled
+multi-tensor step (``_kernel``). The base class does the rest, in an order that keeps
+a rejected call harmless: every hyper-parameter is checked, new state is made on the
+side, and the compiled call validates every array before it writes any; only after it
+returns is new state kept and the step counters advanced.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _check
+
+ArrayList = Union[np.ndarray, Sequence[np.ndarray]]
+
+
+class Optimizer:
+    """Base class of optbowl's NumPy optimizers (see :class:`optbowl.Rprop`)."""
+
+    #: Names of the per-parameter state arrays, in the order the kernel takes them.
+    _state_names: tuple = ()
+    #: Optimizer-wide scalar state saved by state_dict (name -> initial value).
+    _global_defaults: Dict[str, Any] = {}
+
+    def __init__(self, params: Any, defaults: Dict[str, Any]) -> None:
+        self.defaults = dict(defaults)
+        self.param_groups: List[Dict[str, Any]] = []
+        self.state: Dict[int, Dict[str, Any]] = {}
+        self._global: Dict[str, Any] = dict(self._global_defaults)
+        self._params: List[np.ndarray] = []
+        for group in _as_groups(params):
+            self.add_param_group(group)
+
+    # ------------------------------------------------------------------ groups
+    def add_param_group(self, group: Dict[str, Any]) -> None:
+        """Add a group of parameters with its own hyper-parameters (as torch.optim does)."""
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError("param_group: expected a dict with a 'params' entry")
+        arrays = group["params"]
+        arrays = [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
+        if not arrays:
+            raise ValueError("params: an optimizer got an empty list of parameters")
+        unknown = set(group) - set(self.defaults) - {"params"}
+        if unknown:
+            raise ValueError(f"param_group: unknown hyper-parameter(s) {sorted(unknown)}")
+        start = len(self._params)
+        for j, a in enumerate(arrays):
+            _check.float_array(f"params[{start + j}]", a, writable=True)
+        _check.no_shared_memory("params", self._params + arrays)
+        new = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
+        self._check_group(new)
+        new["params"] = arrays
+        self.param_groups.append(new)
+        self._params.extend(arrays)
+
+    def _check_group(self, group: Dict[str, Any]) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _kernel(self, params, grads, states, groups, group_sizes, steps, **kw) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ step
+    def step(self, grads: Any, loss: Optional[float] = None) -> None:
+        """Update every parameter in place from its gradient.
+
+        Parameters
+        ----------
+        grads : ndarray or sequence of ndarray (or None)
+            One gradient per parameter, aligned with the parameters in group order (an
+            ndarray alone for a single parameter). ``None`` skips that parameter, its
+            state untouched, as torch skips a parameter whose ``.grad`` is None.
+        loss : float, optional
+            The loss at the current parameters; only iRprop+ uses it.
+        """
+        grads = self._grad_list(grads)
+        for group in self.param_groups:
+            self._check_group(group)
+        kw = self._step_extras(loss)
+
+        params: List[np.ndarray] = []
+        active_grads: List[np.ndarray] = []
+        columns: List[List[np.ndarray]] = [[] for _ in self._state_names]
+        groups: List[Dict[str, Any]] = []
+        group_sizes: List[int] = []
+        steps: List[int] = []
+        fresh: Dict[int, Dict[str, Any]] = {}
+        index = 0
+        for group in self.param_groups:
+            count = 0
+            for p in group["params"]:
+                g = grads[index]
+                if g is not None:
+                    st = self.state.get(index)
+                    if st is None:
+                        st = fresh[index] = self._new_state(p, group)
+                    params.append(p)
+                    active_grads.append(g)
+                    for col, name in zip(columns, self._state_names):
+                        col.append(st[name])
+                    steps.append(st["step"] + 1)
+                    count += 1
+                index += 1
+            if count:
+                groups.append(group)
+                group_sizes.append(count)
+        if not params:
+            return
+        self._kernel(params, active_grads, columns, groups, group_sizes, steps, **kw)
+
+        self.state.update(fresh)
+        index = 0
+        for g in grads:
+            if g is not None:
+                self.state[index]["step"] += 1
+            index += 1
+        self._after_step(loss)
+
+    def _grad_list(self, grads: Any) -> List[Optional[np.ndarray]]:
+        n = len(self._params)
+        if isinstance(grads, np.floating):  # a NumPy scalar: the gradient of a 0-d parameter
+            grads = np.asarray(grads)
+        if isinstance(grads, np.ndarray) or grads is None:
+            if n != 1:
+                raise ValueError(
+                    f"grads: expected a sequence of {n} arrays (one per parameter), got a single "
+                    f"{'array' if grads is not None else 'None'}"
+                )
+            return [grads]
+        if isinstance(grads, (str, bytes)) or not isinstance(grads, Iterable):
+            raise TypeError(f"grads: expected a sequence of arrays, got {type(grads).__name__}")
+        grads = [np.asarray(g) if isinstance(g, np.floating) else g for g in grads]
+        if len(grads) != n:
+            raise ValueError(f"grads: expected {n} arrays (one per parameter), got {len(grads)}")
+        return grads
+
+    def _step_extras(self, loss: Optional[float]) -> Dict[str, Any]:
+        return {}
+
+    def _after_step(self, loss: Optional[float]) -> None:
+        pass
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> Dict[str, Any]:
+        """Copy of the state: NumPy arrays and Python scalars, parameters by index."""
+        groups = []
+        index = 0
+        for group in self.param_groups:
+            g = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+            g["params"] = list(range(index, index + len(group["params"])))
+            index += len(group["params"])
+            groups.append(g)
+        return {
+            "optimizer": type(self).__name__,
+            **self._state_dict_extras(),
+            "state": {
+                i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in st.items()}
+                for i, st in self.state.items()
+            },
+            "param_groups": groups,
+            **copy.deepcopy(self._global),
+        }
+
+    def _state_dict_extras(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Restore a state_dict() of an optimizer of the same kind over the same shapes.
+
+        Everything is checked before anything is replaced; arrays are copied in.
+        """
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
+        expected = {"optimizer", "state", "param_groups", *self._global, *self._state_dict_extras()}
+        if set(state_dict) != expected:
+            raise ValueError(
+                f"state_dict: expected keys {sorted(expected)}, got {sorted(map(str, state_dict))}"
+            )
+        if state_dict["optimizer"] != type(self).__name__:
+            raise ValueError(
+                f"state_dict: holds the state of {state_dict['optimizer']!r}, not {type(self).__name__!r}"
+            )
+        for key, value in self._state_dict_extras().items():
+            if state_dict[key] != value:
+                raise ValueError(f"state_dict: {key} is {state_dict[key]!r}, this optimizer's is {value!r}")
+        groups = state_dict["param_groups"]
+        if not isinstance(groups, (list, tuple)) or len(groups) != len(self.param_groups):
+            raise ValueError(
+                f"state_dict: expected {len(self.param_groups)} param_groups, got "
+                f"{len(groups) if isinstance(groups, (list, tuple)) else type(groups).__name__}"
+            )
+        new_groups = []
+        index = 0
+        for k, (saved, mine) in enumerate(zip(groups, self.param_groups)):
+            n = len(mine["params"])
+            if not isinstance(saved, dict) or list(saved.get("params", ())) != list(range(index, index + n)):
+                raise ValueError(f"state_dict: param_groups[{k}] does not hold parameters {index}..{index + n - 1}")
+            if set(saved) != set(mine):
+                raise ValueError(
+                    f"state_dict: param_groups[{k}] has keys {sorted(saved)}, expected {sorted(mine)}"
+                )
+            g = {key: copy.deepcopy(v) for key, v in saved.items() if key != "params"}
+            self._check_group(g)
+            g["params"] = mine["params"]
+            new_groups.append(g)
+            index += n
+        new_state = self._load_states(state_dict["state"], new_groups)
+        new_global = {}
+        for key in self._global:
+            v = state_dict[key]
+            new_global[key] = _check.real(f"state_dict[{key!r}]", v, finite=False) if v is not None else v
+        self.param_groups = new_groups
+        self.state = new_state
+        self._global = new_global
+
+    def _load_states(self, saved: Any, groups: List[Dict[str, Any]]) -> Dict[int, Dict[str, Any]]:
+        if not isinstance(saved, dict):
+            raise TypeError("state_dict['state']: expected a dict of per-parameter states")
+        out: Dict[int, Dict[str, Any]] = {}
+        owner = [g for g in groups for _ in g["params"]]
+        for key, st in saved.items():
+            i = int(key) if isinstance(key, (int, np.integer, str)) and str(key).lstrip("-").isdigit() else -1
+            if not 0 <= i < len(self._params):
+                raise ValueError(f"state_dict['state']: no parameter with index {key!r}")
+            p = self._params[i]
+            template = self._new_state(p, owner[i])
+            where = f"state_dict['state'][{i}]"
+            if not isinstance(st, dict) or set(st) != set(template):
+                got = sorted(st) if isinstance(st, dict) else type(st).__name__
+                raise ValueError(f"{where}: expected keys {sorted(template)}, got {got}")
+            new: Dict[str, Any] = {}
+            for name, ref in template.items():
+                v = st[name]
+                if isinstance(ref, np.ndarray):
+                    v = np.asarray(v)
+                    if v.shape != ref.shape:
+                        raise ValueError(f"{where}[{name!r}]: shape {v.shape} does not match the parameter's {ref.shape}")
+                    if v.dtype != ref.dtype:
+                        raise TypeError(f"{where}[{name!r}]: dtype {v.dtype} does not match the parameter's {ref.dtype}")
+                    new[name] = np.array(v, dtype=ref.dtype, order="C", copy=True)
+                else:
+                    new[name] = _check.integer(f"{where}[{name!r}]", v, low=0)
+            out[i] = new
+        return out
+
+    # ------------------------------------------------------------------ repr
+    def _hyper_repr(self, group: Dict[str, Any]) -> str:
+        return ", ".join(f"{k}={group[k]!r}" for k in self.defaults)
+
+    def __repr__(self) -> str:
+        n = len(self._params)
+        size = sum(p.size for p in self._params)
+        where = f"{n} array{'s' if n != 1 else ''}, {size:,} parameters"
+        if len(self.param_groups) == 1:
+            return f"{type(self).__name__}({self._hyper_repr(self.param_groups[0])}; {where})"
+        lines = [f"{type(self).__name__}({where}"]
+        for k, g in enumerate(self.param_groups):
+            lines.append(f"  group {k} ({len(g['params'])} arrays): {self._hyper_repr(g)}")
+        return "\n".join(lines) + ")"
+
+
+def _as_groups(params: Any) -> List[Dict[str, Any]]:
+    """One ndarray, a sequence of ndarrays, or a list of param-group dicts."""
+    if isinstance(params, np.ndarray):
+        return [{"params": [params]}]
+    if isinstance(params, dict):
+        raise TypeError("params: expected an array, a sequence of arrays or a list of param-group dicts, got a dict")
+    if isinstance(params, (str, bytes)) or not isinstance(params, Iterable):
+        raise TypeError(
+            f"params: expected an array, a sequence of arrays or a list of param-group dicts, got {type(params).__name__}"
+        )
+    items = list(params)
+    if not items:
+        raise ValueError("params: an optimizer got an empty list of parameters")
+    if all(isinstance(x, dict) for x in items):
+        return [dict(x) for x in items]
+    if any(isinstance(x, dict) for x in items):
+        raise TypeError("params: mixes arrays and param-group dicts")
+    for i, a in enumerate(items):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"params[{i}]: expected a numpy.ndarray, got {type(a).__name__}")
+    return [{"params": items}]
+

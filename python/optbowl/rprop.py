@@ -1,0 +1,151 @@
+"""Rprop in five variants, one fused multi-tensor pass per step."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from . import _check, _core
+from ._optimizer import Optimizer
+
+VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")
+
+
+class Rprop(Optimizer):
+    r"""Resilient backpropagation: a per-element step size that follows the gradient's sign.
+
+    Every variant adapts the step size of each element from the sign of
+    :math:`s = g_t\,g_{t-1}` (rounded to the array's dtype):
+
+    .. math::
+
+        f = \begin{cases} \eta_+ & s > 0 \\ \eta_- & s < 0 \\ 1 & \text{otherwise (also NaN)}\end{cases}
+        \qquad
+        \Delta_t = \operatorname{clamp}(\Delta_{t-1} f,\ \Delta_{\min},\ \Delta_{\max})
+
+    with :math:`\Delta_0 = \text{lr}`, and moves :math:`p \leftarrow p - \operatorname{sign}(g)\,\Delta_t`.
+    They differ on a sign change (:math:`s < 0`):
+
+    ============  =============================================================
+    variant       on a sign change
+    ============  =============================================================
+    ``irprop-``   the gradient counts as 0: no move, and ``prev = 0``. This is
+                  torch.optim.Rprop's algorithm, bit for bit (the default).
+    ``rprop-``    nothing special: move by ``sign(g)`` and ``prev = g``.
+    ``rprop+``    undo the previous move (Riedmiller & Braun, 1993), ``prev = 0``.
+    ``irprop+``   undo the previous move only if the loss went up (Igel &
+                  Hüsken, 2000); needs ``step(grads, loss=...)``.
+    ``backtrack`` seed 004's slides 108–112: step back to the previous point,
+                  shrink the step, take the smaller step forward in the old
+                  direction; the direction is kept, a zero gradient leaves the
+                  element untouched, the first step moves by ``lr``.
+    ============  =============================================================
+
+    Parameters
+    ----------
+    params : ndarray, sequence of ndarray, or list of dict
+        The arrays to optimise in place (float32 or float64, C-contiguous, writeable),
+        or torch-style param groups with per-group ``lr``, ``etas``, ``step_sizes``,
+        ``maximize``.
+    lr : float
+        Initial step size :math:`\Delta_0` (torch's name). Changing ``lr`` in
+        ``param_groups`` later affects only parameters without state yet.
+    etas : (float, float)
+        :math:`(\eta_-, \eta_+)` with :math:`0 < \eta_- < 1 < \eta_+`.
+    step_sizes : (float, float)
+        :math:`(\Delta_{\min}, \Delta_{\max})` with :math:`0 < \Delta_{\min} \le \Delta_{\max}`.
+    variant : str
+        One of ``"irprop-"``, ``"rprop-"``, ``"rprop+"``, ``"irprop+"``, ``"backtrack"``.
+    maximize : bool
+        Follow the gradient uphill (use :math:`-g`).
+
+    Examples
+    --------
+    >>> import numpy as np, optbowl as ob
+    >>> x = np.array([3.0, -2.0])
+    >>> opt = ob.Rprop(x, lr=0.5)
+    >>> for _ in range(30):
+    ...     opt.step(2 * x)               # gradient of |x|^2
+    >>> bool(np.all(np.abs(x) < 1e-3))
+    True
+    """
+
+    _global_defaults = {"prev_loss": None}
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        etas: tuple = (0.5, 1.2),
+        step_sizes: tuple = (1e-6, 50.0),
+        variant: str = "irprop-",
+        maximize: bool = False,
+    ) -> None:
+        self.variant = _check.choice("variant", variant, VARIANTS)
+        if self.variant in ("rprop+", "irprop+"):
+            self._state_names = ("prev", "step_size", "update")
+        elif self.variant == "backtrack":
+            self._state_names = ("direction", "step_size")
+        else:
+            self._state_names = ("prev", "step_size")
+        super().__init__(
+            params, {"lr": lr, "etas": etas, "step_sizes": step_sizes, "maximize": maximize}
+        )
+
+    def _check_group(self, group: Dict[str, Any]) -> None:
+        group["lr"] = _check.real("lr", group["lr"], low=0.0)
+        eta_minus, eta_plus = _check.pair("etas", group["etas"])
+        if not (0.0 < eta_minus < 1.0 < eta_plus) or math.isinf(eta_plus):
+            raise ValueError(
+                f"etas: expected 0 < eta_minus < 1 < eta_plus < inf, got ({eta_minus}, {eta_plus})"
+            )
+        group["etas"] = (eta_minus, eta_plus)
+        step_min, step_max = _check.pair("step_sizes", group["step_sizes"])
+        if not (0.0 < step_min <= step_max) or math.isinf(step_max):
+            raise ValueError(
+                f"step_sizes: expected 0 < step_min <= step_max < inf, got ({step_min}, {step_max})"
+            )
+        group["step_sizes"] = (step_min, step_max)
+        group["maximize"] = _check.boolean("maximize", group["maximize"])
+
+    def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
+        state: Dict[str, Any] = {"step": 0}
+        for name in self._state_names:
+            state[name] = (
+                np.full_like(p, group["lr"]) if name == "step_size" else np.zeros_like(p)
+            )
+        return state
+
+    def _step_extras(self, loss: Optional[float]) -> Dict[str, Any]:
+        if self.variant != "irprop+":
+            return {}
+        if loss is None:
+            raise ValueError("loss: variant 'irprop+' needs the loss: call step(grads, loss=...)")
+        loss = _check.real("loss", loss, finite=False)
+        prev = self._global["prev_loss"]
+        return {"loss_increased": prev is not None and loss > prev}
+
+    def _after_step(self, loss: Optional[float]) -> None:
+        if self.variant == "irprop+":
+            self._global["prev_loss"] = float(loss)  # type: ignore[arg-type]
+
+    def _kernel(self, params, grads, states, groups, group_sizes, steps, loss_increased=True):
+        _core.rprop(
+            self.variant,
+            params,
+            grads,
+            states[0],
+            states[1],
+            states[2] if len(states) == 3 else None,
+            [(*g["etas"], *g["step_sizes"], g["maximize"]) for g in groups],
+            group_sizes,
+            loss_increased,
+        )
+
+    def _state_dict_extras(self) -> Dict[str, Any]:
+        return {"variant": self.variant}
+
+    def _hyper_repr(self, group: Dict[str, Any]) -> str:
+        return super()._hyper_repr(group) + f", variant={self.variant!r}"
