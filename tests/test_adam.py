@@ -15,9 +15,6 @@ OPTIONS = [
     dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
     dict(lr=0.02, weight_decay=0.05, decoupled_weight_decay=True, amsgrad=True, maximize=True),
 ]
-# torch's fused kernel has a scalar tail (numel mod the vector width) that its compiler
-# contracts differently from the vectorised body; optbowl rounds as the body does.
-FUSED_SHAPES = [(1024,), (48, 16), (16,)]
 
 
 def _reference_state(p):
@@ -28,40 +25,25 @@ def _reference_state(p):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("hp", OPTIONS)
 def test_matches_reference(rng, dtype, hp):
-    params = [rng.standard_normal(s).astype(dtype) for s in [(1,), (7,), (33, 5), ()]]
-    expect = [p.copy() for p in params]
-    states = [_reference_state(p) for p in expect]
-    opt = ob.Adam(params, **hp)
-    for _ in range(100):
-        grads = family.grads_for(params, rng)
-        opt.step(grads)
-        for p, g, st in zip(expect, grads, states):
-            ref.adam_step(p, g, st, **hp)
     tol = 1e-4 if dtype == np.float32 else 1e-11
-    for got, want in zip(params, expect):
-        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    family.compare_with_reference(rng, ob.Adam, hp, dtype, ref.adam_step, _reference_state, tol=tol)
 
 
-def _torch_pair(torch, params, hp, cls_name="Adam", **kind):
-    tparams = [torch.tensor(p.copy(), requires_grad=True) for p in params]
+def _beside_torch(rng, torch, params, hp, cls_name="Adam", **kind):
     if cls_name == "AdamW":
         hp = {k: v for k, v in hp.items() if k != "decoupled_weight_decay"}
-        return tparams, torch.optim.AdamW(tparams, **hp, **kind), ob.AdamW(params, **hp)
-    return tparams, torch.optim.Adam(tparams, **hp, **kind), ob.Adam(params, **hp)
+    opt = getattr(ob, cls_name)(params, **hp)
+    tparams, topt = family.run_beside_torch(
+        rng, torch, params, opt, lambda t: getattr(torch.optim, cls_name)(t, **hp, **kind))
+    return opt, tparams, topt
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("hp", OPTIONS)
 def test_bit_identical_to_torch_fused(rng, dtype, hp):
     torch = pytest.importorskip("torch")
-    params = [rng.standard_normal(s).astype(dtype) for s in FUSED_SHAPES]
-    tparams, topt, opt = _torch_pair(torch, params, hp, fused=True)
-    for _ in range(100):
-        grads = family.grads_for(params, rng)
-        for t, g in zip(tparams, grads):
-            t.grad = torch.from_numpy(g.copy())
-        topt.step()
-        opt.step(grads)
+    params = [rng.standard_normal(s).astype(dtype) for s in family.FUSED_SHAPES]
+    opt, tparams, topt = _beside_torch(rng, torch, params, hp, fused=True)
     for i, (p, t) in enumerate(zip(params, tparams)):
         np.testing.assert_array_equal(p, t.detach().numpy())
         np.testing.assert_array_equal(opt.state[i]["exp_avg"], topt.state[t]["exp_avg"].numpy())
@@ -73,15 +55,9 @@ def test_bit_identical_to_torch_fused(rng, dtype, hp):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adamw_class_bit_identical_to_torch_adamw(rng, dtype):
     torch = pytest.importorskip("torch")
-    params = [rng.standard_normal(s).astype(dtype) for s in FUSED_SHAPES]
-    tparams, topt, opt = _torch_pair(torch, params, dict(lr=0.01, amsgrad=True), "AdamW", fused=True)
+    params = [rng.standard_normal(s).astype(dtype) for s in family.FUSED_SHAPES]
+    opt, tparams, _ = _beside_torch(rng, torch, params, dict(lr=0.01, amsgrad=True), "AdamW", fused=True)
     assert opt.defaults["weight_decay"] == 1e-2 and opt.defaults["decoupled_weight_decay"] is True
-    for _ in range(50):
-        grads = family.grads_for(params, rng)
-        for t, g in zip(tparams, grads):
-            t.grad = torch.from_numpy(g.copy())
-        topt.step()
-        opt.step(grads)
     for p, t in zip(params, tparams):
         np.testing.assert_array_equal(p, t.detach().numpy())
 
@@ -91,15 +67,8 @@ def test_adamw_class_bit_identical_to_torch_adamw(rng, dtype):
 def test_close_to_every_torch_path_on_any_shape(rng, impl, dtype):
     torch = pytest.importorskip("torch")
     hp = dict(lr=0.01, weight_decay=0.1, amsgrad=True)
-    params = [rng.standard_normal(s).astype(dtype) for s in [(1000,), (37, 13), (3,), ()]]
-    kind = {"fused": dict(fused=True), "foreach": dict(foreach=True), "single": dict(foreach=False)}[impl]
-    tparams, topt, opt = _torch_pair(torch, params, hp, **kind)
-    for _ in range(100):
-        grads = family.grads_for(params, rng)
-        for t, g in zip(tparams, grads):
-            t.grad = torch.from_numpy(g.copy())
-        topt.step()
-        opt.step(grads)
+    params = [rng.standard_normal(s).astype(dtype) for s in family.TORCH_SHAPES]
+    _, tparams, _ = _beside_torch(rng, torch, params, hp, **family.TORCH_KIND[impl])
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for p, t in zip(params, tparams):
         np.testing.assert_allclose(p, t.detach().numpy(), rtol=tol, atol=tol)

@@ -23,18 +23,8 @@ def _reference_state(p):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("hp", OPTIONS)
 def test_matches_reference(rng, dtype, hp):
-    params = [rng.standard_normal(s).astype(dtype) for s in [(1,), (7,), (33, 5), ()]]
-    expect = [p.copy() for p in params]
-    states = [_reference_state(p) for p in expect]
-    opt = ob.RMSprop(params, **hp)
-    for _ in range(100):
-        grads = family.grads_for(params, rng)
-        opt.step(grads)
-        for p, g, st in zip(expect, grads, states):
-            ref.rmsprop_step(p, g, st, **hp)
     tol = 1e-4 if dtype == np.float32 else 1e-11
-    for got, want in zip(params, expect):
-        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    family.compare_with_reference(rng, ob.RMSprop, hp, dtype, ref.rmsprop_step, _reference_state, tol=tol)
 
 
 @pytest.mark.parametrize("impl", ["foreach", "single"])
@@ -42,15 +32,10 @@ def test_matches_reference(rng, dtype, hp):
 @pytest.mark.parametrize("hp", OPTIONS)
 def test_matches_torch(rng, impl, dtype, hp):
     torch = pytest.importorskip("torch")
-    params = [rng.standard_normal(s).astype(dtype) for s in [(1000,), (37, 13), (3,), ()]]
-    tparams = [torch.tensor(p.copy(), requires_grad=True) for p in params]
-    opt, topt = ob.RMSprop(params, **hp), torch.optim.RMSprop(tparams, foreach=impl == "foreach", **hp)
-    for _ in range(100):
-        grads = family.grads_for(params, rng)
-        for t, g in zip(tparams, grads):
-            t.grad = torch.from_numpy(g.copy())
-        topt.step()
-        opt.step(grads)
+    params = [rng.standard_normal(s).astype(dtype) for s in family.TORCH_SHAPES]
+    opt = ob.RMSprop(params, **hp)
+    tparams, topt = family.run_beside_torch(
+        rng, torch, params, opt, lambda t: torch.optim.RMSprop(t, **hp, **family.TORCH_KIND[impl]))
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for i, (p, t) in enumerate(zip(params, tparams)):
         np.testing.assert_allclose(p, t.detach().numpy(), rtol=tol, atol=tol)

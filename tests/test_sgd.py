@@ -20,26 +20,8 @@ OPTIONS = [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("hp", OPTIONS)
 def test_matches_reference(rng, dtype, hp):
-    shapes = [(1,), (7,), (33, 5), ()]
-    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
-    expect = [p.copy() for p in params]
-    states = [{} for _ in params]
-    opt = ob.SGD(params, **hp)
-    for _ in range(100):
-        grads = family.grads_for(params, rng)
-        opt.step(grads)
-        for p, g, st in zip(expect, grads, states):
-            ref.sgd_step(p, g, st, **hp)
     tol = 2e-5 if dtype == np.float32 else 1e-12
-    for got, want in zip(params, expect):
-        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
-
-
-# torch's fused CPU kernel runs a vectorised body and a scalar tail (the last numel mod 16
-# float32 / 8 float64 elements, on AVX-512) that its compiler contracts differently; optbowl
-# rounds as the body does everywhere, so fused parity is bit for bit on 64-byte multiples.
-FUSED_SHAPES = [(1024,), (48, 16), (16,)]
-ANY_SHAPES = [(1000,), (37, 13), (3,), ()]
+    family.compare_with_reference(rng, ob.SGD, hp, dtype, ref.sgd_step, lambda p: {}, tol=tol)
 
 
 @pytest.mark.parametrize("impl", ["fused", "foreach", "single"])
@@ -47,21 +29,27 @@ ANY_SHAPES = [(1000,), (37, 13), (3,), ()]
 @pytest.mark.parametrize("hp", OPTIONS)
 def test_bit_identical_to_torch(rng, impl, dtype, hp):
     torch = pytest.importorskip("torch")
-    shapes = FUSED_SHAPES if impl == "fused" else ANY_SHAPES
+    shapes = family.FUSED_SHAPES if impl == "fused" else family.TORCH_SHAPES
     params = [rng.standard_normal(s).astype(dtype) for s in shapes]
-    tparams = [torch.tensor(p.copy(), requires_grad=True) for p in params]
-    kind = {"fused": dict(fused=True), "foreach": dict(foreach=True), "single": dict(foreach=False)}[impl]
-    opt, topt = ob.SGD(params, **hp), torch.optim.SGD(tparams, **hp, **kind)
-    for _ in range(100):
-        grads = family.grads_for(params, rng)
-        for t, g in zip(tparams, grads):
-            t.grad = torch.from_numpy(g.copy())
-        topt.step()
-        opt.step(grads)
+    opt = ob.SGD(params, **hp)
+    tparams, topt = family.run_beside_torch(
+        rng, torch, params, opt, lambda t: torch.optim.SGD(t, **hp, **family.TORCH_KIND[impl]))
     for i, (p, t) in enumerate(zip(params, tparams)):
         np.testing.assert_array_equal(p, t.detach().numpy())
         if hp.get("momentum"):
             np.testing.assert_array_equal(opt.state[i]["momentum_buffer"], topt.state[t]["momentum_buffer"].numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_tail_within_an_ulp_or_so(rng, dtype):
+    torch = pytest.importorskip("torch")
+    hp = dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.01)
+    params = [rng.standard_normal(s).astype(dtype) for s in family.TORCH_SHAPES]
+    tparams, _ = family.run_beside_torch(
+        rng, torch, params, ob.SGD(params, **hp), lambda t: torch.optim.SGD(t, fused=True, **hp))
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    for p, t in zip(params, tparams):
+        np.testing.assert_allclose(p, t.detach().numpy(), rtol=tol, atol=tol)
 
 
 def test_first_step_buffer_is_the_gradient():
@@ -107,21 +95,3 @@ def test_nesterov_needs_momentum_and_no_dampening():
         ob.SGD(np.zeros(2), lr=0.1, momentum=0.9, dampening=0.1, nesterov=True)
     with pytest.raises(TypeError):
         ob.SGD(np.zeros(2))  # lr has no default
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fused_tail_within_an_ulp_or_so(rng, dtype):
-    torch = pytest.importorskip("torch")
-    hp = dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.01)
-    params = [rng.standard_normal(s).astype(dtype) for s in ANY_SHAPES]
-    tparams = [torch.tensor(p.copy(), requires_grad=True) for p in params]
-    opt, topt = ob.SGD(params, **hp), torch.optim.SGD(tparams, fused=True, **hp)
-    for _ in range(100):
-        grads = family.grads_for(params, rng)
-        for t, g in zip(tparams, grads):
-            t.grad = torch.from_numpy(g.copy())
-        topt.step()
-        opt.step(grads)
-    tol = 1e-5 if dtype == np.float32 else 1e-13
-    for p, t in zip(params, tparams):
-        np.testing.assert_allclose(p, t.detach().numpy(), rtol=tol, atol=tol)
