@@ -74,7 +74,11 @@ TORCH_SHAPES = [(1000,), (37, 13), (3,), ()]
 # vector width elements) that torch's compiler contracts differently; optbowl rounds every
 # element as the body does, so fused parity is bit for bit on 64-byte multiples.
 FUSED_SHAPES = [(1024,), (48, 16), (16,)]
-TORCH_KIND = {"fused": dict(fused=True), "foreach": dict(foreach=True), "single": dict(foreach=False)}
+TORCH_KIND = {
+    "fused": dict(fused=True),
+    "foreach": dict(foreach=True),
+    "single": dict(foreach=False),
+}
 
 
 def compare_with_reference(rng, cls, hp, dtype, reference_step, new_state, *, steps=100, tol):

@@ -1,11 +1,11 @@
 """Adam / AdamW / AMSGrad: NumPy reference, bit for bit against torch's fused CPU kernel."""
 
+import family
 import numpy as np
 import pytest
-
-import family
-import optbowl as ob
 import reference as ref
+
+import optbowl as ob
 
 OPTIONS = [
     dict(),
@@ -18,8 +18,12 @@ OPTIONS = [
 
 
 def _reference_state(p):
-    return {"step": 0, "exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p),
-            "max_exp_avg_sq": np.zeros_like(p)}
+    return {
+        "step": 0,
+        "exp_avg": np.zeros_like(p),
+        "exp_avg_sq": np.zeros_like(p),
+        "max_exp_avg_sq": np.zeros_like(p),
+    }
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -34,7 +38,8 @@ def _beside_torch(rng, torch, params, hp, cls_name="Adam", **kind):
         hp = {k: v for k, v in hp.items() if k != "decoupled_weight_decay"}
     opt = getattr(ob, cls_name)(params, **hp)
     tparams, topt = family.run_beside_torch(
-        rng, torch, params, opt, lambda t: getattr(torch.optim, cls_name)(t, **hp, **kind))
+        rng, torch, params, opt, lambda t: getattr(torch.optim, cls_name)(t, **hp, **kind)
+    )
     return opt, tparams, topt
 
 
@@ -47,16 +52,22 @@ def test_bit_identical_to_torch_fused(rng, dtype, hp):
     for i, (p, t) in enumerate(zip(params, tparams)):
         np.testing.assert_array_equal(p, t.detach().numpy())
         np.testing.assert_array_equal(opt.state[i]["exp_avg"], topt.state[t]["exp_avg"].numpy())
-        np.testing.assert_array_equal(opt.state[i]["exp_avg_sq"], topt.state[t]["exp_avg_sq"].numpy())
+        np.testing.assert_array_equal(
+            opt.state[i]["exp_avg_sq"], topt.state[t]["exp_avg_sq"].numpy()
+        )
         if hp.get("amsgrad"):
-            np.testing.assert_array_equal(opt.state[i]["max_exp_avg_sq"], topt.state[t]["max_exp_avg_sq"].numpy())
+            np.testing.assert_array_equal(
+                opt.state[i]["max_exp_avg_sq"], topt.state[t]["max_exp_avg_sq"].numpy()
+            )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adamw_class_bit_identical_to_torch_adamw(rng, dtype):
     torch = pytest.importorskip("torch")
     params = [rng.standard_normal(s).astype(dtype) for s in family.FUSED_SHAPES]
-    opt, tparams, _ = _beside_torch(rng, torch, params, dict(lr=0.01, amsgrad=True), "AdamW", fused=True)
+    opt, tparams, _ = _beside_torch(
+        rng, torch, params, dict(lr=0.01, amsgrad=True), "AdamW", fused=True
+    )
     assert opt.defaults["weight_decay"] == 1e-2 and opt.defaults["decoupled_weight_decay"] is True
     for p, t in zip(params, tparams):
         np.testing.assert_array_equal(p, t.detach().numpy())
@@ -75,7 +86,9 @@ def test_close_to_every_torch_path_on_any_shape(rng, impl, dtype):
 
 
 def test_lists_groups_and_dtypes(rng):
-    family.check_lists_groups_and_dtypes(ob.Adam, dict(lr=0.01), dict(lr=0.05, amsgrad=True, weight_decay=0.1), rng)
+    family.check_lists_groups_and_dtypes(
+        ob.Adam, dict(lr=0.01), dict(lr=0.05, amsgrad=True, weight_decay=0.1), rng
+    )
     family.check_lists_groups_and_dtypes(ob.AdamW, dict(lr=0.01), dict(betas=(0.8, 0.99)), rng)
 
 
@@ -88,9 +101,17 @@ def test_state_dict_round_trip(rng):
 
 @pytest.mark.parametrize(
     "name, value, error",
-    [("lr", -1.0, ValueError), ("betas", (1.0, 0.999), ValueError), ("betas", (0.9, -0.1), ValueError),
-     ("betas", 0.9, TypeError), ("eps", -1e-8, ValueError), ("weight_decay", -0.1, ValueError),
-     ("amsgrad", "yes", TypeError), ("maximize", 0, TypeError), ("decoupled_weight_decay", None, TypeError)],
+    [
+        ("lr", -1.0, ValueError),
+        ("betas", (1.0, 0.999), ValueError),
+        ("betas", (0.9, -0.1), ValueError),
+        ("betas", 0.9, TypeError),
+        ("eps", -1e-8, ValueError),
+        ("weight_decay", -0.1, ValueError),
+        ("amsgrad", "yes", TypeError),
+        ("maximize", 0, TypeError),
+        ("decoupled_weight_decay", None, TypeError),
+    ],
 )
 def test_rejects_bad_hyper_parameters(name, value, error):
     family.check_rejects(ob.Adam, name, value, error)

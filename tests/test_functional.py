@@ -1,9 +1,9 @@
 """optbowl.functional: stateless calls equal the classes step for step."""
 
+import family
 import numpy as np
 import pytest
 
-import family
 import optbowl as ob
 from optbowl import functional as F
 
@@ -14,18 +14,40 @@ def _pair(rng, dtype=np.float64):
 
 
 CASES = [
-    (ob.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
-     lambda p, g, st, t, hp: F.sgd(p, g, st["momentum_buffer"], step=t, **hp), ("momentum_buffer",)),
-    (ob.Adam, dict(lr=0.01, amsgrad=True, weight_decay=0.1),
-     lambda p, g, st, t, hp: F.adam(p, g, st["exp_avg"], st["exp_avg_sq"], st["max_exp_avg_sq"], step=t, **hp),
-     ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")),
-    (ob.RMSprop, dict(lr=0.01, centered=True, momentum=0.5),
-     lambda p, g, st, t, hp: F.rmsprop(p, g, st["square_avg"], st["grad_avg"], st["momentum_buffer"], **hp),
-     ("square_avg", "grad_avg", "momentum_buffer")),
-    (ob.QuickProp, dict(lr=0.05, max_growth=1.5),
-     lambda p, g, st, t, hp: F.quickprop(p, g, st["prev_grad"], st["prev_step"], **hp), ("prev_grad", "prev_step")),
-    (ob.Adagrad, dict(lr=0.1, lr_decay=0.01, weight_decay=0.1),
-     lambda p, g, st, t, hp: F.adagrad(p, g, st["sum"], step=t, **hp), ("sum",)),
+    (
+        ob.SGD,
+        dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+        lambda p, g, st, t, hp: F.sgd(p, g, st["momentum_buffer"], step=t, **hp),
+        ("momentum_buffer",),
+    ),
+    (
+        ob.Adam,
+        dict(lr=0.01, amsgrad=True, weight_decay=0.1),
+        lambda p, g, st, t, hp: F.adam(
+            p, g, st["exp_avg"], st["exp_avg_sq"], st["max_exp_avg_sq"], step=t, **hp
+        ),
+        ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+    ),
+    (
+        ob.RMSprop,
+        dict(lr=0.01, centered=True, momentum=0.5),
+        lambda p, g, st, t, hp: F.rmsprop(
+            p, g, st["square_avg"], st["grad_avg"], st["momentum_buffer"], **hp
+        ),
+        ("square_avg", "grad_avg", "momentum_buffer"),
+    ),
+    (
+        ob.QuickProp,
+        dict(lr=0.05, max_growth=1.5),
+        lambda p, g, st, t, hp: F.quickprop(p, g, st["prev_grad"], st["prev_step"], **hp),
+        ("prev_grad", "prev_step"),
+    ),
+    (
+        ob.Adagrad,
+        dict(lr=0.1, lr_decay=0.01, weight_decay=0.1),
+        lambda p, g, st, t, hp: F.adagrad(p, g, st["sum"], step=t, **hp),
+        ("sum",),
+    ),
 ]
 
 
@@ -56,14 +78,25 @@ def test_rprop_functional_equals_class(rng, variant):
     for _ in range(10):
         grads = family.grads_for(params, rng)
         opt.step(grads)
-        F.rprop(fparams, grads, prevs, sizes, updates, etas=(0.4, 1.3), step_size_bounds=(1e-4, 2.0), variant=variant)
+        F.rprop(
+            fparams,
+            grads,
+            prevs,
+            sizes,
+            updates,
+            etas=(0.4, 1.3),
+            step_size_bounds=(1e-4, 2.0),
+            variant=variant,
+        )
         for a, b in zip(params, fparams):
             np.testing.assert_array_equal(a, b)
 
 
 def test_per_tensor_hyper_parameters_equal_param_groups(rng):
     params, fparams = _pair(rng)
-    opt = ob.Adam([{"params": [params[0]], "lr": 0.1, "betas": (0.5, 0.9)}, {"params": [params[1]]}], lr=0.01)
+    opt = ob.Adam(
+        [{"params": [params[0]], "lr": 0.1, "betas": (0.5, 0.9)}, {"params": [params[1]]}], lr=0.01
+    )
     m = [np.zeros_like(p) for p in fparams]
     v = [np.zeros_like(p) for p in fparams]
     for t in range(1, 5):
@@ -76,10 +109,10 @@ def test_per_tensor_hyper_parameters_equal_param_groups(rng):
 
 def test_single_arrays_and_optional_state():
     x = np.array([1.0, -2.0])
-    F.sgd(x, 2 * x, step=1, lr=0.25)                       # no buffers needed without momentum
+    F.sgd(x, 2 * x, step=1, lr=0.25)  # no buffers needed without momentum
     np.testing.assert_array_equal(x, [0.5, -1.0])
     sq = np.zeros(2)
-    F.rmsprop(x, 2 * x, sq, lr=0.1, alpha=0.0)             # grad_avgs / momentum_buffers unused
+    F.rmsprop(x, 2 * x, sq, lr=0.1, alpha=0.0)  # grad_avgs / momentum_buffers unused
     np.testing.assert_allclose(x, [0.4, -0.9])
 
 

@@ -1,20 +1,20 @@
 """QuickProp: the seed's worked example, every documented case, and the NumPy reference."""
 
+import family
 import numpy as np
 import pytest
-
-import family
-import optbowl as ob
 import reference as ref
+
+import optbowl as ob
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_lands_on_the_minimum_of_x_squared_at_the_second_step(dtype):
     x = np.array([3.0], dtype)
     opt = ob.QuickProp(x, lr=0.3)
-    opt.step(2 * x)                          # gradient step: 3 - 0.3 * 6 = 1.2
+    opt.step(2 * x)  # gradient step: 3 - 0.3 * 6 = 1.2
     np.testing.assert_allclose(x, [1.2], rtol=1e-6)
-    opt.step(2 * x)                          # the secant parabola is exact: jump to 0
+    opt.step(2 * x)  # the secant parabola is exact: jump to 0
     assert x[0] == 0.0
 
 
@@ -57,7 +57,10 @@ def test_matches_reference(rng, dtype, hp):
     states = [{"prev_grad": np.zeros_like(p), "prev_step": np.zeros_like(p)} for p in expect]
     opt = ob.QuickProp(params, **hp)
     for k in range(40):
-        grads = [(np.sign(p) * np.abs(p) ** 1.5 + 0.1 * rng.standard_normal(p.shape)).astype(dtype) for p in params]
+        grads = [
+            (np.sign(p) * np.abs(p) ** 1.5 + 0.1 * rng.standard_normal(p.shape)).astype(dtype)
+            for p in params
+        ]
         if k % 7 == 3:
             grads[1][:2] = grads[1][:2] * 0  # exact zeros
         opt.step(grads)
@@ -87,8 +90,14 @@ def test_state_dict_round_trip(rng):
 
 @pytest.mark.parametrize(
     "name, value, error",
-    [("lr", -1.0, ValueError), ("max_growth", 0.0, ValueError), ("max_growth", -1.0, ValueError),
-     ("max_growth", float("inf"), ValueError), ("maximize", "yes", TypeError), ("lr", None, TypeError)],
+    [
+        ("lr", -1.0, ValueError),
+        ("max_growth", 0.0, ValueError),
+        ("max_growth", -1.0, ValueError),
+        ("max_growth", float("inf"), ValueError),
+        ("maximize", "yes", TypeError),
+        ("lr", None, TypeError),
+    ],
 )
 def test_rejects_bad_hyper_parameters(name, value, error):
     family.check_rejects(ob.QuickProp, name, value, error)

@@ -19,9 +19,15 @@ def _two_groups(cls=ob.SGD, **hp):
     [
         (lambda o: schedules.InverseTimeDecay(o), lambda lr0, k: lr0 / (k + 1)),
         (lambda o: schedules.InverseSquareDecay(o), lambda lr0, k: lr0 / (k + 1) ** 2),
-        (lambda o: schedules.ExponentialDecay(o, beta=0.3), lambda lr0, k: lr0 * math.exp(-0.3 * k)),
+        (
+            lambda o: schedules.ExponentialDecay(o, beta=0.3),
+            lambda lr0, k: lr0 * math.exp(-0.3 * k),
+        ),
         (lambda o: schedules.StepDecay(o, step_size=3), lambda lr0, k: lr0 * 0.1 ** (k // 3)),
-        (lambda o: schedules.StepDecay(o, step_size=2, gamma=0.5), lambda lr0, k: lr0 * 0.5 ** (k // 2)),
+        (
+            lambda o: schedules.StepDecay(o, step_size=2, gamma=0.5),
+            lambda lr0, k: lr0 * 0.5 ** (k // 2),
+        ),
     ],
 )
 def test_closed_forms(make, closed_form):
@@ -49,14 +55,16 @@ def test_rprop_lr_is_only_the_initial_step_size():
     a, b = np.zeros(2), np.zeros(2)
     opt = ob.Rprop([a, b], lr=0.1)
     sched = schedules.StepDecay(opt, step_size=1, gamma=0.5)
-    opt.step([np.ones(2), None])           # a gets state with step size 0.1
-    sched.step()                           # lr = 0.05
-    opt.step([np.ones(2), np.ones(2)])     # b starts at 0.05; a keeps adapting its own
+    opt.step([np.ones(2), None])  # a gets state with step size 0.1
+    sched.step()  # lr = 0.05
+    opt.step([np.ones(2), np.ones(2)])  # b starts at 0.05; a keeps adapting its own
     np.testing.assert_allclose(opt.state[0]["step_size"], 0.12)
     np.testing.assert_allclose(opt.state[1]["step_size"], 0.05)
 
 
-@pytest.mark.parametrize("cls", [ob.SGD, ob.Adam, ob.AdamW, ob.RMSprop, ob.Adagrad, ob.QuickProp, ob.Rprop])
+@pytest.mark.parametrize(
+    "cls", [ob.SGD, ob.Adam, ob.AdamW, ob.RMSprop, ob.Adagrad, ob.QuickProp, ob.Rprop]
+)
 def test_works_with_every_optimizer(cls):
     opt = cls(np.ones(3), lr=0.2)
     sched = schedules.ExponentialDecay(opt, beta=1.0)
@@ -74,7 +82,9 @@ def test_state_dict_round_trip():
     sd = sched.state_dict()
     other = schedules.StepDecay(_two_groups(), step_size=5)
     other.load_state_dict(sd)
-    assert other.step_size == 2 and other.last_step == 3 and other.get_last_lr() == sched.get_last_lr()
+    assert (
+        other.step_size == 2 and other.last_step == 3 and other.get_last_lr() == sched.get_last_lr()
+    )
     sched.step()
     other.step()
     assert other.get_last_lr() == sched.get_last_lr()
@@ -92,10 +102,17 @@ def test_bad_arguments():
         schedules.StepDecay(opt, step_size=0)
     with pytest.raises(ValueError, match="gamma"):
         schedules.StepDecay(opt, step_size=1, gamma=-0.1)
-    for kw, name in [(dict(mode="median"), "mode"), (dict(factor=1.0), "factor"), (dict(patience=-1), "patience"),
-                     (dict(threshold_mode="pct"), "threshold_mode"), (dict(cooldown=-2), "cooldown"),
-                     (dict(min_lr=[0.1]), "min_lr"), (dict(min_lr=-1.0), "min_lr"), (dict(eps=-1.0), "eps"),
-                     (dict(threshold=-0.1), "threshold")]:
+    for kw, name in [
+        (dict(mode="median"), "mode"),
+        (dict(factor=1.0), "factor"),
+        (dict(patience=-1), "patience"),
+        (dict(threshold_mode="pct"), "threshold_mode"),
+        (dict(cooldown=-2), "cooldown"),
+        (dict(min_lr=[0.1]), "min_lr"),
+        (dict(min_lr=-1.0), "min_lr"),
+        (dict(eps=-1.0), "eps"),
+        (dict(threshold=-0.1), "threshold"),
+    ]:
         with pytest.raises(ValueError, match=name):
             schedules.ReduceLROnPlateau(opt, **kw)
     with pytest.raises(TypeError, match="metric"):
@@ -118,7 +135,7 @@ def _metric_sequence(rng, n=400):
         elif kind == 1:
             values += [level] * run
         elif kind == 2:
-            values += list(level * (1 - 1e-5 * np.arange(1, run + 1)))   # below the rel threshold
+            values += list(level * (1 - 1e-5 * np.arange(1, run + 1)))  # below the rel threshold
         elif kind == 3:
             values += list(level + rng.standard_normal(run))
         else:
@@ -131,8 +148,13 @@ def _metric_sequence(rng, n=400):
 @pytest.mark.parametrize("threshold_mode", ["rel", "abs"])
 @pytest.mark.parametrize(
     "kw",
-    [dict(), dict(patience=3, cooldown=2), dict(factor=0.5, patience=0, min_lr=0.01),
-     dict(factor=0.7, patience=5, threshold=0.05, cooldown=4, min_lr=[1e-3, 1e-4]), dict(patience=2, eps=0.02)],
+    [
+        dict(),
+        dict(patience=3, cooldown=2),
+        dict(factor=0.5, patience=0, min_lr=0.01),
+        dict(factor=0.7, patience=5, threshold=0.05, cooldown=4, min_lr=[1e-3, 1e-4]),
+        dict(patience=2, eps=0.02),
+    ],
 )
 def test_reduce_on_plateau_matches_torch(rng, mode, threshold_mode, kw):
     torch = pytest.importorskip("torch")
@@ -141,7 +163,9 @@ def test_reduce_on_plateau_matches_torch(rng, mode, threshold_mode, kw):
         metrics = [-m for m in metrics]
     opt = _two_groups()
     tparams = [torch.zeros(2, requires_grad=True), torch.zeros(3, requires_grad=True)]
-    topt = torch.optim.SGD([{"params": [tparams[0]], "lr": 0.5}, {"params": [tparams[1]], "lr": 0.1}])
+    topt = torch.optim.SGD(
+        [{"params": [tparams[0]], "lr": 0.5}, {"params": [tparams[1]], "lr": 0.1}]
+    )
     args = dict(mode=mode, threshold_mode=threshold_mode, **kw)
     sched = schedules.ReduceLROnPlateau(opt, **args)
     tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, **args)
@@ -155,7 +179,7 @@ def test_reduce_on_plateau_matches_torch(rng, mode, threshold_mode, kw):
         assert sched.num_bad_steps == tsched.num_bad_epochs
         assert sched.cooldown_counter == tsched.cooldown_counter
         reductions += sched.get_last_lr() != before
-    assert reductions >= 2   # the sequence did exercise reductions
+    assert reductions >= 2  # the sequence did exercise reductions
 
 
 def test_reduce_on_plateau_state_dict_round_trip():

@@ -1,11 +1,11 @@
 """SGD: against the NumPy reference, and bit for bit against torch (fused, foreach, single)."""
 
+import family
 import numpy as np
 import pytest
-
-import family
-import optbowl as ob
 import reference as ref
+
+import optbowl as ob
 
 OPTIONS = [
     dict(lr=0.1),
@@ -33,11 +33,14 @@ def test_bit_identical_to_torch(rng, impl, dtype, hp):
     params = [rng.standard_normal(s).astype(dtype) for s in shapes]
     opt = ob.SGD(params, **hp)
     tparams, topt = family.run_beside_torch(
-        rng, torch, params, opt, lambda t: torch.optim.SGD(t, **hp, **family.TORCH_KIND[impl]))
+        rng, torch, params, opt, lambda t: torch.optim.SGD(t, **hp, **family.TORCH_KIND[impl])
+    )
     for i, (p, t) in enumerate(zip(params, tparams)):
         np.testing.assert_array_equal(p, t.detach().numpy())
         if hp.get("momentum"):
-            np.testing.assert_array_equal(opt.state[i]["momentum_buffer"], topt.state[t]["momentum_buffer"].numpy())
+            np.testing.assert_array_equal(
+                opt.state[i]["momentum_buffer"], topt.state[t]["momentum_buffer"].numpy()
+            )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -46,7 +49,8 @@ def test_fused_tail_within_an_ulp_or_so(rng, dtype):
     hp = dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.01)
     params = [rng.standard_normal(s).astype(dtype) for s in family.TORCH_SHAPES]
     tparams, _ = family.run_beside_torch(
-        rng, torch, params, ob.SGD(params, **hp), lambda t: torch.optim.SGD(t, fused=True, **hp))
+        rng, torch, params, ob.SGD(params, **hp), lambda t: torch.optim.SGD(t, fused=True, **hp)
+    )
     tol = 1e-5 if dtype == np.float32 else 1e-13
     for p, t in zip(params, tparams):
         np.testing.assert_allclose(p, t.detach().numpy(), rtol=tol, atol=tol)
@@ -71,7 +75,9 @@ def test_plain_gradient_descent_on_a_bowl():
 
 
 def test_lists_groups_and_dtypes(rng):
-    family.check_lists_groups_and_dtypes(ob.SGD, dict(lr=0.1, momentum=0.9), dict(lr=0.01, nesterov=True), rng)
+    family.check_lists_groups_and_dtypes(
+        ob.SGD, dict(lr=0.1, momentum=0.9), dict(lr=0.01, nesterov=True), rng
+    )
 
 
 def test_state_dict_round_trip(rng):
@@ -80,9 +86,15 @@ def test_state_dict_round_trip(rng):
 
 @pytest.mark.parametrize(
     "name, value, error",
-    [("lr", -0.1, ValueError), ("lr", "fast", TypeError), ("momentum", -0.5, ValueError),
-     ("weight_decay", -1.0, ValueError), ("dampening", float("nan"), ValueError),
-     ("nesterov", 1, TypeError), ("maximize", "no", TypeError)],
+    [
+        ("lr", -0.1, ValueError),
+        ("lr", "fast", TypeError),
+        ("momentum", -0.5, ValueError),
+        ("weight_decay", -1.0, ValueError),
+        ("dampening", float("nan"), ValueError),
+        ("nesterov", 1, TypeError),
+        ("maximize", "no", TypeError),
+    ],
 )
 def test_rejects_bad_hyper_parameters(name, value, error):
     family.check_rejects(ob.SGD, name, value, error, lr=0.1)

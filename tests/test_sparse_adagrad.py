@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+import reference as ref
 
 import optbowl as ob
-import reference as ref
 
 
 def _sparse_grad(rng, rows, cols, nnz, dtype):
@@ -12,7 +12,9 @@ def _sparse_grad(rng, rows, cols, nnz, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("hp", [dict(), dict(lr=0.3, lr_decay=0.01, eps=1e-6), dict(lr=0.1, maximize=True)])
+@pytest.mark.parametrize(
+    "hp", [dict(), dict(lr=0.3, lr_decay=0.01, eps=1e-6), dict(lr=0.1, maximize=True)]
+)
 def test_matches_reference(rng, dtype, hp):
     p = rng.standard_normal((40, 6)).astype(dtype)
     expect = p.copy()
@@ -27,8 +29,14 @@ def test_matches_reference(rng, dtype, hp):
     np.testing.assert_allclose(opt.state[0]["sum"], state["sum"], rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("hp", [dict(), dict(lr=0.3, lr_decay=0.01, initial_accumulator_value=0.2),
-                                dict(lr=0.05, eps=1e-3, maximize=True)])
+@pytest.mark.parametrize(
+    "hp",
+    [
+        dict(),
+        dict(lr=0.3, lr_decay=0.01, initial_accumulator_value=0.2),
+        dict(lr=0.05, eps=1e-3, maximize=True),
+    ],
+)
 def test_matches_torch_sparse_adagrad(rng, hp):
     torch = pytest.importorskip("torch")
     shapes = [(50, 8), (7, 3)]
@@ -39,8 +47,12 @@ def test_matches_torch_sparse_adagrad(rng, hp):
         grads = []
         for p, t in zip(params, tparams):
             idx, val = _sparse_grad(rng, p.shape[0], p.shape[1], 2 * p.shape[0] // 3, np.float64)
-            t.grad = torch.sparse_coo_tensor(torch.from_numpy(idx)[None], torch.from_numpy(val.copy()), p.shape,
-                                             check_invariants=True)
+            t.grad = torch.sparse_coo_tensor(
+                torch.from_numpy(idx)[None],
+                torch.from_numpy(val.copy()),
+                p.shape,
+                check_invariants=True,
+            )
             grads.append(ob.SparseRows(idx, val))
         with torch.sparse.check_sparse_tensor_invariants(enable=True):
             topt.step()
@@ -53,10 +65,16 @@ def test_matches_torch_sparse_adagrad(rng, hp):
 def test_only_the_given_rows_move_and_duplicates_add_up():
     p = np.ones((5, 2))
     opt = ob.Adagrad(p, lr=1.0)
-    opt.step([ob.SparseRows(np.array([3, 1, 3], np.int32), np.array([[1.0, 2.0], [3.0, 4.0], [2.0, 2.0]]))])
+    opt.step(
+        [
+            ob.SparseRows(
+                np.array([3, 1, 3], np.int32), np.array([[1.0, 2.0], [3.0, 4.0], [2.0, 2.0]])
+            )
+        ]
+    )
     np.testing.assert_array_equal(p[[0, 2, 4]], 1.0)
-    np.testing.assert_array_equal(opt.state[0]["sum"][3], [9.0, 16.0])   # (1 + 2)^2, (2 + 2)^2
-    np.testing.assert_allclose(p[3], [0.0, 0.0], atol=1e-9)              # 1 - g / |g|
+    np.testing.assert_array_equal(opt.state[0]["sum"][3], [9.0, 16.0])  # (1 + 2)^2, (2 + 2)^2
+    np.testing.assert_allclose(p[3], [0.0, 0.0], atol=1e-9)  # 1 - g / |g|
     dense = ob.SparseRows([3, 1, 3], np.array([[1.0, 2.0], [3.0, 4.0], [2.0, 2.0]])).to_dense(5)
     np.testing.assert_array_equal(dense[3], [3.0, 4.0])
 
@@ -90,9 +108,9 @@ def test_bad_sparse_gradients_are_rejected_before_anything_changes():
     with pytest.raises(TypeError, match="values"):
         ob.SparseRows([0], np.ones((1, 2), np.int64))
     with pytest.raises(ValueError, match="indices"):
-        opt.step([ob.SparseRows([4], np.ones((1, 2)))])            # out of range
+        opt.step([ob.SparseRows([4], np.ones((1, 2)))])  # out of range
     with pytest.raises(ValueError, match="values"):
-        opt.step([ob.SparseRows([1], np.ones((1, 3)))])            # wrong number of columns
+        opt.step([ob.SparseRows([1], np.ones((1, 3)))])  # wrong number of columns
     with pytest.raises(TypeError, match="values"):
         opt.step([ob.SparseRows([1], np.ones((1, 2), np.float32))])  # dtype differs from the param
     with pytest.raises(ValueError, match="2-D"):

@@ -8,9 +8,9 @@
 (0.8999999761581421, 1.100000023841858)
 """
 
+from . import functional, schedules
 from ._core import get_num_threads, set_num_threads
 from ._version import __version__
-from . import functional, schedules
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .quickprop import QuickProp

@@ -112,10 +112,24 @@ class Adam(Optimizer):
 
     def _kernel(self, params, grads, states, groups, group_sizes, steps):
         functional._adam_call(
-            params, grads, states[0], states[1], states[2],
+            params,
+            grads,
+            states[0],
+            states[1],
+            states[2],
             [float(t) for t in steps],
-            [(g["lr"], *g["betas"], g["eps"], g["weight_decay"], g["amsgrad"], g["maximize"],
-              g["decoupled_weight_decay"]) for g in groups],
+            [
+                (
+                    g["lr"],
+                    *g["betas"],
+                    g["eps"],
+                    g["weight_decay"],
+                    g["amsgrad"],
+                    g["maximize"],
+                    g["decoupled_weight_decay"],
+                )
+                for g in groups
+            ],
             group_sizes,
         )
 
@@ -149,9 +163,13 @@ class AdamW(Adam):
         amsgrad: bool = False,
         maximize: bool = False,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay=True)
+        super().__init__(
+            params, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay=True
+        )
 
     def _check_group(self, group: Dict[str, Any]) -> None:
         super()._check_group(group)
         if not group["decoupled_weight_decay"]:
-            raise ValueError("decoupled_weight_decay: AdamW always decouples weight decay; use Adam for L2")
+            raise ValueError(
+                "decoupled_weight_decay: AdamW always decouples weight decay; use Adam for L2"
+            )

@@ -19,7 +19,8 @@ array([ 0.8, -1.6])
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -115,8 +116,12 @@ def _checker(cls_name: str) -> Callable[[Dict[str, Any]], None]:
 # --------------------------------------------------------------------------- compiled calls
 # The classes call these with groups they have already checked; the public functions below
 # check and group their arguments, then call them. Each is one compiled call.
-def _rprop_call(variant, params, grads, prevs, step_sizes, updates, groups, group_sizes, loss_increased=True):
-    _core.rprop(variant, params, grads, prevs, step_sizes, updates, groups, group_sizes, loss_increased)
+def _rprop_call(
+    variant, params, grads, prevs, step_sizes, updates, groups, group_sizes, loss_increased=True
+):
+    _core.rprop(
+        variant, params, grads, prevs, step_sizes, updates, groups, group_sizes, loss_increased
+    )
 
 
 def _adagrad_call(params, grads, sums, steps, groups, group_sizes):
@@ -178,74 +183,199 @@ def rprop(
     iRprop+ reverts on a sign change."""
     params = _as_list("params", params)
     hyper = {"lr": 0.0, "etas": etas, "step_sizes": step_size_bounds, "maximize": maximize}
-    groups, sizes, _ = _groups(len(params), hyper, _checker("Rprop"), ("etas", "step_sizes", "maximize"),
-                               pairs=("etas", "step_sizes"))
-    _rprop_call(variant, params, _as_list("grads", grads), _as_list("prevs", prevs),
-                _as_list("step_sizes", step_sizes), _as_list("updates", updates), groups, sizes,
-                bool(loss_increased))
+    groups, sizes, _ = _groups(
+        len(params),
+        hyper,
+        _checker("Rprop"),
+        ("etas", "step_sizes", "maximize"),
+        pairs=("etas", "step_sizes"),
+    )
+    _rprop_call(
+        variant,
+        params,
+        _as_list("grads", grads),
+        _as_list("prevs", prevs),
+        _as_list("step_sizes", step_sizes),
+        _as_list("updates", updates),
+        groups,
+        sizes,
+        bool(loss_increased),
+    )
 
 
-def adagrad(params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
-            maximize=False) -> None:
+def adagrad(
+    params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10, maximize=False
+) -> None:
     """One AdaGrad step (see :class:`optbowl.Adagrad`); a gradient may be :class:`SparseRows`."""
     params = _as_list("params", params)
-    hyper = {"lr": lr, "lr_decay": lr_decay, "weight_decay": weight_decay,
-             "initial_accumulator_value": 0.0, "eps": eps, "maximize": maximize}
-    groups, sizes, _ = _groups(len(params), hyper, _checker("Adagrad"),
-                               ("lr", "lr_decay", "weight_decay", "eps", "maximize"))
+    hyper = {
+        "lr": lr,
+        "lr_decay": lr_decay,
+        "weight_decay": weight_decay,
+        "initial_accumulator_value": 0.0,
+        "eps": eps,
+        "maximize": maximize,
+    }
+    groups, sizes, _ = _groups(
+        len(params),
+        hyper,
+        _checker("Adagrad"),
+        ("lr", "lr_decay", "weight_decay", "eps", "maximize"),
+    )
     grads = _as_list("grads", grads)
     if len(grads) != len(params):
-        raise ValueError(f"grads: expected {len(params)} arrays (one per entry of params), got {len(grads)}")
+        raise ValueError(
+            f"grads: expected {len(params)} arrays (one per entry of params), got {len(grads)}"
+        )
     _adagrad_call(params, grads, _as_list("sums", sums), _steps(step, len(params)), groups, sizes)
 
 
-def sgd(params, grads, momentum_buffers=None, *, step, lr, momentum=0.0, dampening=0.0,
-        nesterov=False, weight_decay=0.0, maximize=False) -> None:
+def sgd(
+    params,
+    grads,
+    momentum_buffers=None,
+    *,
+    step,
+    lr,
+    momentum=0.0,
+    dampening=0.0,
+    nesterov=False,
+    weight_decay=0.0,
+    maximize=False,
+) -> None:
     """One SGD step (see :class:`optbowl.SGD`). ``momentum_buffers`` may be None when
     momentum is 0 everywhere; on ``step == 1`` a buffer starts as the gradient."""
     params = _as_list("params", params)
-    hyper = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
-             "nesterov": nesterov, "maximize": maximize}
-    groups, sizes, _ = _groups(len(params), hyper, _checker("SGD"),
-                               ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize"))
-    _sgd_call(params, _as_list("grads", grads), _as_list("momentum_buffers", momentum_buffers),
-              _steps(step, len(params)), groups, sizes)
+    hyper = {
+        "lr": lr,
+        "momentum": momentum,
+        "dampening": dampening,
+        "weight_decay": weight_decay,
+        "nesterov": nesterov,
+        "maximize": maximize,
+    }
+    groups, sizes, _ = _groups(
+        len(params),
+        hyper,
+        _checker("SGD"),
+        ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize"),
+    )
+    _sgd_call(
+        params,
+        _as_list("grads", grads),
+        _as_list("momentum_buffers", momentum_buffers),
+        _steps(step, len(params)),
+        groups,
+        sizes,
+    )
 
 
-def quickprop(params, grads, prev_grads, prev_steps, *, lr=1e-2, max_growth=1.75, maximize=False) -> None:
+def quickprop(
+    params, grads, prev_grads, prev_steps, *, lr=1e-2, max_growth=1.75, maximize=False
+) -> None:
     """One QuickProp step (see :class:`optbowl.QuickProp`); ``prev_grads`` and ``prev_steps``
     start as zeros."""
     params = _as_list("params", params)
     hyper = {"lr": lr, "max_growth": max_growth, "maximize": maximize}
-    groups, sizes, _ = _groups(len(params), hyper, _checker("QuickProp"), ("lr", "max_growth", "maximize"))
-    _quickprop_call(params, _as_list("grads", grads), _as_list("prev_grads", prev_grads),
-                    _as_list("prev_steps", prev_steps), groups, sizes)
+    groups, sizes, _ = _groups(
+        len(params), hyper, _checker("QuickProp"), ("lr", "max_growth", "maximize")
+    )
+    _quickprop_call(
+        params,
+        _as_list("grads", grads),
+        _as_list("prev_grads", prev_grads),
+        _as_list("prev_steps", prev_steps),
+        groups,
+        sizes,
+    )
 
 
-def rmsprop(params, grads, square_avgs, grad_avgs=None, momentum_buffers=None, *, lr=1e-2, alpha=0.99,
-            eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False) -> None:
+def rmsprop(
+    params,
+    grads,
+    square_avgs,
+    grad_avgs=None,
+    momentum_buffers=None,
+    *,
+    lr=1e-2,
+    alpha=0.99,
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum=0.0,
+    centered=False,
+    maximize=False,
+) -> None:
     """One RMSprop step (see :class:`optbowl.RMSprop`). ``grad_avgs`` may be None unless
     centered, ``momentum_buffers`` unless momentum > 0."""
     params = _as_list("params", params)
-    hyper = {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay, "momentum": momentum,
-             "centered": centered, "maximize": maximize}
-    groups, sizes, _ = _groups(len(params), hyper, _checker("RMSprop"),
-                               ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"))
-    _rmsprop_call(params, _as_list("grads", grads), _as_list("square_avgs", square_avgs),
-                  _as_list("grad_avgs", grad_avgs), _as_list("momentum_buffers", momentum_buffers),
-                  groups, sizes)
+    hyper = {
+        "lr": lr,
+        "alpha": alpha,
+        "eps": eps,
+        "weight_decay": weight_decay,
+        "momentum": momentum,
+        "centered": centered,
+        "maximize": maximize,
+    }
+    groups, sizes, _ = _groups(
+        len(params),
+        hyper,
+        _checker("RMSprop"),
+        ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"),
+    )
+    _rmsprop_call(
+        params,
+        _as_list("grads", grads),
+        _as_list("square_avgs", square_avgs),
+        _as_list("grad_avgs", grad_avgs),
+        _as_list("momentum_buffers", momentum_buffers),
+        groups,
+        sizes,
+    )
 
 
-def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr=1e-3, betas=(0.9, 0.999),
-         eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False, decoupled_weight_decay=False) -> None:
+def adam(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    max_exp_avg_sqs=None,
+    *,
+    step,
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    amsgrad=False,
+    maximize=False,
+    decoupled_weight_decay=False,
+) -> None:
     """One Adam step (see :class:`optbowl.Adam`; AdamW with ``decoupled_weight_decay=True``).
     ``max_exp_avg_sqs`` may be None unless amsgrad."""
     params = _as_list("params", params)
-    hyper = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "amsgrad": amsgrad,
-             "maximize": maximize, "decoupled_weight_decay": decoupled_weight_decay}
-    groups, sizes, _ = _groups(len(params), hyper, _checker("Adam"),
-                               ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize",
-                                "decoupled_weight_decay"), pairs=("betas",))
-    _adam_call(params, _as_list("grads", grads), _as_list("exp_avgs", exp_avgs),
-               _as_list("exp_avg_sqs", exp_avg_sqs), _as_list("max_exp_avg_sqs", max_exp_avg_sqs),
-               _steps(step, len(params)), groups, sizes)
+    hyper = {
+        "lr": lr,
+        "betas": betas,
+        "eps": eps,
+        "weight_decay": weight_decay,
+        "amsgrad": amsgrad,
+        "maximize": maximize,
+        "decoupled_weight_decay": decoupled_weight_decay,
+    }
+    groups, sizes, _ = _groups(
+        len(params),
+        hyper,
+        _checker("Adam"),
+        ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay"),
+        pairs=("betas",),
+    )
+    _adam_call(
+        params,
+        _as_list("grads", grads),
+        _as_list("exp_avgs", exp_avgs),
+        _as_list("exp_avg_sqs", exp_avg_sqs),
+        _as_list("max_exp_avg_sqs", max_exp_avg_sqs),
+        _steps(step, len(params)),
+        groups,
+        sizes,
+    )

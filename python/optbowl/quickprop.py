@@ -55,7 +55,9 @@ class QuickProp(Optimizer):
 
     _state_names = ("prev_grad", "prev_step")
 
-    def __init__(self, params: Any, lr: float = 1e-2, max_growth: float = 1.75, maximize: bool = False) -> None:
+    def __init__(
+        self, params: Any, lr: float = 1e-2, max_growth: float = 1.75, maximize: bool = False
+    ) -> None:
         super().__init__(params, {"lr": lr, "max_growth": max_growth, "maximize": maximize})
 
     def _check_group(self, group: Dict[str, Any]) -> None:
@@ -68,6 +70,10 @@ class QuickProp(Optimizer):
 
     def _kernel(self, params, grads, states, groups, group_sizes, steps):
         functional._quickprop_call(
-            params, grads, states[0], states[1],
-            [(g["lr"], g["max_growth"], g["maximize"]) for g in groups], group_sizes,
+            params,
+            grads,
+            states[0],
+            states[1],
+            [(g["lr"], g["max_growth"], g["maximize"]) for g in groups],
+            group_sizes,
         )

@@ -102,8 +102,22 @@ class RMSprop(Optimizer):
 
     def _kernel(self, params, grads, states, groups, group_sizes, steps):
         functional._rmsprop_call(
-            params, grads, states[0], states[1], states[2],
-            [(g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"], g["centered"], g["maximize"])
-             for g in groups],
+            params,
+            grads,
+            states[0],
+            states[1],
+            states[2],
+            [
+                (
+                    g["lr"],
+                    g["alpha"],
+                    g["eps"],
+                    g["weight_decay"],
+                    g["momentum"],
+                    g["centered"],
+                    g["maximize"],
+                )
+                for g in groups
+            ],
             group_sizes,
         )

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Dict, List, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Dict, List, Union
 
 from . import _check
 from ._optimizer import Optimizer
@@ -80,9 +81,13 @@ class _Schedule:
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
         mine = self.state_dict()
         if set(state_dict) != set(mine):
-            raise ValueError(f"state_dict: expected keys {sorted(mine)}, got {sorted(map(str, state_dict))}")
+            raise ValueError(
+                f"state_dict: expected keys {sorted(mine)}, got {sorted(map(str, state_dict))}"
+            )
         for key, value in state_dict.items():
-            if isinstance(mine[key], list) and (not isinstance(value, list) or len(value) != len(mine[key])):
+            if isinstance(mine[key], list) and (
+                not isinstance(value, list) or len(value) != len(mine[key])
+            ):
                 raise ValueError(f"state_dict[{key!r}]: expected a list of {len(mine[key])} values")
         self.__dict__.update(copy.deepcopy(state_dict))
 
@@ -241,7 +246,9 @@ class ReduceLROnPlateau(_Schedule):
         self.cooldown = _check.integer("cooldown", cooldown, low=0)
         if isinstance(min_lr, (list, tuple)):
             if len(min_lr) != n:
-                raise ValueError(f"min_lr: expected {n} values (one per param group), got {len(min_lr)}")
+                raise ValueError(
+                    f"min_lr: expected {n} values (one per param group), got {len(min_lr)}"
+                )
             self.min_lrs = [_check.real(f"min_lr[{i}]", v, low=0.0) for i, v in enumerate(min_lr)]
         else:
             self.min_lrs = [_check.real("min_lr", min_lr, low=0.0)] * n
@@ -255,9 +262,15 @@ class ReduceLROnPlateau(_Schedule):
     def is_better(self, metric: float, best: float) -> bool:
         """Whether ``metric`` improves on ``best`` by more than the threshold."""
         if self.mode == "min":
-            bound = best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold
+            bound = (
+                best * (1.0 - self.threshold)
+                if self.threshold_mode == "rel"
+                else best - self.threshold
+            )
             return metric < bound
-        bound = best * (self.threshold + 1.0) if self.threshold_mode == "rel" else best + self.threshold
+        bound = (
+            best * (self.threshold + 1.0) if self.threshold_mode == "rel" else best + self.threshold
+        )
         return metric > bound
 
     @property
@@ -271,7 +284,9 @@ class ReduceLROnPlateau(_Schedule):
         try:
             current = float(metric)  # NaN counts as a bad step, as in torch
         except (TypeError, ValueError):
-            raise TypeError(f"metric: expected a real number, got {type(metric).__name__}") from None
+            raise TypeError(
+                f"metric: expected a real number, got {type(metric).__name__}"
+            ) from None
         groups = self._groups()
         self.last_step += 1
         if self.is_better(current, self.best):

@@ -103,7 +103,16 @@ class SGD(Optimizer):
             grads,
             states[0],
             [float(t) for t in steps],
-            [(g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"], g["maximize"])
-             for g in groups],
+            [
+                (
+                    g["lr"],
+                    g["momentum"],
+                    g["dampening"],
+                    g["weight_decay"],
+                    g["nesterov"],
+                    g["maximize"],
+                )
+                for g in groups
+            ],
             group_sizes,
         )

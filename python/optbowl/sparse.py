@@ -55,7 +55,9 @@ class SparseRows:
             raise TypeError(f"indices: expected integers, got dtype {idx.dtype}")
         if idx.ndim != 1:
             raise ValueError(f"indices: must be 1-D, got shape {idx.shape}")
-        if idx.size and (idx.min() < 0 or (idx.dtype.kind == "u" and idx.max() > np.iinfo(np.int64).max)):
+        if idx.size and (
+            idx.min() < 0 or (idx.dtype.kind == "u" and idx.max() > np.iinfo(np.int64).max)
+        ):
             raise ValueError(f"indices: row indices must be >= 0, got {idx.min()}")
         _check.float_array("values", values, writable=False)
         if values.ndim != 2 or values.shape[0] != idx.shape[0]:
@@ -75,4 +77,6 @@ class SparseRows:
         return out
 
     def __repr__(self) -> str:
-        return f"SparseRows({self.indices.size} rows of {self.values.shape[1]}, {self.values.dtype})"
+        return (
+            f"SparseRows({self.indices.size} rows of {self.values.shape[1]}, {self.values.dtype})"
+        )
