@@ -45,7 +45,10 @@ class SGD(Optimizer):
     Notes
     -----
     Each parameter keeps a ``momentum_buffer`` array (zeros and untouched while momentum
-    is 0), so that a group's momentum can change between steps as in torch.
+    is 0), so that a group's momentum can change between steps. The buffer starts as the
+    gradient on a parameter's first step; momentum switched on later starts from the zero
+    buffer (:math:`b = (1-\tau) g`), where torch would start from :math:`b = g` (the same
+    unless ``dampening`` is set).
 
     Examples
     --------
