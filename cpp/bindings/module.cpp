@@ -7,6 +7,11 @@ namespace optbowl {
 void register_runtime(py::module_& m);
 void register_rprop(py::module_& m);
 void register_adagrad(py::module_& m);
+void register_sgd(py::module_& m);
+void register_quickprop(py::module_& m);
+void register_rmsprop(py::module_& m);
+void register_adam(py::module_& m);
+void register_sparse(py::module_& m);
 }  // namespace optbowl
 
 PYBIND11_MODULE(_core, m) {
@@ -14,4 +19,9 @@ PYBIND11_MODULE(_core, m) {
   optbowl::register_runtime(m);
   optbowl::register_rprop(m);
   optbowl::register_adagrad(m);
+  optbowl::register_sgd(m);
+  optbowl::register_quickprop(m);
+  optbowl::register_rmsprop(m);
+  optbowl::register_adam(m);
+  optbowl::register_sparse(m);
 }

@@ -8,14 +8,28 @@
 (0.8999999761581421, 1.100000023841858)
 """
 
+from . import functional, schedules
 from ._core import get_num_threads, set_num_threads
 from ._version import __version__
 from .adagrad import Adagrad
+from .adam import Adam, AdamW
+from .quickprop import QuickProp
+from .rmsprop import RMSprop
 from .rprop import Rprop
+from .sgd import SGD
+from .sparse import SparseRows
 
 __all__ = [
     "Adagrad",
+    "Adam",
+    "AdamW",
+    "QuickProp",
+    "RMSprop",
     "Rprop",
+    "SGD",
+    "SparseRows",
+    "functional",
+    "schedules",
     "__version__",
     "get_num_threads",
     "set_num_threads",

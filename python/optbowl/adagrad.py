@@ -6,7 +6,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from . import _check, _core
+from . import _check, functional
 from ._optimizer import Optimizer
 
 
@@ -86,7 +86,7 @@ class Adagrad(Optimizer):
         return {"step": 0, "sum": np.full_like(p, group["initial_accumulator_value"])}
 
     def _kernel(self, params, grads, states, groups, group_sizes, steps):
-        _core.adagrad(
+        functional._adagrad_call(
             params,
             grads,
             states[0],

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from . import _check, _core
+from . import _check, functional
 from ._optimizer import Optimizer
 
 VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")
@@ -132,7 +132,7 @@ class Rprop(Optimizer):
             self._global["prev_loss"] = float(loss)  # type: ignore[arg-type]
 
     def _kernel(self, params, grads, states, groups, group_sizes, steps, loss_increased=True):
-        _core.rprop(
+        functional._rprop_call(
             self.variant,
             params,
             grads,

@@ -1,0 +1,62 @@
+// The multi-tensor CPU loop of Adam, AdamW and AMSGrad.
+#pragma once
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "optbowl/config.hpp"
+#include "optbowl/rules/adam.hpp"
+
+namespace optbowl {
+
+struct AdamGroup {
+  double lr, beta1, beta2, eps, weight_decay;
+  bool amsgrad, maximize, decoupled_weight_decay;
+};
+
+// Pointers per tensor: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (used with amsgrad).
+struct AdamLoop {
+  static constexpr std::size_t K = 5;
+  std::vector<AdamGroup> groups;
+  std::vector<std::int32_t> group_of;  // tensor -> group
+  std::vector<double> steps;           // tensor -> step count t (after this step's increment)
+
+  // Bias corrections in double, as torch computes them, then rounded to T.
+  template <class T>
+  rules::AdamHyper<T> hyper(std::int32_t tensor) const {
+    const AdamGroup& G = groups[group_of[tensor]];
+    const double t = steps[tensor];
+    const double step_size = G.lr / (1.0 - std::pow(G.beta1, t));
+    const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(G.beta2, t));
+    const bool decoupled = G.decoupled_weight_decay && G.weight_decay != 0.0;
+    return {static_cast<T>(1.0 - G.beta1),
+            static_cast<T>(G.beta2),
+            static_cast<T>(1.0 - G.beta2),
+            static_cast<T>(-step_size),
+            static_cast<T>(bias_correction2_sqrt),
+            static_cast<T>(G.eps),
+            static_cast<T>(G.decoupled_weight_decay ? 0.0 : G.weight_decay),
+            static_cast<T>(1.0 - G.lr * G.weight_decay),
+            decoupled,
+            G.maximize};
+  }
+
+  template <class T>
+  void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
+             std::int64_t end) const {
+    const rules::AdamHyper<T> h = hyper<T>(tensor);
+    T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
+    const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
+    T* OPTBOWL_RESTRICT m = static_cast<T*>(a[2]);
+    T* OPTBOWL_RESTRICT v = static_cast<T*>(a[3]);
+    T* OPTBOWL_RESTRICT vmax = static_cast<T*>(a[4]);
+    if (groups[group_of[tensor]].amsgrad) {
+      for (std::int64_t i = begin; i < end; ++i) rules::amsgrad(p[i], g[i], m[i], v[i], vmax[i], h);
+    } else {
+      for (std::int64_t i = begin; i < end; ++i) rules::adam(p[i], g[i], m[i], v[i], h);
+    }
+  }
+};
+
+}  // namespace optbowl

@@ -1,0 +1,36 @@
+// The multi-tensor CPU loop of QuickProp.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "optbowl/config.hpp"
+#include "optbowl/rules/quickprop.hpp"
+
+namespace optbowl {
+
+struct QuickpropGroup {
+  double lr, max_growth;
+  bool maximize;
+};
+
+// Pointers per tensor: param, grad, previous gradient, previous step.
+struct QuickpropLoop {
+  static constexpr std::size_t K = 4;
+  std::vector<QuickpropGroup> groups;
+  std::vector<std::int32_t> group_of;  // tensor -> group
+
+  template <class T>
+  void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
+             std::int64_t end) const {
+    const QuickpropGroup& G = groups[group_of[tensor]];
+    const rules::QuickpropHyper<T> h{static_cast<T>(-G.lr), static_cast<T>(G.max_growth), G.maximize};
+    T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
+    const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
+    T* OPTBOWL_RESTRICT prev_grad = static_cast<T*>(a[2]);
+    T* OPTBOWL_RESTRICT prev_step = static_cast<T*>(a[3]);
+    for (std::int64_t i = begin; i < end; ++i) rules::quickprop(p[i], g[i], prev_grad[i], prev_step[i], h);
+  }
+};
+
+}  // namespace optbowl

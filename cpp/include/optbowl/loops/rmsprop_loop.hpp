@@ -1,0 +1,51 @@
+// The multi-tensor CPU loop of RMSprop.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "optbowl/config.hpp"
+#include "optbowl/rules/rmsprop.hpp"
+
+namespace optbowl {
+
+struct RmspropGroup {
+  double lr, alpha, eps, weight_decay, momentum;
+  bool centered, maximize;
+
+  template <class T>
+  rules::RmspropHyper<T> cast() const {
+    return {static_cast<T>(-lr),          static_cast<T>(alpha),
+            static_cast<T>(1.0 - alpha),  static_cast<T>(eps),
+            static_cast<T>(weight_decay), static_cast<T>(momentum),
+            centered,                     maximize};
+  }
+};
+
+// Pointers per tensor: param, grad, square_avg, grad_avg (used when centered), momentum
+// buffer (used when momentum > 0).
+struct RmspropLoop {
+  static constexpr std::size_t K = 5;
+  std::vector<RmspropGroup> groups;
+  std::vector<std::int32_t> group_of;  // tensor -> group
+
+  template <class T>
+  void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
+             std::int64_t end) const {
+    const rules::RmspropHyper<T> h = groups[group_of[tensor]].template cast<T>();
+    T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
+    const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
+    T* OPTBOWL_RESTRICT square_avg = static_cast<T*>(a[2]);
+    T* OPTBOWL_RESTRICT grad_avg = static_cast<T*>(a[3]);
+    T* OPTBOWL_RESTRICT buf = static_cast<T*>(a[4]);
+    // Arrays not given (nullptr) are never needed; a scratch element stands in for them.
+    T unused_avg = T(0), unused_buf = T(0);
+    const std::int64_t avg_stride = grad_avg ? 1 : 0, buf_stride = buf ? 1 : 0;
+    T* avg_base = grad_avg ? grad_avg : &unused_avg;
+    T* buf_base = buf ? buf : &unused_buf;
+    for (std::int64_t i = begin; i < end; ++i)
+      rules::rmsprop(p[i], g[i], square_avg[i], avg_base[i * avg_stride], buf_base[i * buf_stride], h);
+  }
+};
+
+}  // namespace optbowl

@@ -1,0 +1,82 @@
+// Adam, AdamW (decoupled weight decay) and AMSGrad, one element at a time, rounded as
+// torch.optim.Adam/AdamW(fused=True) round on the CPU:
+//     g    = maximize ? -grad : grad
+//     Adam:  g = fma(p, weight_decay, g)        AdamW: p = p * (1 - lr * weight_decay)
+//            (only when weight_decay != 0; 1 - lr * weight_decay in double, rounded to T)
+//     m    = lerp(m, g, 1 - beta1)              (torch's lerp, see torch_lerp)
+//     v    = fma((1 - beta2) * g, g, v * beta2)
+//     vmax = max(vmax, v) and v_hat = vmax with amsgrad (a NaN wins), else v_hat = v
+//     p    = p + ((-step_size) * m) / (sqrt(v_hat) / sqrt(1 - beta2^t) + eps)
+// with step_size = lr / (1 - beta1^t) and the bias corrections computed in double and rounded
+// to T. Checked bit for bit against torch 2.13 in float32 and float64.
+#pragma once
+#include "optbowl/config.hpp"
+#include "optbowl/math.hpp"
+
+namespace optbowl {
+namespace rules {
+
+// torch's lerp(start, end, weight), rounded as its CPU kernels round it:
+// start + weight * (end - start) for |weight| < 0.5, else end - (end - start) * (1 - weight),
+// each as one fused multiply-add.
+template <class T>
+OPTBOWL_HD T torch_lerp(T start, T end, T weight) {
+  const T diff = end - start;
+  return (weight < T(0) ? -weight : weight) < T(0.5) ? fma_(weight, diff, start) : fma_(weight - T(1), diff, end);
+}
+
+// max as torch's vectorised maximum: NaN if either is NaN.
+template <class T>
+OPTBOWL_HD T nan_max(T a, T b) {
+  return (a != a) ? a : ((b != b) ? b : max_(a, b));
+}
+
+template <class T>
+struct AdamHyper {
+  T one_minus_beta1;
+  T beta2;
+  T one_minus_beta2;
+  T neg_step_size;          // -(lr / (1 - beta1^t))
+  T bias_correction2_sqrt;  // sqrt(1 - beta2^t)
+  T eps;
+  T weight_decay;           // Adam's L2 term (0 for AdamW)
+  T decay_factor;           // AdamW's 1 - lr * weight_decay (1 when weight_decay == 0)
+  bool decoupled;
+  bool maximize;
+};
+
+template <class T>
+OPTBOWL_HD T adam_moments(T& p, T grad, T& exp_avg, T& exp_avg_sq, const AdamHyper<T>& h) {
+  T g = h.maximize ? -grad : grad;
+  if (h.decoupled)
+    p = p * h.decay_factor;
+  else if (h.weight_decay != T(0))
+    g = fma_(p, h.weight_decay, g);
+  exp_avg = torch_lerp(exp_avg, g, h.one_minus_beta1);
+  exp_avg_sq = fma_(h.one_minus_beta2 * g, g, exp_avg_sq * h.beta2);
+  return exp_avg_sq;
+}
+
+template <class T>
+OPTBOWL_HD void adam_move(T& p, T exp_avg, T second_moment, const AdamHyper<T>& h) {
+  const T denom = sqrt_(second_moment) / h.bias_correction2_sqrt + h.eps;
+  p = p + (h.neg_step_size * exp_avg) / denom;
+}
+
+template <class T>
+OPTBOWL_HD void adam(T& p, T grad, T& exp_avg, T& exp_avg_sq, const AdamHyper<T>& h) {
+  const T v = adam_moments(p, grad, exp_avg, exp_avg_sq, h);
+  adam_move(p, exp_avg, v, h);
+}
+
+template <class T>
+OPTBOWL_HD void amsgrad(T& p, T grad, T& exp_avg, T& exp_avg_sq, T& max_exp_avg_sq,
+                        const AdamHyper<T>& h) {
+  const T v = adam_moments(p, grad, exp_avg, exp_avg_sq, h);
+  const T v_hat = nan_max(max_exp_avg_sq, v);
+  max_exp_avg_sq = v_hat;
+  adam_move(p, exp_avg, v_hat, h);
+}
+
+}  // namespace rules
+}  // namespace optbowl

@@ -1,0 +1,56 @@
+// QuickProp (Fahlman, 1988), seed 004's slides 118-119, one element at a time.
+//
+// Each element fits a parabola through its last two gradients (a secant estimate of the
+// second derivative) and jumps to its minimum:
+//     r     = g / (g_prev - g)
+//     delta = r * delta_prev                 (p <- p + delta)
+// with these cases, in order:
+//   delta_prev == 0 (first step, or no move last time):  delta = -lr * g   (gradient step)
+//   g == 0 (a stationary point):                          delta = 0
+//   g, g_prev of the same sign and |g| >= |g_prev|
+//   (the slope did not flatten: the secant parabola has no minimum ahead, g == g_prev
+//   included):                                            delta = max_growth * delta_prev
+//   otherwise:  r is clamped to [-max_growth, max_growth], so |delta| <= max_growth * |delta_prev|.
+// g is -grad when maximizing. NaN gradients give NaN moves (nothing hides them).
+#pragma once
+#include "optbowl/config.hpp"
+#include "optbowl/math.hpp"
+
+namespace optbowl {
+namespace rules {
+
+template <class T>
+struct QuickpropHyper {
+  T neg_lr;      // -lr, rounded to T
+  T max_growth;  // mu > 0
+  bool maximize;
+};
+
+template <class T>
+OPTBOWL_HD T magnitude(T x) {
+  return x < T(0) ? -x : x;
+}
+
+template <class T>
+OPTBOWL_HD void quickprop(T& p, T grad, T& prev_grad, T& prev_step, const QuickpropHyper<T>& h) {
+  const T g = h.maximize ? -grad : grad;
+  const T g_prev = prev_grad;
+  const T d_prev = prev_step;
+  T delta;
+  if (d_prev == T(0)) {
+    delta = h.neg_lr * g;
+  } else if (g == T(0)) {
+    delta = T(0);
+  } else if (sign(g) == sign(g_prev) && magnitude(g) >= magnitude(g_prev)) {
+    delta = h.max_growth * d_prev;
+  } else {
+    const T ratio = clamp(g / (g_prev - g), -h.max_growth, h.max_growth);
+    delta = ratio * d_prev;
+  }
+  p = p + delta;
+  prev_grad = g;
+  prev_step = delta;
+}
+
+}  // namespace rules
+}  // namespace optbowl

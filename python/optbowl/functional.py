@@ -1,0 +1,381 @@
+r"""Stateless update rules: each call is one compiled multi-tensor step.
+
+As ``torch.optim``'s functional API, these take the parameters, their gradients and the
+optimizer state arrays explicitly, and update all of them in place; the classes
+(:class:`optbowl.SGD`, :class:`optbowl.Adam`, ...) keep the state and call the same compiled
+step. Every hyper-parameter is either one value for every tensor or a list with one value per
+tensor (for the pair-valued ``etas``, ``step_size_bounds`` and ``betas``: a list of pairs), and
+is checked exactly as the classes check it. ``step`` is the step count :math:`t` of each
+tensor *including* this step (1 on the first call).
+
+>>> import numpy as np
+>>> from optbowl import functional as F
+>>> x, buf = np.array([1.0, -2.0]), np.zeros(2)
+>>> F.sgd([x], [2 * x], [buf], step=1, lr=0.1, momentum=0.9)
+>>> x
+array([ 0.8, -1.6])
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any, Callable, Dict, List, Tuple
+
+import numpy as np
+
+from . import _core
+from .sparse import SparseRows
+
+__all__ = ["adagrad", "adam", "quickprop", "rmsprop", "rprop", "sgd"]
+
+Groups = List[tuple]
+
+
+# --------------------------------------------------------------------------- helpers
+def _as_list(name: str, arrays: Any) -> Any:
+    """An ndarray alone means a list of one; None stays None; lists/tuples pass as they are."""
+    if arrays is None or isinstance(arrays, (list, tuple)):
+        return arrays
+    if isinstance(arrays, (np.ndarray, SparseRows)):
+        return [arrays]
+    raise TypeError(f"{name}: expected a list of arrays, got {type(arrays).__name__}")
+
+
+def _is_per_tensor(value: Any, pair: bool) -> bool:
+    if pair:
+        return isinstance(value, list) and bool(value) and not isinstance(value[0], numbers.Real)
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def _groups(
+    n: int,
+    hyper: Dict[str, Any],
+    check: Callable[[Dict[str, Any]], None],
+    order: Sequence[str],
+    pairs: Sequence[str] = (),
+) -> Tuple[Groups, List[int], List[Dict[str, Any]]]:
+    """Per-tensor hyper-parameters -> (kernel group tuples, group sizes, checked group dicts).
+
+    Runs of tensors with equal hyper-parameters share one group; each distinct group is
+    checked once by ``check`` (the class's own check, so the rules and messages agree).
+    """
+    columns = {}
+    for name, value in hyper.items():
+        if _is_per_tensor(value, name in pairs):
+            if len(value) != n:
+                raise ValueError(f"{name}: expected one value per tensor ({n}), got {len(value)}")
+            columns[name] = list(value)
+        else:
+            columns[name] = [value] * n
+    dicts: List[Dict[str, Any]] = []
+    sizes: List[int] = []
+    previous = None
+    for i in range(n):
+        raw = {name: columns[name][i] for name in hyper}
+        key = tuple((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in raw.items())
+        if key == previous:
+            sizes[-1] += 1
+            continue
+        previous = key
+        check(raw)
+        dicts.append(raw)
+        sizes.append(1)
+    tuples = [tuple(_flatten(d[name] for name in order)) for d in dicts]
+    return tuples, sizes, dicts
+
+
+def _flatten(values):
+    for v in values:
+        if isinstance(v, tuple):
+            yield from v
+        else:
+            yield v
+
+
+def _steps(step: Any, n: int) -> List[float]:
+    values = list(step) if isinstance(step, (list, tuple, np.ndarray)) else [step] * n
+    if len(values) != n:
+        raise ValueError(f"step: expected one step count per tensor ({n}), got {len(values)}")
+    out = []
+    for t in values:
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Integral) or t < 1:
+            raise ValueError(f"step: expected integers >= 1 (this step included), got {t!r}")
+        out.append(float(t))
+    return out
+
+
+def _checker(cls_name: str) -> Callable[[Dict[str, Any]], None]:
+    """The hyper-parameter check of the class ``cls_name`` (imported late: the classes import us)."""
+    import optbowl
+
+    cls = getattr(optbowl, cls_name)
+    return lambda group: cls._check_group(None, group)
+
+
+# --------------------------------------------------------------------------- compiled calls
+# The classes call these with groups they have already checked; the public functions below
+# check and group their arguments, then call them. Each is one compiled call.
+def _rprop_call(
+    variant, params, grads, prevs, step_sizes, updates, groups, group_sizes, loss_increased=True
+):
+    _core.rprop(
+        variant, params, grads, prevs, step_sizes, updates, groups, group_sizes, loss_increased
+    )
+
+
+def _adagrad_call(params, grads, sums, steps, groups, group_sizes):
+    """Dense gradients through the dense kernel; any SparseRows: all through the sparse one."""
+    if not any(isinstance(g, SparseRows) for g in grads):
+        _core.adagrad(params, grads, sums, steps, groups, group_sizes)
+        return
+    owner = [k for k, size in enumerate(group_sizes) for _ in range(size)]
+    for i, g in enumerate(grads):
+        if isinstance(g, SparseRows) and groups[owner[i]][2] != 0.0:
+            raise ValueError(
+                f"weight_decay: not compatible with sparse gradients (grads[{i}] is SparseRows), as in torch"
+            )
+    _core.sparse_adagrad(
+        params,
+        [g.values if isinstance(g, SparseRows) else g for g in grads],
+        sums,
+        [g.indices if isinstance(g, SparseRows) else None for g in grads],
+        steps,
+        groups,
+        group_sizes,
+    )
+
+
+def _sgd_call(params, grads, momentum_buffers, steps, groups, group_sizes):
+    _core.sgd(params, grads, momentum_buffers, steps, groups, group_sizes)
+
+
+def _quickprop_call(params, grads, prev_grads, prev_steps, groups, group_sizes):
+    _core.quickprop(params, grads, prev_grads, prev_steps, groups, group_sizes)
+
+
+def _rmsprop_call(params, grads, square_avgs, grad_avgs, momentum_buffers, groups, group_sizes):
+    _core.rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffers, groups, group_sizes)
+
+
+def _adam_call(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, groups, group_sizes):
+    _core.adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, groups, group_sizes)
+
+
+# --------------------------------------------------------------------------- public API
+def rprop(
+    params,
+    grads,
+    prevs,
+    step_sizes,
+    updates=None,
+    *,
+    etas=(0.5, 1.2),
+    step_size_bounds=(1e-6, 50.0),
+    variant: str = "irprop-",
+    maximize=False,
+    loss_increased: bool = True,
+) -> None:
+    """One Rprop step (see :class:`optbowl.Rprop`). ``prevs``: previous gradients (the
+    direction for ``"backtrack"``); ``step_sizes``: per-element step sizes; ``updates``: the
+    last moves (``"rprop+"``/``"irprop+"`` only); ``step_size_bounds``: the class's
+    ``step_sizes`` pair :math:`(\\Delta_{\\min}, \\Delta_{\\max})`; ``loss_increased``: whether
+    iRprop+ reverts on a sign change."""
+    params = _as_list("params", params)
+    hyper = {"lr": 0.0, "etas": etas, "step_sizes": step_size_bounds, "maximize": maximize}
+    groups, sizes, _ = _groups(
+        len(params),
+        hyper,
+        _checker("Rprop"),
+        ("etas", "step_sizes", "maximize"),
+        pairs=("etas", "step_sizes"),
+    )
+    _rprop_call(
+        variant,
+        params,
+        _as_list("grads", grads),
+        _as_list("prevs", prevs),
+        _as_list("step_sizes", step_sizes),
+        _as_list("updates", updates),
+        groups,
+        sizes,
+        bool(loss_increased),
+    )
+
+
+def adagrad(
+    params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10, maximize=False
+) -> None:
+    """One AdaGrad step (see :class:`optbowl.Adagrad`); a gradient may be :class:`SparseRows`."""
+    params = _as_list("params", params)
+    hyper = {
+        "lr": lr,
+        "lr_decay": lr_decay,
+        "weight_decay": weight_decay,
+        "initial_accumulator_value": 0.0,
+        "eps": eps,
+        "maximize": maximize,
+    }
+    groups, sizes, _ = _groups(
+        len(params),
+        hyper,
+        _checker("Adagrad"),
+        ("lr", "lr_decay", "weight_decay", "eps", "maximize"),
+    )
+    grads = _as_list("grads", grads)
+    if len(grads) != len(params):
+        raise ValueError(
+            f"grads: expected {len(params)} arrays (one per entry of params), got {len(grads)}"
+        )
+    _adagrad_call(params, grads, _as_list("sums", sums), _steps(step, len(params)), groups, sizes)
+
+
+def sgd(
+    params,
+    grads,
+    momentum_buffers=None,
+    *,
+    step,
+    lr,
+    momentum=0.0,
+    dampening=0.0,
+    nesterov=False,
+    weight_decay=0.0,
+    maximize=False,
+) -> None:
+    """One SGD step (see :class:`optbowl.SGD`). ``momentum_buffers`` may be None when
+    momentum is 0 everywhere; on ``step == 1`` a buffer starts as the gradient."""
+    params = _as_list("params", params)
+    hyper = {
+        "lr": lr,
+        "momentum": momentum,
+        "dampening": dampening,
+        "weight_decay": weight_decay,
+        "nesterov": nesterov,
+        "maximize": maximize,
+    }
+    groups, sizes, _ = _groups(
+        len(params),
+        hyper,
+        _checker("SGD"),
+        ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize"),
+    )
+    _sgd_call(
+        params,
+        _as_list("grads", grads),
+        _as_list("momentum_buffers", momentum_buffers),
+        _steps(step, len(params)),
+        groups,
+        sizes,
+    )
+
+
+def quickprop(
+    params, grads, prev_grads, prev_steps, *, lr=1e-2, max_growth=1.75, maximize=False
+) -> None:
+    """One QuickProp step (see :class:`optbowl.QuickProp`); ``prev_grads`` and ``prev_steps``
+    start as zeros."""
+    params = _as_list("params", params)
+    hyper = {"lr": lr, "max_growth": max_growth, "maximize": maximize}
+    groups, sizes, _ = _groups(
+        len(params), hyper, _checker("QuickProp"), ("lr", "max_growth", "maximize")
+    )
+    _quickprop_call(
+        params,
+        _as_list("grads", grads),
+        _as_list("prev_grads", prev_grads),
+        _as_list("prev_steps", prev_steps),
+        groups,
+        sizes,
+    )
+
+
+def rmsprop(
+    params,
+    grads,
+    square_avgs,
+    grad_avgs=None,
+    momentum_buffers=None,
+    *,
+    lr=1e-2,
+    alpha=0.99,
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum=0.0,
+    centered=False,
+    maximize=False,
+) -> None:
+    """One RMSprop step (see :class:`optbowl.RMSprop`). ``grad_avgs`` may be None unless
+    centered, ``momentum_buffers`` unless momentum > 0."""
+    params = _as_list("params", params)
+    hyper = {
+        "lr": lr,
+        "alpha": alpha,
+        "eps": eps,
+        "weight_decay": weight_decay,
+        "momentum": momentum,
+        "centered": centered,
+        "maximize": maximize,
+    }
+    groups, sizes, _ = _groups(
+        len(params),
+        hyper,
+        _checker("RMSprop"),
+        ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"),
+    )
+    _rmsprop_call(
+        params,
+        _as_list("grads", grads),
+        _as_list("square_avgs", square_avgs),
+        _as_list("grad_avgs", grad_avgs),
+        _as_list("momentum_buffers", momentum_buffers),
+        groups,
+        sizes,
+    )
+
+
+def adam(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    max_exp_avg_sqs=None,
+    *,
+    step,
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    amsgrad=False,
+    maximize=False,
+    decoupled_weight_decay=False,
+) -> None:
+    """One Adam step (see :class:`optbowl.Adam`; AdamW with ``decoupled_weight_decay=True``).
+    ``max_exp_avg_sqs`` may be None unless amsgrad."""
+    params = _as_list("params", params)
+    hyper = {
+        "lr": lr,
+        "betas": betas,
+        "eps": eps,
+        "weight_decay": weight_decay,
+        "amsgrad": amsgrad,
+        "maximize": maximize,
+        "decoupled_weight_decay": decoupled_weight_decay,
+    }
+    groups, sizes, _ = _groups(
+        len(params),
+        hyper,
+        _checker("Adam"),
+        ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay"),
+        pairs=("betas",),
+    )
+    _adam_call(
+        params,
+        _as_list("grads", grads),
+        _as_list("exp_avgs", exp_avgs),
+        _as_list("exp_avg_sqs", exp_avg_sqs),
+        _as_list("max_exp_avg_sqs", max_exp_avg_sqs),
+        _steps(step, len(params)),
+        groups,
+        sizes,
+    )

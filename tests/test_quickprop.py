@@ -1,0 +1,103 @@
+"""QuickProp: the seed's worked example, every documented case, and the NumPy reference."""
+
+import family
+import numpy as np
+import pytest
+import reference as ref
+
+import optbowl as ob
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lands_on_the_minimum_of_x_squared_at_the_second_step(dtype):
+    x = np.array([3.0], dtype)
+    opt = ob.QuickProp(x, lr=0.3)
+    opt.step(2 * x)  # gradient step: 3 - 0.3 * 6 = 1.2
+    np.testing.assert_allclose(x, [1.2], rtol=1e-6)
+    opt.step(2 * x)  # the secant parabola is exact: jump to 0
+    assert x[0] == 0.0
+
+
+def test_quadratic_minimum_in_two_steps_per_element(rng):
+    """Any separable quadratic: each element lands on its own minimum at step two."""
+    a = rng.uniform(0.5, 5.0, 50)
+    c = rng.standard_normal(50)
+    x = rng.standard_normal(50)
+    opt = ob.QuickProp(x, lr=0.01, max_growth=1e6)
+    for _ in range(2):
+        opt.step(a * (x - c))
+    np.testing.assert_allclose(x, c, rtol=1e-9, atol=1e-12)
+
+
+def test_documented_cases():
+    x = np.zeros(4)
+    opt = ob.QuickProp(x, lr=0.5, max_growth=2.0)
+    # First step: a gradient step for every element (zero gradient: no move).
+    opt.step(np.array([1.0, 1.0, 1.0, 0.0]))
+    np.testing.assert_array_equal(x, [-0.5, -0.5, -0.5, 0.0])
+    # Element 0: g == g_prev -> max-growth step in the previous direction.
+    # Element 1: |g| grew with the same sign -> the same.
+    # Element 2: g = 0 -> no move.
+    # Element 3: previous step 0 -> a gradient step again.
+    opt.step(np.array([1.0, 3.0, 0.0, 2.0]))
+    np.testing.assert_array_equal(x, [-1.5, -1.5, -0.5, -1.0])
+    np.testing.assert_array_equal(opt.state[0]["prev_step"], [-1.0, -1.0, 0.0, -1.0])
+    # Element 0: same sign, much flatter: secant ratio 0.1 / 0.9, step -1 * 1/9.
+    # Element 1: sign change: jump back between the two points.
+    # Element 3: ratio 1.9 / 0.1 = 19, clamped to max_growth = 2: step -2.
+    opt.step(np.array([0.1, -1.0, 0.0, 1.9]))
+    np.testing.assert_allclose(x, [-1.5 - 1.0 / 9.0, -1.5 + 0.25, -0.5, -3.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hp", [dict(), dict(lr=0.1, max_growth=1.2), dict(lr=0.05, maximize=True)])
+def test_matches_reference(rng, dtype, hp):
+    params = [rng.standard_normal(s).astype(dtype) for s in [(1,), (7,), (13, 5), ()]]
+    expect = [p.copy() for p in params]
+    states = [{"prev_grad": np.zeros_like(p), "prev_step": np.zeros_like(p)} for p in expect]
+    opt = ob.QuickProp(params, **hp)
+    for k in range(40):
+        grads = [
+            (np.sign(p) * np.abs(p) ** 1.5 + 0.1 * rng.standard_normal(p.shape)).astype(dtype)
+            for p in params
+        ]
+        if k % 7 == 3:
+            grads[1][:2] = grads[1][:2] * 0  # exact zeros
+        opt.step(grads)
+        for p, g, st in zip(expect, grads, states):
+            ref.quickprop_step(p, g, st, **hp)
+        for got, want in zip(params, expect):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_converges_on_a_bowl_faster_than_gradient_descent():
+    a = np.array([1.0, 10.0, 100.0])
+    x, y = np.ones(3), np.ones(3)
+    qp, gd = ob.QuickProp(x, lr=0.005), ob.SGD(y, lr=0.005)
+    for _ in range(10):
+        qp.step(a * x)
+        gd.step(a * y)
+    assert np.abs(x).max() < 1e-8 < np.abs(y).max()
+
+
+def test_lists_groups_and_dtypes(rng):
+    family.check_lists_groups_and_dtypes(ob.QuickProp, dict(lr=0.05), dict(max_growth=1.2), rng)
+
+
+def test_state_dict_round_trip(rng):
+    family.check_state_dict_round_trip(ob.QuickProp, dict(lr=0.05), rng)
+
+
+@pytest.mark.parametrize(
+    "name, value, error",
+    [
+        ("lr", -1.0, ValueError),
+        ("max_growth", 0.0, ValueError),
+        ("max_growth", -1.0, ValueError),
+        ("max_growth", float("inf"), ValueError),
+        ("maximize", "yes", TypeError),
+        ("lr", None, TypeError),
+    ],
+)
+def test_rejects_bad_hyper_parameters(name, value, error):
+    family.check_rejects(ob.QuickProp, name, value, error)
