@@ -7,6 +7,7 @@ namespace optbowl {
 void register_runtime(py::module_& m);
 void register_rprop(py::module_& m);
 void register_adagrad(py::module_& m);
+void register_bowl(py::module_& m);
 }  // namespace optbowl
 
 PYBIND11_MODULE(_core, m) {
@@ -14,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
   optbowl::register_runtime(m);
   optbowl::register_rprop(m);
   optbowl::register_adagrad(m);
+  optbowl::register_bowl(m);
 }
