@@ -8,15 +8,34 @@
 (0.8999999761581421, 1.100000023841858)
 """
 
+from . import functions
 from ._core import get_num_threads, set_num_threads
 from ._version import __version__
 from .adagrad import Adagrad
+from .bowl import QuadraticBowl, SweepResult, Trajectory, sweep
+from .functions import classify_critical_point, find_critical_points
 from .rprop import Rprop
 
 __all__ = [
     "Adagrad",
+    "QuadraticBowl",
     "Rprop",
+    "SweepResult",
+    "Trajectory",
     "__version__",
+    "classify_critical_point",
+    "find_critical_points",
+    "functions",
     "get_num_threads",
     "set_num_threads",
+    "sweep",
 ]
+
+
+def __getattr__(name):
+    # optbowl.plot needs matplotlib (the [plot] extra): imported on first use only.
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
