@@ -231,6 +231,7 @@ class QuadraticBowl:
         for a in (self._A, self._b, lam, Q):
             a.setflags(write=False)
         self._xstar: Optional[np.ndarray] = None
+        self._optimal: Dict[str, Dict[str, float]] = {}
 
     @classmethod
     def from_eigenvalues(cls, eigenvalues: Sequence[float], rotate: bool = False, seed: Any = None,
@@ -467,6 +468,11 @@ class QuadraticBowl:
         rate √β. nesterov: computed, see :meth:`_optimal_nesterov`. newton: η = 1, rate 0.
         """
         method = _check.choice("method", method, tuple(LINEAR_METHODS))
+        if method not in self._optimal:
+            self._optimal[method] = self._compute_optimal(method)
+        return dict(self._optimal[method])
+
+    def _compute_optimal(self, method: str) -> Dict[str, float]:
         if method == "newton":
             return {"lr": 1.0, "rate": 0.0}
         lo, hi = float(self._eigenvalues[0]), float(self._eigenvalues[-1])
@@ -487,7 +493,7 @@ class QuadraticBowl:
         ρ(λ) is unimodal in λ (zero at λ = 1/η), so the rate over the spectrum is the larger
         of its values at λ₁ and λₙ. For a fixed β the best η balances them (bisection on
         [1/λₙ, 1/λ₁], where ρ(λ₁) falls and ρ(λₙ) rises); the best β then comes from a grid
-        in log(1 − β) refined by golden-section search.
+        in log(1 − β), refined by zooming in around its best point.
         """
 
         def rho(lam, eta, beta):
@@ -498,7 +504,7 @@ class QuadraticBowl:
             beta = np.asarray(beta, dtype=np.float64)
             a = np.full_like(beta, 1.0 / hi)
             b = np.full_like(beta, 1.0 / lo)
-            for _ in range(200):
+            for _ in range(64):
                 m = 0.5 * (a + b)
                 high = rho(lo, m, beta) > rho(hi, m, beta)
                 a, b = np.where(high, m, a), np.where(high, b, m)
@@ -509,19 +515,17 @@ class QuadraticBowl:
             return -np.expm1(-np.asarray(t, dtype=np.float64) * math.log(10.0))  # 1 − 10^(−t)
 
         grid = np.linspace(0.0, 16.0, 3201)
-        _, value = balanced(beta_of(grid))
-        k = int(np.argmin(value))
-        a, b = grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]
-        golden = (math.sqrt(5.0) - 1.0) / 2.0
-        for _ in range(100):
-            c, d = b - golden * (b - a), a + golden * (b - a)
-            if balanced(beta_of(c))[1] <= balanced(beta_of(d))[1]:
-                b = d
-            else:
-                a = c
-        beta = float(beta_of(0.5 * (a + b)))
-        if value[0] <= float(balanced(beta)[1]):
-            beta = 0.0
+        values = balanced(beta_of(grid))[1]
+        best_t, best_value = grid[int(np.argmin(values))], float(np.min(values))
+        step = grid[1] - grid[0]
+        for _ in range(10):  # zoom in around the best point, 20x finer each round
+            fine = np.clip(np.linspace(best_t - step, best_t + step, 41), 0.0, 16.0)
+            values = balanced(beta_of(fine))[1]
+            k = int(np.argmin(values))
+            if values[k] <= best_value:
+                best_t, best_value = fine[k], float(values[k])
+            step /= 20.0
+        beta = float(beta_of(best_t))
         eta, r = balanced(beta)
         return {"lr": float(eta), "momentum": beta, "rate": float(r)}
 
@@ -638,7 +642,8 @@ class QuadraticBowl:
         momentum:  (1 + β) a σ² / ((1 − β) λ (2(1 + β) − aλ)),  a = η(1 − δ)
         newton:    η σ² / (λ² (2 − η))
         nesterov:  the (e, e) entry of the solution Σ of Σ = MΣMᵀ + σ²qqᵀ,
-                   q = (−η(1 + β), η) on (e, u = ηv)
+                   q = (−η(1 + β), η) on (e, u = ηv) (for momentum q = (−a, a)
+                   gives the formula above)
 
         (momentum with β = 0 is gd; λ includes the weight decay). ∞ where the iteration is
         not stable. The expected excess loss is E[f − f*] = ½ Σᵢ λᵢ Var(eᵢ).
@@ -665,7 +670,11 @@ class QuadraticBowl:
     def _lyapunov(self, method: str, hp: Dict[str, float], sig: np.ndarray) -> np.ndarray:
         M, _ = self._matrices(method, hp)
         eta, beta = hp["lr"], hp.get("momentum", 0.0)
-        q = np.array([-eta * (1.0 + beta), eta])
+        if method == "nesterov":
+            q = np.array([-eta * (1.0 + beta), eta])
+        else:  # momentum: u' = βu + a(λe + ξ), e' = e − u'
+            a = eta * (1.0 - hp.get("dampening", 0.0))
+            q = np.array([-a, a])
         n = M.shape[0]
         kron = np.einsum("nij,nkl->nikjl", M, M).reshape(n, 4, 4)
         rhs = np.broadcast_to(np.outer(q, q).reshape(4), (n, 4)) * (sig**2)[:, None]
