@@ -144,12 +144,17 @@ def conditioning_trace(f: Any, points: Any, lr: float) -> ConditioningTrace:
         f0, f1 = f.f(P[:, 0]), f.f(step)
     else:
         g = np.asarray(f.grad(P), dtype=np.float64)
-        H = f.hessian(P) if callable(f.hessian) else f.hessian  # a bowl's Hessian is a constant
-        H = np.broadcast_to(np.asarray(H, dtype=np.float64), P.shape + P.shape[-1:])
+        H = np.broadcast_to(_hessian_at(f, P), P.shape + P.shape[-1:])
         f0, f1 = f.f(P), f.f(P - lr * g)
     gTg = np.einsum("mi,mi->m", g, g)
     gTHg = np.einsum("mi,mij,mj->m", g, H, g)
     return ConditioningTrace(gTg, gTHg, 0.5 * lr * lr * gTHg - lr * gTg, np.asarray(f1 - f0, dtype=np.float64))
+
+
+def _hessian_at(f: Any, x: np.ndarray) -> np.ndarray:
+    """f.hessian(x) for a Function; a QuadraticBowl's Hessian is the constant A."""
+    H = f.hessian(x) if callable(f.hessian) else f.hessian
+    return np.asarray(H, dtype=np.float64)
 
 
 def newton(f: Any, x0: Any, steps: int, lr: float = 1.0) -> np.ndarray:
@@ -165,7 +170,7 @@ def newton(f: Any, x0: Any, steps: int, lr: float = 1.0) -> np.ndarray:
     out = [x.copy()]
     with np.errstate(all="ignore"):
         for _ in range(steps):
-            g, H = np.asarray(f.grad(x)), np.asarray(f.hessian(x))
+            g, H = np.asarray(f.grad(x)), _hessian_at(f, x)
             x = x - lr * (g / H if x.ndim == 0 else np.linalg.solve(H, g))
             out.append(np.array(x))
     return np.array(out)
