@@ -158,6 +158,13 @@ def test_sweep_equals_individual_runs(bowl):
     assert "SweepResult('adagrad'" in repr(res)
 
 
+def test_sweep_of_scalars_is_one_configuration(bowl):
+    res = ob.sweep(bowl, "adagrad", X0, 40, lr=0.2)
+    assert res.shape == () and res.final_error.ndim == 0
+    assert float(res.final_error) == bowl.run("adagrad", X0, 40, lr=0.2).final_error
+    assert ob.sweep(bowl, "rprop", X0, 40).shape == ()
+
+
 def test_sweep_broadcasts_pairs_and_arrays(bowl):
     lrs = np.array([[0.01], [0.1], [1.0]])
     eta_minus = np.array([0.3, 0.5])

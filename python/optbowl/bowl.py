@@ -854,7 +854,7 @@ def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any =
         raise ValueError("hyper: the hyper-parameter arrays do not broadcast together: "
                          + ", ".join(f"{k} {v.shape}" for k, v in flat.items())) from None
     shape = arrays[0].shape if arrays else ()
-    grid = {k: np.ascontiguousarray(a) for k, a in zip(flat, arrays)}
+    grid = {k: np.array(a) for k, a in zip(flat, arrays)}  # copies, 0-d kept 0-d
     rows: List[Dict[str, float]] = []
     core = None
     for idx in np.ndindex(*shape):
