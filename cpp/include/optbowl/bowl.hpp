@@ -109,7 +109,18 @@ inline std::vector<std::string> compiled_methods() {
 // plain SGD step fed with A⁻¹g, Direction::newton); quickprop, rmsprop and adam their own
 // loops. Each is plugged in here as one branch: include its loops/*.hpp, write make_<name>
 // from the hyper-parameter names the Python side sends (bowl.py, _RULES), add the name to
-// compiled_methods().
+// compiled_methods(). For the SGD family the Python side sends lr, momentum, dampening,
+// weight_decay and nesterov (0 or 1) for every one of the four names; a branch of the form
+//
+//   if (name == "gd" || name == "momentum" || name == "nesterov" || name == "newton")
+//     return use([name](const HyperRow& h) {
+//       Method<SgdLoop> m;  // its group from h.get("lr"), h.get("momentum"), ...
+//       if (name == "newton") m.direction = Direction::newton;
+//       m.before_step = ...;  // whatever the loop needs per step, e.g. "first step" for
+//       return m;             // torch's undamped first momentum buffer
+//     });
+//
+// makes tests/test_bowl_simulator.py's prediction-vs-run tests apply.
 template <class Use>
 void with_method(const std::string& name, Use&& use) {
   if (name == "irprop-") return use([](const HyperRow& h) { return make_rprop(RpropVariant::irprop_minus, h); });
