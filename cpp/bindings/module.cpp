@@ -12,6 +12,7 @@ void register_quickprop(py::module_& m);
 void register_rmsprop(py::module_& m);
 void register_adam(py::module_& m);
 void register_sparse(py::module_& m);
+void register_bowl(py::module_& m);
 }  // namespace optbowl
 
 PYBIND11_MODULE(_core, m) {
@@ -24,4 +25,5 @@ PYBIND11_MODULE(_core, m) {
   optbowl::register_rmsprop(m);
   optbowl::register_adam(m);
   optbowl::register_sparse(m);
+  optbowl::register_bowl(m);
 }

@@ -8,11 +8,13 @@
 (0.8999999761581421, 1.100000023841858)
 """
 
-from . import functional, schedules
+from . import functional, functions, schedules
 from ._core import get_num_threads, set_num_threads
 from ._version import __version__
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .bowl import QuadraticBowl, SweepResult, Trajectory, sweep
+from .functions import classify_critical_point, find_critical_points
 from .quickprop import QuickProp
 from .rmsprop import RMSprop
 from .rprop import Rprop
@@ -23,14 +25,30 @@ __all__ = [
     "Adagrad",
     "Adam",
     "AdamW",
+    "QuadraticBowl",
     "QuickProp",
     "RMSprop",
     "Rprop",
     "SGD",
     "SparseRows",
+    "SweepResult",
+    "Trajectory",
+    "classify_critical_point",
+    "find_critical_points",
     "functional",
-    "schedules",
-    "__version__",
+    "functions",
     "get_num_threads",
+    "schedules",
     "set_num_threads",
+    "sweep",
+    "__version__",
 ]
+
+
+def __getattr__(name):
+    # optbowl.plot needs matplotlib (the [plot] extra): imported on first use only.
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,6 +4,8 @@ Commands
 --------
 demo    minimise a 1-million-parameter ill-conditioned bowl with every Rprop variant and
         AdaGrad, timed against plain NumPy in the same run.
+bowl    rates, optimal hyper-parameters, iterations and regimes of gd, momentum, Nesterov
+        and Newton on a quadratic bowl (``--eigenvalues 1 100 --method momentum``).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m optbowl", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from . import demo
+    from . import _cli_bowl, demo
 
     demo.add_parser(sub)
+    _cli_bowl.add_parser(sub)
 
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)

@@ -1,0 +1,208 @@
+"""bowl.run and optbowl.sweep: the compiled loops on a bowl, checked against the optimizer
+classes stepping the same gradients, and against the theory."""
+
+import numpy as np
+import pytest
+
+import optbowl as ob
+
+RPROP_VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")
+needs_sgd = pytest.mark.skipif(not hasattr(ob, "SGD"), reason="needs the SGD kernel")
+
+
+def c_order_gradient_and_loss(bowl, x):
+    """g = Ax − b and f as the simulator computes them: double accumulation, row by row."""
+    n = bowl.n
+    xd = [float(v) for v in x]
+    g = np.empty(n)
+    quad = lin = 0.0
+    for i in range(n):
+        acc = 0.0
+        for j in range(n):
+            acc += float(bowl.A[i, j]) * xd[j]
+        quad += xd[i] * acc
+        lin += float(bowl.b[i]) * xd[i]
+        g[i] = acc - float(bowl.b[i])
+    return g, 0.5 * quad - lin + bowl.c
+
+
+def drive(bowl, optimizer, x0, steps, dtype, wants_loss=False, **hyper):
+    x = np.array(x0, dtype=dtype)
+    opt = optimizer(x, **hyper)
+    out = [x.copy()]
+    for _ in range(steps):
+        g, loss = c_order_gradient_and_loss(bowl, x)
+        opt.step(g.astype(dtype), loss=loss) if wants_loss else opt.step(g.astype(dtype))
+        out.append(x.copy())
+    return np.array(out)
+
+
+@pytest.fixture
+def bowl():
+    return ob.QuadraticBowl.from_eigenvalues([0.5, 3.0, 40.0], rotate=True, seed=9, minimizer=[1.0, -0.5, 2.0])
+
+
+X0 = np.array([2.0, 1.0, -3.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("variant", RPROP_VARIANTS)
+def test_rprop_run_is_the_optimizer_bit_for_bit(bowl, variant, dtype):
+    hp = {"lr": 0.05, "etas": (0.4, 1.3), "step_sizes": (1e-5, 2.0), "variant": variant}
+    t = bowl.run("rprop", X0, 60, dtype=dtype, **hp)
+    ref = drive(bowl, ob.Rprop, X0, 60, dtype, wants_loss=variant == "irprop+", **hp)
+    assert t.x.dtype == dtype
+    np.testing.assert_array_equal(t.x, ref)
+    assert t.hyper["variant"] == variant and t.source == "run"
+    assert t.f[-1] < t.f[0]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_adagrad_run_is_the_optimizer_bit_for_bit(bowl, dtype):
+    hp = {"lr": 0.5, "lr_decay": 0.01, "weight_decay": 0.0, "initial_accumulator_value": 0.1, "eps": 1e-8}
+    t = bowl.run("adagrad", X0, 80, dtype=dtype, **hp)
+    np.testing.assert_array_equal(t.x, drive(bowl, ob.Adagrad, X0, 80, dtype, **hp))
+
+
+def test_adagrad_weight_decay_run(bowl):
+    t = bowl.run("adagrad", X0, 30, lr=0.3, weight_decay=0.2)
+    np.testing.assert_array_equal(t.x, drive(bowl, ob.Adagrad, X0, 30, np.float64, lr=0.3, weight_decay=0.2))
+
+
+def test_trajectory_records_f_and_gradient_norm(bowl):
+    t = bowl.run("rprop", X0, 25, lr=0.1)
+    np.testing.assert_allclose(t.f, bowl.f(t.x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(t.grad_norm, np.linalg.norm(bowl.grad(t.x), axis=1), rtol=1e-12)
+    np.testing.assert_allclose(t.error, np.linalg.norm(t.x - bowl.minimizer, axis=1))
+    assert t.x.shape == (26, 3) and not t.x.flags.writeable
+    assert "Trajectory('rprop'" in repr(t) and "final error" in repr(t)
+
+
+def test_run_defaults_match_the_optimizer_defaults(bowl):
+    t = bowl.run("rprop", X0, 5)
+    assert t.hyper == {"lr": 1e-2, "etas": (0.5, 1.2), "step_sizes": (1e-6, 50.0), "variant": "irprop-"}
+    np.testing.assert_array_equal(t.x, drive(bowl, ob.Rprop, X0, 5, np.float64))
+
+
+def test_run_argument_errors(bowl):
+    with pytest.raises(ValueError, match="method: expected one of"):
+        bowl.run("lbfgs", X0, 5)
+    with pytest.raises(ValueError, match="maximize: not a hyper-parameter of 'adagrad'"):
+        bowl.run("adagrad", X0, 5, maximize=True)
+    with pytest.raises(ValueError, match="etas: expected 0 < eta_minus < 1 < eta_plus"):
+        bowl.run("rprop", X0, 5, etas=(1.5, 1.2))
+    with pytest.raises(ValueError, match="variant: expected one of"):
+        bowl.run("rprop", X0, 5, variant="rprop*")
+    with pytest.raises(ValueError, match=r"x0: expected shape \(3,\)"):
+        bowl.run("rprop", [1.0], 5)
+    with pytest.raises(TypeError, match="dtype: expected float32 or float64"):
+        bowl.run("rprop", X0, 5, dtype=np.int32)
+    with pytest.raises(ValueError, match="steps: must be >= 0"):
+        bowl.run("rprop", X0, -2)
+
+
+# ------------------------------------------------------------------ the SGD family
+LINEAR_CASES = [
+    ("gd", {"lr": 0.04}),
+    ("gd", {"lr": 0.03, "weight_decay": 0.2}),
+    ("momentum", {"lr": 0.02, "momentum": 0.8}),
+    ("momentum", {"lr": 0.03, "momentum": 0.5, "dampening": 0.2}),
+    ("nesterov", {"lr": 0.02, "momentum": 0.7}),
+    ("newton", {"lr": 0.6}),
+    ("newton", {"lr": 1.0}),
+]
+
+
+@needs_sgd
+@pytest.mark.parametrize("method, hp", LINEAR_CASES)
+def test_run_follows_the_prediction(bowl, method, hp):
+    pred = bowl.predict(method, X0, 80, **hp)
+    run = bowl.run(method, X0, 80, **hp)
+    scale = np.abs(pred.x).max()
+    np.testing.assert_allclose(run.x, pred.x, rtol=1e-9, atol=1e-9 * scale)
+
+
+@needs_sgd
+@pytest.mark.parametrize("method", ["gd", "momentum", "nesterov"])
+def test_measured_contraction_matches_the_rate(bowl, method):
+    best = bowl.optimal(method)
+    hp = {k: v for k, v in best.items() if k != "rate"}
+    hp["lr"] *= 0.9
+    run = bowl.run(method, X0, 200, **hp)
+    assert run.measured_rate(100) == pytest.approx(bowl.rate(method, **hp), rel=0.02)
+    res = ob.sweep(bowl, method, X0, 200, **hp)
+    assert float(res.rate) == pytest.approx(bowl.rate(method, **hp), rel=0.02)
+
+
+@pytest.mark.skipif(hasattr(ob, "SGD"), reason="the SGD kernel is compiled in")
+@pytest.mark.parametrize("method", ["gd", "momentum", "nesterov", "newton"])
+def test_sgd_family_names_the_integration_point_until_compiled(bowl, method):
+    extra = {"momentum": 0.5} if method in ("momentum", "nesterov") else {}
+    with pytest.raises(NotImplementedError, match="with_method"):
+        bowl.run(method, X0, 5, lr=0.01, **extra)
+    with pytest.raises(NotImplementedError, match="with_method"):
+        ob.sweep(bowl, method, X0, 5, lr=np.array([0.01, 0.02]), **extra)
+
+
+# ------------------------------------------------------------------ sweep
+def test_sweep_equals_individual_runs(bowl):
+    lrs = np.array([0.001, 0.01, 0.1, 1.0])
+    res = ob.sweep(bowl, "adagrad", X0, 120, lr=lrs)
+    assert res.shape == (4,)
+    for k, lr in enumerate(lrs):
+        t = bowl.run("adagrad", X0, 120, lr=float(lr))
+        assert res.final_error[k] == t.final_error
+        assert res.rate[k] == pytest.approx(t.measured_rate(), rel=1e-12)
+    assert res.initial_error == pytest.approx(np.linalg.norm(X0 - bowl.minimizer))
+    assert not res.diverged.any()
+    assert "SweepResult('adagrad'" in repr(res)
+
+
+def test_sweep_of_scalars_is_one_configuration(bowl):
+    res = ob.sweep(bowl, "adagrad", X0, 40, lr=0.2)
+    assert res.shape == () and res.final_error.ndim == 0
+    assert float(res.final_error) == bowl.run("adagrad", X0, 40, lr=0.2).final_error
+    assert ob.sweep(bowl, "rprop", X0, 40).shape == ()
+
+
+def test_sweep_broadcasts_pairs_and_arrays(bowl):
+    lrs = np.array([[0.01], [0.1], [1.0]])
+    eta_minus = np.array([0.3, 0.5])
+    res = ob.sweep(bowl, "rprop", X0, 50, lr=lrs, etas=(eta_minus, 1.2), variant="rprop+", dtype=np.float32)
+    assert res.shape == (3, 2)
+    np.testing.assert_array_equal(res.hyper["eta_minus"], np.broadcast_to(eta_minus, (3, 2)))
+    for i in range(3):
+        for j in range(2):
+            t = bowl.run("rprop", X0, 50, lr=float(lrs[i, 0]), etas=(float(eta_minus[j]), 1.2), variant="rprop+",
+                         dtype=np.float32)
+            assert res.final_error[i, j] == t.final_error
+
+
+def test_sweep_flags_divergence_and_is_thread_independent(bowl):
+    # Adagrad never diverges on a bowl, but a huge initial step overshoots for a while:
+    # 1 step with lr = 1e3 ends farther than it started.
+    lrs = np.logspace(-3, 3, 40)
+    before = ob.get_num_threads()
+    try:
+        ob.set_num_threads(1)
+        one = ob.sweep(bowl, "adagrad", X0, 1, lr=lrs)
+        ob.set_num_threads(2)
+        two = ob.sweep(bowl, "adagrad", X0, 1, lr=lrs)
+    finally:
+        ob.set_num_threads(before)
+    np.testing.assert_array_equal(one.final_error, two.final_error)
+    assert one.diverged[-1] and not one.diverged[0]
+    np.testing.assert_array_equal(one.diverged, ~(one.final_error <= one.initial_error))
+
+
+def test_sweep_argument_errors(bowl):
+    with pytest.raises(ValueError, match="do not broadcast"):
+        ob.sweep(bowl, "adagrad", X0, 5, lr=np.ones(3), eps=np.ones(2))
+    with pytest.raises(TypeError, match="etas: expected a pair"):
+        ob.sweep(bowl, "rprop", X0, 5, etas=0.5)
+    with pytest.raises(ValueError, match="lr: must be >= 0"):
+        ob.sweep(bowl, "adagrad", X0, 5, lr=np.array([0.1, -0.1]))
+    with pytest.raises(TypeError, match="bowl: expected a QuadraticBowl"):
+        ob.sweep("bowl", "adagrad", X0, 5)
+    with pytest.raises(ValueError, match="steps: must be >= 1"):
+        ob.sweep(bowl, "adagrad", X0, 0)
