@@ -208,6 +208,18 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("device"));
 
   m.def(
+      "pointer_device",
+      [](std::uintptr_t ptr) {
+        cudaPointerAttributes attr{};
+        throw_on(cudaPointerGetAttributes(&attr, reinterpret_cast<const void*>(ptr)),
+                 "cudaPointerGetAttributes");
+        if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)
+          throw py::value_error("the pointer is not CUDA device memory");
+        return attr.device;
+      },
+      py::arg("ptr"), "CUDA device ordinal that owns a device pointer.");
+
+  m.def(
       "rprop",
       [](int variant, py::object params, py::object grads, py::object prevs, py::object steps,
          py::object updates, const std::vector<std::int64_t>& sizes,

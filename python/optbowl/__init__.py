@@ -8,6 +8,7 @@
 (0.8999999761581421, 1.100000023841858)
 """
 
+from . import cuda
 from ._core import get_num_threads, set_num_threads
 from ._version import __version__
 from .adagrad import Adagrad
@@ -17,6 +18,7 @@ __all__ = [
     "Adagrad",
     "Rprop",
     "__version__",
+    "cuda",
     "get_num_threads",
     "set_num_threads",
 ]

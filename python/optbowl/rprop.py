@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from . import _check, _core
+from . import _check, _device
 from ._optimizer import Optimizer
 
 VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")
@@ -113,9 +113,7 @@ class Rprop(Optimizer):
     def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
         state: Dict[str, Any] = {"step": 0}
         for name in self._state_names:
-            state[name] = (
-                np.full_like(p, group["lr"]) if name == "step_size" else np.zeros_like(p)
-            )
+            state[name] = _device.full_like(p, group["lr"] if name == "step_size" else 0.0)
         return state
 
     def _step_extras(self, loss: Optional[float]) -> Dict[str, Any]:
@@ -131,8 +129,8 @@ class Rprop(Optimizer):
         if self.variant == "irprop+":
             self._global["prev_loss"] = float(loss)  # type: ignore[arg-type]
 
-    def _kernel(self, params, grads, states, groups, group_sizes, steps, loss_increased=True):
-        _core.rprop(
+    def _kernel(self, params, grads, states, groups, group_sizes, steps, loss_increased=True, **device):
+        self._backend.rprop(
             self.variant,
             params,
             grads,
@@ -142,6 +140,7 @@ class Rprop(Optimizer):
             [(*g["etas"], *g["step_sizes"], g["maximize"]) for g in groups],
             group_sizes,
             loss_increased,
+            **device,
         )
 
     def _state_dict_extras(self) -> Dict[str, Any]:
