@@ -1,0 +1,195 @@
+"""The optional CUDA build: what was built here, what the runtime says, the CMake switch.
+
+These run without a GPU. The configure tests run CMake on the project (no compiling) and
+check what OPTBOWL_CUDA=AUTO/ON/OFF decide, with and without a CUDA compiler on PATH.
+"""
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import optbowl as ob
+
+ROOT = Path(__file__).resolve().parent.parent
+NVCC = os.environ.get("CUDACXX") or shutil.which("nvcc")
+GPU_NODE = any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def _cuda_requested_off():
+    return os.environ.get("OPTBOWL_CUDA", "AUTO").upper() in ("OFF", "0", "FALSE", "NO")
+
+
+@pytest.mark.skipif(NVCC is None, reason="no CUDA compiler (nvcc) here: the default build skips _cuda")
+@pytest.mark.skipif(_cuda_requested_off(), reason="built with OPTBOWL_CUDA=OFF")
+def test_default_build_has_the_cuda_module_when_nvcc_is_present():
+    assert ob.cuda.is_built(), ob.cuda.unavailable_reason()
+    from optbowl import _cuda
+
+    assert _cuda.architectures.split() == ["80-real", "90-real", "90-virtual"] or os.environ.get(
+        "CMAKE_CUDA_ARCHITECTURES"
+    )
+    assert _cuda.runtime_version() >= 12000
+
+
+def test_import_and_availability_tell_the_truth():
+    count = ob.cuda.device_count()
+    assert isinstance(count, int) and count >= 0
+    assert ob.cuda.is_available() == (count > 0)
+    if not GPU_NODE:
+        # No device node: no driver can offer a device, so the runtime must say 0 and why.
+        assert count == 0
+        assert not ob.cuda.is_available()
+        reason = ob.cuda.unavailable_reason()
+        assert reason and ("CUDA" in reason or "cuda" in reason)
+    if ob.cuda.is_available():
+        assert ob.cuda.unavailable_reason() is None
+    if not ob.cuda.is_built():
+        assert count == 0 and "without its CUDA module" in ob.cuda.unavailable_reason()
+
+
+def test_cuda_is_exported():
+    assert "cuda" in ob.__all__
+    assert ob.cuda.is_available is not None
+
+
+@pytest.mark.skipif(not ob.cuda.is_built(), reason="optbowl was built without its CUDA module")
+def test_launch_plan_is_one_launch_for_resnet18():
+    shapes = [tuple(s) for s in _resnet18_shapes()]
+    sizes = [math.prod(s) for s in shapes]
+    assert len(sizes) == 62 and sum(sizes) == 11_689_512
+    launches, blocks = ob.cuda.launch_plan(sizes)
+    assert launches == 1
+    assert blocks == sum(-(-n // 65536) for n in sizes)
+
+
+@pytest.mark.skipif(not ob.cuda.is_built(), reason="optbowl was built without its CUDA module")
+@pytest.mark.parametrize(
+    "sizes, launches, blocks",
+    [
+        ([], 0, 0),
+        ([0, 0], 0, 0),
+        ([1], 1, 1),
+        ([65536], 1, 1),
+        ([65537], 1, 2),
+        ([100_000_000], math.ceil(1526 / 320), 1526),  # one tensor over five launches
+        ([1] * 110, 1, 110),                           # the tensor table is full
+        ([1] * 111, 2, 111),
+        ([65536 * 320], 1, 320),                       # exactly the block table
+        ([65536 * 320 + 1, 5], 2, 322),                # a tensor split across launches
+        ([1] * 109 + [65536 * 400], 2, 509),
+    ],
+)
+def test_launch_plan_bounds(sizes, launches, blocks):
+    assert ob.cuda.launch_plan(sizes) == (launches, blocks)
+
+
+def _resnet18_shapes():
+    import json
+
+    path = ROOT / "bench" / "resnet18_shapes.json"
+    return json.loads(path.read_text())["shapes"]
+
+
+# ----------------------------------------------------------------------------- CMake switch
+def _cmake():
+    try:
+        import cmake
+
+        return str(Path(cmake.CMAKE_BIN_DIR) / "cmake")
+    except ImportError:
+        return shutil.which("cmake")
+
+
+def _configure(tmp_path, *defines, env=None, path=None):
+    pybind11 = pytest.importorskip("pybind11")
+    cmake = _cmake()
+    if cmake is None:
+        pytest.skip("cmake is not installed")
+    e = dict(os.environ if env is None else env)
+    if path is not None:
+        e.pop("CUDACXX", None)
+        e["PATH"] = path
+    cmd = [cmake, "-S", str(ROOT), "-B", str(tmp_path / "build"),
+           f"-DPython_EXECUTABLE={sys.executable}", f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
+           *defines]
+    return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=600)
+
+
+def _decision(result):
+    for line in result.stdout.splitlines():
+        if "building optbowl._cuda:" in line:
+            return line.rsplit(":", 1)[1].strip()
+    return None
+
+
+NO_NVCC_PATH = "/usr/bin:/bin"
+
+
+@pytest.mark.slow
+def test_cmake_off_never_looks_for_cuda(tmp_path):
+    r = _configure(tmp_path, "-DOPTBOWL_CUDA=OFF")
+    assert r.returncode == 0, r.stderr
+    assert _decision(r) == "OFF"
+    assert "Looking for a CUDA compiler" not in r.stdout
+
+
+@pytest.mark.slow
+def test_cmake_environment_variable_sets_the_mode(tmp_path):
+    r = _configure(tmp_path, env={**os.environ, "OPTBOWL_CUDA": "off"})
+    assert r.returncode == 0, r.stderr
+    assert _decision(r) == "OFF"
+    assert "OPTBOWL_CUDA=OFF" in r.stdout
+
+
+@pytest.mark.slow
+def test_cmake_define_beats_environment_variable(tmp_path):
+    r = _configure(tmp_path, "-DOPTBOWL_CUDA=OFF", env={**os.environ, "OPTBOWL_CUDA": "ON"})
+    assert r.returncode == 0, r.stderr
+    assert _decision(r) == "OFF"
+
+
+@pytest.mark.slow
+def test_cmake_rejects_an_unknown_mode(tmp_path):
+    r = _configure(tmp_path, "-DOPTBOWL_CUDA=maybe")
+    assert r.returncode != 0
+    assert "OPTBOWL_CUDA must be AUTO, ON or OFF" in r.stderr
+
+
+@pytest.mark.slow
+def test_cmake_on_fails_clearly_without_a_compiler(tmp_path):
+    if shutil.which("nvcc", path=NO_NVCC_PATH):
+        pytest.skip(f"nvcc is on {NO_NVCC_PATH}; cannot hide the CUDA compiler")
+    r = _configure(tmp_path, "-DOPTBOWL_CUDA=ON", path=NO_NVCC_PATH)
+    assert r.returncode != 0
+    assert "OPTBOWL_CUDA=ON, but no CUDA compiler was found" in r.stderr
+
+
+@pytest.mark.slow
+def test_cmake_auto_without_a_compiler_builds_no_cuda(tmp_path):
+    if shutil.which("nvcc", path=NO_NVCC_PATH):
+        pytest.skip(f"nvcc is on {NO_NVCC_PATH}; cannot hide the CUDA compiler")
+    r = _configure(tmp_path, path=NO_NVCC_PATH)
+    assert r.returncode == 0, r.stderr
+    assert _decision(r) == "OFF"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(NVCC is None, reason="no CUDA compiler (nvcc) here")
+@pytest.mark.parametrize("mode", ["ON", "AUTO"])
+def test_cmake_with_a_compiler_builds_cuda(tmp_path, mode):
+    r = _configure(tmp_path, f"-DOPTBOWL_CUDA={mode}")
+    assert r.returncode == 0, r.stderr
+    assert _decision(r) == "ON"
+    if not os.environ.get("CUDAARCHS"):
+        assert "optbowl: CUDA architectures 80-real;90-real;90-virtual" in r.stdout
+
+
+def test_resnet18_shapes_file_is_the_benchmark_workload():
+    shapes = _resnet18_shapes()
+    assert sum(int(np.prod(s)) for s in shapes) == 11_689_512
