@@ -119,7 +119,9 @@ def describe(x: Any, who: str) -> DeviceView:
             "move it to the same device"
         )
     if _library(x) == "torch":
-        x = x.detach()
+        view = _torch_view(x, who)
+        if view is not None:
+            return view
     cai = _cai(x)
     if cai is not None:
         typestr = cai["typestr"]
@@ -153,6 +155,28 @@ def describe(x: Any, who: str) -> DeviceView:
     if strides is not None and not _c_contiguous(shape, [s * _ITEMSIZE[dtype] for s in strides], _ITEMSIZE[dtype]):
         raise ValueError(f"{who}: must be C-contiguous")
     return DeviceView(int(info["data"]), shape, dtype, int(info["device_id"]), False)
+
+
+_TORCH_DTYPES: Dict[Any, str] = {}
+
+
+def _torch_view(t: Any, who: str) -> Optional[DeviceView]:
+    """Fast path for torch CUDA tensors (a step reads a view of every array)."""
+    import torch
+
+    if not isinstance(t, torch.Tensor) or not t.is_cuda:
+        return None
+    if not _TORCH_DTYPES:
+        _TORCH_DTYPES.update({torch.float32: "float32", torch.float64: "float64",
+                              torch.float16: "float16", torch.bfloat16: "bfloat16"})
+    dtype = _TORCH_DTYPES.get(t.dtype)
+    if dtype is None:
+        raise TypeError(
+            f"{who}: expected a float32, float64, float16 or bfloat16 device array, got {t.dtype}"
+        )
+    if not t.is_contiguous():
+        raise ValueError(f"{who}: must be C-contiguous")
+    return DeviceView(int(t.data_ptr()), tuple(t.shape), dtype, int(t.device.index), False)
 
 
 def dlpack_info(x: Any, who: str) -> Dict[str, Any]:
