@@ -69,19 +69,34 @@ def _optbowl_kernel_call(opt, grads):
     stream = _device.current_stream(params[0], device)
     if type(opt).__name__ == "Rprop":
         ptrs, sizes, dtypes = _device._gather(
-            [("params", params, True), ("grads", grads, False),
-             ("prevs", [s["prev"] for s in state], True),
-             ("steps", [s["step_size"] for s in state], True), ("updates", None, True)], device)
+            [
+                ("params", params, True),
+                ("grads", grads, False),
+                ("prevs", [s["prev"] for s in state], True),
+                ("steps", [s["step_size"] for s in state], True),
+                ("updates", None, True),
+            ],
+            device,
+        )
         group = opt.param_groups[0]
         groups = [(*group["etas"], *group["step_sizes"], group["maximize"])]
-        return lambda: _cuda.rprop(0, *ptrs, sizes, dtypes, groups, [len(params)], True, device, stream, 0)
+        return lambda: _cuda.rprop(
+            0, *ptrs, sizes, dtypes, groups, [len(params)], True, device, stream, 0
+        )
     ptrs, sizes, dtypes = _device._gather(
-        [("params", params, True), ("grads", grads, False), ("sums", [s["sum"] for s in state], True)],
-        device)
+        [
+            ("params", params, True),
+            ("grads", grads, False),
+            ("sums", [s["sum"] for s in state], True),
+        ],
+        device,
+    )
     g = opt.param_groups[0]
     groups = [(g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], g["maximize"])]
     steps = [1.0] * len(params)
-    return lambda: _cuda.adagrad(*ptrs, sizes, dtypes, steps, groups, [len(params)], device, stream, 0)
+    return lambda: _cuda.adagrad(
+        *ptrs, sizes, dtypes, steps, groups, [len(params)], device, stream, 0
+    )
 
 
 def bench(rule, shapes, repeat, torch, ob):
@@ -98,13 +113,15 @@ def bench(rule, shapes, repeat, torch, ob):
     opt.step(grads)
     rows["optbowl"] = _time(lambda: opt.step(grads), repeat, torch)
     rows["optbowl kernel"] = _time(_optbowl_kernel_call(opt, grads), repeat, torch)
-    del params, opt
 
     tparams = [p.requires_grad_(True) for p in make()]
     for p, g in zip(tparams, grads):
         p.grad = g
-    variants = {"torch single": dict(foreach=False), "torch foreach": dict(foreach=True),
-                "torch fused": dict(fused=True)}
+    variants = {
+        "torch single": dict(foreach=False),
+        "torch foreach": dict(foreach=True),
+        "torch fused": dict(fused=True),
+    }
     for name, kw in variants.items():
         cls = torch.optim.Rprop if rule == "rprop" else torch.optim.Adagrad
         try:
@@ -115,15 +132,11 @@ def bench(rule, shapes, repeat, torch, ob):
             rows[name + " (why not)"] = str(error).splitlines()[0][:120]
             continue
         rows[name] = _time(topt.step, repeat, torch)
-        del topt
-    del tparams
 
     half = moved // 2
     src = torch.empty(half, dtype=torch.uint8, device="cuda")
     dst = torch.empty_like(src)
     rows["copy"] = _time(lambda: dst.copy_(src), repeat, torch)
-    del src, dst
-    torch.cuda.empty_cache()
 
     out = {"elements": n, "tensors": len(shapes), "bytes_moved": moved, "seconds": rows}
     out["GB/s"] = {k: moved / v / 1e9 for k, v in rows.items() if isinstance(v, float)}
@@ -143,19 +156,33 @@ def main(argv=None):
     import optbowl as ob
 
     if not (ob.cuda.is_available() and torch.cuda.is_available()):
-        print(f"no CUDA device: {ob.cuda.unavailable_reason() or 'torch has no CUDA'}", file=sys.stderr)
+        print(
+            f"no CUDA device: {ob.cuda.unavailable_reason() or 'torch has no CUDA'}",
+            file=sys.stderr,
+        )
         return 2
     name = torch.cuda.get_device_name()
-    results = {"device": name, "torch": torch.__version__, "python": platform.python_version(),
-               "numpy": np.__version__, "optbowl": ob.__version__, "repeat": args.repeat, "runs": {}}
+    results = {
+        "device": name,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "optbowl": ob.__version__,
+        "repeat": args.repeat,
+        "runs": {},
+    }
     for wname, shapes in _workloads().items():
         if args.workloads and wname not in args.workloads:
             continue
         for rule in ("rprop", "adagrad"):
             r = bench(rule, shapes, args.repeat, torch, ob)
+            torch.cuda.empty_cache()
             results["runs"][f"{rule} {wname}"] = r
-            cells = "  ".join(f"{k} {v * 1e3:.3f} ms ({r['vs copy'][k]:.2f})"
-                              for k, v in r["seconds"].items() if isinstance(v, float))
+            cells = "  ".join(
+                f"{k} {v * 1e3:.3f} ms ({r['vs copy'][k]:.2f})"
+                for k, v in r["seconds"].items()
+                if isinstance(v, float)
+            )
             print(f"{rule:8s} {wname:9s} {cells}", flush=True)
     out = args.out or HERE / "results" / f"cuda_{name.replace(' ', '_')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

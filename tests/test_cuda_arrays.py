@@ -25,8 +25,12 @@ class FakeDeviceArray:
         self.shape = tuple(shape)
         self._device = device
         self.__cuda_array_interface__ = {
-            "shape": self.shape, "typestr": typestr, "data": (ptr, readonly), "version": 3,
-            "strides": strides, "stream": None,
+            "shape": self.shape,
+            "typestr": typestr,
+            "data": (ptr, readonly),
+            "version": 3,
+            "strides": strides,
+            "stream": None,
         }
 
     def __dlpack_device__(self):
@@ -83,7 +87,9 @@ def test_describe_accepts_c_contiguous_strides_and_refuses_others():
 
 
 def test_describe_refuses_other_dtypes_and_host_arrays():
-    with pytest.raises(TypeError, match=r"params\[1\]: expected a float32, float64, float16 or bfloat16"):
+    with pytest.raises(
+        TypeError, match=r"params\[1\]: expected a float32, float64, float16 or bfloat16"
+    ):
         _device.describe(FakeDeviceArray((3,), "<i4"), "params[1]")
     with pytest.raises(TypeError, match=r"grads\[0\]: a host NumPy array"):
         _device.describe(np.zeros(3, np.float32), "grads[0]")
@@ -93,7 +99,9 @@ def test_describe_refuses_other_dtypes_and_host_arrays():
 
 def test_mixing_host_and_device_arrays_is_a_type_error():
     host = np.zeros(3, np.float32)
-    with pytest.raises(TypeError, match=r"params\[1\] is a CUDA device array but params\[0\] is a ndarray"):
+    with pytest.raises(
+        TypeError, match=r"params\[1\] is a CUDA device array but params\[0\] is a ndarray"
+    ):
         ob.Rprop([host, FakeDeviceArray((3,))])
     with pytest.raises(TypeError, match="must all be host NumPy arrays or all CUDA device arrays"):
         ob.Adagrad([FakeDeviceArray((3,)), host])
@@ -103,9 +111,14 @@ def test_mixing_host_and_device_arrays_is_a_type_error():
     assert len(opt.param_groups) == 1 and len(opt._params) == 1
 
 
-@pytest.mark.skipif(ob.cuda.is_available(), reason="checks the error raised when no CUDA device can be used")
+@pytest.mark.skipif(
+    ob.cuda.is_available(), reason="checks the error raised when no CUDA device can be used"
+)
 def test_device_arrays_without_a_usable_device_raise_a_clear_error():
-    with pytest.raises(RuntimeError, match=r"params\[0\]: a CUDA device array, but (no usable CUDA device|optbowl was built without)"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"params\[0\]: a CUDA device array, but (no usable CUDA device|optbowl was built without)",
+    ):
         ob.Rprop([FakeDeviceArray((3,))])
     with pytest.raises(RuntimeError, match="CUDA device array"):
         ob.Adagrad(FakeDeviceArray((3,)))
@@ -132,7 +145,9 @@ def test_host_found_inf_skips_the_step():
 
 def test_found_inf_errors():
     opt = ob.Rprop(np.zeros(2))
-    with pytest.raises(TypeError, match="found_inf: a CUDA device array, but the parameters are host"):
+    with pytest.raises(
+        TypeError, match="found_inf: a CUDA device array, but the parameters are host"
+    ):
         opt.step(np.ones(2), found_inf=FakeDeviceArray((1,)))
     with pytest.raises(TypeError, match="found_inf: expected a bool"):
         opt.step(np.ones(2), found_inf=np.zeros(3))
@@ -148,19 +163,45 @@ def _params(n=3, shape=(4,), typestr="<f4"):
 def test_gather_checks_before_any_launch():
     params, grads, sums = _params(), _params(), _params()
     ptrs, sizes, dtypes = _device._gather(
-        [("params", params, True), ("grads", grads, False), ("sums", sums, True), ("none", None, True)], 0
+        [
+            ("params", params, True),
+            ("grads", grads, False),
+            ("sums", sums, True),
+            ("none", None, True),
+        ],
+        0,
     )
     assert sizes == [4, 4, 4] and dtypes == ["float32"] * 3 and ptrs[3] is None
     assert ptrs[1] == [g.__cuda_array_interface__["data"][0] for g in grads]
 
-    with pytest.raises(TypeError, match=r"grads\[1\]: dtype float64 does not match params\[1\] \(float32\)"):
-        _device._gather([("params", params, True), ("grads", [grads[0], FakeDeviceArray((4,), "<f8"), grads[2]], False)], 0)
-    with pytest.raises(ValueError, match=r"grads\[0\]: shape \(5,\) does not match params\[0\] \(4,\)"):
-        _device._gather([("params", params, True), ("grads", [FakeDeviceArray((5,))] + grads[1:], False)], 0)
+    with pytest.raises(
+        TypeError, match=r"grads\[1\]: dtype float64 does not match params\[1\] \(float32\)"
+    ):
+        _device._gather(
+            [
+                ("params", params, True),
+                ("grads", [grads[0], FakeDeviceArray((4,), "<f8"), grads[2]], False),
+            ],
+            0,
+        )
+    with pytest.raises(
+        ValueError, match=r"grads\[0\]: shape \(5,\) does not match params\[0\] \(4,\)"
+    ):
+        _device._gather(
+            [("params", params, True), ("grads", [FakeDeviceArray((5,))] + grads[1:], False)], 0
+        )
     with pytest.raises(ValueError, match=r"grads\[2\]: on CUDA device 1"):
-        _device._gather([("params", params, True), ("grads", grads[:2] + [FakeDeviceArray((4,), device=1)], False)], 0)
+        _device._gather(
+            [
+                ("params", params, True),
+                ("grads", grads[:2] + [FakeDeviceArray((4,), device=1)], False),
+            ],
+            0,
+        )
     with pytest.raises(TypeError, match=r"grads\[0\]: a host NumPy array"):
-        _device._gather([("params", params, True), ("grads", [np.zeros(4, np.float32)] + grads[1:], False)], 0)
+        _device._gather(
+            [("params", params, True), ("grads", [np.zeros(4, np.float32)] + grads[1:], False)], 0
+        )
     with pytest.raises(ValueError, match=r"grads: expected 3 arrays"):
         _device._gather([("params", params, True), ("grads", grads[:2], False)], 0)
     readonly = FakeDeviceArray((4,), readonly=True)
@@ -174,7 +215,9 @@ def test_gather_refuses_shared_memory():
     base = params[1].__cuda_array_interface__["data"][0]
     alias = FakeDeviceArray((4,), ptr=base + 8)  # overlaps params[1]
     with pytest.raises(ValueError, match=r"shares memory with params\[1\]"):
-        _device._gather([("params", params, True), ("grads", [_params(1)[0], alias, _params(1)[0]], False)], 0)
+        _device._gather(
+            [("params", params, True), ("grads", [_params(1)[0], alias, _params(1)[0]], False)], 0
+        )
     with pytest.raises(ValueError, match="shares memory"):
         _device._gather([("params", params, True), ("grads", params, False)], 0)
 
@@ -182,16 +225,25 @@ def test_gather_refuses_shared_memory():
 def test_bfloat16_host_conversion_rounds_to_nearest_even():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(5)
-    x = np.concatenate([
-        rng.standard_normal(10_000).astype(np.float32),
-        np.array([0.0, -0.0, np.inf, -np.inf, 1e-40, 3.3895314e38, 1.00390625, 1.01171875], np.float32),
-    ])
+    x = np.concatenate(
+        [
+            rng.standard_normal(10_000).astype(np.float32),
+            np.array(
+                [0.0, -0.0, np.inf, -np.inf, 1e-40, 3.3895314e38, 1.00390625, 1.01171875],
+                np.float32,
+            ),
+        ]
+    )
     bits = _device._to_storage(x, "bfloat16")
     expected = torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
     np.testing.assert_array_equal(bits, expected)
     back = _device._from_storage(bits, "bfloat16")
     np.testing.assert_array_equal(back, torch.from_numpy(x).to(torch.bfloat16).float().numpy())
-    assert np.isnan(_device._from_storage(_device._to_storage(np.array([np.nan], np.float32), "bfloat16"), "bfloat16")[0])
+    assert np.isnan(
+        _device._from_storage(
+            _device._to_storage(np.array([np.nan], np.float32), "bfloat16"), "bfloat16"
+        )[0]
+    )
 
 
 @pytest.mark.skipif(not ob.cuda.is_built(), reason="optbowl was built without its CUDA module")

@@ -25,7 +25,9 @@ def _cuda_requested_off():
     return os.environ.get("OPTBOWL_CUDA", "AUTO").upper() in ("OFF", "0", "FALSE", "NO")
 
 
-@pytest.mark.skipif(NVCC is None, reason="no CUDA compiler (nvcc) here: the default build skips _cuda")
+@pytest.mark.skipif(
+    NVCC is None, reason="no CUDA compiler (nvcc) here: the default build skips _cuda"
+)
 @pytest.mark.skipif(_cuda_requested_off(), reason="built with OPTBOWL_CUDA=OFF")
 def test_default_build_has_the_cuda_module_when_nvcc_is_present():
     assert ob.cuda.is_built(), ob.cuda.unavailable_reason()
@@ -78,10 +80,10 @@ def test_launch_plan_is_one_launch_for_resnet18():
         ([65536], 1, 1),
         ([65537], 1, 2),
         ([100_000_000], math.ceil(1526 / 320), 1526),  # one tensor over five launches
-        ([1] * 110, 1, 110),                           # the tensor table is full
+        ([1] * 110, 1, 110),  # the tensor table is full
         ([1] * 111, 2, 111),
-        ([65536 * 320], 1, 320),                       # exactly the block table
-        ([65536 * 320 + 1, 5], 2, 322),                # a tensor split across launches
+        ([65536 * 320], 1, 320),  # exactly the block table
+        ([65536 * 320 + 1, 5], 2, 322),  # a tensor split across launches
         ([1] * 109 + [65536 * 400], 2, 509),
     ],
 )
@@ -115,9 +117,16 @@ def _configure(tmp_path, *defines, env=None, path=None):
     if path is not None:
         e.pop("CUDACXX", None)
         e["PATH"] = path
-    cmd = [cmake, "-S", str(ROOT), "-B", str(tmp_path / "build"),
-           f"-DPython_EXECUTABLE={sys.executable}", f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
-           *defines]
+    cmd = [
+        cmake,
+        "-S",
+        str(ROOT),
+        "-B",
+        str(tmp_path / "build"),
+        f"-DPython_EXECUTABLE={sys.executable}",
+        f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
+        *defines,
+    ]
     return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=600)
 
 

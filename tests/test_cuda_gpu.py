@@ -21,7 +21,9 @@ import optbowl as ob
 
 torch = pytest.importorskip("torch", reason="the GPU tests compare against torch CUDA")
 
-_REASON = ob.cuda.unavailable_reason() or ("torch has no CUDA" if not torch.cuda.is_available() else "")
+_REASON = ob.cuda.unavailable_reason() or (
+    "torch has no CUDA" if not torch.cuda.is_available() else ""
+)
 pytestmark = pytest.mark.skipif(
     not (ob.cuda.is_available() and torch.cuda.is_available()),
     reason=f"needs a CUDA GPU: {_REASON}",
@@ -66,8 +68,11 @@ def _unaligned(t):
 @pytest.mark.parametrize("foreach", [False, True])
 @pytest.mark.parametrize(
     "hp",
-    [dict(lr=0.01), dict(lr=0.3, etas=(0.3, 1.7), step_sizes=(1e-4, 0.2)),
-     dict(lr=1e-8, step_sizes=(1e-6, 1.0), maximize=True)],
+    [
+        dict(lr=0.01),
+        dict(lr=0.3, etas=(0.3, 1.7), step_sizes=(1e-4, 0.2)),
+        dict(lr=1e-8, step_sizes=(1e-6, 1.0), maximize=True),
+    ],
 )
 def test_irprop_minus_bit_identical_to_torch_cuda(rng, dtype, foreach, hp):
     tdt = FULL[dtype]
@@ -105,8 +110,9 @@ def test_every_variant_bit_identical_to_the_cpu_kernel(rng, dtype, variant):
         gpu.step(grads, loss=loss)
         cpu.step([g.cpu().numpy() for g in grads], loss=loss)
         for h, d in zip(host, dev):
-            np.testing.assert_array_equal(h.view(np.int64 if dtype == np.float64 else np.int32),
-                                          _bits(d))
+            np.testing.assert_array_equal(
+                h.view(np.int64 if dtype == np.float64 else np.int32), _bits(d)
+            )
     for i in range(len(host)):
         for name, value in cpu.state[i].items():
             if isinstance(value, np.ndarray):
@@ -164,8 +170,15 @@ def test_half_precision_adagrad_is_float32_math_rounded_once(rng, half):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("hp", [dict(lr=0.1), dict(lr=0.05, lr_decay=0.1, weight_decay=0.01,
-                                                   initial_accumulator_value=0.2, maximize=True)])
+@pytest.mark.parametrize(
+    "hp",
+    [
+        dict(lr=0.1),
+        dict(
+            lr=0.05, lr_decay=0.1, weight_decay=0.01, initial_accumulator_value=0.2, maximize=True
+        ),
+    ],
+)
 def test_adagrad_bit_identical_to_the_cpu_kernel(rng, dtype, hp):
     host = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
     dev = [torch.tensor(h, device="cuda") for h in host]
@@ -198,10 +211,18 @@ def test_adagrad_within_the_documented_bound_of_torch_cuda(rng, dtype, foreach):
         topt.step()
         opt.step(grads)
     for i, (p, t) in enumerate(zip(params, tparams)):
-        np.testing.assert_allclose(p.cpu().numpy(), t.detach().cpu().numpy(),
-                                   rtol=4 * steps * eps, atol=4 * steps * eps * hp["lr"])
-        np.testing.assert_allclose(opt_host(opt, i, "sum"), topt.state[t]["sum"].cpu().numpy(),
-                                   rtol=2 * steps * eps, atol=0)
+        np.testing.assert_allclose(
+            p.cpu().numpy(),
+            t.detach().cpu().numpy(),
+            rtol=4 * steps * eps,
+            atol=4 * steps * eps * hp["lr"],
+        )
+        np.testing.assert_allclose(
+            opt_host(opt, i, "sum"),
+            topt.state[t]["sum"].cpu().numpy(),
+            rtol=2 * steps * eps,
+            atol=0,
+        )
 
 
 @pytest.mark.parametrize("optimizer", ["rprop", "adagrad"])
@@ -236,8 +257,9 @@ def test_state_dict_is_numpy_and_loads_back_to_the_device(rng):
         for st in sd["state"].values():
             for v in st.values():
                 assert isinstance(v, (int, np.ndarray))
-        assert sd["state"][0]["prev"].dtype == (np.float32 if tdt == torch.bfloat16 else
-                                                 np.dtype(str(tdt).split(".")[1]))
+        assert sd["state"][0]["prev"].dtype == (
+            np.float32 if tdt == torch.bfloat16 else np.dtype(str(tdt).split(".")[1])
+        )
         for x, y in zip(a, b):
             y.copy_(x)
         opt_b = ob.Rprop(b, variant="rprop+")
@@ -256,14 +278,19 @@ def test_mixed_dtypes_and_resnet18_launch_count(rng):
 
     from optbowl import _device
 
-    shapes = json.loads((Path(__file__).parent.parent / "bench" / "resnet18_shapes.json").read_text())["shapes"]
+    shapes = json.loads(
+        (Path(__file__).parent.parent / "bench" / "resnet18_shapes.json").read_text()
+    )["shapes"]
     params = [torch.randn(*s, device="cuda") for s in shapes]
     opt = ob.Rprop(params)
     opt.step([torch.randn_like(p) for p in params])
     launches, blocks = _device.CudaBackend.last_launch
     assert launches == 1 and blocks == sum(-(-p.numel() // 65536) for p in params)
 
-    mixed = [torch.randn(1000, dtype=dt, device="cuda") for dt in (torch.float32, torch.float64, torch.float16)]
+    mixed = [
+        torch.randn(1000, dtype=dt, device="cuda")
+        for dt in (torch.float32, torch.float64, torch.float16)
+    ]
     singles = [[m.clone()] for m in mixed]
     ob.Adagrad(mixed, lr=0.1).step([torch.ones_like(m) for m in mixed])
     assert _device.CudaBackend.last_launch[0] == 3
@@ -324,7 +351,9 @@ def test_interface_only_producers_get_optbowl_state(rng):
     torch.cuda.synchronize()
     np.testing.assert_array_equal(t.cpu().numpy(), host)
     assert isinstance(opt.state[0]["prev"], _device.DeviceArray)
-    np.testing.assert_array_equal(opt.state_dict()["state"][0]["step_size"], cpu.state[0]["step_size"])
+    np.testing.assert_array_equal(
+        opt.state_dict()["state"][0]["step_size"], cpu.state[0]["step_size"]
+    )
 
 
 def test_host_gradients_for_device_parameters_are_refused():

@@ -128,7 +128,8 @@ def describe(x: Any, who: str) -> DeviceView:
         dtype = _CAI_DTYPES.get(typestr)
         if dtype is None:
             raise TypeError(
-                f"{who}: expected a float32, float64, float16 or bfloat16 device array, got typestr {typestr!r}"
+                f"{who}: expected a float32, float64, float16 or bfloat16 device array, "
+                f"got typestr {typestr!r}"
             )
         shape = tuple(int(n) for n in cai["shape"])
         if not _c_contiguous(shape, cai.get("strides"), _ITEMSIZE[dtype]):
@@ -152,7 +153,9 @@ def describe(x: Any, who: str) -> DeviceView:
         )
     shape = tuple(int(n) for n in info["shape"])
     strides = info["strides"]
-    if strides is not None and not _c_contiguous(shape, [s * _ITEMSIZE[dtype] for s in strides], _ITEMSIZE[dtype]):
+    if strides is not None and not _c_contiguous(
+        shape, [s * _ITEMSIZE[dtype] for s in strides], _ITEMSIZE[dtype]
+    ):
         raise ValueError(f"{who}: must be C-contiguous")
     return DeviceView(int(info["data"]), shape, dtype, int(info["device_id"]), False)
 
@@ -167,8 +170,14 @@ def _torch_view(t: Any, who: str) -> Optional[DeviceView]:
     if not isinstance(t, torch.Tensor) or not t.is_cuda:
         return None
     if not _TORCH_DTYPES:
-        _TORCH_DTYPES.update({torch.float32: "float32", torch.float64: "float64",
-                              torch.float16: "float16", torch.bfloat16: "bfloat16"})
+        _TORCH_DTYPES.update(
+            {
+                torch.float32: "float32",
+                torch.float64: "float64",
+                torch.float16: "float16",
+                torch.bfloat16: "bfloat16",
+            }
+        )
     dtype = _TORCH_DTYPES.get(t.dtype)
     if dtype is None:
         raise TypeError(
@@ -221,7 +230,9 @@ class Placement(NamedTuple):
     device: int
 
 
-def place(name: str, existing: Sequence[Any], new: Sequence[Any], placement: Optional[Placement]) -> Optional[Placement]:
+def place(
+    name: str, existing: Sequence[Any], new: Sequence[Any], placement: Optional[Placement]
+) -> Optional[Placement]:
     """Classify ``new`` parameters (numbered after ``existing``) as host or device.
 
     Returns None for host arrays (the caller checks them as NumPy arrays), the device
@@ -245,7 +256,9 @@ def place(name: str, existing: Sequence[Any], new: Sequence[Any], placement: Opt
     device = views[0].device if placement is None else placement.device
     for i, v in enumerate(views):
         if v.device != device:
-            raise ValueError(f"{name}[{i}]: on CUDA device {v.device}, but {name}[0] is on device {device}")
+            raise ValueError(
+                f"{name}[{i}]: on CUDA device {v.device}, but {name}[0] is on device {device}"
+            )
         if v.readonly:
             raise ValueError(f"{name}[{i}]: is read-only")
     _no_overlap([(name, i, v) for i, v in enumerate(views)])
@@ -279,7 +292,9 @@ class DeviceArray:
     ``full_like`` (exposes ``__cuda_array_interface__``; bfloat16 only through optbowl)."""
 
     def __init__(self, shape: Tuple[int, ...], dtype: str, device: int) -> None:
-        self._buffer = _cuda.DeviceBuffer(int(np.prod(shape, dtype=np.int64)) * _ITEMSIZE[dtype], device)
+        self._buffer = _cuda.DeviceBuffer(
+            int(np.prod(shape, dtype=np.int64)) * _ITEMSIZE[dtype], device
+        )
         self.view = DeviceView(self._buffer.ptr, tuple(shape), dtype, device, False)
         self.shape = self.view.shape
         self.dtype = dtype
@@ -289,8 +304,14 @@ class DeviceArray:
         if self.dtype == "bfloat16":
             raise TypeError("__cuda_array_interface__ cannot express bfloat16")
         typestr = {v: k for k, v in _CAI_DTYPES.items()}[self.dtype]
-        return {"shape": self.shape, "typestr": typestr, "data": (self.view.ptr, False), "version": 3,
-                "strides": None, "stream": None}
+        return {
+            "shape": self.shape,
+            "typestr": typestr,
+            "data": (self.view.ptr, False),
+            "version": 3,
+            "strides": None,
+            "stream": None,
+        }
 
     def __dlpack_device__(self) -> Tuple[int, int]:
         return (2, self.view.device)
@@ -386,7 +407,9 @@ def load_like(who: str, value: Any, ref: Any) -> Any:
     if host.shape != v.shape:
         raise ValueError(f"{who}: shape {host.shape} does not match the parameter's {v.shape}")
     if host.dtype != HOST_DTYPES[v.dtype]:
-        raise TypeError(f"{who}: dtype {host.dtype} does not match the parameter's {HOST_DTYPES[v.dtype]}")
+        raise TypeError(
+            f"{who}: dtype {host.dtype} does not match the parameter's {HOST_DTYPES[v.dtype]}"
+        )
     copy_into(ref, host, who)
     return ref
 
@@ -399,7 +422,9 @@ def skip_flag(found_inf: Any, placement: Optional[Placement]) -> Tuple[bool, Opt
         return False, None
     if is_device_array(found_inf):
         if placement is None:
-            raise TypeError("found_inf: a CUDA device array, but the parameters are host NumPy arrays")
+            raise TypeError(
+                "found_inf: a CUDA device array, but the parameters are host NumPy arrays"
+            )
         v = describe(found_inf, "found_inf")
         if v.dtype != "float32" or v.size != 1 or v.device != placement.device:
             raise ValueError(
@@ -409,7 +434,10 @@ def skip_flag(found_inf: Any, placement: Optional[Placement]) -> Tuple[bool, Opt
         return False, v
     flag = np.asarray(found_inf)
     if flag.size != 1 or flag.dtype.kind not in "biuf":
-        raise TypeError(f"found_inf: expected a bool, a number or a one-element array, got {type(found_inf).__name__}")
+        raise TypeError(
+            "found_inf: expected a bool, a number or a one-element array, "
+            f"got {type(found_inf).__name__}"
+        )
     return bool(flag.reshape(()) != 0), None
 
 
@@ -419,7 +447,9 @@ def read_flag(found_inf: Any) -> bool:
 
 
 # ---------------------------------------------------------------------- launches
-def _gather(operands: Sequence[Tuple[str, Any, bool]], device: int) -> Tuple[List[Optional[List[int]]], List[int], List[str]]:
+def _gather(
+    operands: Sequence[Tuple[str, Any, bool]], device: int
+) -> Tuple[List[Optional[List[int]]], List[int], List[str]]:
     """Validate lists of device arrays (dtype, shape, device, writeability, no shared
     memory) and return their pointers, lengths and dtypes; nothing is written."""
     name0, first, _ = operands[0]
@@ -432,7 +462,9 @@ def _gather(operands: Sequence[Tuple[str, Any, bool]], device: int) -> Tuple[Lis
             pointers.append(None)
             continue
         if len(arrays) != n:
-            raise ValueError(f"{name}: expected {n} arrays (one per entry of {name0}), got {len(arrays)}")
+            raise ValueError(
+                f"{name}: expected {n} arrays (one per entry of {name0}), got {len(arrays)}"
+            )
         column = []
         for i, a in enumerate(arrays):
             who = f"{name}[{i}]"
@@ -441,11 +473,17 @@ def _gather(operands: Sequence[Tuple[str, Any, bool]], device: int) -> Tuple[Lis
                 ref.append(v)
             else:
                 if v.dtype != ref[i].dtype:
-                    raise TypeError(f"{who}: dtype {v.dtype} does not match {name0}[{i}] ({ref[i].dtype})")
+                    raise TypeError(
+                        f"{who}: dtype {v.dtype} does not match {name0}[{i}] ({ref[i].dtype})"
+                    )
                 if v.shape != ref[i].shape:
-                    raise ValueError(f"{who}: shape {v.shape} does not match {name0}[{i}] {ref[i].shape}")
+                    raise ValueError(
+                        f"{who}: shape {v.shape} does not match {name0}[{i}] {ref[i].shape}"
+                    )
             if v.device != device:
-                raise ValueError(f"{who}: on CUDA device {v.device}, but the parameters are on device {device}")
+                raise ValueError(
+                    f"{who}: on CUDA device {v.device}, but the parameters are on device {device}"
+                )
             if writable and v.readonly:
                 raise ValueError(f"{who}: is read-only")
             column.append(v.ptr)
@@ -461,19 +499,43 @@ class CudaBackend:
     #: (kernel launches, blocks) of the last step, for tests and benchmarks.
     last_launch: Tuple[int, int] = (0, 0)
 
-    def rprop(self, variant, params, grads, prevs, steps, updates, groups, group_sizes,
-              loss_increased=True, found_inf=None):
+    def rprop(
+        self,
+        variant,
+        params,
+        grads,
+        prevs,
+        steps,
+        updates,
+        groups,
+        group_sizes,
+        loss_increased=True,
+        found_inf=None,
+    ):
         from .rprop import VARIANTS
 
         device = describe(params[0], "params[0]").device
         ptrs, sizes, dtypes = _gather(
-            [("params", params, True), ("grads", grads, False), ("prevs", prevs, True),
-             ("steps", steps, True), ("updates", updates, True)],
+            [
+                ("params", params, True),
+                ("grads", grads, False),
+                ("prevs", prevs, True),
+                ("steps", steps, True),
+                ("updates", updates, True),
+            ],
             device,
         )
         CudaBackend.last_launch = _cuda.rprop(
-            VARIANTS.index(variant), *ptrs, sizes, dtypes, groups, group_sizes, loss_increased,
-            device, current_stream(params[0], device), found_inf.ptr if found_inf is not None else 0,
+            VARIANTS.index(variant),
+            *ptrs,
+            sizes,
+            dtypes,
+            groups,
+            group_sizes,
+            loss_increased,
+            device,
+            current_stream(params[0], device),
+            found_inf.ptr if found_inf is not None else 0,
         )
 
     def adagrad(self, params, grads, sums, steps, groups, group_sizes, found_inf=None):
@@ -482,8 +544,15 @@ class CudaBackend:
             [("params", params, True), ("grads", grads, False), ("sums", sums, True)], device
         )
         CudaBackend.last_launch = _cuda.adagrad(
-            *ptrs, sizes, dtypes, steps, groups, group_sizes, device,
-            current_stream(params[0], device), found_inf.ptr if found_inf is not None else 0,
+            *ptrs,
+            sizes,
+            dtypes,
+            steps,
+            groups,
+            group_sizes,
+            device,
+            current_stream(params[0], device),
+            found_inf.ptr if found_inf is not None else 0,
         )
 
 
