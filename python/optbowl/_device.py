@@ -266,17 +266,28 @@ def place(
 
 
 def _no_overlap(entries: List[Tuple[str, int, DeviceView]]) -> None:
-    """Refuse device arrays whose memory ranges overlap."""
-    spans = sorted((v.ptr, v.ptr + v.nbytes, name, i) for name, i, v in entries if v.nbytes)
-    reach: Optional[tuple] = None
-    for span in spans:
-        if reach is not None and span[0] < reach[1]:
-            raise ValueError(
-                f"{span[2]}[{span[3]}] shares memory with {reach[2]}[{reach[3]}]; "
-                "every array must be a separate buffer"
-            )
-        if reach is None or span[1] > reach[1]:
-            reach = span
+    """Refuse device arrays whose memory ranges overlap.
+
+    Sorted by start, a range overlaps an earlier one iff it starts before the running
+    maximum of the earlier ends (vectorised; the offender and the range that reaches it
+    are named).
+    """
+    named = [(name, i, v) for name, i, v in entries if v.nbytes]
+    if len(named) < 2:
+        return
+    starts = np.array([v.ptr for _, _, v in named], dtype=np.uint64)
+    ends = starts + np.array([v.nbytes for _, _, v in named], dtype=np.uint64)
+    order = np.argsort(starts, kind="stable")
+    reach = np.maximum.accumulate(ends[order])
+    clashes = np.flatnonzero(starts[order][1:] < reach[:-1])
+    if clashes.size:
+        j = int(clashes[0]) + 1
+        later = named[order[j]]
+        earlier = named[order[int(np.argmax(ends[order][:j]))]]
+        raise ValueError(
+            f"{later[0]}[{later[1]}] shares memory with {earlier[0]}[{earlier[1]}]; "
+            "every array must be a separate buffer"
+        )
 
 
 def numel(a: Any) -> int:
@@ -493,6 +504,17 @@ def _gather(
     return pointers, [v.size for v in ref], [v.dtype for v in ref]
 
 
+def _launch_args(
+    operands: Sequence[Tuple[str, Any, bool]], found_inf: Optional[DeviceView]
+) -> tuple:
+    """Checked pointer lists, lengths and dtypes, then device, stream and flag pointer."""
+    params = operands[0][1]
+    device = describe(params[0], "params[0]").device
+    ptrs, sizes, dtypes = _gather(operands, device)
+    flag = found_inf.ptr if found_inf is not None else 0
+    return ptrs, sizes, dtypes, (device, current_stream(params[0], device), flag)
+
+
 class CudaBackend:
     """The CUDA twin of ``optbowl._core``: the same step functions over device arrays."""
 
@@ -514,17 +536,14 @@ class CudaBackend:
     ):
         from .rprop import VARIANTS
 
-        device = describe(params[0], "params[0]").device
-        ptrs, sizes, dtypes = _gather(
-            [
-                ("params", params, True),
-                ("grads", grads, False),
-                ("prevs", prevs, True),
-                ("steps", steps, True),
-                ("updates", updates, True),
-            ],
-            device,
-        )
+        operands = [
+            ("params", params, True),
+            ("grads", grads, False),
+            ("prevs", prevs, True),
+            ("steps", steps, True),
+            ("updates", updates, True),
+        ]
+        ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
         CudaBackend.last_launch = _cuda.rprop(
             VARIANTS.index(variant),
             *ptrs,
@@ -533,26 +552,14 @@ class CudaBackend:
             groups,
             group_sizes,
             loss_increased,
-            device,
-            current_stream(params[0], device),
-            found_inf.ptr if found_inf is not None else 0,
+            *where,
         )
 
     def adagrad(self, params, grads, sums, steps, groups, group_sizes, found_inf=None):
-        device = describe(params[0], "params[0]").device
-        ptrs, sizes, dtypes = _gather(
-            [("params", params, True), ("grads", grads, False), ("sums", sums, True)], device
-        )
+        operands = [("params", params, True), ("grads", grads, False), ("sums", sums, True)]
+        ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
         CudaBackend.last_launch = _cuda.adagrad(
-            *ptrs,
-            sizes,
-            dtypes,
-            steps,
-            groups,
-            group_sizes,
-            device,
-            current_stream(params[0], device),
-            found_inf.ptr if found_inf is not None else 0,
+            *ptrs, sizes, dtypes, steps, groups, group_sizes, *where
         )
 
 
