@@ -65,30 +65,31 @@ def test_launch_plan_is_one_launch_for_resnet18():
     shapes = [tuple(s) for s in _resnet18_shapes()]
     sizes = [math.prod(s) for s in shapes]
     assert len(sizes) == 62 and sum(sizes) == 11_689_512
-    launches, blocks = ob.cuda.launch_plan(sizes)
+    launches, chunks = ob.cuda.launch_plan(sizes)
     assert launches == 1
-    assert blocks == sum(-(-n // 65536) for n in sizes)
+    assert chunks == sum(-(-n // 65536) for n in sizes)
 
 
 @pytest.mark.skipif(not ob.cuda.is_built(), reason="optbowl was built without its CUDA module")
 @pytest.mark.parametrize(
-    "sizes, launches, blocks",
+    "sizes, launches, chunks",
     [
         ([], 0, 0),
         ([0, 0], 0, 0),
         ([1], 1, 1),
         ([65536], 1, 1),
         ([65537], 1, 2),
-        ([100_000_000], math.ceil(1526 / 320), 1526),  # one tensor over five launches
+        ([100_000_000], 2, 1526),  # one tensor over two launches
         ([1] * 110, 1, 110),  # the tensor table is full
         ([1] * 111, 2, 111),
-        ([65536 * 320], 1, 320),  # exactly the block table
-        ([65536 * 320 + 1, 5], 2, 322),  # a tensor split across launches
-        ([1] * 109 + [65536 * 400], 2, 509),
+        ([65536 * 1024], 1, 1024),  # exactly the chunk table
+        ([65536 * 1024 + 1, 5], 2, 1026),  # a tensor split across launches
+        ([1] * 109 + [65536 * 1100], 2, 1209),
+        ([1] * 109 + [65536 * 1100, 3], 2, 1210),
     ],
 )
-def test_launch_plan_bounds(sizes, launches, blocks):
-    assert ob.cuda.launch_plan(sizes) == (launches, blocks)
+def test_launch_plan_bounds(sizes, launches, chunks):
+    assert ob.cuda.launch_plan(sizes) == (launches, chunks)
 
 
 def _resnet18_shapes():

@@ -284,8 +284,8 @@ def test_mixed_dtypes_and_resnet18_launch_count(rng):
     params = [torch.randn(*s, device="cuda") for s in shapes]
     opt = ob.Rprop(params)
     opt.step([torch.randn_like(p) for p in params])
-    launches, blocks = _device.CudaBackend.last_launch
-    assert launches == 1 and blocks == sum(-(-p.numel() // 65536) for p in params)
+    launches, chunks = _device.CudaBackend.last_launch
+    assert launches == 1 and chunks == sum(-(-p.numel() // 65536) for p in params)
 
     mixed = [
         torch.randn(1000, dtype=dt, device="cuda")

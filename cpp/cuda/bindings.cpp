@@ -91,7 +91,7 @@ LaunchConfig config_of(int device, std::uintptr_t stream, std::uintptr_t found_i
   return c;
 }
 
-py::tuple stats_tuple(const LaunchStats& s) { return py::make_tuple(s.launches, s.blocks); }
+py::tuple stats_tuple(const LaunchStats& s) { return py::make_tuple(s.launches, s.chunks); }
 
 // A plain device allocation; the Python side wraps it with __cuda_array_interface__.
 class DeviceBuffer {
@@ -245,7 +245,7 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("updates"), py::arg("sizes"), py::arg("dtypes"), py::arg("groups"),
       py::arg("group_sizes"), py::arg("loss_increased"), py::arg("device"), py::arg("stream"),
       py::arg("found_inf") = 0,
-      "One Rprop step over device pointers; returns (kernel launches, blocks).");
+      "One Rprop step over device pointers; returns (kernel launches, chunks).");
 
   m.def(
       "adagrad",
@@ -266,12 +266,12 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("params"), py::arg("grads"), py::arg("sums"), py::arg("sizes"), py::arg("dtypes"),
       py::arg("steps"), py::arg("groups"), py::arg("group_sizes"), py::arg("device"),
       py::arg("stream"), py::arg("found_inf") = 0,
-      "One AdaGrad step over device pointers; returns (kernel launches, blocks).");
+      "One AdaGrad step over device pointers; returns (kernel launches, chunks).");
 
   m.def(
       "plan", [](const std::vector<std::int64_t>& sizes) { return stats_tuple(plan(sizes)); },
       py::arg("sizes"),
-      "(kernel launches, blocks) that one dtype's tensors of these lengths take (no launch).");
+      "(kernel launches, chunks) that one dtype's tensors of these lengths take (no launch).");
 
   m.def(
       "copy",
@@ -302,7 +302,7 @@ PYBIND11_MODULE(_cuda, m) {
 
   m.attr("chunk_size") = kChunkElems;
   m.attr("max_tensors") = kMaxTensors;
-  m.attr("max_blocks") = kMaxBlocks;
+  m.attr("max_chunks") = kMaxChunks;
 #ifdef OPTBOWL_CUDA_ARCHITECTURES
   m.attr("architectures") = OPTBOWL_CUDA_ARCHITECTURES;
 #endif

@@ -37,44 +37,44 @@ struct LaunchConfig {
   const float* found_inf = nullptr;
 };
 
-// Statistics of the last launch plan, for tests and benchmarks: kernel launches and blocks.
+// Statistics of a launch plan, for tests and benchmarks: kernel launches and chunks.
 struct LaunchStats {
   std::int64_t launches = 0;
-  std::int64_t blocks = 0;
+  std::int64_t chunks = 0;
 };
 
 LaunchStats rprop(const DeviceTable<5>& table, const RpropLoop& loop, const LaunchConfig& config);
 LaunchStats adagrad(const DeviceTable<3>& table, const AdagradLoop& loop, const LaunchConfig& config);
 
 // ---- multi-tensor apply: the launch plan (as apex's multi_tensor_apply) -------------
-// Every tensor is cut into chunks of kChunkElems elements; one block updates one chunk.
-// A launch carries, in its kernel arguments, a table of at most kMaxTensors tensors
-// (pointers, length, hyper-parameters) and kMaxBlocks (tensor slot, chunk) entries; a
-// tensor whose chunks do not fit continues as slot 0 of the next launch.
+// Every tensor is cut into chunks of kChunkElems elements. A launch carries, in its kernel
+// arguments, a table of at most kMaxTensors tensors (pointers, length, hyper-parameters)
+// and of at most kMaxChunks (tensor slot, chunk) entries, which its blocks share out
+// grid-stride; a tensor whose chunks do not fit continues as slot 0 of the next launch.
 constexpr std::int64_t kChunkElems = 65536;
 constexpr int kMaxTensors = 110;
-constexpr int kMaxBlocks = 320;
+constexpr int kMaxChunks = 1024;
 
 // Walk `tensors` (indices into sizes) and call
 //   put_tensor(slot, tensor)          a tensor takes a slot of the current launch
-//   put_block(block, slot, chunk)     a block of the current launch updates that chunk
-//   launch(blocks)                    the current launch is full or the list is done
+//   put_chunk(entry, slot, chunk)     entry of the current launch: that chunk of that slot
+//   launch(entries)                   the current launch is full or the list is done
 // Empty tensors take no slot.
-template <class PutTensor, class PutBlock, class Launch>
+template <class PutTensor, class PutChunk, class Launch>
 void plan_launches(const std::vector<std::int64_t>& sizes, const std::vector<int>& tensors,
-                   PutTensor put_tensor, PutBlock put_block, Launch launch) {
+                   PutTensor put_tensor, PutChunk put_chunk, Launch launch) {
   int slot = 0;
-  int block = 0;
+  int entry = 0;
   for (const int t : tensors) {
     const std::int64_t n = sizes[t];
     if (n == 0) continue;
     put_tensor(slot, t);
     const std::int64_t chunks = (n + kChunkElems - 1) / kChunkElems;
     for (std::int64_t c = 0; c < chunks; ++c) {
-      put_block(block, slot, static_cast<std::int32_t>(c));
-      if (++block == kMaxBlocks) {
-        launch(block);
-        block = 0;
+      put_chunk(entry, slot, static_cast<std::int32_t>(c));
+      if (++entry == kMaxChunks) {
+        launch(entry);
+        entry = 0;
         if (c + 1 < chunks) {  // the rest of this tensor continues in slot 0
           put_tensor(0, t);
           slot = 0;
@@ -84,12 +84,12 @@ void plan_launches(const std::vector<std::int64_t>& sizes, const std::vector<int
       }
     }
     if (++slot == kMaxTensors) {
-      if (block > 0) launch(block);
-      block = 0;
+      if (entry > 0) launch(entry);
+      entry = 0;
       slot = 0;
     }
   }
-  if (block > 0) launch(block);
+  if (entry > 0) launch(entry);
 }
 
 // The plan for one dtype's tensors, without launching anything (testable without a GPU).
@@ -99,9 +99,9 @@ inline LaunchStats plan(const std::vector<std::int64_t>& sizes) {
   LaunchStats stats;
   plan_launches(
       sizes, all, [](int, int) {}, [](int, int, std::int32_t) {},
-      [&](int blocks) {
+      [&](int entries) {
         ++stats.launches;
-        stats.blocks += blocks;
+        stats.chunks += entries;
       });
   return stats;
 }

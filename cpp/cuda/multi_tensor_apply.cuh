@@ -1,11 +1,12 @@
 // Multi-tensor apply on the device, as apex does it.
 //
-// One kernel launch updates up to kMaxTensors tensors with up to kMaxBlocks blocks of
-// kThreads threads; the table of (pointers, length, hyper-parameters) per tensor and the
-// (tensor slot, chunk) of every block travel in the kernel arguments (__grid_constant__,
-// so nothing is copied to local memory). A block walks its chunk of kChunkElems elements
-// with a block-wide stride; when every pointer of the chunk is aligned to kILP elements it
-// loads and stores kILP elements at a time (16-byte accesses for float32).
+// One kernel launch updates up to kMaxTensors tensors and kMaxChunks chunks; the table of
+// (pointers, length, hyper-parameters) per tensor and the (tensor slot, chunk) entries
+// travel in the kernel arguments (__grid_constant__, so nothing is copied to local
+// memory). The grid is as large as the device keeps resident at once (or the number of
+// chunks, if smaller) and strides over the entries; a block walks its chunk of kChunkElems
+// elements with a block-wide stride, and when every pointer of the chunk is aligned to
+// kILP elements it loads and stores kILP elements at a time (16-byte accesses for float32).
 //
 // An Op names the per-element rule: K (pointer slots it uses: slot 0 param, slot 1 the
 // read-only gradient, then state arrays), Hyper<M> (its scalars in math type M) and
@@ -65,8 +66,8 @@ struct TensorListArgs {
   void* ptrs[K][kMaxTensors];
   std::int64_t sizes[kMaxTensors];
   Hyper hyper[kMaxTensors];
-  std::uint8_t block_slot[kMaxBlocks];
-  std::int32_t block_chunk[kMaxBlocks];
+  std::uint8_t chunk_slot[kMaxChunks];
+  std::int32_t chunk_index[kMaxChunks];
 };
 
 template <class S, int N>
@@ -77,14 +78,13 @@ struct alignas(sizeof(S) * N) Pack {
 template <class Op, class S>
 using ArgsOf = TensorListArgs<Op::K, typename Op::template Hyper<typename MathOf<S>::type>>;
 
+// One block updates one chunk (entry of the launch's table).
 template <class Op, class S>
-__global__ void __launch_bounds__(kThreads)
-    multi_tensor_kernel(const __grid_constant__ ArgsOf<Op, S> args, const float* found_inf) {
+__device__ __forceinline__ void update_chunk(const ArgsOf<Op, S>& args, int entry) {
   using M = typename MathOf<S>::type;
   constexpr int K = Op::K;
-  if (found_inf != nullptr && *found_inf != 0.0f) return;
-  const int slot = args.block_slot[blockIdx.x];
-  const std::int64_t begin = static_cast<std::int64_t>(args.block_chunk[blockIdx.x]) * kChunkElems;
+  const int slot = args.chunk_slot[entry];
+  const std::int64_t begin = static_cast<std::int64_t>(args.chunk_index[entry]) * kChunkElems;
   const std::int64_t rest = args.sizes[slot] - begin;
   const int len = static_cast<int>(rest < kChunkElems ? rest : kChunkElems);
   const auto& h = args.hyper[slot];
@@ -129,6 +129,15 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+template <class Op, class S>
+__global__ void __launch_bounds__(kThreads)
+    multi_tensor_kernel(const __grid_constant__ ArgsOf<Op, S> args, int entries, const float* found_inf) {
+  if (found_inf != nullptr && *found_inf != 0.0f) return;
+  for (int entry = blockIdx.x; entry < entries; entry += gridDim.x) {
+    update_chunk<Op, S>(args, entry);
+  }
+}
+
 // Launch Op over the tensors of one storage type S. hyper_of(tag, tensor) returns the
 // tensor's Hyper<M>, where decltype(tag)::type is M.
 template <class M>
@@ -145,6 +154,13 @@ void launch_multi_tensor(const DeviceTable<KT>& table, const std::vector<int>& t
   static_assert(sizeof(Args) <= 32764, "kernel arguments exceed the 32 KiB limit");
   auto args = std::make_unique<Args>();
   const auto stream = reinterpret_cast<cudaStream_t>(config.stream);
+  int sms = 0;
+  int per_sm = 0;
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, config.device),
+        "cudaDeviceGetAttribute");
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, multi_tensor_kernel<Op, S>, kThreads, 0),
+        "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  const int resident = sms * (per_sm > 0 ? per_sm : 1);
   plan_launches(
       table.sizes, tensors,
       [&](int slot, int t) {
@@ -152,15 +168,16 @@ void launch_multi_tensor(const DeviceTable<KT>& table, const std::vector<int>& t
         args->sizes[slot] = table.sizes[t];
         args->hyper[slot] = hyper_of(MathTag<M>{}, t);
       },
-      [&](int block, int slot, std::int32_t chunk) {
-        args->block_slot[block] = static_cast<std::uint8_t>(slot);
-        args->block_chunk[block] = chunk;
+      [&](int entry, int slot, std::int32_t chunk) {
+        args->chunk_slot[entry] = static_cast<std::uint8_t>(slot);
+        args->chunk_index[entry] = chunk;
       },
-      [&](int blocks) {
-        multi_tensor_kernel<Op, S><<<blocks, kThreads, 0, stream>>>(*args, config.found_inf);
+      [&](int entries) {
+        const int grid = entries < resident ? entries : resident;
+        multi_tensor_kernel<Op, S><<<grid, kThreads, 0, stream>>>(*args, entries, config.found_inf);
         check(cudaGetLastError(), "multi_tensor_kernel launch");
         ++stats.launches;
-        stats.blocks += blocks;
+        stats.chunks += entries;
       });
 }
 

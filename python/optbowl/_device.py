@@ -518,7 +518,7 @@ def _launch_args(
 class CudaBackend:
     """The CUDA twin of ``optbowl._core``: the same step functions over device arrays."""
 
-    #: (kernel launches, blocks) of the last step, for tests and benchmarks.
+    #: (kernel launches, chunks) of the last step, for tests and benchmarks.
     last_launch: Tuple[int, int] = (0, 0)
 
     def rprop(

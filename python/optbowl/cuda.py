@@ -3,7 +3,7 @@
 optbowl's optimizers take CUDA device arrays as they take NumPy arrays: anything with
 ``__cuda_array_interface__`` or a CUDA ``__dlpack__`` (CuPy arrays, torch CUDA tensors,
 float32, float64, float16 or bfloat16), updated in place without copies by fused
-multi-tensor kernels (one launch for up to 110 tensors and 320 chunks of 65,536
+multi-tensor kernels (one launch for up to 110 tensors and 1,024 chunks of 65,536
 elements; half and bfloat16 are computed in float32). State lives on the same device;
 ``state_dict()`` returns host NumPy arrays and ``load_state_dict`` copies them back.
 Kernels run on the parameters' current stream (torch's or CuPy's current stream).
@@ -45,7 +45,7 @@ def unavailable_reason() -> Optional[str]:
 
 
 def launch_plan(sizes: Sequence[int]) -> Tuple[int, int]:
-    """(kernel launches, blocks) one step takes for tensors of these lengths and one dtype.
+    """(kernel launches, chunks) one step takes for tensors of these lengths and one dtype.
 
     Needs the CUDA module but no device. A ResNet-18 list (62 tensors, 11.7 M elements)
     is one launch.
