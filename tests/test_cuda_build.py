@@ -131,6 +131,17 @@ def _configure(tmp_path, *defines, env=None, path=None):
     return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=600)
 
 
+def _targets(tmp_path):
+    """The targets the configured build would make."""
+    r = subprocess.run(
+        [_cmake(), "--build", str(tmp_path / "build"), "--target", "help"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return r.stdout
+
+
 def _decision(result):
     for line in result.stdout.splitlines():
         if "building optbowl._cuda:" in line:
@@ -147,6 +158,8 @@ def test_cmake_off_never_looks_for_cuda(tmp_path):
     assert r.returncode == 0, r.stderr
     assert _decision(r) == "OFF"
     assert "Looking for a CUDA compiler" not in r.stdout
+    targets = _targets(tmp_path)
+    assert "_core" in targets and "_cuda" not in targets
 
 
 @pytest.mark.slow
@@ -195,6 +208,7 @@ def test_cmake_with_a_compiler_builds_cuda(tmp_path, mode):
     assert _decision(r) == "ON"
     if not os.environ.get("CUDAARCHS"):
         assert "optbowl: CUDA architectures 80-real;90-real;90-virtual" in r.stdout
+    assert "_cuda" in _targets(tmp_path)
 
 
 def test_resnet18_shapes_file_is_the_benchmark_workload():
