@@ -214,3 +214,31 @@ def test_cmake_with_a_compiler_builds_cuda(tmp_path, mode):
 def test_resnet18_shapes_file_is_the_benchmark_workload():
     shapes = _resnet18_shapes()
     assert sum(int(np.prod(s)) for s in shapes) == 11_689_512
+
+
+def test_import_without_the_cuda_module():
+    """An installation without _cuda (OPTBOWL_CUDA=OFF, no nvcc) imports and says why."""
+    code = """
+import sys
+sys.modules["optbowl._cuda"] = None  # as if it had not been built
+import numpy as np
+import optbowl as ob
+assert not ob.cuda.is_built() and ob.cuda.device_count() == 0 and not ob.cuda.is_available()
+assert "without its CUDA module" in ob.cuda.unavailable_reason()
+class Fake:
+    __cuda_array_interface__ = {"shape": (3,), "typestr": "<f4", "data": (1 << 40, False),
+                                "version": 3, "strides": None}
+try:
+    ob.Rprop([Fake()])
+except RuntimeError as e:
+    assert "params[0]: a CUDA device array, but optbowl was built without" in str(e), e
+else:
+    raise AssertionError("no error")
+x = np.ones(3)
+ob.Rprop(x, lr=0.5).step(np.ones(3))
+assert (x == 0.5).all()
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("ok")

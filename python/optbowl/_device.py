@@ -91,6 +91,11 @@ def is_device_array(x: Any) -> bool:
         return False
     if isinstance(x, DeviceArray):
         return True
+    if _library(x) == "torch":
+        import torch
+
+        if isinstance(x, torch.Tensor):
+            return bool(x.is_cuda)
     if hasattr(type(x), "__cuda_array_interface__") and _cai(x) is not None:
         return True
     where = _dlpack_device(x)
