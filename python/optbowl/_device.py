@@ -20,7 +20,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 try:  # the optional CUDA module; absent when built with OPTBOWL_CUDA=OFF or without nvcc
-    from . import _cuda
+    from . import _cuda  # type: ignore[attr-defined]
 except ImportError as error:  # pragma: no cover - depends on the build
     _cuda = None
     CUDA_IMPORT_ERROR: Optional[str] = str(error)
@@ -33,7 +33,7 @@ _CAI_DTYPES = {"<f4": "float32", "<f8": "float64", "<f2": "float16"}
 _DLPACK_DTYPES = {(2, 32): "float32", (2, 64): "float64", (2, 16): "float16", (4, 16): "bfloat16"}
 _ITEMSIZE = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
 #: NumPy dtype a device dtype appears as on the host (NumPy has no bfloat16: float32, exact).
-HOST_DTYPES = {
+HOST_DTYPES: Dict[str, np.dtype] = {
     "float32": np.dtype(np.float32),
     "float64": np.dtype(np.float64),
     "float16": np.dtype(np.float16),
@@ -344,7 +344,7 @@ def current_stream(x: Any, device: int) -> int:
 
         return int(torch.cuda.current_stream(device).cuda_stream)
     if library == "cupy":
-        import cupy
+        import cupy  # type: ignore[import-not-found]
 
         with cupy.cuda.Device(device):
             return int(cupy.cuda.get_current_stream().ptr)
@@ -398,7 +398,7 @@ def full_like(p: Any, value: float) -> Any:
 
         return torch.full_like(p.detach(), value)
     if library == "cupy":
-        import cupy
+        import cupy  # type: ignore[import-not-found]
 
         return cupy.full_like(p, value)
     v = describe(p, "params")
