@@ -274,3 +274,17 @@ def test_host_state_copies_are_numpy():
     c = _device.host_copy(a)
     assert c is not a and np.array_equal(c, a)
     assert _device.host_copy(7) == 7
+
+
+def test_state_views_are_remembered_while_the_array_lives():
+    import gc
+
+    a = FakeDeviceArray((3,))
+    first = a.__cuda_array_interface__["data"][0]
+    _device._remember_state(a)
+    a.__cuda_array_interface__ = dict(a.__cuda_array_interface__, data=(first + 4096, False))
+    assert _device.describe(a, "state").ptr == first  # the optimizer's own view
+    key = id(a)
+    del a
+    gc.collect()
+    assert key not in _device._STATE_VIEWS

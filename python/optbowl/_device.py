@@ -15,6 +15,7 @@ a step is ordered after the work that produced the gradients, as a library's own
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -118,6 +119,9 @@ def describe(x: Any, who: str) -> DeviceView:
     naming ``who`` (not a device array, an unsupported dtype, not C-contiguous)."""
     if isinstance(x, DeviceArray):
         return x.view
+    owned = _STATE_VIEWS.get(id(x))
+    if owned is not None and owned[0]() is x:
+        return owned[1]
     if isinstance(x, np.ndarray):
         raise TypeError(
             f"{who}: a host NumPy array, but this optimizer's parameters are CUDA device arrays; "
@@ -388,22 +392,40 @@ def copy_into(x: Any, host: np.ndarray, who: str = "array") -> None:
     _cuda.copy(v.ptr, data.ctypes.data, v.nbytes, v.device, current_stream(x, v.device))
 
 
+#: Views of the state arrays full_like made (id -> (weak reference, view)): an optimizer
+#: owns its state, so a step need not ask the producer for their pointers again.
+_STATE_VIEWS: Dict[int, Tuple[Any, DeviceView]] = {}
+
+
+def _remember_state(out: Any) -> None:
+    key = id(out)
+
+    def forget(_: Any) -> None:
+        _STATE_VIEWS.pop(key, None)
+
+    _STATE_VIEWS[key] = (weakref.ref(out, forget), describe(out, "state"))
+
+
 def full_like(p: Any, value: float) -> Any:
     """An array shaped and typed like ``p``, on its device, filled with ``value``."""
     if isinstance(p, np.ndarray):
         return np.full_like(p, value)
     library = _library(p)
+    out: Any
     if library == "torch":
         import torch
 
-        return torch.full_like(p.detach(), value)
-    if library == "cupy":
+        out = torch.full_like(p.detach(), value)
+    elif library == "cupy":
         import cupy  # type: ignore[import-not-found]
 
-        return cupy.full_like(p, value)
-    v = describe(p, "params")
-    out = DeviceArray(v.shape, v.dtype, v.device)
-    copy_into(out, np.full(v.shape, value, dtype=np.float64))
+        out = cupy.full_like(p, value)
+    else:
+        v = describe(p, "params")
+        out = DeviceArray(v.shape, v.dtype, v.device)
+        copy_into(out, np.full(v.shape, value, dtype=np.float64))
+        return out
+    _remember_state(out)
     return out
 
 
