@@ -15,6 +15,7 @@ a step is ordered after the work that produced the gradients, as a library's own
 
 from __future__ import annotations
 
+import importlib.util
 import weakref
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -24,7 +25,12 @@ try:  # the optional CUDA module; absent when built with OPTBOWL_CUDA=OFF or wit
     from . import _cuda  # type: ignore[attr-defined]
 except ImportError as error:  # pragma: no cover - depends on the build
     _cuda = None
-    CUDA_IMPORT_ERROR: Optional[str] = str(error)
+    try:
+        present = importlib.util.find_spec(f"{__package__}._cuda") is not None
+    except (ImportError, ValueError):
+        present = False
+    #: Why a built _cuda failed to load (None when it was not built at all).
+    CUDA_IMPORT_ERROR: Optional[str] = str(error) if present else None
 else:
     CUDA_IMPORT_ERROR = None
 
@@ -216,9 +222,11 @@ def _pointer_device(ptr: int, who: str) -> int:  # pragma: no cover - needs a GP
 def unavailable_reason() -> Optional[str]:
     """None when CUDA arrays can be stepped, else why not."""
     if _cuda is None:
+        if CUDA_IMPORT_ERROR is not None:
+            return f"optbowl's CUDA module optbowl._cuda failed to load ({CUDA_IMPORT_ERROR})"
         return (
-            "optbowl was built without its CUDA module optbowl._cuda "
-            f"({CUDA_IMPORT_ERROR}); reinstall with a CUDA compiler and OPTBOWL_CUDA=ON"
+            "optbowl was built without its CUDA module optbowl._cuda; reinstall with a CUDA "
+            "compiler (nvcc) on PATH and OPTBOWL_CUDA=AUTO or ON"
         )
     count, name, message = _cuda.status()
     if count == 0:
