@@ -8,7 +8,7 @@
 (0.8999999761581421, 1.100000023841858)
 """
 
-from . import functional, functions, schedules
+from . import cuda, functional, functions, schedules
 from ._core import get_num_threads, set_num_threads
 from ._version import __version__
 from .adagrad import Adagrad
@@ -34,6 +34,7 @@ __all__ = [
     "SweepResult",
     "Trajectory",
     "classify_critical_point",
+    "cuda",
     "find_critical_points",
     "functional",
     "functions",

@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from . import _check
+from . import _check, _core, _device
 
 ArrayList = Union[np.ndarray, Sequence[np.ndarray]]
 
@@ -34,6 +34,7 @@ class Optimizer:
         self.state: Dict[int, Dict[str, Any]] = {}
         self._global: Dict[str, Any] = dict(self._global_defaults)
         self._params: List[np.ndarray] = []
+        self._placement: Optional[_device.Placement] = None  # None: host NumPy arrays
         for group in _as_groups(params):
             self.add_param_group(group)
 
@@ -43,21 +44,31 @@ class Optimizer:
         if not isinstance(group, dict) or "params" not in group:
             raise TypeError("param_group: expected a dict with a 'params' entry")
         arrays = group["params"]
-        arrays = [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
+        single = isinstance(arrays, np.ndarray) or _device.is_device_array(arrays)
+        arrays = [arrays] if single else list(arrays)
         if not arrays:
             raise ValueError("params: an optimizer got an empty list of parameters")
         unknown = set(group) - set(self.defaults) - {"params"}
         if unknown:
             raise ValueError(f"param_group: unknown hyper-parameter(s) {sorted(unknown)}")
         start = len(self._params)
-        for j, a in enumerate(arrays):
-            _check.float_array(f"params[{start + j}]", a, writable=True)
-        _check.no_shared_memory("params", self._params + arrays)
+        # -- device hook: CUDA arrays are checked by _device, host arrays as NumPy arrays
+        placement = _device.place("params", self._params, arrays, self._placement)
+        if placement is None:
+            for j, a in enumerate(arrays):
+                _check.float_array(f"params[{start + j}]", a, writable=True)
+            _check.no_shared_memory("params", self._params + arrays)
         new = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
         self._check_group(new)
         new["params"] = arrays
         self.param_groups.append(new)
         self._params.extend(arrays)
+        self._placement = placement
+
+    @property
+    def _backend(self) -> Any:
+        """The compiled step functions: ``_core`` for NumPy arrays, the CUDA backend else."""
+        return _core if self._placement is None else _device.CUDA_BACKEND
 
     def _check_group(self, group: Dict[str, Any]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -69,7 +80,7 @@ class Optimizer:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ step
-    def step(self, grads: Any, loss: Optional[float] = None) -> None:
+    def step(self, grads: Any, loss: Optional[float] = None, *, found_inf: Any = None) -> None:
         """Update every parameter in place from its gradient.
 
         Parameters
@@ -80,11 +91,20 @@ class Optimizer:
             state untouched, as torch skips a parameter whose ``.grad`` is None.
         loss : float, optional
             The loss at the current parameters; only iRprop+ uses it.
+        found_inf : bool or device array, optional
+            Skip the step when non-zero (a gradient scaler found inf/NaN): nothing changes,
+            no step is counted. For CUDA parameters, a one-element float32 array on their
+            device that the kernels read; the step counters then wait for its value.
         """
         grads = self._grad_list(grads)
         for group in self.param_groups:
             self._check_group(group)
         kw = self._step_extras(loss)
+        skip, device_flag = _device.skip_flag(found_inf, self._placement)
+        if skip:
+            return
+        if device_flag is not None:
+            kw["found_inf"] = device_flag
 
         params: List[np.ndarray] = []
         active_grads: List[np.ndarray] = []
@@ -115,6 +135,8 @@ class Optimizer:
         if not params:
             return
         self._kernel(params, active_grads, columns, groups, group_sizes, steps, **kw)
+        if device_flag is not None and _device.read_flag(found_inf):
+            return
 
         self.state.update(fresh)
         index = 0
@@ -128,7 +150,7 @@ class Optimizer:
         n = len(self._params)
         if isinstance(grads, np.floating):  # a NumPy scalar: the gradient of a 0-d parameter
             grads = np.asarray(grads)
-        if isinstance(grads, np.ndarray) or grads is None:
+        if isinstance(grads, np.ndarray) or grads is None or _device.is_device_array(grads):
             if n != 1:
                 raise ValueError(
                     f"grads: expected a sequence of {n} arrays (one per parameter), got a single "
@@ -162,7 +184,7 @@ class Optimizer:
             "optimizer": type(self).__name__,
             **self._state_dict_extras(),
             "state": {
-                i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in st.items()}
+                i: {k: _device.host_copy(v) for k, v in st.items()}
                 for i, st in self.state.items()
             },
             "param_groups": groups,
@@ -239,7 +261,9 @@ class Optimizer:
             new: Dict[str, Any] = {}
             for name, ref in template.items():
                 v = st[name]
-                if isinstance(ref, np.ndarray):
+                if self._placement is not None and not isinstance(ref, (int, np.integer)):
+                    new[name] = _device.load_like(f"{where}[{name!r}]", v, ref)
+                elif isinstance(ref, np.ndarray):
                     v = np.asarray(v)
                     if v.shape != ref.shape:
                         raise ValueError(f"{where}[{name!r}]: shape {v.shape} does not match the parameter's {ref.shape}")
@@ -257,7 +281,7 @@ class Optimizer:
 
     def __repr__(self) -> str:
         n = len(self._params)
-        size = sum(p.size for p in self._params)
+        size = sum(_device.numel(p) for p in self._params)
         where = f"{n} array{'s' if n != 1 else ''}, {size:,} parameters"
         if len(self.param_groups) == 1:
             return f"{type(self).__name__}({self._hyper_repr(self.param_groups[0])}; {where})"
@@ -269,7 +293,7 @@ class Optimizer:
 
 def _as_groups(params: Any) -> List[Dict[str, Any]]:
     """One ndarray, a sequence of ndarrays, or a list of param-group dicts."""
-    if isinstance(params, np.ndarray):
+    if isinstance(params, np.ndarray) or _device.is_device_array(params):
         return [{"params": [params]}]
     if isinstance(params, dict):
         raise TypeError("params: expected an array, a sequence of arrays or a list of param-group dicts, got a dict")
@@ -285,7 +309,7 @@ def _as_groups(params: Any) -> List[Dict[str, Any]]:
     if any(isinstance(x, dict) for x in items):
         raise TypeError("params: mixes arrays and param-group dicts")
     for i, a in enumerate(items):
-        if not isinstance(a, np.ndarray):
+        if not isinstance(a, np.ndarray) and not _device.is_device_array(a):
             raise TypeError(f"params[{i}]: expected a numpy.ndarray, got {type(a).__name__}")
     return [{"params": items}]
 

@@ -6,7 +6,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from . import _check, functional
+from . import _check, _device, functional
 from ._optimizer import Optimizer
 
 
@@ -83,14 +83,17 @@ class Adagrad(Optimizer):
         group["maximize"] = _check.boolean("maximize", group["maximize"])
 
     def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
-        return {"step": 0, "sum": np.full_like(p, group["initial_accumulator_value"])}
+        return {"step": 0, "sum": _device.full_like(p, group["initial_accumulator_value"])}
 
-    def _kernel(self, params, grads, states, groups, group_sizes, steps):
-        functional._adagrad_call(
+    def _kernel(self, params, grads, states, groups, group_sizes, steps, **device):
+        # Host arrays through the functional layer, device arrays through the CUDA module.
+        call = functional._adagrad_call if self._placement is None else self._backend.adagrad
+        call(
             params,
             grads,
             states[0],
             [float(t) for t in steps],
             [(g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], g["maximize"]) for g in groups],
             group_sizes,
+            **device,
         )

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from . import _check, functional
+from . import _check, _device, functional
 from ._optimizer import Optimizer
 
 VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")
@@ -113,9 +113,7 @@ class Rprop(Optimizer):
     def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
         state: Dict[str, Any] = {"step": 0}
         for name in self._state_names:
-            state[name] = (
-                np.full_like(p, group["lr"]) if name == "step_size" else np.zeros_like(p)
-            )
+            state[name] = _device.full_like(p, group["lr"] if name == "step_size" else 0.0)
         return state
 
     def _step_extras(self, loss: Optional[float]) -> Dict[str, Any]:
@@ -131,8 +129,10 @@ class Rprop(Optimizer):
         if self.variant == "irprop+":
             self._global["prev_loss"] = float(loss)  # type: ignore[arg-type]
 
-    def _kernel(self, params, grads, states, groups, group_sizes, steps, loss_increased=True):
-        functional._rprop_call(
+    def _kernel(self, params, grads, states, groups, group_sizes, steps, loss_increased=True, **device):
+        # Host arrays through the functional layer, device arrays through the CUDA module.
+        call = functional._rprop_call if self._placement is None else self._backend.rprop
+        call(
             self.variant,
             params,
             grads,
@@ -142,6 +142,7 @@ class Rprop(Optimizer):
             [(*g["etas"], *g["step_sizes"], g["maximize"]) for g in groups],
             group_sizes,
             loss_increased,
+            **device,
         )
 
     def _state_dict_extras(self) -> Dict[str, Any]:

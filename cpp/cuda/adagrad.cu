@@ -1,0 +1,33 @@
+// Dense AdaGrad on the device, calling the rule of optbowl/rules/adagrad.hpp.
+#include "multi_tensor_apply.cuh"
+#include "optbowl/rules/adagrad.hpp"
+
+namespace optbowl {
+namespace cuda {
+namespace {
+
+// Slots: param, grad, sum of squares.
+struct AdagradOp {
+  static constexpr int K = 3;
+  template <class M>
+  using Hyper = rules::AdagradHyper<M>;
+  template <class M>
+  __device__ static void apply(M (&v)[K], const Hyper<M>& h) {
+    rules::adagrad(v[0], v[1], v[2], h);
+  }
+};
+
+}  // namespace
+
+LaunchStats adagrad(const DeviceTable<3>& table, const AdagradLoop& loop, const LaunchConfig& config) {
+  return launch_by_dtype<AdagradOp>(
+      table,
+      [&](auto tag, int t) {
+        using M = typename decltype(tag)::type;
+        return loop.template hyper<M>(t);
+      },
+      config);
+}
+
+}  // namespace cuda
+}  // namespace optbowl

@@ -1,0 +1,601 @@
+"""CUDA device arrays under the optimizers: classification, views, state, copies, launches.
+
+An optimizer's arrays are either all host NumPy arrays (run by ``optbowl._core``) or all
+CUDA device arrays on one device (run by ``optbowl._cuda``). A device array is anything
+that exposes ``__cuda_array_interface__`` (CuPy, Numba, torch CUDA tensors) or
+``__dlpack__`` with a CUDA ``__dlpack_device__`` (torch bfloat16 tensors, JAX); it is
+used in place, never copied. State arrays are made by the parameter's own library
+(``torch.full_like``, ``cupy.full_like``) or, for other producers, as :class:`DeviceArray`.
+
+Kernels run on the parameters' current stream: ``torch.cuda.current_stream()`` for torch
+tensors, ``cupy.cuda.get_current_stream()`` for CuPy arrays, the ``stream`` entry of
+``__cuda_array_interface__`` otherwise (the legacy default stream when there is none), so
+a step is ordered after the work that produced the gradients, as a library's own op is.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import weakref
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+try:  # the optional CUDA module; absent when built with OPTBOWL_CUDA=OFF or without nvcc
+    from . import _cuda  # type: ignore[attr-defined]
+except ImportError as error:  # pragma: no cover - depends on the build
+    _cuda = None
+    try:
+        present = importlib.util.find_spec(f"{__package__}._cuda") is not None
+    except (ImportError, ValueError):
+        present = False
+    #: Why a built _cuda failed to load (None when it was not built at all).
+    CUDA_IMPORT_ERROR: Optional[str] = str(error) if present else None
+else:
+    CUDA_IMPORT_ERROR = None
+
+#: DLPack device types that are CUDA device memory (kDLCUDA, kDLCUDAManaged).
+DLPACK_CUDA_TYPES = (2, 13)
+_CAI_DTYPES = {"<f4": "float32", "<f8": "float64", "<f2": "float16"}
+_DLPACK_DTYPES = {(2, 32): "float32", (2, 64): "float64", (2, 16): "float16", (4, 16): "bfloat16"}
+_ITEMSIZE = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
+#: NumPy dtype a device dtype appears as on the host (NumPy has no bfloat16: float32, exact).
+HOST_DTYPES: Dict[str, np.dtype] = {
+    "float32": np.dtype(np.float32),
+    "float64": np.dtype(np.float64),
+    "float16": np.dtype(np.float16),
+    "bfloat16": np.dtype(np.float32),
+}
+
+
+class DeviceView(NamedTuple):
+    """What a kernel needs to know about one device array."""
+
+    ptr: int
+    shape: Tuple[int, ...]
+    dtype: str  # "float32", "float64", "float16" or "bfloat16"
+    device: int
+    readonly: bool
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * _ITEMSIZE[self.dtype]
+
+
+# ---------------------------------------------------------------------- classification
+def _library(x: Any) -> str:
+    return type(x).__module__.split(".")[0]
+
+
+def _dlpack_device(x: Any) -> Optional[Tuple[int, int]]:
+    method = getattr(x, "__dlpack_device__", None)
+    if method is None:
+        return None
+    try:
+        kind, ordinal = method()
+    except Exception:  # a producer that cannot say where it lives is not a device array
+        return None
+    return int(kind), int(ordinal)
+
+
+def _cai(x: Any) -> Optional[Dict[str, Any]]:
+    if _library(x) == "torch":
+        x = x.detach()  # torch refuses the interface on tensors that require grad
+    try:
+        cai = getattr(x, "__cuda_array_interface__", None)
+    except Exception:  # e.g. a dtype the interface cannot express (torch bfloat16)
+        return None
+    return cai if isinstance(cai, dict) else None
+
+
+def is_device_array(x: Any) -> bool:
+    """Whether ``x`` is a CUDA device array (``__cuda_array_interface__`` or CUDA DLPack)."""
+    if isinstance(x, (np.ndarray, np.generic)) or x is None:
+        return False
+    if isinstance(x, DeviceArray):
+        return True
+    if _library(x) == "torch":
+        import torch
+
+        if isinstance(x, torch.Tensor):
+            return bool(x.is_cuda)
+    if hasattr(type(x), "__cuda_array_interface__") and _cai(x) is not None:
+        return True
+    where = _dlpack_device(x)
+    return where is not None and where[0] in DLPACK_CUDA_TYPES
+
+
+def _c_contiguous(shape: Sequence[int], strides: Optional[Sequence[int]], itemsize: int) -> bool:
+    if strides is None:
+        return True
+    expected = itemsize
+    for n, s in zip(reversed(shape), reversed(strides)):
+        if n != 1 and s != expected:
+            return False
+        expected *= n
+    return True
+
+
+def describe(x: Any, who: str) -> DeviceView:
+    """The pointer, shape, dtype and device of a device array, or a TypeError/ValueError
+    naming ``who`` (not a device array, an unsupported dtype, not C-contiguous)."""
+    if isinstance(x, DeviceArray):
+        return x.view
+    owned = _STATE_VIEWS.get(id(x))
+    if owned is not None and owned[0]() is x:
+        return owned[1]
+    if isinstance(x, np.ndarray):
+        raise TypeError(
+            f"{who}: a host NumPy array, but this optimizer's parameters are CUDA device arrays; "
+            "move it to the same device"
+        )
+    if _library(x) == "torch":
+        view = _torch_view(x, who)
+        if view is not None:
+            return view
+    cai = _cai(x)
+    if cai is not None:
+        typestr = cai["typestr"]
+        dtype = _CAI_DTYPES.get(typestr)
+        if dtype is None:
+            raise TypeError(
+                f"{who}: expected a float32, float64, float16 or bfloat16 device array, "
+                f"got typestr {typestr!r}"
+            )
+        shape = tuple(int(n) for n in cai["shape"])
+        if not _c_contiguous(shape, cai.get("strides"), _ITEMSIZE[dtype]):
+            raise ValueError(f"{who}: must be C-contiguous")
+        ptr, readonly = cai["data"]
+        where = _dlpack_device(x)
+        device = where[1] if where is not None else _pointer_device(ptr, who)
+        return DeviceView(int(ptr), shape, dtype, device, bool(readonly))
+    where = _dlpack_device(x)
+    if where is None or where[0] not in DLPACK_CUDA_TYPES:
+        raise TypeError(
+            f"{who}: expected a CUDA device array (__cuda_array_interface__ or __dlpack__), "
+            f"got {type(x).__name__}"
+        )
+    info = dlpack_info(x, who)
+    dtype = _DLPACK_DTYPES.get((info["code"], info["bits"])) if info["lanes"] == 1 else None
+    if dtype is None:
+        raise TypeError(
+            f"{who}: expected a float32, float64, float16 or bfloat16 device array, got DLPack "
+            f"dtype (code {info['code']}, bits {info['bits']}, lanes {info['lanes']})"
+        )
+    shape = tuple(int(n) for n in info["shape"])
+    strides = info["strides"]
+    if strides is not None and not _c_contiguous(
+        shape, [s * _ITEMSIZE[dtype] for s in strides], _ITEMSIZE[dtype]
+    ):
+        raise ValueError(f"{who}: must be C-contiguous")
+    return DeviceView(int(info["data"]), shape, dtype, int(info["device_id"]), False)
+
+
+_TORCH_DTYPES: Dict[Any, str] = {}
+
+
+def _torch_view(t: Any, who: str) -> Optional[DeviceView]:
+    """Fast path for torch CUDA tensors (a step reads a view of every array)."""
+    import torch
+
+    if not isinstance(t, torch.Tensor) or not t.is_cuda:
+        return None
+    if not _TORCH_DTYPES:
+        _TORCH_DTYPES.update(
+            {
+                torch.float32: "float32",
+                torch.float64: "float64",
+                torch.float16: "float16",
+                torch.bfloat16: "bfloat16",
+            }
+        )
+    dtype = _TORCH_DTYPES.get(t.dtype)
+    if dtype is None:
+        raise TypeError(
+            f"{who}: expected a float32, float64, float16 or bfloat16 device array, got {t.dtype}"
+        )
+    if not t.is_contiguous():
+        raise ValueError(f"{who}: must be C-contiguous")
+    return DeviceView(int(t.data_ptr()), tuple(t.shape), dtype, int(t.device.index), False)
+
+
+def dlpack_info(x: Any, who: str) -> Dict[str, Any]:
+    """Read a DLPack capsule's description without consuming it (needs ``_cuda``)."""
+    _require_cuda(who)
+    try:
+        capsule = x.__dlpack__(stream=-1)  # -1: we only read the description, no sync
+    except TypeError:
+        capsule = x.__dlpack__()
+    return _cuda.dlpack_info(capsule)
+
+
+def _pointer_device(ptr: int, who: str) -> int:  # pragma: no cover - needs a GPU
+    _require_cuda(who)
+    return int(_cuda.pointer_device(ptr))
+
+
+# ---------------------------------------------------------------------- availability
+def unavailable_reason() -> Optional[str]:
+    """None when CUDA arrays can be stepped, else why not."""
+    if _cuda is None:
+        if CUDA_IMPORT_ERROR is not None:
+            return f"optbowl's CUDA module optbowl._cuda failed to load ({CUDA_IMPORT_ERROR})"
+        return (
+            "optbowl was built without its CUDA module optbowl._cuda; reinstall with a CUDA "
+            "compiler (nvcc) on PATH and OPTBOWL_CUDA=AUTO or ON"
+        )
+    count, name, message = _cuda.status()
+    if count == 0:
+        return f"no usable CUDA device ({name}: {message})" if name else "no CUDA device"
+    return None
+
+
+def _require_cuda(who: str) -> None:
+    reason = unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(f"{who}: a CUDA device array, but {reason}")
+
+
+# ---------------------------------------------------------------------- placement
+class Placement(NamedTuple):
+    """Where an optimizer's arrays live: one CUDA device."""
+
+    device: int
+
+
+def place(
+    name: str, existing: Sequence[Any], new: Sequence[Any], placement: Optional[Placement]
+) -> Optional[Placement]:
+    """Classify ``new`` parameters (numbered after ``existing``) as host or device.
+
+    Returns None for host arrays (the caller checks them as NumPy arrays), the device
+    placement for device arrays after checking them all; a mix is a TypeError.
+    """
+    every = list(existing) + list(new)
+    kinds = [is_device_array(a) for a in every]
+    if any(kinds) and not all(kinds):
+        host = kinds.index(False)
+        dev = kinds.index(True)
+        raise TypeError(
+            f"{name}: {name}[{dev}] is a CUDA device array but {name}[{host}] is a "
+            f"{type(every[host]).__name__}; one optimizer's arrays must all be host NumPy "
+            "arrays or all CUDA device arrays on one device"
+        )
+    if not any(kinds):
+        return None
+    start = len(existing)
+    _require_cuda(f"{name}[{start}]")
+    views = [describe(a, f"{name}[{i}]") for i, a in enumerate(every)]
+    device = views[0].device if placement is None else placement.device
+    for i, v in enumerate(views):
+        if v.device != device:
+            raise ValueError(
+                f"{name}[{i}]: on CUDA device {v.device}, but {name}[0] is on device {device}"
+            )
+        if v.readonly:
+            raise ValueError(f"{name}[{i}]: is read-only")
+    _no_overlap([(name, i, v) for i, v in enumerate(views)])
+    return Placement(device)
+
+
+def _no_overlap(entries: List[Tuple[str, int, DeviceView]]) -> None:
+    """Refuse device arrays whose memory ranges overlap.
+
+    Sorted by start, a range overlaps an earlier one iff it starts before the running
+    maximum of the earlier ends (vectorised; the offender and the range that reaches it
+    are named).
+    """
+    named = [(name, i, v) for name, i, v in entries if v.nbytes]
+    if len(named) < 2:
+        return
+    starts = np.array([v.ptr for _, _, v in named], dtype=np.uint64)
+    ends = starts + np.array([v.nbytes for _, _, v in named], dtype=np.uint64)
+    order = np.argsort(starts, kind="stable")
+    reach = np.maximum.accumulate(ends[order])
+    clashes = np.flatnonzero(starts[order][1:] < reach[:-1])
+    if clashes.size:
+        j = int(clashes[0]) + 1
+        later = named[order[j]]
+        earlier = named[order[int(np.argmax(ends[order][:j]))]]
+        raise ValueError(
+            f"{later[0]}[{later[1]}] shares memory with {earlier[0]}[{earlier[1]}]; "
+            "every array must be a separate buffer"
+        )
+
+
+def numel(a: Any) -> int:
+    """Number of elements of a host or device array."""
+    if isinstance(a, np.ndarray):
+        return int(a.size)
+    return describe(a, "array").size
+
+
+# ---------------------------------------------------------------------- state and copies
+class DeviceArray:
+    """A C-contiguous device allocation of optbowl's own, for producers without a
+    ``full_like`` (exposes ``__cuda_array_interface__``; bfloat16 only through optbowl)."""
+
+    def __init__(self, shape: Tuple[int, ...], dtype: str, device: int) -> None:
+        self._buffer = _cuda.DeviceBuffer(
+            int(np.prod(shape, dtype=np.int64)) * _ITEMSIZE[dtype], device
+        )
+        self.view = DeviceView(self._buffer.ptr, tuple(shape), dtype, device, False)
+        self.shape = self.view.shape
+        self.dtype = dtype
+
+    @property
+    def __cuda_array_interface__(self) -> Dict[str, Any]:
+        if self.dtype == "bfloat16":
+            raise TypeError("__cuda_array_interface__ cannot express bfloat16")
+        typestr = {v: k for k, v in _CAI_DTYPES.items()}[self.dtype]
+        return {
+            "shape": self.shape,
+            "typestr": typestr,
+            "data": (self.view.ptr, False),
+            "version": 3,
+            "strides": None,
+            "stream": None,
+        }
+
+    def __dlpack_device__(self) -> Tuple[int, int]:
+        return (2, self.view.device)
+
+    def __repr__(self) -> str:
+        return f"DeviceArray(shape={self.shape}, dtype={self.dtype}, device={self.view.device})"
+
+
+def current_stream(x: Any, device: int) -> int:
+    """The stream handle work on ``x`` goes to (see the module docstring)."""
+    library = _library(x)
+    if library == "torch":
+        import torch
+
+        return int(torch.cuda.current_stream(device).cuda_stream)
+    if library == "cupy":
+        import cupy  # type: ignore[import-not-found]
+
+        with cupy.cuda.Device(device):
+            return int(cupy.cuda.get_current_stream().ptr)
+    cai = _cai(x) if not isinstance(x, DeviceArray) else None
+    stream = cai.get("stream") if cai else None
+    return int(stream) if stream else 0
+
+
+def _to_storage(host: np.ndarray, dtype: str) -> np.ndarray:
+    """Host values in the device dtype's bytes (bfloat16 rounded to nearest even)."""
+    if dtype != "bfloat16":
+        return np.ascontiguousarray(host, dtype=HOST_DTYPES[dtype])
+    bits = np.ascontiguousarray(host, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    nan = np.isnan(host)
+    out = rounded.astype(np.uint16)
+    out[nan] = ((bits[nan] >> 16) | 0x40).astype(np.uint16)  # keep NaN a (quiet) NaN
+    return out
+
+
+def _from_storage(raw: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype != "bfloat16":
+        return raw
+    return (raw.astype(np.uint32) << 16).view(np.float32)
+
+
+def to_host(x: Any, who: str = "array") -> np.ndarray:
+    """A host NumPy copy of a device array (bfloat16 as float32, exactly)."""
+    v = describe(x, who)
+    raw = np.empty(v.shape, np.uint16 if v.dtype == "bfloat16" else HOST_DTYPES[v.dtype])
+    _cuda.copy(raw.ctypes.data, v.ptr, v.nbytes, v.device, current_stream(x, v.device))
+    return _from_storage(raw, v.dtype)
+
+
+def copy_into(x: Any, host: np.ndarray, who: str = "array") -> None:
+    """Copy host values into the device array ``x`` (same shape)."""
+    v = describe(x, who)
+    data = _to_storage(np.asarray(host), v.dtype)
+    if data.shape != v.shape:
+        raise ValueError(f"{who}: shape {data.shape} does not match {v.shape}")
+    _cuda.copy(v.ptr, data.ctypes.data, v.nbytes, v.device, current_stream(x, v.device))
+
+
+#: Views of the state arrays full_like made (id -> (weak reference, view)): an optimizer
+#: owns its state, so a step need not ask the producer for their pointers again.
+_STATE_VIEWS: Dict[int, Tuple[Any, DeviceView]] = {}
+
+
+def _remember_state(out: Any) -> None:
+    key = id(out)
+
+    def forget(_: Any) -> None:
+        _STATE_VIEWS.pop(key, None)
+
+    _STATE_VIEWS[key] = (weakref.ref(out, forget), describe(out, "state"))
+
+
+def full_like(p: Any, value: float) -> Any:
+    """An array shaped and typed like ``p``, on its device, filled with ``value``."""
+    if isinstance(p, np.ndarray):
+        return np.full_like(p, value)
+    library = _library(p)
+    out: Any
+    if library == "torch":
+        import torch
+
+        out = torch.full_like(p.detach(), value)
+    elif library == "cupy":
+        import cupy  # type: ignore[import-not-found]
+
+        out = cupy.full_like(p, value)
+    else:
+        v = describe(p, "params")
+        out = DeviceArray(v.shape, v.dtype, v.device)
+        copy_into(out, np.full(v.shape, value, dtype=np.float64))
+        return out
+    _remember_state(out)
+    return out
+
+
+def host_copy(value: Any) -> Any:
+    """state_dict's copy of one state entry: arrays as host NumPy arrays."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if is_device_array(value):
+        return to_host(value, "state")
+    return value
+
+
+def load_like(who: str, value: Any, ref: Any) -> Any:
+    """load_state_dict's check-and-copy of a saved array into ``ref`` (a fresh device array)."""
+    v = describe(ref, who)
+    host = np.asarray(value)
+    if host.shape != v.shape:
+        raise ValueError(f"{who}: shape {host.shape} does not match the parameter's {v.shape}")
+    if host.dtype != HOST_DTYPES[v.dtype]:
+        raise TypeError(
+            f"{who}: dtype {host.dtype} does not match the parameter's {HOST_DTYPES[v.dtype]}"
+        )
+    copy_into(ref, host, who)
+    return ref
+
+
+# ---------------------------------------------------------------------- found_inf
+def skip_flag(found_inf: Any, placement: Optional[Placement]) -> Tuple[bool, Optional[DeviceView]]:
+    """(skip now, device flag): a host flag decides at once; a device flag (one float32 on
+    the parameters' device) is read by the kernels."""
+    if found_inf is None:
+        return False, None
+    if is_device_array(found_inf):
+        if placement is None:
+            raise TypeError(
+                "found_inf: a CUDA device array, but the parameters are host NumPy arrays"
+            )
+        v = describe(found_inf, "found_inf")
+        if v.dtype != "float32" or v.size != 1 or v.device != placement.device:
+            raise ValueError(
+                f"found_inf: expected one float32 element on CUDA device {placement.device}, "
+                f"got {v.size} {v.dtype} element(s) on device {v.device}"
+            )
+        return False, v
+    flag = np.asarray(found_inf)
+    if flag.size != 1 or flag.dtype.kind not in "biuf":
+        raise TypeError(
+            "found_inf: expected a bool, a number or a one-element array, "
+            f"got {type(found_inf).__name__}"
+        )
+    return bool(flag.reshape(()) != 0), None
+
+
+def read_flag(found_inf: Any) -> bool:
+    """The value of a device found_inf flag (waits for its stream)."""
+    return bool(to_host(found_inf, "found_inf").reshape(()) != 0)
+
+
+# ---------------------------------------------------------------------- launches
+def _gather(
+    operands: Sequence[Tuple[str, Any, bool]], device: int
+) -> Tuple[List[Optional[List[int]]], List[int], List[str]]:
+    """Validate lists of device arrays (dtype, shape, device, writeability, no shared
+    memory) and return their pointers, lengths and dtypes; nothing is written."""
+    name0, first, _ = operands[0]
+    n = len(first)
+    pointers: List[Optional[List[int]]] = []
+    entries: List[Tuple[str, int, DeviceView]] = []
+    ref: List[DeviceView] = []
+    for k, (name, arrays, writable) in enumerate(operands):
+        if arrays is None:
+            pointers.append(None)
+            continue
+        if len(arrays) != n:
+            raise ValueError(
+                f"{name}: expected {n} arrays (one per entry of {name0}), got {len(arrays)}"
+            )
+        column = []
+        for i, a in enumerate(arrays):
+            who = f"{name}[{i}]"
+            v = describe(a, who)
+            if k == 0:
+                ref.append(v)
+            else:
+                if v.dtype != ref[i].dtype:
+                    raise TypeError(
+                        f"{who}: dtype {v.dtype} does not match {name0}[{i}] ({ref[i].dtype})"
+                    )
+                if v.shape != ref[i].shape:
+                    raise ValueError(
+                        f"{who}: shape {v.shape} does not match {name0}[{i}] {ref[i].shape}"
+                    )
+            if v.device != device:
+                raise ValueError(
+                    f"{who}: on CUDA device {v.device}, but the parameters are on device {device}"
+                )
+            if writable and v.readonly:
+                raise ValueError(f"{who}: is read-only")
+            column.append(v.ptr)
+            entries.append((name, i, v))
+        pointers.append(column)
+    _no_overlap(entries)
+    return pointers, [v.size for v in ref], [v.dtype for v in ref]
+
+
+def _launch_args(
+    operands: Sequence[Tuple[str, Any, bool]], found_inf: Optional[DeviceView]
+) -> tuple:
+    """Checked pointer lists, lengths and dtypes, then device, stream and flag pointer."""
+    params = operands[0][1]
+    device = describe(params[0], "params[0]").device
+    ptrs, sizes, dtypes = _gather(operands, device)
+    flag = found_inf.ptr if found_inf is not None else 0
+    return ptrs, sizes, dtypes, (device, current_stream(params[0], device), flag)
+
+
+class CudaBackend:
+    """The CUDA twin of ``optbowl._core``: the same step functions over device arrays."""
+
+    #: (kernel launches, chunks) of the last step, for tests and benchmarks.
+    last_launch: Tuple[int, int] = (0, 0)
+
+    def rprop(
+        self,
+        variant,
+        params,
+        grads,
+        prevs,
+        steps,
+        updates,
+        groups,
+        group_sizes,
+        loss_increased=True,
+        found_inf=None,
+    ):
+        from .rprop import VARIANTS
+
+        operands = [
+            ("params", params, True),
+            ("grads", grads, False),
+            ("prevs", prevs, True),
+            ("steps", steps, True),
+            ("updates", updates, True),
+        ]
+        ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
+        CudaBackend.last_launch = _cuda.rprop(
+            VARIANTS.index(variant),
+            *ptrs,
+            sizes,
+            dtypes,
+            groups,
+            group_sizes,
+            loss_increased,
+            *where,
+        )
+
+    def adagrad(self, params, grads, sums, steps, groups, group_sizes, found_inf=None):
+        operands = [("params", params, True), ("grads", grads, False), ("sums", sums, True)]
+        ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
+        CudaBackend.last_launch = _cuda.adagrad(
+            *ptrs, sizes, dtypes, steps, groups, group_sizes, *where
+        )
+
+
+CUDA_BACKEND = CudaBackend()

@@ -1,0 +1,372 @@
+"""The CUDA kernels on a GPU: torch parity, CPU parity, half/bfloat16, found_inf, state.
+
+Every test here needs a CUDA device, optbowl's CUDA module and a CUDA build of torch; they
+skip with the reason otherwise. Parity is bit for bit where the rules promise it:
+
+* Rprop ``irprop-`` against ``torch.optim.Rprop`` on CUDA (float32, float64; single and
+  foreach): bit-identical (every operation of the rule is one rounding in both).
+* Every variant and AdaGrad against optbowl's own CPU kernels: bit-identical (the same
+  rule, compiled with ``--fmad=false``; sqrt and division are IEEE on both).
+* AdaGrad against ``torch.optim.Adagrad`` on CUDA: torch computes ``p + (-clr)·(g/std)``
+  where the rule (torch's fused CPU kernel) computes ``p + ((-clr)·g)/std``, so the
+  parameters agree within ``4·t·ε`` relative and the sums within ``2·t·ε`` after t steps.
+* float16/bfloat16: computed in float32 and rounded once per stored value, so they match
+  the float32 CPU kernel run on the up-cast values and rounded after every step.
+"""
+
+import numpy as np
+import pytest
+
+import optbowl as ob
+
+torch = pytest.importorskip("torch", reason="the GPU tests compare against torch CUDA")
+
+_REASON = ob.cuda.unavailable_reason() or (
+    "torch has no CUDA" if not torch.cuda.is_available() else ""
+)
+pytestmark = pytest.mark.skipif(
+    not (ob.cuda.is_available() and torch.cuda.is_available()),
+    reason=f"needs a CUDA GPU: {_REASON}",
+)
+
+VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")
+HALF = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+FULL = {np.float32: torch.float32, np.float64: torch.float64}
+SHAPES = [(1000,), (37, 13), (3,), (), (65537,), (300_001,)]
+
+
+def _bits(t):
+    t = t.detach().contiguous()
+    width = {2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
+    return t.view(width).cpu().numpy()
+
+
+def _assert_bits_equal(a, b):
+    np.testing.assert_array_equal(_bits(a), _bits(b))
+
+
+def _grads(rng, shapes, dtype, nan=True):
+    out = []
+    for s in shapes:
+        g = rng.standard_normal(s).astype(np.float64)
+        g[rng.random(s) < 0.2] = 0.0
+        if nan and g.size > 10:
+            g.flat[::13] = np.nan
+            g.flat[5] = np.inf
+        out.append(torch.tensor(g, dtype=dtype, device="cuda"))
+    return out
+
+
+def _unaligned(t):
+    """A copy of t whose data starts one element off a 16-byte boundary (scalar path)."""
+    flat = torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)[1:]
+    flat.copy_(t.reshape(-1))
+    return flat.view(t.shape)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize(
+    "hp",
+    [
+        dict(lr=0.01),
+        dict(lr=0.3, etas=(0.3, 1.7), step_sizes=(1e-4, 0.2)),
+        dict(lr=1e-8, step_sizes=(1e-6, 1.0), maximize=True),
+    ],
+)
+def test_irprop_minus_bit_identical_to_torch_cuda(rng, dtype, foreach, hp):
+    tdt = FULL[dtype]
+    base = [torch.tensor(rng.standard_normal(s), dtype=tdt, device="cuda") for s in SHAPES]
+    params = [b.clone() for b in base]
+    params[2] = _unaligned(params[2])
+    tparams = [b.clone().requires_grad_(True) for b in base]
+    opt = ob.Rprop(params, **hp)
+    topt = torch.optim.Rprop(tparams, foreach=foreach, **hp)
+    for _ in range(30):
+        grads = _grads(rng, SHAPES, tdt)
+        for t, g in zip(tparams, grads):
+            t.grad = g.clone()
+        topt.step()
+        opt.step(grads)
+        for p, t in zip(params, tparams):
+            _assert_bits_equal(p, t)
+    for i, t in enumerate(tparams):
+        _assert_bits_equal(opt.state[i]["prev"], topt.state[t]["prev"])
+        _assert_bits_equal(opt.state[i]["step_size"], topt.state[t]["step_size"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_bit_identical_to_the_cpu_kernel(rng, dtype, variant):
+    host = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+    dev = [torch.tensor(h, device="cuda") for h in host]
+    dev[1] = _unaligned(dev[1])
+    groups = [{"params": host[:3], "lr": 0.05}, {"params": host[3:], "etas": (0.4, 1.3)}]
+    dgroups = [{"params": dev[:3], "lr": 0.05}, {"params": dev[3:], "etas": (0.4, 1.3)}]
+    cpu, gpu = ob.Rprop(groups, variant=variant), ob.Rprop(dgroups, variant=variant)
+    for k in range(25):
+        grads = _grads(rng, SHAPES, FULL[dtype])
+        loss = float(np.sin(k))
+        gpu.step(grads, loss=loss)
+        cpu.step([g.cpu().numpy() for g in grads], loss=loss)
+        for h, d in zip(host, dev):
+            np.testing.assert_array_equal(
+                h.view(np.int64 if dtype == np.float64 else np.int32), _bits(d)
+            )
+    for i in range(len(host)):
+        for name, value in cpu.state[i].items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(value, opt_host(gpu, i, name))
+
+
+def opt_host(opt, i, name):
+    return opt.state[i][name].detach().cpu().numpy()
+
+
+def _round_to(x, tdt):
+    return torch.from_numpy(np.ascontiguousarray(x)).to(tdt).float().numpy()
+
+
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_half_precision_rprop_is_float32_math_rounded_once(rng, half, variant):
+    tdt = HALF[half]
+    shapes = [(257,), (8, 33), (65537 + 3,)]
+    dev = [torch.tensor(rng.standard_normal(s), dtype=tdt, device="cuda") for s in shapes]
+    ref = [d.float().cpu().numpy() for d in dev]  # float32 copies of the half values
+    lr = 2.0**-6  # exact in every dtype, so the first step sizes agree
+    gpu = ob.Rprop(dev, lr=lr, variant=variant)
+    cpu = ob.Rprop(ref, lr=lr, variant=variant)
+    for k in range(12):
+        grads = _grads(rng, shapes, tdt)
+        gpu.step(grads, loss=float(k % 3))
+        cpu.step([g.float().cpu().numpy() for g in grads], loss=float(k % 3))
+        for i, r in enumerate(ref):  # the device stores every value in half precision
+            r[...] = _round_to(r, tdt)
+            for value in cpu.state[i].values():
+                if isinstance(value, np.ndarray):
+                    value[...] = _round_to(value, tdt)
+        for r, d in zip(ref, dev):
+            np.testing.assert_array_equal(r, d.float().cpu().numpy())
+
+
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_half_precision_adagrad_is_float32_math_rounded_once(rng, half):
+    tdt = HALF[half]
+    shapes = [(1000,), (65537,)]
+    dev = [torch.tensor(rng.standard_normal(s), dtype=tdt, device="cuda") for s in shapes]
+    ref = [d.float().cpu().numpy() for d in dev]
+    hp = dict(lr=0.05, lr_decay=0.01, weight_decay=0.1)
+    gpu, cpu = ob.Adagrad(dev, **hp), ob.Adagrad(ref, **hp)
+    for _ in range(10):
+        grads = _grads(rng, shapes, tdt, nan=False)
+        gpu.step(grads)
+        cpu.step([g.float().cpu().numpy() for g in grads])
+        for i, r in enumerate(ref):
+            r[...] = _round_to(r, tdt)
+            cpu.state[i]["sum"][...] = _round_to(cpu.state[i]["sum"], tdt)
+        for r, d in zip(ref, dev):
+            np.testing.assert_array_equal(r, d.float().cpu().numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "hp",
+    [
+        dict(lr=0.1),
+        dict(
+            lr=0.05, lr_decay=0.1, weight_decay=0.01, initial_accumulator_value=0.2, maximize=True
+        ),
+    ],
+)
+def test_adagrad_bit_identical_to_the_cpu_kernel(rng, dtype, hp):
+    host = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+    dev = [torch.tensor(h, device="cuda") for h in host]
+    cpu, gpu = ob.Adagrad(host, **hp), ob.Adagrad(dev, **hp)
+    for _ in range(20):
+        grads = _grads(rng, SHAPES, FULL[dtype], nan=False)
+        gpu.step(grads)
+        cpu.step([g.cpu().numpy() for g in grads])
+    for i, (h, d) in enumerate(zip(host, dev)):
+        np.testing.assert_array_equal(h, d.cpu().numpy())
+        np.testing.assert_array_equal(cpu.state[i]["sum"], opt_host(gpu, i, "sum"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("foreach", [False, True])
+def test_adagrad_within_the_documented_bound_of_torch_cuda(rng, dtype, foreach):
+    tdt = FULL[dtype]
+    eps = np.finfo(dtype).eps
+    base = [torch.tensor(rng.standard_normal(s), dtype=tdt, device="cuda") for s in SHAPES]
+    params = [b.clone() for b in base]
+    tparams = [b.clone().requires_grad_(True) for b in base]
+    hp = dict(lr=0.05, lr_decay=0.01, weight_decay=0.01)
+    opt = ob.Adagrad(params, **hp)
+    topt = torch.optim.Adagrad(tparams, foreach=foreach, **hp)
+    steps = 20
+    for _ in range(steps):
+        grads = _grads(rng, SHAPES, tdt, nan=False)
+        for t, g in zip(tparams, grads):
+            t.grad = g.clone()
+        topt.step()
+        opt.step(grads)
+    for i, (p, t) in enumerate(zip(params, tparams)):
+        np.testing.assert_allclose(
+            p.cpu().numpy(),
+            t.detach().cpu().numpy(),
+            rtol=4 * steps * eps,
+            atol=4 * steps * eps * hp["lr"],
+        )
+        np.testing.assert_allclose(
+            opt_host(opt, i, "sum"),
+            topt.state[t]["sum"].cpu().numpy(),
+            rtol=2 * steps * eps,
+            atol=0,
+        )
+
+
+@pytest.mark.parametrize("optimizer", ["rprop", "adagrad"])
+def test_device_found_inf_skips_the_step(rng, optimizer):
+    params = [torch.randn(1000, device="cuda"), torch.randn(70_000, device="cuda")]
+    before = [p.clone() for p in params]
+    opt = ob.Rprop(params, lr=0.1) if optimizer == "rprop" else ob.Adagrad(params, lr=0.1)
+    found = torch.ones(1, device="cuda")
+    grads = [torch.randn_like(p) for p in params]
+    opt.step(grads, found_inf=found)
+    for p, b in zip(params, before):
+        _assert_bits_equal(p, b)
+    assert opt.state == {}
+    found.zero_()
+    opt.step(grads, found_inf=found)
+    assert all(not torch.equal(p, b) for p, b in zip(params, before))
+    assert opt.state[0]["step"] == 1
+    with pytest.raises(ValueError, match="found_inf: expected one float32 element"):
+        opt.step(grads, found_inf=torch.zeros(2, device="cuda"))
+
+
+def test_state_dict_is_numpy_and_loads_back_to_the_device(rng):
+    shapes = [(100,), (65537,)]
+    for tdt in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        a = [torch.tensor(rng.standard_normal(s), dtype=tdt, device="cuda") for s in shapes]
+        b = [x.clone() for x in a]
+        opt_a = ob.Rprop(a, variant="rprop+")
+        grads = [_grads(rng, shapes, tdt) for _ in range(6)]
+        for g in grads[:3]:
+            opt_a.step(g)
+        sd = opt_a.state_dict()
+        for st in sd["state"].values():
+            for v in st.values():
+                assert isinstance(v, (int, np.ndarray))
+        assert sd["state"][0]["prev"].dtype == (
+            np.float32 if tdt == torch.bfloat16 else np.dtype(str(tdt).split(".")[1])
+        )
+        for x, y in zip(a, b):
+            y.copy_(x)
+        opt_b = ob.Rprop(b, variant="rprop+")
+        opt_b.load_state_dict(sd)
+        assert opt_b.state[0]["prev"].is_cuda
+        for g in grads[3:]:
+            opt_a.step(g)
+            opt_b.step(g)
+        for x, y in zip(a, b):
+            _assert_bits_equal(x, y)
+
+
+def test_mixed_dtypes_and_resnet18_launch_count(rng):
+    import json
+    from pathlib import Path
+
+    from optbowl import _device
+
+    shapes = json.loads(
+        (Path(__file__).parent.parent / "bench" / "resnet18_shapes.json").read_text()
+    )["shapes"]
+    params = [torch.randn(*s, device="cuda") for s in shapes]
+    opt = ob.Rprop(params)
+    opt.step([torch.randn_like(p) for p in params])
+    launches, chunks = _device.CudaBackend.last_launch
+    assert launches == 1 and chunks == sum(-(-p.numel() // 65536) for p in params)
+
+    mixed = [
+        torch.randn(1000, dtype=dt, device="cuda")
+        for dt in (torch.float32, torch.float64, torch.float16)
+    ]
+    singles = [[m.clone()] for m in mixed]
+    ob.Adagrad(mixed, lr=0.1).step([torch.ones_like(m) for m in mixed])
+    assert _device.CudaBackend.last_launch[0] == 3
+    for s in singles:
+        ob.Adagrad(s, lr=0.1).step([torch.ones_like(s[0])])
+    for m, s in zip(mixed, singles):
+        _assert_bits_equal(m, s[0])
+
+
+def test_runs_on_the_current_torch_stream(rng):
+    n = 4_000_000
+    p, ref = torch.zeros(n, device="cuda"), torch.zeros(n, device="cuda")
+    g = torch.zeros(n, device="cuda")
+    opt, ref_opt = ob.Rprop(p, lr=0.5), ob.Rprop(ref, lr=0.5)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(10_000_000)  # the gradient arrives late on the side stream
+        g.fill_(1.0)
+        opt.step(g)  # must be ordered after fill_ on the same stream
+    side.synchronize()
+    ref_opt.step(torch.ones(n, device="cuda"))
+    torch.cuda.synchronize()
+    _assert_bits_equal(p, ref)
+
+
+def test_cupy_arrays(rng):
+    cupy = pytest.importorskip("cupy")
+    host = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+    dev = [cupy.asarray(h) for h in host]
+    cpu, gpu = ob.Adagrad(host, lr=0.1), ob.Adagrad(dev, lr=0.1)
+    for _ in range(5):
+        grads = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+        cpu.step(grads)
+        gpu.step([cupy.asarray(g) for g in grads])
+    for h, d in zip(host, dev):
+        np.testing.assert_array_equal(h, cupy.asnumpy(d))
+    assert isinstance(gpu.state[0]["sum"], cupy.ndarray)
+
+
+class InterfaceOnly:
+    """A producer that offers nothing but __cuda_array_interface__ (as Numba does)."""
+
+    def __init__(self, t):
+        self._t = t
+        self.__cuda_array_interface__ = t.__cuda_array_interface__
+
+
+def test_interface_only_producers_get_optbowl_state(rng):
+    from optbowl import _device
+
+    t = torch.randn(70_000, device="cuda")
+    host = t.cpu().numpy()
+    opt, cpu = ob.Rprop(InterfaceOnly(t), lr=0.1), ob.Rprop(host, lr=0.1)
+    g = torch.randn(70_000, device="cuda")
+    opt.step(InterfaceOnly(g))
+    cpu.step(g.cpu().numpy())
+    torch.cuda.synchronize()
+    np.testing.assert_array_equal(t.cpu().numpy(), host)
+    assert isinstance(opt.state[0]["prev"], _device.DeviceArray)
+    np.testing.assert_array_equal(
+        opt.state_dict()["state"][0]["step_size"], cpu.state[0]["step_size"]
+    )
+
+
+def test_host_gradients_for_device_parameters_are_refused():
+    p = torch.zeros(10, device="cuda")
+    opt = ob.Rprop(p)
+    with pytest.raises(TypeError, match=r"grads\[0\]: a host NumPy array"):
+        opt.step(np.ones(10, np.float32))
+    with pytest.raises(TypeError, match=r"grads\[0\]: dtype float64 does not match"):
+        opt.step(torch.ones(10, dtype=torch.float64, device="cuda"))
+    assert opt.state == {} and torch.count_nonzero(p) == 0
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_arrays_on_two_devices_are_refused():
+    with pytest.raises(ValueError, match="device"):
+        ob.Rprop([torch.zeros(3, device="cuda:0"), torch.zeros(3, device="cuda:1")])
