@@ -4,6 +4,8 @@ Commands
 --------
 demo    minimise a 1-million-parameter ill-conditioned bowl with every Rprop variant and
         AdaGrad, timed against plain NumPy in the same run.
+bench   time optimizer steps (ResNet-18 shapes or flat sizes) against the memory floor,
+        NumPy and torch; a table, and JSON with --json.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m optbowl", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from . import demo
+    from . import bench, demo
 
     demo.add_parser(sub)
+    bench.add_parser(sub)
 
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
