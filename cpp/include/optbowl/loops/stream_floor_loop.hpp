@@ -42,9 +42,13 @@ struct StreamFloorLoop {
 #pragma clang loop vectorize(assume_safety)
 #endif
     for (std::int64_t i = begin; i < end; ++i) {
+      // Every load before the first store, as the rules' loops do: a store followed by a
+      // load at the same offset modulo 4 KiB of another array stalls some CPUs.
+      std::array<T, W> v;
+      for (std::size_t k = 0; k < W; ++k) v[k] = x[k][i];
       T s = T(0);
       for (std::size_t j = 0; j < R; ++j) s = s + r[j][i];
-      for (std::size_t k = 0; k < W; ++k) x[k][i] = x[k][i] * sc + s * sh;
+      for (std::size_t k = 0; k < W; ++k) x[k][i] = v[k] * sc + s * sh;
     }
   }
 };
