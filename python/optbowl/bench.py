@@ -141,8 +141,7 @@ def _rprop(variant: str, compact: bool = False):
 register(BenchRule("irprop-", "Rprop irprop- (torch.optim.Rprop)", 2, _rprop("irprop-"),
                    _numpy_rprop, _torch_rprop))
 register(BenchRule("irprop-/compact", "Rprop irprop-, compact_state=True (int8 signs)", 2,
-                   _rprop("irprop-", compact=True), None, _torch_rprop, compact=True,
-                   extra_bytes=2))
+                   _rprop("irprop-", compact=True), compact=True, extra_bytes=2))
 register(BenchRule("rprop-", "Rprop rprop-", 2, _rprop("rprop-")))
 register(BenchRule("rprop+", "Rprop rprop+ (Riedmiller & Braun)", 3, _rprop("rprop+")))
 register(BenchRule("irprop+", "Rprop irprop+ (Igel & Huesken)", 3, _rprop("irprop+"),
@@ -224,7 +223,7 @@ def build_case(rule: BenchRule, shapes: Sequence[Shape], dtype: Any, seed: int =
     torch = _torch_or_none() if with_torch else None
     for path in TORCH_PATHS:
         if rule.make_torch is None:
-            case.skipped[path] = "torch has no such rule"
+            case.skipped[path] = "no torch counterpart timed for this rule"
             continue
         if torch is None:
             case.skipped[path] = "torch is not installed"
