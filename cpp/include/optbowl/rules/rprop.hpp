@@ -124,19 +124,20 @@ template <class T, class P>
 OPTBOWL_HD void backtrack(T& p, T grad, P& direction, T& step, const RpropHyper<T>& h) {
   const T sg = sign(h.maximize ? -grad : grad);
   const T d = static_cast<T>(direction);
-  if (sg == T(0)) return;
-  if (d == T(0)) {
-    store_prev(direction, sg);
-    step = clamp(step, h.step_min, h.step_max);
-    p = p - sg * step;
-  } else if (sg == d) {
-    step = min_(step * h.eta_plus, h.step_max);
-    p = p - d * step;
-  } else {
-    p = p + d * step;
-    step = max_(step * h.eta_minus, h.step_min);
-    p = p - d * step;
-  }
+  // Each case's result is computed and one is selected: no branches, so the loop
+  // vectorises; every value is rounded exactly as the case alone would round it.
+  const T start_step = clamp(step, h.step_min, h.step_max);       // d == 0
+  const T grown_step = min_(step * h.eta_plus, h.step_max);       // sg == d
+  const T shrunk_step = max_(step * h.eta_minus, h.step_min);     // sg == -d
+  const T start_p = p - sg * start_step;
+  const T grown_p = p - d * grown_step;
+  const T back_p = (p + d * step) - d * shrunk_step;
+  const bool none = sg == T(0);
+  const bool start = d == T(0);
+  const bool same = sg == d;
+  p = none ? p : (start ? start_p : (same ? grown_p : back_p));
+  step = none ? step : (start ? start_step : (same ? grown_step : shrunk_step));
+  store_prev(direction, (start && !none) ? sg : d);
 }
 
 }  // namespace rules
