@@ -22,6 +22,7 @@ struct Operand {
   const char* name;  // the argument's name, as the caller knows it ("params", "grads", ...)
   py::handle list;   // a list or tuple of arrays; None for an unused slot
   bool writable;
+  bool int8 = false;  // int8 arrays (compact state) instead of the parameters' dtype
 };
 
 inline std::string shape_str(const py::array& a) {
@@ -103,7 +104,10 @@ TensorTable<K> gather(const std::array<Operand, K>& ops) {
         throw py::type_error(who + ": expected a numpy.ndarray, got " +
                              std::string(py::str(py::type::handle_of(h).attr("__name__"))));
       py::array a = py::reinterpret_borrow<py::array>(h);
-      const DType d = dtype_of(a, who);
+      if (ops[k].int8 && a.dtype().num() != py::detail::npy_api::constants::NPY_BYTE_)
+        throw py::type_error(who + ": expected an int8 array (compact state), got dtype " +
+                             std::string(py::str(a.dtype())));
+      const DType d = ops[k].int8 ? dt : dtype_of(a, who);
       if (k == 0) {
         ref = a;
         dt = d;

@@ -27,16 +27,17 @@ void register_rprop(py::module_& m) {
       [](const std::string& variant, py::list params, py::list grads, py::list prevs, py::list steps,
          py::object updates,
          const std::vector<std::tuple<double, double, double, double, bool>>& groups,
-         const std::vector<std::int64_t>& group_sizes, bool loss_increased) {
+         const std::vector<std::int64_t>& group_sizes, bool loss_increased, bool compact_state) {
         RpropLoop loop;
         loop.variant = parse_variant(variant);
+        loop.compact_state = compact_state;
         const bool plus = rprop_state_count(loop.variant) == 3;
         if (plus == updates.is_none())
           throw py::value_error(std::string("updates: variant '") + variant +
                                 (plus ? "' needs" : "' takes no") + " update arrays");
         const TensorTable<5> table = gather<5>({Operand{"params", params, true},
                                                 Operand{"grads", grads, false},
-                                                Operand{"prevs", prevs, true},
+                                                Operand{"prevs", prevs, true, compact_state},
                                                 Operand{"steps", steps, true},
                                                 Operand{"updates", updates, true}});
         for (const auto& g : groups)
@@ -49,8 +50,10 @@ void register_rprop(py::module_& m) {
       },
       py::arg("variant"), py::arg("params"), py::arg("grads"), py::arg("prevs"), py::arg("steps"),
       py::arg("updates"), py::arg("groups"), py::arg("group_sizes"), py::arg("loss_increased") = true,
+      py::arg("compact_state") = false,
       "One Rprop step over lists of arrays, in place. groups: (eta_minus, eta_plus, step_min, "
-      "step_max, maximize) per group; group_sizes: tensors per group, in order.");
+      "step_max, maximize) per group; group_sizes: tensors per group, in order; "
+      "compact_state: prevs are int8 sign codes (-1, 0, 1; 2 for NaN).");
 }
 
 }  // namespace optbowl

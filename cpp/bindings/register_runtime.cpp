@@ -1,10 +1,55 @@
-// Threads and build facts.
+// Threads, the ISA the loops run with, build facts, and the streaming floor kernel.
 #include <pybind11/pybind11.h>
 
+#include <array>
+#include <string>
+#include <utility>
+
+#include "arrays.hpp"
+#include "optbowl/loops/stream_floor_loop.hpp"
 #include "optbowl/multi_tensor.hpp"
 
 namespace optbowl {
 namespace py = pybind11;
+
+namespace {
+
+constexpr std::size_t kFloorMaxWrites = 5;
+constexpr std::size_t kFloorMaxReads = 2;
+
+const char* const kInoutNames[kFloorMaxWrites] = {"inout[0]", "inout[1]", "inout[2]", "inout[3]",
+                                                  "inout[4]"};
+const char* const kReadNames[kFloorMaxReads] = {"read[0]", "read[1]"};
+
+template <std::size_t W, std::size_t R>
+void stream_floor_fixed(const py::list& inout, const py::list& read, double scale, double shift) {
+  std::array<Operand, W + R> ops{};
+  for (std::size_t k = 0; k < W; ++k) ops[k] = Operand{kInoutNames[k], inout[k], true};
+  for (std::size_t j = 0; j < R; ++j) ops[W + j] = Operand{kReadNames[j], read[j], false};
+  const TensorTable<W + R> table = gather<W + R>(ops);
+  StreamFloorLoop<W, R> loop;
+  loop.scale = scale;
+  loop.shift = shift;
+  py::gil_scoped_release release;
+  for_each_element(loop, table);
+}
+
+template <std::size_t W, std::size_t... R>
+void stream_floor_reads(std::size_t r, const py::list& inout, const py::list& read, double scale,
+                        double shift, std::index_sequence<R...>) {
+  ((r == R ? stream_floor_fixed<W, R>(inout, read, scale, shift) : void()), ...);
+}
+
+template <std::size_t... W>
+void stream_floor_any(std::size_t w, std::size_t r, const py::list& inout, const py::list& read,
+                      double scale, double shift, std::index_sequence<W...>) {
+  ((w == W + 1 ? stream_floor_reads<W + 1>(r, inout, read, scale, shift,
+                                          std::make_index_sequence<kFloorMaxReads + 1>{})
+               : void()),
+   ...);
+}
+
+}  // namespace
 
 void register_runtime(py::module_& m) {
   m.def(
@@ -24,6 +69,44 @@ void register_runtime(py::module_& m) {
   });
   m.attr("chunk_size") = kChunk;
   m.attr("parallel_min") = kParallelMin;
+
+  m.def("cpu_isa", [] { return std::string(isa_name(isa_setting())); },
+        "The instruction set the loops run with: 'avx512', 'avx2' or 'baseline'.");
+  m.def("detected_isa", [] { return std::string(isa_name(detect_isa())); },
+        "The best instruction set this CPU supports (of 'avx512', 'avx2', 'baseline').");
+  m.def(
+      "set_cpu_isa",
+      [](const std::string& name) {
+        Isa want;
+        if (name == "avx512") want = Isa::avx512;
+        else if (name == "avx2") want = Isa::avx2;
+        else if (name == "baseline") want = Isa::baseline;
+        else throw py::value_error("isa: expected 'avx512', 'avx2' or 'baseline', got '" + name + "'");
+        if (static_cast<int>(want) > static_cast<int>(detect_isa()))
+          throw py::value_error("isa: this CPU does not support '" + name + "' (best: '" +
+                                isa_name(detect_isa()) + "')");
+        isa_setting() = want;
+      },
+      py::arg("isa"),
+      "Run the loops with `isa` (at most the detected one); results do not depend on it.");
+
+  m.def(
+      "stream_floor",
+      [](py::list inout, py::list read, double scale, double shift) {
+        const std::size_t w = inout.size(), r = read.size();
+        if (w < 1 || w > kFloorMaxWrites)
+          throw py::value_error("inout: expected 1 to " + std::to_string(kFloorMaxWrites) +
+                                " lists of arrays, got " + std::to_string(w));
+        if (r > kFloorMaxReads)
+          throw py::value_error("read: expected 0 to " + std::to_string(kFloorMaxReads) +
+                                " lists of arrays, got " + std::to_string(r));
+        stream_floor_any(w, r, inout, read, scale, shift, std::make_index_sequence<kFloorMaxWrites>{});
+      },
+      py::arg("inout"), py::arg("read"), py::arg("scale") = 1.0, py::arg("shift") = 0.0,
+      "The memory floor of a step: per element s = sum of the `read` arrays, and every "
+      "`inout` array x = x * scale + s * shift, in place, with the optimizers' chunking, "
+      "threads and ISA. inout: list of W lists of arrays (W = 1..5); read: list of R lists "
+      "(R = 0..2); each list has one array per tensor, float32/float64, shapes matching.");
 }
 
 }  // namespace optbowl

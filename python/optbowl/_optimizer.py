@@ -73,6 +73,26 @@ class Optimizer:
     def _check_group(self, group: Dict[str, Any]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _check_group_if_changed(self, group: Dict[str, Any]) -> None:
+        """``_check_group`` unless the hyper-parameters are those it last accepted.
+
+        Validation costs more than a small step; a group's values (and their types) are
+        remembered after a successful check, and any change is checked again.
+        """
+        checked = self.__dict__.setdefault("_checked_groups", {})
+        values = tuple(group.get(k) for k in self.defaults)
+        types = tuple(map(type, values))
+        seen = checked.get(id(group))
+        if seen is not None and seen[0] is group and seen[2] == types:
+            try:
+                if bool(seen[1] == values):
+                    return
+            except (TypeError, ValueError):  # e.g. an array compared element-wise
+                pass
+        self._check_group(group)
+        values = copy.deepcopy(tuple(group.get(k) for k in self.defaults))  # immune to in-place edits
+        checked[id(group)] = (group, values, tuple(map(type, values)))
+
     def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
 
@@ -98,7 +118,7 @@ class Optimizer:
         """
         grads = self._grad_list(grads)
         for group in self.param_groups:
-            self._check_group(group)
+            self._check_group_if_changed(group)
         kw = self._step_extras(loss)
         skip, device_flag = _device.skip_flag(found_inf, self._placement)
         if skip:

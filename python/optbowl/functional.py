@@ -117,10 +117,28 @@ def _checker(cls_name: str) -> Callable[[Dict[str, Any]], None]:
 # The classes call these with groups they have already checked; the public functions below
 # check and group their arguments, then call them. Each is one compiled call.
 def _rprop_call(
-    variant, params, grads, prevs, step_sizes, updates, groups, group_sizes, loss_increased=True
+    variant,
+    params,
+    grads,
+    prevs,
+    step_sizes,
+    updates,
+    groups,
+    group_sizes,
+    loss_increased=True,
+    compact_state=False,
 ):
     _core.rprop(
-        variant, params, grads, prevs, step_sizes, updates, groups, group_sizes, loss_increased
+        variant,
+        params,
+        grads,
+        prevs,
+        step_sizes,
+        updates,
+        groups,
+        group_sizes,
+        loss_increased,
+        compact_state,
     )
 
 

@@ -60,6 +60,20 @@ class Rprop(Optimizer):
         One of ``"irprop-"``, ``"rprop-"``, ``"rprop+"``, ``"irprop+"``, ``"backtrack"``.
     maximize : bool
         Follow the gradient uphill (use :math:`-g`).
+    compact_state : bool
+        Keep only the sign of the previous gradient, as an ``int8`` code (-1, 0, +1, or 2
+        for NaN) in ``state["prev_sign"]`` (``state["direction"]`` for ``backtrack``),
+        instead of a ``prev`` array of the parameters' dtype: 22 instead of 28 bytes of
+        memory traffic per float32 element and step, so a faster step and a quarter less
+        state. The factor :math:`f` depends only on the sign class of
+        :math:`s = g_t\,g_{t-1}`, which the code keeps exactly, except where the rounded
+        product **underflows to zero**: two non-zero gradients whose product is below half
+        the smallest subnormal (e.g. :math:`10^{-23}\cdot 10^{-23}` in float32). There
+        torch (and ``compact_state=False``) computes :math:`s = 0` and takes
+        :math:`f = 1`, while the compact state sees the true sign and takes
+        :math:`\eta_\pm`. Otherwise (inf and NaN included) every variant gives
+        bit-identical parameters, step sizes and updates either way; ``backtrack``'s
+        direction is always -1, 0 or +1, so for it the two are always identical.
 
     Examples
     --------
@@ -82,17 +96,22 @@ class Rprop(Optimizer):
         step_sizes: tuple = (1e-6, 50.0),
         variant: str = "irprop-",
         maximize: bool = False,
+        compact_state: bool = False,
     ) -> None:
         self.variant = _check.choice("variant", variant, VARIANTS)
+        self.compact_state = _check.boolean("compact_state", compact_state)
+        prev = "prev_sign" if self.compact_state else "prev"
         if self.variant in ("rprop+", "irprop+"):
-            self._state_names = ("prev", "step_size", "update")
+            self._state_names = (prev, "step_size", "update")
         elif self.variant == "backtrack":
             self._state_names = ("direction", "step_size")
         else:
-            self._state_names = ("prev", "step_size")
+            self._state_names = (prev, "step_size")
         super().__init__(
             params, {"lr": lr, "etas": etas, "step_sizes": step_sizes, "maximize": maximize}
         )
+        if self.compact_state and self._placement is not None:
+            raise ValueError("compact_state: the int8 sign state is for NumPy arrays; CUDA arrays keep prev")
 
     def _check_group(self, group: Dict[str, Any]) -> None:
         group["lr"] = _check.real("lr", group["lr"], low=0.0)
@@ -112,8 +131,11 @@ class Rprop(Optimizer):
 
     def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
         state: Dict[str, Any] = {"step": 0}
-        for name in self._state_names:
-            state[name] = _device.full_like(p, group["lr"] if name == "step_size" else 0.0)
+        for k, name in enumerate(self._state_names):
+            if k == 0 and self.compact_state:
+                state[name] = np.zeros(p.shape, np.int8)
+            else:
+                state[name] = _device.full_like(p, group["lr"] if name == "step_size" else 0.0)
         return state
 
     def _step_extras(self, loss: Optional[float]) -> Dict[str, Any]:
@@ -142,11 +164,16 @@ class Rprop(Optimizer):
             [(*g["etas"], *g["step_sizes"], g["maximize"]) for g in groups],
             group_sizes,
             loss_increased,
+            *((self.compact_state,) if self._placement is None else ()),
             **device,
         )
 
     def _state_dict_extras(self) -> Dict[str, Any]:
-        return {"variant": self.variant}
+        extras: Dict[str, Any] = {"variant": self.variant}
+        if self.compact_state:  # a compact state loads only into a compact optimizer
+            extras["compact_state"] = True
+        return extras
 
     def _hyper_repr(self, group: Dict[str, Any]) -> str:
-        return super()._hyper_repr(group) + f", variant={self.variant!r}"
+        extra = ", compact_state=True" if self.compact_state else ""
+        return super()._hyper_repr(group) + f", variant={self.variant!r}{extra}"

@@ -2,14 +2,40 @@
 //
 // A TensorTable<K> holds, for every tensor of the list, K base pointers (param, grad,
 // state arrays, in the rule's order), its length and its dtype. The loop cuts every
-// tensor into chunks of at most kChunk elements, and runs one OpenMP loop over the
-// whole chunk table; a chunk calls Rule::apply<T>(pointers, tensor, begin, end), which
+// tensor into chunks of at most kChunk elements, and shares the whole chunk table
+// among the threads; a chunk calls Rule::apply<T>(pointers, tensor, begin, end), which
 // runs the per-element rule of optbowl/rules/ over [begin, end) of that tensor. Inputs smaller than
 // kParallelMin elements stay on the calling thread.
+//
+// Threads: the calling thread and up to n - 1 helper threads claim chunks one at a time
+// from an atomic counter, and the call returns as soon as every chunk is done. A helper
+// that the OS has not scheduled yet does not hold the step up (an OpenMP barrier would
+// wait for it, a whole scheduler tick on a busy machine): the caller takes its chunks.
+// The default n is OpenMP's (OMP_NUM_THREADS, else the cores), set_num_threads() sets it.
+//
+// Runtime ISA dispatch: the chunk runner is instantiated three times for every Loop, in
+// functions compiled for AVX-512, for AVX2+FMA and for the baseline target, and the one
+// the CPU supports is picked at run time (cpu_isa(), detected once). `flatten` inlines the
+// Loop and its per-element rule into each, so the rule's loops are vectorised with that
+// ISA's registers and std::fma becomes one instruction. Every ISA rounds alike: the rules
+// use only IEEE operations and explicit fma (the build forbids FMA contraction), so the
+// results are bit-identical whichever runner runs. Other compilers and CPUs run the
+// baseline.
 #pragma once
+#include <algorithm>
 #include <array>
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -54,12 +80,117 @@ inline int& thread_setting() {
 }
 
 inline int max_threads() {
+  if (thread_setting() > 0) return thread_setting();
 #ifdef _OPENMP
-  return thread_setting() > 0 ? thread_setting() : omp_get_max_threads();
+  return omp_get_max_threads();
 #else
-  return 1;
+  const unsigned n = std::thread::hardware_concurrency();
+  return n > 0 ? static_cast<int>(n) : 1;
 #endif
 }
+
+// n tasks, claimed one at a time by the caller and the helpers.
+struct ParallelJob {
+  std::atomic<std::int64_t> next{0};
+  std::atomic<std::int64_t> done{0};
+  std::int64_t n = 0;
+  std::function<void(std::int64_t)> task;  // called only for claimed tasks < n
+
+  void work() {
+    for (std::int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < n;
+         i = next.fetch_add(1, std::memory_order_relaxed)) {
+      task(i);
+      done.fetch_add(1, std::memory_order_release);
+    }
+  }
+};
+
+// Helper threads, started on first use and kept; one process-wide pool.
+class HelperPool {
+ public:
+  static HelperPool& instance() {
+    static HelperPool pool;
+    return pool;
+  }
+
+  // Run task(0), ..., task(n - 1) on the calling thread and up to `helpers` helpers;
+  // return when all have run. Safe to call from several threads at once.
+  void run(std::int64_t n, int helpers, std::function<void(std::int64_t)> task) {
+    auto job = std::make_shared<ParallelJob>();
+    job->n = n;
+    job->task = std::move(task);
+    if (helpers > 0) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (owner_ != current_pid()) {  // a forked child: the parent's threads are not here
+          for (auto& t : threads_) t.detach();
+          threads_.clear();
+          owner_ = current_pid();
+        }
+        while (static_cast<int>(threads_.size()) < helpers) {
+          const int id = static_cast<int>(threads_.size());
+          threads_.emplace_back([this, id] { loop(id); });
+        }
+        job_ = job;
+        wanted_ = helpers;
+        ++generation_;
+      }
+      cv_.notify_all();
+    }
+    job->work();
+    while (job->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
+  }
+
+  ~HelperPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) {
+      if (owner_ == current_pid())
+        t.join();
+      else
+        t.detach();
+    }
+  }
+
+ private:
+  HelperPool() : owner_(current_pid()) {}
+
+  static long current_pid() {
+#if defined(__unix__) || defined(__APPLE__)
+    return static_cast<long>(::getpid());
+#else
+    return 0;
+#endif
+  }
+
+  void loop(int id) {
+    std::uint64_t seen = 0;
+    for (;;) {
+      std::shared_ptr<ParallelJob> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        if (id >= wanted_) continue;
+        job = job_;
+      }
+      job->work();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::thread> threads_;
+  std::shared_ptr<ParallelJob> job_;
+  std::uint64_t generation_ = 0;
+  int wanted_ = 0;
+  bool stop_ = false;
+  long owner_;
+};
 
 template <std::size_t K>
 std::vector<Chunk> make_chunks(const TensorTable<K>& t) {
@@ -79,23 +210,100 @@ inline void run_chunk(const Rule& rule, const TensorTable<K>& t, const Chunk& c)
     rule.template apply<double>(t.ptrs[c.tensor], c.tensor, c.begin, c.end);
 }
 
+// ---------------------------------------------------------------- ISA dispatch
+enum class Isa : int { baseline = 0, avx2 = 1, avx512 = 2 };
+
+inline const char* isa_name(Isa isa) {
+  return isa == Isa::avx512 ? "avx512" : (isa == Isa::avx2 ? "avx2" : "baseline");
+}
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && \
+    !defined(__CUDACC__)
+#define OPTBOWL_X86_DISPATCH 1
+#define OPTBOWL_TARGET_AVX512                                                                   \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi,bmi2,popcnt,f16c,"      \
+                        "prefer-vector-width=512"),                                              \
+                 flatten))
+#define OPTBOWL_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,popcnt,f16c"), flatten))
+#define OPTBOWL_TARGET_BASELINE __attribute__((flatten))
+#else
+#define OPTBOWL_X86_DISPATCH 0
+#define OPTBOWL_TARGET_BASELINE
+#endif
+
+// The best ISA this CPU supports (of those optbowl has runners for).
+inline Isa detect_isa() {
+#if OPTBOWL_X86_DISPATCH
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return Isa::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+#endif
+  return Isa::baseline;
+}
+
+// The ISA the loops use: detected once; lowered with set_cpu_isa() (tests compare ISAs).
+inline Isa& isa_setting() {
+  static Isa isa = detect_isa();
+  return isa;
+}
+
+template <class Rule, std::size_t K>
+using ChunkRunner = void (*)(const Rule&, const TensorTable<K>&, const Chunk*, std::int64_t);
+
+template <class Rule, std::size_t K>
+OPTBOWL_TARGET_BASELINE void run_chunks_baseline(const Rule& rule, const TensorTable<K>& t,
+                                                 const Chunk* c, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) run_chunk(rule, t, c[i]);
+}
+
+#if OPTBOWL_X86_DISPATCH
+template <class Rule, std::size_t K>
+OPTBOWL_TARGET_AVX2 void run_chunks_avx2(const Rule& rule, const TensorTable<K>& t,
+                                         const Chunk* c, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) run_chunk(rule, t, c[i]);
+}
+
+template <class Rule, std::size_t K>
+OPTBOWL_TARGET_AVX512 void run_chunks_avx512(const Rule& rule, const TensorTable<K>& t,
+                                             const Chunk* c, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) run_chunk(rule, t, c[i]);
+}
+#endif
+
+template <class Rule, std::size_t K>
+ChunkRunner<Rule, K> chunk_runner() {
+#if OPTBOWL_X86_DISPATCH
+  switch (isa_setting()) {
+    case Isa::avx512: return &run_chunks_avx512<Rule, K>;
+    case Isa::avx2: return &run_chunks_avx2<Rule, K>;
+    default: break;
+  }
+#endif
+  return &run_chunks_baseline<Rule, K>;
+}
+
 // Apply `rule` to every element of every tensor of `t`. Call without the GIL.
 template <class Rule, std::size_t K>
 void for_each_element(const Rule& rule, const TensorTable<K>& t) {
   const std::int64_t total = t.numel();
   if (total == 0) return;
+  const ChunkRunner<Rule, K> run = chunk_runner<Rule, K>();
   const int threads = max_threads();
   if (total < kParallelMin || threads <= 1) {
-    for (std::size_t i = 0; i < t.size(); ++i)
-      if (t.sizes[i] > 0) run_chunk(rule, t, Chunk{static_cast<std::int32_t>(i), 0, t.sizes[i]});
+    for (std::size_t i = 0; i < t.size(); ++i) {
+      if (t.sizes[i] == 0) continue;
+      const Chunk whole{static_cast<std::int32_t>(i), 0, t.sizes[i]};
+      run(rule, t, &whole, 1);
+    }
     return;
   }
   const std::vector<Chunk> chunks = make_chunks(t);
   const std::int64_t n = static_cast<std::int64_t>(chunks.size());
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads)
-#endif
-  for (std::int64_t c = 0; c < n; ++c) run_chunk(rule, t, chunks[c]);
+  const int helpers = static_cast<int>(std::min<std::int64_t>(threads - 1, n - 1));
+  HelperPool::instance().run(n, helpers, [&](std::int64_t c) { run(rule, t, &chunks[c], 1); });
 }
 
 }  // namespace optbowl

@@ -28,20 +28,32 @@ struct RpropGroup {
 };
 
 // Pointers per tensor: param, grad, prev (direction for backtrack), step, update (+ only).
+// With compact_state, prev/direction is an std::int8_t sign code (rules/rprop.hpp).
 struct RpropLoop {
   static constexpr std::size_t K = 5;
   RpropVariant variant = RpropVariant::irprop_minus;
   std::vector<RpropGroup> groups;
   std::vector<std::int32_t> group_of;  // tensor -> group
   bool loss_increased = true;          // irprop+: undo moves on a sign change
+  bool compact_state = false;          // prev as int8 sign codes
 
   template <class T>
   void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
              std::int64_t end) const {
+    if (compact_state)
+      run<T, std::int8_t>(a, tensor, begin, end);
+    else
+      run<T, T>(a, tensor, begin, end);
+  }
+
+  // T: the parameters' dtype; P: how prev is stored (T, or std::int8_t sign codes).
+  template <class T, class P>
+  void run(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
+           std::int64_t end) const {
     const rules::RpropHyper<T> h = groups[group_of[tensor]].template cast<T>();
     T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
     const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
-    T* OPTBOWL_RESTRICT prev = static_cast<T*>(a[2]);
+    P* OPTBOWL_RESTRICT prev = static_cast<P*>(a[2]);
     T* OPTBOWL_RESTRICT step = static_cast<T*>(a[3]);
     T* OPTBOWL_RESTRICT update = static_cast<T*>(a[4]);
     switch (variant) {

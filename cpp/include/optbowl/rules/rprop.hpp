@@ -10,6 +10,14 @@
 //   rprop+    Riedmiller & Braun (1993): undo the previous move, prev = 0.
 //   irprop+   Igel & Huesken (2000): undo only if the loss went up, prev = 0.
 // and backtrack, seed 004's slides 108-112, keeps a direction d instead of prev.
+//
+// Compact state: prev (and backtrack's direction) may be stored as an std::int8_t sign
+// code instead of a T: -1, 0, +1, or kPrevNaN for a NaN. Only the sign class of
+// s = g * prev matters, and g * code has the same class as g * prev except where g * prev
+// underflows to zero (|g * prev| below half the smallest subnormal, both non-zero): T
+// storage then gives f = 1, the sign code the true sign. Every other input, inf and NaN
+// included, gives the same f, so the same step, move and state. backtrack's direction is
+// always -1, 0 or +1: there the code is exact.
 #pragma once
 #include <cstdint>
 
@@ -35,6 +43,26 @@ OPTBOWL_HD T rprop_factor(T g, T prev, const RpropHyper<T>& h) {
   return s > T(0) ? h.eta_plus : (s < T(0) ? h.eta_minus : T(1));
 }
 
+// Compact state: the sign code of prev (see above); a NaN prev gives f = 1, as g * NaN does.
+constexpr std::int8_t kPrevNaN = 2;
+
+template <class T>
+OPTBOWL_HD T rprop_factor(T g, std::int8_t prev_code, const RpropHyper<T>& h) {
+  const T f = rprop_factor(g, static_cast<T>(prev_code), h);
+  return prev_code == kPrevNaN ? T(1) : f;
+}
+
+// Store x as prev: the value itself, or its sign code.
+template <class T>
+OPTBOWL_HD void store_prev(T& prev, T x) {
+  prev = x;
+}
+
+template <class T>
+OPTBOWL_HD void store_prev(std::int8_t& prev_code, T x) {
+  prev_code = x != x ? kPrevNaN : static_cast<std::int8_t>((T(0) < x) - (x < T(0)));
+}
+
 // p - sign(g) * step, written as torch's addcmul_(sign(g), step, value=-1) rounds it.
 template <class T>
 OPTBOWL_HD T rprop_move(T p, T g, T step) {
@@ -42,24 +70,24 @@ OPTBOWL_HD T rprop_move(T p, T g, T step) {
 }
 
 // "irprop-": torch.optim.Rprop, bit for bit.
-template <class T>
-OPTBOWL_HD void irprop_minus(T& p, T grad, T& prev, T& step, const RpropHyper<T>& h) {
+template <class T, class P>
+OPTBOWL_HD void irprop_minus(T& p, T grad, P& prev, T& step, const RpropHyper<T>& h) {
   T g = h.maximize ? -grad : grad;
   const T f = rprop_factor(g, prev, h);
   step = clamp(step * f, h.step_min, h.step_max);
   g = (f == h.eta_minus) ? T(0) : g;
   p = rprop_move(p, g, step);
-  prev = g;
+  store_prev(prev, g);
 }
 
 // "rprop-": the step adapts as above, but the move always follows the gradient.
-template <class T>
-OPTBOWL_HD void rprop_minus(T& p, T grad, T& prev, T& step, const RpropHyper<T>& h) {
+template <class T, class P>
+OPTBOWL_HD void rprop_minus(T& p, T grad, P& prev, T& step, const RpropHyper<T>& h) {
   const T g = h.maximize ? -grad : grad;
   const T f = rprop_factor(g, prev, h);
   step = clamp(step * f, h.step_min, h.step_max);
   p = rprop_move(p, g, step);
-  prev = g;
+  store_prev(prev, g);
 }
 
 // "rprop+" (revert = true) and "irprop+" (revert = whether the loss went up).
@@ -67,8 +95,8 @@ OPTBOWL_HD void rprop_minus(T& p, T grad, T& prev, T& step, const RpropHyper<T>&
 // if revert, the last change is undone (the undo becomes the new update); without
 // revert nothing moves and update = 0. In both cases prev = 0, so the next step
 // moves along its gradient without adapting.
-template <class T>
-OPTBOWL_HD void rprop_plus(T& p, T grad, T& prev, T& step, T& update, bool revert,
+template <class T, class P>
+OPTBOWL_HD void rprop_plus(T& p, T grad, P& prev, T& step, T& update, bool revert,
                            const RpropHyper<T>& h) {
   const T g = h.maximize ? -grad : grad;
   const T f = rprop_factor(g, prev, h);
@@ -77,12 +105,12 @@ OPTBOWL_HD void rprop_plus(T& p, T grad, T& prev, T& step, T& update, bool rever
     const T undo = revert ? -update : T(0);
     p = p + undo;
     update = undo;
-    prev = T(0);
+    store_prev(prev, T(0));
   } else {
     const T delta = (-sign(g)) * step;
     p = p + delta;
     update = delta;
-    prev = g;
+    store_prev(prev, g);
   }
 }
 
@@ -92,23 +120,24 @@ OPTBOWL_HD void rprop_plus(T& p, T grad, T& prev, T& step, T& update, bool rever
 //   sign(g) == -d:   p += d * step (back to the previous location),
 //                    step = max(step * eta_minus, step_min), p -= d * step
 //   g == 0 or NaN:   nothing changes.
-template <class T>
-OPTBOWL_HD void backtrack(T& p, T grad, T& direction, T& step, const RpropHyper<T>& h) {
+template <class T, class P>
+OPTBOWL_HD void backtrack(T& p, T grad, P& direction, T& step, const RpropHyper<T>& h) {
   const T sg = sign(h.maximize ? -grad : grad);
-  const T d = direction;
-  if (sg == T(0)) return;
-  if (d == T(0)) {
-    direction = sg;
-    step = clamp(step, h.step_min, h.step_max);
-    p = p - sg * step;
-  } else if (sg == d) {
-    step = min_(step * h.eta_plus, h.step_max);
-    p = p - d * step;
-  } else {
-    p = p + d * step;
-    step = max_(step * h.eta_minus, h.step_min);
-    p = p - d * step;
-  }
+  const T d = static_cast<T>(direction);
+  // Each case's result is computed and one is selected: no branches, so the loop
+  // vectorises; every value is rounded exactly as the case alone would round it.
+  const T start_step = clamp(step, h.step_min, h.step_max);       // d == 0
+  const T grown_step = min_(step * h.eta_plus, h.step_max);       // sg == d
+  const T shrunk_step = max_(step * h.eta_minus, h.step_min);     // sg == -d
+  const T start_p = p - sg * start_step;
+  const T grown_p = p - d * grown_step;
+  const T back_p = (p + d * step) - d * shrunk_step;
+  const bool none = sg == T(0);
+  const bool start = d == T(0);
+  const bool same = sg == d;
+  p = none ? p : (start ? start_p : (same ? grown_p : back_p));
+  step = none ? step : (start ? start_step : (same ? grown_step : shrunk_step));
+  store_prev(direction, (start && !none) ? sg : d);
 }
 
 }  // namespace rules

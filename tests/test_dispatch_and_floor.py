@@ -1,0 +1,163 @@
+"""Runtime ISA dispatch (results identical on every ISA), threads, and the floor kernel."""
+
+import numpy as np
+import pytest
+
+import optbowl as ob
+from optbowl import _core
+
+ISAS = ["baseline", "avx2", "avx512"]
+
+
+def _available():
+    best = ISAS.index(_core.detected_isa())
+    return ISAS[: best + 1]
+
+
+@pytest.fixture
+def restore_isa():
+    before = _core.cpu_isa()
+    yield
+    _core.set_cpu_isa(before)
+
+
+def test_isa_reporting(restore_isa):
+    assert _core.cpu_isa() in ISAS
+    assert _core.detected_isa() in ISAS
+    assert _core.cpu_isa() == _core.detected_isa()  # the default: the best one
+    for isa in _available():
+        _core.set_cpu_isa(isa)
+        assert _core.cpu_isa() == isa
+    with pytest.raises(ValueError, match="isa"):
+        _core.set_cpu_isa("sse9")
+    for isa in ISAS[len(_available()):]:
+        with pytest.raises(ValueError, match="does not support"):
+            _core.set_cpu_isa(isa)
+
+
+def _run_all_rules(seed, dtype):
+    rng = np.random.default_rng(seed)
+    n = _core.chunk_size * 2 + 13
+    shapes = [(n,), (31,), (5, 7)]
+    out = []
+    for make in [
+        *(lambda p, v=v: ob.Rprop(p, lr=0.05, variant=v) for v in
+          ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")),
+        lambda p: ob.Rprop(p, lr=0.05, compact_state=True),
+        lambda p: ob.Adagrad(p, lr=0.1, weight_decay=0.01, lr_decay=0.001),
+    ]:
+        params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        opt = make(params)
+        for k in range(6):
+            grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+            grads[0][::11] = 0
+            grads[0][5::97] = np.nan
+            opt.step(grads, loss=float(k % 3))
+        out.append(params)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_isa_gives_identical_results(restore_isa, dtype):
+    results = {}
+    for isa in _available():
+        _core.set_cpu_isa(isa)
+        results[isa] = _run_all_rules(7, dtype)
+    base = results["baseline"]
+    for isa, got in results.items():
+        for rule_a, rule_b in zip(base, got):
+            for a, b in zip(rule_a, rule_b):
+                np.testing.assert_array_equal(a, b, err_msg=f"{isa} differs from baseline")
+
+
+def test_threads_do_not_change_results():
+    before = ob.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            ob.set_num_threads(n)
+            assert ob.get_num_threads() == n
+            results.append(_run_all_rules(3, np.float32))
+        for other in results[1:]:
+            for ra, rb in zip(results[0], other):
+                for a, b in zip(ra, rb):
+                    np.testing.assert_array_equal(a, b)
+    finally:
+        ob.set_num_threads(0)
+    assert ob.get_num_threads() == before
+
+
+def test_omp_num_threads_is_respected():
+    import subprocess
+    import sys
+
+    if not _core.has_openmp():
+        pytest.skip("built without OpenMP")
+    code = "import optbowl; print(optbowl.get_num_threads())"
+    import os
+
+    env = dict(os.environ, OMP_NUM_THREADS="3")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split()[-1] == "3"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("writes,reads", [(1, 0), (2, 1), (3, 1), (4, 1), (5, 2)])
+def test_stream_floor_computes_its_formula(rng, dtype, writes, reads):
+    shapes = [(_core.chunk_size * 3 + 1,), (7, 3), (0,), ()]
+    inout = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(writes)]
+    read = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(reads)]
+    expect = []
+    for k in range(writes):
+        col = []
+        for i in range(len(shapes)):
+            s = np.zeros(shapes[i], dtype)
+            for j in range(reads):
+                s = s + read[j][i]
+            col.append(inout[k][i] * dtype(2.0) + s * dtype(0.25))
+        expect.append(col)
+    _core.stream_floor(inout, read, 2.0, 0.25)
+    for k in range(writes):
+        for got, want in zip(inout[k], expect[k]):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_stream_floor_defaults_leave_values_unchanged(rng):
+    x = [rng.standard_normal(1000).astype(np.float32)]
+    g = [rng.standard_normal(1000).astype(np.float32)]
+    before = x[0].copy()
+    _core.stream_floor([x], [g])
+    np.testing.assert_array_equal(x[0], before)
+
+
+def test_stream_floor_validates_arguments():
+    a, b = np.zeros(4), np.zeros(5)
+    with pytest.raises(ValueError, match="inout"):
+        _core.stream_floor([], [])
+    with pytest.raises(ValueError, match="inout"):
+        _core.stream_floor([[a]] * 6, [])
+    with pytest.raises(ValueError, match="read"):
+        _core.stream_floor([[a]], [[np.zeros(4)]] * 3)
+    with pytest.raises(ValueError, match=r"read\[0\]\[0\]: shape"):
+        _core.stream_floor([[a]], [[b]])
+    with pytest.raises(ValueError, match="shares memory"):
+        _core.stream_floor([[a], [a]], [])
+    with pytest.raises(ValueError, match=r"inout\[0\]\[0\]: is read-only"):
+        ro = np.zeros(4)
+        ro.flags.writeable = False
+        _core.stream_floor([[ro]], [])
+
+
+def test_hyper_parameter_checks_survive_caching():
+    x = np.zeros(3)
+    opt = ob.Rprop(x)
+    opt.step(np.ones(3))
+    opt.param_groups[0]["etas"] = (0.5, 0.9)
+    with pytest.raises(ValueError, match="etas"):
+        opt.step(np.ones(3))
+    opt.param_groups[0]["etas"] = (0.5, 1.2)
+    opt.step(np.ones(3))
+    opt.param_groups[0]["maximize"] = 1  # equal to True, but not a bool
+    with pytest.raises(TypeError, match="maximize"):
+        opt.step(np.ones(3))
