@@ -11,7 +11,7 @@ returns is new state kept and the step counters advanced.
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import AbstractSet, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -135,7 +135,8 @@ class Optimizer:
                     f"{'array' if grads is not None else 'None'}"
                 )
             return [grads]
-        if isinstance(grads, (str, bytes)) or not isinstance(grads, Iterable):
+        if isinstance(grads, (str, bytes, Mapping, AbstractSet)) or not isinstance(grads, Iterable):
+            # an unordered collection cannot line up with the parameters
             raise TypeError(f"grads: expected a sequence of arrays, got {type(grads).__name__}")
         grads = [np.asarray(g) if isinstance(g, np.floating) else g for g in grads]
         if len(grads) != n:
