@@ -11,12 +11,17 @@
 from ._core import get_num_threads, set_num_threads
 from ._version import __version__
 from .adagrad import Adagrad
+from .checkpoint import flatten_state, load_state, save_state, unflatten_state
 from .rprop import Rprop
 
 __all__ = [
     "Adagrad",
     "Rprop",
     "__version__",
+    "flatten_state",
     "get_num_threads",
+    "load_state",
+    "save_state",
     "set_num_threads",
+    "unflatten_state",
 ]
