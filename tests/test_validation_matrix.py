@@ -421,3 +421,52 @@ def test_one_gradient_array_may_serve_two_parameters(row):
     row.step(row.make(twin), [g.copy(), g.copy()])
     for a, b in zip(params, twin):
         assert_same_bits(a, b)
+
+
+# ------------------------------------------------------------------------- non-finite gradients
+TORCH_ROWS = [r for r in ROWS if r.torch_cls is not None]
+
+
+def _assert_equal_nan_aware(got, want, exact, where):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape, where
+    nan = np.isnan(want)
+    np.testing.assert_array_equal(np.isnan(got), nan, err_msg=f"{where}: NaN positions")
+    if exact:
+        assert got[~nan].tobytes() == want[~nan].tobytes(), f"{where}: finite values differ"
+    else:
+        np.testing.assert_allclose(got[~nan], want[~nan], rtol=1e-5 if got.dtype == np.float32 else 1e-12,
+                                   err_msg=where)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("row", TORCH_ROWS, ids=str)
+def test_nan_and_inf_gradients_follow_torch(row, dtype):
+    """The policy is torch's: Rprop treats sign(NaN) as 0 and keeps the NaN in prev;
+    AdaGrad (and the other accumulating rules) propagate NaN/Inf into the parameter."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    shapes = [(40,), (3, 5), ()]
+    params = [np.asarray(rng.standard_normal(s)).astype(dtype) for s in shapes]
+    tensors = [torch.from_numpy(p.copy()) for p in params]
+    opt = row.make(params)
+    topt = getattr(torch.optim, row.torch_cls)(tensors, **row.torch_kwargs(row.kwargs))
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0], dtype)
+    for k in range(8):
+        grads = []
+        for p in params:
+            g = np.asarray(rng.standard_normal(p.shape)).astype(dtype)
+            mask = rng.random(p.shape) < 0.25
+            g[mask] = specials[rng.integers(0, 4, p.shape)][mask]
+            grads.append(g)
+        with np.errstate(all="ignore"):
+            row.step(opt, grads, loss=float(k))
+        for t, g in zip(tensors, grads):
+            t.grad = torch.from_numpy(g.copy())
+        topt.step()
+    assert any(np.isnan(g).any() for g in grads)
+    for i, (p, t) in enumerate(zip(params, tensors)):
+        _assert_equal_nan_aware(p, t.numpy(), row.torch_exact, f"params[{i}]")
+        for mine, theirs in row.torch_state.items():
+            _assert_equal_nan_aware(opt.state[i][mine], topt.state[t][theirs].numpy(), row.torch_exact,
+                                    f"state[{i}][{mine!r}]")
