@@ -186,3 +186,20 @@ def test_one_optimizer_hammered_by_two_threads_is_never_corrupted(row):
     for a, b in zip(params, again):
         assert_same_bits(a, b)
     assert_same_bits(opt.state_dict(), seq.state_dict())
+
+
+@pytest.mark.parametrize("row", ROWS, ids=str)
+def test_an_optimizer_with_its_lock_still_copies_and_pickles(row):
+    import copy
+    import pickle
+
+    params = [np.ones(6), np.ones(3, np.float32)]
+    opt = row.make(params)
+    row.step(opt, [np.full(6, 0.5), np.full(3, -0.5, np.float32)])
+    for clone in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        assert clone._busy is not opt._busy and not clone._busy.locked()
+        g = [np.full(6, 0.25), np.full(3, 0.25, np.float32)]
+        row.step(clone, g)
+        twin = copy.deepcopy(opt)
+        row.step(twin, [a.copy() for a in g])
+        assert_same_bits(clone.state_dict(), twin.state_dict())
