@@ -1,7 +1,7 @@
 // Taking NumPy arrays into a TensorTable without copies, validating everything first.
 //
 // gather() checks every array of every operand list (type, dtype, shape, contiguity,
-// alignment, writeability) and that no two arrays share memory, and raises a
+// alignment, writeability) and that no array it writes shares memory with another, and raises a
 // TypeError/ValueError naming the argument before anything is written.
 #pragma once
 #include <pybind11/numpy.h>
@@ -137,18 +137,20 @@ TensorTable<K> gather(const std::array<Operand, K>& ops) {
 
   std::sort(extents.begin(), extents.end(),
             [](const Extent& a, const Extent& b) { return a.begin < b.begin; });
-  // Sorted by start, an extent overlaps an earlier one iff it starts before the
-  // farthest end seen so far.
-  std::size_t far = 0;
-  for (std::size_t j = 1; j < extents.size(); ++j) {
-    if (extents[j].begin < extents[far].end) {
-      const Extent& x = extents[far];
-      const Extent& y = extents[j];
+  // Sorted by start, an extent overlaps an earlier one iff it starts before the farthest
+  // end seen so far. Only overlaps with an array that is written are refused: two
+  // read-only operands (the same gradient for two parameters) may share memory.
+  const auto written = [&ops](const Extent& e) { return ops[e.operand].writable; };
+  const Extent* far_any = nullptr;      // the farthest-reaching extent so far
+  const Extent* far_written = nullptr;  // ... among the written ones
+  for (const Extent& y : extents) {
+    const Extent* x = written(y) ? far_any : far_written;
+    if (x != nullptr && y.begin < x->end)
       throw py::value_error(item_name(ops[y.operand].name, y.index) + " shares memory with " +
-                            item_name(ops[x.operand].name, x.index) +
+                            item_name(ops[x->operand].name, x->index) +
                             "; every array must be a separate buffer");
-    }
-    if (extents[j].end > extents[far].end) far = j;
+    if (far_any == nullptr || y.end > far_any->end) far_any = &y;
+    if (written(y) && (far_written == nullptr || y.end > far_written->end)) far_written = &y;
   }
   return table;
 }

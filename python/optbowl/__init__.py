@@ -14,6 +14,7 @@ from ._version import __version__
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .bowl import QuadraticBowl, SweepResult, Trajectory, sweep
+from .checkpoint import flatten_state, load_state, save_state, unflatten_state
 from .functions import classify_critical_point, find_critical_points
 from .quickprop import QuickProp
 from .rmsprop import RMSprop
@@ -36,12 +37,16 @@ __all__ = [
     "classify_critical_point",
     "cuda",
     "find_critical_points",
+    "flatten_state",
     "functional",
     "functions",
     "get_num_threads",
+    "load_state",
+    "save_state",
     "schedules",
     "set_num_threads",
     "sweep",
+    "unflatten_state",
     "__version__",
 ]
 

@@ -6,12 +6,20 @@ multi-tensor step (``_kernel``). The base class does the rest, in an order that 
 a rejected call harmless: every hyper-parameter is checked, new state is made on the
 side, and the compiled call validates every array before it writes any; only after it
 returns is new state kept and the step counters advanced.
+
+An optimizer is not shared between threads: ``step``, ``state_dict``,
+``load_state_dict`` and ``add_param_group`` take a non-blocking lock, and a call that
+overlaps another one on the same optimizer raises a RuntimeError instead of racing on
+the arrays (different optimizers step in parallel freely: the compiled step releases
+the GIL).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+import threading
+from typing import AbstractSet, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -29,6 +37,7 @@ class Optimizer:
     _global_defaults: Dict[str, Any] = {}
 
     def __init__(self, params: Any, defaults: Dict[str, Any]) -> None:
+        self._busy = threading.Lock()
         self.defaults = dict(defaults)
         self.param_groups: List[Dict[str, Any]] = []
         self.state: Dict[int, Dict[str, Any]] = {}
@@ -41,6 +50,10 @@ class Optimizer:
     # ------------------------------------------------------------------ groups
     def add_param_group(self, group: Dict[str, Any]) -> None:
         """Add a group of parameters with its own hyper-parameters (as torch.optim does)."""
+        with self._exclusive("add_param_group"):
+            self._add_param_group(group)
+
+    def _add_param_group(self, group: Dict[str, Any]) -> None:
         if not isinstance(group, dict) or "params" not in group:
             raise TypeError("param_group: expected a dict with a 'params' entry")
         arrays = group["params"]
@@ -115,7 +128,16 @@ class Optimizer:
             Skip the step when non-zero (a gradient scaler found inf/NaN): nothing changes,
             no step is counted. For CUDA parameters, a one-element float32 array on their
             device that the kernels read; the step counters then wait for its value.
+
+        Raises
+        ------
+        RuntimeError
+            If another thread is inside a call on this optimizer at the same time.
         """
+        with self._exclusive("step"):
+            self._step(grads, loss, found_inf)
+
+    def _step(self, grads: Any, loss: Optional[float], found_inf: Any) -> None:
         grads = self._grad_list(grads)
         for group in self.param_groups:
             self._check_group_if_changed(group)
@@ -177,7 +199,8 @@ class Optimizer:
                     f"{'array' if grads is not None else 'None'}"
                 )
             return [grads]
-        if isinstance(grads, (str, bytes)) or not isinstance(grads, Iterable):
+        if isinstance(grads, (str, bytes, Mapping, AbstractSet)) or not isinstance(grads, Iterable):
+            # an unordered collection cannot line up with the parameters
             raise TypeError(f"grads: expected a sequence of arrays, got {type(grads).__name__}")
         grads = [np.asarray(g) if isinstance(g, np.floating) else g for g in grads]
         if len(grads) != n:
@@ -193,6 +216,10 @@ class Optimizer:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> Dict[str, Any]:
         """Copy of the state: NumPy arrays and Python scalars, parameters by index."""
+        with self._exclusive("state_dict"):
+            return self._state_dict()
+
+    def _state_dict(self) -> Dict[str, Any]:
         groups = []
         index = 0
         for group in self.param_groups:
@@ -219,6 +246,10 @@ class Optimizer:
 
         Everything is checked before anything is replaced; arrays are copied in.
         """
+        with self._exclusive("load_state_dict"):
+            self._load_state_dict(state_dict)
+
+    def _load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
         expected = {"optimizer", "state", "param_groups", *self._global, *self._state_dict_extras()}
@@ -294,6 +325,30 @@ class Optimizer:
                     new[name] = _check.integer(f"{where}[{name!r}]", v, low=0)
             out[i] = new
         return out
+
+    # ------------------------------------------------------------------ threads
+    @contextlib.contextmanager
+    def _exclusive(self, what: str):
+        """Hold the optimizer for one call; refuse (never wait) if another thread holds it."""
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(
+                f"{what}: this {type(self).__name__} is already in a call from another thread; "
+                "an optimizer must not be used by two threads at once (give each thread its "
+                "own optimizer, or serialise the calls with a lock)"
+            )
+        try:
+            yield
+        finally:
+            self._busy.release()
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_busy"]  # a lock is neither picklable nor meaningful in a copy
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._busy = threading.Lock()
 
     # ------------------------------------------------------------------ repr
     def _hyper_repr(self, group: Dict[str, Any]) -> str:

@@ -1,0 +1,205 @@
+"""Threads: every step releases the GIL; separate optimizers step in parallel exactly as
+in sequence; one optimizer used by two threads at once refuses the second call with a
+RuntimeError instead of racing on its arrays."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import optbowl as ob
+from optimizer_table import ROWS, assert_same_bits
+
+BIG = 1 << 22  # long enough that a step takes milliseconds
+
+
+@pytest.fixture
+def gil_held_until_released():
+    """Make the running thread keep the GIL until it releases it itself (no forced switch)."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    yield
+    sys.setswitchinterval(old)
+
+
+def _big_problem():
+    params = [np.linspace(-1, 1, BIG, dtype=np.float32), np.linspace(1, -1, BIG // 4)]
+    grads = [np.cos(np.arange(p.size, dtype=p.dtype)) for p in params]
+    return params, grads
+
+
+@pytest.mark.parametrize("row", ROWS, ids=str)
+def test_step_releases_the_gil(row, gil_held_until_released):
+    params, grads = _big_problem()
+    opt = row.make(params)
+    row.step(opt, grads)  # state exists now: a step does no NumPy work besides the kernel
+    progress = [0]
+    stop = threading.Event()
+
+    def other_python_thread():
+        while not stop.is_set():
+            progress[0] += 1
+            time.sleep(0)  # hand the GIL back after every increment
+
+    t = threading.Thread(target=other_python_thread)
+    t.start()
+    seen = 0
+    try:
+        # This thread holds the GIL except where it releases it: the other thread can
+        # count only while a step is inside its GIL-free compiled part.
+        for _ in range(50):
+            before = progress[0]
+            row.step(opt, grads)
+            seen += progress[0] - before
+            if seen:
+                break
+    finally:
+        stop.set()
+        t.join()
+    assert seen > 0, "another Python thread made no progress during any step: the GIL was held"
+
+
+def _problem(seed):
+    rng = np.random.default_rng(seed)
+    shapes = [(ob._core.parallel_min + 123,), (33, 7), (5,), ()]
+    params = [rng.standard_normal(s).astype(d) for s, d in zip(shapes, [np.float32, np.float64] * 2)]
+    grads = [[np.asarray(rng.standard_normal(s)).astype(p.dtype) for s, p in zip(shapes, params)]
+             for _ in range(15)]
+    return params, grads
+
+
+@pytest.mark.parametrize("row", ROWS, ids=str)
+def test_two_optimizers_in_parallel_threads_match_sequential(row):
+    problems = [_problem(1), _problem(2)]
+    sequential = []
+    for params, grads in problems:
+        ps = [p.copy() for p in params]
+        opt = row.make(ps)
+        for k, g in enumerate(grads):
+            row.step(opt, g, loss=float(k % 3))
+        sequential.append(ps)
+
+    parallel = [[p.copy() for p in params] for params, _ in problems]
+    opts = [row.make(ps) for ps in parallel]
+    start = threading.Barrier(2)
+    errors = []
+
+    def run(i):
+        try:
+            start.wait()
+            for k, g in enumerate(problems[i][1]):
+                row.step(opts[i], g, loss=float(k % 3))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for got, want in zip(parallel, sequential):
+        for a, b in zip(got, want):
+            assert_same_bits(a, b)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=str)
+def test_a_call_while_another_thread_is_inside_is_refused(row):
+    params = [np.ones(10), np.ones(4, np.float32)]
+    opt = row.make(params)
+    row.step(opt, [np.ones(10), np.ones(4, np.float32)])
+    before, state = [p.copy() for p in params], opt.state_dict()
+    with opt._busy:  # as if another thread were inside a call
+        with pytest.raises(RuntimeError, match=r"step: .*another thread"):
+            row.step(opt, [np.ones(10), np.ones(4, np.float32)])
+        with pytest.raises(RuntimeError, match=r"state_dict: .*another thread"):
+            opt.state_dict()
+        with pytest.raises(RuntimeError, match=r"load_state_dict: .*another thread"):
+            opt.load_state_dict(state)
+        with pytest.raises(RuntimeError, match=r"add_param_group: .*another thread"):
+            opt.add_param_group({"params": [np.ones(2)]})
+    for a, b in zip(params, before):
+        assert_same_bits(a, b)
+    assert_same_bits(opt.state_dict(), state)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=str)
+def test_a_step_overlapping_a_real_step_is_refused(row, gil_held_until_released):
+    params, grads = _big_problem()
+    opt = row.make(params)
+    row.step(opt, grads)
+    refused = 0
+    for _ in range(5):
+        inside = threading.Event()
+
+        def worker():
+            inside.set()
+            row.step(opt, grads)  # keeps the GIL until its kernel releases it
+
+        t = threading.Thread(target=worker)
+        t.start()
+        inside.wait()  # returns when the worker lets go of the GIL: inside its kernel
+        try:
+            row.step(opt, grads)
+        except RuntimeError as e:
+            assert "another thread" in str(e)
+            refused += 1
+        t.join()
+        if refused:
+            break
+    assert refused, "a step that overlapped another step was not refused"
+
+
+@pytest.mark.parametrize("row", ROWS, ids=str)
+def test_one_optimizer_hammered_by_two_threads_is_never_corrupted(row):
+    n = ob._core.parallel_min + 5
+    params = [np.linspace(-3, 3, n), np.linspace(3, -3, 17).astype(np.float32)]
+    grads = [np.sin(np.arange(p.size)).astype(p.dtype) + 0.1 for p in params]
+    opt = row.make(params)
+    done = [0, 0]
+    start = threading.Barrier(2)
+
+    def hammer(i):
+        start.wait()
+        for _ in range(40):
+            try:
+                row.step(opt, grads)
+                done[i] += 1
+            except RuntimeError:
+                pass
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(done) > 0  # a call is refused only while a step of the other thread runs
+    # the result is that of exactly sum(done) steps, one after the other
+    again = [np.linspace(-3, 3, n), np.linspace(3, -3, 17).astype(np.float32)]
+    seq = row.make(again)
+    for _ in range(sum(done)):
+        row.step(seq, grads)
+    for a, b in zip(params, again):
+        assert_same_bits(a, b)
+    assert_same_bits(opt.state_dict(), seq.state_dict())
+
+
+@pytest.mark.parametrize("row", ROWS, ids=str)
+def test_an_optimizer_with_its_lock_still_copies_and_pickles(row):
+    import copy
+    import pickle
+
+    params = [np.ones(6), np.ones(3, np.float32)]
+    opt = row.make(params)
+    row.step(opt, [np.full(6, 0.5), np.full(3, -0.5, np.float32)])
+    for clone in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        assert clone._busy is not opt._busy and not clone._busy.locked()
+        g = [np.full(6, 0.25), np.full(3, 0.25, np.float32)]
+        row.step(clone, g)
+        twin = copy.deepcopy(opt)
+        row.step(twin, [a.copy() for a in g])
+        assert_same_bits(clone.state_dict(), twin.state_dict())

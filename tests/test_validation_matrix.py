@@ -1,0 +1,472 @@
+"""Every optimizer x every bad input: a loud TypeError/ValueError naming the argument,
+and nothing changed, so the next good step is as if the bad call never happened.
+
+The optimizers come from optimizer_table.ROWS; the cases below are written once for all.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from optimizer_table import ROWS, assert_same_bits
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _params():
+    """Three parameters: two float64 of the same shape, one float32."""
+    return [np.linspace(-1, 1, 5), np.linspace(2, -2, 6).astype(np.float32).reshape(2, 3),
+            np.linspace(0.5, -0.3, 5)]
+
+
+def _grads(params, k):
+    return [np.cos(np.arange(p.size).reshape(p.shape) * 1.7 + k).astype(p.dtype) for p in params]
+
+
+def _warm(row, steps=2):
+    params = _params()
+    opt = row.make(params)
+    for k in range(steps):
+        row.step(opt, _grads(params, k), loss=float(k % 2))
+    return opt, params
+
+
+def _misaligned(shape, dtype):
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    buf = np.zeros(n * dtype.itemsize + 1, np.uint8)
+    a = buf[1:].view(dtype).reshape(shape)
+    assert not a.flags.aligned
+    return a
+
+
+def _big_endian(a):
+    return a.astype(a.dtype.newbyteorder(">" if np.little_endian else "<"))
+
+
+def _nth(grads, i, value):
+    out = list(grads)
+    out[i] = value
+    return out
+
+
+# ------------------------------------------------------------------------- bad steps
+# Each case: (id, make(opt, params, grads, row) -> (bad_call, undo or None), exception, regex)
+def _call(row, opt, grads, **kw):
+    return lambda: opt.step(grads, **kw) if kw or not row.needs_loss else opt.step(grads, loss=1.0)
+
+
+STEP_CASES = [
+    ("too-few-grads", lambda o, p, g, r: (_call(r, o, g[:-1]), None), ValueError, r"grads"),
+    ("too-many-grads", lambda o, p, g, r: (_call(r, o, g + [g[0].copy()]), None), ValueError, r"grads"),
+    ("no-grads", lambda o, p, g, r: (_call(r, o, []), None), ValueError, r"grads"),
+    ("single-None", lambda o, p, g, r: (_call(r, o, None), None), ValueError, r"grads"),
+    ("single-array-for-many", lambda o, p, g, r: (_call(r, o, g[0]), None), ValueError, r"grads"),
+    ("shape-transposed", lambda o, p, g, r: (_call(r, o, _nth(g, 1, np.ones((3, 2), np.float32))), None),
+     ValueError, r"grads\[1\].*shape"),
+    ("shape-flattened", lambda o, p, g, r: (_call(r, o, _nth(g, 1, np.ones(6, np.float32))), None),
+     ValueError, r"grads\[1\].*shape"),
+    ("shape-longer", lambda o, p, g, r: (_call(r, o, _nth(g, 2, np.ones(6))), None),
+     ValueError, r"grads\[2\].*shape"),
+    ("dtype-f64-for-f32", lambda o, p, g, r: (_call(r, o, _nth(g, 1, np.ones((2, 3)))), None),
+     TypeError, r"grads\[1\].*dtype"),
+    ("dtype-f32-for-f64", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.ones(5, np.float32))), None),
+     TypeError, r"grads\[0\].*dtype"),
+    ("dtype-float16", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.ones(5, np.float16))), None),
+     TypeError, r"grads\[0\]"),
+    ("dtype-int64", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.ones(5, np.int64))), None),
+     TypeError, r"grads\[0\]"),
+    ("dtype-uint8", lambda o, p, g, r: (_call(r, o, _nth(g, 2, np.ones(5, np.uint8))), None),
+     TypeError, r"grads\[2\]"),
+    ("dtype-bool", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.ones(5, bool))), None),
+     TypeError, r"grads\[0\]"),
+    ("dtype-object", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.ones(5, object))), None),
+     TypeError, r"grads\[0\]"),
+    ("dtype-complex128", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.ones(5, np.complex128))), None),
+     TypeError, r"grads\[0\]"),
+    ("dtype-complex64", lambda o, p, g, r: (_call(r, o, _nth(g, 1, np.ones((2, 3), np.complex64))), None),
+     TypeError, r"grads\[1\]"),
+    ("dtype-str", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.array(list("abcde")))), None),
+     TypeError, r"grads\[0\]"),
+    ("big-endian", lambda o, p, g, r: (_call(r, o, _nth(g, 0, _big_endian(g[0]))), None),
+     TypeError, r"grads\[0\].*byte order"),
+    ("big-endian-f32", lambda o, p, g, r: (_call(r, o, _nth(g, 1, _big_endian(g[1]))), None),
+     TypeError, r"grads\[1\]"),
+    ("non-contiguous", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.ones(10)[::2])), None),
+     ValueError, r"grads\[0\].*contiguous"),
+    ("fortran-order", lambda o, p, g, r: (_call(r, o, _nth(g, 1, np.asfortranarray(np.ones((2, 3), np.float32)))), None),
+     ValueError, r"grads\[1\].*contiguous"),
+    ("misaligned", lambda o, p, g, r: (_call(r, o, _nth(g, 0, _misaligned((5,), np.float64))), None),
+     ValueError, r"grads\[0\].*aligned"),
+    ("grad-is-its-param", lambda o, p, g, r: (_call(r, o, _nth(g, 0, p[0])), None),
+     ValueError, r"shares memory"),
+    ("grad-is-another-param", lambda o, p, g, r: (_call(r, o, _nth(g, 2, p[0])), None),
+     ValueError, r"grads\[2\].*shares memory|shares memory with grads\[2\]"),
+    ("grad-is-a-view-of-a-param", lambda o, p, g, r: (_call(r, o, _nth(g, 1, p[1][:, :])), None),
+     ValueError, r"shares memory"),
+    ("grad-is-optimizer-state", lambda o, p, g, r: (
+        _call(r, o, _nth(g, 0, next(v for v in o.state[0].values() if isinstance(v, np.ndarray)))), None),
+     ValueError, r"shares memory"),
+    ("grad-is-a-list", lambda o, p, g, r: (_call(r, o, _nth(g, 0, g[0].tolist())), None),
+     TypeError, r"grads\[0\].*ndarray"),
+    ("grad-is-a-float", lambda o, p, g, r: (_call(r, o, _nth(g, 0, 1.0)), None),
+     TypeError, r"grads\[0\]"),
+    ("grad-is-a-string", lambda o, p, g, r: (_call(r, o, _nth(g, 2, "grad")), None),
+     TypeError, r"grads\[2\]"),
+    ("grads-is-a-string", lambda o, p, g, r: (_call(r, o, "grads"), None), TypeError, r"grads"),
+    ("grads-is-an-int", lambda o, p, g, r: (_call(r, o, 3), None), TypeError, r"grads"),
+    ("grads-is-a-dict", lambda o, p, g, r: (_call(r, o, dict(enumerate(g))), None), TypeError,
+     r"grads: expected a sequence"),
+    ("grads-is-a-set", lambda o, p, g, r: (_call(r, o, {1, 2, 3}), None), TypeError,
+     r"grads: expected a sequence"),
+]
+
+
+def _read_only_param(o, p, g, r):
+    p[1].flags.writeable = False
+    return _call(r, o, g), lambda: p[1].flags.__setattr__("writeable", True)
+
+
+STEP_CASES.append(("param-made-read-only", _read_only_param, ValueError, r"params\[1\].*read-only"))
+
+
+def _loss_cases(row):
+    if not row.needs_loss:
+        return []
+    return [
+        ("loss-missing", lambda o, p, g, r: (lambda: o.step(g), None), ValueError, r"loss"),
+        ("loss-nan", lambda o, p, g, r: (lambda: o.step(g, loss=NAN), None), ValueError, r"loss"),
+        ("loss-string", lambda o, p, g, r: (lambda: o.step(g, loss="1.0"), None), TypeError, r"loss"),
+        ("loss-array", lambda o, p, g, r: (lambda: o.step(g, loss=np.ones(2)), None), TypeError, r"loss"),
+    ]
+
+
+def _hyper_at_step_cases(row):
+    """A hyper-parameter broken in param_groups after construction is caught by step()."""
+    out = []
+    for k, (over, exc, name) in enumerate(row.bad_hyper):
+        if name == "variant" or set(over) - set(row.make(_params()).param_groups[0]):
+            continue
+
+        def make(o, p, g, r, over=over):
+            saved = {key: o.param_groups[-1][key] for key in over}
+            o.param_groups[-1].update(over)
+            return _call(r, o, g), lambda: o.param_groups[-1].update(saved)
+
+        out.append((f"group-{name}-{k}", make, exc, re.escape(name)))
+    return out
+
+
+def _step_matrix():
+    for row in ROWS:
+        for case in STEP_CASES + _loss_cases(row) + _hyper_at_step_cases(row):
+            yield pytest.param(row, *case, id=f"{row.name}-{case[0]}")
+
+
+def _assert_nothing_changed_and_resumes(row, opt, params, before_params, before_state, twin, twin_params):
+    for a, b in zip(params, before_params):
+        assert_same_bits(a, b, "params")
+    assert_same_bits(opt.state_dict(), before_state, "state_dict")
+    # the next good step gives what it gives on an optimizer that never saw the bad call
+    for k in (5, 6):
+        row.step(opt, _grads(params, k), loss=1.0 + k)
+        row.step(twin, _grads(twin_params, k), loss=1.0 + k)
+    for a, b in zip(params, twin_params):
+        assert_same_bits(a, b, "params after resuming")
+    assert_same_bits(opt.state_dict(), twin.state_dict(), "state after resuming")
+
+
+@pytest.mark.parametrize("row,case,make,exc,match", list(_step_matrix()))
+@pytest.mark.parametrize("warm", [0, 2], ids=["fresh", "warm"])
+def test_bad_step_is_refused_and_changes_nothing(row, case, make, exc, match, warm):
+    if warm == 0 and case == "grad-is-optimizer-state":
+        pytest.skip("no state before the first step")
+    opt, params = _warm(row, warm)
+    twin, twin_params = _warm(row, warm)
+    if warm == 0:
+        # a first step that fails must not leave state behind either
+        assert opt.state == {}
+    before_params = [p.copy() for p in params]
+    before_state = opt.state_dict()
+    call, undo = make(opt, params, _grads(params, 9), row)
+    try:
+        with pytest.raises(exc, match=match):
+            call()
+    finally:
+        if undo is not None:
+            undo()
+    _assert_nothing_changed_and_resumes(row, opt, params, before_params, before_state, twin, twin_params)
+
+
+# ------------------------------------------------------------------------- bad construction
+def _bad_params():
+    ro = np.ones(4)
+    ro.flags.writeable = False
+    shared = np.ones(10)
+    same = np.ones(4)
+    return [
+        ("int64", [np.ones(3, np.int64)], TypeError, r"params\[0\]"),
+        ("int32-second", [np.ones(3), np.ones(3, np.int32)], TypeError, r"params\[1\]"),
+        ("bool", [np.ones(3, bool)], TypeError, r"params\[0\]"),
+        ("object", [np.ones(3, object)], TypeError, r"params\[0\]"),
+        ("complex", [np.ones(3, np.complex128)], TypeError, r"params\[0\]"),
+        ("float16", [np.ones(3, np.float16)], TypeError, r"params\[0\]"),
+        ("big-endian", [_big_endian(np.ones(3))], TypeError, r"params\[0\].*byte order"),
+        ("non-contiguous", [np.ones(10)[::2]], ValueError, r"params\[0\].*contiguous"),
+        ("fortran", [np.asfortranarray(np.ones((3, 2)))], ValueError, r"params\[0\].*contiguous"),
+        ("misaligned", [_misaligned((4,), np.float64)], ValueError, r"params\[0\].*aligned"),
+        ("read-only", [np.ones(2), ro], ValueError, r"params\[1\].*read-only"),
+        ("same-array-twice", [same, same], ValueError, r"params\[1\].*shares memory"),
+        ("overlapping-views", [shared[:6], shared[4:]], ValueError, r"params\[1\].*shares memory"),
+        ("view-of-the-other", [shared, shared.reshape(2, 5)[1]], ValueError, r"shares memory"),
+        ("list-of-lists", [[1.0, 2.0]], TypeError, r"params\[0\]"),
+        ("a-float", 1.0, TypeError, r"params"),
+        ("a-string", "params", TypeError, r"params"),
+        ("a-dict", {"params": [np.ones(2)]}, TypeError, r"params"),
+        ("empty-list", [], ValueError, r"params"),
+        ("group-without-params", [{"lr": 0.1}], TypeError, r"param_group"),
+        ("group-unknown-key", [{"params": [np.ones(2)], "learning_rate": 0.1}], ValueError, r"param_group"),
+        ("group-empty", [{"params": []}], ValueError, r"params"),
+        ("groups-share-an-array", [{"params": [same]}, {"params": [same]}], ValueError, r"shares memory"),
+        ("mixed-arrays-and-groups", [np.ones(2), {"params": [np.ones(2)]}], TypeError, r"params"),
+    ]
+
+
+def _construction_matrix():
+    for row in ROWS:
+        for name, params, exc, match in _bad_params():
+            yield pytest.param(row, params, {}, exc, match, id=f"{row.name}-params-{name}")
+        for k, (over, exc, name) in enumerate(row.bad_hyper):
+            yield pytest.param(row, None, over, exc, re.escape(name), id=f"{row.name}-hyper-{name}-{k}")
+
+
+@pytest.mark.parametrize("row,params,over,exc,match", list(_construction_matrix()))
+def test_bad_construction_is_refused(row, params, over, exc, match):
+    params = _params() if params is None else params
+    arrays = [a for a in (params if isinstance(params, list) else [])
+              if isinstance(a, np.ndarray)]
+    before = [a.copy() for a in arrays]
+    with pytest.raises(exc, match=match):
+        row.make(params, **over)
+    for a, b in zip(arrays, before):
+        assert_same_bits(a, b)
+
+
+# ------------------------------------------------------------------------- bad load_state_dict
+def _other_state(row):
+    """The state_dict of a different optimizer (another class, or another variant)."""
+    other = next((r for r in ROWS if r.cls != row.cls), None) or next(r for r in ROWS if r is not row)
+    opt, _ = _warm(other)
+    return opt.state_dict()
+
+
+def _array_key(sd):
+    return next(k for k, v in sd["state"][0].items() if isinstance(v, np.ndarray))
+
+
+def _mutate(fn):
+    def make(sd, row):
+        fn(sd, row)
+        return sd
+
+    return make
+
+
+LOAD_CASES = [
+    ("not-a-dict", lambda sd, r: list(sd.items()), TypeError, r"state_dict"),
+    ("missing-state", _mutate(lambda sd, r: sd.pop("state")), ValueError, r"state_dict.*keys"),
+    ("missing-param-groups", _mutate(lambda sd, r: sd.pop("param_groups")), ValueError, r"state_dict.*keys"),
+    ("extra-key", _mutate(lambda sd, r: sd.__setitem__("momentum", 0.9)), ValueError, r"state_dict.*keys"),
+    ("another-optimizers-state", lambda sd, r: _other_state(r), ValueError, r"state_dict"),
+    ("wrong-optimizer-name", _mutate(lambda sd, r: sd.__setitem__("optimizer", "Adam")), ValueError, r"state_dict"),
+    ("state-not-a-dict", _mutate(lambda sd, r: sd.__setitem__("state", [sd["state"][0]])), TypeError,
+     r"state_dict\['state'\]"),
+    ("state-index-out-of-range", _mutate(lambda sd, r: sd["state"].__setitem__(7, sd["state"][0])), ValueError,
+     r"state_dict\['state'\].*7"),
+    ("state-index-negative", _mutate(lambda sd, r: sd["state"].__setitem__(-1, sd["state"][0])), ValueError,
+     r"state_dict\['state'\]"),
+    ("state-index-not-a-number", _mutate(lambda sd, r: sd["state"].__setitem__("w", sd["state"][0])), ValueError,
+     r"state_dict\['state'\]"),
+    ("state-entry-missing-key", _mutate(lambda sd, r: sd["state"][0].pop(_array_key(sd))), ValueError,
+     r"state_dict\['state'\]\[0\].*keys"),
+    ("state-entry-extra-key", _mutate(lambda sd, r: sd["state"][0].__setitem__("exp_avg", np.zeros(5))),
+     ValueError, r"state_dict\['state'\]\[0\].*keys"),
+    ("state-entry-not-a-dict", _mutate(lambda sd, r: sd["state"].__setitem__(0, 1.0)), ValueError,
+     r"state_dict\['state'\]\[0\]"),
+    ("state-array-shape", _mutate(lambda sd, r: sd["state"][0].__setitem__(_array_key(sd), np.zeros(6))),
+     ValueError, r"state_dict\['state'\]\[0\].*shape"),
+    ("state-array-0d", _mutate(lambda sd, r: sd["state"][0].__setitem__(_array_key(sd), np.float64(1))),
+     ValueError, r"state_dict\['state'\]\[0\].*shape"),
+    ("state-array-dtype", _mutate(lambda sd, r: sd["state"][1].__setitem__(_array_key(sd), np.zeros((2, 3)))),
+     TypeError, r"state_dict\['state'\]\[1\].*dtype"),
+    ("state-array-object", _mutate(lambda sd, r: sd["state"][0].__setitem__(_array_key(sd), np.zeros(5, object))),
+     TypeError, r"state_dict\['state'\]\[0\].*dtype"),
+    ("state-array-int", _mutate(lambda sd, r: sd["state"][0].__setitem__(_array_key(sd), np.zeros(5, np.int64))),
+     TypeError, r"state_dict\['state'\]\[0\].*dtype"),
+    ("state-step-negative", _mutate(lambda sd, r: sd["state"][0].__setitem__("step", -1)), ValueError,
+     r"state_dict\['state'\]\[0\]\['step'\]"),
+    ("state-step-float", _mutate(lambda sd, r: sd["state"][0].__setitem__("step", 1.5)), TypeError,
+     r"state_dict\['state'\]\[0\]\['step'\]"),
+    ("groups-not-a-list", _mutate(lambda sd, r: sd.__setitem__("param_groups", sd["param_groups"][0])),
+     ValueError, r"param_groups"),
+    ("groups-too-many", _mutate(lambda sd, r: sd["param_groups"].append(dict(sd["param_groups"][0]))),
+     ValueError, r"param_groups"),
+    ("group-wrong-params", _mutate(lambda sd, r: sd["param_groups"][0].__setitem__("params", [0, 1])),
+     ValueError, r"param_groups\[0\]"),
+    ("group-missing-hyper", _mutate(lambda sd, r: sd["param_groups"][0].pop("lr")), ValueError,
+     r"param_groups\[0\]"),
+    ("group-extra-hyper", _mutate(lambda sd, r: sd["param_groups"][0].__setitem__("nesterov", True)),
+     ValueError, r"param_groups\[0\]"),
+    ("group-lr-negative", _mutate(lambda sd, r: sd["param_groups"][0].__setitem__("lr", -1.0)), ValueError,
+     r"lr"),
+    ("group-lr-nan", _mutate(lambda sd, r: sd["param_groups"][0].__setitem__("lr", NAN)), ValueError, r"lr"),
+    ("group-maximize-not-bool", _mutate(lambda sd, r: sd["param_groups"][0].__setitem__("maximize", "no")),
+     TypeError, r"maximize"),
+]
+
+
+def _global_cases(row):
+    opt, _ = _warm(row)
+    sd = opt.state_dict()
+    if "prev_loss" not in sd:
+        return []
+    return [
+        ("prev-loss-nan", _mutate(lambda sd, r: sd.__setitem__("prev_loss", NAN)), ValueError, r"prev_loss"),
+        ("prev-loss-string", _mutate(lambda sd, r: sd.__setitem__("prev_loss", "1")), TypeError, r"prev_loss"),
+        ("variant-differs", _mutate(lambda sd, r: sd.__setitem__(
+            "variant", "rprop-" if sd["variant"] != "rprop-" else "rprop+")), ValueError, r"variant"),
+    ]
+
+
+def _load_matrix():
+    for row in ROWS:
+        for case in LOAD_CASES + _global_cases(row):
+            yield pytest.param(row, *case[1:], id=f"{row.name}-{case[0]}")
+
+
+@pytest.mark.parametrize("row,corrupt,exc,match", list(_load_matrix()))
+def test_bad_load_state_dict_is_refused_and_changes_nothing(row, corrupt, exc, match):
+    opt, params = _warm(row, 3)
+    twin, twin_params = _warm(row, 3)
+    before_params = [p.copy() for p in params]
+    before_state = opt.state_dict()
+    bad = corrupt(opt.state_dict(), row)
+    with pytest.raises(exc, match=match):
+        opt.load_state_dict(bad)
+    _assert_nothing_changed_and_resumes(row, opt, params, before_params, before_state, twin, twin_params)
+
+
+def test_the_matrix_is_big_enough():
+    n = len(list(_step_matrix())) * 2 + len(list(_construction_matrix())) + len(list(_load_matrix()))
+    assert n >= 40 * len(ROWS)
+
+
+# ------------------------------------------------------------------------- what must work
+@pytest.mark.parametrize("row", ROWS, ids=str)
+def test_zero_dim_and_empty_arrays_work(row):
+    shapes = [(), (0,), (3, 0), (4,), ()]
+    dtypes = [np.float64, np.float32, np.float64, np.float32, np.float32]
+    params = [np.full(s, 0.75, d) for s, d in zip(shapes, dtypes)]
+    expect = [p.copy() for p in params]
+    opt = row.make(params)
+    states = [row.ref_init(p, row.kwargs) for p in expect] if row.ref_init else None
+    prev_loss = None
+    for k in range(4):
+        grads = [np.full(p.shape, (-1.0) ** k * 0.5 + 0.25 * k, p.dtype) for p in params]
+        grads[0] = grads[0][()]  # a NumPy scalar is the gradient of a 0-d parameter
+        loss = float(3 - k % 3)
+        row.step(opt, grads, loss=loss)
+        if states is not None:
+            increased = prev_loss is not None and loss > prev_loss
+            for p, g, s in zip(expect, grads, states):
+                row.ref_step(p, np.asarray(g), s, row.kwargs, increased)
+        prev_loss = loss
+    assert params[0].shape == () and params[1].shape == (0,) and params[2].shape == (3, 0)
+    assert params[0] != 0.75 and params[3][0] != 0.75
+    if states is not None:
+        for got, want in zip(params, expect):
+            if row.ref_exact:
+                assert_same_bits(got, want)
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-6)
+    # and their state survives a state_dict round trip
+    again = [p.copy() for p in params]
+    opt2 = row.make(again)
+    opt2.load_state_dict(opt.state_dict())
+    assert_same_bits(opt2.state_dict(), opt.state_dict())
+
+
+@pytest.mark.parametrize("row", ROWS, ids=str)
+def test_read_only_grads_are_fine_and_untouched(row):
+    params = _params()
+    grads = _grads(params, 0)
+    for g in grads:
+        g.flags.writeable = False
+    copies = [g.copy() for g in grads]
+    row.step(row.make(params), grads)
+    for g, c in zip(grads, copies):
+        assert_same_bits(g, c)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=str)
+def test_one_gradient_array_may_serve_two_parameters(row):
+    # gradients are only read: sharing them is safe (writing into shared memory is not)
+    params = [np.linspace(-1, 1, 5), np.linspace(1, -1, 5)]
+    twin = [p.copy() for p in params]
+    g = np.linspace(0.3, -0.7, 5)
+    row.step(row.make(params), [g, g])
+    row.step(row.make(twin), [g.copy(), g.copy()])
+    for a, b in zip(params, twin):
+        assert_same_bits(a, b)
+
+
+# ------------------------------------------------------------------------- non-finite gradients
+TORCH_ROWS = [r for r in ROWS if r.torch_cls is not None]
+
+
+def _assert_equal_nan_aware(got, want, exact, where):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape, where
+    nan = np.isnan(want)
+    np.testing.assert_array_equal(np.isnan(got), nan, err_msg=f"{where}: NaN positions")
+    if exact:
+        assert got[~nan].tobytes() == want[~nan].tobytes(), f"{where}: finite values differ"
+    else:
+        np.testing.assert_allclose(got[~nan], want[~nan], rtol=1e-5 if got.dtype == np.float32 else 1e-12,
+                                   err_msg=where)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("row", TORCH_ROWS, ids=str)
+def test_nan_and_inf_gradients_follow_torch(row, dtype):
+    """The policy is torch's: Rprop treats sign(NaN) as 0 and keeps the NaN in prev;
+    AdaGrad (and the other accumulating rules) propagate NaN/Inf into the parameter."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    shapes = [(40,), (3, 5), ()]
+    params = [np.asarray(rng.standard_normal(s)).astype(dtype) for s in shapes]
+    tensors = [torch.from_numpy(p.copy()) for p in params]
+    opt = row.make(params)
+    topt = getattr(torch.optim, row.torch_cls)(tensors, **row.torch_kwargs(row.kwargs))
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0], dtype)
+    for k in range(8):
+        grads = []
+        for p in params:
+            g = np.asarray(rng.standard_normal(p.shape)).astype(dtype)
+            mask = rng.random(p.shape) < 0.25
+            g[mask] = specials[rng.integers(0, 4, p.shape)][mask]
+            grads.append(g)
+        with np.errstate(all="ignore"):
+            row.step(opt, grads, loss=float(k))
+        for t, g in zip(tensors, grads):
+            t.grad = torch.from_numpy(g.copy())
+        topt.step()
+    assert any(np.isnan(g).any() for g in grads)
+    for i, (p, t) in enumerate(zip(params, tensors)):
+        _assert_equal_nan_aware(p, t.numpy(), row.torch_exact, f"params[{i}]")
+        for mine, theirs in row.torch_state.items():
+            _assert_equal_nan_aware(opt.state[i][mine], topt.state[t][theirs].numpy(), row.torch_exact,
+                                    f"state[{i}][{mine!r}]")
