@@ -25,7 +25,8 @@ There is never a silent fallback to torch's own implementation, and an option th
 cannot honour (``differentiable=True``, ``capturable=True``, Adagrad's non-fused rounding) is
 refused with a ValueError rather than ignored.
 
-``import optbowl`` does not import torch; only ``import optbowl.torch`` does.
+``import optbowl`` does not import torch; only ``import optbowl.torch`` does (torch >= 2.5,
+the extra ``optbowl[torch]``).
 """
 
 from __future__ import annotations
