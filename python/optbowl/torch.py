@@ -206,7 +206,9 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 tensors = [state[name] for name in self._state_names]
                 for name, t in zip(self._state_names, tensors):
                     self._check_state(f"params[{index}]: state[{name!r}]", p, t)
-                batch = batches.setdefault(p.device, _Batch(len(tensors)))
+                batch = batches.get(p.device)
+                if batch is None:
+                    batch = batches[p.device] = _Batch(len(tensors))
                 count = float(state["step"]) + 1.0 if self._counts_steps else 0.0
                 batch.add(p, p.grad, tensors, count, group)
                 counters.append(state["step"])
