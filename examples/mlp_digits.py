@@ -1,0 +1,129 @@
+"""Train a small NumPy MLP on scikit-learn's digits with every optimizer optbowl has.
+
+    python examples/mlp_digits.py --out digits.png [--small]
+
+The 8x8 digit images (1,797 of them, bundled with scikit-learn: no download) are split
+into a training and a test set. A one-hidden-layer network, tanh then softmax, is trained
+full-batch: forward and backward pass in NumPy, the update by optbowl, in place, one
+compiled call per step. Each optimizer starts from the same weights. The script draws the
+training loss of every optimizer in one plot and prints a table of the final loss and the
+training and test accuracy.
+"""
+
+import argparse
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+
+import optbowl as ob  # noqa: E402
+
+# --- the data: pixels scaled to [0, 1], a fixed 75/25 split ---------------------------
+digits = load_digits()
+X = digits.data / 16.0
+y = digits.target
+order = np.random.default_rng(0).permutation(len(y))
+n_train = int(0.75 * len(y))
+X_train, y_train = X[order[:n_train]], y[order[:n_train]]
+X_test, y_test = X[order[n_train:]], y[order[n_train:]]
+
+
+# --- the model: x -> tanh(x W1 + b1) W2 + b2 -> softmax --------------------------------
+def init_params(hidden, seed=1):
+    rng = np.random.default_rng(seed)
+    return [
+        rng.normal(0.0, 1.0 / np.sqrt(64), (64, hidden)),  # W1
+        np.zeros(hidden),  # b1
+        rng.normal(0.0, 1.0 / np.sqrt(hidden), (hidden, 10)),  # W2
+        np.zeros(10),  # b2
+    ]
+
+
+def forward(params, x):
+    W1, b1, W2, b2 = params
+    h = np.tanh(x @ W1 + b1)
+    logits = h @ W2 + b2
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    return h, p
+
+
+def loss_and_grads(params, x, labels):
+    """Mean cross-entropy and its gradient with respect to each parameter (backprop)."""
+    W1, b1, W2, b2 = params
+    h, p = forward(params, x)
+    n = len(labels)
+    loss = -np.mean(np.log(p[np.arange(n), labels] + 1e-300))
+    d_logits = p.copy()
+    d_logits[np.arange(n), labels] -= 1.0
+    d_logits /= n
+    d_hidden = (d_logits @ W2.T) * (1.0 - h * h)
+    grads = [x.T @ d_hidden, d_hidden.sum(axis=0), h.T @ d_logits, d_logits.sum(axis=0)]
+    return loss, [np.ascontiguousarray(g) for g in grads]
+
+
+def accuracy(params, x, labels):
+    return float(np.mean(forward(params, x)[1].argmax(axis=1) == labels))
+
+
+# --- the optimizers: every one this optbowl has, with hyper-parameters that suit it ----
+def optimizers():
+    variants = ["irprop-", "rprop-", "rprop+", "irprop+", "backtrack"]
+    table = {f"Rprop {v}": (lambda ps, v=v: ob.Rprop(ps, lr=0.01, variant=v)) for v in variants}
+    table["Adagrad"] = lambda ps: ob.Adagrad(ps, lr=0.1)
+    optional = {  # rules that arrive with later versions of optbowl
+        "SGD momentum": ("SGD", dict(lr=0.5, momentum=0.9)),
+        "RMSprop": ("RMSprop", dict(lr=0.003)),
+        "Adam": ("Adam", dict(lr=0.01)),
+        "QuickProp": ("QuickProp", dict(lr=0.5)),
+    }
+    for label, (name, hp) in optional.items():
+        if hasattr(ob, name):
+            table[label] = lambda ps, cls=getattr(ob, name), hp=hp: cls(ps, **hp)
+    return table
+
+
+def train(make_optimizer, epochs, hidden):
+    params = init_params(hidden)
+    opt = make_optimizer(params)
+    needs_loss = getattr(opt, "variant", None) == "irprop+"
+    losses = []
+    for _ in range(epochs):
+        loss, grads = loss_and_grads(params, X_train, y_train)
+        losses.append(loss)
+        if needs_loss:
+            opt.step(grads, loss=loss)  # iRprop+ undoes a move only when the loss rose
+        else:
+            opt.step(grads)
+    return params, losses
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="MLP on the digits data with every optbowl optimizer")
+    parser.add_argument("--out", required=True, help="file for the loss-curve figure (e.g. digits.png)")
+    parser.add_argument("--small", action="store_true", help="a quick run (as CI does)")
+    args = parser.parse_args(argv)
+    epochs, hidden = (40, 16) if args.small else (100, 32)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    print(f"{'optimizer':16s} {'final loss':>10s} {'train acc':>9s} {'test acc':>9s}")
+    for label, make in optimizers().items():
+        params, losses = train(make, epochs, hidden)
+        ax.semilogy(np.arange(1, epochs + 1), losses, label=label)
+        print(
+            f"{label:16s} {losses[-1]:10.2e} {accuracy(params, X_train, y_train):9.3f} "
+            f"{accuracy(params, X_test, y_test):9.3f}"
+        )
+    ax.set(xlabel="full-batch step", ylabel="training cross-entropy", title=f"digits MLP (64-{hidden}-10)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=120)
+    print(f"figure written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,458 @@
+"""optbowl.torch against torch.optim: bit-identical training, state_dicts both ways, errors."""
+
+import copy
+import io
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+obt = pytest.importorskip("optbowl.torch")
+
+DTYPES = [torch.float32, torch.float64]
+SHAPES = [(37, 5), (11,), (3, 4, 2), (1,), (4099,)]
+
+
+def make_params(dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=g, dtype=dtype).requires_grad_() for s in SHAPES]
+
+
+def clone_params(params):
+    return [p.detach().clone().requires_grad_() for p in params]
+
+
+def set_grads(params, step, gen, skip=()):
+    """Gradients with sign changes, exact zeros and NaN-free ties; None for skipped indices."""
+    for i, p in enumerate(params):
+        if i in skip:
+            p.grad = None
+            continue
+        g = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+        g[torch.rand(p.shape, generator=gen) < 0.1] = 0.0
+        p.grad = g
+
+
+def skipped(step):
+    """Parameter 1 has no gradient on every third step; parameter 2 none before step 5."""
+    out = set()
+    if step % 3 == 0:
+        out.add(1)
+    if step < 5:
+        out.add(2)
+    return out
+
+
+def groups(params, **per_group):
+    return [{"params": params[:2]}, {"params": params[2:], **per_group}]
+
+
+def train_side_by_side(make_torch, make_ours, dtype, steps, params=None):
+    """Run both optimizers on identical copies and the same gradients; compare every step."""
+    ref_params = make_params(dtype) if params is None else params
+    our_params = clone_params(ref_params)
+    ref, ours = make_torch(ref_params), make_ours(our_params)
+    gen_ref, gen_ours = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    for t in range(steps):
+        set_grads(ref_params, t, gen_ref, skipped(t))
+        set_grads(our_params, t, gen_ours, skipped(t))
+        ref.step()
+        ours.step()
+        for k, (a, b) in enumerate(zip(ref_params, our_params)):
+            assert torch.equal(a, b), f"step {t}, params[{k}] differ"
+    return ref, ours, ref_params, our_params
+
+
+def assert_same_state(ref, ours):
+    sa, sb = ref.state_dict(), ours.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    assert sa["state"].keys() == sb["state"].keys()
+    for i in sa["state"]:
+        assert sa["state"][i].keys() == sb["state"][i].keys()
+        for key, value in sa["state"][i].items():
+            other = sb["state"][i][key]
+            assert value.dtype == other.dtype and value.device == other.device, key
+            assert torch.equal(value, other), (i, key)
+
+
+def test_import_optbowl_does_not_import_torch():
+    code = "import sys, optbowl; assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "ok"
+
+
+# ---------------------------------------------------------------------------- Rprop
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("foreach", [False, True, None])
+def test_rprop_bit_identical_to_torch(dtype, foreach):
+    def build(cls, kw):
+        return lambda ps: cls(groups(ps, lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.2), maximize=True), **kw)
+
+    ref, ours, _, _ = train_side_by_side(
+        build(torch.optim.Rprop, {"foreach": foreach}),
+        build(obt.Rprop, {"foreach": foreach}),
+        dtype,
+        steps=60,
+    )
+    assert_same_state(ref, ours)
+
+
+def test_rprop_defaults_and_signature_match_torch():
+    import inspect
+
+    for ours, theirs in [(obt.Rprop, torch.optim.Rprop), (obt.Adagrad, torch.optim.Adagrad)]:
+        a = inspect.signature(ours.__init__).parameters
+        b = inspect.signature(theirs.__init__).parameters
+        assert list(a) == list(b)
+        for name in a:
+            assert a[name].default == b[name].default, name
+            assert a[name].kind == b[name].kind, name
+    p = [torch.zeros(3, requires_grad=True)]
+    assert obt.Rprop(p).defaults == torch.optim.Rprop(p).defaults
+    assert obt.Adagrad(p).defaults == torch.optim.Adagrad(p).defaults
+
+
+# ---------------------------------------------------------------------------- Adagrad
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fused", [None, True])
+def test_adagrad_bit_identical_to_torch_fused(dtype, fused):
+    hp = {"lr": 0.3, "lr_decay": 0.01, "weight_decay": 0.05, "initial_accumulator_value": 0.2, "eps": 1e-8}
+
+    def build_ref(ps):
+        return torch.optim.Adagrad(groups(ps, lr=0.1, weight_decay=0.0, maximize=True), fused=True, **hp)
+
+    def build_ours(ps):
+        return obt.Adagrad(groups(ps, lr=0.1, weight_decay=0.0, maximize=True), fused=fused, **hp)
+
+    ref, ours, _, _ = train_side_by_side(build_ref, build_ours, dtype, steps=60)
+    sa, sb = ref.state_dict(), ours.state_dict()
+    for i in sa["state"]:
+        for key in ("step", "sum"):
+            assert torch.equal(sa["state"][i][key], sb["state"][i][key]), (i, key)
+    if fused:
+        assert_same_state(ref, ours)
+
+
+def test_adagrad_state_is_made_when_built_as_torch_does():
+    ps = make_params(torch.float32)
+    ref = torch.optim.Adagrad(ps, initial_accumulator_value=0.5, fused=True)
+    ours = obt.Adagrad(clone_params(ps), initial_accumulator_value=0.5, fused=True)
+    assert_same_state(ref, ours)
+
+
+# ---------------------------------------------------------------------------- real models
+
+
+def small_model(dtype):
+    torch.manual_seed(3)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3)
+    ).to(dtype)
+
+
+MODEL_CASES = {
+    "rprop": (lambda ps: torch.optim.Rprop(ps, lr=0.01), lambda ps: obt.Rprop(ps, lr=0.01)),
+    "adagrad": (
+        lambda ps: torch.optim.Adagrad(ps, lr=0.1, lr_decay=1e-3, weight_decay=1e-4, fused=True),
+        lambda ps: obt.Adagrad(ps, lr=0.1, lr_decay=1e-3, weight_decay=1e-4),
+    ),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", sorted(MODEL_CASES))
+def test_training_a_model_matches_torch(dtype, kind):
+    make_torch, make_ours = MODEL_CASES[kind]
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(16, 1, 8, 8, generator=gen, dtype=dtype)
+    y = torch.randint(0, 3, (16,), generator=gen)
+    models = [small_model(dtype), small_model(dtype)]
+    opts = [make_torch(models[0].parameters()), make_ours(models[1].parameters())]
+    losses = [[], []]
+    for _ in range(25):
+        for model, opt, record in zip(models, opts, losses):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            record.append(loss.item())
+    assert losses[0] == losses[1]
+    assert losses[1][-1] < losses[1][0]
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------------------- state_dict
+
+
+CASES = {
+    "rprop": (
+        lambda ps: torch.optim.Rprop(groups(ps, lr=0.02, etas=(0.4, 1.3)), foreach=True),
+        lambda ps: obt.Rprop(groups(ps, lr=0.02, etas=(0.4, 1.3))),
+    ),
+    "adagrad": (
+        lambda ps: torch.optim.Adagrad(groups(ps, lr=0.2, lr_decay=0.01), weight_decay=0.1, fused=True),
+        lambda ps: obt.Adagrad(groups(ps, lr=0.2, lr_decay=0.01), weight_decay=0.1, fused=True),
+    ),
+}
+
+
+def _roundtrip(sd):
+    """Through torch.save/torch.load, as a checkpoint goes to disk."""
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    buf.seek(0)
+    return torch.load(buf)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", sorted(CASES))
+@pytest.mark.parametrize("direction", ["torch->optbowl", "optbowl->torch"])
+def test_state_dict_moves_between_torch_and_optbowl(dtype, kind, direction):
+    make_torch, make_ours = CASES[kind]
+    first, second = (make_torch, make_ours) if direction == "torch->optbowl" else (make_ours, make_torch)
+
+    # Train the first optimizer, checkpoint it, and continue it as the reference.
+    params = make_params(dtype)
+    opt = first(params)
+    gen = torch.Generator().manual_seed(5)
+    for t in range(20):
+        set_grads(params, t, gen, skipped(t))
+        opt.step()
+    checkpoint = _roundtrip(opt.state_dict())
+    resumed_params = clone_params(params)
+    resumed = second(resumed_params)
+    resumed.load_state_dict(checkpoint)
+
+    gen_a, gen_b = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    for t in range(20, 50):
+        set_grads(params, t, gen_a, skipped(t))
+        set_grads(resumed_params, t, gen_b, skipped(t))
+        opt.step()
+        resumed.step()
+        for k, (a, b) in enumerate(zip(params, resumed_params)):
+            assert torch.equal(a, b), f"step {t}, params[{k}]"
+    assert_same_state(opt, resumed)
+
+
+def test_state_dict_format_is_torchs():
+    ps = make_params(torch.float32)
+    opt = obt.Rprop(ps)
+    set_grads(ps, 0, torch.Generator().manual_seed(0))
+    opt.step()
+    sd = opt.state_dict()
+    assert set(sd) == {"state", "param_groups"}
+    st = sd["state"][0]
+    assert set(st) == {"step", "prev", "step_size"}
+    assert st["step"].shape == () and st["step"].dtype == torch.float32 and st["step"].item() == 1.0
+    assert sd["param_groups"][0]["params"] == list(range(len(SHAPES)))
+
+
+def test_old_checkpoint_with_integer_steps_loads():
+    ps = make_params(torch.float64)
+    opt = obt.Rprop(ps)
+    gen = torch.Generator().manual_seed(0)
+    set_grads(ps, 0, gen)
+    opt.step()
+    sd = copy.deepcopy(opt.state_dict())
+    for st in sd["state"].values():
+        st["step"] = 1
+    opt2 = obt.Rprop(clone_params(ps))
+    opt2.load_state_dict(sd)
+    assert all(torch.is_tensor(st["step"]) for st in opt2.state.values())
+
+
+# ---------------------------------------------------------------------------- torch machinery
+
+
+def test_zero_grad_hooks_closure_and_version_counter():
+    ps = make_params(torch.float32)
+    opt = obt.Rprop(ps)
+    calls = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: calls.append(("pre", o)))
+    opt.register_step_post_hook(lambda o, args, kwargs: calls.append(("post", o)))
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    handle = register_optimizer_step_pre_hook(lambda o, a, k: calls.append(("global", o)))
+    try:
+        versions = [p._version for p in ps]
+        pointers = [p.data_ptr() for p in ps]
+
+        def closure():
+            set_grads(ps, 0, torch.Generator().manual_seed(0))
+            return torch.tensor(1.5)
+
+        assert opt.step(closure).item() == 1.5
+    finally:
+        handle.remove()
+    assert [c[0] for c in calls] == ["global", "pre", "post"] and all(c[1] is opt for c in calls)
+    assert all(p._version > v for p, v in zip(ps, versions)), "in-place update must bump the version"
+    assert [p.data_ptr() for p in ps] == pointers, "parameters are updated in place"
+    prev_ptrs = [opt.state[p]["prev"].data_ptr() for p in ps]
+    opt.zero_grad()
+    assert all(p.grad is None for p in ps)
+    opt.step()  # no gradients: nothing happens
+    set_grads(ps, 1, torch.Generator().manual_seed(1))
+    opt.step()
+    assert [opt.state[p]["prev"].data_ptr() for p in ps] == prev_ptrs, "state is updated in place"
+    assert all(opt.state[p]["step"].item() == 2 for p in ps)
+
+
+def test_lr_scheduler_and_add_param_group_match_torch():
+    def run(cls, ps, **kw):
+        opt = cls(ps[:3], lr=0.5, **kw)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=4, gamma=0.5)
+        gen = torch.Generator().manual_seed(2)
+        for t in range(20):
+            if t == 6:
+                opt.add_param_group({"params": ps[3:], "lr": 0.1})
+            set_grads(ps, t, gen, skip=() if t >= 6 else {3, 4})
+            opt.step()
+            sched.step()
+        return ps
+
+    a = run(torch.optim.Adagrad, make_params(torch.float64), fused=True)
+    b = run(obt.Adagrad, make_params(torch.float64))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_deepcopy_of_the_optimizer_keeps_working():
+    ps = make_params(torch.float32)
+    opt = obt.Adagrad(ps)
+    clone = copy.deepcopy({"params": ps, "opt": opt})
+    for params, o in [(ps, opt), (clone["params"], clone["opt"])]:
+        set_grads(params, 0, torch.Generator().manual_seed(0))
+        o.step()
+    assert all(torch.equal(x, y) for x, y in zip(ps, clone["params"]))
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "make, error, words",
+    [
+        (lambda ps: obt.Rprop(ps, lr=-1.0), ValueError, "lr"),
+        (lambda ps: obt.Rprop(ps, etas=(1.2, 0.5)), ValueError, "etas"),
+        (lambda ps: obt.Rprop(ps, step_sizes=(1.0, 0.1)), ValueError, "step_sizes"),
+        (lambda ps: obt.Rprop(ps, differentiable=True), ValueError, "differentiable"),
+        (lambda ps: obt.Rprop(ps, capturable=True), ValueError, "capturable"),
+        (lambda ps: obt.Rprop(ps, lr=torch.ones(2)), ValueError, "lr"),
+        (lambda ps: obt.Adagrad(ps, fused=False), ValueError, "fused"),
+        (lambda ps: obt.Adagrad(ps, foreach=True), ValueError, "foreach"),
+        (lambda ps: obt.Adagrad(ps, eps=-1.0), ValueError, "eps"),
+        (lambda ps: obt.Adagrad(ps, maximize=1), TypeError, "maximize"),
+        (lambda ps: obt.Adagrad([{"params": ps, "lr_decay": -0.1}]), ValueError, "lr_decay"),
+    ],
+)
+def test_bad_options_are_refused(make, error, words):
+    with pytest.raises(error, match=words):
+        make([torch.zeros(3, requires_grad=True)])
+
+
+def test_group_changed_later_is_refused_at_step():
+    p = torch.zeros(3, requires_grad=True)
+    opt = obt.Rprop([p])
+    opt.param_groups[0]["differentiable"] = True
+    p.grad = torch.ones(3)
+    with pytest.raises(ValueError, match=r"param_groups\[0\]: differentiable"):
+        opt.step()
+
+
+def _sparse_grad(ps):
+    emb = torch.nn.Embedding(4, 3, sparse=True)
+    emb(torch.tensor([1])).sum().backward()
+    return [*ps, emb.weight]
+
+
+def _half(ps):
+    h = torch.zeros(3, dtype=torch.float16, requires_grad=True)
+    h.grad = torch.ones(3, dtype=torch.float16)
+    return [*ps, h]
+
+
+def _non_contiguous(ps):
+    t = torch.zeros(4, 5).t().requires_grad_()
+    t.grad = torch.ones(4, 5).t()
+    return [*ps, t]
+
+
+def _grad_dtype(ps):
+    t = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    t.grad_dtype = None  # torch refuses a gradient of another dtype unless told otherwise
+    t.grad = torch.ones(3, dtype=torch.float32)
+    return [*ps, t]
+
+
+def _meta(ps):
+    t = torch.zeros(3, device="meta", requires_grad=True)
+    t.grad = torch.zeros(3, device="meta")
+    return [*ps, t]
+
+
+@pytest.mark.parametrize("cls", [obt.Rprop, obt.Adagrad])
+@pytest.mark.parametrize(
+    "extend, error, words",
+    [
+        (_sparse_grad, TypeError, r"params\[2\]\.grad: sparse"),
+        (_half, TypeError, r"params\[2\]: expected a float32 or float64.*float16"),
+        (_non_contiguous, ValueError, r"params\[2\]: must be contiguous"),
+        (_grad_dtype, TypeError, r"params\[2\]\.grad: dtype"),
+        (_meta, TypeError, r"params\[2\]: tensors on 'meta'"),
+    ],
+)
+def test_bad_tensors_are_refused_before_anything_changes(cls, extend, error, words):
+    good = [torch.ones(5, requires_grad=True), torch.ones(2, 2, requires_grad=True)]
+    for p in good:
+        p.grad = torch.ones_like(p)
+    ps = extend(good)
+    opt = cls(ps)
+    before = {k: copy.deepcopy(v) for k, v in opt.state_dict()["state"].items()}
+    with pytest.raises(error, match=words):
+        opt.step()
+    assert all(torch.equal(p, torch.ones_like(p)) for p in good), "a rejected step moved a parameter"
+    after = opt.state_dict()["state"]
+    assert after.keys() == before.keys()
+    for k in before.keys() & {0, 1}:  # the state of the good parameters
+        assert all(torch.equal(before[k][n], after[k][n]) for n in before[k])
+
+
+def test_cuda_without_the_cuda_module_is_a_clear_error(monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def no_cuda(name, *args):
+        if name == "optbowl._cuda":
+            raise ImportError("No module named 'optbowl._cuda'")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", no_cuda)
+    with pytest.raises(RuntimeError, match="optbowl._cuda"):
+        obt._cuda_kernels()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensors_go_to_the_cuda_module_or_fail_clearly():
+    p = torch.zeros(1000, device="cuda", requires_grad=True)
+    p.grad = torch.ones(1000, device="cuda")
+    ref = p.detach().clone().requires_grad_()
+    ref.grad = p.grad.clone()
+    opt = obt.Rprop([p])
+    try:
+        import optbowl._cuda  # noqa: F401
+    except ImportError:
+        with pytest.raises(RuntimeError, match="optbowl._cuda"):
+            opt.step()
+        return
+    torch_opt = torch.optim.Rprop([ref])
+    for _ in range(5):
+        opt.step()
+        torch_opt.step()
+    assert torch.equal(p, ref)
