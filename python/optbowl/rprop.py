@@ -66,7 +66,7 @@ class Rprop(Optimizer):
     >>> import numpy as np, optbowl as ob
     >>> x = np.array([3.0, -2.0])
     >>> opt = ob.Rprop(x, lr=0.5)
-    >>> for _ in range(30):
+    >>> for _ in range(60):
     ...     opt.step(2 * x)               # gradient of |x|^2
     >>> bool(np.all(np.abs(x) < 1e-3))
     True
