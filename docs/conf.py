@@ -41,8 +41,9 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "none"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 
-# Every >>> block, in the pages and in the docstrings autodoc pulls in, is a doctest.
-doctest_test_doctest_blocks = "default"
+# The pages' examples are ".. doctest::" blocks, run by "sphinx -b doctest"; the
+# docstrings' examples run with their module's globals under pytest --doctest-modules.
+doctest_test_doctest_blocks = ""
 doctest_global_setup = "import numpy as np\nimport optbowl as ob\n"
 
 plot_include_source = False

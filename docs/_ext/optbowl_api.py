@@ -36,10 +36,16 @@ def _public_names(module: types.ModuleType) -> List[str]:
 
 
 def _entry(qualname: str, obj: object) -> List[str]:
+    package = qualname.split(".", 1)[0]
     if inspect.ismodule(obj):
         return [f".. automodule:: {obj.__name__}", "   :members:", ""]
     if inspect.isclass(obj):
-        return [f".. autoclass:: {qualname}", "   :members:", "   :inherited-members:", ""]
+        lines = [f".. autoclass:: {qualname}", "   :members:"]
+        # Members inherited from the package's own bases (the Optimizer's step,
+        # state_dict, ...), not those of builtins such as tuple.
+        if any(getattr(base, "__module__", "").startswith(package + ".") for base in obj.__mro__[1:]):
+            lines.append("   :inherited-members:")
+        return lines + [""]
     if callable(obj):
         return [f".. autofunction:: {qualname}", ""]
     return [f".. autodata:: {qualname}", "   :annotation:", ""]
@@ -95,9 +101,10 @@ def api_rst(package: str = "optbowl") -> Tuple[List[str], List[str]]:
 
 class OptbowlApi(SphinxDirective):
     has_content = False
+    optional_arguments = 1  # the package (default: optbowl)
 
     def run(self) -> List[nodes.Node]:
-        lines, _ = api_rst()
+        lines, _ = api_rst(self.arguments[0] if self.arguments else "optbowl")
         container = nodes.section()
         container.document = self.state.document
         nested_parse_with_titles(self.state, StringList(lines, source="<optbowl-api>"), container)
