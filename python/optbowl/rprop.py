@@ -28,20 +28,20 @@ class Rprop(Optimizer):
     with :math:`\Delta_0 = \text{lr}`, and moves :math:`p \leftarrow p - \operatorname{sign}(g)\,\Delta_t`.
     They differ on a sign change (:math:`s < 0`):
 
-    ============  =============================================================
-    variant       on a sign change
-    ============  =============================================================
-    ``irprop-``   the gradient counts as 0: no move, and ``prev = 0``. This is
-                  torch.optim.Rprop's algorithm, bit for bit (the default).
-    ``rprop-``    nothing special: move by ``sign(g)`` and ``prev = g``.
-    ``rprop+``    undo the previous move (Riedmiller & Braun, 1993), ``prev = 0``.
-    ``irprop+``   undo the previous move only if the loss went up (Igel &
-                  Hüsken, 2000); needs ``step(grads, loss=...)``.
-    ``backtrack`` seed 004's slides 108–112: step back to the previous point,
-                  shrink the step, take the smaller step forward in the old
-                  direction; the direction is kept, a zero gradient leaves the
-                  element untouched, the first step moves by ``lr``.
-    ============  =============================================================
+    =============  ===============================================================
+    variant        on a sign change
+    =============  ===============================================================
+    ``irprop-``    the gradient counts as 0: no move, and ``prev = 0``. This is
+                   torch.optim.Rprop's algorithm, bit for bit (the default).
+    ``rprop-``     nothing special: move by ``sign(g)`` and ``prev = g``.
+    ``rprop+``     undo the previous move (Riedmiller & Braun, 1993), ``prev = 0``.
+    ``irprop+``    undo the previous move only if the loss went up (Igel &
+                   Hüsken, 2000); needs ``step(grads, loss=...)``.
+    ``backtrack``  seed 004's slides 108–112: step back to the previous point,
+                   shrink the step, take the smaller step forward in the old
+                   direction; the direction is kept, a zero gradient leaves the
+                   element untouched, the first step moves by ``lr``.
+    =============  ===============================================================
 
     Parameters
     ----------
@@ -80,7 +80,7 @@ class Rprop(Optimizer):
     >>> import numpy as np, optbowl as ob
     >>> x = np.array([3.0, -2.0])
     >>> opt = ob.Rprop(x, lr=0.5)
-    >>> for _ in range(30):
+    >>> for _ in range(60):
     ...     opt.step(2 * x)               # gradient of |x|^2
     >>> bool(np.all(np.abs(x) < 1e-3))
     True

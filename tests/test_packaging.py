@@ -1,0 +1,104 @@
+"""Packaging: one version everywhere, the extension loads from the package, and the sdist
+holds what a wheel build needs (the full sdist -> wheel round trip is .ci/wheel.sh)."""
+
+import importlib.metadata
+import json
+import pathlib
+import re
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+import optbowl
+from optbowl import _core
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SOURCE_TREE = (ROOT / "pyproject.toml").is_file() and (ROOT / "python" / "optbowl").is_dir()
+# scikit-build-core's regex provider reads this line (its default regex).
+VERSION_LINE = re.compile(r"""(?im)^\s*__version__\s*=\s*['"](?P<value>[^'"]+)['"]""")
+
+
+def _version_file_text() -> str:
+    return (pathlib.Path(optbowl.__file__).parent / "_version.py").read_text(encoding="utf-8")
+
+
+def _is_editable() -> bool:
+    dist = importlib.metadata.distribution("optbowl")
+    text = dist.read_text("direct_url.json")
+    return bool(text) and json.loads(text).get("dir_info", {}).get("editable", False)
+
+
+def test_version_is_single_sourced():
+    match = VERSION_LINE.search(_version_file_text())
+    assert match is not None, "_version.py has no __version__ line the build can read"
+    assert optbowl.__version__ == match["value"]
+    assert importlib.metadata.version("optbowl") == optbowl.__version__
+    assert re.fullmatch(r"\d+\.\d+\.\d+([ab]|rc)?\d*", optbowl.__version__)
+
+
+def test_wheel_metadata_agrees_with_pyproject():
+    meta = importlib.metadata.metadata("optbowl")
+    assert meta["Name"] == "optbowl"
+    assert meta["Version"] == optbowl.__version__
+    assert meta["Requires-Python"] == ">=3.9"
+    extras = set(meta.get_all("Provides-Extra") or [])
+    assert {"test", "plot", "bench", "torch", "docs"} <= extras
+
+
+@pytest.mark.skipif(not SOURCE_TREE, reason="needs the source tree's pyproject.toml")
+def test_pyproject_reads_the_version_from_version_py():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "version" not in project["project"], "the version must live in _version.py only"
+    assert "version" in project["project"]["dynamic"]
+    provider = project["tool"]["scikit-build"]["metadata"]["version"]
+    assert provider["provider"] == "scikit_build_core.metadata.regex"
+    assert provider["input"] == "python/optbowl/_version.py"
+
+
+@pytest.mark.skipif(not SOURCE_TREE, reason="needs the source tree's CHANGELOG.md")
+def test_changelog_has_the_current_version():
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert re.search(rf"^## \[?{re.escape(optbowl.__version__)}\]?", changelog, re.M)
+
+
+def test_extension_module_lives_in_the_package():
+    core = pathlib.Path(_core.__file__).resolve()
+    assert core.parent.name == "optbowl"
+    assert core.name.startswith("_core.")
+    if not _is_editable():
+        # An installed wheel: the extension sits beside the Python files it serves,
+        # never in a source or build tree.
+        assert core.parent == pathlib.Path(optbowl.__file__).resolve().parent
+        assert "build" not in core.parent.parts[-3:]
+
+
+@pytest.mark.skipif(not SOURCE_TREE, reason="needs the source tree")
+def test_sdist_holds_every_tracked_source_and_no_build_output(tmp_path):
+    pytest.importorskip("scikit_build_core")
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from scikit_build_core.build import build_sdist; print(build_sdist(sys.argv[1]))",
+         str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.strip().splitlines()[-1]
+    with tarfile.open(tmp_path / out) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    needed = [
+        f for f in tracked.stdout.splitlines()
+        if f in ("CMakeLists.txt", "pyproject.toml", "README.md")
+        or f.startswith(("cpp/", "python/", "tests/"))
+    ]
+    assert needed, "git ls-files listed no sources"
+    missing = [f for f in needed if f not in names]
+    assert not missing, f"the sdist lacks {missing}"
+    outputs = [n for n in names if n.startswith(("build/", "dist/", "docs/_build/"))
+               or n.endswith((".so", ".pyd", ".dylib", ".pyc"))]
+    assert not outputs, f"the sdist holds build outputs {outputs}"
