@@ -1,4 +1,5 @@
-"""Vectorised NumPy versions of Rprop (irprop-) and AdaGrad: the competitor, for timing.
+"""Vectorised NumPy versions of Rprop (irprop-), AdaGrad and heavy-ball SGD: the competitor,
+for timing.
 
 These are what a user would write without optbowl: whole-array NumPy expressions, one
 temporary per operation. The demo and the benchmarks time them beside the compiled
@@ -28,3 +29,12 @@ def adagrad_step(p, g, state_sum, clr, eps=1e-10):
     t = p.dtype.type
     state_sum += g * g
     p -= t(clr) * g / (np.sqrt(state_sum) + t(eps))
+
+
+def momentum_step(p, g, buf, lr, momentum):
+    """SGD with heavy-ball momentum (torch's v = βv + g; p −= ηv) in NumPy, in place; ``buf``
+    starts at zero, so the first step sets it to g, as torch does."""
+    t = p.dtype.type
+    buf *= t(momentum)
+    buf += g
+    p -= t(lr) * buf
