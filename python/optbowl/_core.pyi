@@ -20,6 +20,7 @@ def rprop(
     groups: Sequence[Tuple[float, float, float, float, bool]],
     group_sizes: Sequence[int],
     loss_increased: bool = True,
+    compact_state: bool = False,
 ) -> None: ...
 def adagrad(
     params: List[np.ndarray],
@@ -29,3 +30,56 @@ def adagrad(
     groups: Sequence[Tuple[float, float, float, float, bool]],
     group_sizes: Sequence[int],
 ) -> None: ...
+def sparse_adagrad(
+    params: List[np.ndarray],
+    grads: List[np.ndarray],
+    sums: List[np.ndarray],
+    indices: List[Optional[np.ndarray]],
+    steps: Sequence[float],
+    groups: Sequence[Tuple[float, float, float, float, bool]],
+    group_sizes: Sequence[int],
+) -> None: ...
+def sgd(
+    params: List[np.ndarray],
+    grads: List[np.ndarray],
+    momentum_buffers: Optional[List[np.ndarray]],
+    steps: Sequence[float],
+    groups: Sequence[Tuple[float, float, float, float, bool, bool]],
+    group_sizes: Sequence[int],
+) -> None: ...
+def quickprop(
+    params: List[np.ndarray],
+    grads: List[np.ndarray],
+    prev_grads: List[np.ndarray],
+    prev_steps: List[np.ndarray],
+    groups: Sequence[Tuple[float, float, bool]],
+    group_sizes: Sequence[int],
+) -> None: ...
+def rmsprop(
+    params: List[np.ndarray],
+    grads: List[np.ndarray],
+    square_avgs: List[np.ndarray],
+    grad_avgs: Optional[List[np.ndarray]],
+    momentum_buffers: Optional[List[np.ndarray]],
+    groups: Sequence[Tuple[float, float, float, float, float, bool, bool]],
+    group_sizes: Sequence[int],
+) -> None: ...
+def adam(
+    params: List[np.ndarray],
+    grads: List[np.ndarray],
+    exp_avgs: List[np.ndarray],
+    exp_avg_sqs: List[np.ndarray],
+    max_exp_avg_sqs: Optional[List[np.ndarray]],
+    steps: Sequence[float],
+    groups: Sequence[Tuple[float, float, float, float, float, bool, bool, bool]],
+    group_sizes: Sequence[int],
+) -> None: ...
+def stream_floor(
+    inout: List[List[np.ndarray]],
+    read: List[List[np.ndarray]],
+    scale: float = 1.0,
+    shift: float = 0.0,
+) -> None: ...
+def cpu_isa() -> str: ...
+def detected_isa() -> str: ...
+def set_cpu_isa(isa: str) -> None: ...
