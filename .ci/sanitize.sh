@@ -9,6 +9,9 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 SANITIZE="${OPTBOWL_SANITIZE:-address,undefined}"
 CXX="${CXX:-g++}"
+# The sanitizers instrument the CPU core; the CUDA module (built and tested in the main
+# stage) would only lengthen this build.
+export OPTBOWL_CUDA="${OPTBOWL_SANITIZE_CUDA:-OFF}"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
