@@ -7,7 +7,6 @@ import pytest
 import optbowl as ob
 
 RPROP_VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")
-needs_sgd = pytest.mark.skipif(not hasattr(ob, "SGD"), reason="needs the SGD kernel")
 
 
 def c_order_gradient_and_loss(bowl, x):
@@ -113,7 +112,6 @@ LINEAR_CASES = [
 ]
 
 
-@needs_sgd
 @pytest.mark.parametrize("method, hp", LINEAR_CASES)
 def test_run_follows_the_prediction(bowl, method, hp):
     pred = bowl.predict(method, X0, 80, **hp)
@@ -122,7 +120,6 @@ def test_run_follows_the_prediction(bowl, method, hp):
     np.testing.assert_allclose(run.x, pred.x, rtol=1e-9, atol=1e-9 * scale)
 
 
-@needs_sgd
 @pytest.mark.parametrize("method", ["gd", "momentum", "nesterov"])
 def test_measured_contraction_matches_the_rate(bowl, method):
     best = bowl.optimal(method)
@@ -134,14 +131,54 @@ def test_measured_contraction_matches_the_rate(bowl, method):
     assert float(res.rate) == pytest.approx(bowl.rate(method, **hp), rel=0.02)
 
 
-@pytest.mark.skipif(hasattr(ob, "SGD"), reason="the SGD kernel is compiled in")
-@pytest.mark.parametrize("method", ["gd", "momentum", "nesterov", "newton"])
-def test_sgd_family_names_the_integration_point_until_compiled(bowl, method):
-    extra = {"momentum": 0.5} if method in ("momentum", "nesterov") else {}
-    with pytest.raises(NotImplementedError, match="with_method"):
-        bowl.run(method, X0, 5, lr=0.01, **extra)
-    with pytest.raises(NotImplementedError, match="with_method"):
-        ob.sweep(bowl, method, X0, 5, lr=np.array([0.01, 0.02]), **extra)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("method, hp", [m for m in LINEAR_CASES if m[0] != "newton"])
+def test_sgd_family_run_is_the_optimizer_bit_for_bit(bowl, method, hp, dtype):
+    hp = dict(hp, nesterov=True) if method == "nesterov" else hp
+    t = bowl.run(method, X0, 60, dtype=dtype, **{k: v for k, v in hp.items() if k != "nesterov"})
+    np.testing.assert_array_equal(t.x, drive(bowl, ob.SGD, X0, 60, dtype, **hp))
+
+
+def test_newton_lands_on_the_minimiser_in_one_step(bowl):
+    t = bowl.run("newton", X0, 3, lr=1.0)
+    np.testing.assert_allclose(t.x[1], bowl.minimizer, rtol=1e-12, atol=1e-12)
+    half = bowl.run("newton", X0, 1, lr=0.5)
+    np.testing.assert_allclose(half.x[1], (X0 + bowl.minimizer) / 2, rtol=1e-12)
+
+
+OTHER_RULES = [
+    ("quickprop", ob.QuickProp, {"lr": 0.02, "max_growth": 1.5}),
+    ("rmsprop", ob.RMSprop, {"lr": 0.01, "alpha": 0.9, "eps": 1e-8}),
+    ("rmsprop", ob.RMSprop, {"lr": 0.01, "momentum": 0.5, "centered": True, "weight_decay": 0.1}),
+    ("adam", ob.Adam, {"lr": 0.05, "betas": (0.8, 0.99)}),
+    ("adam", ob.Adam, {"lr": 0.05, "amsgrad": True, "weight_decay": 0.01}),
+    ("adam", ob.Adam, {"lr": 0.05, "weight_decay": 0.01, "decoupled_weight_decay": True}),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("method, cls, hp", OTHER_RULES)
+def test_other_rules_run_is_the_optimizer_bit_for_bit(bowl, method, cls, hp, dtype):
+    t = bowl.run(method, X0, 60, dtype=dtype, **hp)
+    np.testing.assert_array_equal(t.x, drive(bowl, cls, X0, 60, dtype, **hp))
+    assert t.f[-1] < t.f[0]
+
+
+def test_sweep_of_adam_and_booleans_equals_runs(bowl):
+    lrs = np.array([0.01, 0.1])
+    res = ob.sweep(bowl, "adam", X0, 50, lr=lrs, betas=(np.array([[0.8], [0.9]]), 0.99), amsgrad=True)
+    assert res.shape == (2, 2)
+    for i, b1 in enumerate((0.8, 0.9)):
+        for j, lr in enumerate(lrs):
+            t = bowl.run("adam", X0, 50, lr=float(lr), betas=(b1, 0.99), amsgrad=True)
+            assert res.final_error[i, j] == t.final_error
+
+
+def test_every_method_is_compiled_into_the_simulator():
+    from optbowl import _core
+
+    assert set(_core.bowl_methods()) == {"irprop-", "rprop-", "rprop+", "irprop+", "backtrack", "adagrad", "gd",
+                                         "momentum", "nesterov", "newton", "quickprop", "rmsprop", "adam"}
 
 
 # ------------------------------------------------------------------ sweep

@@ -4,7 +4,6 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
-#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,14 +47,6 @@ std::unique_ptr<bowl::LU> factor_if_newton(const M& method, const bowl::Problem&
 }  // namespace
 
 void register_bowl(py::module_& m) {
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const bowl::NotCompiled& e) {
-      PyErr_SetString(PyExc_NotImplementedError, e.what());
-    }
-  });
-
   m.def("bowl_methods", &bowl::compiled_methods, "Names of the methods compiled into the bowl simulator.");
 
   m.def(

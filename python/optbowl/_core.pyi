@@ -83,3 +83,26 @@ def stream_floor(
 def cpu_isa() -> str: ...
 def detected_isa() -> str: ...
 def set_cpu_isa(isa: str) -> None: ...
+def bowl_methods() -> List[str]: ...
+def bowl_run(
+    method: str,
+    A: np.ndarray,
+    b: np.ndarray,
+    c: float,
+    x0: np.ndarray,
+    steps: int,
+    names: List[str],
+    hyper: np.ndarray,
+    dtype: str,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+def bowl_sweep(
+    method: str,
+    A: np.ndarray,
+    b: np.ndarray,
+    x0: np.ndarray,
+    xstar: np.ndarray,
+    steps: int,
+    names: List[str],
+    table: np.ndarray,
+    dtype: str,
+) -> Tuple[float, np.ndarray, np.ndarray, np.ndarray]: ...

@@ -28,6 +28,7 @@ call, so that the predictions can be checked against the kernels.
 
 from __future__ import annotations
 
+import importlib
 import math
 import numbers
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -687,10 +688,11 @@ class QuadraticBowl:
         Every step computes g = Ax − b in C++ and applies the optimizer's own loop to it
         (Newton: the SGD step applied to A⁻¹g). ``method`` is one of ``"rprop"`` (with
         ``variant=``, ``lr``, ``etas``, ``step_sizes`` as :class:`optbowl.Rprop`),
-        ``"adagrad"`` (as :class:`optbowl.Adagrad`), or ``"gd"``, ``"momentum"``,
-        ``"nesterov"``, ``"newton"`` (hyper-parameters as in :meth:`rate`). ``dtype``:
-        float64 or float32 iterates and state. A method the simulator has not compiled in
-        raises NotImplementedError.
+        ``"adagrad"``, ``"quickprop"``, ``"rmsprop"``, ``"adam"`` (hyper-parameters as
+        :class:`optbowl.Adagrad`, :class:`optbowl.QuickProp`, :class:`optbowl.RMSprop`,
+        :class:`optbowl.Adam`; ``decoupled_weight_decay=True`` is AdamW), or ``"gd"``,
+        ``"momentum"``, ``"nesterov"``, ``"newton"`` (torch.optim.SGD's loop; hyper-parameters
+        as in :meth:`rate`). ``dtype``: float64 or float32 iterates and state.
         """
         x0 = _as_vector("x0", x0, self.n)
         steps = _check.integer("steps", steps, low=0)
@@ -717,27 +719,33 @@ def _dtype_name(dtype: Any) -> str:
 _Rule = Callable[[QuadraticBowl, Dict[str, Any]], Tuple[str, Dict[str, float], Dict[str, Any]]]
 
 
-def _optimizer_rule(cls_name: str, allowed: Tuple[str, ...]) -> _Rule:
-    """Check hyper-parameters with the optimizer class itself (same defaults and messages)."""
+def _optimizer_rule(cls_name: str, allowed: Tuple[str, ...], core: Optional[str] = None) -> _Rule:
+    """Check hyper-parameters with the optimizer class itself (same defaults and messages).
+
+    The simulator gets one row of floats: pairs split by _PAIRS, booleans as 0 or 1;
+    ``core`` is the simulator's name of the method (Rprop: its variant).
+    """
 
     def rule(bowl: QuadraticBowl, hp: Dict[str, Any]):
-        from . import Adagrad, Rprop
-
         unknown = sorted(set(hp) - set(allowed))
         if unknown:
             raise ValueError(f"{unknown[0]}: not a hyper-parameter of {cls_name.lower()!r} "
                              f"(it takes {', '.join(allowed)})")
-        cls = {"Rprop": Rprop, "Adagrad": Adagrad}[cls_name]
-        opt = cls(np.zeros(1), **hp)
+        opt = getattr(importlib.import_module(__package__), cls_name)(np.zeros(1), **hp)
         g = opt.param_groups[0]
         shown = {k: g[k] for k in allowed if k in g}
+        row: Dict[str, float] = {}
+        for k in allowed:
+            if k == "variant":
+                continue
+            if k in _PAIRS:
+                row.update(zip(_PAIRS[k], map(float, g[k])))
+            else:
+                row[k] = float(g[k])
         if cls_name == "Rprop":
             shown["variant"] = opt.variant
-            row = {"lr": g["lr"], "eta_minus": g["etas"][0], "eta_plus": g["etas"][1],
-                   "step_min": g["step_sizes"][0], "step_max": g["step_sizes"][1]}
             return opt.variant, row, shown
-        row = {k: float(g[k]) for k in ("lr", "lr_decay", "weight_decay", "eps", "initial_accumulator_value")}
-        return "adagrad", row, shown
+        return core, row, shown
 
     return rule
 
@@ -755,11 +763,17 @@ def _linear_rule(method: str) -> _Rule:
 #: How run() and sweep() check each method's hyper-parameters and name it for the simulator.
 _RULES: Dict[str, _Rule] = {
     "rprop": _optimizer_rule("Rprop", ("lr", "etas", "step_sizes", "variant")),
-    "adagrad": _optimizer_rule("Adagrad", ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")),
+    "adagrad": _optimizer_rule("Adagrad", ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
+                               "adagrad"),
+    "quickprop": _optimizer_rule("QuickProp", ("lr", "max_growth"), "quickprop"),
+    "rmsprop": _optimizer_rule("RMSprop", ("lr", "alpha", "eps", "weight_decay", "momentum", "centered"),
+                               "rmsprop"),
+    "adam": _optimizer_rule("Adam", ("lr", "betas", "eps", "weight_decay", "amsgrad", "decoupled_weight_decay"),
+                            "adam"),
     **{m: _linear_rule(m) for m in LINEAR_METHODS},
 }
 
-_PAIRS = {"etas": ("eta_minus", "eta_plus"), "step_sizes": ("step_min", "step_max")}
+_PAIRS = {"etas": ("eta_minus", "eta_plus"), "step_sizes": ("step_min", "step_max"), "betas": ("beta1", "beta2")}
 
 
 def _rule(method: Any) -> _Rule:
@@ -839,7 +853,7 @@ def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any =
     fixed: Dict[str, Any] = {}
     flat: Dict[str, np.ndarray] = {}
     for name, value in hyper.items():
-        if isinstance(value, str):
+        if isinstance(value, (str, bool, np.bool_)):
             fixed[name] = value
         elif name in _PAIRS:
             if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:

@@ -21,7 +21,11 @@
 #include <vector>
 
 #include "optbowl/loops/adagrad_loop.hpp"
+#include "optbowl/loops/adam_loop.hpp"
+#include "optbowl/loops/quickprop_loop.hpp"
+#include "optbowl/loops/rmsprop_loop.hpp"
 #include "optbowl/loops/rprop_loop.hpp"
+#include "optbowl/loops/sgd_loop.hpp"
 #include "optbowl/multi_tensor.hpp"
 
 #ifdef _OPENMP
@@ -65,11 +69,6 @@ struct Method {
   void (*before_step)(Loop&, std::int64_t t, double loss, double prev_loss) = nullptr;
 };
 
-// A method the simulator knows by name but whose loop is not compiled into it.
-struct NotCompiled : std::logic_error {
-  using std::logic_error::logic_error;
-};
-
 // ---------------------------------------------------------------------------------------
 // SimMethods: the methods of the simulator, built from one row of hyper-parameters.
 // Each make_* sets up the optimizer's Loop for one group and one tensor.
@@ -87,40 +86,74 @@ inline Method<RpropLoop> make_rprop(RpropVariant variant, const HyperRow& h) {
   return m;
 }
 
+// The optimizers whose loop keeps a step count (bias corrections, torch's first momentum
+// buffer) are told it before every step.
+template <class Loop>
+void count_steps(Loop& loop, std::int64_t t, double, double) {
+  loop.steps[0] = static_cast<double>(t);
+}
+
 inline Method<AdagradLoop> make_adagrad(const HyperRow& h) {
   Method<AdagradLoop> m;
   m.loop.groups.push_back({h.get("lr"), h.get("lr_decay"), h.get("weight_decay"), h.get("eps"), false});
   m.loop.group_of = {0};
   m.loop.steps = {0.0};
   m.state_init = {h.get("initial_accumulator_value")};  // sum of squares
-  m.before_step = [](AdagradLoop& loop, std::int64_t t, double, double) {
-    loop.steps[0] = static_cast<double>(t);
-  };
+  m.before_step = count_steps<AdagradLoop>;
   return m;
 }
 
-// Method names whose loop is compiled in (checked by the Python side before a run).
-inline std::vector<std::string> compiled_methods() {
-  return {"irprop-", "rprop-", "rprop+", "irprop+", "backtrack", "adagrad"};
+// torch.optim.SGD for "gd", "momentum" and "nesterov"; Newton is its plain step (momentum 0
+// as the Python side sends it) taken along A⁻¹g.
+inline Method<SgdLoop> make_sgd(Direction direction, const HyperRow& h) {
+  Method<SgdLoop> m;
+  m.loop.groups.push_back(
+      {h.get("lr"), h.get("momentum"), h.get("dampening"), h.get("weight_decay"), h.get("nesterov") != 0.0, false});
+  m.loop.group_of = {0};
+  m.loop.steps = {0.0};
+  m.state_init = {0.0};  // momentum buffer (set from the gradient on the first step)
+  m.direction = direction;
+  m.before_step = count_steps<SgdLoop>;
+  return m;
 }
 
-// The integration point. `use` is called with a factory HyperRow -> Method<Loop> for the
-// named method. "gd", "momentum", "nesterov" and "newton" run torch's SGD loop (Newton: the
-// plain SGD step fed with A⁻¹g, Direction::newton); quickprop, rmsprop and adam their own
-// loops. Each is plugged in here as one branch: include its loops/*.hpp, write make_<name>
-// from the hyper-parameter names the Python side sends (bowl.py, _RULES), add the name to
-// compiled_methods(). For the SGD family the Python side sends lr, momentum, dampening,
-// weight_decay and nesterov (0 or 1) for every one of the four names; a branch of the form
-//
-//   if (name == "gd" || name == "momentum" || name == "nesterov" || name == "newton")
-//     return use([name](const HyperRow& h) {
-//       Method<SgdLoop> m;  // its group from h.get("lr"), h.get("momentum"), ...
-//       if (name == "newton") m.direction = Direction::newton;
-//       m.before_step = ...;  // whatever the loop needs per step, e.g. "first step" for
-//       return m;             // torch's undamped first momentum buffer
-//     });
-//
-// makes tests/test_bowl_simulator.py's prediction-vs-run tests apply.
+inline Method<QuickpropLoop> make_quickprop(const HyperRow& h) {
+  Method<QuickpropLoop> m;
+  m.loop.groups.push_back({h.get("lr"), h.get("max_growth"), false});
+  m.loop.group_of = {0};
+  m.state_init = {0.0, 0.0};  // previous gradient, previous step
+  return m;
+}
+
+inline Method<RmspropLoop> make_rmsprop(const HyperRow& h) {
+  Method<RmspropLoop> m;
+  m.loop.groups.push_back({h.get("lr"), h.get("alpha"), h.get("eps"), h.get("weight_decay"), h.get("momentum"),
+                           h.get("centered") != 0.0, false});
+  m.loop.group_of = {0};
+  m.state_init = {0.0, 0.0, 0.0};  // square_avg, grad_avg, momentum buffer
+  return m;
+}
+
+inline Method<AdamLoop> make_adam(const HyperRow& h) {
+  Method<AdamLoop> m;
+  m.loop.groups.push_back({h.get("lr"), h.get("beta1"), h.get("beta2"), h.get("eps"), h.get("weight_decay"),
+                           h.get("amsgrad") != 0.0, false, h.get("decoupled_weight_decay") != 0.0});
+  m.loop.group_of = {0};
+  m.loop.steps = {0.0};
+  m.state_init = {0.0, 0.0, 0.0};  // exp_avg, exp_avg_sq, max_exp_avg_sq
+  m.before_step = count_steps<AdamLoop>;
+  return m;
+}
+
+// Method names the simulator runs.
+inline std::vector<std::string> compiled_methods() {
+  return {"irprop-", "rprop-",   "rprop+",   "irprop+", "backtrack", "adagrad", "gd",
+          "momentum", "nesterov", "newton", "quickprop", "rmsprop", "adam"};
+}
+
+// The integration point: `use` is called with a factory HyperRow -> Method<Loop> for the
+// named method. The hyper-parameter names are those the Python side sends (bowl.py, _RULES);
+// booleans travel as 0 or 1.
 template <class Use>
 void with_method(const std::string& name, Use&& use) {
   if (name == "irprop-") return use([](const HyperRow& h) { return make_rprop(RpropVariant::irprop_minus, h); });
@@ -129,11 +162,12 @@ void with_method(const std::string& name, Use&& use) {
   if (name == "irprop+") return use([](const HyperRow& h) { return make_rprop(RpropVariant::irprop_plus, h); });
   if (name == "backtrack") return use([](const HyperRow& h) { return make_rprop(RpropVariant::backtrack, h); });
   if (name == "adagrad") return use([](const HyperRow& h) { return make_adagrad(h); });
-  if (name == "gd" || name == "momentum" || name == "nesterov" || name == "newton" || name == "quickprop" ||
-      name == "rmsprop" || name == "adam")
-    throw NotCompiled("method: the '" + name +
-                      "' rule is not compiled into the bowl simulator yet (optbowl::bowl::with_method "
-                      "in bowl.hpp lists the methods it runs)");
+  if (name == "gd" || name == "momentum" || name == "nesterov")
+    return use([](const HyperRow& h) { return make_sgd(Direction::gradient, h); });
+  if (name == "newton") return use([](const HyperRow& h) { return make_sgd(Direction::newton, h); });
+  if (name == "quickprop") return use([](const HyperRow& h) { return make_quickprop(h); });
+  if (name == "rmsprop") return use([](const HyperRow& h) { return make_rmsprop(h); });
+  if (name == "adam") return use([](const HyperRow& h) { return make_adam(h); });
   throw std::invalid_argument("method: unknown bowl method '" + name + "'");
 }
 // ---------------------------------------------------------------------------------------
