@@ -43,8 +43,11 @@ def _entry(qualname: str, obj: object) -> List[str]:
         lines = [f".. autoclass:: {qualname}", "   :members:"]
         # Members inherited from the package's own bases (the Optimizer's step,
         # state_dict, ...), not those of builtins such as tuple.
+        # Members of a foreign base (torch.optim.Optimizer) are that library's to document.
         if any(getattr(base, "__module__", "").startswith(package + ".") for base in obj.__mro__[1:]):
-            lines.append("   :inherited-members:")
+            foreign = [base.__name__ for base in obj.__mro__[1:]
+                       if not getattr(base, "__module__", "").startswith(package + ".") and base is not object]
+            lines.append("   :inherited-members:" + (" " + ", ".join(foreign) if foreign else ""))
         return lines + [""]
     if callable(obj):
         return [f".. autofunction:: {qualname}", ""]

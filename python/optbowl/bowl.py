@@ -17,7 +17,7 @@ newton     x −= η A⁻¹g                                  [[1 − η]]
 (torch's first momentum step stores v = g undamped, so the first step uses a = η.) The
 characteristic polynomial of M is z² − Tz + D, with T = 1 + β − aλ, D = β for momentum
 and T = (1 + β)(1 − ηλ), D = β(1 − ηλ) for Nesterov; the asymptotic contraction per step
-of the error along λ is the spectral radius ρ(λ) = max |z|, and :meth:`QuadraticBowl.rate`
+of the error along λ is the spectral radius ρ(λ) = ``max |z|``, and :meth:`QuadraticBowl.rate`
 is its maximum over the eigenvalues. A weight decay w replaces A by A + wI.
 
 :meth:`QuadraticBowl.run` runs the compiled loops of optbowl's optimizers on the bowl
@@ -417,8 +417,8 @@ class QuadraticBowl:
     def rate(self, method: str, **hyper: float) -> float:
         r"""Asymptotic contraction of the error per step: the spectral radius of the iteration.
 
-        gd: maxᵢ |1 − ηλᵢ|; momentum/nesterov: the largest root modulus of z² − Tz + D over
-        the eigenvalues (see the module docstring); newton: |1 − η|. Below 1 the method
+        gd: ``maxᵢ |1 − ηλᵢ|``; momentum/nesterov: the largest root modulus of z² − Tz + D over
+        the eigenvalues (see the module docstring); newton: ``|1 − η|``. Below 1 the method
         converges, ‖eₖ‖ ≈ C·rateᵏ. Hyper-parameters use torch's names (``lr``,
         ``momentum``, ``dampening``, ``weight_decay``); none at all means the optimal ones.
         """
@@ -573,7 +573,7 @@ class QuadraticBowl:
         For gd and newton the error falls monotonically, and the count comes from
         bisection on k. For the two-step methods the recurrence is iterated until a bound on
         the rest of the sequence guarantees it stays below: for a 2×2 iteration matrix with
-        Schur form [[z₁, w], [0, z₂]], ‖Mʲ‖ ≤ ρʲ + |w|·jρʲ⁻¹.
+        Schur form [[z₁, w], [0, z₂]], ``‖Mʲ‖ ≤ ρʲ + |w|·jρʲ⁻¹``.
         """
         eps = _check.real("eps", eps, low=0.0, low_open=True)
         hp = self._hyper(method, hyper)
@@ -637,14 +637,14 @@ class QuadraticBowl:
         r"""Stationary variance of the error along each eigenvector under gradient noise.
 
         The gradient is Ax − b + ξ with ξ independent N(0, σᵢ²) along eigenvector i (σ a
-        scalar or one value per eigenvalue, ascending). Returns Var(eᵢ) for every i:
+        scalar or one value per eigenvalue, ascending). Returns Var(eᵢ) for every i::
 
-        gd:        η σ² / (λ (2 − ηλ))
-        momentum:  (1 + β) a σ² / ((1 − β) λ (2(1 + β) − aλ)),  a = η(1 − δ)
-        newton:    η σ² / (λ² (2 − η))
-        nesterov:  the (e, e) entry of the solution Σ of Σ = MΣMᵀ + σ²qqᵀ,
-                   q = (−η(1 + β), η) on (e, u = ηv) (for momentum q = (−a, a)
-                   gives the formula above)
+            gd:        η σ² / (λ (2 − ηλ))
+            momentum:  (1 + β) a σ² / ((1 − β) λ (2(1 + β) − aλ)),  a = η(1 − δ)
+            newton:    η σ² / (λ² (2 − η))
+            nesterov:  the (e, e) entry of the solution Σ of Σ = MΣMᵀ + σ²qqᵀ,
+                       q = (−η(1 + β), η) on (e, u = ηv) (for momentum q = (−a, a)
+                       gives the formula above)
 
         (momentum with β = 0 is gd; λ includes the weight decay). ∞ where the iteration is
         not stable. The expected excess loss is E[f − f*] = ½ Σᵢ λᵢ Var(eᵢ).
@@ -813,7 +813,7 @@ class SweepResult:
         return self.final_error.shape
 
     def predicted_rate(self) -> np.ndarray:
-        """bowl.rate(method, **hyper) per configuration (linear methods only)."""
+        """``bowl.rate(method, **hyper)`` per configuration (linear methods only)."""
         if self.method not in LINEAR_METHODS:
             raise ValueError(f"method: {self.method!r} has no predicted rate")
         out = np.empty(self.shape)

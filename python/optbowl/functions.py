@@ -293,7 +293,7 @@ def find_critical_points(f: Any, bounds: Any = None, *, starts: Optional[int] = 
     flat : float
         Hessian eigenvalues within flat·max(1, max|λ|) of 0 count as zero when classifying
         (:func:`classify_critical_point`'s tol). At a degenerate point the gradient vanishes
-        to second order, so rounding leaves the point uncertain by about √ε·|x| and its
+        to second order, so rounding leaves the point uncertain by about ``√ε·|x|`` and its
         Hessian by as much; the default leaves room for that.
 
     Returns
