@@ -719,24 +719,35 @@ def _dtype_name(dtype: Any) -> str:
 _Rule = Callable[[QuadraticBowl, Dict[str, Any]], Tuple[str, Dict[str, float], Dict[str, Any]]]
 
 
-def _optimizer_rule(cls_name: str, allowed: Tuple[str, ...], core: Optional[str] = None) -> _Rule:
+def _optimizer_rule(cls_name: str, allowed: Tuple[str, ...], core: Optional[str] = None,
+                    ctor_only: Tuple[str, ...] = ()) -> _Rule:
     """Check hyper-parameters with the optimizer class itself (same defaults and messages).
 
     The simulator gets one row of floats: pairs split by _PAIRS, booleans as 0 or 1;
-    ``core`` is the simulator's name of the method (Rprop: its variant).
+    ``core`` is the simulator's name of the method (Rprop: its variant); ``ctor_only``
+    the arguments that are the constructor's, not a param group's.
     """
+
+    made: Dict[tuple, Any] = {}
 
     def rule(bowl: QuadraticBowl, hp: Dict[str, Any]):
         unknown = sorted(set(hp) - set(allowed))
         if unknown:
             raise ValueError(f"{unknown[0]}: not a hyper-parameter of {cls_name.lower()!r} "
                              f"(it takes {', '.join(allowed)})")
-        opt = getattr(importlib.import_module(__package__), cls_name)(np.zeros(1), **hp)
-        g = opt.param_groups[0]
+        # One optimizer per set of constructor-only arguments (Rprop's variant); each row's
+        # group is checked by its _check_group, with the constructor's messages.
+        ctor = {k: v for k, v in hp.items() if k in ctor_only}
+        key = tuple(sorted(ctor.items()))
+        opt = made.get(key)
+        if opt is None:
+            opt = made[key] = getattr(importlib.import_module(__package__), cls_name)(np.zeros(1), **ctor)
+        g = {**opt.defaults, **{k: v for k, v in hp.items() if k not in ctor_only}}
+        opt._check_group(g)
         shown = {k: g[k] for k in allowed if k in g}
         row: Dict[str, float] = {}
         for k in allowed:
-            if k == "variant":
+            if k in ctor_only:
                 continue
             if k in _PAIRS:
                 row.update(zip(_PAIRS[k], map(float, g[k])))
@@ -762,7 +773,7 @@ def _linear_rule(method: str) -> _Rule:
 
 #: How run() and sweep() check each method's hyper-parameters and name it for the simulator.
 _RULES: Dict[str, _Rule] = {
-    "rprop": _optimizer_rule("Rprop", ("lr", "etas", "step_sizes", "variant")),
+    "rprop": _optimizer_rule("Rprop", ("lr", "etas", "step_sizes", "variant"), ctor_only=("variant",)),
     "adagrad": _optimizer_rule("Adagrad", ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
                                "adagrad"),
     "quickprop": _optimizer_rule("QuickProp", ("lr", "max_growth"), "quickprop"),
