@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "optbowl/config.hpp"
+#include "optbowl/loops/constant_flags.hpp"
 #include "optbowl/rules/adam.hpp"
 
 namespace optbowl {
@@ -51,11 +52,18 @@ struct AdamLoop {
     T* OPTBOWL_RESTRICT m = static_cast<T*>(a[2]);
     T* OPTBOWL_RESTRICT v = static_cast<T*>(a[3]);
     T* OPTBOWL_RESTRICT vmax = static_cast<T*>(a[4]);
-    if (groups[group_of[tensor]].amsgrad) {
-      for (std::int64_t i = begin; i < end; ++i) rules::amsgrad(p[i], g[i], m[i], v[i], vmax[i], h);
-    } else {
-      for (std::int64_t i = begin; i < end; ++i) rules::adam(p[i], g[i], m[i], v[i], h);
-    }
+    with_constant_flags(
+        [&](auto maximize, auto decoupled, auto ams) {
+          rules::AdamHyper<T> hc = h;
+          hc.maximize = maximize;
+          hc.decoupled = decoupled;
+          if constexpr (decltype(ams)::value) {
+            for (std::int64_t i = begin; i < end; ++i) rules::amsgrad(p[i], g[i], m[i], v[i], vmax[i], hc);
+          } else {
+            for (std::int64_t i = begin; i < end; ++i) rules::adam(p[i], g[i], m[i], v[i], hc);
+          }
+        },
+        h.maximize, h.decoupled, groups[group_of[tensor]].amsgrad);
   }
 };
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "optbowl/config.hpp"
+#include "optbowl/loops/constant_flags.hpp"
 #include "optbowl/rules/quickprop.hpp"
 
 namespace optbowl {
@@ -29,7 +30,13 @@ struct QuickpropLoop {
     const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
     T* OPTBOWL_RESTRICT prev_grad = static_cast<T*>(a[2]);
     T* OPTBOWL_RESTRICT prev_step = static_cast<T*>(a[3]);
-    for (std::int64_t i = begin; i < end; ++i) rules::quickprop(p[i], g[i], prev_grad[i], prev_step[i], h);
+    with_constant_flags(
+        [&](auto maximize) {
+          rules::QuickpropHyper<T> hc = h;
+          hc.maximize = maximize;
+          for (std::int64_t i = begin; i < end; ++i) rules::quickprop(p[i], g[i], prev_grad[i], prev_step[i], hc);
+        },
+        h.maximize);
   }
 };
 

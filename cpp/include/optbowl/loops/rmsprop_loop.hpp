@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "optbowl/config.hpp"
+#include "optbowl/loops/constant_flags.hpp"
 #include "optbowl/rules/rmsprop.hpp"
 
 namespace optbowl {
@@ -38,13 +39,23 @@ struct RmspropLoop {
     T* OPTBOWL_RESTRICT square_avg = static_cast<T*>(a[2]);
     T* OPTBOWL_RESTRICT grad_avg = static_cast<T*>(a[3]);
     T* OPTBOWL_RESTRICT buf = static_cast<T*>(a[4]);
-    // Arrays not given (nullptr) are never needed; a scratch element stands in for them.
-    T unused_avg = T(0), unused_buf = T(0);
-    const std::int64_t avg_stride = grad_avg ? 1 : 0, buf_stride = buf ? 1 : 0;
-    T* avg_base = grad_avg ? grad_avg : &unused_avg;
-    T* buf_base = buf ? buf : &unused_buf;
-    for (std::int64_t i = begin; i < end; ++i)
-      rules::rmsprop(p[i], g[i], square_avg[i], avg_base[i * avg_stride], buf_base[i * buf_stride], h);
+    // grad_avg / buf are given (non-null) whenever a centered / momentum group needs them
+    // (the binding checks); a scratch element stands in for an array not given, and the
+    // momentum branch of the rule is folded away with it.
+    with_constant_flags(
+        [&](auto maximize, auto centered, auto with_buf) {
+          rules::RmspropHyper<T> hc = h;
+          hc.maximize = maximize;
+          hc.centered = centered;
+          if constexpr (!decltype(with_buf)::value) hc.momentum = T(0);
+          T unused_avg = T(0), unused_buf = T(0);
+          for (std::int64_t i = begin; i < end; ++i) {
+            T& avg = decltype(centered)::value ? grad_avg[i] : unused_avg;
+            T& mb = decltype(with_buf)::value ? buf[i] : unused_buf;
+            rules::rmsprop(p[i], g[i], square_avg[i], avg, mb, hc);
+          }
+        },
+        h.maximize, h.centered, buf != nullptr && h.momentum > T(0));
   }
 };
 
