@@ -52,12 +52,20 @@ def forward(params, x):
     return h, p
 
 
+def cross_entropy(p, labels):
+    return float(-np.mean(np.log(p[np.arange(len(labels)), labels] + 1e-300)))
+
+
+def loss(params, x, labels):
+    return cross_entropy(forward(params, x)[1], labels)
+
+
 def loss_and_grads(params, x, labels):
     """Mean cross-entropy and its gradient with respect to each parameter (backprop)."""
     W1, b1, W2, b2 = params
     h, p = forward(params, x)
     n = len(labels)
-    loss = -np.mean(np.log(p[np.arange(n), labels] + 1e-300))
+    loss = cross_entropy(p, labels)
     d_logits = p.copy()
     d_logits[np.arange(n), labels] -= 1.0
     d_logits /= n
