@@ -12,8 +12,9 @@ def parse_args(argv, description):
     """``--out DIR_OR_FILE`` and ``--quick`` (the small setting CI runs)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", default=".",
-                        help="a folder for the figures, or a file name (.png) that they are named after")
-    parser.add_argument("--quick", "--small", action="store_true", help="a small, fast setting (as CI runs it)")
+                        help="a folder for the figures, or a .png file name to name them after")
+    parser.add_argument("--quick", "--small", action="store_true",
+                        help="a small, fast setting (as CI runs it)")
     return parser.parse_args(argv)
 
 

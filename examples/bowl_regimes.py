@@ -38,8 +38,8 @@ def regimes(steps):
         run = bowl.run("gd", [1.0], steps, lr=lr)
         same = np.allclose(run.x, bowl.predict("gd", [1.0], steps, lr=lr).x, rtol=1e-12, atol=0.0)
         print(f"eta = {factor:g} eta_opt: regime {bowl.regime('gd', lr=lr)[0]:15s} "
-              f"predicted rate {bowl.rate('gd', lr=lr):.6f} measured rate {run.measured_rate():.6f} "
-              f"run matches prediction: {same}")
+              f"predicted rate {bowl.rate('gd', lr=lr):.6f} "
+              f"measured rate {run.measured_rate():.6f} run matches prediction: {same}")
     fig, axes = plt.subplots(1, len(FACTORS), figsize=(13, 2.8))  # each panel its own scale
     return ob.plot.regime_panels(1.0, FACTORS, steps=min(steps, 6), axes=axes)
 
@@ -60,15 +60,18 @@ def rprop(steps):
         run = bowl.run("rprop", [x0], steps, lr=lr, variant=variant)
         same = np.array_equal(run.x[:, 0], np.array(xs))
         err = run.error
-        print(f"Rprop {variant:9s}: step size {lr:g} grew to {max(deltas):.4g}, ends at {deltas[-1]:.3g}; "
-              f"error {err[0]:.3g} -> {err[-1]:.3g}; same path as bowl.run: {same}")
+        print(f"Rprop {variant:9s}: step size {lr:g} grew to {max(deltas):.4g}, "
+              f"ends at {deltas[-1]:.3g}; error {err[0]:.3g} -> {err[-1]:.3g}; "
+              f"same path as bowl.run: {same}")
         right.semilogy(np.arange(1, steps + 1), deltas, "-o", ms=2.5, label=variant)
         if variant == "backtrack":
             grid = np.linspace(-3.5, 6.0, 200)
             left.plot(grid, bowl.f(grid[:, None]), color="0.6")
             left.plot(run.x[:, 0], run.f, "-o", ms=3, color="tab:red", lw=1)
-            left.set(xlabel="w", ylabel="E(w)", title=f"Rprop (backtrack) from w = {x0:g}, Δ₀ = {lr:g}")
-    right.set(xlabel="step", ylabel="step size Δ", title="Δ ×1.2 while the sign holds, ×0.5 when it flips")
+            left.set(xlabel="w", ylabel="E(w)",
+                     title=f"Rprop (backtrack) from w = {x0:g}, Δ₀ = {lr:g}")
+    right.set(xlabel="step", ylabel="step size Δ",
+              title="Δ ×1.2 while the sign holds, ×0.5 when it flips")
     right.legend(fontsize="small")
     fig.tight_layout()
     return fig

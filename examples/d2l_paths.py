@@ -2,8 +2,8 @@
 
     python examples/d2l_paths.py --out figures/ [--quick]
 
-Reproduces the figures of "Dive into Deep Learning" (Zhang et al., the optimization
-chapter that seeds 000 and 001 open) with optbowl's compiled optimizers:
+Reproduces figures of "Dive into Deep Learning" (Zhang et al.; its chapter "Optimization
+Algorithms" opens with seeds 000 and 001) with optbowl's compiled optimizers:
 
 * ``d2l-paths.png``: 20 steps from (-5, -2) on f = 0.1x₁² + 2x₂²
   (``optbowl.functions.ill_conditioned_bowl``) with d2l's settings: gradient descent with
@@ -68,7 +68,8 @@ def steps_figure(steps):
         ax.set_title(f"f(x) = x², η = {lr:g}: {regime}", fontsize="small")
     f = functions.x_cos_cx()  # c = 0.15π
     x = landscape.descend(f, 10.0, steps, ob.SGD, lr=2.0)
-    print(f"x cos(cx), lr 2 step {steps}: x {x[-1]: .6f}  f'' {float(f.hessian(x[-1])):.4f} (a local minimum)")
+    curvature = float(f.hessian(x[-1]))
+    print(f"x cos(cx), lr 2 step {steps}: x {x[-1]: .6f}  f'' {curvature:.4f} (a local minimum)")
     grid = np.linspace(-13.0, 13.0, 300)
     axes[3].plot(grid, f.f(grid), color="0.6")
     axes[3].plot(x, f.f(x), "-o", ms=3, color="tab:orange")

@@ -116,16 +116,19 @@ def main(argv=None):
     epochs, hidden = (40, 16) if args.quick else (100, 32)
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    ax.set_prop_cycle(color=plt.cm.tab20(np.linspace(0.0, 1.0, 20))[::2].tolist() + ["k", "tab:brown", "m"])
+    colours = plt.cm.tab20(np.linspace(0.0, 1.0, 20))[::2].tolist() + ["k", "tab:brown", "m"]
+    ax.set_prop_cycle(color=colours)  # 13 curves, 13 colours
     print(f"{'optimizer':16s} {'final loss':>10s} {'train acc':>9s} {'test acc':>9s}")
     for label, (optimizer, hyper) in optimizers().items():
         params, losses = train(optimizer, hyper, epochs, hidden)
-        ax.semilogy(np.arange(1, epochs + 1), losses, label=label, ls="--" if label.startswith("Rprop") else "-")
+        style = "--" if label.startswith("Rprop") else "-"
+        ax.semilogy(np.arange(1, epochs + 1), losses, style, label=label)
         print(
             f"{label:16s} {losses[-1]:10.2e} {accuracy(params, X_train, y_train):9.3f} "
             f"{accuracy(params, X_test, y_test):9.3f}"
         )
-    ax.set(xlabel="full-batch step", ylabel="training cross-entropy", title=f"digits MLP (64-{hidden}-10)")
+    ax.set(xlabel="full-batch step", ylabel="training cross-entropy",
+           title=f"digits MLP (64-{hidden}-10)")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     _common.save(fig, args.out, "digits", only=True)

@@ -20,7 +20,7 @@ import sys
 import _common
 import matplotlib.pyplot as plt
 import numpy as np
-from mlp_digits import X_train, accuracy, init_params, loss, y_train, train
+from mlp_digits import X_train, accuracy, loss, train, y_train
 
 import optbowl as ob
 from optbowl import landscape
@@ -30,13 +30,15 @@ def main(argv=None):
     args = _common.parse_args(argv, "the loss landscape of the digits MLP (Li et al., seed 002)")
     epochs, hidden, resolution = (40, 16, 21) if args.quick else (100, 32, 51)
     params, _ = train(ob.Rprop, dict(lr=0.01), epochs, hidden)
-    print(f"trained {epochs} full-batch steps: train accuracy {accuracy(params, X_train, y_train):.3f}")
+    acc = accuracy(params, X_train, y_train)
+    print(f"trained {epochs} full-batch steps: train accuracy {acc:.3f}")
 
-    scape = landscape.loss_landscape(lambda ps: loss(ps, X_train, y_train), params, span=(-1.0, 1.0),
-                                     resolution=resolution, seed=0)
+    scape = landscape.loss_landscape(lambda ps: loss(ps, X_train, y_train), params,
+                                     span=(-1.0, 1.0), resolution=resolution, seed=0)
     i, j = np.unravel_index(np.argmin(scape.values), scape.values.shape)
     print(f"centre loss {scape.center:.4g}, lowest on the grid {scape.values.min():.4g} "
-          f"at alpha {scape.alphas[i]:.2f}, beta {scape.betas[j]:.2f}; mean on the grid {scape.values.mean():.4g}")
+          f"at alpha {scape.alphas[i]:.2f}, beta {scape.betas[j]:.2f}; "
+          f"mean on the grid {scape.values.mean():.4g}")
 
     fig = plt.figure(figsize=(12, 5))
     left = fig.add_subplot(1, 2, 1)

@@ -40,7 +40,8 @@ def main(argv=None):
     i, j = np.unravel_index(np.nanargmin(measured), measured.shape)
     print(f"best measured rate {measured[i, j]:.4f} at lr {lrs[i]:.5g}, momentum {betas[j]:.3f} "
           f"(grid {size}x{size}, {steps} steps)")
-    print(f"predicted optimum rate {best['rate']:.4f} at lr {best['lr']:.5g}, momentum {best['momentum']:.3f}")
+    print(f"predicted optimum rate {best['rate']:.4f} at lr {best['lr']:.5g}, "
+          f"momentum {best['momentum']:.3f}")
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
     mesh = left.pcolormesh(betas, lrs, measured, cmap="magma", vmin=best["rate"] - 0.02, vmax=1.0,
@@ -49,8 +50,10 @@ def main(argv=None):
     cs = left.contour(betas, lrs, res.predicted_rate(), levels=[0.85, 0.9, 0.95, 0.99], colors="k",
                       linewidths=0.7)
     left.clabel(cs, fontsize="x-small")
-    left.plot(best["momentum"], best["lr"], "*", ms=14, color="tab:cyan", mec="k", label="optimum (theory)")
-    left.plot(0.0, gd["lr"], "s", ms=8, color="tab:green", mec="k", label="gradient descent's optimum")
+    left.plot(best["momentum"], best["lr"], "*", ms=14, color="tab:cyan", mec="k",
+              label="optimum (theory)")
+    left.plot(0.0, gd["lr"], "s", ms=8, color="tab:green", mec="k",
+              label="gradient descent's optimum")
     left.set(xlabel="momentum β", ylabel="learning rate η", title="heavy ball on a κ = 100 bowl")
     left.legend(fontsize="small", loc="upper left")
 
@@ -59,7 +62,8 @@ def main(argv=None):
     for run in runs:
         print(f"{run.method:8s} at its optimum: measured rate {run.measured_rate():.4f}, "
               f"predicted {bowl.rate(run.method, **run.hyper):.4f}")
-    ob.plot.convergence(runs, ax=right, labels=["momentum (optimal η, β)", "gradient descent (optimal η)"])
+    ob.plot.convergence(runs, ax=right,
+                        labels=["momentum (optimal η, β)", "gradient descent (optimal η)"])
     right.set_title("the two optima on the compiled loop")
     fig.tight_layout()
     _common.save(fig, args.out, "momentum_sweep", only=True)
