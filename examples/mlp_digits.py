@@ -56,7 +56,7 @@ def cross_entropy(p, labels):
     return float(-np.mean(np.log(p[np.arange(len(labels)), labels] + 1e-300)))
 
 
-def loss(params, x, labels):
+def mean_loss(params, x, labels):
     return cross_entropy(forward(params, x)[1], labels)
 
 

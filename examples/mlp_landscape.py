@@ -20,7 +20,7 @@ import sys
 import _common
 import matplotlib.pyplot as plt
 import numpy as np
-from mlp_digits import X_train, accuracy, loss, train, y_train
+from mlp_digits import X_train, accuracy, mean_loss, train, y_train
 
 import optbowl as ob
 from optbowl import landscape
@@ -33,7 +33,7 @@ def main(argv=None):
     acc = accuracy(params, X_train, y_train)
     print(f"trained {epochs} full-batch steps: train accuracy {acc:.3f}")
 
-    scape = landscape.loss_landscape(lambda ps: loss(ps, X_train, y_train), params,
+    scape = landscape.loss_landscape(lambda ps: mean_loss(ps, X_train, y_train), params,
                                      span=(-1.0, 1.0), resolution=resolution, seed=0)
     i, j = np.unravel_index(np.argmin(scape.values), scape.values.shape)
     print(f"centre loss {scape.center:.4g}, lowest on the grid {scape.values.min():.4g} "
