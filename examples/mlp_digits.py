@@ -1,25 +1,25 @@
 """Train a small NumPy MLP on scikit-learn's digits with every optimizer optbowl has.
 
-    python examples/mlp_digits.py --out digits.png [--small]
+    python examples/mlp_digits.py --out figures/ [--quick]
 
 The 8x8 digit images (1,797 of them, bundled with scikit-learn: no download) are split
 into a training and a test set. A one-hidden-layer network, tanh then softmax, is trained
 full-batch: forward and backward pass in NumPy, the update by optbowl, in place, one
-compiled call per step. Each optimizer starts from the same weights. The script draws the
-training loss of every optimizer in one plot and prints a table of the final loss and the
-training and test accuracy.
+compiled call per step. Each optimizer (the five Rprop variants, AdaGrad, SGD plain, with
+momentum and with Nesterov momentum, QuickProp, RMSprop, Adam and AdamW) starts from the
+same weights. The figure ``digits.png`` draws the training loss of every optimizer in one
+plot; the script prints a table of the final loss and the training and test accuracy.
+``mlp_landscape.py`` reuses this model for seed 002's loss-landscape picture.
 """
 
-import argparse
+import sys
 
-import matplotlib
+import _common
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.datasets import load_digits
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-
-import optbowl as ob  # noqa: E402
+import optbowl as ob
 
 # --- the data: pixels scaled to [0, 1], a fixed 75/25 split ---------------------------
 digits = load_digits()
@@ -52,12 +52,20 @@ def forward(params, x):
     return h, p
 
 
+def cross_entropy(p, labels):
+    return float(-np.mean(np.log(p[np.arange(len(labels)), labels] + 1e-300)))
+
+
+def mean_loss(params, x, labels):
+    return cross_entropy(forward(params, x)[1], labels)
+
+
 def loss_and_grads(params, x, labels):
     """Mean cross-entropy and its gradient with respect to each parameter (backprop)."""
     W1, b1, W2, b2 = params
     h, p = forward(params, x)
     n = len(labels)
-    loss = -np.mean(np.log(p[np.arange(n), labels] + 1e-300))
+    loss = cross_entropy(p, labels)
     d_logits = p.copy()
     d_logits[np.arange(n), labels] -= 1.0
     d_logits /= n
@@ -70,26 +78,27 @@ def accuracy(params, x, labels):
     return float(np.mean(forward(params, x)[1].argmax(axis=1) == labels))
 
 
-# --- the optimizers: every one this optbowl has, with hyper-parameters that suit it ----
+# --- the optimizers: every one optbowl has, with hyper-parameters that suit it ----------
 def optimizers():
-    variants = ["irprop-", "rprop-", "rprop+", "irprop+", "backtrack"]
-    table = {f"Rprop {v}": (lambda ps, v=v: ob.Rprop(ps, lr=0.01, variant=v)) for v in variants}
-    table["Adagrad"] = lambda ps: ob.Adagrad(ps, lr=0.1)
-    optional = {  # rules that arrive with later versions of optbowl
-        "SGD momentum": ("SGD", dict(lr=0.5, momentum=0.9)),
-        "RMSprop": ("RMSprop", dict(lr=0.003)),
-        "Adam": ("Adam", dict(lr=0.01)),
-        "QuickProp": ("QuickProp", dict(lr=0.5)),
-    }
-    for label, (name, hp) in optional.items():
-        if hasattr(ob, name):
-            table[label] = lambda ps, cls=getattr(ob, name), hp=hp: cls(ps, **hp)
+    table = {f"Rprop {v}": (ob.Rprop, dict(lr=0.01, variant=v))
+             for v in ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")}
+    table.update({
+        "Adagrad": (ob.Adagrad, dict(lr=0.1)),
+        "SGD": (ob.SGD, dict(lr=0.5)),
+        "SGD momentum": (ob.SGD, dict(lr=0.1, momentum=0.9)),
+        "SGD Nesterov": (ob.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
+        "QuickProp": (ob.QuickProp, dict(lr=0.5)),
+        "RMSprop": (ob.RMSprop, dict(lr=0.003)),
+        "Adam": (ob.Adam, dict(lr=0.01)),
+        "AdamW": (ob.AdamW, dict(lr=0.01, weight_decay=1e-2)),
+    })
     return table
 
 
-def train(make_optimizer, epochs, hidden):
+def train(optimizer, hyper, epochs, hidden):
+    """Full-batch training from the same initial weights; returns (params, losses)."""
     params = init_params(hidden)
-    opt = make_optimizer(params)
+    opt = optimizer(params, **hyper)
     needs_loss = getattr(opt, "variant", None) == "irprop+"
     losses = []
     for _ in range(epochs):
@@ -103,27 +112,27 @@ def train(make_optimizer, epochs, hidden):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="MLP on the digits data with every optbowl optimizer")
-    parser.add_argument("--out", required=True, help="file for the loss-curve figure (e.g. digits.png)")
-    parser.add_argument("--small", action="store_true", help="a quick run (as CI does)")
-    args = parser.parse_args(argv)
-    epochs, hidden = (40, 16) if args.small else (100, 32)
+    args = _common.parse_args(argv, "MLP on the digits data with every optbowl optimizer")
+    epochs, hidden = (40, 16) if args.quick else (100, 32)
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colours = plt.cm.tab20(np.linspace(0.0, 1.0, 20))[::2].tolist() + ["k", "tab:brown", "m"]
+    ax.set_prop_cycle(color=colours)  # 13 curves, 13 colours
     print(f"{'optimizer':16s} {'final loss':>10s} {'train acc':>9s} {'test acc':>9s}")
-    for label, make in optimizers().items():
-        params, losses = train(make, epochs, hidden)
-        ax.semilogy(np.arange(1, epochs + 1), losses, label=label)
+    for label, (optimizer, hyper) in optimizers().items():
+        params, losses = train(optimizer, hyper, epochs, hidden)
+        style = "--" if label.startswith("Rprop") else "-"
+        ax.semilogy(np.arange(1, epochs + 1), losses, style, label=label)
         print(
             f"{label:16s} {losses[-1]:10.2e} {accuracy(params, X_train, y_train):9.3f} "
             f"{accuracy(params, X_test, y_test):9.3f}"
         )
-    ax.set(xlabel="full-batch step", ylabel="training cross-entropy", title=f"digits MLP (64-{hidden}-10)")
-    ax.legend(fontsize=8)
+    ax.set(xlabel="full-batch step", ylabel="training cross-entropy",
+           title=f"digits MLP (64-{hidden}-10)")
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(args.out, dpi=120)
-    print(f"figure written to {args.out}")
+    _common.save(fig, args.out, "digits", only=True)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,6 +1,14 @@
-"""The tutorials in examples/ run in a small setting, write their figures and learn."""
+"""The tutorials in examples/ run in their quick setting, write their figures and work.
 
+Each example runs as a subprocess (as a user would run it); the test checks the PNGs and
+the numbers the example prints: the MLP learns with every optimizer, d2l's end points
+come out as d2l prints them, the bowl regimes come out as labelled, the momentum sweep
+finds the theory's optimum, and the trained MLP sits at the bottom of its landscape.
+"""
+
+import math
 import os
+import re
 import subprocess
 import sys
 
@@ -8,23 +16,160 @@ import pytest
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
+pytestmark = pytest.mark.skipif(
+    not os.path.isdir(EXAMPLES), reason="examples/ is not beside tests/ (e.g. an installed wheel)"
+)
+EXTRA = "(extra 'examples')"
 
-def test_mlp_digits_small(tmp_path):
-    pytest.importorskip("sklearn", reason="the digits example needs scikit-learn (extra 'examples')")
-    pytest.importorskip("matplotlib", reason="the digits example needs matplotlib (extra 'examples')")
-    out = tmp_path / "digits.png"
+PNG = b"\x89PNG\r\n\x1a\n"
+NUMBER = r"[-+]?(?:\d+\.?\d*(?:e[-+]?\d+)?|inf|nan)"
+
+
+def run_example(name, out):
+    """Run examples/<name> --quick --out <out>; returns its stdout."""
+    pytest.importorskip("matplotlib", reason=f"the examples need matplotlib {EXTRA}")
+    env = dict(os.environ, MPLBACKEND="Agg")
     run = subprocess.run(
-        [sys.executable, os.path.join(EXAMPLES, "mlp_digits.py"), "--small", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, os.path.join(EXAMPLES, name), "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env=env,
     )
     assert run.returncode == 0, run.stderr
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return run.stdout
+
+
+def assert_pngs(folder, names):
+    written = sorted(p.name for p in folder.iterdir())
+    assert written == sorted(f"{n}.png" for n in names)
+    for n in names:
+        data = (folder / f"{n}.png").read_bytes()
+        assert data[:8] == PNG and len(data) > 10_000, n  # a real figure, not an empty canvas
+
+
+def numbers(pattern, text):
+    """Every match of ``pattern`` (NUMBER groups as floats, other groups as strings)."""
+    out = []
+    for m in re.finditer(pattern, text):
+        out.append(tuple(float(g) if re.fullmatch(NUMBER, g) else g for g in m.groups()))
+    return out
+
+
+# ----------------------------------------------------------------------------- MLP on digits
+OPTIMIZERS = {f"Rprop {v}" for v in ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")} | {
+    "Adagrad", "SGD", "SGD momentum", "SGD Nesterov", "QuickProp", "RMSprop", "Adam", "AdamW"}
+
+
+def test_mlp_digits_every_optimizer_learns(tmp_path):
+    pytest.importorskip("sklearn", reason=f"the digits example needs scikit-learn {EXTRA}")
+    out = tmp_path / "digits.png"
+    stdout = run_example("mlp_digits.py", out)
+    assert out.read_bytes()[:8] == PNG
+    assert list(tmp_path.iterdir()) == [out]  # a file name: the one figure goes exactly there
     rows = {}
-    for line in run.stdout.splitlines():
+    for line in stdout.splitlines():
         parts = line.rsplit(None, 3)
-        if len(parts) == 4 and parts[0].startswith(("Rprop", "Adagrad", "SGD", "RMSprop", "Adam", "QuickProp")):
+        if len(parts) == 4 and parts[0] in OPTIMIZERS:
             rows[parts[0]] = [float(v) for v in parts[1:]]
-    expected = {f"Rprop {v}" for v in ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")} | {"Adagrad"}
-    assert expected <= set(rows)
+    assert set(rows) == OPTIMIZERS
     for name, (loss, train_acc, test_acc) in rows.items():
-        assert train_acc > 0.8 and test_acc > 0.8, (name, train_acc, test_acc)
+        assert loss < 1.0 and train_acc > 0.8 and test_acc > 0.8, (name, loss, train_acc, test_acc)
+
+
+# ----------------------------------------------------------------------------- d2l
+# The end points d2l prints for its own NumPy loops (x₁, x₂ after 20 steps from (-5, -2)).
+D2L_2D = {
+    "gradient descent η=0.4": (-0.943467, -0.000073),
+    "gradient descent η=0.6": (-0.387814, -1673.365109),
+    "momentum η=0.6, β=0.5": (0.007188, 0.002553),
+    "AdaGrad η=0.4": (-2.382563, -0.158591),
+    "RMSProp η=0.4, γ=0.9": (-0.010599, 0.000000),
+}
+D2L_1D = {0.05: 3.486784, 0.2: 0.060466, 1.1: 61.917364}  # f = x², 10 steps from x = 10
+
+
+def test_d2l_paths_match_d2l(tmp_path):
+    stdout = run_example("d2l_paths.py", tmp_path)
+    assert_pngs(tmp_path, ["d2l-paths", "d2l-steps"])
+    ends = {label.strip(): (x1, x2) for label, x1, x2 in
+            numbers(rf"(.+?)\s+step 20: x1\s+({NUMBER})\s+x2\s+({NUMBER})", stdout)}
+    assert set(ends) == set(D2L_2D)
+    for label, (x1, x2) in ends.items():
+        ref = D2L_2D[label]
+        # d2l's AdaGrad/RMSProp put ε inside the square root, torch's outside: the 6th digit
+        assert x1 == pytest.approx(ref[0], rel=1e-5, abs=2e-6), label
+        assert x2 == pytest.approx(ref[1], rel=1e-5, abs=2e-6), label
+    one_d = numbers(rf"x\^2, lr ({NUMBER})\s+step 10: x\s+({NUMBER})\s+\((\S+)\)", stdout)
+    steps = {lr: (x, regime) for lr, x, regime in one_d}
+    assert {lr: x for lr, (x, _) in steps.items()} == pytest.approx(D2L_1D, rel=1e-6)
+    assert [steps[lr][1] for lr in (0.05, 0.2, 1.1)] == ["monotone", "monotone", "divergent"]
+    (x, curvature), = numbers(rf"x cos\(cx\), lr 2 step 10: x\s+({NUMBER})\s+f'' ({NUMBER})",
+                              stdout)
+    assert x == pytest.approx(-1.528166, abs=2e-6) and curvature > 0  # d2l's local minimum
+
+
+# ----------------------------------------------------------------------------- seed 004
+def test_bowl_regimes_as_labelled(tmp_path):
+    stdout = run_example("bowl_regimes.py", tmp_path)
+    assert_pngs(tmp_path, ["regimes", "rprop"])
+    rows = numbers(rf"eta = ({NUMBER}) eta_opt: regime (\S+)\s+predicted rate ({NUMBER}) "
+                   rf"measured rate ({NUMBER}) run matches prediction: (\w+)", stdout)
+    expected = {0.5: "monotone", 1.0: "one-step", 1.5: "oscillating", 2.0: "non-convergent",
+                2.2: "divergent"}
+    assert {factor: regime for factor, regime, *_ in rows} == expected
+    for factor, _, predicted, measured, same in rows:
+        assert predicted == pytest.approx(abs(1.0 - factor), abs=1e-9)  # |1 − ηλ|, λ = 1
+        assert measured == pytest.approx(predicted, abs=1e-6) and same == "True", factor
+    rprop = numbers(rf"Rprop (\S+)\s*: step size ({NUMBER}) grew to ({NUMBER}), "
+                    rf"ends at ({NUMBER}); error ({NUMBER}) -> ({NUMBER}); "
+                    r"same path as bowl.run: (\w+)", stdout)
+    assert {r[0] for r in rprop} == {"backtrack", "rprop+", "irprop-"}
+    for variant, start, peak, end, err0, err, same in rprop:
+        # the step grew while the sign held and shrank after the overshoot
+        assert peak > 5 * start and end < peak / 10, variant
+        assert err < 1e-2 * err0 and same == "True", variant
+
+
+# ----------------------------------------------------------------------------- Goh
+def test_momentum_sweep_finds_the_optimum(tmp_path):
+    out = tmp_path / "figs"  # a folder that does not exist yet
+    stdout = run_example("momentum_sweep.py", out)
+    assert_pngs(out, ["momentum_sweep"])
+    where = rf"rate ({NUMBER}) at lr ({NUMBER}), momentum ({NUMBER})"
+    (best, lr, beta), = numbers("best measured " + where, stdout)
+    (opt, opt_lr, opt_beta), = numbers("predicted optimum " + where, stdout)
+    assert opt == pytest.approx(9 / 11, abs=1e-4)  # (√κ − 1)/(√κ + 1), κ = 100
+    assert opt_lr == pytest.approx((2 / 11) ** 2, rel=1e-3)
+    assert opt_beta == pytest.approx((9 / 11) ** 2, abs=1e-3)
+    assert abs(best - opt) < 0.03 * opt  # the grid's best is the theory's optimum, within a few %
+    assert lr == pytest.approx(opt_lr, rel=0.1) and beta == pytest.approx(opt_beta, abs=0.05)
+    optima = numbers(rf"(\w+)\s+at its optimum: measured rate ({NUMBER}), predicted ({NUMBER})",
+                     stdout)
+    runs = {method: (meas, pred) for method, meas, pred in optima}
+    assert set(runs) == {"momentum", "gd"}
+    assert runs["gd"][1] == pytest.approx(99 / 101, abs=1e-4)
+    for meas, pred in runs.values():
+        assert meas == pytest.approx(pred, rel=0.02)
+
+
+# ----------------------------------------------------------------------------- seed 002
+def test_mlp_landscape_has_the_trained_weights_at_the_bottom(tmp_path):
+    pytest.importorskip("sklearn", reason=f"the landscape example needs scikit-learn {EXTRA}")
+    out = tmp_path / "run.png"  # a file name: the one figure is written there
+    stdout = run_example("mlp_landscape.py", out)
+    assert out.read_bytes()[:8] == PNG
+    (acc,), = numbers(rf"train accuracy ({NUMBER})", stdout)
+    assert acc > 0.9
+    (centre, lowest, alpha, beta, mean), = numbers(
+        rf"centre loss ({NUMBER}), lowest on the grid ({NUMBER}) "
+        rf"at alpha ({NUMBER}), beta ({NUMBER}); mean on the grid ({NUMBER})", stdout)
+    assert math.isfinite(mean) and mean > 10 * centre  # a basin, not a plateau
+    assert lowest == pytest.approx(centre, rel=1e-9) and abs(alpha) < 0.11 and abs(beta) < 0.11
+
+
+def test_examples_say_what_they_reproduce():
+    names = sorted(n for n in os.listdir(EXAMPLES) if n.endswith(".py") and not n.startswith("_"))
+    assert names == ["bowl_regimes.py", "d2l_paths.py", "mlp_digits.py", "mlp_landscape.py",
+                     "momentum_sweep.py"]
+    for name in names:
+        with open(os.path.join(EXAMPLES, name), encoding="utf-8") as fh:
+            text = fh.read()
+        assert text.startswith('"""') and "def main(argv=None)" in text and "--quick" in text, name
