@@ -571,8 +571,9 @@ class SGD(_FusedOptimizer):
         b_t & \mu \ne 0 \\ g & \mu = 0 \end{cases}
 
     rounded as torch 2.13 rounds on the CPU, so the results equal ``torch.optim.SGD`` bit
-    for bit with ``fused=True``, ``foreach=True`` and the single-tensor loop alike. The
-    state is torch's: a ``momentum_buffer`` per parameter once it has taken a step with
+    for bit with ``foreach=True`` and the single-tensor loop, and with ``fused=True`` on
+    tensors whose size is a multiple of 64 bytes (torch's fused kernel rounds the scalar
+    tail of other sizes its own way, an ulp apart). The state is torch's: a ``momentum_buffer`` per parameter once it has taken a step with
     momentum :math:`\mu \ne 0`, and nothing while :math:`\mu = 0`; a buffer starts as the
     gradient, also when momentum is switched on later, as in torch.
 
@@ -771,8 +772,10 @@ class Adam(_FusedOptimizer):
         \theta \leftarrow \theta - \frac{\eta}{1-\beta_1^t}\,
         \frac{m}{\sqrt{\hat v}/\sqrt{1-\beta_2^t} + \epsilon}
 
-    rounded as torch's fused CPU kernel rounds, so the results equal
-    ``torch.optim.Adam(fused=True)`` bit for bit in float32 and float64. The state is
+    rounded as torch's fused CPU kernel rounds its vectorised body, so the results equal
+    ``torch.optim.Adam(fused=True)`` bit for bit in float32 and float64 on tensors whose
+    size is a multiple of 64 bytes (torch rounds the scalar tail of other sizes its own
+    way, an ulp apart). The state is
     torch's: ``step`` (a scalar tensor: float32 on the parameter's device with
     ``fused=True``, as torch makes it), ``exp_avg``, ``exp_avg_sq`` and ``max_exp_avg_sq``
     (only with amsgrad).
