@@ -932,14 +932,27 @@ class QuickProp(_FusedOptimizer):
         :math:`\mu > 0`, the largest factor by which a step may grow (default 1.75).
     maximize : bool
         Follow the gradient uphill.
+    differentiable : bool
+        Only False: the kernels do not record the update for autograd (torch's optimizer
+        base class gives every param group this option).
     """
 
     _entry = "quickprop"
     _state_names = ("prev_grad", "prev_step")
     _hyper = ("lr", "max_growth", "maximize")
+    _flags = {"differentiable": NOT_DIFFERENTIABLE}
 
-    def __init__(self, params: Any, lr: Any = 1e-2, max_growth: float = 1.75, *, maximize: bool = False) -> None:
-        super().__init__(params, {"lr": lr, "max_growth": max_growth, "maximize": maximize})
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-2,
+        max_growth: float = 1.75,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        defaults = {"lr": lr, "max_growth": max_growth, "maximize": maximize, "differentiable": differentiable}
+        super().__init__(params, defaults)
 
     def _check_hyper(self, group: Dict[str, Any]) -> None:
         _real("lr", group["lr"])
