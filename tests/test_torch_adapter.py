@@ -792,21 +792,39 @@ def test_a_cuda_module_without_an_entry_is_a_clear_error(monkeypatch):
         obt._cuda_entry(backend, "sgd", "SGD")  # the module has it, the backend not
 
 
+# name -> (torch keywords, optbowl keywords, tolerance: None for bit for bit)
+CUDA_CASES = {
+    "Rprop": ({}, {}, None),
+    "Adagrad": ({"fused": True}, {}, 1e-6),
+    "SGD": ({"lr": 0.01, "momentum": 0.9, "nesterov": True}, {"lr": 0.01, "momentum": 0.9, "nesterov": True}, 1e-6),
+    "RMSprop": ({"centered": True}, {"centered": True}, 1e-5),
+    "Adam": ({"lr": 0.01, "amsgrad": True, "fused": True}, {"lr": 0.01, "amsgrad": True}, 1e-6),
+    "AdamW": ({"lr": 0.01, "fused": True}, {"lr": 0.01}, 1e-6),
+}
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_tensors_go_to_the_cuda_module_or_fail_clearly():
-    p = torch.zeros(1000, device="cuda", requires_grad=True)
-    p.grad = torch.ones(1000, device="cuda")
+@pytest.mark.parametrize("name", sorted(CUDA_CASES))
+def test_cuda_tensors_go_to_the_cuda_module_or_fail_clearly(name):
+    from optbowl import _device
+
+    torch_kw, our_kw, tol = CUDA_CASES[name]
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    p = torch.randn(1024, device="cuda", generator=gen).requires_grad_()
     ref = p.detach().clone().requires_grad_()
-    ref.grad = p.grad.clone()
-    opt = obt.Rprop([p])
-    try:
-        import optbowl._cuda  # noqa: F401
-    except ImportError:
-        with pytest.raises(RuntimeError, match="optbowl._cuda"):
+    opt = getattr(obt, name)([p], **our_kw)
+    entry = opt._entry
+    if _device._cuda is None or not hasattr(_device._cuda, entry):
+        p.grad = torch.ones_like(p)
+        before = p.detach().clone()
+        with pytest.raises(RuntimeError, match=f"optbowl._cuda|'{entry}'"):
             opt.step()
+        assert torch.equal(p, before), "a refused step moved the parameter"
         return
-    torch_opt = torch.optim.Rprop([ref])
-    for _ in range(5):
+    torch_opt = getattr(torch.optim, name)([ref], **torch_kw)
+    for _ in range(20):
+        g = torch.randn(1024, device="cuda", generator=gen)
+        p.grad, ref.grad = g, g.clone()
         opt.step()
         torch_opt.step()
-    assert torch.equal(p, ref)
+    assert close(p, ref, tol)
