@@ -54,7 +54,9 @@ def groups(params, **per_group):
 
 def close(a, b, tol):
     """Equal bit for bit (tol None), or to a relative and absolute tol."""
-    return torch.equal(a, b) if tol is None else torch.allclose(a, b, rtol=tol, atol=tol, equal_nan=True)
+    if tol is None:
+        return torch.equal(a, b)
+    return torch.allclose(a, b, rtol=tol, atol=tol, equal_nan=True)
 
 
 def train_side_by_side(
@@ -216,7 +218,9 @@ FAMILY = {
         FUSED_SHAPES,
         False,
     ),
-    "adamw": ("AdamW", dict(lr=0.01, fused=True), dict(lr=0.05, weight_decay=0.1), FUSED_SHAPES, False),
+    "adamw": (
+        "AdamW", dict(lr=0.01, fused=True), dict(lr=0.05, weight_decay=0.1), FUSED_SHAPES, False
+    ),
     "adamw-amsgrad": (
         "AdamW",
         dict(lr=0.02, weight_decay=0.05, amsgrad=True, maximize=True, fused=True),
@@ -300,7 +304,11 @@ def test_a_step_is_one_call_per_state_layout(monkeypatch):
     monkeypatch.setattr(obt, "_core", Counting())
     ps = make_params(torch.float32)
     opt = obt.SGD(
-        [{"params": ps[:2], "momentum": 0.9}, {"params": ps[2:4]}, {"params": ps[4:], "momentum": 0.5}],
+        [
+            {"params": ps[:2], "momentum": 0.9},
+            {"params": ps[2:4]},
+            {"params": ps[4:], "momentum": 0.5},
+        ],
         lr=0.1,
     )
     set_grads(ps, 0, torch.Generator().manual_seed(0))
@@ -312,7 +320,11 @@ def test_a_step_is_one_call_per_state_layout(monkeypatch):
     "name, kw, keys",
     [
         ("RMSprop", {}, {"step", "square_avg"}),
-        ("RMSprop", {"centered": True, "momentum": 0.5}, {"step", "square_avg", "grad_avg", "momentum_buffer"}),
+        (
+            "RMSprop",
+            {"centered": True, "momentum": 0.5},
+            {"step", "square_avg", "grad_avg", "momentum_buffer"},
+        ),
         ("Adam", {}, {"step", "exp_avg", "exp_avg_sq"}),
         ("Adam", {"amsgrad": True}, {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}),
         ("AdamW", {"fused": True}, {"step", "exp_avg", "exp_avg_sq"}),
@@ -328,7 +340,8 @@ def test_state_keys_and_step_type(name, kw, keys):
         opt.step()
     for st in opt.state_dict()["state"].values():
         assert set(st) == keys
-        assert st["step"].shape == () and st["step"].dtype == torch.float32 and st["step"].item() == 2.0
+        assert st["step"].shape == () and st["step"].dtype == torch.float32
+        assert st["step"].item() == 2.0
         assert all(st[k].dtype == torch.float32 for k in keys)
 
 
@@ -371,12 +384,18 @@ def small_model(dtype):
 def small_mlp(dtype):
     """Every parameter's size a 64-byte multiple, for torch's fused kernels (see FUSED_SHAPES)."""
     torch.manual_seed(3)
-    return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 16)).to(dtype)
+    layers = [torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 16)]
+    return torch.nn.Sequential(*layers).to(dtype)
 
 
 # kind -> (torch factory, optbowl factory, model factory, input shape of one example)
 MODEL_CASES = {
-    "rprop": (lambda ps: torch.optim.Rprop(ps, lr=0.01), lambda ps: obt.Rprop(ps, lr=0.01), small_model, (1, 8, 8)),
+    "rprop": (
+        lambda ps: torch.optim.Rprop(ps, lr=0.01),
+        lambda ps: obt.Rprop(ps, lr=0.01),
+        small_model,
+        (1, 8, 8),
+    ),
     "adagrad": (
         lambda ps: torch.optim.Adagrad(ps, lr=0.1, lr_decay=1e-3, weight_decay=1e-4, fused=True),
         lambda ps: obt.Adagrad(ps, lr=0.1, lr_decay=1e-3, weight_decay=1e-4),
@@ -686,7 +705,11 @@ def test_deepcopy_of_the_optimizer_keeps_working():
         (lambda ps: obt.Adam(ps, differentiable=True), ValueError, "differentiable"),
         (lambda ps: obt.AdamW(ps, weight_decay=-0.01), ValueError, "weight_decay"),
         (lambda ps: obt.AdamW(ps, fused=False), ValueError, "fused"),
-        (lambda ps: obt.AdamW([{"params": ps, "decoupled_weight_decay": False}]), ValueError, "decoupled"),
+        (
+            lambda ps: obt.AdamW([{"params": ps, "decoupled_weight_decay": False}]),
+            ValueError,
+            "decoupled",
+        ),
         (lambda ps: obt.QuickProp(ps, max_growth=0.0), ValueError, "max_growth"),
         (lambda ps: obt.QuickProp(ps, lr=float("nan")), ValueError, "lr"),
         (lambda ps: obt.QuickProp(ps, maximize=None), TypeError, "maximize"),
@@ -783,10 +806,14 @@ def test_a_cuda_module_without_an_entry_is_a_clear_error(monkeypatch):
     from optbowl import _device
 
     module = types.SimpleNamespace(rprop=object(), adagrad=object(), sgd=object())
-    backend = types.SimpleNamespace(rprop=lambda *a: None, adagrad=lambda *a: None, adam=lambda *a: None)
+    def entry(*args):
+        return None
+
+    backend = types.SimpleNamespace(rprop=entry, adagrad=entry, adam=entry)
     monkeypatch.setattr(_device, "_cuda", module)
     assert obt._cuda_entry(backend, "rprop", "Rprop") is backend.rprop
-    with pytest.raises(RuntimeError, match=r"Adam on CUDA tensors needs the entry 'adam'.*optbowl\._cuda\.adam"):
+    missing_adam = r"Adam on CUDA tensors needs the entry 'adam'.*optbowl\._cuda\.adam"
+    with pytest.raises(RuntimeError, match=missing_adam):
         obt._cuda_entry(backend, "adam", "Adam")  # the backend has it, the built module not
     with pytest.raises(RuntimeError, match=r"SGD on CUDA tensors needs the entry 'sgd'"):
         obt._cuda_entry(backend, "sgd", "SGD")  # the module has it, the backend not
@@ -796,7 +823,7 @@ def test_a_cuda_module_without_an_entry_is_a_clear_error(monkeypatch):
 CUDA_CASES = {
     "Rprop": ({}, {}, None),
     "Adagrad": ({"fused": True}, {}, 1e-6),
-    "SGD": ({"lr": 0.01, "momentum": 0.9, "nesterov": True}, {"lr": 0.01, "momentum": 0.9, "nesterov": True}, 1e-6),
+    "SGD": (dict(lr=0.01, momentum=0.9, nesterov=True),) * 2 + (1e-6,),
     "RMSprop": ({"centered": True}, {"centered": True}, 1e-5),
     "Adam": ({"lr": 0.01, "amsgrad": True, "fused": True}, {"lr": 0.01, "amsgrad": True}, 1e-6),
     "AdamW": ({"lr": 0.01, "fused": True}, {"lr": 0.01}, 1e-6),

@@ -5,25 +5,32 @@ Change one import and keep the rest of a training script::
     import optbowl.torch
     opt = optbowl.torch.Rprop(model.parameters(), lr=1e-2)   # was torch.optim.Rprop
 
-The classes are subclasses of :class:`torch.optim.Optimizer` with torch's constructor
+:class:`Rprop`, :class:`Adagrad`, :class:`SGD`, :class:`RMSprop`, :class:`Adam` and
+:class:`AdamW` are subclasses of :class:`torch.optim.Optimizer` with torch's constructor
 signatures and defaults, so ``param_groups``, ``zero_grad``, step hooks,
 ``add_param_group`` and learning-rate schedulers work as with torch. ``state_dict()`` is in
-torch's own format (the same state keys and tensors), so a checkpoint written by
-``torch.optim.Rprop`` loads into :class:`optbowl.torch.Rprop` and the other way round, and
-training continues with bit-identical parameters.
+torch's own format (the same state keys and tensors, optional ones absent where torch
+leaves them out), so a checkpoint written by ``torch.optim.Rprop`` loads into
+:class:`optbowl.torch.Rprop` and the other way round, and training continues with the same
+parameters (bit for bit where the class says so; RMSprop to an ulp or so, as torch has no
+fused RMSprop to match). :class:`QuickProp`, which torch lacks, has the state names of
+:class:`optbowl.QuickProp`.
 
-Each ``step()`` makes one compiled call per device for all parameters that have a gradient:
+Each ``step()`` makes one compiled call per device (and per state layout, when param groups
+differ in optional state such as momentum buffers) for all parameters that have a gradient:
 
 - CPU tensors (float32/float64, contiguous, dense gradients) are handed to the C++ kernels
   of ``optbowl._core`` as NumPy views of their memory, without copies;
-- CUDA tensors go to optbowl's CUDA module (``optbowl._cuda``), imported on first use; an
-  installation without it refuses CUDA tensors with a RuntimeError;
+- CUDA tensors go to optbowl's CUDA module (``optbowl._cuda``); an installation without
+  it, or whose build lacks the optimizer's entry, refuses CUDA tensors with a RuntimeError
+  that says what is missing;
 - anything else (a sparse gradient, float16 on the CPU, a non-contiguous parameter, another
   device) raises a TypeError or ValueError naming the parameter, before anything is written.
 
 There is never a silent fallback to torch's own implementation, and an option the kernels
-cannot honour (``differentiable=True``, ``capturable=True``, Adagrad's non-fused rounding) is
-refused with a ValueError rather than ignored.
+cannot honour (``differentiable=True``, ``capturable=True``, Adagrad's and Adam's non-fused
+rounding) is refused with a ValueError rather than ignored. A one-element tensor ``lr`` is
+read as its value on every step.
 
 ``import optbowl`` does not import torch; only ``import optbowl.torch`` does (torch >= 2.5,
 the extra ``optbowl[torch]``).
@@ -158,7 +165,8 @@ class _Batch:
         out.params = [t.detach().numpy() for t in self.params]
         out.grads = [t.detach().numpy() for t in self.grads]
         out.states = [
-            None if column is None else [t.detach().numpy() for t in column] for column in self.states
+            None if column is None else [t.detach().numpy() for t in column]
+            for column in self.states
         ]
         out.steps, out.groups, out.group_sizes = self.steps, self.groups, self.group_sizes
         return out
@@ -233,7 +241,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
         return rule is None or bool(rule(group))
 
     def _new_tensor(self, name: str, p: torch.Tensor, group: Dict[str, Any]) -> torch.Tensor:
-        return torch.full_like(p, self._initial_value(name, group), memory_format=torch.preserve_format)
+        value = self._initial_value(name, group)
+        return torch.full_like(p, value, memory_format=torch.preserve_format)
 
     def _kernel_group(self, group: Dict[str, Any]) -> tuple:
         values: List[Any] = []
@@ -573,9 +582,10 @@ class SGD(_FusedOptimizer):
     rounded as torch 2.13 rounds on the CPU, so the results equal ``torch.optim.SGD`` bit
     for bit with ``foreach=True`` and the single-tensor loop, and with ``fused=True`` on
     tensors whose size is a multiple of 64 bytes (torch's fused kernel rounds the scalar
-    tail of other sizes its own way, an ulp apart). The state is torch's: a ``momentum_buffer`` per parameter once it has taken a step with
-    momentum :math:`\mu \ne 0`, and nothing while :math:`\mu = 0`; a buffer starts as the
-    gradient, also when momentum is switched on later, as in torch.
+    tail of other sizes its own way, an ulp apart). The state is torch's: a
+    ``momentum_buffer`` per parameter once it has taken a step with momentum
+    :math:`\mu \ne 0`, and nothing while :math:`\mu = 0`; a buffer starts as the gradient,
+    also when momentum is switched on later, as in torch.
 
     Sparse gradients (which ``torch.optim.SGD`` accepts) are refused with a TypeError: the
     kernels take dense gradients only.
@@ -653,7 +663,7 @@ class SGD(_FusedOptimizer):
                 f"momentum={momentum}, dampening={dampening}"
             )
         if group["foreach"] is True and group["fused"] is True:
-            raise ValueError("fused: fused=True and foreach=True cannot be set together, as in torch")
+            raise ValueError("fused: fused=True and foreach=True cannot be set together")
 
     def _init_state(self, p: torch.Tensor, group: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         return {}  # torch keeps nothing until a step with momentum makes the buffer
@@ -905,7 +915,9 @@ class AdamW(Adam):
     def _check_hyper(self, group: Dict[str, Any]) -> None:
         super()._check_hyper(group)
         if not group["decoupled_weight_decay"]:
-            raise ValueError("decoupled_weight_decay: AdamW always decouples weight decay; use Adam for L2")
+            raise ValueError(
+                "decoupled_weight_decay: AdamW always decouples weight decay; use Adam for L2"
+            )
 
 
 class QuickProp(_FusedOptimizer):
@@ -951,7 +963,12 @@ class QuickProp(_FusedOptimizer):
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
-        defaults = {"lr": lr, "max_growth": max_growth, "maximize": maximize, "differentiable": differentiable}
+        defaults = {
+            "lr": lr,
+            "max_growth": max_growth,
+            "maximize": maximize,
+            "differentiable": differentiable,
+        }
         super().__init__(params, defaults)
 
     def _check_hyper(self, group: Dict[str, Any]) -> None:
