@@ -113,6 +113,11 @@ def _pair(name: str, value: Any) -> Tuple[float, float]:
     return (_real(f"{name}[0]", value[0], -math.inf), _real(f"{name}[1]", value[1], -math.inf))
 
 
+def _options(arguments: Dict[str, Any]) -> Dict[str, Any]:
+    """A constructor's arguments (its ``locals()``) as torch's ``defaults`` dict."""
+    return {k: v for k, v in arguments.items() if k not in ("self", "params", "__class__")}
+
+
 def _bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
@@ -459,16 +464,7 @@ class Rprop(_FusedOptimizer):
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "etas": etas,
-            "step_sizes": step_sizes,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-            "capturable": capturable,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, _options(locals()))
 
     def _check_hyper(self, group: Dict[str, Any]) -> None:
         _real("lr", group["lr"])
@@ -543,18 +539,7 @@ class Adagrad(_FusedOptimizer):
         differentiable: bool = False,
         fused: Optional[bool] = None,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "lr_decay": lr_decay,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "initial_accumulator_value": initial_accumulator_value,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-            "fused": fused,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, _options(locals()))
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[p] = self._init_state(p, group)
@@ -639,18 +624,7 @@ class SGD(_FusedOptimizer):
         differentiable: bool = False,
         fused: Optional[bool] = None,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "dampening": dampening,
-            "weight_decay": weight_decay,
-            "nesterov": nesterov,
-            "maximize": maximize,
-            "foreach": foreach,
-            "differentiable": differentiable,
-            "fused": fused,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, _options(locals()))
 
     def _check_hyper(self, group: Dict[str, Any]) -> None:
         for name in ("lr", "momentum", "weight_decay"):
@@ -744,19 +718,7 @@ class RMSprop(_FusedOptimizer):
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "alpha": alpha,
-            "eps": eps,
-            "centered": centered,
-            "weight_decay": weight_decay,
-            "capturable": capturable,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, _options(locals()))
 
     def _check_hyper(self, group: Dict[str, Any]) -> None:
         for name in ("lr", "alpha", "eps", "weight_decay", "momentum"):
@@ -848,20 +810,7 @@ class Adam(_FusedOptimizer):
         fused: Optional[bool] = None,
         decoupled_weight_decay: bool = False,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "betas": betas,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "amsgrad": amsgrad,
-            "maximize": maximize,
-            "foreach": foreach,
-            "capturable": capturable,
-            "differentiable": differentiable,
-            "fused": fused,
-            "decoupled_weight_decay": decoupled_weight_decay,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, _options(locals()))
 
     def _check_hyper(self, group: Dict[str, Any]) -> None:
         for name in ("lr", "eps", "weight_decay"):
@@ -963,13 +912,7 @@ class QuickProp(_FusedOptimizer):
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "max_growth": max_growth,
-            "maximize": maximize,
-            "differentiable": differentiable,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, _options(locals()))
 
     def _check_hyper(self, group: Dict[str, Any]) -> None:
         _real("lr", group["lr"])
