@@ -290,6 +290,25 @@ def test_sgd_momentum_switched_on_later_matches_torch():
     assert_same_state(ref, ours)
 
 
+def test_sgd_checkpoint_with_none_buffers_loads():
+    """Older torch stored momentum_buffer None before a parameter's first momentum step."""
+    ref_params = make_params(torch.float32)
+    our_params = clone_params(ref_params)
+    ref = torch.optim.SGD(ref_params, lr=0.05, momentum=0.9, dampening=0.5)
+    ours = obt.SGD(our_params, lr=0.05, momentum=0.9, dampening=0.5)
+    sd = copy.deepcopy(ours.state_dict())
+    sd["state"] = {i: {"momentum_buffer": None} for i in range(len(SHAPES))}
+    ours.load_state_dict(sd)
+    gen_a, gen_b = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    for t in range(5):
+        set_grads(ref_params, t, gen_a)
+        set_grads(our_params, t, gen_b)
+        ref.step()
+        ours.step()
+        assert all(torch.equal(a, b) for a, b in zip(ref_params, our_params)), t
+    assert_same_state(ref, ours)
+
+
 def test_a_step_is_one_call_per_state_layout(monkeypatch):
     """Groups with and without a momentum buffer: two calls, the second without buffers."""
     from optbowl import _core
