@@ -25,6 +25,8 @@ OPTIMIZERS = {
     "optbowl-rprop": ("optbowl.torch.Rprop", {"lr": 0.01}),
     "torch-rprop": ("torch.optim.Rprop", {"lr": 0.01}),
     "optbowl-adagrad": ("optbowl.torch.Adagrad", {"lr": 0.05, "weight_decay": 1e-3}),
+    "optbowl-adam": ("optbowl.torch.Adam", {"lr": 0.01, "weight_decay": 1e-3, "amsgrad": True}),
+    "optbowl-sgd": ("optbowl.torch.SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
 }
 
 

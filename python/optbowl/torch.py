@@ -5,25 +5,32 @@ Change one import and keep the rest of a training script::
     import optbowl.torch
     opt = optbowl.torch.Rprop(model.parameters(), lr=1e-2)   # was torch.optim.Rprop
 
-The classes are subclasses of :class:`torch.optim.Optimizer` with torch's constructor
+:class:`Rprop`, :class:`Adagrad`, :class:`SGD`, :class:`RMSprop`, :class:`Adam` and
+:class:`AdamW` are subclasses of :class:`torch.optim.Optimizer` with torch's constructor
 signatures and defaults, so ``param_groups``, ``zero_grad``, step hooks,
 ``add_param_group`` and learning-rate schedulers work as with torch. ``state_dict()`` is in
-torch's own format (the same state keys and tensors), so a checkpoint written by
-``torch.optim.Rprop`` loads into :class:`optbowl.torch.Rprop` and the other way round, and
-training continues with bit-identical parameters.
+torch's own format (the same state keys and tensors, optional ones absent where torch
+leaves them out), so a checkpoint written by ``torch.optim.Rprop`` loads into
+:class:`optbowl.torch.Rprop` and the other way round, and training continues with the same
+parameters (bit for bit where the class says so; RMSprop to an ulp or so, as torch has no
+fused RMSprop to match). :class:`QuickProp`, which torch lacks, has the state names of
+:class:`optbowl.QuickProp`.
 
-Each ``step()`` makes one compiled call per device for all parameters that have a gradient:
+Each ``step()`` makes one compiled call per device (and per state layout, when param groups
+differ in optional state such as momentum buffers) for all parameters that have a gradient:
 
 - CPU tensors (float32/float64, contiguous, dense gradients) are handed to the C++ kernels
   of ``optbowl._core`` as NumPy views of their memory, without copies;
-- CUDA tensors go to optbowl's CUDA module (``optbowl._cuda``), imported on first use; an
-  installation without it refuses CUDA tensors with a RuntimeError;
+- CUDA tensors go to optbowl's CUDA module (``optbowl._cuda``); an installation without
+  it, or whose build lacks the optimizer's entry, refuses CUDA tensors with a RuntimeError
+  that says what is missing;
 - anything else (a sparse gradient, float16 on the CPU, a non-contiguous parameter, another
   device) raises a TypeError or ValueError naming the parameter, before anything is written.
 
 There is never a silent fallback to torch's own implementation, and an option the kernels
-cannot honour (``differentiable=True``, ``capturable=True``, Adagrad's non-fused rounding) is
-refused with a ValueError rather than ignored.
+cannot honour (``differentiable=True``, ``capturable=True``, Adagrad's and Adam's non-fused
+rounding) is refused with a ValueError rather than ignored. A one-element tensor ``lr`` is
+read as its value on every step.
 
 ``import optbowl`` does not import torch; only ``import optbowl.torch`` does (torch >= 2.5,
 the extra ``optbowl[torch]``).
@@ -41,7 +48,7 @@ from torch.autograd.graph import increment_version
 
 from . import _core
 
-__all__ = ["Adagrad", "Rprop"]
+__all__ = ["Adagrad", "Adam", "AdamW", "QuickProp", "RMSprop", "Rprop", "SGD"]
 
 #: Parameter dtypes the CPU kernels take.
 CPU_DTYPES = (torch.float32, torch.float64)
@@ -52,16 +59,38 @@ def _scalar_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
+def _new_step(p: torch.Tensor, group: Dict[str, Any], value: float = 0.0) -> torch.Tensor:
+    """A ``step`` counter as torch.optim makes it: float32 on the parameter's device for
+    ``fused``/``capturable`` groups, else a CPU scalar of :func:`_scalar_dtype`."""
+    if group.get("fused") or group.get("capturable"):
+        return torch.tensor(value, dtype=torch.float32, device=p.device)
+    return torch.tensor(value, dtype=_scalar_dtype())
+
+
 def _cuda_kernels() -> Any:
-    """optbowl's CUDA module, imported on first use; a RuntimeError if it is not there."""
-    try:
-        return importlib.import_module("optbowl._cuda")
-    except ImportError as exc:
+    """The CUDA twin of ``optbowl._core`` (entries with the same arguments, plus
+    ``found_inf``), over optbowl's CUDA module; a RuntimeError if that module cannot run."""
+    device = importlib.import_module("optbowl._device")
+    reason = device.unavailable_reason()
+    if reason is not None:
         raise RuntimeError(
-            "params: CUDA tensors need optbowl's CUDA module (optbowl._cuda), which this "
-            "installation of optbowl was built without; rebuild optbowl with a CUDA compiler "
-            "or keep the model on the CPU"
-        ) from exc
+            f"params: CUDA tensors need optbowl's CUDA module (optbowl._cuda), but {reason}; "
+            "keep the model on the CPU or rebuild optbowl with a CUDA compiler"
+        )
+    return device.CUDA_BACKEND
+
+
+def _cuda_entry(backend: Any, name: str, optimizer: str) -> Callable[..., Any]:
+    """The CUDA entry ``name``, or a RuntimeError naming it when this build lacks it."""
+    module = importlib.import_module("optbowl._device")._cuda
+    entry = getattr(backend, name, None)
+    if entry is None or not hasattr(module, name):
+        raise RuntimeError(
+            f"params: {optimizer} on CUDA tensors needs the entry {name!r} of optbowl's CUDA "
+            f"module (optbowl._cuda.{name}), which this build of it lacks; rebuild optbowl or "
+            "keep the model on the CPU"
+        )
+    return entry
 
 
 def _real(name: str, value: Any, low: float = 0.0) -> float:
@@ -84,19 +113,40 @@ def _pair(name: str, value: Any) -> Tuple[float, float]:
     return (_real(f"{name}[0]", value[0], -math.inf), _real(f"{name}[1]", value[1], -math.inf))
 
 
+def _options(arguments: Dict[str, Any]) -> Dict[str, Any]:
+    """A constructor's arguments (its ``locals()``) as torch's ``defaults`` dict."""
+    return {k: v for k, v in arguments.items() if k not in ("self", "params", "__class__")}
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return value
+
+
 def _flag(name: str, value: Any, allowed: Sequence[Any], why: str) -> None:
     """Refuse an implementation option the kernels cannot honour, saying why."""
     if not any(value is a for a in allowed):
         raise ValueError(f"{name}={value!r} is not supported by optbowl.torch: {why}")
 
 
-class _Batch:
-    """The tensors of one device that take part in a step, in the kernel's layout."""
+#: Options that name torch's implementation, and the values each optimizer takes.
+ANY_IMPLEMENTATION = ((None, True, False), "expected None, True or False")
+NOT_CAPTURABLE = ((False,), "CUDA-graph capture is not supported")
+NOT_DIFFERENTIABLE = ((False,), "the fused update is not recorded by autograd")
+FUSED_ROUNDING = "the update is always the fused kernel's, which rounds as torch's fused=True"
+ONLY_FUSED = ((None, True), FUSED_ROUNDING)
+NOT_FOREACH = ((None, False), FUSED_ROUNDING)
 
-    def __init__(self, n_state: int) -> None:
-        self.params: List[torch.Tensor] = []
-        self.grads: List[torch.Tensor] = []
-        self.states: List[List[torch.Tensor]] = [[] for _ in range(n_state)]
+
+class _Batch:
+    """The tensors of one device and one state layout that take part in a step, in the
+    kernel's layout; a column of state that the layout lacks is None."""
+
+    def __init__(self, layout: Tuple[bool, ...]) -> None:
+        self.params: List[Any] = []
+        self.grads: List[Any] = []
+        self.states: List[Optional[List[Any]]] = [[] if present else None for present in layout]
         self.steps: List[float] = []  # each tensor's step count after this step
         self.groups: List[Dict[str, Any]] = []
         self.group_sizes: List[int] = []
@@ -105,7 +155,8 @@ class _Batch:
         self.params.append(p)
         self.grads.append(grad)
         for column, t in zip(self.states, state_tensors):
-            column.append(t)
+            if column is not None:
+                column.append(t)
         self.steps.append(step)
         if self.groups and self.groups[-1] is group:
             self.group_sizes[-1] += 1
@@ -115,10 +166,13 @@ class _Batch:
 
     def as_numpy(self) -> "_Batch":
         """The same batch with every tensor replaced by a NumPy view of its memory."""
-        out = _Batch(len(self.states))
+        out = _Batch(())
         out.params = [t.detach().numpy() for t in self.params]
         out.grads = [t.detach().numpy() for t in self.grads]
-        out.states = [[t.detach().numpy() for t in column] for column in self.states]
+        out.states = [
+            None if column is None else [t.detach().numpy() for t in column]
+            for column in self.states
+        ]
         out.steps, out.groups, out.group_sizes = self.steps, self.groups, self.group_sizes
         return out
 
@@ -126,15 +180,34 @@ class _Batch:
 class _FusedOptimizer(torch.optim.Optimizer):
     """A torch optimizer whose step is one fused optbowl kernel call per device.
 
-    A subclass names its state tensors (``_state_names``, in the kernel's order), checks a
-    param group (``_check_group``), makes a parameter's state in torch's format
-    (``_init_state``) and calls its compiled entry (``_launch``); this class finds the
-    parameters with gradients, checks every tensor, hands them over without copies and
-    advances the ``step`` counters only after the kernel has run.
+    A subclass is mostly a table:
+
+    - ``_entry``: the name of its compiled entry (in ``optbowl._core`` and the CUDA module),
+      called as ``entry(*_leading, params, grads, *state columns, [steps,] groups,
+      group_sizes)``;
+    - ``_state_names``: the state tensors the entry takes, in its order; ``_optional`` says,
+      per name, under which group options a column is there at all (absent columns are
+      passed as None and are not in the state, as in torch);
+    - ``_hyper``: the group entries that make the kernel's group tuple, in its order (pairs
+      are flattened, tensors read as numbers);
+    - ``_flags``: the implementation options (``foreach``, ``fused``, ...) and the values it
+      takes;
+    - ``_has_step``: whether the state holds torch's ``step`` counter, ``_counts_steps``:
+      whether the entry takes each tensor's step count (reading it costs a sync on a GPU).
+
+    and writes ``_check_hyper`` for its hyper-parameters. This class finds the parameters
+    with gradients, checks every tensor, makes missing state, hands everything over without
+    copies (one call per device and state layout) and advances the ``step`` counters and
+    stores new state only after the kernels have run.
     """
 
+    _entry = ""
+    _leading: Tuple[Any, ...] = ()
     _state_names: Tuple[str, ...] = ()
-    #: Whether the kernel takes each tensor's step count (reading it costs a sync on a GPU).
+    _optional: Dict[str, Callable[[Dict[str, Any]], bool]] = {}
+    _hyper: Tuple[str, ...] = ()
+    _flags: Dict[str, Tuple[Tuple[Any, ...], str]] = {}
+    _has_step = True
     _counts_steps = False
 
     def __init__(self, params: Any, defaults: Dict[str, Any]) -> None:
@@ -142,14 +215,63 @@ class _FusedOptimizer(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     # ---------------------------------------------------------------- per optimizer
-    def _check_group(self, group: Dict[str, Any]) -> None:  # pragma: no cover - abstract
+    def _check_hyper(self, group: Dict[str, Any]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _init_state(self, p: torch.Tensor, group: Dict[str, Any]) -> Dict[str, torch.Tensor]:  # pragma: no cover
-        raise NotImplementedError
+    def _initial_value(self, name: str, group: Dict[str, Any]) -> float:
+        """The value a state tensor ``name`` starts at (0 unless the rule says otherwise)."""
+        return 0.0
 
-    def _launch(self, kernels: Any, batch: _Batch) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _init_state(self, p: torch.Tensor, group: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        """A parameter's state as torch makes it before its first step."""
+        state = {"step": _new_step(p, group)} if self._has_step else {}
+        for name in self._state_names:
+            if self._present(name, group):
+                state[name] = self._new_tensor(name, p, group)
+        return state
+
+    def _step_count(self, state: Dict[str, Any], group: Dict[str, Any]) -> float:
+        """The step count the kernel gets for a parameter (this step included)."""
+        return float(state["step"]) + 1.0 if self._counts_steps else 0.0
+
+    # ---------------------------------------------------------------- shared
+    def _check_group(self, group: Dict[str, Any]) -> None:
+        self._check_hyper(group)
+        _bool("maximize", group["maximize"])
+        for name, (allowed, why) in self._flags.items():
+            _flag(name, group[name], allowed, why)
+
+    def _present(self, name: str, group: Dict[str, Any]) -> bool:
+        rule = self._optional.get(name)
+        return rule is None or bool(rule(group))
+
+    def _new_tensor(self, name: str, p: torch.Tensor, group: Dict[str, Any]) -> torch.Tensor:
+        value = self._initial_value(name, group)
+        return torch.full_like(p, value, memory_format=torch.preserve_format)
+
+    def _kernel_group(self, group: Dict[str, Any]) -> tuple:
+        values: List[Any] = []
+        for name in self._hyper:
+            value = group[name]
+            if isinstance(value, bool):
+                values.append(value)
+            elif isinstance(value, (tuple, list)):
+                values.extend(_real(f"{name}[{k}]", v, -math.inf) for k, v in enumerate(value))
+            else:
+                values.append(_real(name, value, -math.inf))
+        return tuple(values)
+
+    def _launch(self, entry: Callable[..., Any], batch: _Batch) -> None:
+        steps = (batch.steps,) if self._counts_steps else ()
+        entry(
+            *self._leading,
+            batch.params,
+            batch.grads,
+            *batch.states,
+            *steps,
+            [self._kernel_group(g) for g in batch.groups],
+            batch.group_sizes,
+        )
 
     # ---------------------------------------------------------------- torch machinery
     def add_param_group(self, param_group: Dict[str, Any]) -> None:
@@ -161,10 +283,12 @@ class _FusedOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
+            if not self._has_step:
+                continue
             for p in group["params"]:
                 p_state = self.state.get(p)
                 if p_state and not torch.is_tensor(p_state.get("step")):
-                    p_state["step"] = torch.tensor(float(p_state.get("step", 0)), dtype=_scalar_dtype())
+                    p_state["step"] = _new_step(p, group, float(p_state.get("step", 0)))
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
@@ -190,8 +314,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"param_groups[{k}]: {exc}") from None
 
-        batches: Dict[torch.device, _Batch] = {}
-        fresh: Dict[torch.Tensor, Dict[str, torch.Tensor]] = {}
+        batches: Dict[Tuple[torch.device, Tuple[bool, ...]], _Batch] = {}
+        created: List[Tuple[torch.Tensor, Dict[str, torch.Tensor]]] = []
         counters: List[torch.Tensor] = []
         index = -1
         for group in self.param_groups:
@@ -200,32 +324,44 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 self._check_tensors(f"params[{index}]", p, p.grad)
-                state = self.state.get(p)
-                if not state:
-                    state = fresh[p] = self._init_state(p, group)
-                tensors = [state[name] for name in self._state_names]
-                for name, t in zip(self._state_names, tensors):
+                old = self.state.get(p) or {}
+                new = {} if old else self._init_state(p, group)
+                state = {**old, **new}
+                count = self._step_count(state, group)
+                tensors: List[Optional[torch.Tensor]] = []
+                for name in self._state_names:
+                    if not self._present(name, group):
+                        tensors.append(None)
+                        continue
+                    t = state.get(name)
+                    if t is None:  # made under other options (e.g. momentum switched on)
+                        t = state[name] = new[name] = self._new_tensor(name, p, group)
                     self._check_state(f"params[{index}]: state[{name!r}]", p, t)
-                batch = batches.get(p.device)
+                    tensors.append(t)
+                layout = tuple(t is not None for t in tensors)
+                batch = batches.get((p.device, layout))
                 if batch is None:
-                    batch = batches[p.device] = _Batch(len(tensors))
-                count = float(state["step"]) + 1.0 if self._counts_steps else 0.0
+                    batch = batches[(p.device, layout)] = _Batch(layout)
                 batch.add(p, p.grad, tensors, count, group)
-                counters.append(state["step"])
+                if new:
+                    created.append((p, new))
+                if self._has_step:
+                    counters.append(state["step"])
 
         runs = []
-        for device, batch in batches.items():
+        for (device, _), batch in batches.items():
             if device.type == "cpu":
-                runs.append((_core, batch.as_numpy()))
+                runs.append((getattr(_core, self._entry), batch.as_numpy()))
             else:
-                runs.append((_cuda_kernels(), batch))
-        for kernels, batch in runs:
-            self._launch(kernels, batch)
+                runs.append((_cuda_entry(_cuda_kernels(), self._entry, type(self).__name__), batch))
+        for entry, batch in runs:
+            self._launch(entry, batch)
 
-        for p, state in fresh.items():
-            self.state[p] = state
+        for p, new in created:
+            self.state[p].update(new)
         if counters:
             torch._foreach_add_(counters, 1)
+        if batches:
             increment_version([p for batch in batches.values() for p in batch.params])
         return loss
 
@@ -305,7 +441,16 @@ class Rprop(_FusedOptimizer):
         Only False: the kernels do not record the update for autograd.
     """
 
-    _state_names = ("prev", "step_size")
+    _entry = "rprop"
+    _leading = ("irprop-",)
+    _state_names = ("prev", "step_size", "updates")
+    _optional = {"updates": lambda group: False}  # only the rprop+/irprop+ variants keep moves
+    _hyper = ("etas", "step_sizes", "maximize")
+    _flags = {
+        "foreach": ANY_IMPLEMENTATION,
+        "capturable": NOT_CAPTURABLE,
+        "differentiable": NOT_DIFFERENTIABLE,
+    }
 
     def __init__(
         self,
@@ -319,18 +464,9 @@ class Rprop(_FusedOptimizer):
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "etas": etas,
-            "step_sizes": step_sizes,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-            "capturable": capturable,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, _options(locals()))
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
+    def _check_hyper(self, group: Dict[str, Any]) -> None:
         _real("lr", group["lr"])
         eta_minus, eta_plus = _pair("etas", group["etas"])
         if not 0.0 < eta_minus < 1.0 < eta_plus:
@@ -338,33 +474,9 @@ class Rprop(_FusedOptimizer):
         step_min, step_max = _pair("step_sizes", group["step_sizes"])
         if not 0.0 <= step_min <= step_max:
             raise ValueError(f"step_sizes: expected 0 <= step_min <= step_max, got ({step_min}, {step_max})")
-        if not isinstance(group["maximize"], bool):
-            raise TypeError(f"maximize: expected a bool, got {type(group['maximize']).__name__}")
-        _flag("foreach", group["foreach"], (None, True, False), "expected None, True or False")
-        _flag("capturable", group["capturable"], (False,), "CUDA-graph capture is not supported")
-        _flag("differentiable", group["differentiable"], (False,), "the fused update is not recorded by autograd")
 
-    def _init_state(self, p: torch.Tensor, group: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-        return {
-            "step": torch.zeros((), dtype=_scalar_dtype()),
-            "prev": torch.zeros_like(p, memory_format=torch.preserve_format),
-            "step_size": torch.full_like(p, _real("lr", group["lr"])),
-        }
-
-    def _launch(self, kernels: Any, batch: _Batch) -> None:
-        kernels.rprop(
-            "irprop-",
-            batch.params,
-            batch.grads,
-            batch.states[0],
-            batch.states[1],
-            None,
-            [
-                (*map(float, g["etas"]), *map(float, g["step_sizes"]), g["maximize"])
-                for g in batch.groups
-            ],
-            batch.group_sizes,
-        )
+    def _initial_value(self, name: str, group: Dict[str, Any]) -> float:
+        return _real("lr", group["lr"]) if name == "step_size" else 0.0
 
 
 class Adagrad(_FusedOptimizer):
@@ -407,7 +519,10 @@ class Adagrad(_FusedOptimizer):
         torch's differently rounded single-tensor path, is refused.
     """
 
+    _entry = "adagrad"
     _state_names = ("sum",)
+    _hyper = ("lr", "lr_decay", "weight_decay", "eps", "maximize")
+    _flags = {"fused": ONLY_FUSED, "foreach": NOT_FOREACH, "differentiable": NOT_DIFFERENTIABLE}
     _counts_steps = True
 
     def __init__(
@@ -424,55 +539,382 @@ class Adagrad(_FusedOptimizer):
         differentiable: bool = False,
         fused: Optional[bool] = None,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "lr_decay": lr_decay,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "initial_accumulator_value": initial_accumulator_value,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-            "fused": fused,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, _options(locals()))
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[p] = self._init_state(p, group)
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
+    def _check_hyper(self, group: Dict[str, Any]) -> None:
         for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
             _real(name, group[name])
-        if not isinstance(group["maximize"], bool):
-            raise TypeError(f"maximize: expected a bool, got {type(group['maximize']).__name__}")
-        rounding = "the update is always the fused kernel's, which rounds as torch's fused=True"
-        _flag("fused", group["fused"], (None, True), rounding)
-        _flag("foreach", group["foreach"], (None, False), rounding)
-        _flag("differentiable", group["differentiable"], (False,), "the fused update is not recorded by autograd")
+
+    def _initial_value(self, name: str, group: Dict[str, Any]) -> float:
+        # As in torch, the accumulator starts at the constructor's value whatever the group says.
+        return _real("initial_accumulator_value", self.defaults["initial_accumulator_value"])
+
+
+class SGD(_FusedOptimizer):
+    r"""torch.optim.SGD on optbowl's fused kernel, bit-identical to it.
+
+    With :math:`g = \nabla f(\theta) + \lambda\theta` (``maximize`` negates the gradient):
+
+    .. math::
+
+        b_1 = g, \qquad b_t = \mu\, b_{t-1} + (1 - \tau)\, g \quad (t > 1), \qquad
+        \theta \leftarrow \theta - \eta \cdot \begin{cases} g + \mu\, b_t & \text{nesterov} \\
+        b_t & \mu \ne 0 \\ g & \mu = 0 \end{cases}
+
+    rounded as torch 2.13 rounds on the CPU, so the results equal ``torch.optim.SGD`` bit
+    for bit with ``foreach=True`` and the single-tensor loop, and with ``fused=True`` on
+    tensors whose size is a multiple of 64 bytes (torch's fused kernel rounds the scalar
+    tail of other sizes its own way, an ulp apart). The state is torch's: a
+    ``momentum_buffer`` per parameter once it has taken a step with momentum
+    :math:`\mu \ne 0`, and nothing while :math:`\mu = 0`; a buffer starts as the gradient,
+    also when momentum is switched on later, as in torch.
+
+    Sparse gradients (which ``torch.optim.SGD`` accepts) are refused with a TypeError: the
+    kernels take dense gradients only.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of dicts
+        Parameters, or param groups with their own hyper-parameters.
+    lr : float or one-element tensor
+        Learning rate :math:`\eta \ge 0` (default 1e-3).
+    momentum : float
+        Momentum factor :math:`\mu \ge 0` (default 0).
+    dampening : float
+        Dampening :math:`\tau` of the gradient in the buffer (default 0).
+    weight_decay : float
+        L2 penalty :math:`\lambda \ge 0` (default 0).
+    nesterov : bool
+        Nesterov momentum (needs momentum > 0 and dampening 0).
+    maximize : bool
+        Follow the gradient uphill.
+    foreach, fused : bool or None
+        Accepted for compatibility (not both True, as in torch); every value runs the same
+        fused kernel, whose results equal torch's for every value.
+    differentiable : bool
+        Only False: the kernels do not record the update for autograd.
+    """
+
+    _entry = "sgd"
+    _state_names = ("momentum_buffer",)
+    _optional = {"momentum_buffer": lambda group: _real("momentum", group["momentum"]) != 0.0}
+    _hyper = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
+    _flags = {
+        "foreach": ANY_IMPLEMENTATION,
+        "fused": ANY_IMPLEMENTATION,
+        "differentiable": NOT_DIFFERENTIABLE,
+    }
+    _has_step = False
+    _counts_steps = True
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: Optional[bool] = None,
+        differentiable: bool = False,
+        fused: Optional[bool] = None,
+    ) -> None:
+        super().__init__(params, _options(locals()))
+
+    def _check_hyper(self, group: Dict[str, Any]) -> None:
+        for name in ("lr", "momentum", "weight_decay"):
+            _real(name, group[name])
+        momentum = _real("momentum", group["momentum"])
+        dampening = _real("dampening", group["dampening"], -math.inf)
+        if _bool("nesterov", group["nesterov"]) and (momentum <= 0.0 or dampening != 0.0):
+            raise ValueError(
+                "nesterov: Nesterov momentum requires a momentum > 0 and zero dampening, got "
+                f"momentum={momentum}, dampening={dampening}"
+            )
+        if group["foreach"] is True and group["fused"] is True:
+            raise ValueError("fused: fused=True and foreach=True cannot be set together")
 
     def _init_state(self, p: torch.Tensor, group: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-        fused = group["fused"]
-        return {
-            "step": (
-                torch.zeros((), dtype=torch.float32, device=p.device)
-                if fused
-                else torch.tensor(0.0, dtype=_scalar_dtype())
-            ),
-            "sum": torch.full_like(
-                p, _real("initial_accumulator_value", self.defaults["initial_accumulator_value"]),
-                memory_format=torch.preserve_format,
-            ),
-        }
+        return {}  # torch keeps nothing until a step with momentum makes the buffer
 
-    def _launch(self, kernels: Any, batch: _Batch) -> None:
-        kernels.adagrad(
-            batch.params,
-            batch.grads,
-            batch.states[0],
-            batch.steps,
-            [
-                (_real("lr", g["lr"]), float(g["lr_decay"]), float(g["weight_decay"]), float(g["eps"]), g["maximize"])
-                for g in batch.groups
-            ],
-            batch.group_sizes,
+    def _step_count(self, state: Dict[str, Any], group: Dict[str, Any]) -> float:
+        # The kernel's first step (buffer = gradient) wherever torch has no buffer yet.
+        return 1.0 if state.get("momentum_buffer") is None else 2.0
+
+
+class RMSprop(_FusedOptimizer):
+    r"""torch.optim.RMSprop on optbowl's fused kernel.
+
+    With :math:`g = \nabla f(\theta) + \lambda\theta` (``maximize`` negates the gradient):
+
+    .. math::
+
+        v \leftarrow \alpha v + (1-\alpha) g^2, \qquad
+        \bar g \leftarrow \alpha \bar g + (1-\alpha) g \ \text{(centered)}, \qquad
+        a = \sqrt{v - \bar g^2} + \epsilon \ \text{(centered) or } \sqrt{v} + \epsilon
+
+    then :math:`b \leftarrow \mu b + g/a,\ \theta \leftarrow \theta - \eta b` with momentum
+    :math:`\mu > 0`, else :math:`\theta \leftarrow \theta - \eta\, g / a`. The operations
+    follow torch's order; torch has no fused CPU RMSprop, and the results agree with its
+    single-tensor and foreach paths to an ulp or so per step (not bit for bit). The state is
+    torch's: ``step`` (a scalar tensor), ``square_avg``, ``momentum_buffer`` (only with
+    momentum > 0) and ``grad_avg`` (only when centered).
+
+    Parameters
+    ----------
+    params : iterable of tensors or of dicts
+        Parameters, or param groups with their own hyper-parameters.
+    lr : float or one-element tensor
+        Learning rate :math:`\eta \ge 0` (default 1e-2).
+    alpha : float
+        Smoothing constant :math:`\alpha \ge 0` (default 0.99).
+    eps : float
+        Added to the denominator, >= 0 (default 1e-8).
+    weight_decay : float
+        L2 penalty :math:`\lambda \ge 0` (default 0).
+    momentum : float
+        Momentum factor :math:`\mu \ge 0` (default 0).
+    centered : bool
+        Normalise by the estimated variance instead of the second moment.
+    capturable : bool
+        Only False: CUDA-graph capture is not supported.
+    foreach : bool or None
+        Accepted for compatibility; every value runs the same fused kernel.
+    maximize : bool
+        Follow the gradient uphill.
+    differentiable : bool
+        Only False: the kernels do not record the update for autograd.
+    """
+
+    _entry = "rmsprop"
+    _state_names = ("square_avg", "grad_avg", "momentum_buffer")
+    _optional = {
+        "grad_avg": lambda group: group["centered"],
+        "momentum_buffer": lambda group: _real("momentum", group["momentum"]) > 0.0,
+    }
+    _hyper = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
+    _flags = {
+        "capturable": NOT_CAPTURABLE,
+        "foreach": ANY_IMPLEMENTATION,
+        "differentiable": NOT_DIFFERENTIABLE,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: Optional[bool] = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        super().__init__(params, _options(locals()))
+
+    def _check_hyper(self, group: Dict[str, Any]) -> None:
+        for name in ("lr", "alpha", "eps", "weight_decay", "momentum"):
+            _real(name, group[name])
+        _bool("centered", group["centered"])
+
+
+class Adam(_FusedOptimizer):
+    r"""torch.optim.Adam on optbowl's fused kernel, bit-identical to ``fused=True``.
+
+    At step :math:`t` (from 1), with :math:`g = \nabla f(\theta)` (``maximize`` negates it):
+
+    .. math::
+
+        g \leftarrow g + \lambda\theta \ \text{(or, decoupled: } \theta \leftarrow
+        \theta(1 - \eta\lambda)), \quad
+        m \leftarrow \beta_1 m + (1-\beta_1) g, \quad
+        v \leftarrow \beta_2 v + (1-\beta_2) g^2,
+
+    .. math::
+
+        \hat v = \max(\hat v, v) \text{ (amsgrad) or } v, \qquad
+        \theta \leftarrow \theta - \frac{\eta}{1-\beta_1^t}\,
+        \frac{m}{\sqrt{\hat v}/\sqrt{1-\beta_2^t} + \epsilon}
+
+    rounded as torch's fused CPU kernel rounds its vectorised body, so the results equal
+    ``torch.optim.Adam(fused=True)`` bit for bit in float32 and float64 on tensors whose
+    size is a multiple of 64 bytes (torch rounds the scalar tail of other sizes its own
+    way, an ulp apart). The state is
+    torch's: ``step`` (a scalar tensor: float32 on the parameter's device with
+    ``fused=True``, as torch makes it), ``exp_avg``, ``exp_avg_sq`` and ``max_exp_avg_sq``
+    (only with amsgrad).
+
+    Parameters
+    ----------
+    params : iterable of tensors or of dicts
+        Parameters, or param groups with their own hyper-parameters.
+    lr : float or one-element tensor
+        Learning rate :math:`\eta \ge 0` (default 1e-3).
+    betas : (float, float)
+        :math:`(\beta_1, \beta_2)`, each in [0, 1) (default (0.9, 0.999)).
+    eps : float
+        Added to the denominator, >= 0 (default 1e-8).
+    weight_decay : float
+        :math:`\lambda \ge 0` (default 0).
+    amsgrad : bool
+        Use the running maximum of :math:`v`.
+    foreach : bool or None
+        None or False: torch's ``foreach=True`` path rounds differently from the fused
+        kernel, so True is refused.
+    maximize : bool
+        Follow the gradient uphill.
+    capturable : bool
+        Only False: CUDA-graph capture is not supported.
+    differentiable : bool
+        Only False: the kernels do not record the update for autograd.
+    fused : bool or None
+        None (default) or True: the update is always the fused one; False, which asks for
+        torch's differently rounded single-tensor path, is refused.
+    decoupled_weight_decay : bool
+        AdamW's decoupled weight decay instead of an L2 term.
+    """
+
+    _entry = "adam"
+    _state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _optional = {"max_exp_avg_sq": lambda group: group["amsgrad"]}
+    _hyper = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
+    _flags = {
+        "foreach": NOT_FOREACH,
+        "capturable": NOT_CAPTURABLE,
+        "differentiable": NOT_DIFFERENTIABLE,
+        "fused": ONLY_FUSED,
+    }
+    _counts_steps = True
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
+        *,
+        foreach: Optional[bool] = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: Optional[bool] = None,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        super().__init__(params, _options(locals()))
+
+    def _check_hyper(self, group: Dict[str, Any]) -> None:
+        for name in ("lr", "eps", "weight_decay"):
+            _real(name, group[name])
+        for k, beta in enumerate(_pair("betas", group["betas"])):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"betas[{k}]: must be in [0, 1), got {beta}")
+        _bool("amsgrad", group["amsgrad"])
+        _bool("decoupled_weight_decay", group["decoupled_weight_decay"])
+
+
+class AdamW(Adam):
+    r"""torch.optim.AdamW on optbowl's fused kernel, bit-identical to ``fused=True``.
+
+    :class:`Adam` with decoupled weight decay, :math:`\theta \leftarrow \theta(1 - \eta\lambda)`
+    before the Adam step; ``weight_decay`` defaults to 1e-2 and ``decoupled_weight_decay``
+    is always True (in the param groups too), as in torch. Same state and options as
+    :class:`Adam`.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: Optional[bool] = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: Optional[bool] = None,
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            foreach=foreach,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=True,
         )
+
+    def _check_hyper(self, group: Dict[str, Any]) -> None:
+        super()._check_hyper(group)
+        if not group["decoupled_weight_decay"]:
+            raise ValueError(
+                "decoupled_weight_decay: AdamW always decouples weight decay; use Adam for L2"
+            )
+
+
+class QuickProp(_FusedOptimizer):
+    r"""optbowl's QuickProp (Fahlman, 1988) as a torch optimizer; torch has no counterpart.
+
+    Every element fits a parabola through its last two gradients and jumps to its minimum,
+
+    .. math::
+
+        \Delta w_t = \Delta w_{t-1}\,\frac{g_t}{g_{t-1} - g_t}, \qquad w \leftarrow w + \Delta w_t
+
+    with :math:`|\Delta w_t| \le \mu\,|\Delta w_{t-1}|`, a gradient step
+    :math:`-\eta g_t` where there is no previous step; the same kernel and results as
+    :class:`optbowl.QuickProp`. The state per parameter is ``step`` (a scalar tensor),
+    ``prev_grad`` and ``prev_step``, the names of :class:`optbowl.QuickProp`.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of dicts
+        Parameters, or param groups with their own hyper-parameters.
+    lr : float or one-element tensor
+        Step size :math:`\eta \ge 0` of the gradient steps (default 1e-2).
+    max_growth : float
+        :math:`\mu > 0`, the largest factor by which a step may grow (default 1.75).
+    maximize : bool
+        Follow the gradient uphill.
+    differentiable : bool
+        Only False: the kernels do not record the update for autograd (torch's optimizer
+        base class gives every param group this option).
+    """
+
+    _entry = "quickprop"
+    _state_names = ("prev_grad", "prev_step")
+    _hyper = ("lr", "max_growth", "maximize")
+    _flags = {"differentiable": NOT_DIFFERENTIABLE}
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-2,
+        max_growth: float = 1.75,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        super().__init__(params, _options(locals()))
+
+    def _check_hyper(self, group: Dict[str, Any]) -> None:
+        _real("lr", group["lr"])
+        if _real("max_growth", group["max_growth"]) == 0.0:
+            raise ValueError("max_growth: must be > 0, got 0.0")
