@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import Adagrad, Rprop, __version__, _core, _numpy_baseline, _workloads
+from . import SGD, Adagrad, Adam, AdamW, QuickProp, RMSprop, Rprop, __version__, _core, _numpy_baseline, _workloads
 
 Shape = Tuple[int, ...]
 Step = Callable[[], None]
@@ -149,6 +149,51 @@ register(BenchRule("irprop+", "Rprop irprop+ (Igel & Huesken)", 3, _rprop("irpro
 register(BenchRule("backtrack", "Rprop backtrack", 2, _rprop("backtrack")))
 register(BenchRule("adagrad", "AdaGrad (torch.optim.Adagrad)", 1,
                    lambda params: Adagrad(params, lr=1e-2), _numpy_adagrad, _torch_adagrad))
+
+
+
+def _numpy_momentum(params: List[np.ndarray]):
+    bufs = [np.zeros_like(p) for p in params]
+
+    def step(grads: List[np.ndarray]) -> None:
+        for p, g, b in zip(params, grads, bufs):
+            _numpy_baseline.momentum_step(p, g, b, 1e-2, 0.9)
+
+    return step
+
+
+def _torch_rule(cls_name: str, fused: bool, **hyper: Any):
+    """torch.optim.<cls_name>(**hyper) on each path torch has (fused only where ``fused``)."""
+
+    def make(torch, tensors, path):
+        if path == "torch-fused":
+            return getattr(torch.optim, cls_name)(tensors, fused=True, **hyper) if fused else None
+        return getattr(torch.optim, cls_name)(tensors, foreach=path == "torch-foreach", **hyper)
+
+    return make
+
+
+def _family(name: str, description: str, float_states: int, cls: Any, hyper: Dict[str, Any],
+            torch_fused: Optional[bool] = None, make_numpy: Any = None) -> None:
+    """Register a rule of the family timed with ``cls(params, **hyper)`` and, unless
+    ``torch_fused`` is None, torch's class of the same name and hyper-parameters."""
+    torch_cls = "AdamW" if cls is AdamW else cls.__name__
+    register(BenchRule(name, description, float_states, lambda params: cls(params, **hyper), make_numpy,
+                       None if torch_fused is None else _torch_rule(torch_cls, torch_fused, **hyper)))
+
+
+_family("sgd", "SGD, plain (torch.optim.SGD)", 0, SGD, {"lr": 1e-2}, torch_fused=True)
+_family("momentum", "SGD, momentum 0.9 (torch.optim.SGD)", 1, SGD, {"lr": 1e-2, "momentum": 0.9},
+        torch_fused=True, make_numpy=_numpy_momentum)
+_family("nesterov", "SGD, Nesterov momentum 0.9", 1, SGD, {"lr": 1e-2, "momentum": 0.9, "nesterov": True},
+        torch_fused=True)
+_family("quickprop", "QuickProp (Fahlman)", 2, QuickProp, {"lr": 1e-2})
+_family("rmsprop", "RMSprop (torch.optim.RMSprop)", 1, RMSprop, {"lr": 1e-2}, torch_fused=False)
+_family("rmsprop/centered", "RMSprop, centered, momentum 0.9", 3, RMSprop,
+        {"lr": 1e-2, "centered": True, "momentum": 0.9}, torch_fused=False)
+_family("adam", "Adam (torch.optim.Adam)", 2, Adam, {"lr": 1e-3}, torch_fused=True)
+_family("amsgrad", "Adam, amsgrad", 3, Adam, {"lr": 1e-3, "amsgrad": True}, torch_fused=True)
+_family("adamw", "AdamW (torch.optim.AdamW)", 2, AdamW, {"lr": 1e-3, "weight_decay": 1e-2}, torch_fused=True)
 
 DEFAULT_RULES = ("irprop-", "irprop-/compact", "adagrad")
 
