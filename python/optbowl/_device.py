@@ -550,6 +550,36 @@ def _launch_args(
     return ptrs, sizes, dtypes, (device, current_stream(params[0], device), flag)
 
 
+def _unread_as_none(
+    ptrs: List[Optional[List[int]]], read: Dict[int, bool]
+) -> List[Optional[List[int]]]:
+    """Pass the optional state lists that no group reads as None: the kernels then neither
+    load nor store them (``read``: slot -> whether some group uses it)."""
+    return [None if not read.get(k, True) else p for k, p in enumerate(ptrs)]
+
+
+def host_only_sparse(grads: Sequence[Any]) -> None:
+    """Refuse SparseRows gradients for device parameters (the sparse kernel is host-only)."""
+    from .sparse import SparseRows
+
+    for i, g in enumerate(grads):
+        if isinstance(g, SparseRows):
+            raise TypeError(
+                f"grads[{i}]: SparseRows gradients are host-only (NumPy parameters); CUDA "
+                "device parameters take dense device gradients"
+            )
+
+
+def host_only(name: str, optimizer: str, arrays: Sequence[Any]) -> None:
+    """Refuse device arrays for an optimizer that has no CUDA kernel."""
+    for i, a in enumerate(arrays):
+        if is_device_array(a):
+            raise TypeError(
+                f"{name}[{i}]: a CUDA device array, but {optimizer} is host-only (NumPy "
+                "arrays); the CUDA rules are Rprop, Adagrad, SGD, RMSprop, Adam and AdamW"
+            )
+
+
 class CudaBackend:
     """The CUDA twin of ``optbowl._core``: the same step functions over device arrays."""
 
@@ -591,9 +621,71 @@ class CudaBackend:
         )
 
     def adagrad(self, params, grads, sums, steps, groups, group_sizes, found_inf=None):
+        host_only_sparse(grads)
         operands = [("params", params, True), ("grads", grads, False), ("sums", sums, True)]
         ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
         CudaBackend.last_launch = _cuda.adagrad(
+            *ptrs, sizes, dtypes, steps, groups, group_sizes, *where
+        )
+
+    def sgd(self, params, grads, momentum_buffers, steps, groups, group_sizes, found_inf=None):
+        operands = [
+            ("params", params, True),
+            ("grads", grads, False),
+            ("momentum_buffers", momentum_buffers, True),
+        ]
+        ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
+        ptrs = _unread_as_none(ptrs, {2: any(g[1] != 0.0 for g in groups)})
+        CudaBackend.last_launch = _cuda.sgd(
+            *ptrs, sizes, dtypes, steps, groups, group_sizes, *where
+        )
+
+    def rmsprop(
+        self,
+        params,
+        grads,
+        square_avgs,
+        grad_avgs,
+        momentum_buffers,
+        groups,
+        group_sizes,
+        found_inf=None,
+    ):
+        operands = [
+            ("params", params, True),
+            ("grads", grads, False),
+            ("square_avgs", square_avgs, True),
+            ("grad_avgs", grad_avgs, True),
+            ("momentum_buffers", momentum_buffers, True),
+        ]
+        ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
+        ptrs = _unread_as_none(
+            ptrs, {3: any(g[5] for g in groups), 4: any(g[4] > 0.0 for g in groups)}
+        )
+        CudaBackend.last_launch = _cuda.rmsprop(*ptrs, sizes, dtypes, groups, group_sizes, *where)
+
+    def adam(
+        self,
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        max_exp_avg_sqs,
+        steps,
+        groups,
+        group_sizes,
+        found_inf=None,
+    ):
+        operands = [
+            ("params", params, True),
+            ("grads", grads, False),
+            ("exp_avgs", exp_avgs, True),
+            ("exp_avg_sqs", exp_avg_sqs, True),
+            ("max_exp_avg_sqs", max_exp_avg_sqs, True),
+        ]
+        ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
+        ptrs = _unread_as_none(ptrs, {4: any(g[5] for g in groups)})
+        CudaBackend.last_launch = _cuda.adam(
             *ptrs, sizes, dtypes, steps, groups, group_sizes, *where
         )
 
