@@ -4,8 +4,10 @@ An optimizer's arrays are either all host NumPy arrays (run by ``optbowl._core``
 CUDA device arrays on one device (run by ``optbowl._cuda``). A device array is anything
 that exposes ``__cuda_array_interface__`` (CuPy, Numba, torch CUDA tensors) or
 ``__dlpack__`` with a CUDA ``__dlpack_device__`` (torch bfloat16 tensors, JAX); it is
-used in place, never copied. State arrays are made by the parameter's own library
-(``torch.full_like``, ``cupy.full_like``) or, for other producers, as :class:`DeviceArray`.
+used in place, never copied. Rprop, Adagrad, SGD, RMSprop, Adam and AdamW have device
+kernels; QuickProp and SparseRows gradients are host-only. State arrays are made by the
+parameter's own library (``torch.full_like``, ``cupy.full_like``) or, for other
+producers, as :class:`DeviceArray`.
 
 Kernels run on the parameters' current stream: ``torch.cuda.current_stream()`` for torch
 tensors, ``cupy.cuda.get_current_stream()`` for CuPy arrays, the ``stream`` entry of
@@ -558,21 +560,25 @@ def _unread_as_none(
     return [None if not read.get(k, True) else p for k, p in enumerate(ptrs)]
 
 
+SPARSE_HOST_ONLY = (
+    "SparseRows gradients are host-only (NumPy parameters and arrays); CUDA device "
+    "parameters take dense device gradients"
+)
+
+
 def host_only_sparse(grads: Sequence[Any]) -> None:
     """Refuse SparseRows gradients for device parameters (the sparse kernel is host-only)."""
     from .sparse import SparseRows
 
     for i, g in enumerate(grads):
         if isinstance(g, SparseRows):
-            raise TypeError(
-                f"grads[{i}]: SparseRows gradients are host-only (NumPy parameters); CUDA "
-                "device parameters take dense device gradients"
-            )
+            raise TypeError(f"grads[{i}]: {SPARSE_HOST_ONLY}")
 
 
-def host_only(name: str, optimizer: str, arrays: Sequence[Any]) -> None:
-    """Refuse device arrays for an optimizer that has no CUDA kernel."""
-    for i, a in enumerate(arrays):
+def host_only(name: str, optimizer: str, arrays: Sequence[Any], start: int = 0) -> None:
+    """Refuse device arrays for an optimizer that has no CUDA kernel (``arrays`` are
+    numbered from ``start``)."""
+    for i, a in enumerate(arrays, start):
         if is_device_array(a):
             raise TypeError(
                 f"{name}[{i}]: a CUDA device array, but {optimizer} is host-only (NumPy "
