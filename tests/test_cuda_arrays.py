@@ -495,7 +495,9 @@ def test_new_rules_on_device_arrays_without_a_usable_device(cls):
 
 
 def test_quickprop_is_host_only():
-    with pytest.raises(TypeError, match=r"params\[1\]: a CUDA device array, but QuickProp is host-only"):
+    with pytest.raises(
+        TypeError, match=r"params\[1\]: a CUDA device array, but QuickProp is host-only"
+    ):
         ob.QuickProp([np.zeros(2), FakeDeviceArray((3,))])
     with pytest.raises(TypeError, match=r"params\[0\]: .*QuickProp is host-only"):
         ob.QuickProp(FakeDeviceArray((3,)))
@@ -509,7 +511,9 @@ def test_quickprop_is_host_only():
 
 
 def test_sparse_rows_are_host_only(fake_cuda):
-    with pytest.raises(TypeError, match="values: a CUDA device array, but SparseRows gradients are host-only"):
+    with pytest.raises(
+        TypeError, match="values: a CUDA device array, but SparseRows gradients are host-only"
+    ):
         ob.SparseRows([0], FakeDeviceArray((1, 3)))
     with pytest.raises(TypeError, match="indices: a CUDA device array, but SparseRows"):
         ob.SparseRows(FakeDeviceArray((1,)), np.zeros((1, 3)))

@@ -114,14 +114,24 @@ def test_every_variant_bit_identical_to_the_cpu_kernel(rng, dtype, variant):
         loss = float(np.sin(k))
         gpu.step(grads, loss=loss)
         cpu.step([g.cpu().numpy() for g in grads], loss=loss)
-        for h, d in zip(host, dev):
-            np.testing.assert_array_equal(
-                h.view(np.int64 if dtype == np.float64 else np.int32), _bits(d)
-            )
-    for i in range(len(host)):
+        _assert_host_bits_equal(host, dev)
+    _assert_states_equal(cpu, gpu, len(host))
+
+
+def _assert_host_bits_equal(host, dev):
+    for h, d in zip(host, dev):
+        width = np.int64 if h.dtype == np.float64 else np.int32
+        np.testing.assert_array_equal(h.view(width), _bits(d))
+
+
+def _assert_states_equal(cpu, gpu, n):
+    """Every state entry of the CPU optimizer equals the device one (arrays bit for bit)."""
+    for i in range(n):
         for name, value in cpu.state[i].items():
             if isinstance(value, np.ndarray):
-                np.testing.assert_array_equal(value, opt_host(gpu, i, name))
+                np.testing.assert_array_equal(value, opt_host(gpu, i, name), err_msg=name)
+            else:
+                assert gpu.state[i][name] == value
 
 
 def opt_host(opt, i, name):
@@ -249,27 +259,37 @@ def test_device_found_inf_skips_the_step(rng, optimizer):
         opt.step(grads, found_inf=torch.zeros(2, device="cuda"))
 
 
-def test_state_dict_is_numpy_and_loads_back_to_the_device(rng):
+@pytest.mark.parametrize(
+    "cls, hp",
+    [
+        (ob.Rprop, dict(variant="rprop+")),
+        (ob.SGD, dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+        (ob.RMSprop, dict(lr=0.01, alpha=0.95, centered=True, momentum=0.9, weight_decay=0.1)),
+        (ob.Adam, dict(lr=0.01, amsgrad=True, weight_decay=0.01)),
+    ],
+)
+def test_state_dict_is_numpy_and_loads_back_to_the_device(rng, cls, hp):
     shapes = [(100,), (65537,)]
+    first = cls._state_names[0]
     for tdt in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         a = [torch.tensor(rng.standard_normal(s), dtype=tdt, device="cuda") for s in shapes]
         b = [x.clone() for x in a]
-        opt_a = ob.Rprop(a, variant="rprop+")
-        grads = [_grads(rng, shapes, tdt) for _ in range(6)]
+        opt_a = cls(a, **hp)
+        grads = [_grads(rng, shapes, tdt, nan=cls is ob.Rprop) for _ in range(6)]
         for g in grads[:3]:
             opt_a.step(g)
         sd = opt_a.state_dict()
         for st in sd["state"].values():
             for v in st.values():
                 assert isinstance(v, (int, np.ndarray))
-        assert sd["state"][0]["prev"].dtype == (
+        assert sd["state"][0][first].dtype == (
             np.float32 if tdt == torch.bfloat16 else np.dtype(str(tdt).split(".")[1])
         )
         for x, y in zip(a, b):
             y.copy_(x)
-        opt_b = ob.Rprop(b, variant="rprop+")
+        opt_b = cls(b, **hp)
         opt_b.load_state_dict(sd)
-        assert opt_b.state[0]["prev"].is_cuda
+        assert all(v.is_cuda for v in opt_b.state[0].values() if not isinstance(v, int))
         for g in grads[3:]:
             opt_a.step(g)
             opt_b.step(g)
@@ -277,16 +297,20 @@ def test_state_dict_is_numpy_and_loads_back_to_the_device(rng):
             _assert_bits_equal(x, y)
 
 
-def test_mixed_dtypes_and_resnet18_launch_count(rng):
+def _resnet18_params():
     import json
     from pathlib import Path
-
-    from optbowl import _device
 
     shapes = json.loads(
         (Path(__file__).parent.parent / "bench" / "resnet18_shapes.json").read_text()
     )["shapes"]
-    params = [torch.randn(*s, device="cuda") for s in shapes]
+    return [torch.randn(*s, device="cuda") for s in shapes]
+
+
+def test_mixed_dtypes_and_resnet18_launch_count(rng):
+    from optbowl import _device
+
+    params = _resnet18_params()
     opt = ob.Rprop(params)
     opt.step([torch.randn_like(p) for p in params])
     launches, chunks = _device.CudaBackend.last_launch
@@ -416,16 +440,8 @@ def test_new_rules_bit_identical_to_the_cpu_kernel(rng, dtype, case):
         gpu.step(grads)
         cpu.step([g.cpu().numpy() for g in grads])
         if k % 5 == 4:
-            for h, d in zip(host, dev):
-                np.testing.assert_array_equal(
-                    h.view(np.int64 if dtype == np.float64 else np.int32), _bits(d)
-                )
-    for i in range(len(host)):
-        for name, value in cpu.state[i].items():
-            if isinstance(value, np.ndarray):
-                np.testing.assert_array_equal(value, opt_host(gpu, i, name), err_msg=name)
-            else:
-                assert gpu.state[i][name] == value
+            _assert_host_bits_equal(host, dev)
+    _assert_states_equal(cpu, gpu, len(host))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -481,42 +497,10 @@ def test_half_precision_new_rules_are_float32_math_rounded_once(rng, half, case)
                 np.testing.assert_array_equal(value, on_device, err_msg=name)
 
 
-@pytest.mark.parametrize("case", ["sgd-momentum", "rmsprop-centered-momentum", "adam-amsgrad"])
-def test_new_rules_state_dict_round_trip_on_the_device(rng, case):
-    cls, hp = NEW_RULES[case]
-    shapes = [(100,), (65537,)]
-    for tdt in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
-        a = [torch.tensor(rng.standard_normal(s), dtype=tdt, device="cuda") for s in shapes]
-        b = [x.clone() for x in a]
-        opt_a = cls(a, **hp)
-        grads = [_grads(rng, shapes, tdt, nan=False) for _ in range(6)]
-        for g in grads[:3]:
-            opt_a.step(g)
-        sd = opt_a.state_dict()
-        for st in sd["state"].values():
-            assert all(isinstance(v, (int, np.ndarray)) for v in st.values())
-        for x, y in zip(a, b):
-            y.copy_(x)
-        opt_b = cls(b, **hp)
-        opt_b.load_state_dict(sd)
-        assert all(v.is_cuda for v in opt_b.state[0].values() if not isinstance(v, int))
-        for g in grads[3:]:
-            opt_a.step(g)
-            opt_b.step(g)
-        for x, y in zip(a, b):
-            _assert_bits_equal(x, y)
-
-
-def test_adam_on_resnet18_is_one_launch_per_dtype(rng):
-    import json
-    from pathlib import Path
-
+def test_adamw_amsgrad_on_resnet18_is_one_launch(rng):
     from optbowl import _device
 
-    shapes = json.loads(
-        (Path(__file__).parent.parent / "bench" / "resnet18_shapes.json").read_text()
-    )["shapes"]
-    params = [torch.randn(*s, device="cuda") for s in shapes]
+    params = _resnet18_params()
     ob.AdamW(params, amsgrad=True).step([torch.randn_like(p) for p in params])
     launches, chunks = _device.CudaBackend.last_launch
     assert launches == 1 and chunks == sum(-(-p.numel() // 65536) for p in params)

@@ -59,7 +59,8 @@ DeviceTable<K> make_table(const std::array<std::pair<const char*, py::object>, K
   for (std::size_t k = 0; k < K; ++k) {
     if (lists[k].second.is_none()) {
       if (k < optional)
-        throw py::type_error(std::string(lists[k].first) + ": expected a list of pointers, got None");
+        throw py::type_error(std::string(lists[k].first) +
+                             ": expected a list of pointers, got None");
       continue;
     }
     const auto ptrs = lists[k].second.template cast<std::vector<std::uintptr_t>>();

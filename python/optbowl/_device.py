@@ -586,6 +586,24 @@ def host_only(name: str, optimizer: str, arrays: Sequence[Any], start: int = 0) 
             )
 
 
+def _launch(
+    kernel: str,
+    lists: Sequence[Tuple[str, Any]],
+    rest: Sequence[Any],
+    found_inf: Optional[DeviceView],
+    read: Optional[Dict[int, bool]] = None,
+    lead: Sequence[Any] = (),
+) -> None:
+    """Check the arrays and run ``_cuda.<kernel>(*lead, *pointer lists, sizes, dtypes,
+    *rest, device, stream, found_inf)``. ``lists``: (name, arrays) in the kernel's order,
+    params first and the read-only grads second; ``read``: see :func:`_unread_as_none`."""
+    operands = [(name, arrays, k != 1) for k, (name, arrays) in enumerate(lists)]
+    ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
+    if read:
+        ptrs = _unread_as_none(ptrs, read)
+    CudaBackend.last_launch = getattr(_cuda, kernel)(*lead, *ptrs, sizes, dtypes, *rest, *where)
+
+
 class CudaBackend:
     """The CUDA twin of ``optbowl._core``: the same step functions over device arrays."""
 
@@ -607,44 +625,25 @@ class CudaBackend:
     ):
         from .rprop import VARIANTS
 
-        operands = [
-            ("params", params, True),
-            ("grads", grads, False),
-            ("prevs", prevs, True),
-            ("steps", steps, True),
-            ("updates", updates, True),
+        lists = [
+            ("params", params),
+            ("grads", grads),
+            ("prevs", prevs),
+            ("steps", steps),
+            ("updates", updates),
         ]
-        ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
-        CudaBackend.last_launch = _cuda.rprop(
-            VARIANTS.index(variant),
-            *ptrs,
-            sizes,
-            dtypes,
-            groups,
-            group_sizes,
-            loss_increased,
-            *where,
-        )
+        rest = (groups, group_sizes, loss_increased)
+        _launch("rprop", lists, rest, found_inf, lead=(VARIANTS.index(variant),))
 
     def adagrad(self, params, grads, sums, steps, groups, group_sizes, found_inf=None):
         host_only_sparse(grads)
-        operands = [("params", params, True), ("grads", grads, False), ("sums", sums, True)]
-        ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
-        CudaBackend.last_launch = _cuda.adagrad(
-            *ptrs, sizes, dtypes, steps, groups, group_sizes, *where
-        )
+        lists = [("params", params), ("grads", grads), ("sums", sums)]
+        _launch("adagrad", lists, (steps, groups, group_sizes), found_inf)
 
     def sgd(self, params, grads, momentum_buffers, steps, groups, group_sizes, found_inf=None):
-        operands = [
-            ("params", params, True),
-            ("grads", grads, False),
-            ("momentum_buffers", momentum_buffers, True),
-        ]
-        ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
-        ptrs = _unread_as_none(ptrs, {2: any(g[1] != 0.0 for g in groups)})
-        CudaBackend.last_launch = _cuda.sgd(
-            *ptrs, sizes, dtypes, steps, groups, group_sizes, *where
-        )
+        lists = [("params", params), ("grads", grads), ("momentum_buffers", momentum_buffers)]
+        read = {2: any(g[1] != 0.0 for g in groups)}
+        _launch("sgd", lists, (steps, groups, group_sizes), found_inf, read)
 
     def rmsprop(
         self,
@@ -657,18 +656,15 @@ class CudaBackend:
         group_sizes,
         found_inf=None,
     ):
-        operands = [
-            ("params", params, True),
-            ("grads", grads, False),
-            ("square_avgs", square_avgs, True),
-            ("grad_avgs", grad_avgs, True),
-            ("momentum_buffers", momentum_buffers, True),
+        lists = [
+            ("params", params),
+            ("grads", grads),
+            ("square_avgs", square_avgs),
+            ("grad_avgs", grad_avgs),
+            ("momentum_buffers", momentum_buffers),
         ]
-        ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
-        ptrs = _unread_as_none(
-            ptrs, {3: any(g[5] for g in groups), 4: any(g[4] > 0.0 for g in groups)}
-        )
-        CudaBackend.last_launch = _cuda.rmsprop(*ptrs, sizes, dtypes, groups, group_sizes, *where)
+        read = {3: any(g[5] for g in groups), 4: any(g[4] > 0.0 for g in groups)}
+        _launch("rmsprop", lists, (groups, group_sizes), found_inf, read)
 
     def adam(
         self,
@@ -682,18 +678,15 @@ class CudaBackend:
         group_sizes,
         found_inf=None,
     ):
-        operands = [
-            ("params", params, True),
-            ("grads", grads, False),
-            ("exp_avgs", exp_avgs, True),
-            ("exp_avg_sqs", exp_avg_sqs, True),
-            ("max_exp_avg_sqs", max_exp_avg_sqs, True),
+        lists = [
+            ("params", params),
+            ("grads", grads),
+            ("exp_avgs", exp_avgs),
+            ("exp_avg_sqs", exp_avg_sqs),
+            ("max_exp_avg_sqs", max_exp_avg_sqs),
         ]
-        ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
-        ptrs = _unread_as_none(ptrs, {4: any(g[5] for g in groups)})
-        CudaBackend.last_launch = _cuda.adam(
-            *ptrs, sizes, dtypes, steps, groups, group_sizes, *where
-        )
+        read = {4: any(g[5] for g in groups)}
+        _launch("adam", lists, (steps, groups, group_sizes), found_inf, read)
 
 
 CUDA_BACKEND = CudaBackend()
