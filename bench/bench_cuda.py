@@ -12,7 +12,11 @@ shapes (11.7 M elements). For each, per-step time (CUDA events, steady state, me
 * ``optbowl kernel``: the ``_cuda`` call alone with prepared pointer lists;
 * ``torch single`` / ``torch foreach`` / ``torch fused`` (where torch has it);
 * ``copy``: ``dst.copy_(src)`` over the same bytes the rule moves per element (Rprop 28 B:
-  read p, g, prev, step, write p, prev, step; AdaGrad 20 B), the bandwidth ceiling.
+  read p, g, prev, step, write p, prev, step; AdaGrad, SGD with momentum and RMSprop 20 B;
+  Adam 28 B), the bandwidth ceiling.
+
+Rules: Rprop (irprop-), AdaGrad, SGD (momentum 0.9), RMSprop and Adam, with torch's defaults
+otherwise; ``--rules`` picks some.
 
 Bandwidth is bytes moved / time; "vs copy" is the copy's time over ours (1.0 = copy speed).
 """
@@ -30,7 +34,14 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-BYTES = {"rprop": 28, "adagrad": 20}
+#: rule -> (bytes per float32 element, optbowl / torch.optim class name, hyper-parameters)
+RULES = {
+    "rprop": (28, "Rprop", {}),
+    "adagrad": (20, "Adagrad", {}),
+    "sgd": (20, "SGD", {"lr": 1e-3, "momentum": 0.9}),
+    "rmsprop": (20, "RMSprop", {}),
+    "adam": (28, "Adam", {}),
+}
 
 
 def _time(fn, repeat, torch):
@@ -58,50 +69,38 @@ def _workloads():
     }
 
 
-def _optbowl_kernel_call(opt, grads):
-    """The _cuda call of one step with everything prepared (what the kernel costs alone)."""
+def _optbowl_kernel_call(opt, grads, rule):
+    """The _cuda call of one step alone: recorded from a real step, then replayed with the
+    same prepared arguments (what the kernel costs without optbowl's Python checks)."""
     from optbowl import _device
-    from optbowl._device import _cuda
 
-    params = opt._params
-    state = [opt.state[i] for i in range(len(params))]
-    device = _device.describe(params[0], "p").device
-    stream = _device.current_stream(params[0], device)
-    if type(opt).__name__ == "Rprop":
-        ptrs, sizes, dtypes = _device._gather(
-            [
-                ("params", params, True),
-                ("grads", grads, False),
-                ("prevs", [s["prev"] for s in state], True),
-                ("steps", [s["step_size"] for s in state], True),
-                ("updates", None, True),
-            ],
-            device,
-        )
-        group = opt.param_groups[0]
-        groups = [(*group["etas"], *group["step_sizes"], group["maximize"])]
-        return lambda: _cuda.rprop(
-            0, *ptrs, sizes, dtypes, groups, [len(params)], True, device, stream, 0
-        )
-    ptrs, sizes, dtypes = _device._gather(
-        [
-            ("params", params, True),
-            ("grads", grads, False),
-            ("sums", [s["sum"] for s in state], True),
-        ],
-        device,
-    )
-    g = opt.param_groups[0]
-    groups = [(g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], g["maximize"])]
-    steps = [1.0] * len(params)
-    return lambda: _cuda.adagrad(
-        *ptrs, sizes, dtypes, steps, groups, [len(params)], device, stream, 0
-    )
+    module = _device._cuda
+    kernel = getattr(module, rule)
+    recorded = []
+
+    class Recorder:
+        def __getattr__(self, name):
+            return getattr(module, name)
+
+    def record(*args):
+        recorded.append(args)
+        return kernel(*args)
+
+    recorder = Recorder()
+    setattr(recorder, rule, record)
+    _device._cuda = recorder
+    try:
+        opt.step(grads)
+    finally:
+        _device._cuda = module
+    (args,) = recorded
+    return lambda: kernel(*args)
 
 
 def bench(rule, shapes, repeat, torch, ob):
     n = sum(math.prod(s) for s in shapes)
-    moved = BYTES[rule] * n
+    nbytes, cls_name, hp = RULES[rule]
+    moved = nbytes * n
     gen = torch.Generator(device="cuda").manual_seed(0)
 
     def make():
@@ -109,10 +108,10 @@ def bench(rule, shapes, repeat, torch, ob):
 
     rows = {}
     params, grads = make(), make()
-    opt = ob.Rprop(params) if rule == "rprop" else ob.Adagrad(params)
+    opt = getattr(ob, cls_name)(params, **hp)
     opt.step(grads)
     rows["optbowl"] = _time(lambda: opt.step(grads), repeat, torch)
-    rows["optbowl kernel"] = _time(_optbowl_kernel_call(opt, grads), repeat, torch)
+    rows["optbowl kernel"] = _time(_optbowl_kernel_call(opt, grads, rule), repeat, torch)
 
     tparams = [p.requires_grad_(True) for p in make()]
     for p, g in zip(tparams, grads):
@@ -123,9 +122,8 @@ def bench(rule, shapes, repeat, torch, ob):
         "torch fused": dict(fused=True),
     }
     for name, kw in variants.items():
-        cls = torch.optim.Rprop if rule == "rprop" else torch.optim.Adagrad
         try:
-            topt = cls(tparams, **kw)
+            topt = getattr(torch.optim, cls_name)(tparams, **hp, **kw)
             topt.step()
         except (RuntimeError, TypeError, ValueError) as error:  # no fused kernel for this rule
             rows[name] = None
@@ -149,6 +147,7 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--workloads", nargs="*", default=None)
+    parser.add_argument("--rules", nargs="*", default=None, choices=sorted(RULES))
     args = parser.parse_args(argv)
 
     import torch
@@ -174,7 +173,7 @@ def main(argv=None):
     for wname, shapes in _workloads().items():
         if args.workloads and wname not in args.workloads:
             continue
-        for rule in ("rprop", "adagrad"):
+        for rule in args.rules or RULES:
             r = bench(rule, shapes, args.repeat, torch, ob)
             torch.cuda.empty_cache()
             results["runs"][f"{rule} {wname}"] = r

@@ -288,3 +288,237 @@ def test_state_views_are_remembered_while_the_array_lives():
     del a
     gc.collect()
     assert key not in _device._STATE_VIEWS
+
+
+# ------------------------------------------------------------------ a fake CUDA module
+# The arrays below are "device" arrays whose memory is host memory, and FakeCuda stands for
+# optbowl._cuda: its kernels run optbowl._core on those bytes. The whole host side of a
+# device step (state made on the device, the launch arguments, dropped lists, found_inf,
+# state_dict to NumPy and back) then runs, and must match the host optimizer bit for bit.
+import ctypes  # noqa: E402
+
+from optbowl import _core  # noqa: E402
+
+
+class HostBackedDevice:
+    """A device array (by its interfaces) whose bytes are a host array's."""
+
+    def __init__(self, host):
+        self.host = np.ascontiguousarray(host)
+        self.shape = self.host.shape
+        self.__cuda_array_interface__ = {
+            "shape": self.shape,
+            "typestr": self.host.dtype.str,
+            "data": (self.host.ctypes.data, False),
+            "version": 3,
+            "strides": None,
+            "stream": None,
+        }
+
+    def __dlpack_device__(self):
+        return (2, 0)
+
+
+def _at(ptr, n, dtype):
+    dtype = np.dtype(dtype)
+    return np.frombuffer((ctypes.c_char * (n * dtype.itemsize)).from_address(ptr), dtype=dtype)
+
+
+class FakeCuda:
+    """optbowl._cuda's interface over host memory; records every kernel call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def status(self):
+        return (1, "", "")
+
+    class DeviceBuffer:
+        def __init__(self, nbytes, device):
+            self._mem = np.zeros(max(int(nbytes), 1), np.uint8)
+            self.ptr, self.nbytes, self.device = self._mem.ctypes.data, int(nbytes), device
+
+    def copy(self, dst, src, nbytes, device, stream):
+        ctypes.memmove(dst, src, nbytes)
+
+    def _run(self, name, lists, sizes, dtypes, found_inf, call):
+        self.calls.append((name, [p is None for p in lists], sizes, dtypes))
+        if found_inf and _at(found_inf, 1, np.float32)[0] != 0:
+            return (1, 0)
+        views = [
+            None if ptrs is None else [_at(p, n, d) for p, n, d in zip(ptrs, sizes, dtypes)]
+            for ptrs in lists
+        ]
+        call(*views)
+        return (1, len(sizes))
+
+    def sgd(self, p, g, b, sizes, dtypes, steps, groups, gs, device, stream, found_inf=0):
+        run = lambda *v: _core.sgd(*v, steps, groups, gs)  # noqa: E731
+        return self._run("sgd", [p, g, b], sizes, dtypes, found_inf, run)
+
+    def rmsprop(self, p, g, sq, ga, b, sizes, dtypes, groups, gs, device, stream, found_inf=0):
+        run = lambda *v: _core.rmsprop(*v, groups, gs)  # noqa: E731
+        return self._run("rmsprop", [p, g, sq, ga, b], sizes, dtypes, found_inf, run)
+
+    def adam(self, p, g, m, v, vmax, sizes, dtypes, steps, groups, gs, device, stream, found_inf=0):
+        run = lambda *a: _core.adam(*a, steps, groups, gs)  # noqa: E731
+        return self._run("adam", [p, g, m, v, vmax], sizes, dtypes, found_inf, run)
+
+    def adagrad(self, p, g, s, sizes, dtypes, steps, groups, gs, device, stream, found_inf=0):
+        run = lambda *a: _core.adagrad(*a, steps, groups, gs)  # noqa: E731
+        return self._run("adagrad", [p, g, s], sizes, dtypes, found_inf, run)
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    fake = FakeCuda()
+    monkeypatch.setattr(_device, "_cuda", fake)
+    monkeypatch.setattr(_device.CudaBackend, "last_launch", (0, 0))
+    return fake
+
+
+CASES = {
+    "sgd-plain": (ob.SGD, dict(lr=0.1)),
+    "sgd-momentum": (ob.SGD, dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+    "sgd-nesterov": (ob.SGD, dict(lr=0.05, momentum=0.8, nesterov=True, maximize=True)),
+    "rmsprop-plain": (ob.RMSprop, dict(lr=0.01)),
+    "rmsprop-centered-momentum": (
+        ob.RMSprop,
+        dict(lr=0.01, alpha=0.9, centered=True, momentum=0.5, weight_decay=0.1),
+    ),
+    "adam": (ob.Adam, dict(lr=0.01, weight_decay=0.1)),
+    "adam-amsgrad": (ob.Adam, dict(lr=0.01, betas=(0.8, 0.99), amsgrad=True, maximize=True)),
+    "adamw": (ob.AdamW, dict(lr=0.01, weight_decay=0.5)),
+}
+#: Which optional lists reach the kernel (True: passed as None) for each case.
+DROPPED = {
+    "sgd-plain": [False, False, True],
+    "sgd-momentum": [False, False, False],
+    "sgd-nesterov": [False, False, False],
+    "rmsprop-plain": [False, False, False, True, True],
+    "rmsprop-centered-momentum": [False] * 5,
+    "adam": [False, False, False, False, True],
+    "adam-amsgrad": [False] * 5,
+    "adamw": [False, False, False, False, True],
+}
+SHAPES = [(7,), (3, 5), ()]
+
+
+def _grads(rng, dtype):
+    return [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_device_step_state_dict_and_reload_match_the_host(fake_cuda, rng, case, dtype):
+    cls, hp = CASES[case]
+    host = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+    dev = [HostBackedDevice(h.copy()) for h in host]
+    # two groups, the second with its own lr, as the kernels index groups per tensor
+    cpu = cls([{"params": host[:2]}, {"params": host[2:], "lr": hp["lr"] / 2}], **hp)
+    gpu = cls([{"params": dev[:2]}, {"params": dev[2:], "lr": hp["lr"] / 2}], **hp)
+    for _ in range(4):
+        grads = _grads(rng, dtype)
+        cpu.step(grads)
+        gpu.step([HostBackedDevice(g) for g in grads])
+    for h, d in zip(host, dev):
+        np.testing.assert_array_equal(h, d.host)
+    name, dropped, sizes, dtypes = fake_cuda.calls[-1]
+    assert name == case.split("-")[0].replace("adamw", "adam")
+    assert dropped == DROPPED[case]
+    assert sizes == [int(np.prod(s)) for s in SHAPES] and dtypes == [np.dtype(dtype).name] * 3
+    assert _device.CudaBackend.last_launch == (1, 3)
+
+    state = gpu.state_dict()
+    for i, st in state["state"].items():
+        assert st["step"] == 4
+        for key, value in st.items():
+            if key != "step":
+                assert isinstance(gpu.state[i][key], _device.DeviceArray)
+                assert isinstance(value, np.ndarray) and value.dtype == dtype
+                np.testing.assert_array_equal(value, cpu.state[i][key])
+
+    again = [HostBackedDevice(h.copy()) for h in host]
+    reloaded = cls([{"params": again[:2]}, {"params": again[2:], "lr": hp["lr"] / 2}], **hp)
+    reloaded.load_state_dict(state)
+    assert isinstance(reloaded.state[0][cls._state_names[0]], _device.DeviceArray)
+    grads = _grads(rng, dtype)
+    cpu.step(grads)
+    reloaded.step([HostBackedDevice(g) for g in grads])
+    for h, d in zip(host, again):
+        np.testing.assert_array_equal(h, d.host)
+
+
+@pytest.mark.parametrize("cls", [ob.SGD, ob.RMSprop, ob.Adam, ob.AdamW])
+def test_device_found_inf_is_passed_to_the_kernel(fake_cuda, cls):
+    x = np.array([1.0, -2.0], np.float32)
+    p = HostBackedDevice(x.copy())
+    opt = cls(p, lr=0.1)
+    flag = HostBackedDevice(np.ones(1, np.float32))
+    opt.step(HostBackedDevice(np.ones(2, np.float32)), found_inf=flag)
+    np.testing.assert_array_equal(p.host, x)
+    assert opt.state == {} and len(fake_cuda.calls) == 1
+    flag.host[0] = 0.0
+    opt.step(HostBackedDevice(np.ones(2, np.float32)), found_inf=flag)
+    assert not np.array_equal(p.host, x) and opt.state[0]["step"] == 1
+    with pytest.raises(ValueError, match="found_inf: expected one float32 element"):
+        opt.step(HostBackedDevice(np.ones(2, np.float32)), found_inf=HostBackedDevice(np.ones(2)))
+
+
+@pytest.mark.parametrize("cls", [ob.SGD, ob.RMSprop, ob.Adam, ob.AdamW])
+def test_device_parameters_refuse_host_arrays(fake_cuda, cls):
+    p = HostBackedDevice(np.zeros(3, np.float32))
+    with pytest.raises(TypeError, match="must all be host NumPy arrays or all CUDA device"):
+        cls([p, np.zeros(3, np.float32)], lr=0.1)
+    opt = cls(p, lr=0.1)
+    with pytest.raises(TypeError, match=r"grads\[0\]: a host NumPy array"):
+        opt.step(np.ones(3, np.float32))
+    with pytest.raises(TypeError, match=r"grads\[0\]: dtype float64 does not match"):
+        opt.step(HostBackedDevice(np.ones(3)))
+    state = cls(np.zeros(3, np.float32), lr=0.1)
+    state.step(np.ones(3, np.float32))
+    sd = state.state_dict()
+    key = cls._state_names[0]
+    sd["state"][0][key] = np.zeros(3, np.float64)
+    opt.load_state_dict(state.state_dict())  # host arrays load onto the device
+    with pytest.raises(TypeError, match=rf"\['{key}'\]: dtype float64 does not match"):
+        opt.load_state_dict(sd)
+    assert not fake_cuda.calls and not p.host.any()
+
+
+@pytest.mark.parametrize("cls", [ob.SGD, ob.RMSprop, ob.Adam])
+def test_new_rules_on_device_arrays_without_a_usable_device(cls):
+    if ob.cuda.is_available():
+        pytest.skip("checks the error raised when no CUDA device can be used")
+    with pytest.raises(RuntimeError, match=r"params\[0\]: a CUDA device array, but"):
+        cls([FakeDeviceArray((3,))], lr=0.1)
+
+
+def test_quickprop_is_host_only():
+    with pytest.raises(
+        TypeError, match=r"params\[1\]: a CUDA device array, but QuickProp is host-only"
+    ):
+        ob.QuickProp([np.zeros(2), FakeDeviceArray((3,))])
+    with pytest.raises(TypeError, match=r"params\[0\]: .*QuickProp is host-only"):
+        ob.QuickProp(FakeDeviceArray((3,)))
+    x = np.zeros(2)
+    opt = ob.QuickProp(x, lr=0.1)
+    with pytest.raises(TypeError, match=r"params\[1\]: .*QuickProp is host-only"):
+        opt.add_param_group({"params": iter([FakeDeviceArray((2,))])})
+    assert len(opt.param_groups) == 1 and len(opt._params) == 1
+    opt.add_param_group({"params": iter([np.zeros(3)])})  # an iterator of host arrays is fine
+    assert len(opt._params) == 2
+
+
+def test_sparse_rows_are_host_only(fake_cuda):
+    with pytest.raises(
+        TypeError, match="values: a CUDA device array, but SparseRows gradients are host-only"
+    ):
+        ob.SparseRows([0], FakeDeviceArray((1, 3)))
+    with pytest.raises(TypeError, match="indices: a CUDA device array, but SparseRows"):
+        ob.SparseRows(FakeDeviceArray((1,)), np.zeros((1, 3)))
+    p = HostBackedDevice(np.ones((4, 3), np.float32))
+    opt = ob.Adagrad(p, lr=0.5)
+    with pytest.raises(TypeError, match=r"grads\[0\]: SparseRows gradients are host-only"):
+        opt.step([ob.SparseRows([1], np.ones((1, 3), np.float32))])
+    assert opt.state == {} and not fake_cuda.calls and (p.host == 1).all()

@@ -242,3 +242,95 @@ print("ok")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("ok")
+
+
+# ----------------------------------------------------------------------------- the entries
+def _parameters(fn):
+    """Parameter names of a pybind11 function, from its signature line."""
+    import re
+
+    line = fn.__doc__.splitlines()[0]
+    inside = line[line.index("(") + 1 : line.rindex(")")]
+    return re.findall(r"(?:^|, )(\w+):", inside)
+
+
+_LISTS = {"sgd": 3, "rmsprop": 5, "adam": 5}
+
+
+@pytest.mark.skipif(not ob.cuda.is_built(), reason="optbowl was built without its CUDA module")
+@pytest.mark.parametrize("rule", sorted(_LISTS))
+def test_cuda_entries_take_the_host_arguments(rule):
+    """_cuda.<rule> is _core.<rule> over pointers: the array lists, then sizes and dtypes,
+    then the host entry's other arguments, then device, stream and found_inf (default 0)."""
+    from optbowl import _core, _cuda
+
+    host = _parameters(getattr(_core, rule))
+    k = _LISTS[rule]
+    expected = host[:k] + ["sizes", "dtypes"] + host[k:] + ["device", "stream", "found_inf"]
+    assert _parameters(getattr(_cuda, rule)) == expected
+    assert getattr(_cuda, rule).__doc__.splitlines()[0].endswith(" = 0) -> tuple")  # found_inf
+
+
+def _call(rule, **changes):
+    """A one-tensor call with pretend pointers, checked (and refused) before any launch."""
+    from optbowl import _cuda
+
+    group = {
+        "sgd": (0.1, 0.9, 0.0, 0.0, False, False),
+        "rmsprop": (0.01, 0.99, 1e-8, 0.0, 0.5, True, False),
+        "adam": (1e-3, 0.9, 0.999, 1e-8, 0.0, True, False, False),
+    }[rule]
+    lists = {
+        "sgd": ["params", "grads", "momentum_buffers"],
+        "rmsprop": ["params", "grads", "square_avgs", "grad_avgs", "momentum_buffers"],
+        "adam": ["params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs"],
+    }[rule]
+    kw = {name: [4096 * (k + 1)] for k, name in enumerate(lists)}
+    kw.update(sizes=[4], dtypes=["float32"], groups=[group], group_sizes=[1], device=0, stream=0)
+    if rule != "rmsprop":
+        kw["steps"] = [1.0]
+    kw.update(changes)
+    return getattr(_cuda, rule)(**kw)
+
+
+@pytest.mark.skipif(not ob.cuda.is_built(), reason="optbowl was built without its CUDA module")
+@pytest.mark.parametrize(
+    "rule, changes, error, message",
+    [
+        ("sgd", dict(momentum_buffers=None), ValueError, "momentum_buffers: momentum != 0 needs"),
+        ("sgd", dict(grads=None), TypeError, "grads: expected a list of pointers, got None"),
+        ("sgd", dict(steps=[1.0, 2.0]), ValueError, "steps: expected one step count per tensor"),
+        ("sgd", dict(grads=[1, 2]), ValueError, "grads: expected 1 pointers, got 2"),
+        ("rmsprop", dict(grad_avgs=None), ValueError, "grad_avgs: centered=True needs"),
+        ("rmsprop", dict(momentum_buffers=None), ValueError, "momentum_buffers: momentum > 0"),
+        ("rmsprop", dict(square_avgs=None), TypeError, "square_avgs: expected a list of pointers"),
+        ("rmsprop", dict(group_sizes=[2]), ValueError, "group_sizes: they do not add up"),
+        ("adam", dict(max_exp_avg_sqs=None), ValueError, "max_exp_avg_sqs: amsgrad=True needs"),
+        ("adam", dict(exp_avgs=None), TypeError, "exp_avgs: expected a list of pointers"),
+        ("adam", dict(dtypes=["int32"]), TypeError, "dtypes: expected float32, float64"),
+        ("adam", dict(sizes=[-1]), ValueError, "sizes: entries must be >= 0"),
+    ],
+)
+def test_cuda_entries_check_their_arguments_before_any_launch(rule, changes, error, message):
+    with pytest.raises(error, match=message):
+        _call(rule, **changes)
+
+
+@pytest.mark.skipif(not ob.cuda.is_built(), reason="optbowl was built without its CUDA module")
+@pytest.mark.skipif(ob.cuda.is_available(), reason="checks the runtime's error without a device")
+@pytest.mark.parametrize("rule", sorted(_LISTS))
+def test_cuda_entries_accept_unread_lists_as_none(rule):
+    """Lists that no group reads may be None; the call then gets as far as the runtime."""
+    unread = {
+        "sgd": dict(momentum_buffers=None, groups=[(0.1, 0.0, 0.0, 0.0, False, False)]),
+        "rmsprop": dict(
+            grad_avgs=None,
+            momentum_buffers=None,
+            groups=[(0.01, 0.99, 1e-8, 0.0, 0.0, False, False)],
+        ),
+        "adam": dict(
+            max_exp_avg_sqs=None, groups=[(1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, True)]
+        ),
+    }[rule]
+    with pytest.raises(RuntimeError, match="cuda"):
+        _call(rule, **unread)

@@ -10,6 +10,11 @@ skip with the reason otherwise. Parity is bit for bit where the rules promise it
 * AdaGrad against ``torch.optim.Adagrad`` on CUDA: torch computes ``p + (-clr)·(g/std)``
   where the rule (torch's fused CPU kernel) computes ``p + ((-clr)·g)/std``, so the
   parameters agree within ``4·t·ε`` relative and the sums within ``2·t·ε`` after t steps.
+* SGD, RMSprop, Adam and AdamW (every option) against optbowl's CPU kernels: bit-identical
+  in float32 and float64, with the optional state lists (momentum buffer, grad_avg,
+  max_exp_avg_sq) given or, when no group reads them, left out of the launch.
+* SGD, RMSprop, Adam and AdamW against torch.optim on CUDA: torch's CUDA kernels round in
+  another order (and contract a*b + c on their own), so they agree to a few ulps per step.
 * float16/bfloat16: computed in float32 and rounded once per stored value, so they match
   the float32 CPU kernel run on the up-cast values and rounded after every step.
 """
@@ -109,14 +114,24 @@ def test_every_variant_bit_identical_to_the_cpu_kernel(rng, dtype, variant):
         loss = float(np.sin(k))
         gpu.step(grads, loss=loss)
         cpu.step([g.cpu().numpy() for g in grads], loss=loss)
-        for h, d in zip(host, dev):
-            np.testing.assert_array_equal(
-                h.view(np.int64 if dtype == np.float64 else np.int32), _bits(d)
-            )
-    for i in range(len(host)):
+        _assert_host_bits_equal(host, dev)
+    _assert_states_equal(cpu, gpu, len(host))
+
+
+def _assert_host_bits_equal(host, dev):
+    for h, d in zip(host, dev):
+        width = np.int64 if h.dtype == np.float64 else np.int32
+        np.testing.assert_array_equal(h.view(width), _bits(d))
+
+
+def _assert_states_equal(cpu, gpu, n):
+    """Every state entry of the CPU optimizer equals the device one (arrays bit for bit)."""
+    for i in range(n):
         for name, value in cpu.state[i].items():
             if isinstance(value, np.ndarray):
-                np.testing.assert_array_equal(value, opt_host(gpu, i, name))
+                np.testing.assert_array_equal(value, opt_host(gpu, i, name), err_msg=name)
+            else:
+                assert gpu.state[i][name] == value
 
 
 def opt_host(opt, i, name):
@@ -225,11 +240,11 @@ def test_adagrad_within_the_documented_bound_of_torch_cuda(rng, dtype, foreach):
         )
 
 
-@pytest.mark.parametrize("optimizer", ["rprop", "adagrad"])
+@pytest.mark.parametrize("optimizer", [ob.Rprop, ob.Adagrad, ob.SGD, ob.RMSprop, ob.Adam, ob.AdamW])
 def test_device_found_inf_skips_the_step(rng, optimizer):
     params = [torch.randn(1000, device="cuda"), torch.randn(70_000, device="cuda")]
     before = [p.clone() for p in params]
-    opt = ob.Rprop(params, lr=0.1) if optimizer == "rprop" else ob.Adagrad(params, lr=0.1)
+    opt = optimizer(params, lr=0.1)
     found = torch.ones(1, device="cuda")
     grads = [torch.randn_like(p) for p in params]
     opt.step(grads, found_inf=found)
@@ -244,27 +259,37 @@ def test_device_found_inf_skips_the_step(rng, optimizer):
         opt.step(grads, found_inf=torch.zeros(2, device="cuda"))
 
 
-def test_state_dict_is_numpy_and_loads_back_to_the_device(rng):
+@pytest.mark.parametrize(
+    "cls, hp",
+    [
+        (ob.Rprop, dict(variant="rprop+")),
+        (ob.SGD, dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+        (ob.RMSprop, dict(lr=0.01, alpha=0.95, centered=True, momentum=0.9, weight_decay=0.1)),
+        (ob.Adam, dict(lr=0.01, amsgrad=True, weight_decay=0.01)),
+    ],
+)
+def test_state_dict_is_numpy_and_loads_back_to_the_device(rng, cls, hp):
     shapes = [(100,), (65537,)]
+    first = cls._state_names[0]
     for tdt in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         a = [torch.tensor(rng.standard_normal(s), dtype=tdt, device="cuda") for s in shapes]
         b = [x.clone() for x in a]
-        opt_a = ob.Rprop(a, variant="rprop+")
-        grads = [_grads(rng, shapes, tdt) for _ in range(6)]
+        opt_a = cls(a, **hp)
+        grads = [_grads(rng, shapes, tdt, nan=cls is ob.Rprop) for _ in range(6)]
         for g in grads[:3]:
             opt_a.step(g)
         sd = opt_a.state_dict()
         for st in sd["state"].values():
             for v in st.values():
                 assert isinstance(v, (int, np.ndarray))
-        assert sd["state"][0]["prev"].dtype == (
+        assert sd["state"][0][first].dtype == (
             np.float32 if tdt == torch.bfloat16 else np.dtype(str(tdt).split(".")[1])
         )
         for x, y in zip(a, b):
             y.copy_(x)
-        opt_b = ob.Rprop(b, variant="rprop+")
+        opt_b = cls(b, **hp)
         opt_b.load_state_dict(sd)
-        assert opt_b.state[0]["prev"].is_cuda
+        assert all(v.is_cuda for v in opt_b.state[0].values() if not isinstance(v, int))
         for g in grads[3:]:
             opt_a.step(g)
             opt_b.step(g)
@@ -272,16 +297,20 @@ def test_state_dict_is_numpy_and_loads_back_to_the_device(rng):
             _assert_bits_equal(x, y)
 
 
-def test_mixed_dtypes_and_resnet18_launch_count(rng):
+def _resnet18_params():
     import json
     from pathlib import Path
-
-    from optbowl import _device
 
     shapes = json.loads(
         (Path(__file__).parent.parent / "bench" / "resnet18_shapes.json").read_text()
     )["shapes"]
-    params = [torch.randn(*s, device="cuda") for s in shapes]
+    return [torch.randn(*s, device="cuda") for s in shapes]
+
+
+def test_mixed_dtypes_and_resnet18_launch_count(rng):
+    from optbowl import _device
+
+    params = _resnet18_params()
     opt = ob.Rprop(params)
     opt.step([torch.randn_like(p) for p in params])
     launches, chunks = _device.CudaBackend.last_launch
@@ -370,3 +399,108 @@ def test_host_gradients_for_device_parameters_are_refused():
 def test_arrays_on_two_devices_are_refused():
     with pytest.raises(ValueError, match="device"):
         ob.Rprop([torch.zeros(3, device="cuda:0"), torch.zeros(3, device="cuda:1")])
+
+
+# ------------------------------------------------------------- SGD, RMSprop, Adam, AdamW
+NEW_RULES = {
+    "sgd-plain": (ob.SGD, dict(lr=0.1)),
+    "sgd-momentum": (ob.SGD, dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+    "sgd-nesterov": (ob.SGD, dict(lr=0.05, momentum=0.8, nesterov=True, maximize=True)),
+    "rmsprop-plain": (ob.RMSprop, dict(lr=0.01, weight_decay=0.01)),
+    "rmsprop-centered": (ob.RMSprop, dict(lr=0.01, alpha=0.9, centered=True)),
+    "rmsprop-momentum": (ob.RMSprop, dict(lr=0.01, momentum=0.5, maximize=True)),
+    "rmsprop-centered-momentum": (
+        ob.RMSprop,
+        dict(lr=0.01, alpha=0.95, centered=True, momentum=0.9, weight_decay=0.1),
+    ),
+    "adam": (ob.Adam, dict(lr=0.01)),
+    "adam-l2": (ob.Adam, dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, maximize=True)),
+    "adam-amsgrad": (ob.Adam, dict(lr=0.01, amsgrad=True, weight_decay=0.01)),
+    "adamw": (ob.AdamW, dict(lr=0.01, weight_decay=0.5)),
+    "adamw-amsgrad": (ob.AdamW, dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+}
+TORCH_CLASS = {ob.SGD: "SGD", ob.RMSprop: "RMSprop", ob.Adam: "Adam", ob.AdamW: "AdamW"}
+
+
+def _two_groups(arrays, hp):
+    """The rule's options in two groups; the second with its own lr (per-tensor hyper)."""
+    return [{"params": arrays[:3]}, {"params": arrays[3:], "lr": hp["lr"] / 4}]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", sorted(NEW_RULES))
+def test_new_rules_bit_identical_to_the_cpu_kernel(rng, dtype, case):
+    cls, hp = NEW_RULES[case]
+    host = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+    dev = [torch.tensor(h, device="cuda") for h in host]
+    dev[1] = _unaligned(dev[1])  # the scalar path next to the vector one
+    cpu, gpu = cls(_two_groups(host, hp), **hp), cls(_two_groups(dev, hp), **hp)
+    for k in range(15):
+        grads = _grads(rng, SHAPES, FULL[dtype], nan=False)
+        gpu.step(grads)
+        cpu.step([g.cpu().numpy() for g in grads])
+        if k % 5 == 4:
+            _assert_host_bits_equal(host, dev)
+    _assert_states_equal(cpu, gpu, len(host))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", sorted(NEW_RULES))
+def test_new_rules_close_to_torch_cuda(rng, dtype, case):
+    cls, hp = NEW_RULES[case]
+    tdt = FULL[dtype]
+    base = [torch.tensor(rng.standard_normal(s), dtype=tdt, device="cuda") for s in SHAPES]
+    params = [b.clone() for b in base]
+    tparams = [b.clone().requires_grad_(True) for b in base]
+    opt = cls(_two_groups(params, hp), **hp)
+    topt = getattr(torch.optim, TORCH_CLASS[cls])(_two_groups(tparams, hp), **hp)
+    steps = 10
+    for _ in range(steps):
+        grads = _grads(rng, SHAPES, tdt, nan=False)
+        for t, g in zip(tparams, grads):
+            t.grad = g.clone()
+        topt.step()
+        opt.step(grads)
+    tol = 64 * steps * np.finfo(dtype).eps
+    for p, t in zip(params, tparams):
+        np.testing.assert_allclose(
+            p.cpu().numpy(), t.detach().cpu().numpy(), rtol=tol, atol=tol * hp["lr"]
+        )
+
+
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize(
+    "case", ["sgd-momentum", "sgd-nesterov", "rmsprop-centered-momentum", "adam-amsgrad", "adamw"]
+)
+def test_half_precision_new_rules_are_float32_math_rounded_once(rng, half, case):
+    cls, hp = NEW_RULES[case]
+    tdt = HALF[half]
+    shapes = [(257,), (8, 33), (65537 + 3,)]
+    dev = [torch.tensor(rng.standard_normal(s), dtype=tdt, device="cuda") for s in shapes]
+    ref = [d.float().cpu().numpy() for d in dev]
+    gpu, cpu = cls(dev, **hp), cls(ref, **hp)
+    for _ in range(8):
+        grads = _grads(rng, shapes, tdt, nan=False)
+        gpu.step(grads)
+        cpu.step([g.float().cpu().numpy() for g in grads])
+        for i, r in enumerate(ref):  # the device stores every value in half precision
+            r[...] = _round_to(r, tdt)
+            for value in cpu.state[i].values():
+                if isinstance(value, np.ndarray):
+                    value[...] = _round_to(value, tdt)
+        for r, d in zip(ref, dev):
+            np.testing.assert_array_equal(r, d.float().cpu().numpy())
+    for i in range(len(shapes)):
+        for name, value in cpu.state[i].items():
+            if isinstance(value, np.ndarray):
+                on_device = gpu.state[i][name].float().cpu().numpy()
+                np.testing.assert_array_equal(value, on_device, err_msg=name)
+
+
+def test_adamw_amsgrad_on_resnet18_is_one_launch(rng):
+    from optbowl import _device
+
+    params = _resnet18_params()
+    ob.AdamW(params, amsgrad=True).step([torch.randn_like(p) for p in params])
+    launches, chunks = _device.CudaBackend.last_launch
+    assert launches == 1 and chunks == sum(-(-p.numel() // 65536) for p in params)

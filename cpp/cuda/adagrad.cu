@@ -20,13 +20,7 @@ struct AdagradOp {
 }  // namespace
 
 LaunchStats adagrad(const DeviceTable<3>& table, const AdagradLoop& loop, const LaunchConfig& config) {
-  return launch_by_dtype<AdagradOp>(
-      table,
-      [&](auto tag, int t) {
-        using M = typename decltype(tag)::type;
-        return loop.template hyper<M>(t);
-      },
-      config);
+  return launch_by_dtype<AdagradOp>(table, hyper_of_loop(loop), config);
 }
 
 }  // namespace cuda

@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "launch.hpp"
@@ -27,6 +28,9 @@ namespace cuda {
 namespace {
 
 using GroupTuple = std::tuple<double, double, double, double, bool>;
+using SgdGroupTuple = std::tuple<double, double, double, double, bool, bool>;
+using RmspropGroupTuple = std::tuple<double, double, double, double, double, bool, bool>;
+using AdamGroupTuple = std::tuple<double, double, double, double, double, bool, bool, bool>;
 
 void throw_on(cudaError_t status, const char* what) {
   if (status != cudaSuccess)
@@ -42,17 +46,23 @@ DeviceDType parse_dtype(const std::string& name) {
   throw py::type_error("dtypes: expected float32, float64, float16 or bfloat16, got " + name);
 }
 
-// Build a table from K lists of pointers (None for an unused slot).
+// Build a table from K lists of pointers; the lists from index `optional` on may be None
+// (an unused slot: null pointers), the others are required.
 template <std::size_t K>
 DeviceTable<K> make_table(const std::array<std::pair<const char*, py::object>, K>& lists,
                           const std::vector<std::int64_t>& sizes,
-                          const std::vector<std::string>& dtypes) {
+                          const std::vector<std::string>& dtypes, std::size_t optional = K) {
   const std::size_t n = sizes.size();
   if (dtypes.size() != n) throw py::value_error("dtypes: expected one dtype per tensor");
   DeviceTable<K> table;
   table.ptrs.assign(n, {});
   for (std::size_t k = 0; k < K; ++k) {
-    if (lists[k].second.is_none()) continue;
+    if (lists[k].second.is_none()) {
+      if (k < optional)
+        throw py::type_error(std::string(lists[k].first) +
+                             ": expected a list of pointers, got None");
+      continue;
+    }
     const auto ptrs = lists[k].second.template cast<std::vector<std::uintptr_t>>();
     if (ptrs.size() != n)
       throw py::value_error(std::string(lists[k].first) + ": expected " + std::to_string(n) +
@@ -75,12 +85,27 @@ std::vector<std::int32_t> group_index(const std::vector<std::int64_t>& group_siz
   return of;
 }
 
-template <class Group>
-std::vector<Group> groups_from(const std::vector<GroupTuple>& groups) {
+// A group tuple of Python scalars -> the loop's group struct, field by field.
+template <class Group, class... Fields>
+std::vector<Group> groups_from(const std::vector<std::tuple<Fields...>>& groups) {
   std::vector<Group> out;
   for (const auto& g : groups)
-    out.push_back({std::get<0>(g), std::get<1>(g), std::get<2>(g), std::get<3>(g), std::get<4>(g)});
+    out.push_back(std::apply([](const Fields&... f) { return Group{f...}; }, g));
   return out;
+}
+
+// A ValueError when some group needs an optional list that was not given.
+template <class Group, class Needs>
+void require_list(const std::vector<Group>& groups, const py::object& list, Needs needs,
+                  const char* message) {
+  if (!list.is_none()) return;
+  for (const auto& g : groups)
+    if (needs(g)) throw py::value_error(message);
+}
+
+std::vector<double> steps_of(const std::vector<double>& steps, std::size_t n) {
+  if (steps.size() != n) throw py::value_error("steps: expected one step count per tensor");
+  return steps;
 }
 
 LaunchConfig config_of(int device, std::uintptr_t stream, std::uintptr_t found_inf) {
@@ -234,7 +259,7 @@ PYBIND11_MODULE(_cuda, m) {
         if (plus == updates.is_none()) throw py::value_error("updates: wrong for this variant");
         const DeviceTable<5> table = make_table<5>(
             {{{"params", params}, {"grads", grads}, {"prevs", prevs}, {"steps", steps}, {"updates", updates}}},
-            sizes, dtypes);
+            sizes, dtypes, 4);
         loop.groups = groups_from<optbowl::RpropGroup>(groups);
         loop.group_of = group_index(group_sizes, table.size());
         loop.loss_increased = loss_increased;
@@ -256,8 +281,7 @@ PYBIND11_MODULE(_cuda, m) {
         const DeviceTable<3> table = make_table<3>(
             {{{"params", params}, {"grads", grads}, {"sums", sums}}}, sizes, dtypes);
         optbowl::AdagradLoop loop;
-        if (steps.size() != table.size()) throw py::value_error("steps: expected one per tensor");
-        loop.steps = steps;
+        loop.steps = steps_of(steps, table.size());
         loop.groups = groups_from<optbowl::AdagradGroup>(groups);
         loop.group_of = group_index(group_sizes, table.size());
         py::gil_scoped_release release;
@@ -267,6 +291,90 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("steps"), py::arg("groups"), py::arg("group_sizes"), py::arg("device"),
       py::arg("stream"), py::arg("found_inf") = 0,
       "One AdaGrad step over device pointers; returns (kernel launches, chunks).");
+
+  m.def(
+      "sgd",
+      [](py::object params, py::object grads, py::object momentum_buffers,
+         const std::vector<std::int64_t>& sizes, const std::vector<std::string>& dtypes,
+         const std::vector<double>& steps, const std::vector<SgdGroupTuple>& groups,
+         const std::vector<std::int64_t>& group_sizes, int device, std::uintptr_t stream,
+         std::uintptr_t found_inf) {
+        optbowl::SgdLoop loop;
+        loop.groups = groups_from<optbowl::SgdGroup>(groups);
+        require_list(loop.groups, momentum_buffers, [](const auto& g) { return g.momentum != 0.0; },
+                     "momentum_buffers: momentum != 0 needs one buffer per parameter");
+        const DeviceTable<3> table = make_table<3>(
+            {{{"params", params}, {"grads", grads}, {"momentum_buffers", momentum_buffers}}}, sizes,
+            dtypes, 2);
+        loop.steps = steps_of(steps, table.size());
+        loop.group_of = group_index(group_sizes, table.size());
+        py::gil_scoped_release release;
+        return stats_tuple(sgd(table, loop, config_of(device, stream, found_inf)));
+      },
+      py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("sizes"),
+      py::arg("dtypes"), py::arg("steps"), py::arg("groups"), py::arg("group_sizes"),
+      py::arg("device"), py::arg("stream"), py::arg("found_inf") = 0,
+      "One SGD step over device pointers; groups: (lr, momentum, dampening, weight_decay, "
+      "nesterov, maximize); returns (kernel launches, chunks).");
+
+  m.def(
+      "rmsprop",
+      [](py::object params, py::object grads, py::object square_avgs, py::object grad_avgs,
+         py::object momentum_buffers, const std::vector<std::int64_t>& sizes,
+         const std::vector<std::string>& dtypes, const std::vector<RmspropGroupTuple>& groups,
+         const std::vector<std::int64_t>& group_sizes, int device, std::uintptr_t stream,
+         std::uintptr_t found_inf) {
+        optbowl::RmspropLoop loop;
+        loop.groups = groups_from<optbowl::RmspropGroup>(groups);
+        require_list(loop.groups, grad_avgs, [](const auto& g) { return g.centered; },
+                     "grad_avgs: centered=True needs one array per parameter");
+        require_list(loop.groups, momentum_buffers, [](const auto& g) { return g.momentum > 0.0; },
+                     "momentum_buffers: momentum > 0 needs one buffer per parameter");
+        const DeviceTable<5> table = make_table<5>({{{"params", params},
+                                                     {"grads", grads},
+                                                     {"square_avgs", square_avgs},
+                                                     {"grad_avgs", grad_avgs},
+                                                     {"momentum_buffers", momentum_buffers}}},
+                                                   sizes, dtypes, 3);
+        loop.group_of = group_index(group_sizes, table.size());
+        py::gil_scoped_release release;
+        return stats_tuple(rmsprop(table, loop, config_of(device, stream, found_inf)));
+      },
+      py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("grad_avgs"),
+      py::arg("momentum_buffers"), py::arg("sizes"), py::arg("dtypes"), py::arg("groups"),
+      py::arg("group_sizes"), py::arg("device"), py::arg("stream"), py::arg("found_inf") = 0,
+      "One RMSprop step over device pointers; groups: (lr, alpha, eps, weight_decay, momentum, "
+      "centered, maximize); returns (kernel launches, chunks).");
+
+  m.def(
+      "adam",
+      [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
+         py::object max_exp_avg_sqs, const std::vector<std::int64_t>& sizes,
+         const std::vector<std::string>& dtypes, const std::vector<double>& steps,
+         const std::vector<AdamGroupTuple>& groups, const std::vector<std::int64_t>& group_sizes,
+         int device, std::uintptr_t stream, std::uintptr_t found_inf) {
+        optbowl::AdamLoop loop;
+        loop.groups = groups_from<optbowl::AdamGroup>(groups);
+        require_list(loop.groups, max_exp_avg_sqs, [](const auto& g) { return g.amsgrad; },
+                     "max_exp_avg_sqs: amsgrad=True needs one array per parameter");
+        const DeviceTable<5> table = make_table<5>({{{"params", params},
+                                                     {"grads", grads},
+                                                     {"exp_avgs", exp_avgs},
+                                                     {"exp_avg_sqs", exp_avg_sqs},
+                                                     {"max_exp_avg_sqs", max_exp_avg_sqs}}},
+                                                   sizes, dtypes, 4);
+        loop.steps = steps_of(steps, table.size());
+        loop.group_of = group_index(group_sizes, table.size());
+        py::gil_scoped_release release;
+        return stats_tuple(adam(table, loop, config_of(device, stream, found_inf)));
+      },
+      py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
+      py::arg("max_exp_avg_sqs"), py::arg("sizes"), py::arg("dtypes"), py::arg("steps"),
+      py::arg("groups"), py::arg("group_sizes"), py::arg("device"), py::arg("stream"),
+      py::arg("found_inf") = 0,
+      "One Adam / AdamW / AMSGrad step over device pointers; groups: (lr, beta1, beta2, eps, "
+      "weight_decay, amsgrad, maximize, decoupled_weight_decay); returns (kernel launches, "
+      "chunks).");
 
   m.def(
       "plan", [](const std::vector<std::int64_t>& sizes) { return stats_tuple(plan(sizes)); },

@@ -2,16 +2,20 @@
 // compiler) and by the .cu files (nvcc).
 //
 // A DeviceTable holds, per tensor, K device pointers (param, grad, state arrays, in the
-// rule's order), the length and the storage dtype. The hyper-parameters come from the same
-// host structs the CPU loops use (RpropLoop, AdagradLoop), so a group's scalars are rounded
-// to the math type in one place.
+// rule's order; null for an optional state array not given), the length and the storage
+// dtype. The hyper-parameters come from the same host structs the CPU loops use (RpropLoop,
+// AdagradLoop, SgdLoop, RmspropLoop, AdamLoop), so a group's scalars are rounded to the math
+// type in one place.
 #pragma once
 #include <array>
 #include <cstdint>
 #include <vector>
 
 #include "optbowl/loops/adagrad_loop.hpp"
+#include "optbowl/loops/adam_loop.hpp"
+#include "optbowl/loops/rmsprop_loop.hpp"
 #include "optbowl/loops/rprop_loop.hpp"
+#include "optbowl/loops/sgd_loop.hpp"
 
 namespace optbowl {
 namespace cuda {
@@ -45,6 +49,9 @@ struct LaunchStats {
 
 LaunchStats rprop(const DeviceTable<5>& table, const RpropLoop& loop, const LaunchConfig& config);
 LaunchStats adagrad(const DeviceTable<3>& table, const AdagradLoop& loop, const LaunchConfig& config);
+LaunchStats sgd(const DeviceTable<3>& table, const SgdLoop& loop, const LaunchConfig& config);
+LaunchStats rmsprop(const DeviceTable<5>& table, const RmspropLoop& loop, const LaunchConfig& config);
+LaunchStats adam(const DeviceTable<5>& table, const AdamLoop& loop, const LaunchConfig& config);
 
 // ---- multi-tensor apply: the launch plan (as apex's multi_tensor_apply) -------------
 // Every tensor is cut into chunks of kChunkElems elements. A launch carries, in its kernel

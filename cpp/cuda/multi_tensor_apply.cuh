@@ -12,6 +12,9 @@
 // read-only gradient, then state arrays), Hyper<M> (its scalars in math type M) and
 //     template <class M> __device__ static void apply(M (&v)[K], const Hyper<M>& h)
 // which calls the rule of optbowl/rules/. Half and bfloat16 storage is computed in float.
+// A state slot whose pointer is null (an optional array the caller did not give, e.g.
+// AMSGrad's maximum when no group uses it) is neither read nor written: the rule sees 0
+// there and its write is dropped, so the rule must not need it (the bindings check that).
 // A new optimizer on the device is one Op and one launch_by_dtype<Op>(...) call.
 #pragma once
 #include <cuda_bf16.h>
@@ -90,41 +93,45 @@ __device__ __forceinline__ void update_chunk(const ArgsOf<Op, S>& args, int entr
   const auto& h = args.hyper[slot];
 
   S* ptr[K];
+  bool given[K];  // false: an optional slot left null (uniform over the block)
   bool packed = len % kILP == 0;
 #pragma unroll
   for (int k = 0; k < K; ++k) {
-    ptr[k] = static_cast<S*>(args.ptrs[k][slot]) + begin;
-    packed = packed && reinterpret_cast<std::uintptr_t>(ptr[k]) % sizeof(Pack<S, kILP>) == 0;
+    given[k] = args.ptrs[k][slot] != nullptr;
+    ptr[k] = given[k] ? static_cast<S*>(args.ptrs[k][slot]) + begin : nullptr;
+    packed = packed && (!given[k] ||
+                        reinterpret_cast<std::uintptr_t>(ptr[k]) % sizeof(Pack<S, kILP>) == 0);
   }
 
   if (packed) {
     for (int i = threadIdx.x * kILP; i < len; i += kThreads * kILP) {
       Pack<S, kILP> r[K];
 #pragma unroll
-      for (int k = 0; k < K; ++k) r[k] = *reinterpret_cast<const Pack<S, kILP>*>(ptr[k] + i);
+      for (int k = 0; k < K; ++k)
+        if (given[k]) r[k] = *reinterpret_cast<const Pack<S, kILP>*>(ptr[k] + i);
 #pragma unroll
       for (int j = 0; j < kILP; ++j) {
         M v[K];
 #pragma unroll
-        for (int k = 0; k < K; ++k) v[k] = to_math(r[k].v[j]);
+        for (int k = 0; k < K; ++k) v[k] = given[k] ? to_math(r[k].v[j]) : M(0);
         Op::apply(v, h);
 #pragma unroll
         for (int k = 0; k < K; ++k)
-          if (k != 1) from_math(r[k].v[j], v[k]);
+          if (k != 1 && given[k]) from_math(r[k].v[j], v[k]);
       }
 #pragma unroll
       for (int k = 0; k < K; ++k)
-        if (k != 1) *reinterpret_cast<Pack<S, kILP>*>(ptr[k] + i) = r[k];
+        if (k != 1 && given[k]) *reinterpret_cast<Pack<S, kILP>*>(ptr[k] + i) = r[k];
     }
   } else {
     for (int i = threadIdx.x; i < len; i += kThreads) {
       M v[K];
 #pragma unroll
-      for (int k = 0; k < K; ++k) v[k] = to_math(ptr[k][i]);
+      for (int k = 0; k < K; ++k) v[k] = given[k] ? to_math(ptr[k][i]) : M(0);
       Op::apply(v, h);
 #pragma unroll
       for (int k = 0; k < K; ++k)
-        if (k != 1) from_math(ptr[k][i], v[k]);
+        if (k != 1 && given[k]) from_math(ptr[k][i], v[k]);
     }
   }
 }
@@ -144,6 +151,15 @@ template <class M>
 struct MathTag {
   using type = M;
 };
+
+// hyper_of for a host loop that rounds its own scalars: loop.hyper<M>(tensor).
+template <class Loop>
+auto hyper_of_loop(const Loop& loop) {
+  return [&loop](auto tag, int t) {
+    using M = typename decltype(tag)::type;
+    return loop.template hyper<M>(t);
+  };
+}
 
 template <class Op, class S, std::size_t KT, class HyperOf>
 void launch_multi_tensor(const DeviceTable<KT>& table, const std::vector<int>& tensors,

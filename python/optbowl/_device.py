@@ -4,8 +4,10 @@ An optimizer's arrays are either all host NumPy arrays (run by ``optbowl._core``
 CUDA device arrays on one device (run by ``optbowl._cuda``). A device array is anything
 that exposes ``__cuda_array_interface__`` (CuPy, Numba, torch CUDA tensors) or
 ``__dlpack__`` with a CUDA ``__dlpack_device__`` (torch bfloat16 tensors, JAX); it is
-used in place, never copied. State arrays are made by the parameter's own library
-(``torch.full_like``, ``cupy.full_like``) or, for other producers, as :class:`DeviceArray`.
+used in place, never copied. Rprop, Adagrad, SGD, RMSprop, Adam and AdamW have device
+kernels; QuickProp and SparseRows gradients are host-only. State arrays are made by the
+parameter's own library (``torch.full_like``, ``cupy.full_like``) or, for other
+producers, as :class:`DeviceArray`.
 
 Kernels run on the parameters' current stream: ``torch.cuda.current_stream()`` for torch
 tensors, ``cupy.cuda.get_current_stream()`` for CuPy arrays, the ``stream`` entry of
@@ -550,6 +552,58 @@ def _launch_args(
     return ptrs, sizes, dtypes, (device, current_stream(params[0], device), flag)
 
 
+def _unread_as_none(
+    ptrs: List[Optional[List[int]]], read: Dict[int, bool]
+) -> List[Optional[List[int]]]:
+    """Pass the optional state lists that no group reads as None: the kernels then neither
+    load nor store them (``read``: slot -> whether some group uses it)."""
+    return [None if not read.get(k, True) else p for k, p in enumerate(ptrs)]
+
+
+SPARSE_HOST_ONLY = (
+    "SparseRows gradients are host-only (NumPy parameters and arrays); CUDA device "
+    "parameters take dense device gradients"
+)
+
+
+def host_only_sparse(grads: Sequence[Any]) -> None:
+    """Refuse SparseRows gradients for device parameters (the sparse kernel is host-only)."""
+    from .sparse import SparseRows
+
+    for i, g in enumerate(grads):
+        if isinstance(g, SparseRows):
+            raise TypeError(f"grads[{i}]: {SPARSE_HOST_ONLY}")
+
+
+def host_only(name: str, optimizer: str, arrays: Sequence[Any], start: int = 0) -> None:
+    """Refuse device arrays for an optimizer that has no CUDA kernel (``arrays`` are
+    numbered from ``start``)."""
+    for i, a in enumerate(arrays, start):
+        if is_device_array(a):
+            raise TypeError(
+                f"{name}[{i}]: a CUDA device array, but {optimizer} is host-only (NumPy "
+                "arrays); the CUDA rules are Rprop, Adagrad, SGD, RMSprop, Adam and AdamW"
+            )
+
+
+def _launch(
+    kernel: str,
+    lists: Sequence[Tuple[str, Any]],
+    rest: Sequence[Any],
+    found_inf: Optional[DeviceView],
+    read: Optional[Dict[int, bool]] = None,
+    lead: Sequence[Any] = (),
+) -> None:
+    """Check the arrays and run ``_cuda.<kernel>(*lead, *pointer lists, sizes, dtypes,
+    *rest, device, stream, found_inf)``. ``lists``: (name, arrays) in the kernel's order,
+    params first and the read-only grads second; ``read``: see :func:`_unread_as_none`."""
+    operands = [(name, arrays, k != 1) for k, (name, arrays) in enumerate(lists)]
+    ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
+    if read:
+        ptrs = _unread_as_none(ptrs, read)
+    CudaBackend.last_launch = getattr(_cuda, kernel)(*lead, *ptrs, sizes, dtypes, *rest, *where)
+
+
 class CudaBackend:
     """The CUDA twin of ``optbowl._core``: the same step functions over device arrays."""
 
@@ -571,31 +625,68 @@ class CudaBackend:
     ):
         from .rprop import VARIANTS
 
-        operands = [
-            ("params", params, True),
-            ("grads", grads, False),
-            ("prevs", prevs, True),
-            ("steps", steps, True),
-            ("updates", updates, True),
+        lists = [
+            ("params", params),
+            ("grads", grads),
+            ("prevs", prevs),
+            ("steps", steps),
+            ("updates", updates),
         ]
-        ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
-        CudaBackend.last_launch = _cuda.rprop(
-            VARIANTS.index(variant),
-            *ptrs,
-            sizes,
-            dtypes,
-            groups,
-            group_sizes,
-            loss_increased,
-            *where,
-        )
+        rest = (groups, group_sizes, loss_increased)
+        _launch("rprop", lists, rest, found_inf, lead=(VARIANTS.index(variant),))
 
     def adagrad(self, params, grads, sums, steps, groups, group_sizes, found_inf=None):
-        operands = [("params", params, True), ("grads", grads, False), ("sums", sums, True)]
-        ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
-        CudaBackend.last_launch = _cuda.adagrad(
-            *ptrs, sizes, dtypes, steps, groups, group_sizes, *where
-        )
+        host_only_sparse(grads)
+        lists = [("params", params), ("grads", grads), ("sums", sums)]
+        _launch("adagrad", lists, (steps, groups, group_sizes), found_inf)
+
+    def sgd(self, params, grads, momentum_buffers, steps, groups, group_sizes, found_inf=None):
+        lists = [("params", params), ("grads", grads), ("momentum_buffers", momentum_buffers)]
+        read = {2: any(g[1] != 0.0 for g in groups)}
+        _launch("sgd", lists, (steps, groups, group_sizes), found_inf, read)
+
+    def rmsprop(
+        self,
+        params,
+        grads,
+        square_avgs,
+        grad_avgs,
+        momentum_buffers,
+        groups,
+        group_sizes,
+        found_inf=None,
+    ):
+        lists = [
+            ("params", params),
+            ("grads", grads),
+            ("square_avgs", square_avgs),
+            ("grad_avgs", grad_avgs),
+            ("momentum_buffers", momentum_buffers),
+        ]
+        read = {3: any(g[5] for g in groups), 4: any(g[4] > 0.0 for g in groups)}
+        _launch("rmsprop", lists, (groups, group_sizes), found_inf, read)
+
+    def adam(
+        self,
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        max_exp_avg_sqs,
+        steps,
+        groups,
+        group_sizes,
+        found_inf=None,
+    ):
+        lists = [
+            ("params", params),
+            ("grads", grads),
+            ("exp_avgs", exp_avgs),
+            ("exp_avg_sqs", exp_avg_sqs),
+            ("max_exp_avg_sqs", max_exp_avg_sqs),
+        ]
+        read = {4: any(g[5] for g in groups)}
+        _launch("adam", lists, (steps, groups, group_sizes), found_inf, read)
 
 
 CUDA_BACKEND = CudaBackend()

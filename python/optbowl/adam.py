@@ -6,7 +6,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from . import _check, functional
+from . import _check, _device, functional
 from ._optimizer import Optimizer
 
 
@@ -105,13 +105,15 @@ class Adam(Optimizer):
     def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
         return {
             "step": 0,
-            "exp_avg": np.zeros_like(p),
-            "exp_avg_sq": np.zeros_like(p),
-            "max_exp_avg_sq": np.zeros_like(p),
+            "exp_avg": _device.full_like(p, 0.0),
+            "exp_avg_sq": _device.full_like(p, 0.0),
+            "max_exp_avg_sq": _device.full_like(p, 0.0),
         }
 
-    def _kernel(self, params, grads, states, groups, group_sizes, steps):
-        functional._adam_call(
+    def _kernel(self, params, grads, states, groups, group_sizes, steps, **device):
+        # Host arrays through the functional layer, device arrays through the CUDA module.
+        call = functional._adam_call if self._placement is None else self._backend.adam
+        call(
             params,
             grads,
             states[0],
@@ -131,6 +133,7 @@ class Adam(Optimizer):
                 for g in groups
             ],
             group_sizes,
+            **device,
         )
 
 

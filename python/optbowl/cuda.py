@@ -4,7 +4,10 @@ optbowl's optimizers take CUDA device arrays as they take NumPy arrays: anything
 ``__cuda_array_interface__`` or a CUDA ``__dlpack__`` (CuPy arrays, torch CUDA tensors,
 float32, float64, float16 or bfloat16), updated in place without copies by fused
 multi-tensor kernels (one launch for up to 110 tensors and 1,024 chunks of 65,536
-elements; half and bfloat16 are computed in float32). State lives on the same device;
+elements; half and bfloat16 are computed in float32). The rules on the device are Rprop
+(every variant), Adagrad (dense gradients), SGD (momentum, dampening, Nesterov), RMSprop
+(centered, momentum), Adam (amsgrad) and AdamW; QuickProp and SparseRows gradients are
+host-only and refuse device arrays with a TypeError. State lives on the same device;
 ``state_dict()`` returns host NumPy arrays and ``load_state_dict`` copies them back.
 Kernels run on the parameters' current stream (torch's or CuPy's current stream).
 

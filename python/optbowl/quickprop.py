@@ -6,7 +6,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from . import _check, functional
+from . import _check, _device, functional
 from ._optimizer import Optimizer
 
 
@@ -59,6 +59,22 @@ class QuickProp(Optimizer):
         self, params: Any, lr: float = 1e-2, max_growth: float = 1.75, maximize: bool = False
     ) -> None:
         super().__init__(params, {"lr": lr, "max_growth": max_growth, "maximize": maximize})
+
+    def _add_param_group(self, group: Dict[str, Any]) -> None:
+        # No CUDA kernel: device arrays are refused before the device checks look at them.
+        if isinstance(group, dict) and "params" in group:
+            arrays = group["params"]
+            if isinstance(arrays, np.ndarray) or _device.is_device_array(arrays):
+                arrays = [arrays]
+            else:
+                try:
+                    arrays = list(arrays)
+                except TypeError:  # not iterable: the base class says what is wrong
+                    arrays = []
+                else:
+                    group = {**group, "params": arrays}
+            _device.host_only("params", "QuickProp", arrays, start=len(self._params))
+        super()._add_param_group(group)
 
     def _check_group(self, group: Dict[str, Any]) -> None:
         group["lr"] = _check.real("lr", group["lr"], low=0.0)

@@ -6,7 +6,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from . import _check, functional
+from . import _check, _device, functional
 from ._optimizer import Optimizer
 
 
@@ -95,13 +95,15 @@ class RMSprop(Optimizer):
     def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
         return {
             "step": 0,
-            "square_avg": np.zeros_like(p),
-            "grad_avg": np.zeros_like(p),
-            "momentum_buffer": np.zeros_like(p),
+            "square_avg": _device.full_like(p, 0.0),
+            "grad_avg": _device.full_like(p, 0.0),
+            "momentum_buffer": _device.full_like(p, 0.0),
         }
 
-    def _kernel(self, params, grads, states, groups, group_sizes, steps):
-        functional._rmsprop_call(
+    def _kernel(self, params, grads, states, groups, group_sizes, steps, **device):
+        # Host arrays through the functional layer, device arrays through the CUDA module.
+        call = functional._rmsprop_call if self._placement is None else self._backend.rmsprop
+        call(
             params,
             grads,
             states[0],
@@ -120,4 +122,5 @@ class RMSprop(Optimizer):
                 for g in groups
             ],
             group_sizes,
+            **device,
         )

@@ -6,7 +6,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from . import _check, functional
+from . import _check, _device, functional
 from ._optimizer import Optimizer
 
 
@@ -98,10 +98,12 @@ class SGD(Optimizer):
             )
 
     def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
-        return {"step": 0, "momentum_buffer": np.zeros_like(p)}
+        return {"step": 0, "momentum_buffer": _device.full_like(p, 0.0)}
 
-    def _kernel(self, params, grads, states, groups, group_sizes, steps):
-        functional._sgd_call(
+    def _kernel(self, params, grads, states, groups, group_sizes, steps, **device):
+        # Host arrays through the functional layer, device arrays through the CUDA module.
+        call = functional._sgd_call if self._placement is None else self._backend.sgd
+        call(
             params,
             grads,
             states[0],
@@ -118,4 +120,5 @@ class SGD(Optimizer):
                 for g in groups
             ],
             group_sizes,
+            **device,
         )

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _check
+from . import _check, _device
 
 
 class SparseRows:
@@ -48,6 +48,9 @@ class SparseRows:
     __slots__ = ("indices", "values")
 
     def __init__(self, indices: Any, values: Any) -> None:
+        for name, a in (("indices", indices), ("values", values)):
+            if _device.is_device_array(a):
+                raise TypeError(f"{name}: a CUDA device array, but {_device.SPARSE_HOST_ONLY}")
         idx = np.asarray(indices)
         if idx.size == 0 and idx.dtype == np.float64 and not isinstance(indices, np.ndarray):
             idx = idx.astype(np.int64)  # [] means no rows

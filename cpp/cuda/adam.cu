@@ -1,0 +1,44 @@
+// Adam, AdamW (decoupled weight decay) and AMSGrad on the device, calling the rules of
+// optbowl/rules/adam.hpp.
+#include "multi_tensor_apply.cuh"
+#include "optbowl/rules/adam.hpp"
+
+namespace optbowl {
+namespace cuda {
+namespace {
+
+template <class M>
+struct AdamDeviceHyper {
+  rules::AdamHyper<M> rule;
+  bool amsgrad;  // per group, as the CPU loop decides
+};
+
+// Slots: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (null when no group uses amsgrad).
+struct AdamOp {
+  static constexpr int K = 5;
+  template <class M>
+  using Hyper = AdamDeviceHyper<M>;
+  template <class M>
+  __device__ static void apply(M (&v)[K], const Hyper<M>& h) {
+    if (h.amsgrad)
+      rules::amsgrad(v[0], v[1], v[2], v[3], v[4], h.rule);
+    else
+      rules::adam(v[0], v[1], v[2], v[3], h.rule);
+  }
+};
+
+}  // namespace
+
+LaunchStats adam(const DeviceTable<5>& table, const AdamLoop& loop, const LaunchConfig& config) {
+  const auto rule_hyper = hyper_of_loop(loop);
+  return launch_by_dtype<AdamOp>(
+      table,
+      [&](auto tag, int t) {
+        using M = typename decltype(tag)::type;
+        return AdamDeviceHyper<M>{rule_hyper(tag, t), loop.groups[loop.group_of[t]].amsgrad};
+      },
+      config);
+}
+
+}  // namespace cuda
+}  // namespace optbowl
