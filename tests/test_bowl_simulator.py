@@ -241,5 +241,20 @@ def test_sweep_argument_errors(bowl):
         ob.sweep(bowl, "adagrad", X0, 5, lr=np.array([0.1, -0.1]))
     with pytest.raises(TypeError, match="bowl: expected a QuadraticBowl"):
         ob.sweep("bowl", "adagrad", X0, 5)
+    with pytest.raises(ValueError, match="hyper: no configuration"):
+        ob.sweep(bowl, "adagrad", X0, 5, lr=np.array([]))
+
+
+@pytest.mark.parametrize("method, hyper, match", [
+    ("momentum", {"lr": np.array([[0.01], [0.02]]), "momentum": np.array([0.5, np.nan])}, "momentum"),
+    ("gd", {"lr": np.array([0.1, np.inf])}, "lr"),
+    ("rprop", {"lr": np.array([0.1, 0.2]), "etas": (0.5, np.array([1.5, 0.9]))}, "etas"),
+    ("rprop", {"step_sizes": (np.array([1e-6, 2.0]), np.array([[1.0], [5.0]]))}, "step_sizes"),
+    ("adam", {"lr": np.array([0.1, 0.2]), "betas": (np.array([0.9, 1.0]), 0.999)}, "betas"),
+    ("rmsprop", {"alpha": np.array([[0.9], [0.99]]), "eps": np.array([1e-8, -1.0])}, "eps"),
+])
+def test_sweep_checks_every_configuration_before_running(bowl, method, hyper, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        ob.sweep(bowl, method, X0, 5, **hyper)
     with pytest.raises(ValueError, match="steps: must be >= 1"):
         ob.sweep(bowl, "adagrad", X0, 0)

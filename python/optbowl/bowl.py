@@ -31,7 +31,7 @@ from __future__ import annotations
 import importlib
 import math
 import numbers
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -880,20 +880,32 @@ def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any =
                          + ", ".join(f"{k} {v.shape}" for k, v in flat.items())) from None
     shape = arrays[0].shape if arrays else ()
     grid = {k: np.array(a) for k, a in zip(flat, arrays)}  # copies, 0-d kept 0-d
-    rows: List[Dict[str, float]] = []
-    core = None
-    for idx in np.ndindex(*shape):
-        hp: Dict[str, Any] = dict(fixed)
-        for name, a in grid.items():
-            hp[name] = float(a[idx])
+    size = math.prod(shape)
+    if size == 0:
+        raise ValueError("hyper: no configuration to run (a hyper-parameter array is empty)")
+
+    def checked(values: Dict[str, float]):
+        hp: Dict[str, Any] = dict(fixed, **values)
         for pair, (lo, hi) in _PAIRS.items():
             if lo in hp:
                 hp[pair] = (hp.pop(lo), hp.pop(hi))
-        c, row, _ = rule(bowl, hp)
-        core = c if core is None else core
-        rows.append(row)
-    names = list(rows[0])
-    table = np.array([[r[k] for k in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
+        return rule(bowl, hp)
+
+    first = {k: float(a.flat[0]) for k, a in grid.items()}
+    core, row0, _ = checked(first)
+    # Every constraint of the optimizers is on one hyper-parameter, or between the two
+    # halves of a pair: each distinct value of a swept hyper-parameter is checked (the
+    # others at their first value), and each distinct combination of a pair's halves,
+    # rather than every configuration, one by one.
+    halves = {part for parts in _PAIRS.values() for part in parts}
+    checks = [(k,) for k in grid if k not in halves] + [pair for pair in _PAIRS.values() if pair[0] in grid]
+    for cols in checks:
+        for combo in np.unique(np.stack([grid[c].ravel() for c in cols], axis=1), axis=0):
+            checked({**first, **{c: float(v) for c, v in zip(cols, combo)}})
+    names = list(row0)
+    table = np.empty((size, len(names)))
+    for j, name in enumerate(names):
+        table[:, j] = grid[name].ravel() if name in grid else row0[name]
     try:
         xstar = bowl.minimizer
     except ValueError:

@@ -67,6 +67,7 @@ struct Method {
   // Run before step t (t = 1, 2, ...) with the loss at the current point and at the
   // point before it (NaN at t = 1).
   void (*before_step)(Loop&, std::int64_t t, double loss, double prev_loss) = nullptr;
+  bool reads_loss = false;  // before_step uses the losses (else they are not computed)
 };
 
 // ---------------------------------------------------------------------------------------
@@ -79,10 +80,12 @@ inline Method<RpropLoop> make_rprop(RpropVariant variant, const HyperRow& h) {
   m.loop.groups.push_back({h.get("eta_minus"), h.get("eta_plus"), h.get("step_min"), h.get("step_max"), false});
   m.loop.group_of = {0};
   m.state_init = {0.0, h.get("lr"), 0.0};  // prev (or direction), step size, last update
-  if (variant == RpropVariant::irprop_plus)
+  if (variant == RpropVariant::irprop_plus) {
     m.before_step = [](RpropLoop& loop, std::int64_t t, double loss, double prev_loss) {
       loop.loss_increased = t > 1 && loss > prev_loss;
     };
+    m.reads_loss = true;
+  }
   return m;
 }
 
@@ -226,22 +229,25 @@ struct Summary {
   bool diverged = false;
 };
 
-// ga = A x (double accumulation, in order), f = ½xᵀAx − bᵀx + c, |Ax − b|.
+// residual = Ax − b (double accumulation, in order); returns |Ax − b|². With `f`, also
+// *f = ½xᵀAx − bᵀx + c.
 template <class T>
-void evaluate(const Problem& P, const T* x, double* residual, double& f, double& grad_norm) {
+double evaluate(const Problem& P, const T* x, double* residual, double* f) {
   const std::int64_t n = P.n;
   double quad = 0, lin = 0, norm2 = 0;
   for (std::int64_t i = 0; i < n; ++i) {
     double acc = 0;
     const double* row = P.A + i * n;
     for (std::int64_t j = 0; j < n; ++j) acc += row[j] * static_cast<double>(x[j]);
-    quad += static_cast<double>(x[i]) * acc;
-    lin += P.b[i] * static_cast<double>(x[i]);
+    if (f) {
+      quad += static_cast<double>(x[i]) * acc;
+      lin += P.b[i] * static_cast<double>(x[i]);
+    }
     residual[i] = acc - P.b[i];
     norm2 += residual[i] * residual[i];
   }
-  f = 0.5 * quad - lin + P.c;
-  grad_norm = std::sqrt(norm2);
+  if (f) *f = 0.5 * quad - lin + P.c;
+  return norm2;
 }
 
 template <class T>
@@ -274,17 +280,19 @@ Summary simulate(const Problem& P, const LU* newton, M method, const double* x0,
   std::vector<double> residual(static_cast<std::size_t>(n));
   Summary s;
   s.err_start = distance(x.data(), xstar, n);
-  double loss = 0, grad_norm = 0, prev_loss = std::numeric_limits<double>::quiet_NaN();
+  // The loss is computed when it is recorded or the method reads it (iRprop+).
+  const bool need_loss = rec.x != nullptr || method.reads_loss;
+  double loss = 0, prev_loss = std::numeric_limits<double>::quiet_NaN();
   for (std::int64_t t = 0;; ++t) {
-    evaluate(P, x.data(), residual.data(), loss, grad_norm);
+    const double norm2 = evaluate(P, x.data(), residual.data(), need_loss ? &loss : nullptr);
     if (rec.x) {
       std::copy(x.begin(), x.end(), rec.x + t * n);
       rec.f[t] = loss;
-      rec.grad_norm[t] = grad_norm;
+      rec.grad_norm[t] = std::sqrt(norm2);
     }
     if (t == mid) s.err_mid = distance(x.data(), xstar, n);
     if (t == steps) break;
-    if (!rec.x && !std::isfinite(loss)) {
+    if (!rec.x && !(std::isfinite(norm2) && std::isfinite(loss))) {
       s.diverged = true;
       s.err_end = std::numeric_limits<double>::infinity();
       if (t < mid) s.err_mid = s.err_end;
