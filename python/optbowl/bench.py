@@ -309,6 +309,10 @@ class Timing:
                 "samples_s": [float(s) for s in self.samples]}
 
 
+#: Pause before each sample, so that other thread pools' spinning has stopped.
+SETTLE_S = 0.01
+
+
 def time_steps(steps: Dict[str, Step], repeats: int = 7, min_time: float = 0.02) -> Dict[str, Timing]:
     """Median-ready timings of every step callable, interleaved round by round.
 
@@ -326,6 +330,10 @@ def time_steps(steps: Dict[str, Step], repeats: int = 7, min_time: float = 0.02)
     for _ in range(repeats):
         for name, fn in steps.items():
             n = numbers[name]
+            # The previous competitor's idle worker threads spin for a while before they
+            # sleep (OpenMP runtimes do, torch's among them); on few cores they would take
+            # this sample's. They are given the time to go to sleep first.
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()

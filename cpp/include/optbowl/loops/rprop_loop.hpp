@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "optbowl/config.hpp"
+#include "optbowl/loops/constant_flags.hpp"
 #include "optbowl/rules/rprop.hpp"
 
 namespace optbowl {
@@ -56,27 +57,33 @@ struct RpropLoop {
     P* OPTBOWL_RESTRICT prev = static_cast<P*>(a[2]);
     T* OPTBOWL_RESTRICT step = static_cast<T*>(a[3]);
     T* OPTBOWL_RESTRICT update = static_cast<T*>(a[4]);
-    switch (variant) {
-      case RpropVariant::irprop_minus:
-        for (std::int64_t i = begin; i < end; ++i) rules::irprop_minus(p[i], g[i], prev[i], step[i], h);
-        break;
-      case RpropVariant::rprop_minus:
-        for (std::int64_t i = begin; i < end; ++i) rules::rprop_minus(p[i], g[i], prev[i], step[i], h);
-        break;
-      case RpropVariant::rprop_plus:
-        for (std::int64_t i = begin; i < end; ++i)
-          rules::rprop_plus(p[i], g[i], prev[i], step[i], update[i], true, h);
-        break;
-      case RpropVariant::irprop_plus: {
-        const bool revert = loss_increased;
-        for (std::int64_t i = begin; i < end; ++i)
-          rules::rprop_plus(p[i], g[i], prev[i], step[i], update[i], revert, h);
-        break;
-      }
-      case RpropVariant::backtrack:
-        for (std::int64_t i = begin; i < end; ++i) rules::backtrack(p[i], g[i], prev[i], step[i], h);
-        break;
-    }
+    // maximize and iRprop+'s revert as compile-time constants: the loops vectorise
+    // (loops/constant_flags.hpp).
+    with_constant_flags(
+        [&](auto maximize, auto revert) {
+          rules::RpropHyper<T> hc = h;
+          hc.maximize = maximize;
+          switch (variant) {
+            case RpropVariant::irprop_minus:
+              for (std::int64_t i = begin; i < end; ++i) rules::irprop_minus(p[i], g[i], prev[i], step[i], hc);
+              break;
+            case RpropVariant::rprop_minus:
+              for (std::int64_t i = begin; i < end; ++i) rules::rprop_minus(p[i], g[i], prev[i], step[i], hc);
+              break;
+            case RpropVariant::rprop_plus:
+              for (std::int64_t i = begin; i < end; ++i)
+                rules::rprop_plus(p[i], g[i], prev[i], step[i], update[i], true, hc);
+              break;
+            case RpropVariant::irprop_plus:
+              for (std::int64_t i = begin; i < end; ++i)
+                rules::rprop_plus(p[i], g[i], prev[i], step[i], update[i], bool(revert), hc);
+              break;
+            case RpropVariant::backtrack:
+              for (std::int64_t i = begin; i < end; ++i) rules::backtrack(p[i], g[i], prev[i], step[i], hc);
+              break;
+          }
+        },
+        h.maximize, variant == RpropVariant::irprop_plus && loss_increased);
   }
 };
 
