@@ -64,6 +64,40 @@ def _benchmark_table(data: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def _list_table(header: List[str], rows: List[List[str]]) -> List[str]:
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    for r in [header] + rows:
+        lines.append(f"   * - {r[0]}")
+        lines += [f"     - {c}" if c else "     -" for c in r[1:]]
+    return lines + [""]
+
+
+def _ratio(value: Any) -> str:
+    return f"{value:.2f}x" if isinstance(value, (int, float)) else "--"
+
+
+def _results_table(data: Dict[str, Any]) -> List[str]:
+    """``python -m optbowl bench --json`` (rows with a rule) or bench_sweep.py (rows with a method)."""
+    rows = data["results"]
+    m = data.get("machine") or {}
+    if isinstance(m, dict):
+        about = ", ".join(f"{k} {v}" for k, v in m.items() if k in ("cpu", "machine", "logical_cpus", "cpus", "isa",
+                                                                        "threads", "numpy", "torch"))
+        lines = [f"Measured on: {about}.", ""] if about else []
+    else:
+        lines = []
+    if rows and "rule" in rows[0]:
+        paths = ["numpy", "torch-single", "torch-foreach", "torch-fused"]
+        header = ["workload", "dtype", "rule", "ms/step", "x floor"] + [f"vs {p}" for p in paths]
+        table = [[r["workload"], r["dtype"], f"``{r['rule']}``", f"{r['ms_per_step']:.3f}", _ratio(r["x_floor"])]
+                 + [_ratio((r.get("speedup") or {}).get(p)) for p in paths] for r in rows]
+        return lines + _list_table(header, table)
+    header = ["method", "n", "configurations", "steps", "NumPy ms", "optbowl ms", "speed-up"]
+    table = [[r["method"], str(r["n"]), str(r["configurations"]), str(r["steps"]), f"{r['numpy_ms']:.2f}",
+              f"{r['optbowl_ms']:.2f}", _ratio(r["speedup"])] for r in rows]
+    return lines + _list_table(header, table)
+
+
 def bench_rst(results_dir: str) -> List[str]:
     files = sorted(f for f in os.listdir(results_dir) if f.endswith(".json")) if os.path.isdir(results_dir) else []
     if not files:
@@ -80,6 +114,8 @@ def bench_rst(results_dir: str) -> List[str]:
         lines += [name, "~" * len(name), ""]
         if isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
             lines += _benchmark_table(data)
+        elif isinstance(data, dict) and isinstance(data.get("results"), list):
+            lines += _results_table(data)
         else:
             lines += [".. code-block:: json", ""]
             lines += ["   " + line for line in json.dumps(data, indent=2, ensure_ascii=False).splitlines()]
