@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "optbowl/config.hpp"
+#include "optbowl/loops/constant_flags.hpp"
 #include "optbowl/rules/sgd.hpp"
 
 namespace optbowl {
@@ -37,12 +38,19 @@ struct SgdLoop {
     T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
     const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
     T* OPTBOWL_RESTRICT buf = static_cast<T*>(a[2]);
-    if (buf == nullptr) {  // no buffers given: momentum is 0 in every group
-      T unused = T(0);
-      for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], unused, h);
-      return;
-    }
-    for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], buf[i], h);
+    with_constant_flags(
+        [&](auto maximize, auto with_buf) {
+          rules::SgdHyper<T> hc = h;
+          hc.maximize = maximize;
+          if constexpr (decltype(with_buf)::value) {
+            for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], buf[i], hc);
+          } else {  // no buffers given: momentum is 0 in every group
+            hc.momentum = T(0);
+            T unused = T(0);
+            for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], unused, hc);
+          }
+        },
+        h.maximize, buf != nullptr);
   }
 };
 
