@@ -106,8 +106,19 @@ class Optimizer:
         values = copy.deepcopy(tuple(group.get(k) for k in self.defaults))  # immune to in-place edits
         checked[id(group)] = (group, values, tuple(map(type, values)))
 
-    def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:  # pragma: no cover
-        raise NotImplementedError
+    def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
+        """A parameter's first state: a step count and one zero array per ``_state_names``
+        entry, like ``p`` and on its device."""
+        return {"step": 0, **{name: _device.full_like(p, 0.0) for name in self._state_names}}
+
+    def _compiled(self, rule: str) -> Any:
+        """The compiled step of ``rule``: host (NumPy) arrays go through the functional
+        layer's call, device arrays through the CUDA module's."""
+        if self._placement is None:
+            from . import functional
+
+            return getattr(functional, f"_{rule}_call")
+        return getattr(self._backend, rule)
 
     def _kernel(self, params, grads, states, groups, group_sizes, steps, **kw) -> None:  # pragma: no cover
         raise NotImplementedError

@@ -6,7 +6,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from . import _check, _device, functional
+from . import _check, _device
 from ._optimizer import Optimizer
 
 
@@ -86,8 +86,7 @@ class Adagrad(Optimizer):
         return {"step": 0, "sum": _device.full_like(p, group["initial_accumulator_value"])}
 
     def _kernel(self, params, grads, states, groups, group_sizes, steps, **device):
-        # Host arrays through the functional layer, device arrays through the CUDA module.
-        call = functional._adagrad_call if self._placement is None else self._backend.adagrad
+        call = self._compiled("adagrad")
         call(
             params,
             grads,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-import numpy as np
-
-from . import _check, _device, functional
+from . import _check
 from ._optimizer import Optimizer
 
 
@@ -102,17 +100,8 @@ class Adam(Optimizer):
         for name in ("amsgrad", "maximize", "decoupled_weight_decay"):
             group[name] = _check.boolean(name, group[name])
 
-    def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
-        return {
-            "step": 0,
-            "exp_avg": _device.full_like(p, 0.0),
-            "exp_avg_sq": _device.full_like(p, 0.0),
-            "max_exp_avg_sq": _device.full_like(p, 0.0),
-        }
-
     def _kernel(self, params, grads, states, groups, group_sizes, steps, **device):
-        # Host arrays through the functional layer, device arrays through the CUDA module.
-        call = functional._adam_call if self._placement is None else self._backend.adam
+        call = self._compiled("adam")
         call(
             params,
             grads,

@@ -81,9 +81,6 @@ class QuickProp(Optimizer):
         group["max_growth"] = _check.real("max_growth", group["max_growth"], low=0.0, low_open=True)
         group["maximize"] = _check.boolean("maximize", group["maximize"])
 
-    def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
-        return {"step": 0, "prev_grad": np.zeros_like(p), "prev_step": np.zeros_like(p)}
-
     def _kernel(self, params, grads, states, groups, group_sizes, steps):
         functional._quickprop_call(
             params,

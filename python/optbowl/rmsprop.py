@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-import numpy as np
-
-from . import _check, _device, functional
+from . import _check
 from ._optimizer import Optimizer
 
 
@@ -92,17 +90,8 @@ class RMSprop(Optimizer):
         group["centered"] = _check.boolean("centered", group["centered"])
         group["maximize"] = _check.boolean("maximize", group["maximize"])
 
-    def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
-        return {
-            "step": 0,
-            "square_avg": _device.full_like(p, 0.0),
-            "grad_avg": _device.full_like(p, 0.0),
-            "momentum_buffer": _device.full_like(p, 0.0),
-        }
-
     def _kernel(self, params, grads, states, groups, group_sizes, steps, **device):
-        # Host arrays through the functional layer, device arrays through the CUDA module.
-        call = functional._rmsprop_call if self._placement is None else self._backend.rmsprop
+        call = self._compiled("rmsprop")
         call(
             params,
             grads,

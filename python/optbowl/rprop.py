@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from . import _check, _device, functional
+from . import _check, _device
 from ._optimizer import Optimizer
 
 VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")
@@ -152,8 +152,7 @@ class Rprop(Optimizer):
             self._global["prev_loss"] = float(loss)  # type: ignore[arg-type]
 
     def _kernel(self, params, grads, states, groups, group_sizes, steps, loss_increased=True, **device):
-        # Host arrays through the functional layer, device arrays through the CUDA module.
-        call = functional._rprop_call if self._placement is None else self._backend.rprop
+        call = self._compiled("rprop")
         call(
             self.variant,
             params,

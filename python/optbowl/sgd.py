@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-import numpy as np
-
-from . import _check, _device, functional
+from . import _check
 from ._optimizer import Optimizer
 
 
@@ -97,12 +95,8 @@ class SGD(Optimizer):
                 f"momentum={group['momentum']}, dampening={group['dampening']}"
             )
 
-    def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
-        return {"step": 0, "momentum_buffer": _device.full_like(p, 0.0)}
-
     def _kernel(self, params, grads, states, groups, group_sizes, steps, **device):
-        # Host arrays through the functional layer, device arrays through the CUDA module.
-        call = functional._sgd_call if self._placement is None else self._backend.sgd
+        call = self._compiled("sgd")
         call(
             params,
             grads,
