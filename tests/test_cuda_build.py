@@ -116,6 +116,7 @@ def _configure(tmp_path, *defines, env=None, path=None):
     if cmake is None:
         pytest.skip("cmake is not installed")
     e = dict(os.environ if env is None else env)
+    e.pop("LD_PRELOAD", None)  # the sanitizer stage's runtimes are for optbowl, not CMake's tools
     if path is not None:
         e.pop("CUDACXX", None)
         e["PATH"] = path
@@ -136,6 +137,7 @@ def _targets(tmp_path):
     """The targets the configured build would make."""
     r = subprocess.run(
         [_cmake(), "--build", str(tmp_path / "build"), "--target", "help"],
+        env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"},
         capture_output=True,
         text=True,
         timeout=600,

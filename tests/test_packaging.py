@@ -3,6 +3,7 @@ holds what a wheel build needs (the full sdist -> wheel round trip is .ci/wheel.
 
 import importlib.metadata
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -15,6 +16,8 @@ import optbowl
 from optbowl import _core
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# Tools run without the sanitizer stage's preloaded runtimes (meant for optbowl's code).
+TOOL_ENV = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
 SOURCE_TREE = (ROOT / "pyproject.toml").is_file() and (ROOT / "python" / "optbowl").is_dir()
 # scikit-build-core's regex provider reads this line (its default regex).
 VERSION_LINE = re.compile(r"""(?im)^\s*__version__\s*=\s*['"](?P<value>[^'"]+)['"]""")
@@ -79,7 +82,7 @@ def test_extension_module_lives_in_the_package():
 def test_sdist_holds_every_tracked_source_and_no_build_output(tmp_path):
     pytest.importorskip("scikit_build_core")
     tracked = subprocess.run(
-        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False, env=TOOL_ENV
     )
     if tracked.returncode != 0:
         pytest.skip("not a git checkout")
@@ -87,7 +90,7 @@ def test_sdist_holds_every_tracked_source_and_no_build_output(tmp_path):
         [sys.executable, "-c",
          "import sys; from scikit_build_core.build import build_sdist; print(build_sdist(sys.argv[1]))",
          str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT, capture_output=True, text=True, check=True, env=TOOL_ENV,
     ).stdout.strip().splitlines()[-1]
     with tarfile.open(tmp_path / out) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
