@@ -19,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-from typing import AbstractSet, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from collections import abc
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from . import _check, _core, _device
+from . import _check, _core, _device, functional
 
 ArrayList = Union[np.ndarray, Sequence[np.ndarray]]
 
@@ -115,8 +116,6 @@ class Optimizer:
         """The compiled step of ``rule``: host (NumPy) arrays go through the functional
         layer's call, device arrays through the CUDA module's."""
         if self._placement is None:
-            from . import functional
-
             return getattr(functional, f"_{rule}_call")
         return getattr(self._backend, rule)
 
@@ -201,18 +200,19 @@ class Optimizer:
 
     def _grad_list(self, grads: Any) -> List[Optional[np.ndarray]]:
         n = len(self._params)
-        if isinstance(grads, np.floating):  # a NumPy scalar: the gradient of a 0-d parameter
-            grads = np.asarray(grads)
-        if isinstance(grads, np.ndarray) or grads is None or _device.is_device_array(grads):
-            if n != 1:
-                raise ValueError(
-                    f"grads: expected a sequence of {n} arrays (one per parameter), got a single "
-                    f"{'array' if grads is not None else 'None'}"
-                )
-            return [grads]
-        if isinstance(grads, (str, bytes, Mapping, AbstractSet)) or not isinstance(grads, Iterable):
-            # an unordered collection cannot line up with the parameters
-            raise TypeError(f"grads: expected a sequence of arrays, got {type(grads).__name__}")
+        if type(grads) not in (list, tuple):  # lists and tuples: the common case, checked below
+            if isinstance(grads, np.floating):  # a NumPy scalar: the gradient of a 0-d parameter
+                grads = np.asarray(grads)
+            if isinstance(grads, np.ndarray) or grads is None or _device.is_device_array(grads):
+                if n != 1:
+                    raise ValueError(
+                        f"grads: expected a sequence of {n} arrays (one per parameter), got a single "
+                        f"{'array' if grads is not None else 'None'}"
+                    )
+                return [grads]
+            if isinstance(grads, (str, bytes, abc.Mapping, abc.Set)) or not isinstance(grads, abc.Iterable):
+                # an unordered collection cannot line up with the parameters
+                raise TypeError(f"grads: expected a sequence of arrays, got {type(grads).__name__}")
         grads = [np.asarray(g) if isinstance(g, np.floating) else g for g in grads]
         if len(grads) != n:
             raise ValueError(f"grads: expected {n} arrays (one per parameter), got {len(grads)}")
@@ -383,7 +383,7 @@ def _as_groups(params: Any) -> List[Dict[str, Any]]:
         return [{"params": [params]}]
     if isinstance(params, dict):
         raise TypeError("params: expected an array, a sequence of arrays or a list of param-group dicts, got a dict")
-    if isinstance(params, (str, bytes)) or not isinstance(params, Iterable):
+    if isinstance(params, (str, bytes)) or not isinstance(params, abc.Iterable):
         raise TypeError(
             f"params: expected an array, a sequence of arrays or a list of param-group dicts, got {type(params).__name__}"
         )
