@@ -122,36 +122,6 @@ def _numpy_adagrad(params: List[np.ndarray]):
     return step
 
 
-def _torch_rprop(torch, tensors, path):
-    if path == "torch-fused":
-        return None  # torch.optim.Rprop has no fused implementation
-    return torch.optim.Rprop(tensors, lr=1e-2, foreach=path == "torch-foreach")
-
-
-def _torch_adagrad(torch, tensors, path):
-    if path == "torch-fused":
-        return torch.optim.Adagrad(tensors, lr=1e-2, fused=True)
-    return torch.optim.Adagrad(tensors, lr=1e-2, foreach=path == "torch-foreach")
-
-
-def _rprop(variant: str, compact: bool = False):
-    return lambda params: Rprop(params, lr=1e-2, variant=variant, compact_state=compact)
-
-
-register(BenchRule("irprop-", "Rprop irprop- (torch.optim.Rprop)", 2, _rprop("irprop-"),
-                   _numpy_rprop, _torch_rprop))
-register(BenchRule("irprop-/compact", "Rprop irprop-, compact_state=True (int8 signs)", 2,
-                   _rprop("irprop-", compact=True), compact=True, extra_bytes=2))
-register(BenchRule("rprop-", "Rprop rprop-", 2, _rprop("rprop-")))
-register(BenchRule("rprop+", "Rprop rprop+ (Riedmiller & Braun)", 3, _rprop("rprop+")))
-register(BenchRule("irprop+", "Rprop irprop+ (Igel & Huesken)", 3, _rprop("irprop+"),
-                   needs_loss=True))
-register(BenchRule("backtrack", "Rprop backtrack", 2, _rprop("backtrack")))
-register(BenchRule("adagrad", "AdaGrad (torch.optim.Adagrad)", 1,
-                   lambda params: Adagrad(params, lr=1e-2), _numpy_adagrad, _torch_adagrad))
-
-
-
 def _numpy_momentum(params: List[np.ndarray]):
     bufs = [np.zeros_like(p) for p in params]
 
@@ -173,13 +143,30 @@ def _torch_rule(cls_name: str, fused: bool, **hyper: Any):
     return make
 
 
+def _rprop(variant: str, compact: bool = False):
+    return lambda params: Rprop(params, lr=1e-2, variant=variant, compact_state=compact)
+
+
+register(BenchRule("irprop-", "Rprop irprop- (torch.optim.Rprop)", 2, _rprop("irprop-"),
+                   _numpy_rprop, _torch_rule("Rprop", fused=False, lr=1e-2)))
+register(BenchRule("irprop-/compact", "Rprop irprop-, compact_state=True (int8 signs)", 2,
+                   _rprop("irprop-", compact=True), compact=True, extra_bytes=2))
+register(BenchRule("rprop-", "Rprop rprop-", 2, _rprop("rprop-")))
+register(BenchRule("rprop+", "Rprop rprop+ (Riedmiller & Braun)", 3, _rprop("rprop+")))
+register(BenchRule("irprop+", "Rprop irprop+ (Igel & Huesken)", 3, _rprop("irprop+"),
+                   needs_loss=True))
+register(BenchRule("backtrack", "Rprop backtrack", 2, _rprop("backtrack")))
+register(BenchRule("adagrad", "AdaGrad (torch.optim.Adagrad)", 1,
+                   lambda params: Adagrad(params, lr=1e-2), _numpy_adagrad,
+                   _torch_rule("Adagrad", fused=True, lr=1e-2)))
+
+
 def _family(name: str, description: str, float_states: int, cls: Any, hyper: Dict[str, Any],
             torch_fused: Optional[bool] = None, make_numpy: Any = None) -> None:
     """Register a rule of the family timed with ``cls(params, **hyper)`` and, unless
     ``torch_fused`` is None, torch's class of the same name and hyper-parameters."""
-    torch_cls = "AdamW" if cls is AdamW else cls.__name__
     register(BenchRule(name, description, float_states, lambda params: cls(params, **hyper), make_numpy,
-                       None if torch_fused is None else _torch_rule(torch_cls, torch_fused, **hyper)))
+                       None if torch_fused is None else _torch_rule(cls.__name__, torch_fused, **hyper)))
 
 
 _family("sgd", "SGD, plain (torch.optim.SGD)", 0, SGD, {"lr": 1e-2}, torch_fused=True)
