@@ -99,6 +99,12 @@ def _resnet18_shapes():
 
 
 # ----------------------------------------------------------------------------- CMake switch
+def _tool_env(env):
+    """``env`` without the sanitizer stage's preloaded runtimes (meant for optbowl's code,
+    not for CMake and the compilers it runs)."""
+    return {k: v for k, v in env.items() if k != "LD_PRELOAD"}
+
+
 def _cmake():
     try:
         import cmake
@@ -115,8 +121,7 @@ def _configure(tmp_path, *defines, env=None, path=None):
     cmake = _cmake()
     if cmake is None:
         pytest.skip("cmake is not installed")
-    e = dict(os.environ if env is None else env)
-    e.pop("LD_PRELOAD", None)  # the sanitizer stage's runtimes are for optbowl, not CMake's tools
+    e = _tool_env(os.environ if env is None else env)
     if path is not None:
         e.pop("CUDACXX", None)
         e["PATH"] = path
@@ -137,7 +142,7 @@ def _targets(tmp_path):
     """The targets the configured build would make."""
     r = subprocess.run(
         [_cmake(), "--build", str(tmp_path / "build"), "--target", "help"],
-        env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"},
+        env=_tool_env(os.environ),
         capture_output=True,
         text=True,
         timeout=600,
