@@ -32,6 +32,15 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "/").replace("\n", " ")
 
 
+def _list_table(header: List[str], rows: List[List[str]], first_as_code: bool = False) -> List[str]:
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    for r in [header] + rows:
+        first = f"``{r[0]}``" if first_as_code and r[0] else r[0]
+        lines.append(f"   * - {first}")
+        lines += [f"     - {c}" if c else "     -" for c in r[1:]]
+    return lines + [""]
+
+
 def _benchmark_table(data: Dict[str, Any]) -> List[str]:
     rows = data["benchmarks"]
     extra_keys: List[str] = []
@@ -40,8 +49,7 @@ def _benchmark_table(data: Dict[str, Any]) -> List[str]:
             if key not in extra_keys:
                 extra_keys.append(key)
     header = ["group", "benchmark", "mean", "min"] + extra_keys
-    lines = [".. list-table::", "   :header-rows: 1", ""]
-    table = [header]
+    table = []
     for row in rows:
         stats = row.get("stats", {})
         extra = row.get("extra_info") or {}
@@ -51,10 +59,7 @@ def _benchmark_table(data: Dict[str, Any]) -> List[str]:
              _seconds(stats["min"]) if "min" in stats else ""]
             + [_cell(extra.get(k, "")) for k in extra_keys]
         )
-    for r in table:
-        lines.append(f"   * - ``{r[0]}``" if r[0] else "   * - ")
-        lines += [f"     - {c}" if c else "     -" for c in r[1:]]
-    lines.append("")
+    lines = _list_table(header, table, first_as_code=True)
     machine = data.get("machine_info") or {}
     cpu = (machine.get("cpu") or {}).get("brand_raw")
     when = data.get("datetime")
@@ -62,14 +67,6 @@ def _benchmark_table(data: Dict[str, Any]) -> List[str]:
     if about:
         lines = [f"Measured on {about}.", ""] + lines
     return lines
-
-
-def _list_table(header: List[str], rows: List[List[str]]) -> List[str]:
-    lines = [".. list-table::", "   :header-rows: 1", ""]
-    for r in [header] + rows:
-        lines.append(f"   * - {r[0]}")
-        lines += [f"     - {c}" if c else "     -" for c in r[1:]]
-    return lines + [""]
 
 
 def _ratio(value: Any) -> str:
