@@ -203,3 +203,32 @@ def test_an_optimizer_with_its_lock_still_copies_and_pickles(row):
         twin = copy.deepcopy(opt)
         row.step(twin, [a.copy() for a in g])
         assert_same_bits(clone.state_dict(), twin.state_dict())
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("compact", [False, True])
+def test_long_and_short_chunks_cover_every_element_once(threads, compact):
+    # More elements than 2 * threads * chunk_size_max: the chunk table runs from the
+    # longest chunks down to the shortest, across tensor boundaries; one thread walks each
+    # tensor whole. Both must give the same bits.
+    sizes = [2 * threads * ob._core.chunk_size_max + 4097, ob._core.chunk_size + 3, 999]
+    rng = np.random.default_rng(7)
+    start = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    grads = [[rng.standard_normal(n).astype(np.float32) for n in sizes] for _ in range(3)]
+    for g in grads:
+        g[0][::7] = 0.0
+    results = []
+    before = ob.get_num_threads()
+    try:
+        for t in (1, threads):
+            ob.set_num_threads(t)
+            params = [p.copy() for p in start]
+            opt = ob.Rprop(params, lr=0.01, compact_state=compact)
+            for g in grads:
+                opt.step(g)
+            results.append(params)
+    finally:
+        ob.set_num_threads(before)
+    for one, many in zip(*results):
+        np.testing.assert_array_equal(one, many)
+    assert not np.array_equal(results[0][0], start[0])

@@ -67,7 +67,8 @@ void register_runtime(py::module_& m) {
     return false;
 #endif
   });
-  m.attr("chunk_size") = kChunk;
+  m.attr("chunk_size") = kChunk;  // the shortest chunk (multi_tensor.hpp)
+  m.attr("chunk_size_max") = kChunkMax;
   m.attr("parallel_min") = kParallelMin;
 
   m.def("cpu_isa", [] { return std::string(isa_name(isa_setting())); },

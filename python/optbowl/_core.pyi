@@ -5,6 +5,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 chunk_size: int
+chunk_size_max: int
 parallel_min: int
 
 def set_num_threads(n: int) -> None: ...

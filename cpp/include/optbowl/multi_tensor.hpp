@@ -2,8 +2,8 @@
 //
 // A TensorTable<K> holds, for every tensor of the list, K base pointers (param, grad,
 // state arrays, in the rule's order), its length and its dtype. The loop cuts every
-// tensor into chunks of at most kChunk elements, and shares the whole chunk table
-// among the threads; a chunk calls Rule::apply<T>(pointers, tensor, begin, end), which
+// tensor into chunks of kChunk to kChunkMax elements (make_chunks), and shares the whole
+// chunk table among the threads; a chunk calls Rule::apply<T>(pointers, tensor, begin, end), which
 // runs the per-element rule of optbowl/rules/ over [begin, end) of that tensor. Inputs smaller than
 // kParallelMin elements stay on the calling thread.
 //
@@ -70,7 +70,8 @@ struct Chunk {
   std::int64_t end;
 };
 
-constexpr std::int64_t kChunk = 1 << 15;         // elements per chunk (128 KiB of float32)
+constexpr std::int64_t kChunk = 1 << 15;         // shortest chunk (128 KiB of float32)
+constexpr std::int64_t kChunkMax = 1 << 20;      // longest chunk
 constexpr std::int64_t kParallelMin = 1 << 16;   // below this many elements: one thread
 
 // Number of threads the loops use (0 = OpenMP's default).
@@ -192,13 +193,25 @@ class HelperPool {
   long owner_;
 };
 
+// The chunks in the order they are claimed. Each is about 1 / (2 * threads) of the
+// elements still left after it starts (OpenMP's "guided" schedule), a multiple of kChunk
+// between kChunk and kChunkMax, and never crosses a tensor: the first chunks are long,
+// so every thread streams through long runs of each array (the hardware prefetchers
+// ramp up once per run), and the last are short, so the threads finish together.
 template <std::size_t K>
-std::vector<Chunk> make_chunks(const TensorTable<K>& t) {
+std::vector<Chunk> make_chunks(const TensorTable<K>& t, int threads) {
   std::vector<Chunk> chunks;
-  for (std::size_t i = 0; i < t.size(); ++i)
-    for (std::int64_t b = 0; b < t.sizes[i]; b += kChunk)
-      chunks.push_back({static_cast<std::int32_t>(i), b,
-                        b + kChunk < t.sizes[i] ? b + kChunk : t.sizes[i]});
+  std::int64_t left = t.numel();
+  const std::int64_t parts = 2 * static_cast<std::int64_t>(threads > 0 ? threads : 1);
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    for (std::int64_t b = 0; b < t.sizes[i];) {
+      const std::int64_t want = std::min(std::max(left / parts / kChunk * kChunk, kChunk), kChunkMax);
+      const std::int64_t e = std::min(b + want, t.sizes[i]);
+      chunks.push_back({static_cast<std::int32_t>(i), b, e});
+      left -= e - b;
+      b = e;
+    }
+  }
   return chunks;
 }
 
@@ -300,7 +313,7 @@ void for_each_element(const Rule& rule, const TensorTable<K>& t) {
     }
     return;
   }
-  const std::vector<Chunk> chunks = make_chunks(t);
+  const std::vector<Chunk> chunks = make_chunks(t, threads);
   const std::int64_t n = static_cast<std::int64_t>(chunks.size());
   const int helpers = static_cast<int>(std::min<std::int64_t>(threads - 1, n - 1));
   HelperPool::instance().run(n, helpers, [&](std::int64_t c) { run(rule, t, &chunks[c], 1); });
