@@ -18,3 +18,17 @@
 #else
 #define OPTBOWL_RESTRICT
 #endif
+
+// Before an element loop: no iteration reads what another writes (every array of a call is
+// its own buffer, which the bindings check, and a bowl sweep's lane arrays are its own), so
+// the compiler may vectorise without proving it, and loads pointers it cannot prove
+// invariant (a sweep's per-lane hyper-parameter arrays) once.
+#if defined(__CUDACC__)
+#define OPTBOWL_IVDEP
+#elif defined(__clang__)
+#define OPTBOWL_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define OPTBOWL_IVDEP _Pragma("GCC ivdep")
+#else
+#define OPTBOWL_IVDEP
+#endif

@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "optbowl/config.hpp"
+#include "optbowl/loops/constant_flags.hpp"
+#include "optbowl/loops/lanes.hpp"
 #include "optbowl/rules/adagrad.hpp"
 
 namespace optbowl {
@@ -29,13 +31,30 @@ struct AdagradLoop {
   }
 
   template <class T>
+  std::uint32_t lane_key(std::int32_t tensor) const {
+    return groups[group_of[tensor]].maximize ? 1u : 0u;
+  }
+
+  template <class T>
   void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
              std::int64_t end) const {
-    const rules::AdagradHyper<T> h = hyper<T>(tensor);
+    run<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
+  }
+
+  template <class T, class Hyper>
+  void run(const std::array<void*, K>& a, std::int32_t, std::int64_t begin, std::int64_t end,
+           const rules::AdagradHyper<T>& h, Hyper hyper) const {
     T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
     const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
     T* OPTBOWL_RESTRICT sum = static_cast<T*>(a[2]);
-    for (std::int64_t i = begin; i < end; ++i) rules::adagrad(p[i], g[i], sum[i], h);
+    with_constant_flags(
+        [&](auto maximize) {
+          rules::AdagradHyper<T> hc = h;
+          hc.maximize = maximize;
+          OPTBOWL_IVDEP
+          for (std::int64_t i = begin; i < end; ++i) rules::adagrad(p[i], g[i], sum[i], hyper(hc, i));
+        },
+        h.maximize);
   }
 };
 

@@ -7,6 +7,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/loops/constant_flags.hpp"
+#include "optbowl/loops/lanes.hpp"
 #include "optbowl/rules/adam.hpp"
 
 namespace optbowl {
@@ -44,9 +45,20 @@ struct AdamLoop {
   }
 
   template <class T>
+  std::uint32_t lane_key(std::int32_t tensor) const {
+    const rules::AdamHyper<T> h = hyper<T>(tensor);
+    return (h.maximize ? 1u : 0u) | (h.decoupled ? 2u : 0u) | (groups[group_of[tensor]].amsgrad ? 4u : 0u);
+  }
+
+  template <class T>
   void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
              std::int64_t end) const {
-    const rules::AdamHyper<T> h = hyper<T>(tensor);
+    run<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
+  }
+
+  template <class T, class Hyper>
+  void run(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin, std::int64_t end,
+           const rules::AdamHyper<T>& h, Hyper hyper) const {
     T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
     const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
     T* OPTBOWL_RESTRICT m = static_cast<T*>(a[2]);
@@ -58,9 +70,11 @@ struct AdamLoop {
           hc.maximize = maximize;
           hc.decoupled = decoupled;
           if constexpr (decltype(ams)::value) {
-            for (std::int64_t i = begin; i < end; ++i) rules::amsgrad(p[i], g[i], m[i], v[i], vmax[i], hc);
+            OPTBOWL_IVDEP
+            for (std::int64_t i = begin; i < end; ++i) rules::amsgrad(p[i], g[i], m[i], v[i], vmax[i], hyper(hc, i));
           } else {
-            for (std::int64_t i = begin; i < end; ++i) rules::adam(p[i], g[i], m[i], v[i], hc);
+            OPTBOWL_IVDEP
+            for (std::int64_t i = begin; i < end; ++i) rules::adam(p[i], g[i], m[i], v[i], hyper(hc, i));
           }
         },
         h.maximize, h.decoupled, groups[group_of[tensor]].amsgrad);

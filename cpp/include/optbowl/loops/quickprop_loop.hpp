@@ -6,6 +6,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/loops/constant_flags.hpp"
+#include "optbowl/loops/lanes.hpp"
 #include "optbowl/rules/quickprop.hpp"
 
 namespace optbowl {
@@ -22,10 +23,25 @@ struct QuickpropLoop {
   std::vector<std::int32_t> group_of;  // tensor -> group
 
   template <class T>
+  rules::QuickpropHyper<T> hyper(std::int32_t tensor) const {
+    const QuickpropGroup& G = groups[group_of[tensor]];
+    return {static_cast<T>(-G.lr), static_cast<T>(G.max_growth), G.maximize};
+  }
+
+  template <class T>
+  std::uint32_t lane_key(std::int32_t tensor) const {
+    return groups[group_of[tensor]].maximize ? 1u : 0u;
+  }
+
+  template <class T>
   void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
              std::int64_t end) const {
-    const QuickpropGroup& G = groups[group_of[tensor]];
-    const rules::QuickpropHyper<T> h{static_cast<T>(-G.lr), static_cast<T>(G.max_growth), G.maximize};
+    run<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
+  }
+
+  template <class T, class Hyper>
+  void run(const std::array<void*, K>& a, std::int32_t, std::int64_t begin, std::int64_t end,
+           const rules::QuickpropHyper<T>& h, Hyper hyper) const {
     T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
     const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
     T* OPTBOWL_RESTRICT prev_grad = static_cast<T*>(a[2]);
@@ -34,7 +50,9 @@ struct QuickpropLoop {
         [&](auto maximize) {
           rules::QuickpropHyper<T> hc = h;
           hc.maximize = maximize;
-          for (std::int64_t i = begin; i < end; ++i) rules::quickprop(p[i], g[i], prev_grad[i], prev_step[i], hc);
+          OPTBOWL_IVDEP
+          for (std::int64_t i = begin; i < end; ++i)
+            rules::quickprop(p[i], g[i], prev_grad[i], prev_step[i], hyper(hc, i));
         },
         h.maximize);
   }

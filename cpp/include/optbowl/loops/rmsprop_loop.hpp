@@ -6,6 +6,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/loops/constant_flags.hpp"
+#include "optbowl/loops/lanes.hpp"
 #include "optbowl/rules/rmsprop.hpp"
 
 namespace optbowl {
@@ -31,9 +32,25 @@ struct RmspropLoop {
   std::vector<std::int32_t> group_of;  // tensor -> group
 
   template <class T>
+  rules::RmspropHyper<T> hyper(std::int32_t tensor) const {
+    return groups[group_of[tensor]].template cast<T>();
+  }
+
+  template <class T>
+  std::uint32_t lane_key(std::int32_t tensor) const {
+    const rules::RmspropHyper<T> h = hyper<T>(tensor);
+    return (h.maximize ? 1u : 0u) | (h.centered ? 2u : 0u) | (h.momentum > T(0) ? 4u : 0u);
+  }
+
+  template <class T>
   void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
              std::int64_t end) const {
-    const rules::RmspropHyper<T> h = groups[group_of[tensor]].template cast<T>();
+    run<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
+  }
+
+  template <class T, class Hyper>
+  void run(const std::array<void*, K>& a, std::int32_t, std::int64_t begin, std::int64_t end,
+           const rules::RmspropHyper<T>& h, Hyper hyper) const {
     T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
     const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
     T* OPTBOWL_RESTRICT square_avg = static_cast<T*>(a[2]);
@@ -47,12 +64,14 @@ struct RmspropLoop {
           rules::RmspropHyper<T> hc = h;
           hc.maximize = maximize;
           hc.centered = centered;
-          if constexpr (!decltype(with_buf)::value) hc.momentum = T(0);
           T unused_avg = T(0), unused_buf = T(0);
+          OPTBOWL_IVDEP
           for (std::int64_t i = begin; i < end; ++i) {
             T& avg = decltype(centered)::value ? grad_avg[i] : unused_avg;
             T& mb = decltype(with_buf)::value ? buf[i] : unused_buf;
-            rules::rmsprop(p[i], g[i], square_avg[i], avg, mb, hc);
+            rules::RmspropHyper<T> he = hyper(hc, i);
+            if constexpr (!decltype(with_buf)::value) he.momentum = T(0);
+            rules::rmsprop(p[i], g[i], square_avg[i], avg, mb, he);
           }
         },
         h.maximize, h.centered, buf != nullptr && h.momentum > T(0));

@@ -6,6 +6,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/loops/constant_flags.hpp"
+#include "optbowl/loops/lanes.hpp"
 #include "optbowl/rules/rprop.hpp"
 
 namespace optbowl {
@@ -39,19 +40,35 @@ struct RpropLoop {
   bool compact_state = false;          // prev as int8 sign codes
 
   template <class T>
+  rules::RpropHyper<T> hyper(std::int32_t tensor) const {
+    return groups[group_of[tensor]].template cast<T>();
+  }
+
+  // The flags run() takes from h (loops/lanes.hpp).
+  template <class T>
+  std::uint32_t lane_key(std::int32_t tensor) const {
+    return hyper<T>(tensor).maximize ? 1u : 0u;
+  }
+
+  template <class T>
   void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
              std::int64_t end) const {
+    run<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
+  }
+
+  template <class T, class Hyper>
+  void run(const std::array<void*, K>& a, std::int32_t, std::int64_t begin, std::int64_t end,
+           const rules::RpropHyper<T>& h, Hyper hyper) const {
     if (compact_state)
-      run<T, std::int8_t>(a, tensor, begin, end);
+      run_stored<T, std::int8_t>(a, begin, end, h, hyper);
     else
-      run<T, T>(a, tensor, begin, end);
+      run_stored<T, T>(a, begin, end, h, hyper);
   }
 
   // T: the parameters' dtype; P: how prev is stored (T, or std::int8_t sign codes).
-  template <class T, class P>
-  void run(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
-           std::int64_t end) const {
-    const rules::RpropHyper<T> h = groups[group_of[tensor]].template cast<T>();
+  template <class T, class P, class Hyper>
+  void run_stored(const std::array<void*, K>& a, std::int64_t begin, std::int64_t end,
+                  const rules::RpropHyper<T>& h, Hyper hyper) const {
     T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
     const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
     P* OPTBOWL_RESTRICT prev = static_cast<P*>(a[2]);
@@ -65,21 +82,27 @@ struct RpropLoop {
           hc.maximize = maximize;
           switch (variant) {
             case RpropVariant::irprop_minus:
-              for (std::int64_t i = begin; i < end; ++i) rules::irprop_minus(p[i], g[i], prev[i], step[i], hc);
+              OPTBOWL_IVDEP
+              for (std::int64_t i = begin; i < end; ++i) rules::irprop_minus(p[i], g[i], prev[i], step[i], hyper(hc, i));
               break;
             case RpropVariant::rprop_minus:
-              for (std::int64_t i = begin; i < end; ++i) rules::rprop_minus(p[i], g[i], prev[i], step[i], hc);
+              OPTBOWL_IVDEP
+              for (std::int64_t i = begin; i < end; ++i) rules::rprop_minus(p[i], g[i], prev[i], step[i], hyper(hc, i));
               break;
             case RpropVariant::rprop_plus:
+              OPTBOWL_IVDEP
               for (std::int64_t i = begin; i < end; ++i)
-                rules::rprop_plus(p[i], g[i], prev[i], step[i], update[i], true, hc);
+                rules::rprop_plus(p[i], g[i], prev[i], step[i], update[i], true, hyper(hc, i));
               break;
             case RpropVariant::irprop_plus:
+              OPTBOWL_IVDEP
               for (std::int64_t i = begin; i < end; ++i)
-                rules::rprop_plus(p[i], g[i], prev[i], step[i], update[i], bool(revert), hc);
+                rules::rprop_plus(p[i], g[i], prev[i], step[i], update[i], hyper.revert(i, bool(revert)),
+                                  hyper(hc, i));
               break;
             case RpropVariant::backtrack:
-              for (std::int64_t i = begin; i < end; ++i) rules::backtrack(p[i], g[i], prev[i], step[i], hc);
+              OPTBOWL_IVDEP
+              for (std::int64_t i = begin; i < end; ++i) rules::backtrack(p[i], g[i], prev[i], step[i], hyper(hc, i));
               break;
           }
         },

@@ -6,6 +6,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/loops/constant_flags.hpp"
+#include "optbowl/loops/lanes.hpp"
 #include "optbowl/rules/sgd.hpp"
 
 namespace optbowl {
@@ -32,25 +33,44 @@ struct SgdLoop {
   }
 
   template <class T>
+  std::uint32_t lane_key(std::int32_t tensor) const {
+    const rules::SgdHyper<T> h = hyper<T>(tensor);
+    return (h.maximize ? 1u : 0u) | (h.nesterov ? 2u : 0u) | (h.first_step ? 4u : 0u);
+  }
+
+  template <class T>
   void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
              std::int64_t end) const {
-    const rules::SgdHyper<T> h = hyper<T>(tensor);
+    run<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
+  }
+
+  template <class T, class Hyper>
+  void run(const std::array<void*, K>& a, std::int32_t, std::int64_t begin, std::int64_t end,
+           const rules::SgdHyper<T>& h, Hyper hyper) const {
     T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
     const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
     T* OPTBOWL_RESTRICT buf = static_cast<T*>(a[2]);
     with_constant_flags(
-        [&](auto maximize, auto with_buf) {
+        [&](auto maximize, auto nesterov, auto first_step, auto with_buf) {
           rules::SgdHyper<T> hc = h;
           hc.maximize = maximize;
+          hc.nesterov = nesterov;
+          hc.first_step = first_step;
           if constexpr (decltype(with_buf)::value) {
-            for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], buf[i], hc);
+            OPTBOWL_IVDEP
+            for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], buf[i], hyper(hc, i));
           } else {  // no buffers given: momentum is 0 in every group
             hc.momentum = T(0);
             T unused = T(0);
-            for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], unused, hc);
+            OPTBOWL_IVDEP
+            for (std::int64_t i = begin; i < end; ++i) {
+              rules::SgdHyper<T> he = hyper(hc, i);
+              he.momentum = T(0);
+              rules::sgd(p[i], g[i], unused, he);
+            }
           }
         },
-        h.maximize, buf != nullptr);
+        h.maximize, h.nesterov, h.first_step, buf != nullptr);
   }
 };
 

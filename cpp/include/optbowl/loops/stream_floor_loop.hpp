@@ -36,11 +36,7 @@ struct StreamFloorLoop {
     const T sh = static_cast<T>(shift);
     // Every array is a separate buffer (the bindings check it): no dependence between
     // iterations.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC ivdep
-#elif defined(__clang__)
-#pragma clang loop vectorize(assume_safety)
-#endif
+    OPTBOWL_IVDEP
     for (std::int64_t i = begin; i < end; ++i) {
       // Every load before the first store, as the rules' loops do: a store followed by a
       // load at the same offset modulo 4 KiB of another array stalls some CPUs.

@@ -1,0 +1,122 @@
+// Where a loop's element takes its hyper-parameters from: one struct for the whole range
+// (the optimizers), or one configuration per element (the bowl sweep's lanes).
+//
+// Every Loop's run<T>(pointers, tensor, begin, end, h, hyper) calls its rule on element i
+// with hyper(h, i). UniformHyper returns h itself, so the optimizers' loops compile exactly as
+// if h were written in. LaneHyper returns h with the numeric fields of element i's own
+// configuration, read from one array per field: the bowl sweep lays out many
+// configurations of one method side by side (element i = configuration i) and steps them
+// all in one vectorised call. The rule and the loop are the same code in both cases.
+//
+// What stays uniform: the booleans a loop turns into compile-time constants
+// (loops/constant_flags.hpp) come from h, so a lane call only takes configurations that
+// agree on them; each Loop's lane_key() says which ones it reads.
+#pragma once
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <tuple>
+#include <utility>
+
+#include "optbowl/rules/adagrad.hpp"
+#include "optbowl/rules/adam.hpp"
+#include "optbowl/rules/quickprop.hpp"
+#include "optbowl/rules/rmsprop.hpp"
+#include "optbowl/rules/rprop.hpp"
+#include "optbowl/rules/sgd.hpp"
+
+namespace optbowl {
+
+// The numeric fields of each rule's hyper-parameter struct: what may differ between lanes.
+template <class H>
+struct LaneFields;
+
+template <class T>
+struct LaneFields<rules::RpropHyper<T>> {
+  using H = rules::RpropHyper<T>;
+  static constexpr auto list = std::make_tuple(&H::eta_minus, &H::eta_plus, &H::step_min, &H::step_max);
+};
+
+template <class T>
+struct LaneFields<rules::AdagradHyper<T>> {
+  using H = rules::AdagradHyper<T>;
+  static constexpr auto list = std::make_tuple(&H::neg_clr, &H::weight_decay, &H::eps);
+};
+
+template <class T>
+struct LaneFields<rules::SgdHyper<T>> {
+  using H = rules::SgdHyper<T>;
+  static constexpr auto list = std::make_tuple(&H::neg_lr, &H::weight_decay, &H::momentum, &H::one_minus_dampening);
+};
+
+template <class T>
+struct LaneFields<rules::QuickpropHyper<T>> {
+  using H = rules::QuickpropHyper<T>;
+  static constexpr auto list = std::make_tuple(&H::neg_lr, &H::max_growth);
+};
+
+template <class T>
+struct LaneFields<rules::RmspropHyper<T>> {
+  using H = rules::RmspropHyper<T>;
+  static constexpr auto list =
+      std::make_tuple(&H::neg_lr, &H::alpha, &H::one_minus_alpha, &H::eps, &H::weight_decay, &H::momentum);
+};
+
+template <class T>
+struct LaneFields<rules::AdamHyper<T>> {
+  using H = rules::AdamHyper<T>;
+  static constexpr auto list =
+      std::make_tuple(&H::one_minus_beta1, &H::beta2, &H::one_minus_beta2, &H::neg_step_size,
+                      &H::bias_correction2_sqrt, &H::eps, &H::weight_decay, &H::decay_factor);
+};
+
+template <class H>
+constexpr std::size_t lane_field_count() {
+  return std::tuple_size<decltype(LaneFields<H>::list)>::value;
+}
+
+constexpr std::size_t kMaxLaneFields = 8;
+
+// The optimizers: every element uses h.
+struct UniformHyper {
+  template <class H>
+  const H& operator()(const H& h, std::int64_t) const {
+    return h;
+  }
+  // iRprop+'s "the loss went up", one value for the whole range.
+  bool revert(std::int64_t, bool uniform) const { return uniform; }
+};
+
+// The bowl sweep: element i is configuration i. values[k][i] is numeric field k of
+// LaneFields<H>::list for configuration i; reverts[i] is iRprop+'s flag for it.
+template <class T>
+struct LaneHyper {
+  std::array<const T*, kMaxLaneFields> values{};
+  const std::uint8_t* reverts = nullptr;
+
+  template <class H>
+  H operator()(H h, std::int64_t i) const {
+    set(h, i, std::make_index_sequence<lane_field_count<H>()>{});
+    return h;
+  }
+  bool revert(std::int64_t i, bool) const { return reverts[i] != 0; }
+
+ private:
+  // Compile-time field numbers: each values[k] is then a loop-invariant pointer.
+  template <class H, std::size_t... k>
+  void set(H& h, std::int64_t i, std::index_sequence<k...>) const {
+    ((h.*std::get<k>(LaneFields<H>::list) = values[k][i]), ...);
+  }
+};
+
+// Scatter h's numeric fields into lane `lane` of the arrays `values` (field k at
+// values[k * lanes + lane]).
+template <class T, class H>
+void store_lane(const H& h, T* values, std::int64_t lanes, std::int64_t lane) {
+  std::apply([&](auto... field) {
+    std::int64_t k = 0;
+    ((values[(k++) * lanes + lane] = h.*field), ...);
+  }, LaneFields<H>::list);
+}
+
+}  // namespace optbowl
