@@ -9,8 +9,8 @@ the steps and at the end (what :class:`optbowl.SweepResult` reports). The NumPy 
 is what one writes without optbowl: all configurations stacked into one (configurations, n)
 array and stepped together, the gradient X Aᵀ − b by one matrix product per step and the
 update by the whole-array expressions of ``optbowl._numpy_baseline`` with per-row
-hyper-parameters. Rounds are interleaved (NumPy, optbowl, NumPy, ...) and the medians
-reported, with the speed-up NumPy/optbowl. The script also checks that both computed the
+hyper-parameters. Rounds are interleaved (NumPy, optbowl, NumPy, ...), each after the
+benchmark's settling pause (``optbowl.bench.SETTLE_S``), and the medians reported, with the speed-up NumPy/optbowl. The script also checks that both computed the
 same errors (to 1e-9 relative for momentum; Rprop's sign decisions can split where the two
 gradients differ by rounding, so for it the share of configurations that agree to 1e-6 is
 printed).
@@ -29,6 +29,7 @@ import numpy as np
 
 import optbowl as ob
 from optbowl import _numpy_baseline
+from optbowl.bench import SETTLE_S
 
 
 def bowl_of(n: int) -> ob.QuadraticBowl:
@@ -80,9 +81,11 @@ def run_case(method, n, side, steps, rounds):
     hyper = grid(method, side, bowl)
     times = {"numpy": [], "optbowl": []}
     for _ in range(rounds):
+        time.sleep(SETTLE_S)  # the other side's idle worker threads stop spinning first
         t0 = time.perf_counter()
         mid_np, end_np = numpy_sweep(bowl, method, x0, steps, hyper)
         times["numpy"].append(time.perf_counter() - t0)
+        time.sleep(SETTLE_S)
         t0 = time.perf_counter()
         res = optbowl_sweep(bowl, method, x0, steps, hyper)
         times["optbowl"].append(time.perf_counter() - t0)

@@ -195,6 +195,77 @@ def test_sweep_equals_individual_runs(bowl):
     assert "SweepResult('adagrad'" in repr(res)
 
 
+# Grids that mix what a sweep runs side by side (loops/lanes.hpp): lanes with different
+# constant flags (momentum 0 and > 0, centred or not, AMSGrad or not, AdamW with and
+# without decay), step-dependent hyper-parameters (lr_decay, Adam's bias corrections),
+# iRprop+'s per-lane "loss went up", Newton's direction, and runs that diverge before and
+# after the midpoint.
+LANE_GRIDS = [
+    *[("rprop", {"variant": v, "lr": np.geomspace(1e-3, 3.0, 6)[:, None, None],
+                 "etas": (np.array([0.3, 0.5])[:, None], np.array([1.1, 1.6]))}) for v in RPROP_VARIANTS],
+    ("adagrad", {"lr": np.geomspace(1e-3, 1e3, 7)[:, None, None], "lr_decay": np.array([0.0, 0.1])[:, None],
+                 "weight_decay": np.array([0.0, 0.05]), "initial_accumulator_value": 0.5}),
+    ("gd", {"lr": np.linspace(0.001, 2.6 / 40.0, 23)}),
+    ("momentum", {"lr": np.linspace(0.001, 0.09, 9)[:, None, None], "momentum": np.array([0.0, 0.5, 0.97])[:, None],
+                  "dampening": np.array([0.0, 0.3])}),
+    ("nesterov", {"lr": np.linspace(0.001, 0.09, 9)[:, None], "momentum": np.array([0.1, 0.5, 0.9])}),
+    ("newton", {"lr": np.array([0.25, 0.5, 1.0, 1.5, 1.99, 2.5])}),
+    ("quickprop", {"lr": np.geomspace(1e-3, 0.1, 5)[:, None], "max_growth": np.array([1.2, 1.75, 3.0])}),
+    *[("rmsprop", {"lr": np.geomspace(1e-3, 0.3, 5)[:, None], "momentum": np.array([0.0, 0.5, 0.9]),
+                   "centered": centered, "weight_decay": 0.01}) for centered in (False, True)],
+    *[("adam", {"lr": np.geomspace(1e-3, 0.3, 4)[:, None, None], "weight_decay": np.array([0.0, 0.02])[:, None],
+                "betas": (np.array([0.8, 0.9, 0.7]), 0.99), **flags})
+      for flags in ({"amsgrad": True}, {"decoupled_weight_decay": True}, {})],
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("method, grid", LANE_GRIDS, ids=[
+    "-".join([m, *(str(v) if isinstance(v, str) else f"{k}={v}" for k, v in g.items() if isinstance(v, (str, bool)))])
+    for m, g in LANE_GRIDS])
+def test_sweep_lanes_equal_individual_runs(bowl, method, grid, dtype):
+    steps = 40
+    res = ob.sweep(bowl, method, X0, steps, dtype=dtype, **grid)
+    assert res.final_error.size >= 6
+    for idx in np.ndindex(res.shape):
+        hp = {}
+        for k, v in grid.items():
+            if k == "etas" or k == "betas":
+                hp[k] = tuple(float(np.broadcast_to(h, res.shape)[idx]) for h in v)
+            elif isinstance(v, np.ndarray):
+                hp[k] = float(np.broadcast_to(v, res.shape)[idx])
+            else:
+                hp[k] = v
+        t = bowl.run(method, X0, steps, dtype=dtype, **hp)
+        finite = np.isfinite(t.x).all(axis=1) & np.isfinite(t.f) & np.isfinite(t.grad_norm)
+        if finite[:steps].all():  # the run never stopped: every number agrees
+            assert not res.diverged[idx] or not res.final_error[idx] <= res.initial_error, (idx, hp)
+            assert res.final_error[idx] == t.final_error, (idx, hp)
+            assert res.rate[idx] == pytest.approx(t.measured_rate(), rel=1e-12, nan_ok=True), (idx, hp)
+        else:  # the sweep stops a run at its first non-finite gradient or loss
+            assert res.diverged[idx] and res.final_error[idx] == np.inf, (idx, hp)
+        assert res.diverged[idx] == (not res.final_error[idx] <= res.initial_error), (idx, hp)
+    if method in ("gd", "newton"):  # the grids reach past the stable range
+        assert res.diverged.any() and not res.diverged.all()
+
+
+def test_sweep_lanes_do_not_depend_on_threads_or_blocks(bowl):
+    grid = {"lr": np.geomspace(1e-3, 0.3, 37)[:, None], "momentum": np.array([0.0, 0.3, 0.6, 0.9, 0.99])}
+    before = ob.get_num_threads()
+    try:
+        ob.set_num_threads(1)
+        one = ob.sweep(bowl, "momentum", X0, 30, **grid)
+        ob.set_num_threads(2)
+        two = ob.sweep(bowl, "momentum", X0, 30, **grid)
+    finally:
+        ob.set_num_threads(before)
+    np.testing.assert_array_equal(one.final_error, two.final_error)
+    np.testing.assert_array_equal(one.rate, two.rate)
+    np.testing.assert_array_equal(one.diverged, two.diverged)
+    single = ob.sweep(bowl, "momentum", X0, 30, lr=float(grid["lr"][5, 0]), momentum=0.9)
+    assert float(single.final_error) == one.final_error[5, 3]
+
+
 def test_sweep_of_scalars_is_one_configuration(bowl):
     res = ob.sweep(bowl, "adagrad", X0, 40, lr=0.2)
     assert res.shape == () and res.final_error.ndim == 0
@@ -245,6 +316,50 @@ def test_sweep_argument_errors(bowl):
         ob.sweep(bowl, "adagrad", X0, 5, lr=np.array([]))
 
 
+SWEPT_ALONE = {  # method: (base hyper-parameters, the ones a sweep checks by their range)
+    "rprop": ({}, ("lr",)),
+    "adagrad": ({}, ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")),
+    "quickprop": ({}, ("lr", "max_growth")),
+    "rmsprop": ({}, ("lr", "alpha", "eps", "weight_decay", "momentum")),
+    "adam": ({}, ("lr", "eps", "weight_decay")),
+    "gd": ({"lr": 0.01}, ("lr", "weight_decay")),
+    "momentum": ({"lr": 0.01, "momentum": 0.5}, ("lr", "momentum", "dampening", "weight_decay")),
+    "nesterov": ({"lr": 0.01, "momentum": 0.5}, ("lr", "momentum", "weight_decay")),
+    "newton": ({}, ("lr",)),
+}
+PROBES = [-np.inf, -1e300, -1.0, -1e-300, 0.0, 1e-300, 1e-3, 0.5, 0.999, 1.0, 1.5, 50.0, 1e300, np.inf]
+
+
+@pytest.mark.parametrize("method", sorted(SWEPT_ALONE))
+def test_every_swept_hyper_parameter_accepts_an_interval(bowl, method):
+    # sweep checks a swept hyper-parameter at its extremes only: exact only while the
+    # values each one accepts (the others fixed) form an interval, and NaN is refused.
+    from optbowl.bowl import _RULES
+
+    base, names = SWEPT_ALONE[method]
+
+    def accepts(name, v):
+        try:
+            _RULES[method](bowl, {**base, name: v})
+            return True
+        except (TypeError, ValueError):
+            return False
+
+    for name in names:
+        ok = [accepts(name, v) for v in PROBES]
+        assert any(ok), name
+        first, last = ok.index(True), len(ok) - 1 - ok[::-1].index(True)
+        assert all(ok[first:last + 1]), (name, [v for v, o in zip(PROBES, ok) if o])
+        assert not accepts(name, float("nan")), name
+
+
+def test_sweep_reports_a_bad_value_inside_the_range(bowl):
+    with pytest.raises(ValueError, match="momentum"):
+        ob.sweep(bowl, "momentum", X0, 5, lr=0.01, momentum=np.array([0.1, np.nan, 0.5]))
+    with pytest.raises(ValueError, match="lr"):
+        ob.sweep(bowl, "adagrad", X0, 5, lr=np.array([0.1, 0.2, -1.0, 0.3]))
+
+
 @pytest.mark.parametrize("method, hyper, match", [
     ("momentum", {"lr": np.array([[0.01], [0.02]]), "momentum": np.array([0.5, np.nan])}, "momentum"),
     ("gd", {"lr": np.array([0.1, np.inf])}, "lr"),
@@ -258,3 +373,12 @@ def test_sweep_checks_every_configuration_before_running(bowl, method, hyper, ma
         ob.sweep(bowl, method, X0, 5, **hyper)
     with pytest.raises(ValueError, match="steps: must be >= 1"):
         ob.sweep(bowl, "adagrad", X0, 0)
+
+
+def test_distinct_rows_is_numpy_unique_by_rows():
+    from optbowl.bowl import _distinct_rows
+
+    rng = np.random.default_rng(3)
+    for shape in [(1, 2), (7, 2), (300, 2), (50, 3)]:
+        a = rng.integers(0, 4, shape).astype(np.float64) / 4
+        np.testing.assert_array_equal(_distinct_rows(a), np.unique(a, axis=0))

@@ -26,7 +26,8 @@ def real(
     finite: bool = True,
 ) -> float:
     """A real number within [low, high] (open ends where asked); NaN is always refused."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if type(value) is not float and (  # the common case skips the ABC checks
+            isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
     x = float(value)
     if math.isnan(x):
@@ -58,7 +59,8 @@ def boolean(name: str, value: Any) -> bool:
 
 def pair(name: str, value: Any) -> tuple:
     """A sequence of exactly two real numbers (checked for range by the caller)."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+    if type(value) is not tuple and (isinstance(value, (str, bytes)) or not isinstance(value, Sequence)) \
+            or len(value) != 2:
         raise TypeError(f"{name}: expected a pair of real numbers, got {value!r}")
     return (real(f"{name}[0]", value[0], finite=False), real(f"{name}[1]", value[1], finite=False))
 

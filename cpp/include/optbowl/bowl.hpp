@@ -15,13 +15,16 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "optbowl/loops/adagrad_loop.hpp"
 #include "optbowl/loops/adam_loop.hpp"
+#include "optbowl/loops/lanes.hpp"
 #include "optbowl/loops/quickprop_loop.hpp"
 #include "optbowl/loops/rmsprop_loop.hpp"
 #include "optbowl/loops/rprop_loop.hpp"
@@ -68,7 +71,15 @@ struct Method {
   // point before it (NaN at t = 1).
   void (*before_step)(Loop&, std::int64_t t, double loss, double prev_loss) = nullptr;
   bool reads_loss = false;  // before_step uses the losses (else they are not computed)
+  // before_step changes what differs between configurations of a sweep (the loop's
+  // hyper-parameters beyond the step count, or iRprop+'s flag), not only the step count.
+  bool hook_per_lane = false;
 };
+
+// A sweep's blocks: at most kMaxLanes configurations, and about kLaneCells coordinates
+// (lanes x n) per array, so that a block's arrays stay in cache.
+constexpr std::int64_t kMaxLanes = 512;
+constexpr std::int64_t kLaneCells = 16384;
 
 // ---------------------------------------------------------------------------------------
 // SimMethods: the methods of the simulator, built from one row of hyper-parameters.
@@ -85,6 +96,7 @@ inline Method<RpropLoop> make_rprop(RpropVariant variant, const HyperRow& h) {
       loop.loss_increased = t > 1 && loss > prev_loss;
     };
     m.reads_loss = true;
+    m.hook_per_lane = true;
   }
   return m;
 }
@@ -103,6 +115,7 @@ inline Method<AdagradLoop> make_adagrad(const HyperRow& h) {
   m.loop.steps = {0.0};
   m.state_init = {h.get("initial_accumulator_value")};  // sum of squares
   m.before_step = count_steps<AdagradLoop>;
+  m.hook_per_lane = true;  // the decayed learning rate follows the step count
   return m;
 }
 
@@ -145,6 +158,7 @@ inline Method<AdamLoop> make_adam(const HyperRow& h) {
   m.loop.steps = {0.0};
   m.state_init = {0.0, 0.0, 0.0};  // exp_avg, exp_avg_sq, max_exp_avg_sq
   m.before_step = count_steps<AdamLoop>;
+  m.hook_per_lane = true;  // the bias corrections follow the step count
   return m;
 }
 
@@ -194,15 +208,25 @@ class LU {
       }
     }
   }
-  // y = A⁻¹y, in place.
-  void solve(double* y) const {
+  // y = A⁻¹y in place, for `lanes` right-hand sides side by side (y[i * lanes + c] is
+  // entry i of the c-th); each is solved with the same operations in the same order.
+  void solve(double* y, std::int64_t lanes = 1) const {
+    const std::int64_t L = lanes;
     for (std::int64_t k = 0; k < n_; ++k)
-      if (piv_[k] != k) std::swap(y[k], y[piv_[k]]);
+      if (piv_[k] != k)
+        for (std::int64_t c = 0; c < L; ++c) std::swap(y[k * L + c], y[piv_[k] * L + c]);
     for (std::int64_t i = 0; i < n_; ++i)
-      for (std::int64_t j = 0; j < i; ++j) y[i] -= at(i, j) * y[j];
+      for (std::int64_t j = 0; j < i; ++j) {
+        const double a = at(i, j);
+        for (std::int64_t c = 0; c < L; ++c) y[i * L + c] -= a * y[j * L + c];
+      }
     for (std::int64_t i = n_ - 1; i >= 0; --i) {
-      for (std::int64_t j = i + 1; j < n_; ++j) y[i] -= at(i, j) * y[j];
-      y[i] /= at(i, i);
+      for (std::int64_t j = i + 1; j < n_; ++j) {
+        const double a = at(i, j);
+        for (std::int64_t c = 0; c < L; ++c) y[i * L + c] -= a * y[j * L + c];
+      }
+      const double d = at(i, i);
+      for (std::int64_t c = 0; c < L; ++c) y[i * L + c] /= d;
     }
   }
 
@@ -229,35 +253,76 @@ struct Summary {
   bool diverged = false;
 };
 
-// residual = Ax − b (double accumulation, in order); returns |Ax − b|². With `f`, also
-// *f = ½xᵀAx − bᵀx + c.
-template <class T>
-double evaluate(const Problem& P, const T* x, double* residual, double* f) {
-  const std::int64_t n = P.n;
-  double quad = 0, lin = 0, norm2 = 0;
+// Several configurations side by side ("lanes"): x[j * lanes + c] is coordinate j of
+// configuration c, and so for every array of a run. Each lane's arithmetic is exactly
+// what it would be alone (lanes = 1), in the same order; lanes only let the compiler
+// vectorise across configurations.
+
+// residual = Ax − b (double accumulation over j in order) and norm2 = |Ax − b|² for lanes
+// c0 .. c0 + W − 1; with `f`, also f = ½xᵀAx − bᵀx + c. W is a compile-time width: the
+// W accumulators of a row stay in registers while j runs. Each lane's arithmetic, and its
+// order, is that of a lone run (W = 1).
+template <int W, class T>
+void evaluate_lanes(const Problem& P, const T* x, std::int64_t lanes, std::int64_t c0, double* residual,
+                    double* norm2, double* f) {
+  const std::int64_t n = P.n, L = lanes;
+  double nrm[W], quad[W], lin[W];
+  for (int w = 0; w < W; ++w) nrm[w] = quad[w] = lin[w] = 0.0;
   for (std::int64_t i = 0; i < n; ++i) {
-    double acc = 0;
     const double* row = P.A + i * n;
-    for (std::int64_t j = 0; j < n; ++j) acc += row[j] * static_cast<double>(x[j]);
-    if (f) {
-      quad += static_cast<double>(x[i]) * acc;
-      lin += P.b[i] * static_cast<double>(x[i]);
+    double acc[W];
+    for (int w = 0; w < W; ++w) acc[w] = 0.0;
+    for (std::int64_t j = 0; j < n; ++j) {
+      const double a = row[j];
+      const T* xj = x + j * L + c0;
+      for (int w = 0; w < W; ++w) acc[w] += a * static_cast<double>(xj[w]);
     }
-    residual[i] = acc - P.b[i];
-    norm2 += residual[i] * residual[i];
+    const double bi = P.b[i];
+    const T* xi = x + i * L + c0;
+    double* r = residual + i * L + c0;
+    for (int w = 0; w < W; ++w) {
+      if (f) {
+        quad[w] += static_cast<double>(xi[w]) * acc[w];
+        lin[w] += bi * static_cast<double>(xi[w]);
+      }
+      const double res = acc[w] - bi;
+      r[w] = res;
+      nrm[w] += res * res;
+    }
   }
-  if (f) *f = 0.5 * quad - lin + P.c;
-  return norm2;
+  for (int w = 0; w < W; ++w) {
+    norm2[c0 + w] = nrm[w];
+    if (f) f[c0 + w] = 0.5 * quad[w] - lin[w] + P.c;
+  }
+}
+
+// evaluate_lanes over every lane: in tiles of 32 lanes, then of 8, then one by one.
+template <class T>
+void evaluate(const Problem& P, const T* x, std::int64_t lanes, double* residual, double* norm2, double* f) {
+  std::int64_t c = 0;
+  for (; c + 32 <= lanes; c += 32) evaluate_lanes<32>(P, x, lanes, c, residual, norm2, f);
+  for (; c + 8 <= lanes; c += 8) evaluate_lanes<8>(P, x, lanes, c, residual, norm2, f);
+  for (; c < lanes; ++c) evaluate_lanes<1>(P, x, lanes, c, residual, norm2, f);
+}
+
+// |x − x*| of every lane.
+template <class T>
+void distance(const T* x, const double* xstar, std::int64_t n, std::int64_t lanes, double* out) {
+  const std::int64_t L = lanes;
+  for (std::int64_t c = 0; c < L; ++c) out[c] = 0.0;
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t c = 0; c < L; ++c) {
+      const double d = static_cast<double>(x[i * L + c]) - xstar[i];
+      out[c] += d * d;
+    }
+  for (std::int64_t c = 0; c < L; ++c) out[c] = std::sqrt(out[c]);
 }
 
 template <class T>
 double distance(const T* x, const double* xstar, std::int64_t n) {
-  double s = 0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    const double d = static_cast<double>(x[i]) - xstar[i];
-    s += d * d;
-  }
-  return std::sqrt(s);
+  double d = 0;
+  distance(x, xstar, n, 1, &d);
+  return d;
 }
 
 // Run `steps` steps of `method` from x0 (`newton` must be A's factorisation when the method
@@ -284,7 +349,8 @@ Summary simulate(const Problem& P, const LU* newton, M method, const double* x0,
   const bool need_loss = rec.x != nullptr || method.reads_loss;
   double loss = 0, prev_loss = std::numeric_limits<double>::quiet_NaN();
   for (std::int64_t t = 0;; ++t) {
-    const double norm2 = evaluate(P, x.data(), residual.data(), need_loss ? &loss : nullptr);
+    double norm2 = 0;
+    evaluate(P, x.data(), 1, residual.data(), &norm2, need_loss ? &loss : nullptr);
     if (rec.x) {
       std::copy(x.begin(), x.end(), rec.x + t * n);
       rec.f[t] = loss;
@@ -309,27 +375,161 @@ Summary simulate(const Problem& P, const LU* newton, M method, const double* x0,
   return s;
 }
 
-// Many configurations of one method, each from x0 for `steps` steps, OpenMP over the
-// configurations. rows x cols hyper-parameters, row-major.
+// One block of configurations of one method run side by side, as lanes (see evaluate):
+// each step computes every lane's gradient, then makes one call per coordinate of the
+// method's Loop::run over all lanes, with every lane's own hyper-parameters
+// (loops/lanes.hpp). The configurations of a block agree on the flags the loop takes as
+// constants (Loop::lane_key). Every lane computes exactly what simulate() computes for it
+// alone; a lane whose iterate stops being finite is marked diverged, as simulate() stops
+// there, and its later values are ignored.
+template <class T, class M>
+void simulate_lanes(const Problem& P, const LU* newton, M* const* methods, std::int64_t lanes, const double* x0,
+                    const double* xstar, std::int64_t steps, std::int64_t mid, double err_start, double* err_mid,
+                    double* err_end, bool* diverged) {
+  using Loop = typename M::Loop;
+  using H = decltype(methods[0]->loop.template hyper<T>(0));
+  constexpr std::size_t fields = lane_field_count<H>();
+  const std::int64_t n = P.n, L = lanes;
+  const std::size_t nl = static_cast<std::size_t>(n * L), l = static_cast<std::size_t>(L);
+  std::vector<T> x(nl), g(nl);
+  for (std::int64_t j = 0; j < n; ++j)
+    for (std::int64_t c = 0; c < L; ++c) x[j * L + c] = static_cast<T>(x0[j]);
+  std::array<void*, Loop::K> ptrs{};
+  std::vector<std::vector<T>> states(M::kStates, std::vector<T>(nl));
+  for (std::size_t k = 0; k < M::kStates; ++k)
+    for (std::int64_t c = 0; c < L; ++c) {
+      const T v = static_cast<T>(methods[c]->state_init[k]);
+      for (std::int64_t j = 0; j < n; ++j) states[k][j * L + c] = v;
+    }
+  std::vector<double> residual(nl), norm2(l), loss(l, 0.0), prev_loss(l, std::numeric_limits<double>::quiet_NaN()),
+      dist(l);
+  std::vector<T> values(fields * l);
+  std::vector<std::uint8_t> reverts(l, 0), alive(l, 1);
+  LaneHyper<T> lane_hyper;
+  for (std::size_t k = 0; k < fields; ++k) lane_hyper.values[k] = values.data() + k * l;
+  lane_hyper.reverts = reverts.data();
+  const M& first = *methods[0];
+  const bool need_loss = first.reads_loss;
+  std::int64_t live = L;
+  for (std::int64_t t = 0;; ++t) {
+    with_loop_isa([&] { evaluate(P, x.data(), L, residual.data(), norm2.data(), need_loss ? loss.data() : nullptr); });
+    if (t == mid) {
+      distance(x.data(), xstar, n, L, dist.data());
+      for (std::int64_t c = 0; c < L; ++c)
+        if (alive[c]) err_mid[c] = dist[c];
+    }
+    if (t == steps) break;
+    // Diverged lanes: as simulate(), which stops at the first non-finite gradient or loss.
+    // x * 0 is 0 for a finite x and NaN for inf or NaN: the sum is 0 exactly when every
+    // lane is finite, in any order (so it may be vectorised).
+    double any_nonfinite = 0.0;
+    const double* nr = norm2.data();
+    const double* ls = loss.data();
+#pragma omp simd reduction(+ : any_nonfinite)
+    for (std::int64_t c = 0; c < L; ++c) any_nonfinite += nr[c] * 0.0 + ls[c] * 0.0;
+    if (any_nonfinite != 0.0) {
+      for (std::int64_t c = 0; c < L; ++c)
+        if (alive[c] && !(std::isfinite(norm2[c]) && std::isfinite(loss[c]))) {
+          alive[c] = 0;
+          --live;
+          diverged[c] = true;
+          err_end[c] = std::numeric_limits<double>::infinity();
+          if (t < mid) err_mid[c] = err_end[c];
+        }
+      if (live == 0) return;  // else the diverged lanes run on, their values unused
+    }
+    if (first.direction == Direction::newton) newton->solve(residual.data(), L);
+    for (std::size_t e = 0; e < nl; ++e) g[e] = static_cast<T>(residual[e]);
+    if (first.before_step) {
+      // The hook counts steps (the same for every lane) and, for some methods, changes
+      // what differs between lanes: their hyper-parameters (bias corrections, decayed
+      // learning rates) or iRprop+'s "the loss went up"; those run it on every lane.
+      const std::int64_t hooked = first.hook_per_lane ? L : 1;
+      for (std::int64_t c = 0; c < hooked; ++c) methods[c]->before_step(methods[c]->loop, t + 1, loss[c], prev_loss[c]);
+    }
+    if (t == 0 || first.hook_per_lane) {
+      for (std::int64_t c = 0; c < L; ++c) {
+        store_lane(methods[c]->loop.template hyper<T>(0), values.data(), L, c);
+        if constexpr (std::is_same<Loop, RpropLoop>::value) reverts[c] = methods[c]->loop.loss_increased ? 1 : 0;
+      }
+    }
+    const H h = first.loop.template hyper<T>(0);
+    for (std::int64_t j = 0; j < n; ++j) {
+      ptrs[0] = x.data() + j * L;
+      ptrs[1] = g.data() + j * L;
+      for (std::size_t k = 0; k < M::kStates; ++k) ptrs[k + 2] = states[k].data() + j * L;
+      first.loop.template run<T>(ptrs, 0, 0, L, h, lane_hyper);
+    }
+    if (need_loss) std::swap(prev_loss, loss);
+  }
+  distance(x.data(), xstar, n, L, dist.data());
+  for (std::int64_t c = 0; c < L; ++c)
+    if (alive[c]) {
+      err_end[c] = dist[c];
+      diverged[c] = !(dist[c] <= err_start);
+    }
+}
+
+// Many configurations of one method, each from x0 for `steps` steps: rows x cols
+// hyper-parameters, row-major. Configurations that agree on the loop's constant flags
+// are cut into blocks of lanes (simulate_lanes), and OpenMP runs the blocks.
 template <class T, class Factory>
 void sweep(const Problem& P, const LU* newton, Factory make, const std::vector<std::string>& names,
            const double* table, std::int64_t rows, const double* x0, const double* xstar, std::int64_t steps,
            double* err_mid, double* err_end, bool* diverged, double& err_start) {
   using M = decltype(make(HyperRow{&names, table}));
-  std::vector<M> methods;
-  methods.reserve(static_cast<std::size_t>(rows));
-  for (std::int64_t r = 0; r < rows; ++r) methods.push_back(make(HyperRow{&names, table + r * names.size()}));
+  const int threads = max_threads();
+  // One method per configuration, with the flags its loop takes as constants. Every row
+  // has the same names: the first row is made here, so that a missing name raises before
+  // the threads start.
+  std::vector<M> methods(static_cast<std::size_t>(rows));
+  std::vector<std::uint32_t> key(static_cast<std::size_t>(rows));
+  if (rows > 0) methods[0] = make(HyperRow{&names, table});
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads)
+#endif
+  for (std::int64_t r = 0; r < rows; ++r) {
+    if (r > 0) methods[r] = make(HyperRow{&names, table + r * names.size()});
+    key[r] = methods[r].loop.template lane_key<T>(0);
+  }
   err_start = distance(x0, xstar, P.n);
   const std::int64_t mid = steps / 2;
-  const int threads = max_threads();
+  // Configurations in order of their flags; blocks of at most `lanes` with equal flags,
+  // enough of them to keep every thread busy, each small enough to stay in cache.
+  std::vector<std::int64_t> order(static_cast<std::size_t>(rows));
+  for (std::int64_t r = 0; r < rows; ++r) order[r] = r;
+  std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return key[a] < key[b]; });
+  const std::int64_t per_thread = (rows + 2 * threads - 1) / (2 * threads);
+  const std::int64_t lanes = std::max<std::int64_t>(
+      1, std::min<std::int64_t>({kMaxLanes, std::max<std::int64_t>(kLaneCells / std::max<std::int64_t>(P.n, 1) / 8 * 8, 8),
+                                 (per_thread + 7) / 8 * 8}));
+  std::vector<std::pair<std::int64_t, std::int64_t>> blocks;  // [begin, end) in order
+  for (std::int64_t b = 0; b < rows;) {
+    std::int64_t e = b + 1;
+    while (e < rows && e - b < lanes && key[order[e]] == key[order[b]]) ++e;
+    blocks.emplace_back(b, e);
+    b = e;
+  }
+  const std::int64_t nblocks = static_cast<std::int64_t>(blocks.size());
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
 #endif
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const Summary s = simulate<T>(P, newton, methods[r], x0, xstar, steps, mid, Record<T>{});
-    err_mid[r] = s.err_mid;
-    err_end[r] = s.err_end;
-    diverged[r] = s.diverged;
+  for (std::int64_t k = 0; k < nblocks; ++k) {
+    const std::int64_t b = blocks[k].first, e = blocks[k].second, L = e - b;
+    std::vector<M*> block(static_cast<std::size_t>(L));
+    for (std::int64_t i = 0; i < L; ++i) block[i] = &methods[order[b + i]];
+    std::vector<double> mid_err(static_cast<std::size_t>(L)), end_err(static_cast<std::size_t>(L));
+    std::unique_ptr<bool[]> div_b(new bool[static_cast<std::size_t>(L)]());
+    with_loop_isa([&] {
+      simulate_lanes<T>(P, newton, block.data(), L, x0, xstar, steps, mid, err_start, mid_err.data(), end_err.data(),
+                        div_b.get());
+    });
+    for (std::int64_t i = 0; i < L; ++i) {
+      const std::int64_t r = order[b + i];
+      err_mid[r] = mid_err[i];
+      err_end[r] = end_err[i];
+      diverged[r] = div_b[i];
+    }
   }
   (void)threads;
 }

@@ -298,6 +298,43 @@ ChunkRunner<Rule, K> chunk_runner() {
   return &run_chunks_baseline<Rule, K>;
 }
 
+// Call f() compiled for the ISA the loops use: `flatten` inlines f and everything it calls
+// into a function built for that ISA, as the chunk runners above are (the bowl simulator
+// runs its own loops through this). `noinline` keeps each such function whole, also when
+// it is called from another one: a hot inner loop wrapped in its own with_loop_isa is
+// optimised on its own rather than as a corner of a much larger function.
+#if defined(__GNUC__) || defined(__clang__)
+#define OPTBOWL_NOINLINE __attribute__((noinline))
+#else
+#define OPTBOWL_NOINLINE
+#endif
+template <class F>
+OPTBOWL_NOINLINE OPTBOWL_TARGET_BASELINE void call_baseline(F& f) {
+  f();
+}
+#if OPTBOWL_X86_DISPATCH
+template <class F>
+OPTBOWL_NOINLINE OPTBOWL_TARGET_AVX2 void call_avx2(F& f) {
+  f();
+}
+template <class F>
+OPTBOWL_NOINLINE OPTBOWL_TARGET_AVX512 void call_avx512(F& f) {
+  f();
+}
+#endif
+
+template <class F>
+void with_loop_isa(F&& f) {
+#if OPTBOWL_X86_DISPATCH
+  switch (isa_setting()) {
+    case Isa::avx512: return call_avx512(f);
+    case Isa::avx2: return call_avx2(f);
+    default: break;
+  }
+#endif
+  call_baseline(f);
+}
+
 // Apply `rule` to every element of every tensor of `t`. Call without the GIL.
 template <class Rule, std::size_t K>
 void for_each_element(const Rule& rule, const TensorTable<K>& t) {
