@@ -845,9 +845,11 @@ def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any =
 
     Every numeric hyper-parameter may be a scalar or an array (pairs such as ``etas`` a pair
     of them); they are broadcast together and each combination runs from ``x0`` for
-    ``steps`` steps on the compiled loop (OpenMP over configurations, see
-    :func:`optbowl.set_num_threads`). Returns a :class:`SweepResult` with the final error,
-    whether each run diverged, and the measured rate.
+    ``steps`` steps on the compiled loop. The configurations run side by side, one per SIMD
+    lane, in blocks shared among the threads (see :func:`optbowl.set_num_threads`), each
+    with exactly the arithmetic of :meth:`QuadraticBowl.run`. Returns a
+    :class:`SweepResult` with the final error, whether each run diverged, and the measured
+    rate. Booleans (``centered``, ``amsgrad``, ...) are fixed for the whole sweep.
 
     >>> import numpy as np, optbowl as ob
     >>> bowl = ob.QuadraticBowl.from_eigenvalues([1, 10])

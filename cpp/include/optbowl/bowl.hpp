@@ -9,11 +9,17 @@
 // value of each of its state arrays, the direction it is fed (gradient or Newton), and an
 // optional hook run before every step (step counters, "did the loss go up"). The list of
 // methods the simulator knows is with_method() below: the single place to plug in a loop.
+//
+// simulate() runs one configuration and can record it; sweep() runs many of one method
+// side by side as SIMD lanes (simulate_lanes: one Loop::run per coordinate over all the
+// configurations, each with its own hyper-parameters through loops/lanes.hpp), with
+// exactly the arithmetic of lone runs, in blocks spread over the threads.
 #pragma once
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -481,17 +487,26 @@ void sweep(const Problem& P, const LU* newton, Factory make, const std::vector<s
   const int threads = max_threads();
   // One method per configuration, with the flags its loop takes as constants. Every row
   // has the same names: the first row is made here, so that a missing name raises before
-  // the threads start.
+  // the threads start; anything else thrown on a thread is rethrown after the loop.
   std::vector<M> methods(static_cast<std::size_t>(rows));
   std::vector<std::uint32_t> key(static_cast<std::size_t>(rows));
   if (rows > 0) methods[0] = make(HyperRow{&names, table});
+  std::exception_ptr failed;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(threads)
 #endif
   for (std::int64_t r = 0; r < rows; ++r) {
-    if (r > 0) methods[r] = make(HyperRow{&names, table + r * names.size()});
-    key[r] = methods[r].loop.template lane_key<T>(0);
+    try {
+      if (r > 0) methods[r] = make(HyperRow{&names, table + r * names.size()});
+      key[r] = methods[r].loop.template lane_key<T>(0);
+    } catch (...) {
+#ifdef _OPENMP
+#pragma omp critical(optbowl_sweep_failed)
+#endif
+      if (!failed) failed = std::current_exception();
+    }
   }
+  if (failed) std::rethrow_exception(failed);
   err_start = distance(x0, xstar, P.n);
   const std::int64_t mid = steps / 2;
   // Configurations in order of their flags; blocks of at most `lanes` with equal flags,
@@ -511,10 +526,7 @@ void sweep(const Problem& P, const LU* newton, Factory make, const std::vector<s
     b = e;
   }
   const std::int64_t nblocks = static_cast<std::int64_t>(blocks.size());
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic) num_threads(threads)
-#endif
-  for (std::int64_t k = 0; k < nblocks; ++k) {
+  auto run_block = [&](std::int64_t k) {
     const std::int64_t b = blocks[k].first, e = blocks[k].second, L = e - b;
     std::vector<M*> block(static_cast<std::size_t>(L));
     for (std::int64_t i = 0; i < L; ++i) block[i] = &methods[order[b + i]];
@@ -530,9 +542,23 @@ void sweep(const Problem& P, const LU* newton, Factory make, const std::vector<s
       err_end[r] = end_err[i];
       diverged[r] = div_b[i];
     }
+  };
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+#endif
+  for (std::int64_t k = 0; k < nblocks; ++k) {
+    try {
+      run_block(k);
+    } catch (...) {
+#ifdef _OPENMP
+#pragma omp critical(optbowl_sweep_failed)
+#endif
+      if (!failed) failed = std::current_exception();
+    }
   }
-  (void)threads;
+  if (failed) std::rethrow_exception(failed);
 }
+
 
 }  // namespace bowl
 }  // namespace optbowl
