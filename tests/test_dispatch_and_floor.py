@@ -70,6 +70,30 @@ def test_every_isa_gives_identical_results(restore_isa, dtype):
                 np.testing.assert_array_equal(a, b, err_msg=f"{isa} differs from baseline")
 
 
+@pytest.mark.parametrize("method, hyper", [
+    ("momentum", {"lr": np.linspace(0.001, 0.05, 45)[:, None], "momentum": np.array([0.0, 0.5, 0.9])}),
+    ("rprop", {"lr": np.geomspace(1e-3, 0.5, 40)[:, None], "etas": (0.5, np.array([1.1, 1.3])),
+               "variant": "irprop+"}),
+    ("adam", {"lr": np.geomspace(1e-3, 0.3, 37)[:, None], "weight_decay": np.array([0.0, 0.01])}),
+    ("newton", {"lr": np.linspace(0.1, 2.5, 41)}),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_isa_gives_identical_sweeps_and_runs(restore_isa, method, hyper, dtype):
+    # The bowl simulator's lanes (tiled gradient, per-lane loop calls) on every ISA.
+    bowl = ob.QuadraticBowl.from_eigenvalues(np.linspace(1.0, 50.0, 7), rotate=True, seed=2)
+    x0 = np.linspace(-1.0, 1.0, 7)
+    one = {k: (tuple(np.ravel(h)[-1] for h in v) if isinstance(v, tuple) else
+               (np.ravel(v)[-1] if isinstance(v, np.ndarray) else v)) for k, v in hyper.items()}
+    results = {}
+    for isa in _available():
+        _core.set_cpu_isa(isa)
+        res = ob.sweep(bowl, method, x0, 30, dtype=dtype, **hyper)
+        results[isa] = (res.final_error, res.rate, bowl.run(method, x0, 30, dtype=dtype, **one).x)
+    for isa, got in results.items():
+        for a, b in zip(results["baseline"], got):
+            np.testing.assert_array_equal(a, b, err_msg=f"{isa} differs from baseline")
+
+
 def test_threads_do_not_change_results():
     before = ob.get_num_threads()
     try:
