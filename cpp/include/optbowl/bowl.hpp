@@ -476,6 +476,29 @@ void simulate_lanes(const Problem& P, const LU* newton, M* const* methods, std::
     }
 }
 
+// body(i) for i in [0, n) on `threads` OpenMP threads, handed out `chunk` at a time; the
+// first exception a body throws is rethrown once the loop is over.
+template <class Body>
+void parallel_for(std::int64_t n, std::int64_t chunk, int threads, Body&& body) {
+  std::exception_ptr failed;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
+#endif
+  for (std::int64_t i = 0; i < n; ++i) {
+    try {
+      body(i);
+    } catch (...) {
+#ifdef _OPENMP
+#pragma omp critical(optbowl_parallel_for)
+#endif
+      if (!failed) failed = std::current_exception();
+    }
+  }
+  (void)chunk;
+  (void)threads;
+  if (failed) std::rethrow_exception(failed);
+}
+
 // Many configurations of one method, each from x0 for `steps` steps: rows x cols
 // hyper-parameters, row-major. Configurations that agree on the loop's constant flags
 // are cut into blocks of lanes (simulate_lanes), and OpenMP runs the blocks.
@@ -487,26 +510,14 @@ void sweep(const Problem& P, const LU* newton, Factory make, const std::vector<s
   const int threads = max_threads();
   // One method per configuration, with the flags its loop takes as constants. Every row
   // has the same names: the first row is made here, so that a missing name raises before
-  // the threads start; anything else thrown on a thread is rethrown after the loop.
+  // the threads start.
   std::vector<M> methods(static_cast<std::size_t>(rows));
   std::vector<std::uint32_t> key(static_cast<std::size_t>(rows));
   if (rows > 0) methods[0] = make(HyperRow{&names, table});
-  std::exception_ptr failed;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads)
-#endif
-  for (std::int64_t r = 0; r < rows; ++r) {
-    try {
-      if (r > 0) methods[r] = make(HyperRow{&names, table + r * names.size()});
-      key[r] = methods[r].loop.template lane_key<T>(0);
-    } catch (...) {
-#ifdef _OPENMP
-#pragma omp critical(optbowl_sweep_failed)
-#endif
-      if (!failed) failed = std::current_exception();
-    }
-  }
-  if (failed) std::rethrow_exception(failed);
+  parallel_for(rows, 64, threads, [&](std::int64_t r) {
+    if (r > 0) methods[r] = make(HyperRow{&names, table + r * names.size()});
+    key[r] = methods[r].loop.template lane_key<T>(0);
+  });
   err_start = distance(x0, xstar, P.n);
   const std::int64_t mid = steps / 2;
   // Configurations in order of their flags; blocks of at most `lanes` with equal flags,
@@ -543,20 +554,7 @@ void sweep(const Problem& P, const LU* newton, Factory make, const std::vector<s
       diverged[r] = div_b[i];
     }
   };
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic) num_threads(threads)
-#endif
-  for (std::int64_t k = 0; k < nblocks; ++k) {
-    try {
-      run_block(k);
-    } catch (...) {
-#ifdef _OPENMP
-#pragma omp critical(optbowl_sweep_failed)
-#endif
-      if (!failed) failed = std::current_exception();
-    }
-  }
-  if (failed) std::rethrow_exception(failed);
+  parallel_for(nblocks, 1, threads, run_block);
 }
 
 
