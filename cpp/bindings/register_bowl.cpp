@@ -70,7 +70,7 @@ void register_bowl(py::module_& m) {
             bowl::Record<T> rec{xs.mutable_data(), f.mutable_data(), grad_norm.mutable_data()};
             {
               py::gil_scoped_release release;
-              with_loop_isa([&] { bowl::simulate<T>(P, lu.get(), proto, x0.data(), x0.data(), steps, steps, rec); });
+              bowl::simulate<T>(P, lu.get(), proto, x0.data(), x0.data(), steps, steps, rec);
             }
             out = py::make_tuple(xs, f, grad_norm);
           });

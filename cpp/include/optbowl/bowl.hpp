@@ -387,7 +387,8 @@ Summary simulate(const Problem& P, const LU* newton, M method, const double* x0,
 // (loops/lanes.hpp). The configurations of a block agree on the flags the loop takes as
 // constants (Loop::lane_key). Every lane computes exactly what simulate() computes for it
 // alone; a lane whose iterate stops being finite is marked diverged, as simulate() stops
-// there, and its later values are ignored.
+// there, and its later values are ignored. The hot parts (the gradient, Newton's solve,
+// the loop calls) run through with_loop_isa, each compiled on its own for the loops' ISA.
 template <class T, class M>
 void simulate_lanes(const Problem& P, const LU* newton, M* const* methods, std::int64_t lanes, const double* x0,
                     const double* xstar, std::int64_t steps, std::int64_t mid, double err_start, double* err_mid,
@@ -444,7 +445,7 @@ void simulate_lanes(const Problem& P, const LU* newton, M* const* methods, std::
         }
       if (live == 0) return;  // else the diverged lanes run on, their values unused
     }
-    if (first.direction == Direction::newton) newton->solve(residual.data(), L);
+    if (first.direction == Direction::newton) with_loop_isa([&] { newton->solve(residual.data(), L); });
     for (std::size_t e = 0; e < nl; ++e) g[e] = static_cast<T>(residual[e]);
     if (first.before_step) {
       // The hook counts steps (the same for every lane) and, for some methods, changes
@@ -460,12 +461,14 @@ void simulate_lanes(const Problem& P, const LU* newton, M* const* methods, std::
       }
     }
     const H h = first.loop.template hyper<T>(0);
-    for (std::int64_t j = 0; j < n; ++j) {
-      ptrs[0] = x.data() + j * L;
-      ptrs[1] = g.data() + j * L;
-      for (std::size_t k = 0; k < M::kStates; ++k) ptrs[k + 2] = states[k].data() + j * L;
-      first.loop.template run<T>(ptrs, 0, 0, L, h, lane_hyper);
-    }
+    with_loop_isa([&] {
+      for (std::int64_t j = 0; j < n; ++j) {
+        ptrs[0] = x.data() + j * L;
+        ptrs[1] = g.data() + j * L;
+        for (std::size_t k = 0; k < M::kStates; ++k) ptrs[k + 2] = states[k].data() + j * L;
+        first.loop.template run<T>(ptrs, 0, 0, L, h, lane_hyper);
+      }
+    });
     if (need_loss) std::swap(prev_loss, loss);
   }
   distance(x.data(), xstar, n, L, dist.data());
@@ -543,10 +546,8 @@ void sweep(const Problem& P, const LU* newton, Factory make, const std::vector<s
     for (std::int64_t i = 0; i < L; ++i) block[i] = &methods[order[b + i]];
     std::vector<double> mid_err(static_cast<std::size_t>(L)), end_err(static_cast<std::size_t>(L));
     std::unique_ptr<bool[]> div_b(new bool[static_cast<std::size_t>(L)]());
-    with_loop_isa([&] {
-      simulate_lanes<T>(P, newton, block.data(), L, x0, xstar, steps, mid, err_start, mid_err.data(), end_err.data(),
-                        div_b.get());
-    });
+    simulate_lanes<T>(P, newton, block.data(), L, x0, xstar, steps, mid, err_start, mid_err.data(), end_err.data(),
+                      div_b.get());
     for (std::int64_t i = 0; i < L; ++i) {
       const std::int64_t r = order[b + i];
       err_mid[r] = mid_err[i];

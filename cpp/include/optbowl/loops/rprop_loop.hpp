@@ -2,6 +2,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "optbowl/config.hpp"
@@ -59,10 +60,11 @@ struct RpropLoop {
   template <class T, class Hyper>
   void run(const std::array<void*, K>& a, std::int32_t, std::int64_t begin, std::int64_t end,
            const rules::RpropHyper<T>& h, Hyper hyper) const {
-    if (compact_state)
-      run_stored<T, std::int8_t>(a, begin, end, h, hyper);
-    else
-      run_stored<T, T>(a, begin, end, h, hyper);
+    // Compact state is the optimizers' option; lanes (the bowl sweep) always keep T.
+    if constexpr (std::is_same<Hyper, UniformHyper>::value) {
+      if (compact_state) return run_stored<T, std::int8_t>(a, begin, end, h, hyper);
+    }
+    run_stored<T, T>(a, begin, end, h, hyper);
   }
 
   // T: the parameters' dtype; P: how prev is stored (T, or std::int8_t sign codes).
