@@ -105,6 +105,7 @@ struct LaneHyper {
   // Compile-time field numbers: each values[k] is then a loop-invariant pointer.
   template <class H, std::size_t... k>
   void set(H& h, std::int64_t i, std::index_sequence<k...>) const {
+    static_assert(sizeof...(k) <= kMaxLaneFields, "LaneHyper: raise kMaxLaneFields");
     ((h.*std::get<k>(LaneFields<H>::list) = values[k][i]), ...);
   }
 };
