@@ -432,7 +432,9 @@ void simulate_lanes(const Problem& P, const LU* newton, M* const* methods, std::
     double any_nonfinite = 0.0;
     const double* nr = norm2.data();
     const double* ls = loss.data();
+#ifdef _OPENMP
 #pragma omp simd reduction(+ : any_nonfinite)
+#endif
     for (std::int64_t c = 0; c < L; ++c) any_nonfinite += nr[c] * 0.0 + ls[c] * 0.0;
     if (any_nonfinite != 0.0) {
       for (std::int64_t c = 0; c < L; ++c)
