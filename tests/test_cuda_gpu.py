@@ -62,6 +62,21 @@ def _grads(rng, shapes, dtype, nan=True):
     return out
 
 
+def _device_copies(rng, tdt):
+    """The same random parameters twice on the GPU: for optbowl, and for torch (with grads)."""
+    base = [torch.tensor(rng.standard_normal(s), dtype=tdt, device="cuda") for s in SHAPES]
+    return [b.clone() for b in base], [b.clone().requires_grad_(True) for b in base]
+
+
+def _step_both(rng, opt, topt, tparams, tdt, nan=True):
+    """One step of optbowl's and of torch's optimizer on the same fresh gradients."""
+    grads = _grads(rng, SHAPES, tdt, nan=nan)
+    for t, g in zip(tparams, grads):
+        t.grad = g.clone()
+    topt.step()
+    opt.step(grads)
+
+
 def _unaligned(t):
     """A copy of t whose data starts one element off a 16-byte boundary (scalar path)."""
     flat = torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)[1:]
@@ -81,18 +96,12 @@ def _unaligned(t):
 )
 def test_irprop_minus_bit_identical_to_torch_cuda(rng, dtype, foreach, hp):
     tdt = FULL[dtype]
-    base = [torch.tensor(rng.standard_normal(s), dtype=tdt, device="cuda") for s in SHAPES]
-    params = [b.clone() for b in base]
+    params, tparams = _device_copies(rng, tdt)
     params[2] = _unaligned(params[2])
-    tparams = [b.clone().requires_grad_(True) for b in base]
     opt = ob.Rprop(params, **hp)
     topt = torch.optim.Rprop(tparams, foreach=foreach, **hp)
     for _ in range(30):
-        grads = _grads(rng, SHAPES, tdt)
-        for t, g in zip(tparams, grads):
-            t.grad = g.clone()
-        topt.step()
-        opt.step(grads)
+        _step_both(rng, opt, topt, tparams, tdt)
         for p, t in zip(params, tparams):
             _assert_bits_equal(p, t)
     for i, t in enumerate(tparams):
@@ -212,19 +221,13 @@ def test_adagrad_bit_identical_to_the_cpu_kernel(rng, dtype, hp):
 def test_adagrad_within_the_documented_bound_of_torch_cuda(rng, dtype, foreach):
     tdt = FULL[dtype]
     eps = np.finfo(dtype).eps
-    base = [torch.tensor(rng.standard_normal(s), dtype=tdt, device="cuda") for s in SHAPES]
-    params = [b.clone() for b in base]
-    tparams = [b.clone().requires_grad_(True) for b in base]
+    params, tparams = _device_copies(rng, tdt)
     hp = dict(lr=0.05, lr_decay=0.01, weight_decay=0.01)
     opt = ob.Adagrad(params, **hp)
     topt = torch.optim.Adagrad(tparams, foreach=foreach, **hp)
     steps = 20
     for _ in range(steps):
-        grads = _grads(rng, SHAPES, tdt, nan=False)
-        for t, g in zip(tparams, grads):
-            t.grad = g.clone()
-        topt.step()
-        opt.step(grads)
+        _step_both(rng, opt, topt, tparams, tdt, nan=False)
     for i, (p, t) in enumerate(zip(params, tparams)):
         np.testing.assert_allclose(
             p.cpu().numpy(),
@@ -449,18 +452,12 @@ def test_new_rules_bit_identical_to_the_cpu_kernel(rng, dtype, case):
 def test_new_rules_close_to_torch_cuda(rng, dtype, case):
     cls, hp = NEW_RULES[case]
     tdt = FULL[dtype]
-    base = [torch.tensor(rng.standard_normal(s), dtype=tdt, device="cuda") for s in SHAPES]
-    params = [b.clone() for b in base]
-    tparams = [b.clone().requires_grad_(True) for b in base]
+    params, tparams = _device_copies(rng, tdt)
     opt = cls(_two_groups(params, hp), **hp)
     topt = getattr(torch.optim, TORCH_CLASS[cls])(_two_groups(tparams, hp), **hp)
     steps = 10
     for _ in range(steps):
-        grads = _grads(rng, SHAPES, tdt, nan=False)
-        for t, g in zip(tparams, grads):
-            t.grad = g.clone()
-        topt.step()
-        opt.step(grads)
+        _step_both(rng, opt, topt, tparams, tdt, nan=False)
     tol = 64 * steps * np.finfo(dtype).eps
     for p, t in zip(params, tparams):
         np.testing.assert_allclose(
