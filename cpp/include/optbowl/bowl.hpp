@@ -52,14 +52,17 @@ struct Problem {
   std::int64_t n;
 };
 
-// The hyper-parameters of one configuration, by name.
+// The hyper-parameters of one configuration, by name. A sweep looks up every name of
+// every row, so the first characters are compared before the strings.
 struct HyperRow {
   const std::vector<std::string>* names;
   const double* values;
 
   double get(const char* name) const {
-    for (std::size_t k = 0; k < names->size(); ++k)
-      if ((*names)[k] == name) return values[k];
+    for (std::size_t k = 0; k < names->size(); ++k) {
+      const std::string& s = (*names)[k];
+      if (!s.empty() && s[0] == name[0] && s == name) return values[k];
+    }
     throw std::invalid_argument(std::string("hyper: missing hyper-parameter '") + name + "'");
   }
 };
@@ -80,6 +83,12 @@ struct Method {
   // before_step changes what differs between configurations of a sweep (the loop's
   // hyper-parameters beyond the step count, or iRprop+'s flag), not only the step count.
   bool hook_per_lane = false;
+
+  // iRprop+'s "the loss went up", as a sweep lane's flag (loops/lanes.hpp).
+  std::uint8_t lane_revert() const {
+    if constexpr (std::is_same<Loop, RpropLoop>::value) return loop.loss_increased ? 1 : 0;
+    return 0;
+  }
 };
 
 // A sweep's blocks: at most kMaxLanes configurations, and about kLaneCells coordinates
@@ -88,14 +97,32 @@ constexpr std::int64_t kMaxLanes = 512;
 constexpr std::int64_t kLaneCells = 16384;
 
 // ---------------------------------------------------------------------------------------
-// SimMethods: the methods of the simulator, built from one row of hyper-parameters.
-// Each make_* sets up the optimizer's Loop for one group and one tensor.
+// SimMethods: the methods of the simulator, set from one row of hyper-parameters.
+// Each set_* sets every field of a Method: the optimizer's Loop for one group and one
+// tensor, reusing the Method's vectors, so that a sweep fills one Method per thread
+// without allocating.
 
-inline Method<RpropLoop> make_rprop(RpropVariant variant, const HyperRow& h) {
-  Method<RpropLoop> m;
+template <class Loop>
+void reset(Method<Loop>& m) {
+  m.state_init = {};
+  m.direction = Direction::gradient;
+  m.before_step = nullptr;
+  m.reads_loss = false;
+  m.hook_per_lane = false;
+}
+
+template <class Loop, class Group>
+void one_group(Loop& loop, const Group& group) {
+  loop.groups.assign(1, group);
+  loop.group_of.assign(1, 0);
+}
+
+inline void set_rprop(Method<RpropLoop>& m, RpropVariant variant, const HyperRow& h) {
+  reset(m);
   m.loop.variant = variant;
-  m.loop.groups.push_back({h.get("eta_minus"), h.get("eta_plus"), h.get("step_min"), h.get("step_max"), false});
-  m.loop.group_of = {0};
+  m.loop.loss_increased = true;
+  m.loop.compact_state = false;
+  one_group(m.loop, RpropGroup{h.get("eta_minus"), h.get("eta_plus"), h.get("step_min"), h.get("step_max"), false});
   m.state_init = {0.0, h.get("lr"), 0.0};  // prev (or direction), step size, last update
   if (variant == RpropVariant::irprop_plus) {
     m.before_step = [](RpropLoop& loop, std::int64_t t, double loss, double prev_loss) {
@@ -104,7 +131,6 @@ inline Method<RpropLoop> make_rprop(RpropVariant variant, const HyperRow& h) {
     m.reads_loss = true;
     m.hook_per_lane = true;
   }
-  return m;
 }
 
 // The optimizers whose loop keeps a step count (bias corrections, torch's first momentum
@@ -114,58 +140,66 @@ void count_steps(Loop& loop, std::int64_t t, double, double) {
   loop.steps[0] = static_cast<double>(t);
 }
 
-inline Method<AdagradLoop> make_adagrad(const HyperRow& h) {
-  Method<AdagradLoop> m;
-  m.loop.groups.push_back({h.get("lr"), h.get("lr_decay"), h.get("weight_decay"), h.get("eps"), false});
-  m.loop.group_of = {0};
-  m.loop.steps = {0.0};
+inline void set_adagrad(Method<AdagradLoop>& m, const HyperRow& h) {
+  reset(m);
+  one_group(m.loop, AdagradGroup{h.get("lr"), h.get("lr_decay"), h.get("weight_decay"), h.get("eps"), false});
+  m.loop.steps.assign(1, 0.0);
   m.state_init = {h.get("initial_accumulator_value")};  // sum of squares
   m.before_step = count_steps<AdagradLoop>;
   m.hook_per_lane = true;  // the decayed learning rate follows the step count
-  return m;
 }
 
 // torch.optim.SGD for "gd", "momentum" and "nesterov"; Newton is its plain step (momentum 0
 // as the Python side sends it) taken along A⁻¹g.
-inline Method<SgdLoop> make_sgd(Direction direction, const HyperRow& h) {
-  Method<SgdLoop> m;
-  m.loop.groups.push_back(
-      {h.get("lr"), h.get("momentum"), h.get("dampening"), h.get("weight_decay"), h.get("nesterov") != 0.0, false});
-  m.loop.group_of = {0};
-  m.loop.steps = {0.0};
+inline void set_sgd(Method<SgdLoop>& m, Direction direction, const HyperRow& h) {
+  reset(m);
+  one_group(m.loop, SgdGroup{h.get("lr"), h.get("momentum"), h.get("dampening"), h.get("weight_decay"),
+                             h.get("nesterov") != 0.0, false});
+  m.loop.steps.assign(1, 0.0);
   m.state_init = {0.0};  // momentum buffer (set from the gradient on the first step)
   m.direction = direction;
   m.before_step = count_steps<SgdLoop>;
-  return m;
 }
 
-inline Method<QuickpropLoop> make_quickprop(const HyperRow& h) {
-  Method<QuickpropLoop> m;
-  m.loop.groups.push_back({h.get("lr"), h.get("max_growth"), false});
-  m.loop.group_of = {0};
+inline void set_quickprop(Method<QuickpropLoop>& m, const HyperRow& h) {
+  reset(m);
+  one_group(m.loop, QuickpropGroup{h.get("lr"), h.get("max_growth"), false});
   m.state_init = {0.0, 0.0};  // previous gradient, previous step
-  return m;
 }
 
-inline Method<RmspropLoop> make_rmsprop(const HyperRow& h) {
-  Method<RmspropLoop> m;
-  m.loop.groups.push_back({h.get("lr"), h.get("alpha"), h.get("eps"), h.get("weight_decay"), h.get("momentum"),
-                           h.get("centered") != 0.0, false});
-  m.loop.group_of = {0};
+inline void set_rmsprop(Method<RmspropLoop>& m, const HyperRow& h) {
+  reset(m);
+  one_group(m.loop, RmspropGroup{h.get("lr"), h.get("alpha"), h.get("eps"), h.get("weight_decay"),
+                                 h.get("momentum"), h.get("centered") != 0.0, false});
   m.state_init = {0.0, 0.0, 0.0};  // square_avg, grad_avg, momentum buffer
-  return m;
 }
 
-inline Method<AdamLoop> make_adam(const HyperRow& h) {
-  Method<AdamLoop> m;
-  m.loop.groups.push_back({h.get("lr"), h.get("beta1"), h.get("beta2"), h.get("eps"), h.get("weight_decay"),
-                           h.get("amsgrad") != 0.0, false, h.get("decoupled_weight_decay") != 0.0});
-  m.loop.group_of = {0};
-  m.loop.steps = {0.0};
+inline void set_adam(Method<AdamLoop>& m, const HyperRow& h) {
+  reset(m);
+  one_group(m.loop, AdamGroup{h.get("lr"), h.get("beta1"), h.get("beta2"), h.get("eps"), h.get("weight_decay"),
+                              h.get("amsgrad") != 0.0, false, h.get("decoupled_weight_decay") != 0.0});
+  m.loop.steps.assign(1, 0.0);
   m.state_init = {0.0, 0.0, 0.0};  // exp_avg, exp_avg_sq, max_exp_avg_sq
   m.before_step = count_steps<AdamLoop>;
   m.hook_per_lane = true;  // the bias corrections follow the step count
-  return m;
+}
+
+// A method's factory: make(row) returns a new Method, make(m, row) sets an existing one.
+template <class M, class Set>
+struct Maker {
+  using Method = M;
+  Set set;
+  M operator()(const HyperRow& h) const {
+    M m;
+    set(m, h);
+    return m;
+  }
+  void operator()(M& m, const HyperRow& h) const { set(m, h); }
+};
+
+template <class Loop, class Set>
+Maker<Method<Loop>, Set> maker(Set set) {
+  return {set};
 }
 
 // Method names the simulator runs.
@@ -174,23 +208,29 @@ inline std::vector<std::string> compiled_methods() {
           "momentum", "nesterov", "newton", "quickprop", "rmsprop", "adam"};
 }
 
-// The integration point: `use` is called with a factory HyperRow -> Method<Loop> for the
-// named method. The hyper-parameter names are those the Python side sends (bowl.py, _RULES);
+// The integration point: `use` is called with the named method's Maker (make(row) returns
+// a Method<Loop>, make(m, row) sets m). The hyper-parameter names are those the Python side sends (bowl.py, _RULES);
 // booleans travel as 0 or 1.
 template <class Use>
 void with_method(const std::string& name, Use&& use) {
-  if (name == "irprop-") return use([](const HyperRow& h) { return make_rprop(RpropVariant::irprop_minus, h); });
-  if (name == "rprop-") return use([](const HyperRow& h) { return make_rprop(RpropVariant::rprop_minus, h); });
-  if (name == "rprop+") return use([](const HyperRow& h) { return make_rprop(RpropVariant::rprop_plus, h); });
-  if (name == "irprop+") return use([](const HyperRow& h) { return make_rprop(RpropVariant::irprop_plus, h); });
-  if (name == "backtrack") return use([](const HyperRow& h) { return make_rprop(RpropVariant::backtrack, h); });
-  if (name == "adagrad") return use([](const HyperRow& h) { return make_adagrad(h); });
+  using Rprop = Method<RpropLoop>;
+  auto rprop = [&](auto variant) {
+    use(maker<RpropLoop>([](Rprop& m, const HyperRow& h) { set_rprop(m, decltype(variant)::value, h); }));
+  };
+  using V = RpropVariant;
+  if (name == "irprop-") return rprop(std::integral_constant<V, V::irprop_minus>{});
+  if (name == "rprop-") return rprop(std::integral_constant<V, V::rprop_minus>{});
+  if (name == "rprop+") return rprop(std::integral_constant<V, V::rprop_plus>{});
+  if (name == "irprop+") return rprop(std::integral_constant<V, V::irprop_plus>{});
+  if (name == "backtrack") return rprop(std::integral_constant<V, V::backtrack>{});
+  if (name == "adagrad") return use(maker<AdagradLoop>(set_adagrad));
   if (name == "gd" || name == "momentum" || name == "nesterov")
-    return use([](const HyperRow& h) { return make_sgd(Direction::gradient, h); });
-  if (name == "newton") return use([](const HyperRow& h) { return make_sgd(Direction::newton, h); });
-  if (name == "quickprop") return use([](const HyperRow& h) { return make_quickprop(h); });
-  if (name == "rmsprop") return use([](const HyperRow& h) { return make_rmsprop(h); });
-  if (name == "adam") return use([](const HyperRow& h) { return make_adam(h); });
+    return use(maker<SgdLoop>([](Method<SgdLoop>& m, const HyperRow& h) { set_sgd(m, Direction::gradient, h); }));
+  if (name == "newton")
+    return use(maker<SgdLoop>([](Method<SgdLoop>& m, const HyperRow& h) { set_sgd(m, Direction::newton, h); }));
+  if (name == "quickprop") return use(maker<QuickpropLoop>(set_quickprop));
+  if (name == "rmsprop") return use(maker<RmspropLoop>(set_rmsprop));
+  if (name == "adam") return use(maker<AdamLoop>(set_adam));
   throw std::invalid_argument("method: unknown bowl method '" + name + "'");
 }
 // ---------------------------------------------------------------------------------------
@@ -264,12 +304,13 @@ struct Summary {
 // what it would be alone (lanes = 1), in the same order; lanes only let the compiler
 // vectorise across configurations.
 
-// residual = Ax − b (double accumulation over j in order) and norm2 = |Ax − b|² for lanes
+// residual = Ax − b (accumulated in double over j in order, stored as R: double, or the
+// parameters' dtype when it is the gradient itself) and norm2 = |Ax − b|² for lanes
 // c0 .. c0 + W − 1; with `f`, also f = ½xᵀAx − bᵀx + c. W is a compile-time width: the
 // W accumulators of a row stay in registers while j runs. Each lane's arithmetic, and its
 // order, is that of a lone run (W = 1).
-template <int W, class T>
-void evaluate_lanes(const Problem& P, const T* x, std::int64_t lanes, std::int64_t c0, double* residual,
+template <int W, class T, class R>
+void evaluate_lanes(const Problem& P, const T* x, std::int64_t lanes, std::int64_t c0, R* residual,
                     double* norm2, double* f) {
   const std::int64_t n = P.n, L = lanes;
   double nrm[W], quad[W], lin[W];
@@ -285,14 +326,14 @@ void evaluate_lanes(const Problem& P, const T* x, std::int64_t lanes, std::int64
     }
     const double bi = P.b[i];
     const T* xi = x + i * L + c0;
-    double* r = residual + i * L + c0;
+    R* r = residual + i * L + c0;
     for (int w = 0; w < W; ++w) {
       if (f) {
         quad[w] += static_cast<double>(xi[w]) * acc[w];
         lin[w] += bi * static_cast<double>(xi[w]);
       }
       const double res = acc[w] - bi;
-      r[w] = res;
+      r[w] = static_cast<R>(res);
       nrm[w] += res * res;
     }
   }
@@ -303,8 +344,8 @@ void evaluate_lanes(const Problem& P, const T* x, std::int64_t lanes, std::int64
 }
 
 // evaluate_lanes over every lane: in tiles of 32 lanes, then of 8, then one by one.
-template <class T>
-void evaluate(const Problem& P, const T* x, std::int64_t lanes, double* residual, double* norm2, double* f) {
+template <class T, class R>
+void evaluate(const Problem& P, const T* x, std::int64_t lanes, R* residual, double* norm2, double* f) {
   std::int64_t c = 0;
   for (; c + 32 <= lanes; c += 32) evaluate_lanes<32>(P, x, lanes, c, residual, norm2, f);
   for (; c + 8 <= lanes; c += 8) evaluate_lanes<8>(P, x, lanes, c, residual, norm2, f);
@@ -385,19 +426,25 @@ Summary simulate(const Problem& P, const LU* newton, M method, const double* x0,
 // each step computes every lane's gradient, then makes one call per coordinate of the
 // method's Loop::run over all lanes, with every lane's own hyper-parameters
 // (loops/lanes.hpp). The configurations of a block agree on the flags the loop takes as
-// constants (Loop::lane_key). Every lane computes exactly what simulate() computes for it
-// alone; a lane whose iterate stops being finite is marked diverged, as simulate() stops
-// there, and its later values are ignored. The hot parts (the gradient, Newton's solve,
-// the loop calls) run through with_loop_isa, each compiled on its own for the loops' ISA.
+// constants (Loop::lane_key). values[k * lanes + c] is numeric field k of configuration c
+// and state_init[k * lanes + c] the initial value of its state array k. methods[0] is the
+// first configuration's Method; when its hook changes what differs between lanes
+// (hook_per_lane), methods holds one per lane and values is rewritten before every step.
+// Every lane computes exactly what simulate() computes for it alone; a lane whose iterate
+// stops being finite is marked diverged, as simulate() stops there, and its later values
+// are ignored. The hot parts (the gradient, Newton's solve, the loop calls) run through
+// with_loop_isa, each compiled on its own for the loops' ISA.
 template <class T, class M>
-void simulate_lanes(const Problem& P, const LU* newton, M* const* methods, std::int64_t lanes, const double* x0,
-                    const double* xstar, std::int64_t steps, std::int64_t mid, double err_start, double* err_mid,
-                    double* err_end, bool* diverged) {
+void simulate_lanes(const Problem& P, const LU* newton, M* methods, std::int64_t lanes, T* values,
+                    const double* state_init, const double* x0, const double* xstar, std::int64_t steps,
+                    std::int64_t mid, double err_start, double* err_mid, double* err_end, bool* diverged) {
   using Loop = typename M::Loop;
-  using H = decltype(methods[0]->loop.template hyper<T>(0));
+  using H = decltype(methods[0].loop.template hyper<T>(0));
   constexpr std::size_t fields = lane_field_count<H>();
   const std::int64_t n = P.n, L = lanes;
   const std::size_t nl = static_cast<std::size_t>(n * L), l = static_cast<std::size_t>(L);
+  M& first = methods[0];
+  const bool newton_step = first.direction == Direction::newton;
   std::vector<T> x(nl), g(nl);
   for (std::int64_t j = 0; j < n; ++j)
     for (std::int64_t c = 0; c < L; ++c) x[j * L + c] = static_cast<T>(x0[j]);
@@ -405,21 +452,23 @@ void simulate_lanes(const Problem& P, const LU* newton, M* const* methods, std::
   std::vector<std::vector<T>> states(M::kStates, std::vector<T>(nl));
   for (std::size_t k = 0; k < M::kStates; ++k)
     for (std::int64_t c = 0; c < L; ++c) {
-      const T v = static_cast<T>(methods[c]->state_init[k]);
+      const T v = static_cast<T>(state_init[k * l + c]);
       for (std::int64_t j = 0; j < n; ++j) states[k][j * L + c] = v;
     }
-  std::vector<double> residual(nl), norm2(l), loss(l, 0.0), prev_loss(l, std::numeric_limits<double>::quiet_NaN()),
-      dist(l);
-  std::vector<T> values(fields * l);
-  std::vector<std::uint8_t> reverts(l, 0), alive(l, 1);
+  std::vector<double> residual(newton_step ? nl : 0), norm2(l), loss(l, 0.0),
+      prev_loss(l, std::numeric_limits<double>::quiet_NaN()), dist(l);
+  std::vector<std::uint8_t> reverts(l, first.lane_revert()), alive(l, 1);
   LaneHyper<T> lane_hyper;
-  for (std::size_t k = 0; k < fields; ++k) lane_hyper.values[k] = values.data() + k * l;
+  for (std::size_t k = 0; k < fields; ++k) lane_hyper.values[k] = values + k * l;
   lane_hyper.reverts = reverts.data();
-  const M& first = *methods[0];
   const bool need_loss = first.reads_loss;
   std::int64_t live = L;
   for (std::int64_t t = 0;; ++t) {
-    with_loop_isa([&] { evaluate(P, x.data(), L, residual.data(), norm2.data(), need_loss ? loss.data() : nullptr); });
+    double* const f = need_loss ? loss.data() : nullptr;
+    if (newton_step)
+      with_loop_isa([&] { evaluate(P, x.data(), L, residual.data(), norm2.data(), f); });
+    else  // the gradient, rounded to T, straight into g
+      with_loop_isa([&] { evaluate(P, x.data(), L, g.data(), norm2.data(), f); });
     if (t == mid) {
       distance(x.data(), xstar, n, L, dist.data());
       for (std::int64_t c = 0; c < L; ++c)
@@ -447,21 +496,22 @@ void simulate_lanes(const Problem& P, const LU* newton, M* const* methods, std::
         }
       if (live == 0) return;  // else the diverged lanes run on, their values unused
     }
-    if (first.direction == Direction::newton) with_loop_isa([&] { newton->solve(residual.data(), L); });
-    for (std::size_t e = 0; e < nl; ++e) g[e] = static_cast<T>(residual[e]);
+    if (newton_step) {
+      with_loop_isa([&] { newton->solve(residual.data(), L); });
+      for (std::size_t e = 0; e < nl; ++e) g[e] = static_cast<T>(residual[e]);
+    }
     if (first.before_step) {
       // The hook counts steps (the same for every lane) and, for some methods, changes
       // what differs between lanes: their hyper-parameters (bias corrections, decayed
       // learning rates) or iRprop+'s "the loss went up"; those run it on every lane.
       const std::int64_t hooked = first.hook_per_lane ? L : 1;
-      for (std::int64_t c = 0; c < hooked; ++c) methods[c]->before_step(methods[c]->loop, t + 1, loss[c], prev_loss[c]);
+      for (std::int64_t c = 0; c < hooked; ++c) methods[c].before_step(methods[c].loop, t + 1, loss[c], prev_loss[c]);
     }
-    if (t == 0 || first.hook_per_lane) {
+    if (first.hook_per_lane)
       for (std::int64_t c = 0; c < L; ++c) {
-        store_lane(methods[c]->loop.template hyper<T>(0), values.data(), L, c);
-        if constexpr (std::is_same<Loop, RpropLoop>::value) reverts[c] = methods[c]->loop.loss_increased ? 1 : 0;
+        store_lane(methods[c].loop.template hyper<T>(0), values, L, c);
+        reverts[c] = methods[c].lane_revert();
       }
-    }
     const H h = first.loop.template hyper<T>(0);
     with_loop_isa([&] {
       for (std::int64_t j = 0; j < n; ++j) {
@@ -507,27 +557,36 @@ void parallel_for(std::int64_t n, std::int64_t chunk, int threads, Body&& body) 
 // Many configurations of one method, each from x0 for `steps` steps: rows x cols
 // hyper-parameters, row-major. Configurations that agree on the loop's constant flags
 // are cut into blocks of lanes (simulate_lanes), and OpenMP runs the blocks.
-template <class T, class Factory>
-void sweep(const Problem& P, const LU* newton, Factory make, const std::vector<std::string>& names,
+template <class T, class Maker>
+void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vector<std::string>& names,
            const double* table, std::int64_t rows, const double* x0, const double* xstar, std::int64_t steps,
            double* err_mid, double* err_end, bool* diverged, double& err_start) {
-  using M = decltype(make(HyperRow{&names, table}));
+  using M = typename Maker::Method;
+  using H = decltype(std::declval<M&>().loop.template hyper<T>(0));
+  constexpr std::size_t fields = lane_field_count<H>(), kStates = M::kStates;
   const int threads = max_threads();
-  // One method per configuration, with the flags its loop takes as constants. Every row
-  // has the same names: the first row is made here, so that a missing name raises before
-  // the threads start.
-  std::vector<M> methods(static_cast<std::size_t>(rows));
-  std::vector<std::uint32_t> key(static_cast<std::size_t>(rows));
-  if (rows > 0) methods[0] = make(HyperRow{&names, table});
-  parallel_for(rows, 64, threads, [&](std::int64_t r) {
-    if (r > 0) methods[r] = make(HyperRow{&names, table + r * names.size()});
-    key[r] = methods[r].loop.template lane_key<T>(0);
+  const std::size_t R = static_cast<std::size_t>(rows);
+  auto set_row = [&](M& m, std::int64_t r) { make(m, HyperRow{&names, table + r * names.size()}); };
+  // Every row's flags (key), numeric hyper-parameters and initial states, from one
+  // Method per thread that each row sets in turn.
+  std::vector<std::uint32_t> key(R);
+  std::vector<T> values(fields * R);
+  std::vector<double> init(kStates * R);
+  constexpr std::int64_t kRowsPerTask = 256;
+  parallel_for((rows + kRowsPerTask - 1) / kRowsPerTask, 1, threads, [&](std::int64_t task) {
+    M m;
+    for (std::int64_t r = task * kRowsPerTask; r < std::min(rows, (task + 1) * kRowsPerTask); ++r) {
+      set_row(m, r);
+      key[r] = m.loop.template lane_key<T>(0);
+      store_lane(m.loop.template hyper<T>(0), values.data(), rows, r);
+      for (std::size_t k = 0; k < kStates; ++k) init[k * R + r] = m.state_init[k];
+    }
   });
   err_start = distance(x0, xstar, P.n);
   const std::int64_t mid = steps / 2;
   // Configurations in order of their flags; blocks of at most `lanes` with equal flags,
   // enough of them to keep every thread busy, each small enough to stay in cache.
-  std::vector<std::int64_t> order(static_cast<std::size_t>(rows));
+  std::vector<std::int64_t> order(R);
   for (std::int64_t r = 0; r < rows; ++r) order[r] = r;
   std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return key[a] < key[b]; });
   const std::int64_t per_thread = (rows + 2 * threads - 1) / (2 * threads);
@@ -541,15 +600,25 @@ void sweep(const Problem& P, const LU* newton, Factory make, const std::vector<s
     blocks.emplace_back(b, e);
     b = e;
   }
-  const std::int64_t nblocks = static_cast<std::int64_t>(blocks.size());
   auto run_block = [&](std::int64_t k) {
     const std::int64_t b = blocks[k].first, e = blocks[k].second, L = e - b;
-    std::vector<M*> block(static_cast<std::size_t>(L));
-    for (std::int64_t i = 0; i < L; ++i) block[i] = &methods[order[b + i]];
-    std::vector<double> mid_err(static_cast<std::size_t>(L)), end_err(static_cast<std::size_t>(L));
-    std::unique_ptr<bool[]> div_b(new bool[static_cast<std::size_t>(L)]());
-    simulate_lanes<T>(P, newton, block.data(), L, x0, xstar, steps, mid, err_start, mid_err.data(), end_err.data(),
-                      div_b.get());
+    const std::size_t l = static_cast<std::size_t>(L);
+    std::vector<T> lane_values(fields * l);
+    std::vector<double> lane_init(kStates * l), mid_err(l), end_err(l);
+    for (std::int64_t i = 0; i < L; ++i) {
+      const std::int64_t r = order[b + i];
+      for (std::size_t f = 0; f < fields; ++f) lane_values[f * l + i] = values[f * R + r];
+      for (std::size_t s = 0; s < kStates; ++s) lane_init[s * l + i] = init[s * R + r];
+    }
+    std::vector<M> methods(1);
+    set_row(methods[0], order[b]);
+    if (methods[0].hook_per_lane) {
+      methods.resize(l);
+      for (std::int64_t i = 1; i < L; ++i) set_row(methods[i], order[b + i]);
+    }
+    std::unique_ptr<bool[]> div_b(new bool[l]());
+    simulate_lanes<T>(P, newton, methods.data(), L, lane_values.data(), lane_init.data(), x0, xstar, steps, mid,
+                      err_start, mid_err.data(), end_err.data(), div_b.get());
     for (std::int64_t i = 0; i < L; ++i) {
       const std::int64_t r = order[b + i];
       err_mid[r] = mid_err[i];
@@ -557,9 +626,8 @@ void sweep(const Problem& P, const LU* newton, Factory make, const std::vector<s
       diverged[r] = div_b[i];
     }
   };
-  parallel_for(nblocks, 1, threads, run_block);
+  parallel_for(static_cast<std::int64_t>(blocks.size()), 1, threads, run_block);
 }
-
 
 }  // namespace bowl
 }  // namespace optbowl
