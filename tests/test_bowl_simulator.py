@@ -375,10 +375,63 @@ def test_sweep_checks_every_configuration_before_running(bowl, method, hyper, ma
         ob.sweep(bowl, "adagrad", X0, 0)
 
 
-def test_distinct_rows_is_numpy_unique_by_rows():
-    from optbowl.bowl import _distinct_rows
+PAIRED = {  # method: (base hyper-parameters, its pairs)
+    "rprop": ({}, ("etas", "step_sizes")),
+    "adam": ({}, ("betas",)),
+}
 
-    rng = np.random.default_rng(3)
-    for shape in [(1, 2), (7, 2), (300, 2), (50, 3)]:
-        a = rng.integers(0, 4, shape).astype(np.float64) / 4
-        np.testing.assert_array_equal(_distinct_rows(a), np.unique(a, axis=0))
+
+@pytest.mark.parametrize("method, pair", [(m, p) for m, (_, pairs) in PAIRED.items() for p in pairs])
+def test_every_swept_pair_is_intervals_and_at_most_an_order(bowl, method, pair):
+    # sweep checks a pair only where a half, or their difference, is smallest or largest:
+    # exact only while the values it accepts are an interval of each half, cut at most by
+    # one order between them (lo <= hi, lo < hi, or the reverse), and NaN is refused.
+    from optbowl.bowl import _RULES
+
+    base, _ = PAIRED[method]
+
+    def accepts(a, b):
+        try:
+            _RULES[method](bowl, {**base, pair: (a, b)})
+            return True
+        except (TypeError, ValueError):
+            return False
+
+    ok = np.array([[accepts(a, b) for b in PROBES] for a in PROBES])
+    assert ok.any()
+    a_ok, b_ok = ok.any(axis=1), ok.any(axis=0)
+    for side in (a_ok, b_ok):
+        first, last = np.flatnonzero(side)[[0, -1]]
+        assert side[first:last + 1].all(), pair
+    a, b = np.meshgrid(PROBES, PROBES, indexing="ij")
+    orders = [np.ones_like(ok), a <= b, a < b, a >= b, a > b]
+    assert any(np.array_equal(ok, np.outer(a_ok, b_ok) & o) for o in orders), pair
+    assert not accepts(np.nan, PROBES[7]) and not accepts(PROBES[7], np.nan)
+
+
+def test_sweep_pair_checks_find_every_bad_row(bowl):
+    # The rows _pair_extremes picks: a grid has a row the rule refuses exactly when one
+    # of the picked rows is refused.
+    from optbowl.bowl import _RULES, _pair_extremes
+
+    def refused(a, b):
+        try:
+            _RULES["rprop"](bowl, {"step_sizes": (a, b)})
+            return False
+        except (TypeError, ValueError):
+            return True
+
+    rng = np.random.default_rng(5)
+    valid = np.array([1e-6, 0.01, 0.5, 1.0, 2.0, 50.0])
+    invalid = np.array([-1.0, 0.0, np.inf, -np.inf, np.nan])
+    seen_order_only = 0
+    for _ in range(600):
+        size = int(rng.integers(1, 8))
+        lo, hi = (np.where(rng.random(size) < 0.1, rng.choice(invalid, size), rng.choice(valid, size))
+                  for _ in range(2))
+        seen_order_only += bool(np.all(np.isin(lo, valid) & np.isin(hi, valid)) and np.any(lo > hi))
+        any_bad = any(refused(x, y) for x, y in zip(lo, hi))
+        rows = _pair_extremes(lo, hi)
+        assert all(0 <= r < size for r in rows)
+        assert any(refused(lo[r], hi[r]) for r in rows) == any_bad, (lo, hi)
+    assert seen_order_only > 50  # grids refused only for the order of their halves

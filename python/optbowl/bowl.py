@@ -898,10 +898,12 @@ def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any =
     # Every constraint of the optimizers is on one hyper-parameter, or between the two
     # halves of a pair. Each one-parameter constraint accepts an interval of values (lr >= 0,
     # 0 <= beta < 1, ...; NaN never), so a swept hyper-parameter is checked at a NaN if it
-    # has one, else at its smallest and largest values (the others at their first value):
-    # tests/test_bowl_simulator.py probes every method's hyper-parameters to keep that
-    # true. Pairs may relate their halves (step_min <= step_max): each distinct
-    # combination of a pair's halves is checked.
+    # has one, else at its smallest and largest values (the others at their first value).
+    # A pair's halves may also be ordered (step_min <= step_max): a pair is checked at the
+    # rows where a half is NaN, smallest or largest, and where their difference is. Each
+    # check is one configuration of the sweep, and each constraint is then met by every
+    # configuration if met at these: tests/test_bowl_simulator.py probes every method's
+    # hyper-parameters and pairs to keep that true.
     halves = {part for parts in _PAIRS.values() for part in parts}
     for k, a in grid.items():
         if k in halves:
@@ -912,8 +914,9 @@ def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any =
             checked({**first, k: float(v)})
     for pair in _PAIRS.values():
         if pair[0] in grid:
-            for combo in _distinct_rows(np.stack([grid[c].ravel() for c in pair], axis=1)):
-                checked({**first, **{c: float(v) for c, v in zip(pair, combo)}})
+            lo, hi = (grid[c].ravel() for c in pair)
+            for r in _pair_extremes(lo, hi):
+                checked({**first, pair[0]: float(lo[r]), pair[1]: float(hi[r])})
     names = list(row0)
     table = np.empty((size, len(names)))
     for j, name in enumerate(names):
@@ -927,13 +930,23 @@ def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any =
                        diverged.reshape(shape))
 
 
-def _distinct_rows(a: np.ndarray) -> np.ndarray:
-    """The distinct rows of a 2-D float array, sorted (NaN rows all kept): what
-    ``np.unique(a, axis=0)`` returns, by a lexsort, which is many times faster."""
-    s = a[np.lexsort(a.T[::-1])]
-    keep = np.ones(len(s), dtype=bool)
-    keep[1:] = np.any(s[1:] != s[:-1], axis=1)
-    return s[keep]
+def _pair_extremes(lo: np.ndarray, hi: np.ndarray) -> list:
+    """The rows a pair of hyper-parameter columns is checked at: the first NaN of each half
+    if it has one, else where each half and their difference hi - lo are smallest and
+    largest (a row breaking an interval of one half, or an order between the halves, makes
+    one of these break it too)."""
+    rows = []
+    with np.errstate(invalid="ignore"):
+        diff = hi - lo  # NaN only where a half is NaN, or both are the same infinity
+    for col in (lo, hi, diff):
+        nan = np.isnan(col)
+        if nan.all():
+            rows.append(0)
+        elif nan.any() and col is not diff:
+            rows.append(int(np.argmax(nan)))
+        else:
+            rows += [int(np.nanargmin(col)), int(np.nanargmax(col))]
+    return sorted(set(rows))
 
 
 def _numeric(name: str, value: Any) -> np.ndarray:
