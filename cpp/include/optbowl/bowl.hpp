@@ -306,37 +306,48 @@ struct Summary {
 
 // residual = Ax − b (accumulated in double over j in order, stored as R: double, or the
 // parameters' dtype when it is the gradient itself) and norm2 = |Ax − b|² for lanes
-// c0 .. c0 + W − 1; with `f`, also f = ½xᵀAx − bᵀx + c. W is a compile-time width: the
-// W accumulators of a row stay in registers while j runs. Each lane's arithmetic, and its
-// order, is that of a lone run (W = 1).
+// c0 .. c0 + W − 1; with `f`, also f = ½xᵀAx − bᵀx + c. W is a compile-time width, and
+// rows go 4 (then 2, then 1) at a time: the 4 x W accumulators stay in registers while j
+// runs, and each load of x_j serves 4 rows. Each lane's arithmetic, and its order, is
+// that of a lone run (W = 1).
 template <int W, class T, class R>
 void evaluate_lanes(const Problem& P, const T* x, std::int64_t lanes, std::int64_t c0, R* residual,
                     double* norm2, double* f) {
   const std::int64_t n = P.n, L = lanes;
   double nrm[W], quad[W], lin[W];
   for (int w = 0; w < W; ++w) nrm[w] = quad[w] = lin[w] = 0.0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    const double* row = P.A + i * n;
-    double acc[W];
-    for (int w = 0; w < W; ++w) acc[w] = 0.0;
+  auto rows = [&](auto rb, std::int64_t i0) {
+    constexpr int RB = decltype(rb)::value;
+    double acc[RB][W];
+    for (int k = 0; k < RB; ++k)
+      for (int w = 0; w < W; ++w) acc[k][w] = 0.0;
     for (std::int64_t j = 0; j < n; ++j) {
-      const double a = row[j];
       const T* xj = x + j * L + c0;
-      for (int w = 0; w < W; ++w) acc[w] += a * static_cast<double>(xj[w]);
-    }
-    const double bi = P.b[i];
-    const T* xi = x + i * L + c0;
-    R* r = residual + i * L + c0;
-    for (int w = 0; w < W; ++w) {
-      if (f) {
-        quad[w] += static_cast<double>(xi[w]) * acc[w];
-        lin[w] += bi * static_cast<double>(xi[w]);
+      for (int k = 0; k < RB; ++k) {
+        const double a = P.A[(i0 + k) * n + j];
+        for (int w = 0; w < W; ++w) acc[k][w] += a * static_cast<double>(xj[w]);
       }
-      const double res = acc[w] - bi;
-      r[w] = static_cast<R>(res);
-      nrm[w] += res * res;
     }
-  }
+    for (int k = 0; k < RB; ++k) {
+      const std::int64_t i = i0 + k;
+      const double bi = P.b[i];
+      const T* xi = x + i * L + c0;
+      R* r = residual + i * L + c0;
+      for (int w = 0; w < W; ++w) {
+        if (f) {
+          quad[w] += static_cast<double>(xi[w]) * acc[k][w];
+          lin[w] += bi * static_cast<double>(xi[w]);
+        }
+        const double res = acc[k][w] - bi;
+        r[w] = static_cast<R>(res);
+        nrm[w] += res * res;
+      }
+    }
+  };
+  std::int64_t i = 0;
+  for (; i + 4 <= n; i += 4) rows(std::integral_constant<int, 4>{}, i);
+  for (; i + 2 <= n; i += 2) rows(std::integral_constant<int, 2>{}, i);
+  for (; i < n; ++i) rows(std::integral_constant<int, 1>{}, i);
   for (int w = 0; w < W; ++w) {
     norm2[c0 + w] = nrm[w];
     if (f) f[c0 + w] = 0.5 * quad[w] - lin[w] + P.c;
