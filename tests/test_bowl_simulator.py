@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import optbowl as ob
+from optbowl.bowl import LINEAR_METHODS
 
 RPROP_VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")
 
@@ -226,6 +227,9 @@ LANE_GRIDS = [
 def test_sweep_lanes_equal_individual_runs(bowl, method, grid, dtype):
     steps = 40
     res = ob.sweep(bowl, method, X0, steps, dtype=dtype, **grid)
+    ref, x0 = bowl, X0
+    if method in LINEAR_METHODS:  # sweep runs them in the eigenbasis
+        ref, x0 = bowl.to_eigenbasis(), bowl.eigenvectors.T @ X0
     assert res.final_error.size >= 6
     for idx in np.ndindex(res.shape):
         hp = {}
@@ -236,7 +240,7 @@ def test_sweep_lanes_equal_individual_runs(bowl, method, grid, dtype):
                 hp[k] = float(np.broadcast_to(v, res.shape)[idx])
             else:
                 hp[k] = v
-        t = bowl.run(method, X0, steps, dtype=dtype, **hp)
+        t = ref.run(method, x0, steps, dtype=dtype, **hp)
         finite = np.isfinite(t.x).all(axis=1) & np.isfinite(t.f) & np.isfinite(t.grad_norm)
         if finite[:steps].all():  # the run never stopped: every number agrees
             assert not res.diverged[idx] or not res.final_error[idx] <= res.initial_error, (idx, hp)
@@ -247,6 +251,52 @@ def test_sweep_lanes_equal_individual_runs(bowl, method, grid, dtype):
         assert res.diverged[idx] == (not res.final_error[idx] <= res.initial_error), (idx, hp)
     if method in ("gd", "newton"):  # the grids reach past the stable range
         assert res.diverged.any() and not res.diverged.all()
+
+
+@pytest.mark.parametrize("method, grid", [(m, g) for m, g in LANE_GRIDS if m in LINEAR_METHODS])
+def test_linear_sweeps_in_the_eigenbasis_agree_with_runs_in_the_original_one(bowl, method, grid):
+    steps = 40
+    res = ob.sweep(bowl, method, X0, steps, **grid)
+    checked = 0
+    for idx in np.ndindex(res.shape):
+        hp = {k: float(np.broadcast_to(v, res.shape)[idx]) for k, v in grid.items()}
+        t = bowl.run(method, X0, steps, **hp)
+        if np.isfinite(t.x).all() and t.final_error > 1e-8 * res.initial_error:
+            assert res.final_error[idx] == pytest.approx(t.final_error, rel=1e-9), (idx, hp)
+            assert res.diverged[idx] == (not t.final_error <= res.initial_error), (idx, hp)
+            checked += 1
+    assert res.initial_error == pytest.approx(np.linalg.norm(X0 - bowl.minimizer), rel=1e-14)
+    assert checked >= res.final_error.size // 2
+
+
+def test_sweep_of_an_axis_aligned_bowl_takes_the_diagonal_gradient_with_the_same_bits():
+    # A diagonal A: the sweep's gradient skips the zeros; every method's results are still
+    # those of run(), bit for bit, also where runs diverge.
+    bowl = ob.QuadraticBowl.from_eigenvalues([0.5, 3.0, 40.0], minimizer=[1.0, -0.5, 2.0])
+    for method, grid in [("rprop", {"variant": "irprop+", "lr": np.geomspace(1e-3, 3.0, 7)}),
+                         ("gd", {"lr": np.linspace(0.001, 0.06, 9)}),
+                         ("adam", {"lr": np.geomspace(1e-3, 0.3, 5), "weight_decay": 0.01})]:
+        res = ob.sweep(bowl, method, X0, 40, **grid)
+        for i in range(res.final_error.size):
+            hp = {k: (float(v[i]) if isinstance(v, np.ndarray) else v) for k, v in grid.items()}
+            t = bowl.run(method, X0, 40, **hp)
+            if np.isfinite(t.x).all():
+                assert res.final_error[i] == t.final_error, (method, hp)
+            else:
+                assert res.diverged[i] and res.final_error[i] == np.inf, (method, hp)
+        if method == "gd":
+            assert res.diverged.any() and not res.diverged.all()
+
+
+def test_to_eigenbasis_is_the_same_bowl_rotated(bowl):
+    eig = bowl.to_eigenbasis()
+    Q = bowl.eigenvectors
+    assert eig.is_axis_aligned and eig is bowl.to_eigenbasis()
+    np.testing.assert_allclose(np.diag(eig.A), bowl.eigenvalues, rtol=0, atol=0)
+    np.testing.assert_allclose(eig.minimizer, Q.T @ bowl.minimizer, rtol=1e-12)
+    x = np.array([[0.3, -2.0, 5.0], [1.0, 1.0, 1.0]])
+    np.testing.assert_allclose(eig.f(x @ Q), bowl.f(x), rtol=1e-12)
+    np.testing.assert_allclose(eig.grad(x @ Q), bowl.grad(x) @ Q, rtol=1e-12, atol=1e-12)
 
 
 def test_sweep_lanes_do_not_depend_on_threads_or_blocks(bowl):

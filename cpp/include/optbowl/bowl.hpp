@@ -363,6 +363,43 @@ void evaluate(const Problem& P, const T* x, std::int64_t lanes, R* residual, dou
   for (; c < lanes; ++c) evaluate_lanes<1>(P, x, lanes, c, residual, norm2, f);
 }
 
+// evaluate for a diagonal A, in O(n) per lane: a dense row sums a_ii x_i and zeros, which
+// is +0 + a_ii x_i whenever every x_j is finite. Once some x_j is not, the dense sum and
+// this one may differ (NaN against inf), but both give a non-finite |Ax − b|², which is
+// all a sweep reads of that step before it marks the lane diverged.
+template <class T, class R>
+void evaluate_diagonal(const Problem& P, const T* x, std::int64_t lanes, R* residual, double* norm2, double* f,
+                       double* quad, double* lin) {
+  const std::int64_t n = P.n, L = lanes;
+  for (std::int64_t c = 0; c < L; ++c) norm2[c] = quad[c] = lin[c] = 0.0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double a = P.A[i * n + i], bi = P.b[i];
+    const T* xi = x + i * L;
+    R* r = residual + i * L;
+    OPTBOWL_IVDEP
+    for (std::int64_t c = 0; c < L; ++c) {
+      const double xv = static_cast<double>(xi[c]);
+      const double acc = 0.0 + a * xv;
+      if (f) {
+        quad[c] += xv * acc;
+        lin[c] += bi * xv;
+      }
+      const double res = acc - bi;
+      r[c] = static_cast<R>(res);
+      norm2[c] += res * res;
+    }
+  }
+  if (f)
+    for (std::int64_t c = 0; c < L; ++c) f[c] = 0.5 * quad[c] - lin[c] + P.c;
+}
+
+inline bool is_diagonal(const Problem& P) {
+  for (std::int64_t i = 0; i < P.n; ++i)
+    for (std::int64_t j = 0; j < P.n; ++j)
+      if (i != j && P.A[i * P.n + j] != 0.0) return false;
+  return true;
+}
+
 // |x − x*| of every lane.
 template <class T>
 void distance(const T* x, const double* xstar, std::int64_t n, std::int64_t lanes, double* out) {
@@ -443,10 +480,11 @@ Summary simulate(const Problem& P, const LU* newton, M method, const double* x0,
 // (hook_per_lane), methods holds one per lane and values is rewritten before every step.
 // Every lane computes exactly what simulate() computes for it alone; a lane whose iterate
 // stops being finite is marked diverged, as simulate() stops there, and its later values
-// are ignored. The hot parts (the gradient, Newton's solve, the loop calls) run through
+// are ignored. With `diagonal` (A is), the gradient is evaluate_diagonal's, which gives
+// the same bits. The hot parts (the gradient, Newton's solve, the loop calls) run through
 // with_loop_isa, each compiled on its own for the loops' ISA.
 template <class T, class M>
-void simulate_lanes(const Problem& P, const LU* newton, M* methods, std::int64_t lanes, T* values,
+void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* methods, std::int64_t lanes, T* values,
                     const double* state_init, const double* x0, const double* xstar, std::int64_t steps,
                     std::int64_t mid, double err_start, double* err_mid, double* err_end, bool* diverged) {
   using Loop = typename M::Loop;
@@ -467,7 +505,7 @@ void simulate_lanes(const Problem& P, const LU* newton, M* methods, std::int64_t
       for (std::int64_t j = 0; j < n; ++j) states[k][j * L + c] = v;
     }
   std::vector<double> residual(newton_step ? nl : 0), norm2(l), loss(l, 0.0),
-      prev_loss(l, std::numeric_limits<double>::quiet_NaN()), dist(l);
+      prev_loss(l, std::numeric_limits<double>::quiet_NaN()), dist(l), quad(diagonal ? l : 0), lin(quad.size());
   std::vector<std::uint8_t> reverts(l, first.lane_revert()), alive(l, 1);
   LaneHyper<T> lane_hyper;
   for (std::size_t k = 0; k < fields; ++k) lane_hyper.values[k] = values + k * l;
@@ -476,10 +514,20 @@ void simulate_lanes(const Problem& P, const LU* newton, M* methods, std::int64_t
   std::int64_t live = L;
   for (std::int64_t t = 0;; ++t) {
     double* const f = need_loss ? loss.data() : nullptr;
-    if (newton_step)
-      with_loop_isa([&] { evaluate(P, x.data(), L, residual.data(), norm2.data(), f); });
-    else  // the gradient, rounded to T, straight into g
-      with_loop_isa([&] { evaluate(P, x.data(), L, g.data(), norm2.data(), f); });
+    // Newton's solve needs the residual in double; else the gradient, rounded to T, goes
+    // straight into g.
+    with_loop_isa([&] {
+      auto gradient = [&](auto* out) {
+        if (diagonal)
+          evaluate_diagonal(P, x.data(), L, out, norm2.data(), f, quad.data(), lin.data());
+        else
+          evaluate(P, x.data(), L, out, norm2.data(), f);
+      };
+      if (newton_step)
+        gradient(residual.data());
+      else
+        gradient(g.data());
+    });
     if (t == mid) {
       distance(x.data(), xstar, n, L, dist.data());
       for (std::int64_t c = 0; c < L; ++c)
@@ -595,6 +643,7 @@ void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vec
   });
   err_start = distance(x0, xstar, P.n);
   const std::int64_t mid = steps / 2;
+  const bool diagonal = is_diagonal(P);
   // Configurations in order of their flags; blocks of at most `lanes` with equal flags,
   // enough of them to keep every thread busy, each small enough to stay in cache.
   std::vector<std::int64_t> order(R);
@@ -628,7 +677,7 @@ void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vec
       for (std::int64_t i = 1; i < L; ++i) set_row(methods[i], order[b + i]);
     }
     std::unique_ptr<bool[]> div_b(new bool[l]());
-    simulate_lanes<T>(P, newton, methods.data(), L, lane_values.data(), lane_init.data(), x0, xstar, steps, mid,
+    simulate_lanes<T>(P, diagonal, newton, methods.data(), L, lane_values.data(), lane_init.data(), x0, xstar, steps, mid,
                       err_start, mid_err.data(), end_err.data(), div_b.get());
     for (std::int64_t i = 0; i < L; ++i) {
       const std::int64_t r = order[b + i];
