@@ -94,7 +94,10 @@ struct Method {
 // A sweep's blocks: at most kMaxLanes configurations, and about kLaneCells coordinates
 // (lanes x n) per array, so that a block's arrays stay in cache.
 constexpr std::int64_t kMaxLanes = 512;
-constexpr std::int64_t kLaneCells = 16384;
+#ifndef KLC
+#define KLC 16384
+#endif
+constexpr std::int64_t kLaneCells = KLC;
 
 // ---------------------------------------------------------------------------------------
 // SimMethods: the methods of the simulator, set from one row of hyper-parameters.
@@ -371,7 +374,9 @@ template <class T, class R>
 void evaluate_diagonal(const Problem& P, const T* x, std::int64_t lanes, R* residual, double* norm2, double* f,
                        double* quad, double* lin) {
   const std::int64_t n = P.n, L = lanes;
-  for (std::int64_t c = 0; c < L; ++c) norm2[c] = quad[c] = lin[c] = 0.0;
+  for (std::int64_t c = 0; c < L; ++c) norm2[c] = 0.0;
+  if (f)
+    for (std::int64_t c = 0; c < L; ++c) quad[c] = lin[c] = 0.0;
   for (std::int64_t i = 0; i < n; ++i) {
     const double a = P.A[i * n + i], bi = P.b[i];
     const T* xi = x + i * L;
@@ -470,21 +475,68 @@ Summary simulate(const Problem& P, const LU* newton, M method, const double* x0,
   return s;
 }
 
+// A block's arrays in one allocation, each on cache lines of its own and at a different
+// offset within a 4 KiB page: their lengths are often multiples of 4 KiB, and a load whose
+// address agrees with an older store's in the low 12 bits only may wait for it (4K
+// aliasing). reserve() every array, allocate(), then get() each.
+class Arena {
+ public:
+  template <class U>
+  std::size_t reserve(std::size_t count) {
+    const std::size_t k = offsets_.size(), page = 4096;
+    const std::size_t start = (total_ + page - 1) / page * page + (k * 7 * 64) % page;
+    offsets_.push_back(start);
+    total_ = start + count * sizeof(U);
+    return k;
+  }
+  void allocate() { storage_.assign((total_ + 2 * 64) / sizeof(double), 0.0); }
+  template <class U>
+  U* get(std::size_t k) {
+    const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(storage_.data());
+    return reinterpret_cast<U*>((p + 63) / 64 * 64 + offsets_[k]);
+  }
+
+ private:
+  std::vector<std::size_t> offsets_;
+  std::size_t total_ = 0;
+  std::vector<double> storage_;
+};
+
+// 0 when every a[c] (and b[c], with b) is finite, else NaN: x * 0 is 0 for a finite x and
+// NaN for inf or NaN, and the sum is 0 exactly when every term is, in any order (so it may
+// be vectorised).
+inline double zero_if_finite(const double* a, const double* b, std::int64_t n) {
+  double sum = 0.0;
+  if (b) {
+#ifdef _OPENMP
+#pragma omp simd reduction(+ : sum)
+#endif
+    for (std::int64_t c = 0; c < n; ++c) sum += a[c] * 0.0 + b[c] * 0.0;
+  } else {
+#ifdef _OPENMP
+#pragma omp simd reduction(+ : sum)
+#endif
+    for (std::int64_t c = 0; c < n; ++c) sum += a[c] * 0.0;
+  }
+  return sum;
+}
+
 // One block of configurations of one method run side by side, as lanes (see evaluate):
 // each step computes every lane's gradient, then makes one call per coordinate of the
 // method's Loop::run over all lanes, with every lane's own hyper-parameters
 // (loops/lanes.hpp). The configurations of a block agree on the flags the loop takes as
-// constants (Loop::lane_key). values[k * lanes + c] is numeric field k of configuration c
-// and state_init[k * lanes + c] the initial value of its state array k. methods[0] is the
-// first configuration's Method; when its hook changes what differs between lanes
-// (hook_per_lane), methods holds one per lane and values is rewritten before every step.
-// Every lane computes exactly what simulate() computes for it alone; a lane whose iterate
-// stops being finite is marked diverged, as simulate() stops there, and its later values
-// are ignored. With `diagonal` (A is), the gradient is evaluate_diagonal's, which gives
-// the same bits. The hot parts (the gradient, Newton's solve, the loop calls) run through
-// with_loop_isa, each compiled on its own for the loops' ISA.
+// constants (Loop::lane_key). values_in[k * lanes + c] is numeric field k of
+// configuration c and state_init[k * lanes + c] the initial value of its state array k.
+// methods[0] is the first configuration's Method; when its hook changes what differs
+// between lanes (hook_per_lane), methods holds one per lane and the fields are rewritten
+// before every step. Every lane computes exactly what simulate() computes for it alone; a
+// lane whose iterate stops being finite is marked diverged, as simulate() stops there, and
+// its later values are ignored. With `diagonal` (A is), the gradient is
+// evaluate_diagonal's, which gives the same bits. The hot parts (the gradient, Newton's
+// solve, the loop calls) run through with_loop_isa, each compiled on its own for the
+// loops' ISA; the block's arrays are laid out by an Arena.
 template <class T, class M>
-void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* methods, std::int64_t lanes, T* values,
+void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* methods, std::int64_t lanes, const T* values_in,
                     const double* state_init, const double* x0, const double* xstar, std::int64_t steps,
                     std::int64_t mid, double err_start, double* err_mid, double* err_end, bool* diverged) {
   using Loop = typename M::Loop;
@@ -494,56 +546,70 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
   const std::size_t nl = static_cast<std::size_t>(n * L), l = static_cast<std::size_t>(L);
   M& first = methods[0];
   const bool newton_step = first.direction == Direction::newton;
-  std::vector<T> x(nl), g(nl);
+  const bool need_loss = first.reads_loss;
+  Arena arena;
+  const std::size_t ax = arena.reserve<T>(nl), ag = arena.reserve<T>(nl), as = arena.reserve<T>(nl * M::kStates);
+  const std::size_t ar = arena.reserve<double>(newton_step ? nl : 0), an = arena.reserve<double>(l),
+                    al = arena.reserve<double>(2 * l), aq = arena.reserve<double>(diagonal && need_loss ? 2 * l : 0);
+  // The numeric hyper-parameters, field k at values[k * vs]: a stride of whole cache lines
+  // plus 7, so that the fields too start at different offsets within a page.
+  const std::size_t line = 64 / sizeof(T), vs = (l + line - 1) / line * line + 7 * line;
+  const std::size_t av = arena.reserve<T>(fields * vs);
+  arena.allocate();
+  T* const values = arena.get<T>(av);
+  for (std::size_t k = 0; k < fields; ++k) std::copy(values_in + k * l, values_in + (k + 1) * l, values + k * vs);
+  T* const x = arena.get<T>(ax);
+  T* const g = arena.get<T>(ag);
+  double* const residual = arena.get<double>(ar);
+  double* const norm2 = arena.get<double>(an);
+  double* loss = arena.get<double>(al);
+  double* prev_loss = loss + l;
+  double* const quad = arena.get<double>(aq);
+  double* const lin = quad + (diagonal && need_loss ? l : 0);
   for (std::int64_t j = 0; j < n; ++j)
     for (std::int64_t c = 0; c < L; ++c) x[j * L + c] = static_cast<T>(x0[j]);
   std::array<void*, Loop::K> ptrs{};
-  std::vector<std::vector<T>> states(M::kStates, std::vector<T>(nl));
-  for (std::size_t k = 0; k < M::kStates; ++k)
+  std::array<T*, M::kStates> states{};
+  for (std::size_t k = 0; k < M::kStates; ++k) {
+    states[k] = arena.get<T>(as) + k * nl;
     for (std::int64_t c = 0; c < L; ++c) {
       const T v = static_cast<T>(state_init[k * l + c]);
       for (std::int64_t j = 0; j < n; ++j) states[k][j * L + c] = v;
     }
-  std::vector<double> residual(newton_step ? nl : 0), norm2(l), loss(l, 0.0),
-      prev_loss(l, std::numeric_limits<double>::quiet_NaN()), dist(l), quad(diagonal ? l : 0), lin(quad.size());
+  }
+  std::fill(loss, loss + l, 0.0);
+  std::fill(prev_loss, prev_loss + l, std::numeric_limits<double>::quiet_NaN());
+  std::vector<double> dist(l);
   std::vector<std::uint8_t> reverts(l, first.lane_revert()), alive(l, 1);
   LaneHyper<T> lane_hyper;
-  for (std::size_t k = 0; k < fields; ++k) lane_hyper.values[k] = values + k * l;
+  for (std::size_t k = 0; k < fields; ++k) lane_hyper.values[k] = values + k * vs;
   lane_hyper.reverts = reverts.data();
-  const bool need_loss = first.reads_loss;
   std::int64_t live = L;
   for (std::int64_t t = 0;; ++t) {
-    double* const f = need_loss ? loss.data() : nullptr;
+    double* const f = need_loss ? loss : nullptr;
     // Newton's solve needs the residual in double; else the gradient, rounded to T, goes
     // straight into g.
     with_loop_isa([&] {
       auto gradient = [&](auto* out) {
         if (diagonal)
-          evaluate_diagonal(P, x.data(), L, out, norm2.data(), f, quad.data(), lin.data());
+          evaluate_diagonal(P, x, L, out, norm2, f, quad, lin);
         else
-          evaluate(P, x.data(), L, out, norm2.data(), f);
+          evaluate(P, x, L, out, norm2, f);
       };
       if (newton_step)
-        gradient(residual.data());
+        gradient(residual);
       else
-        gradient(g.data());
+        gradient(g);
     });
     if (t == mid) {
-      distance(x.data(), xstar, n, L, dist.data());
+      distance(x, xstar, n, L, dist.data());
       for (std::int64_t c = 0; c < L; ++c)
         if (alive[c]) err_mid[c] = dist[c];
     }
     if (t == steps) break;
     // Diverged lanes: as simulate(), which stops at the first non-finite gradient or loss.
-    // x * 0 is 0 for a finite x and NaN for inf or NaN: the sum is 0 exactly when every
-    // lane is finite, in any order (so it may be vectorised).
     double any_nonfinite = 0.0;
-    const double* nr = norm2.data();
-    const double* ls = loss.data();
-#ifdef _OPENMP
-#pragma omp simd reduction(+ : any_nonfinite)
-#endif
-    for (std::int64_t c = 0; c < L; ++c) any_nonfinite += nr[c] * 0.0 + ls[c] * 0.0;
+    with_loop_isa([&] { any_nonfinite = zero_if_finite(norm2, f, L); });
     if (any_nonfinite != 0.0) {
       for (std::int64_t c = 0; c < L; ++c)
         if (alive[c] && !(std::isfinite(norm2[c]) && std::isfinite(loss[c]))) {
@@ -556,7 +622,7 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
       if (live == 0) return;  // else the diverged lanes run on, their values unused
     }
     if (newton_step) {
-      with_loop_isa([&] { newton->solve(residual.data(), L); });
+      with_loop_isa([&] { newton->solve(residual, L); });
       for (std::size_t e = 0; e < nl; ++e) g[e] = static_cast<T>(residual[e]);
     }
     if (first.before_step) {
@@ -568,21 +634,21 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
     }
     if (first.hook_per_lane)
       for (std::int64_t c = 0; c < L; ++c) {
-        store_lane(methods[c].loop.template hyper<T>(0), values, L, c);
+        store_lane(methods[c].loop.template hyper<T>(0), values, static_cast<std::int64_t>(vs), c);
         reverts[c] = methods[c].lane_revert();
       }
     const H h = first.loop.template hyper<T>(0);
     with_loop_isa([&] {
       for (std::int64_t j = 0; j < n; ++j) {
-        ptrs[0] = x.data() + j * L;
-        ptrs[1] = g.data() + j * L;
-        for (std::size_t k = 0; k < M::kStates; ++k) ptrs[k + 2] = states[k].data() + j * L;
+        ptrs[0] = x + j * L;
+        ptrs[1] = g + j * L;
+        for (std::size_t k = 0; k < M::kStates; ++k) ptrs[k + 2] = states[k] + j * L;
         first.loop.template run<T>(ptrs, 0, 0, L, h, lane_hyper);
       }
     });
     if (need_loss) std::swap(prev_loss, loss);
   }
-  distance(x.data(), xstar, n, L, dist.data());
+  distance(x, xstar, n, L, dist.data());
   for (std::int64_t c = 0; c < L; ++c)
     if (alive[c]) {
       err_end[c] = dist[c];

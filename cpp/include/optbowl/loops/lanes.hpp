@@ -111,12 +111,12 @@ struct LaneHyper {
 };
 
 // Scatter h's numeric fields into lane `lane` of the arrays `values` (field k at
-// values[k * lanes + lane]).
+// values[k * stride + lane]).
 template <class T, class H>
-void store_lane(const H& h, T* values, std::int64_t lanes, std::int64_t lane) {
+void store_lane(const H& h, T* values, std::int64_t stride, std::int64_t lane) {
   std::apply([&](auto... field) {
     std::int64_t k = 0;
-    ((values[(k++) * lanes + lane] = h.*field), ...);
+    ((values[(k++) * stride + lane] = h.*field), ...);
   }, LaneFields<H>::list);
 }
 
