@@ -94,10 +94,7 @@ struct Method {
 // A sweep's blocks: at most kMaxLanes configurations, and about kLaneCells coordinates
 // (lanes x n) per array, so that a block's arrays stay in cache.
 constexpr std::int64_t kMaxLanes = 512;
-#ifndef KLC
-#define KLC 16384
-#endif
-constexpr std::int64_t kLaneCells = KLC;
+constexpr std::int64_t kLaneCells = 16384;
 
 // ---------------------------------------------------------------------------------------
 // SimMethods: the methods of the simulator, set from one row of hyper-parameters.
