@@ -964,10 +964,12 @@ def _pair_extremes(lo: np.ndarray, hi: np.ndarray) -> list:
         diff = hi - lo  # NaN only where a half is NaN, or both are the same infinity
     for col in (lo, hi, diff):
         nan = np.isnan(col)
-        if nan.all():
+        if not nan.any():
+            rows += [int(col.argmin()), int(col.argmax())]
+        elif nan.all():
             rows.append(0)
-        elif nan.any() and col is not diff:
-            rows.append(int(np.argmax(nan)))
+        elif col is not diff:
+            rows.append(int(nan.argmax()))
         else:
             rows += [int(np.nanargmin(col)), int(np.nanargmax(col))]
     return sorted(set(rows))

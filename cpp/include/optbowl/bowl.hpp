@@ -52,17 +52,32 @@ struct Problem {
   std::int64_t n;
 };
 
-// The hyper-parameters of one configuration, by name. A sweep looks up every name of
-// every row, so the first characters are compared before the strings.
+// Where the names a maker asked for were found, by the address of the literal it passed:
+// one per thread of a sweep, so that its rows look each name up by a string compare once.
+struct ColumnMemo {
+  std::array<const char*, 16> name{};
+  std::array<std::size_t, 16> column{};
+  std::size_t size = 0;
+};
+
+// The hyper-parameters of one configuration, by name.
 struct HyperRow {
   const std::vector<std::string>* names;
   const double* values;
+  ColumnMemo* memo = nullptr;
 
   double get(const char* name) const {
-    for (std::size_t k = 0; k < names->size(); ++k) {
-      const std::string& s = (*names)[k];
-      if (!s.empty() && s[0] == name[0] && s == name) return values[k];
-    }
+    if (memo)
+      for (std::size_t k = 0; k < memo->size; ++k)
+        if (memo->name[k] == name) return values[memo->column[k]];
+    for (std::size_t k = 0; k < names->size(); ++k)
+      if ((*names)[k] == name) {
+        if (memo && memo->size < memo->name.size()) {
+          memo->name[memo->size] = name;
+          memo->column[memo->size++] = k;
+        }
+        return values[k];
+      }
     throw std::invalid_argument(std::string("hyper: missing hyper-parameter '") + name + "'");
   }
 };
@@ -688,7 +703,9 @@ void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vec
   constexpr std::size_t fields = lane_field_count<H>(), kStates = M::kStates;
   const int threads = max_threads();
   const std::size_t R = static_cast<std::size_t>(rows);
-  auto set_row = [&](M& m, std::int64_t r) { make(m, HyperRow{&names, table + r * names.size()}); };
+  auto set_row = [&](M& m, std::int64_t r, ColumnMemo& memo) {
+    make(m, HyperRow{&names, table + r * names.size(), &memo});
+  };
   // Every row's flags (key), numeric hyper-parameters and initial states, from one
   // Method per thread that each row sets in turn.
   std::vector<std::uint32_t> key(R);
@@ -697,8 +714,9 @@ void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vec
   constexpr std::int64_t kRowsPerTask = 256;
   parallel_for((rows + kRowsPerTask - 1) / kRowsPerTask, 1, threads, [&](std::int64_t task) {
     M m;
+    ColumnMemo memo;
     for (std::int64_t r = task * kRowsPerTask; r < std::min(rows, (task + 1) * kRowsPerTask); ++r) {
-      set_row(m, r);
+      set_row(m, r, memo);
       key[r] = m.loop.template lane_key<T>(0);
       store_lane(m.loop.template hyper<T>(0), values.data(), rows, r);
       for (std::size_t k = 0; k < kStates; ++k) init[k * R + r] = m.state_init[k];
@@ -734,10 +752,11 @@ void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vec
       for (std::size_t s = 0; s < kStates; ++s) lane_init[s * l + i] = init[s * R + r];
     }
     std::vector<M> methods(1);
-    set_row(methods[0], order[b]);
+    ColumnMemo memo;
+    set_row(methods[0], order[b], memo);
     if (methods[0].hook_per_lane) {
       methods.resize(l);
-      for (std::int64_t i = 1; i < L; ++i) set_row(methods[i], order[b + i]);
+      for (std::int64_t i = 1; i < L; ++i) set_row(methods[i], order[b + i], memo);
     }
     std::unique_ptr<bool[]> div_b(new bool[l]());
     simulate_lanes<T>(P, diagonal, newton, methods.data(), L, lane_values.data(), lane_init.data(), x0, xstar, steps, mid,
