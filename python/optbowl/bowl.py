@@ -234,6 +234,7 @@ class QuadraticBowl:
         self._xstar: Optional[np.ndarray] = None
         self._optimal: Dict[str, Dict[str, float]] = {}
         self._eigenbasis: Optional[QuadraticBowl] = None
+        self._axis_aligned: Optional[bool] = None
 
     @classmethod
     def from_eigenvalues(cls, eigenvalues: Sequence[float], rotate: bool = False, seed: Any = None,
@@ -305,7 +306,9 @@ class QuadraticBowl:
 
     @property
     def is_axis_aligned(self) -> bool:
-        return bool(np.count_nonzero(self._A - np.diag(np.diag(self._A))) == 0)
+        if self._axis_aligned is None:
+            self._axis_aligned = bool(np.count_nonzero(self._A - np.diag(np.diag(self._A))) == 0)
+        return self._axis_aligned
 
     def to_eigenbasis(self) -> "QuadraticBowl":
         """The same bowl in the coordinates y = Qᵀx of its eigenvectors Q (:attr:`eigenvectors`):
@@ -929,10 +932,9 @@ def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any =
     for k, a in grid.items():
         if k in halves:
             continue
-        col = a.ravel()
-        nan = np.isnan(col)
-        for v in ((col[nan][0],) if nan.any() else (col.min(), col.max())):
-            checked({**first, k: float(v)})
+        lo, hi = float(a.min()), float(a.max())  # NaN if the column has one
+        for v in ((lo,) if math.isnan(lo) or lo == hi else (lo, hi)):
+            checked({**first, k: v})
     for pair in _PAIRS.values():
         if pair[0] in grid:
             lo, hi = (grid[c].ravel() for c in pair)
