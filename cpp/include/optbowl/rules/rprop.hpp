@@ -63,10 +63,19 @@ OPTBOWL_HD void store_prev(std::int8_t& prev_code, T x) {
   prev_code = x != x ? kPrevNaN : static_cast<std::int8_t>((T(0) < x) - (x < T(0)));
 }
 
-// p - sign(g) * step, written as torch's addcmul_(sign(g), step, value=-1) rounds it.
+// p - sign(g) * step, as torch's addcmul_(sign(g), step, value=-1) rounds it: p + (-1 or
+// +1) * step is p -+ step exactly, and for a zero or NaN g it is p + (-0) * step, which is
+// p - 0 * step. So the move is p minus step with g's sign, or minus 0 * step: a bit
+// operation instead of sign()'s two selects and a multiply. (A NaN step makes p NaN either
+// way; only that NaN's sign bit may differ.)
 template <class T>
 OPTBOWL_HD T rprop_move(T p, T g, T step) {
-  return p + (-sign(g)) * step;
+#if defined(__CUDA_ARCH__)
+  const T signed_step = ::copysign(step, g);
+#else
+  const T signed_step = std::copysign(step, g);
+#endif
+  return p - ((g > T(0) || g < T(0)) ? signed_step : T(0) * step);
 }
 
 // "irprop-": torch.optim.Rprop, bit for bit.
