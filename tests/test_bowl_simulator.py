@@ -209,6 +209,8 @@ LANE_GRIDS = [
     ("gd", {"lr": np.linspace(0.001, 2.6 / 40.0, 23)}),
     ("momentum", {"lr": np.linspace(0.001, 0.09, 9)[:, None, None], "momentum": np.array([0.0, 0.5, 0.97])[:, None],
                   "dampening": np.array([0.0, 0.3])}),
+    ("momentum", {"lr": np.linspace(0.001, 0.09, 5)[:, None], "momentum": 0.9,
+                  "weight_decay": np.array([0.0, 0.05, 0.0, 2.0])}),
     ("nesterov", {"lr": np.linspace(0.001, 0.09, 9)[:, None], "momentum": np.array([0.1, 0.5, 0.9])}),
     ("newton", {"lr": np.array([0.25, 0.5, 1.0, 1.5, 1.99, 2.5])}),
     ("quickprop", {"lr": np.geomspace(1e-3, 0.1, 5)[:, None], "max_growth": np.array([1.2, 1.75, 3.0])}),

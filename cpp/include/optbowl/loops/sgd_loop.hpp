@@ -35,7 +35,8 @@ struct SgdLoop {
   template <class T>
   std::uint32_t lane_key(std::int32_t tensor) const {
     const rules::SgdHyper<T> h = hyper<T>(tensor);
-    return (h.maximize ? 1u : 0u) | (h.nesterov ? 2u : 0u) | (h.first_step ? 4u : 0u);
+    return (h.maximize ? 1u : 0u) | (h.nesterov ? 2u : 0u) | (h.first_step ? 4u : 0u) |
+           (h.weight_decay != T(0) ? 8u : 0u);
   }
 
   template <class T>
@@ -51,26 +52,29 @@ struct SgdLoop {
     const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
     T* OPTBOWL_RESTRICT buf = static_cast<T*>(a[2]);
     with_constant_flags(
-        [&](auto maximize, auto nesterov, auto first_step, auto with_buf) {
+        [&](auto maximize, auto nesterov, auto first_step, auto with_buf, auto decay) {
           rules::SgdHyper<T> hc = h;
           hc.maximize = maximize;
           hc.nesterov = nesterov;
           hc.first_step = first_step;
+          // A weight decay of 0 as a constant: the rule's test for it folds away (and a
+          // sweep's lanes, which agree on it, load no weight decay).
+          auto at = [&](std::int64_t i) {
+            rules::SgdHyper<T> he = hyper(hc, i);
+            if constexpr (!decltype(decay)::value) he.weight_decay = T(0);
+            if constexpr (!decltype(with_buf)::value) he.momentum = T(0);
+            return he;
+          };
           if constexpr (decltype(with_buf)::value) {
             OPTBOWL_IVDEP
-            for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], buf[i], hyper(hc, i));
+            for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], buf[i], at(i));
           } else {  // no buffers given: momentum is 0 in every group
-            hc.momentum = T(0);
             T unused = T(0);
             OPTBOWL_IVDEP
-            for (std::int64_t i = begin; i < end; ++i) {
-              rules::SgdHyper<T> he = hyper(hc, i);
-              he.momentum = T(0);
-              rules::sgd(p[i], g[i], unused, he);
-            }
+            for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], unused, at(i));
           }
         },
-        h.maximize, h.nesterov, h.first_step, buf != nullptr);
+        h.maximize, h.nesterov, h.first_step, buf != nullptr, h.weight_decay != T(0));
   }
 };
 
