@@ -433,7 +433,7 @@ PAIRED = {  # method: (base hyper-parameters, its pairs)
 }
 
 
-@pytest.mark.parametrize("method, pair", [(m, p) for m, (_, pairs) in PAIRED.items() for p in pairs])
+@pytest.mark.parametrize("method, pair", [(m, p) for m, (_, ps) in PAIRED.items() for p in ps])
 def test_every_swept_pair_is_intervals_and_at_most_an_order(bowl, method, pair):
     # sweep checks a pair only where a half, or their difference, is smallest or largest:
     # exact only while the values it accepts are an interval of each half, cut at most by
@@ -479,8 +479,8 @@ def test_sweep_pair_checks_find_every_bad_row(bowl):
     seen_order_only = 0
     for _ in range(600):
         size = int(rng.integers(1, 8))
-        lo, hi = (np.where(rng.random(size) < 0.1, rng.choice(invalid, size), rng.choice(valid, size))
-                  for _ in range(2))
+        lo, hi = (np.where(rng.random(size) < 0.1, rng.choice(invalid, size),
+                           rng.choice(valid, size)) for _ in range(2))
         seen_order_only += bool(np.all(np.isin(lo, valid) & np.isin(hi, valid)) and np.any(lo > hi))
         any_bad = any(refused(x, y) for x, y in zip(lo, hi))
         rows = _pair_extremes(lo, hi)

@@ -318,11 +318,13 @@ class QuadraticBowl:
         >>> import numpy as np, optbowl as ob
         >>> bowl = ob.QuadraticBowl.from_eigenvalues([1, 10], rotate=True, seed=0, minimizer=[1, 2])
         >>> eig = bowl.to_eigenbasis()
-        >>> eig.is_axis_aligned, bool(np.isclose(eig.f(bowl.eigenvectors.T @ [3, 4]), bowl.f([3, 4])))
+        >>> y = bowl.eigenvectors.T @ [3, 4]
+        >>> eig.is_axis_aligned, bool(np.isclose(eig.f(y), bowl.f([3, 4])))
         (True, True)
         """
         if self._eigenbasis is None:
-            self._eigenbasis = QuadraticBowl(np.diag(self._eigenvalues), self._eigenvectors.T @ self._b, self._c)
+            Q = self._eigenvectors
+            self._eigenbasis = QuadraticBowl(np.diag(self._eigenvalues), Q.T @ self._b, self._c)
         return self._eigenbasis
 
     def f(self, x: Any) -> Any:
@@ -951,7 +953,8 @@ def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any =
         xstar = on.minimizer
     except ValueError:
         raise ValueError("bowl: sweep measures the distance to the minimiser; A is singular") from None
-    err0, err_mid, err_end, diverged = _core.bowl_sweep(core, on.A, on.b, x0, xstar, steps, names, table, dt)
+    err0, err_mid, err_end, diverged = _core.bowl_sweep(core, on.A, on.b, x0, xstar, steps, names,
+                                                        table, dt)
     return SweepResult(bowl, method, steps, grid, err0, err_mid.reshape(shape), err_end.reshape(shape),
                        diverged.reshape(shape))
 

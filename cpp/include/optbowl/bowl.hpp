@@ -137,7 +137,8 @@ inline void set_rprop(Method<RpropLoop>& m, RpropVariant variant, const HyperRow
   m.loop.variant = variant;
   m.loop.loss_increased = true;
   m.loop.compact_state = false;
-  one_group(m.loop, RpropGroup{h.get("eta_minus"), h.get("eta_plus"), h.get("step_min"), h.get("step_max"), false});
+  one_group(m.loop,
+            RpropGroup{h.get("eta_minus"), h.get("eta_plus"), h.get("step_min"), h.get("step_max"), false});
   m.state_init = {0.0, h.get("lr"), 0.0};  // prev (or direction), step size, last update
   if (variant == RpropVariant::irprop_plus) {
     m.before_step = [](RpropLoop& loop, std::int64_t t, double loss, double prev_loss) {
@@ -191,8 +192,9 @@ inline void set_rmsprop(Method<RmspropLoop>& m, const HyperRow& h) {
 
 inline void set_adam(Method<AdamLoop>& m, const HyperRow& h) {
   reset(m);
-  one_group(m.loop, AdamGroup{h.get("lr"), h.get("beta1"), h.get("beta2"), h.get("eps"), h.get("weight_decay"),
-                              h.get("amsgrad") != 0.0, false, h.get("decoupled_weight_decay") != 0.0});
+  one_group(m.loop, AdamGroup{h.get("lr"), h.get("beta1"), h.get("beta2"), h.get("eps"),
+                              h.get("weight_decay"), h.get("amsgrad") != 0.0, false,
+                              h.get("decoupled_weight_decay") != 0.0});
   m.loop.steps.assign(1, 0.0);
   m.state_init = {0.0, 0.0, 0.0};  // exp_avg, exp_avg_sq, max_exp_avg_sq
   m.before_step = count_steps<AdamLoop>;
@@ -224,8 +226,8 @@ inline std::vector<std::string> compiled_methods() {
 }
 
 // The integration point: `use` is called with the named method's Maker (make(row) returns
-// a Method<Loop>, make(m, row) sets m). The hyper-parameter names are those the Python side sends (bowl.py, _RULES);
-// booleans travel as 0 or 1.
+// a Method<Loop>, make(m, row) sets m). The hyper-parameter names are those the Python
+// side sends (bowl.py, _RULES); booleans travel as 0 or 1.
 template <class Use>
 void with_method(const std::string& name, Use&& use) {
   using Rprop = Method<RpropLoop>;
@@ -239,10 +241,11 @@ void with_method(const std::string& name, Use&& use) {
   if (name == "irprop+") return rprop(std::integral_constant<V, V::irprop_plus>{});
   if (name == "backtrack") return rprop(std::integral_constant<V, V::backtrack>{});
   if (name == "adagrad") return use(maker<AdagradLoop>(set_adagrad));
-  if (name == "gd" || name == "momentum" || name == "nesterov")
-    return use(maker<SgdLoop>([](Method<SgdLoop>& m, const HyperRow& h) { set_sgd(m, Direction::gradient, h); }));
-  if (name == "newton")
-    return use(maker<SgdLoop>([](Method<SgdLoop>& m, const HyperRow& h) { set_sgd(m, Direction::newton, h); }));
+  auto sgd = [&](Direction direction) {
+    use(maker<SgdLoop>([direction](Method<SgdLoop>& m, const HyperRow& h) { set_sgd(m, direction, h); }));
+  };
+  if (name == "gd" || name == "momentum" || name == "nesterov") return sgd(Direction::gradient);
+  if (name == "newton") return sgd(Direction::newton);
   if (name == "quickprop") return use(maker<QuickpropLoop>(set_quickprop));
   if (name == "rmsprop") return use(maker<RmspropLoop>(set_rmsprop));
   if (name == "adam") return use(maker<AdamLoop>(set_adam));
@@ -383,8 +386,8 @@ void evaluate(const Problem& P, const T* x, std::int64_t lanes, R* residual, dou
 // this one may differ (NaN against inf), but both give a non-finite |Ax − b|², which is
 // all a sweep reads of that step before it marks the lane diverged.
 template <class T, class R>
-void evaluate_diagonal(const Problem& P, const T* x, std::int64_t lanes, R* residual, double* norm2, double* f,
-                       double* quad, double* lin) {
+void evaluate_diagonal(const Problem& P, const T* x, std::int64_t lanes, R* residual, double* norm2,
+                       double* f, double* quad, double* lin) {
   const std::int64_t n = P.n, L = lanes;
   for (std::int64_t c = 0; c < L; ++c) norm2[c] = 0.0;
   if (f)
@@ -548,9 +551,10 @@ inline double zero_if_finite(const double* a, const double* b, std::int64_t n) {
 // solve, the loop calls) run through with_loop_isa, each compiled on its own for the
 // loops' ISA; the block's arrays are laid out by an Arena.
 template <class T, class M>
-void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* methods, std::int64_t lanes, const T* values_in,
-                    const double* state_init, const double* x0, const double* xstar, std::int64_t steps,
-                    std::int64_t mid, double err_start, double* err_mid, double* err_end, bool* diverged) {
+void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* methods, std::int64_t lanes,
+                    const T* values_in, const double* state_init, const double* x0, const double* xstar,
+                    std::int64_t steps, std::int64_t mid, double err_start, double* err_mid, double* err_end,
+                    bool* diverged) {
   using Loop = typename M::Loop;
   using H = decltype(methods[0].loop.template hyper<T>(0));
   constexpr std::size_t fields = lane_field_count<H>();
@@ -560,16 +564,19 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
   const bool newton_step = first.direction == Direction::newton;
   const bool need_loss = first.reads_loss;
   Arena arena;
-  const std::size_t ax = arena.reserve<T>(nl), ag = arena.reserve<T>(nl), as = arena.reserve<T>(nl * M::kStates);
-  const std::size_t ar = arena.reserve<double>(newton_step ? nl : 0), an = arena.reserve<double>(l),
-                    al = arena.reserve<double>(2 * l), aq = arena.reserve<double>(diagonal && need_loss ? 2 * l : 0);
+  const std::size_t ax = arena.reserve<T>(nl), ag = arena.reserve<T>(nl);
+  const std::size_t as = arena.reserve<T>(nl * M::kStates);
+  const std::size_t ar = arena.reserve<double>(newton_step ? nl : 0), an = arena.reserve<double>(l);
+  const std::size_t al = arena.reserve<double>(2 * l);
+  const std::size_t aq = arena.reserve<double>(diagonal && need_loss ? 2 * l : 0);
   // The numeric hyper-parameters, field k at values[k * vs]: a stride of whole cache lines
   // plus 7, so that the fields too start at different offsets within a page.
   const std::size_t line = 64 / sizeof(T), vs = (l + line - 1) / line * line + 7 * line;
   const std::size_t av = arena.reserve<T>(fields * vs);
   arena.allocate();
   T* const values = arena.get<T>(av);
-  for (std::size_t k = 0; k < fields; ++k) std::copy(values_in + k * l, values_in + (k + 1) * l, values + k * vs);
+  for (std::size_t k = 0; k < fields; ++k)
+    std::copy(values_in + k * l, values_in + (k + 1) * l, values + k * vs);
   T* const x = arena.get<T>(ax);
   T* const g = arena.get<T>(ag);
   double* const residual = arena.get<double>(ar);
@@ -642,7 +649,8 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
       // what differs between lanes: their hyper-parameters (bias corrections, decayed
       // learning rates) or iRprop+'s "the loss went up"; those run it on every lane.
       const std::int64_t hooked = first.hook_per_lane ? L : 1;
-      for (std::int64_t c = 0; c < hooked; ++c) methods[c].before_step(methods[c].loop, t + 1, loss[c], prev_loss[c]);
+      for (std::int64_t c = 0; c < hooked; ++c)
+        methods[c].before_step(methods[c].loop, t + 1, loss[c], prev_loss[c]);
     }
     if (first.hook_per_lane)
       for (std::int64_t c = 0; c < L; ++c) {
@@ -759,8 +767,8 @@ void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vec
       for (std::int64_t i = 1; i < L; ++i) set_row(methods[i], order[b + i], memo);
     }
     std::unique_ptr<bool[]> div_b(new bool[l]());
-    simulate_lanes<T>(P, diagonal, newton, methods.data(), L, lane_values.data(), lane_init.data(), x0, xstar, steps, mid,
-                      err_start, mid_err.data(), end_err.data(), div_b.get());
+    simulate_lanes<T>(P, diagonal, newton, methods.data(), L, lane_values.data(), lane_init.data(), x0, xstar,
+                      steps, mid, err_start, mid_err.data(), end_err.data(), div_b.get());
     for (std::int64_t i = 0; i < L; ++i) {
       const std::int64_t r = order[b + i];
       err_mid[r] = mid_err[i];
