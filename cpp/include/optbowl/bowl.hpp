@@ -230,16 +230,17 @@ inline std::vector<std::string> compiled_methods() {
 // side sends (bowl.py, _RULES); booleans travel as 0 or 1.
 template <class Use>
 void with_method(const std::string& name, Use&& use) {
-  using Rprop = Method<RpropLoop>;
-  auto rprop = [&](auto variant) {
-    use(maker<RpropLoop>([](Rprop& m, const HyperRow& h) { set_rprop(m, decltype(variant)::value, h); }));
+  // One maker per loop type (the variant and the direction are values), so that each
+  // loop's simulator is compiled once.
+  auto rprop = [&](RpropVariant variant) {
+    use(maker<RpropLoop>(
+        [variant](Method<RpropLoop>& m, const HyperRow& h) { set_rprop(m, variant, h); }));
   };
-  using V = RpropVariant;
-  if (name == "irprop-") return rprop(std::integral_constant<V, V::irprop_minus>{});
-  if (name == "rprop-") return rprop(std::integral_constant<V, V::rprop_minus>{});
-  if (name == "rprop+") return rprop(std::integral_constant<V, V::rprop_plus>{});
-  if (name == "irprop+") return rprop(std::integral_constant<V, V::irprop_plus>{});
-  if (name == "backtrack") return rprop(std::integral_constant<V, V::backtrack>{});
+  if (name == "irprop-") return rprop(RpropVariant::irprop_minus);
+  if (name == "rprop-") return rprop(RpropVariant::rprop_minus);
+  if (name == "rprop+") return rprop(RpropVariant::rprop_plus);
+  if (name == "irprop+") return rprop(RpropVariant::irprop_plus);
+  if (name == "backtrack") return rprop(RpropVariant::backtrack);
   if (name == "adagrad") return use(maker<AdagradLoop>(set_adagrad));
   auto sgd = [&](Direction direction) {
     use(maker<SgdLoop>([direction](Method<SgdLoop>& m, const HyperRow& h) { set_sgd(m, direction, h); }));
@@ -737,11 +738,13 @@ void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vec
   // enough of them to keep every thread busy, each small enough to stay in cache.
   std::vector<std::int64_t> order(R);
   for (std::int64_t r = 0; r < rows; ++r) order[r] = r;
-  std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return key[a] < key[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::int64_t a, std::int64_t b) { return key[a] < key[b]; });
   const std::int64_t per_thread = (rows + 2 * threads - 1) / (2 * threads);
-  const std::int64_t lanes = std::max<std::int64_t>(
-      1, std::min<std::int64_t>({kMaxLanes, std::max<std::int64_t>(kLaneCells / std::max<std::int64_t>(P.n, 1) / 8 * 8, 8),
-                                 (per_thread + 7) / 8 * 8}));
+  const std::int64_t n_cells = std::max<std::int64_t>(P.n, 1);
+  const std::int64_t in_cache = std::max<std::int64_t>(kLaneCells / n_cells / 8 * 8, 8);
+  const std::int64_t lanes =
+      std::max<std::int64_t>(1, std::min<std::int64_t>({kMaxLanes, in_cache, (per_thread + 7) / 8 * 8}));
   std::vector<std::pair<std::int64_t, std::int64_t>> blocks;  // [begin, end) in order
   for (std::int64_t b = 0; b < rows;) {
     std::int64_t e = b + 1;
