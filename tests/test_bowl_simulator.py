@@ -206,13 +206,15 @@ LANE_GRIDS = [
                  "etas": (np.array([0.3, 0.5])[:, None], np.array([1.1, 1.6]))}) for v in RPROP_VARIANTS],
     ("adagrad", {"lr": np.geomspace(1e-3, 1e3, 7)[:, None, None], "lr_decay": np.array([0.0, 0.1])[:, None],
                  "weight_decay": np.array([0.0, 0.05]), "initial_accumulator_value": 0.5}),
-    ("gd", {"lr": np.linspace(0.001, 2.6 / 40.0, 23)}),
+    # lr 1e3 and 1e15 overflow |Ax − b|² after and before the midpoint.
+    ("gd", {"lr": np.concatenate([np.linspace(0.001, 2.6 / 40.0, 23), [1e3, 1e15]])}),
     ("momentum", {"lr": np.linspace(0.001, 0.09, 9)[:, None, None], "momentum": np.array([0.0, 0.5, 0.97])[:, None],
                   "dampening": np.array([0.0, 0.3])}),
     ("momentum", {"lr": np.linspace(0.001, 0.09, 5)[:, None], "momentum": 0.9,
                   "weight_decay": np.array([0.0, 0.05, 0.0, 2.0])}),
     ("nesterov", {"lr": np.linspace(0.001, 0.09, 9)[:, None], "momentum": np.array([0.1, 0.5, 0.9])}),
-    ("newton", {"lr": np.array([0.25, 0.5, 1.0, 1.5, 1.99, 2.5])}),
+    ("newton", {"lr": np.array([0.25, 0.5, 1.0, 1.5, 1.99, 2.5, 1e6, 1e16])}),
+    ("momentum", {"lr": np.array([0.01, 1e3, 1e15])[:, None], "momentum": np.array([0.0, 0.5])}),
     ("quickprop", {"lr": np.geomspace(1e-3, 0.1, 5)[:, None], "max_growth": np.array([1.2, 1.75, 3.0])}),
     *[("rmsprop", {"lr": np.geomspace(1e-3, 0.3, 5)[:, None], "momentum": np.array([0.0, 0.5, 0.9]),
                    "centered": centered, "weight_decay": 0.01}) for centered in (False, True)],
@@ -222,16 +224,14 @@ LANE_GRIDS = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("method, grid", LANE_GRIDS, ids=[
+LANE_GRID_IDS = [
     "-".join([m, *(str(v) if isinstance(v, str) else f"{k}={v}" for k, v in g.items() if isinstance(v, (str, bool)))])
-    for m, g in LANE_GRIDS])
-def test_sweep_lanes_equal_individual_runs(bowl, method, grid, dtype):
-    steps = 40
-    res = ob.sweep(bowl, method, X0, steps, dtype=dtype, **grid)
-    ref, x0 = bowl, X0
-    if method in LINEAR_METHODS:  # sweep runs them in the eigenbasis
-        ref, x0 = bowl.to_eigenbasis(), bowl.eigenvectors.T @ X0
+    for m, g in LANE_GRIDS]
+
+
+def assert_sweep_is_runs(res, ref, method, x0, steps, grid, dtype):
+    """Every configuration of sweep result `res` is ref.run's, bit for bit, or diverged where
+    the run stops being finite."""
     assert res.final_error.size >= 6
     for idx in np.ndindex(res.shape):
         hp = {}
@@ -251,8 +251,32 @@ def test_sweep_lanes_equal_individual_runs(bowl, method, grid, dtype):
         else:  # the sweep stops a run at its first non-finite gradient or loss
             assert res.diverged[idx] and res.final_error[idx] == np.inf, (idx, hp)
         assert res.diverged[idx] == (not res.final_error[idx] <= res.initial_error), (idx, hp)
-    if method in ("gd", "newton"):  # the grids reach past the stable range
+    if method in ("gd", "newton"):  # the grids reach past the stable range, and overflow
         assert res.diverged.any() and not res.diverged.all()
+        assert np.isinf(res.final_error).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("method, grid", LANE_GRIDS, ids=LANE_GRID_IDS)
+def test_sweep_lanes_equal_individual_runs(bowl, method, grid, dtype):
+    steps = 40
+    res = ob.sweep(bowl, method, X0, steps, dtype=dtype, **grid)
+    ref, x0 = bowl, X0
+    if method in LINEAR_METHODS:  # sweep runs them in the eigenbasis
+        ref, x0 = bowl.to_eigenbasis(), bowl.eigenvectors.T @ X0
+    assert_sweep_is_runs(res, ref, method, x0, steps, grid, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("method, grid", LANE_GRIDS, ids=LANE_GRID_IDS)
+def test_sweep_lanes_of_an_axis_aligned_bowl_equal_individual_runs(bowl, method, grid, dtype):
+    # A diagonal A: the sweep's gradient skips the zeros, and methods that read neither the
+    # loss nor Newton's direction take each coordinate's gradient and step in one pass.
+    # Every result is still run()'s, bit for bit, diverging runs included.
+    aligned = bowl.to_eigenbasis()
+    x0 = bowl.eigenvectors.T @ X0
+    res = ob.sweep(aligned, method, x0, 40, dtype=dtype, **grid)
+    assert_sweep_is_runs(res, aligned, method, x0, 40, grid, dtype)
 
 
 @pytest.mark.parametrize("method, grid", [(m, g) for m, g in LANE_GRIDS if m in LINEAR_METHODS])
@@ -269,25 +293,6 @@ def test_linear_sweeps_in_the_eigenbasis_agree_with_runs_in_the_original_one(bow
             checked += 1
     assert res.initial_error == pytest.approx(np.linalg.norm(X0 - bowl.minimizer), rel=1e-14)
     assert checked >= res.final_error.size // 2
-
-
-def test_sweep_of_an_axis_aligned_bowl_takes_the_diagonal_gradient_with_the_same_bits():
-    # A diagonal A: the sweep's gradient skips the zeros; every method's results are still
-    # those of run(), bit for bit, also where runs diverge.
-    bowl = ob.QuadraticBowl.from_eigenvalues([0.5, 3.0, 40.0], minimizer=[1.0, -0.5, 2.0])
-    for method, grid in [("rprop", {"variant": "irprop+", "lr": np.geomspace(1e-3, 3.0, 7)}),
-                         ("gd", {"lr": np.linspace(0.001, 0.06, 9)}),
-                         ("adam", {"lr": np.geomspace(1e-3, 0.3, 5), "weight_decay": 0.01})]:
-        res = ob.sweep(bowl, method, X0, 40, **grid)
-        for i in range(res.final_error.size):
-            hp = {k: (float(v[i]) if isinstance(v, np.ndarray) else v) for k, v in grid.items()}
-            t = bowl.run(method, X0, 40, **hp)
-            if np.isfinite(t.x).all():
-                assert res.final_error[i] == t.final_error, (method, hp)
-            else:
-                assert res.diverged[i] and res.final_error[i] == np.inf, (method, hp)
-        if method == "gd":
-            assert res.diverged.any() and not res.diverged.all()
 
 
 def test_to_eigenbasis_is_the_same_bowl_rotated(bowl):

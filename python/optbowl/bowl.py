@@ -28,6 +28,7 @@ call, so that the predictions can be checked against the kernels.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import numbers
@@ -838,7 +839,13 @@ class SweepResult:
         self.initial_error = float(initial_error)
         self.final_error = err_end
         self.diverged = diverged
-        self.rate = measured_rate(err_mid, err_end, steps - steps // 2)
+        self._err_mid = err_mid
+
+    @functools.cached_property
+    def rate(self) -> np.ndarray:
+        """Measured contraction per step over the second half of the runs (computed when
+        first read)."""
+        return measured_rate(self._err_mid, self.final_error, self.steps - self.steps // 2)
 
     @property
     def shape(self) -> Tuple[int, ...]:

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -109,7 +110,7 @@ struct Method {
 // A sweep's blocks: at most kMaxLanes configurations, and about kLaneCells coordinates
 // (lanes x n) per array, so that a block's arrays stay in cache.
 constexpr std::int64_t kMaxLanes = 512;
-constexpr std::int64_t kLaneCells = 16384;
+constexpr std::int64_t kLaneCells = 32768;
 
 // ---------------------------------------------------------------------------------------
 // SimMethods: the methods of the simulator, set from one row of hyper-parameters.
@@ -382,10 +383,42 @@ void evaluate(const Problem& P, const T* x, std::int64_t lanes, R* residual, dou
   for (; c < lanes; ++c) evaluate_lanes<1>(P, x, lanes, c, residual, norm2, f);
 }
 
-// evaluate for a diagonal A, in O(n) per lane: a dense row sums a_ii x_i and zeros, which
-// is +0 + a_ii x_i whenever every x_j is finite. Once some x_j is not, the dense sum and
-// this one may differ (NaN against inf), but both give a non-finite |Ax − b|², which is
-// all a sweep reads of that step before it marks the lane diverged.
+// Rows i .. i + RB − 1 of evaluate for a diagonal A, in O(1) per lane and row: residual
+// r = a_ii x_i − b_i (row k at r + k·lanes) and its square added to norm2 (and, with f,
+// the terms of f added to quad and lin), for each lane row after row as evaluate adds
+// them. A dense row sums a_ii x_i and zeros, which is +0 + a_ii x_i whenever every x_j is
+// finite. Once some x_j is not, the dense sum and this one may differ (NaN against inf),
+// but both give a non-finite |Ax − b|², which is all a sweep reads of that step before it
+// marks the lane diverged. Two rows at a time read and write norm2 half as often.
+template <int RB, class T, class R>
+void evaluate_diagonal_rows(const Problem& P, std::int64_t i, const T* OPTBOWL_RESTRICT xi, std::int64_t lanes,
+                            R* OPTBOWL_RESTRICT r, double* OPTBOWL_RESTRICT norm2, bool f,
+                            double* OPTBOWL_RESTRICT quad, double* OPTBOWL_RESTRICT lin) {
+  const std::int64_t L = lanes;
+  double a[RB], bi[RB];
+  for (int k = 0; k < RB; ++k) {
+    a[k] = P.A[(i + k) * P.n + i + k];
+    bi[k] = P.b[i + k];
+  }
+  OPTBOWL_IVDEP
+  for (std::int64_t c = 0; c < L; ++c) {
+    double nrm = norm2[c];
+    for (int k = 0; k < RB; ++k) {
+      const double xv = static_cast<double>(xi[k * L + c]);
+      const double acc = 0.0 + a[k] * xv;
+      if (f) {
+        quad[c] += xv * acc;
+        lin[c] += bi[k] * xv;
+      }
+      const double res = acc - bi[k];
+      r[k * L + c] = static_cast<R>(res);
+      nrm += res * res;
+    }
+    norm2[c] = nrm;
+  }
+}
+
+// evaluate for a diagonal A, in O(n) per lane (evaluate_diagonal_rows over every row).
 template <class T, class R>
 void evaluate_diagonal(const Problem& P, const T* x, std::int64_t lanes, R* residual, double* norm2,
                        double* f, double* quad, double* lin) {
@@ -393,23 +426,10 @@ void evaluate_diagonal(const Problem& P, const T* x, std::int64_t lanes, R* resi
   for (std::int64_t c = 0; c < L; ++c) norm2[c] = 0.0;
   if (f)
     for (std::int64_t c = 0; c < L; ++c) quad[c] = lin[c] = 0.0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    const double a = P.A[i * n + i], bi = P.b[i];
-    const T* xi = x + i * L;
-    R* r = residual + i * L;
-    OPTBOWL_IVDEP
-    for (std::int64_t c = 0; c < L; ++c) {
-      const double xv = static_cast<double>(xi[c]);
-      const double acc = 0.0 + a * xv;
-      if (f) {
-        quad[c] += xv * acc;
-        lin[c] += bi * xv;
-      }
-      const double res = acc - bi;
-      r[c] = static_cast<R>(res);
-      norm2[c] += res * res;
-    }
-  }
+  std::int64_t i = 0;
+  for (; i + 2 <= n; i += 2)
+    evaluate_diagonal_rows<2>(P, i, x + i * L, L, residual + i * L, norm2, f != nullptr, quad, lin);
+  if (i < n) evaluate_diagonal_rows<1>(P, i, x + i * L, L, residual + i * L, norm2, f != nullptr, quad, lin);
   if (f)
     for (std::int64_t c = 0; c < L; ++c) f[c] = 0.5 * quad[c] - lin[c] + P.c;
 }
@@ -505,17 +525,18 @@ class Arena {
     total_ = start + count * sizeof(U);
     return k;
   }
-  void allocate() { storage_.assign((total_ + 2 * 64) / sizeof(double), 0.0); }
+  // Uninitialised: every array is written before it is read.
+  void allocate() { storage_.reset(new double[(total_ + 2 * 64) / sizeof(double)]); }
   template <class U>
   U* get(std::size_t k) {
-    const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(storage_.data());
+    const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(storage_.get());
     return reinterpret_cast<U*>((p + 63) / 64 * 64 + offsets_[k]);
   }
 
  private:
   std::vector<std::size_t> offsets_;
   std::size_t total_ = 0;
-  std::vector<double> storage_;
+  std::unique_ptr<double[]> storage_;
 };
 
 // 0 when every a[c] (and b[c], with b) is finite, else NaN: x * 0 is 0 for a finite x and
@@ -564,8 +585,14 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
   M& first = methods[0];
   const bool newton_step = first.direction == Direction::newton;
   const bool need_loss = first.reads_loss;
+  // With a diagonal A, coordinate j's gradient needs only x_j. When the method reads
+  // neither the loss nor Newton's direction, a step is then one pass over the coordinates:
+  // the gradient of coordinates j and j + 1 is computed into two rows just before the loop
+  // steps them, while x_j and x_j+1 are still in cache. The lanes that pass finds not finite are
+  // marked after it, as diverged at that step.
+  const bool one_pass = diagonal && !newton_step && !need_loss;
   Arena arena;
-  const std::size_t ax = arena.reserve<T>(nl), ag = arena.reserve<T>(nl);
+  const std::size_t ax = arena.reserve<T>(nl), ag = arena.reserve<T>(one_pass ? 2 * l : nl);
   const std::size_t as = arena.reserve<T>(nl * M::kStates);
   const std::size_t ar = arena.reserve<double>(newton_step ? nl : 0), an = arena.reserve<double>(l);
   const std::size_t al = arena.reserve<double>(2 * l);
@@ -586,16 +613,13 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
   double* prev_loss = loss + l;
   double* const quad = arena.get<double>(aq);
   double* const lin = quad + (diagonal && need_loss ? l : 0);
-  for (std::int64_t j = 0; j < n; ++j)
-    for (std::int64_t c = 0; c < L; ++c) x[j * L + c] = static_cast<T>(x0[j]);
+  for (std::int64_t j = 0; j < n; ++j) std::fill(x + j * L, x + (j + 1) * L, static_cast<T>(x0[j]));
   std::array<void*, Loop::K> ptrs{};
   std::array<T*, M::kStates> states{};
-  for (std::size_t k = 0; k < M::kStates; ++k) {
+  for (std::size_t k = 0; k < M::kStates; ++k) {  // every coordinate's row is the same
     states[k] = arena.get<T>(as) + k * nl;
-    for (std::int64_t c = 0; c < L; ++c) {
-      const T v = static_cast<T>(state_init[k * l + c]);
-      for (std::int64_t j = 0; j < n; ++j) states[k][j * L + c] = v;
-    }
+    for (std::int64_t c = 0; c < L; ++c) states[k][c] = static_cast<T>(state_init[k * l + c]);
+    for (std::int64_t j = 1; j < n; ++j) std::copy(states[k], states[k] + L, states[k] + j * L);
   }
   std::fill(loss, loss + l, 0.0);
   std::fill(prev_loss, prev_loss + l, std::numeric_limits<double>::quiet_NaN());
@@ -605,7 +629,72 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
   for (std::size_t k = 0; k < fields; ++k) lane_hyper.values[k] = values + k * vs;
   lane_hyper.reverts = reverts.data();
   std::int64_t live = L;
+  // Lanes whose |Ax − b|² (or loss) at step t is not finite: as simulate(), which stops
+  // there. True when none is left; else the diverged lanes run on, their values unused.
+  auto all_diverged = [&](std::int64_t t, const double* f) {
+    double any_nonfinite = 0.0;
+    with_loop_isa([&] { any_nonfinite = zero_if_finite(norm2, f, L); });
+    if (any_nonfinite != 0.0)
+      for (std::int64_t c = 0; c < L; ++c)
+        if (alive[c] && !(std::isfinite(norm2[c]) && std::isfinite(loss[c]))) {
+          alive[c] = 0;
+          --live;
+          diverged[c] = true;
+          err_end[c] = std::numeric_limits<double>::infinity();
+          if (t < mid) err_mid[c] = err_end[c];
+        }
+    return live == 0;
+  };
+  auto record_mid = [&] {
+    distance(x, xstar, n, L, dist.data());
+    for (std::int64_t c = 0; c < L; ++c)
+      if (alive[c]) err_mid[c] = dist[c];
+  };
+  // Before step t + 1. The hook counts steps (the same for every lane) and, for some
+  // methods, changes what differs between lanes: their hyper-parameters (bias
+  // corrections, decayed learning rates) or iRprop+'s "the loss went up"; those run it on
+  // every lane.
+  auto run_hook = [&](std::int64_t t) {
+    if (first.before_step) {
+      const std::int64_t hooked = first.hook_per_lane ? L : 1;
+      for (std::int64_t c = 0; c < hooked; ++c)
+        methods[c].before_step(methods[c].loop, t + 1, loss[c], prev_loss[c]);
+    }
+    if (first.hook_per_lane)
+      for (std::int64_t c = 0; c < L; ++c) {
+        store_lane(methods[c].loop.template hyper<T>(0), values, static_cast<std::int64_t>(vs), c);
+        reverts[c] = methods[c].lane_revert();
+      }
+  };
+  // The loop's step of coordinate j of every lane, fed the gradient row gj.
+  auto step_coordinate = [&](const H& h, std::int64_t j, T* gj) {
+    ptrs[0] = x + j * L;
+    ptrs[1] = gj;
+    for (std::size_t k = 0; k < M::kStates; ++k) ptrs[k + 2] = states[k] + j * L;
+    first.loop.template run<T>(ptrs, 0, 0, L, h, lane_hyper);
+  };
   for (std::int64_t t = 0;; ++t) {
+    if (one_pass) {
+      if (t == mid) record_mid();
+      if (t == steps) break;
+      run_hook(t);
+      const H h = first.loop.template hyper<T>(0);
+      with_loop_isa([&] {
+        std::fill(norm2, norm2 + L, 0.0);
+        std::int64_t j = 0;
+        for (; j + 2 <= n; j += 2) {  // two rows of the gradient, then their two steps
+          evaluate_diagonal_rows<2>(P, j, x + j * L, L, g, norm2, false, nullptr, nullptr);
+          step_coordinate(h, j, g);
+          step_coordinate(h, j + 1, g + L);
+        }
+        if (j < n) {
+          evaluate_diagonal_rows<1>(P, j, x + j * L, L, g, norm2, false, nullptr, nullptr);
+          step_coordinate(h, j, g);
+        }
+      });
+      if (all_diverged(t, nullptr)) return;
+      continue;
+    }
     double* const f = need_loss ? loss : nullptr;
     // Newton's solve needs the residual in double; else the gradient, rounded to T, goes
     // straight into g.
@@ -621,51 +710,17 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
       else
         gradient(g);
     });
-    if (t == mid) {
-      distance(x, xstar, n, L, dist.data());
-      for (std::int64_t c = 0; c < L; ++c)
-        if (alive[c]) err_mid[c] = dist[c];
-    }
+    if (t == mid) record_mid();
     if (t == steps) break;
-    // Diverged lanes: as simulate(), which stops at the first non-finite gradient or loss.
-    double any_nonfinite = 0.0;
-    with_loop_isa([&] { any_nonfinite = zero_if_finite(norm2, f, L); });
-    if (any_nonfinite != 0.0) {
-      for (std::int64_t c = 0; c < L; ++c)
-        if (alive[c] && !(std::isfinite(norm2[c]) && std::isfinite(loss[c]))) {
-          alive[c] = 0;
-          --live;
-          diverged[c] = true;
-          err_end[c] = std::numeric_limits<double>::infinity();
-          if (t < mid) err_mid[c] = err_end[c];
-        }
-      if (live == 0) return;  // else the diverged lanes run on, their values unused
-    }
+    if (all_diverged(t, f)) return;
     if (newton_step) {
       with_loop_isa([&] { newton->solve(residual, L); });
       for (std::size_t e = 0; e < nl; ++e) g[e] = static_cast<T>(residual[e]);
     }
-    if (first.before_step) {
-      // The hook counts steps (the same for every lane) and, for some methods, changes
-      // what differs between lanes: their hyper-parameters (bias corrections, decayed
-      // learning rates) or iRprop+'s "the loss went up"; those run it on every lane.
-      const std::int64_t hooked = first.hook_per_lane ? L : 1;
-      for (std::int64_t c = 0; c < hooked; ++c)
-        methods[c].before_step(methods[c].loop, t + 1, loss[c], prev_loss[c]);
-    }
-    if (first.hook_per_lane)
-      for (std::int64_t c = 0; c < L; ++c) {
-        store_lane(methods[c].loop.template hyper<T>(0), values, static_cast<std::int64_t>(vs), c);
-        reverts[c] = methods[c].lane_revert();
-      }
+    run_hook(t);
     const H h = first.loop.template hyper<T>(0);
     with_loop_isa([&] {
-      for (std::int64_t j = 0; j < n; ++j) {
-        ptrs[0] = x + j * L;
-        ptrs[1] = g + j * L;
-        for (std::size_t k = 0; k < M::kStates; ++k) ptrs[k + 2] = states[k] + j * L;
-        first.loop.template run<T>(ptrs, 0, 0, L, h, lane_hyper);
-      }
+      for (std::int64_t j = 0; j < n; ++j) step_coordinate(h, j, g + j * L);
     });
     if (need_loss) std::swap(prev_loss, loss);
   }
@@ -738,13 +793,17 @@ void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vec
   // enough of them to keep every thread busy, each small enough to stay in cache.
   std::vector<std::int64_t> order(R);
   for (std::int64_t r = 0; r < rows; ++r) order[r] = r;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::int64_t a, std::int64_t b) { return key[a] < key[b]; });
-  const std::int64_t per_thread = (rows + 2 * threads - 1) / (2 * threads);
+  if (std::adjacent_find(key.begin(), key.end(), std::not_equal_to<std::uint32_t>()) != key.end())
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::int64_t a, std::int64_t b) { return key[a] < key[b]; });
+  // At least two blocks per thread, and a whole number per thread, of equal size (in
+  // multiples of 8 lanes): a block more on one thread than on the other would leave that
+  // one alone for its whole length.
   const std::int64_t n_cells = std::max<std::int64_t>(P.n, 1);
-  const std::int64_t in_cache = std::max<std::int64_t>(kLaneCells / n_cells / 8 * 8, 8);
-  const std::int64_t lanes =
-      std::max<std::int64_t>(1, std::min<std::int64_t>({kMaxLanes, in_cache, (per_thread + 7) / 8 * 8}));
+  const std::int64_t cap = std::min<std::int64_t>(kMaxLanes, std::max<std::int64_t>(kLaneCells / n_cells / 8 * 8, 8));
+  std::int64_t n_blocks = std::max<std::int64_t>((rows + cap - 1) / cap, 2 * threads);
+  n_blocks = (n_blocks + threads - 1) / threads * threads;
+  const std::int64_t lanes = std::max<std::int64_t>(1, ((rows + n_blocks - 1) / n_blocks + 7) / 8 * 8);
   std::vector<std::pair<std::int64_t, std::int64_t>> blocks;  // [begin, end) in order
   for (std::int64_t b = 0; b < rows;) {
     std::int64_t e = b + 1;

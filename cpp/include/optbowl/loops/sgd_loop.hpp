@@ -26,17 +26,18 @@ struct SgdLoop {
   template <class T>
   rules::SgdHyper<T> hyper(std::int32_t tensor) const {
     const SgdGroup& G = groups[group_of[tensor]];
+    const T momentum = static_cast<T>(G.momentum);
     return {static_cast<T>(-G.lr),        static_cast<T>(G.weight_decay),
-            static_cast<T>(G.momentum),   static_cast<T>(1.0 - G.dampening),
+            momentum,                     static_cast<T>(1.0 - G.dampening),
             G.nesterov,                   G.maximize,
-            steps[tensor] == 1.0};
+            steps[tensor] == 1.0,         momentum != T(0)};
   }
 
   template <class T>
   std::uint32_t lane_key(std::int32_t tensor) const {
     const rules::SgdHyper<T> h = hyper<T>(tensor);
     return (h.maximize ? 1u : 0u) | (h.nesterov ? 2u : 0u) | (h.first_step ? 4u : 0u) |
-           (h.weight_decay != T(0) ? 8u : 0u);
+           (h.weight_decay != T(0) ? 8u : 0u) | (h.with_momentum ? 16u : 0u);
   }
 
   template <class T>
@@ -51,30 +52,31 @@ struct SgdLoop {
     T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
     const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
     T* OPTBOWL_RESTRICT buf = static_cast<T*>(a[2]);
+    // Momentum 0 (and so no buffer) as a constant too: a sweep's lanes agree on it.
     with_constant_flags(
         [&](auto maximize, auto nesterov, auto first_step, auto with_buf, auto decay) {
           rules::SgdHyper<T> hc = h;
           hc.maximize = maximize;
           hc.nesterov = nesterov;
           hc.first_step = first_step;
+          hc.with_momentum = with_buf;
           // A weight decay of 0 as a constant: the rule's test for it folds away (and a
           // sweep's lanes, which agree on it, load no weight decay).
           auto at = [&](std::int64_t i) {
             rules::SgdHyper<T> he = hyper(hc, i);
             if constexpr (!decltype(decay)::value) he.weight_decay = T(0);
-            if constexpr (!decltype(with_buf)::value) he.momentum = T(0);
             return he;
           };
           if constexpr (decltype(with_buf)::value) {
             OPTBOWL_IVDEP
             for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], buf[i], at(i));
-          } else {  // no buffers given: momentum is 0 in every group
+          } else {
             T unused = T(0);
             OPTBOWL_IVDEP
             for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], unused, at(i));
           }
         },
-        h.maximize, h.nesterov, h.first_step, buf != nullptr, h.weight_decay != T(0));
+        h.maximize, h.nesterov, h.first_step, h.with_momentum && buf != nullptr, h.weight_decay != T(0));
   }
 };
 

@@ -24,13 +24,14 @@ struct SgdHyper {
   bool nesterov;
   bool maximize;
   bool first_step;        // the momentum buffer starts as the gradient
+  bool with_momentum;     // momentum != 0: the buffer is read and written
 };
 
 template <class T>
 OPTBOWL_HD void sgd(T& p, T grad, T& momentum_buffer, const SgdHyper<T>& h) {
   T g = h.maximize ? -grad : grad;
   if (h.weight_decay != T(0)) g = fma_(p, h.weight_decay, g);
-  if (h.momentum != T(0)) {
+  if (h.with_momentum) {
     const T buf = h.first_step ? g : fma_(g, h.one_minus_dampening, momentum_buffer * h.momentum);
     momentum_buffer = buf;
     g = h.nesterov ? fma_(buf, h.momentum, g) : buf;
