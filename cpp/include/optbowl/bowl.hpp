@@ -674,54 +674,48 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
     first.loop.template run<T>(ptrs, 0, 0, L, h, lane_hyper);
   };
   for (std::int64_t t = 0;; ++t) {
-    if (one_pass) {
-      if (t == mid) record_mid();
-      if (t == steps) break;
-      run_hook(t);
-      const H h = first.loop.template hyper<T>(0);
-      with_loop_isa([&] {
-        std::fill(norm2, norm2 + L, 0.0);
-        std::int64_t j = 0;
-        for (; j + 2 <= n; j += 2) {  // two rows of the gradient, then their two steps
-          evaluate_diagonal_rows<2>(P, j, x + j * L, L, g, norm2, false, nullptr, nullptr);
-          step_coordinate(h, j, g);
-          step_coordinate(h, j + 1, g + L);
-        }
-        if (j < n) {
-          evaluate_diagonal_rows<1>(P, j, x + j * L, L, g, norm2, false, nullptr, nullptr);
-          step_coordinate(h, j, g);
-        }
-      });
-      if (all_diverged(t, nullptr)) return;
-      continue;
-    }
     double* const f = need_loss ? loss : nullptr;
     // Newton's solve needs the residual in double; else the gradient, rounded to T, goes
-    // straight into g.
-    with_loop_isa([&] {
-      auto gradient = [&](auto* out) {
-        if (diagonal)
-          evaluate_diagonal(P, x, L, out, norm2, f, quad, lin);
+    // straight into g. (In one pass, it is computed in the pass.)
+    if (!one_pass)
+      with_loop_isa([&] {
+        auto gradient = [&](auto* out) {
+          if (diagonal)
+            evaluate_diagonal(P, x, L, out, norm2, f, quad, lin);
+          else
+            evaluate(P, x, L, out, norm2, f);
+        };
+        if (newton_step)
+          gradient(residual);
         else
-          evaluate(P, x, L, out, norm2, f);
-      };
-      if (newton_step)
-        gradient(residual);
-      else
-        gradient(g);
-    });
+          gradient(g);
+      });
     if (t == mid) record_mid();
     if (t == steps) break;
-    if (all_diverged(t, f)) return;
+    if (!one_pass && all_diverged(t, f)) return;
     if (newton_step) {
       with_loop_isa([&] { newton->solve(residual, L); });
       for (std::size_t e = 0; e < nl; ++e) g[e] = static_cast<T>(residual[e]);
     }
     run_hook(t);
     const H h = first.loop.template hyper<T>(0);
+    // The loop over coordinates is written once, so that each loop is compiled into it once.
     with_loop_isa([&] {
-      for (std::int64_t j = 0; j < n; ++j) step_coordinate(h, j, g + j * L);
+      if (one_pass) std::fill(norm2, norm2 + L, 0.0);
+      for (std::int64_t j = 0; j < n; j += 2) {
+        const std::int64_t rows = std::min<std::int64_t>(2, n - j);
+        T* gj = g + j * L;
+        if (one_pass) {  // two rows of the gradient, then their two steps
+          gj = g;
+          if (rows == 2)
+            evaluate_diagonal_rows<2>(P, j, x + j * L, L, g, norm2, false, nullptr, nullptr);
+          else
+            evaluate_diagonal_rows<1>(P, j, x + j * L, L, g, norm2, false, nullptr, nullptr);
+        }
+        for (std::int64_t k = 0; k < rows; ++k) step_coordinate(h, j + k, gj + k * L);
+      }
     });
+    if (one_pass && all_diverged(t, nullptr)) return;
     if (need_loss) std::swap(prev_loss, loss);
   }
   distance(x, xstar, n, L, dist.data());

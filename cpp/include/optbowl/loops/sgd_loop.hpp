@@ -37,7 +37,8 @@ struct SgdLoop {
   std::uint32_t lane_key(std::int32_t tensor) const {
     const rules::SgdHyper<T> h = hyper<T>(tensor);
     return (h.maximize ? 1u : 0u) | (h.nesterov ? 2u : 0u) | (h.first_step ? 4u : 0u) |
-           (h.weight_decay != T(0) ? 8u : 0u) | (h.with_momentum ? 16u : 0u);
+           (h.weight_decay != T(0) ? 8u : 0u) | (h.with_momentum ? 16u : 0u) |
+           (h.one_minus_dampening == T(1) ? 32u : 0u);
   }
 
   template <class T>
@@ -52,31 +53,42 @@ struct SgdLoop {
     T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
     const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
     T* OPTBOWL_RESTRICT buf = static_cast<T*>(a[2]);
-    // Momentum 0 (and so no buffer) as a constant too: a sweep's lanes agree on it.
+    // Every flag is a constant, and so are a weight decay of 0, momentum 0 (no buffer) and
+    // a dampening of 0: the rule's tests for them fold away, and a sweep's lanes, which
+    // agree on them, load none of them. (With a dampening of 0, fma(g, 1, y) is g + y,
+    // rounded once, as with a loaded 1.) Nesterov, the first step and the dampening only
+    // matter with momentum.
+    auto body = [&](auto maximize, auto decay, auto with_buf, auto nesterov, auto first_step, auto undamped) {
+      rules::SgdHyper<T> hc = h;
+      hc.maximize = maximize;
+      hc.nesterov = nesterov;
+      hc.first_step = first_step;
+      hc.with_momentum = with_buf;
+      auto at = [&](std::int64_t i) {
+        rules::SgdHyper<T> he = hyper(hc, i);
+        if constexpr (!decltype(decay)::value) he.weight_decay = T(0);
+        if constexpr (decltype(undamped)::value) he.one_minus_dampening = T(1);
+        return he;
+      };
+      if constexpr (decltype(with_buf)::value) {
+        OPTBOWL_IVDEP
+        for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], buf[i], at(i));
+      } else {
+        T unused = T(0);
+        OPTBOWL_IVDEP
+        for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], unused, at(i));
+      }
+    };
     with_constant_flags(
-        [&](auto maximize, auto nesterov, auto first_step, auto with_buf, auto decay) {
-          rules::SgdHyper<T> hc = h;
-          hc.maximize = maximize;
-          hc.nesterov = nesterov;
-          hc.first_step = first_step;
-          hc.with_momentum = with_buf;
-          // A weight decay of 0 as a constant: the rule's test for it folds away (and a
-          // sweep's lanes, which agree on it, load no weight decay).
-          auto at = [&](std::int64_t i) {
-            rules::SgdHyper<T> he = hyper(hc, i);
-            if constexpr (!decltype(decay)::value) he.weight_decay = T(0);
-            return he;
-          };
-          if constexpr (decltype(with_buf)::value) {
-            OPTBOWL_IVDEP
-            for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], buf[i], at(i));
-          } else {
-            T unused = T(0);
-            OPTBOWL_IVDEP
-            for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], unused, at(i));
-          }
+        [&](auto maximize, auto decay) {
+          const std::false_type no;
+          if (h.with_momentum && buf != nullptr)
+            with_constant_flags([&](auto... c) { body(maximize, decay, std::true_type{}, c...); }, h.nesterov,
+                                h.first_step, h.one_minus_dampening == T(1));
+          else
+            body(maximize, decay, no, no, no, no);
         },
-        h.maximize, h.nesterov, h.first_step, h.with_momentum && buf != nullptr, h.weight_decay != T(0));
+        h.maximize, h.weight_decay != T(0));
   }
 };
 
