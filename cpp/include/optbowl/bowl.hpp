@@ -107,10 +107,10 @@ struct Method {
   }
 };
 
-// A sweep's blocks: at most kMaxLanes configurations, and about kLaneCells coordinates
-// (lanes x n) per array, so that a block's arrays stay in cache.
+// A sweep's blocks: at most kMaxLanes configurations, and their arrays (lanes x n
+// coordinates each) together about kBlockBytes, so that they stay in a core's cache.
 constexpr std::int64_t kMaxLanes = 512;
-constexpr std::int64_t kLaneCells = 32768;
+constexpr std::int64_t kBlockBytes = 512 * 1024;
 
 // ---------------------------------------------------------------------------------------
 // SimMethods: the methods of the simulator, set from one row of hyper-parameters.
@@ -511,6 +511,13 @@ Summary simulate(const Problem& P, const LU* newton, M method, const double* x0,
   return s;
 }
 
+// Whether simulate_lanes takes each step in one pass over the coordinates: with a diagonal
+// A, for a method that reads neither the loss nor Newton's direction.
+template <class M>
+bool steps_in_one_pass(const M& method, bool diagonal) {
+  return diagonal && method.direction != Direction::newton && !method.reads_loss;
+}
+
 // A block's arrays in one allocation, each on cache lines of its own and at a different
 // offset within a 4 KiB page: their lengths are often multiples of 4 KiB, and a load whose
 // address agrees with an older store's in the low 12 bits only may wait for it (4K
@@ -590,7 +597,7 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
   // the gradient of coordinates j and j + 1 is computed into two rows just before the loop
   // steps them, while x_j and x_j+1 are still in cache. The lanes that pass finds not finite are
   // marked after it, as diverged at that step.
-  const bool one_pass = diagonal && !newton_step && !need_loss;
+  const bool one_pass = steps_in_one_pass(first, diagonal);
   Arena arena;
   const std::size_t ax = arena.reserve<T>(nl), ag = arena.reserve<T>(one_pass ? 2 * l : nl);
   const std::size_t as = arena.reserve<T>(nl * M::kStates);
@@ -793,8 +800,15 @@ void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vec
   // At least two blocks per thread, and a whole number per thread, of equal size (in
   // multiples of 8 lanes): a block more on one thread than on the other would leave that
   // one alone for its whole length.
-  const std::int64_t n_cells = std::max<std::int64_t>(P.n, 1);
-  const std::int64_t cap = std::min<std::int64_t>(kMaxLanes, std::max<std::int64_t>(kLaneCells / n_cells / 8 * 8, 8));
+  if (rows == 0) return;
+  M m0;
+  ColumnMemo memo0;
+  set_row(m0, 0, memo0);
+  const std::int64_t cell_bytes = static_cast<std::int64_t>(
+      sizeof(T) * (1 + kStates + (steps_in_one_pass(m0, diagonal) ? 0 : 1)) +
+      (m0.direction == Direction::newton ? sizeof(double) : 0));
+  const std::int64_t in_cache = kBlockBytes / cell_bytes / std::max<std::int64_t>(P.n, 1) / 8 * 8;
+  const std::int64_t cap = std::min<std::int64_t>(kMaxLanes, std::max<std::int64_t>(in_cache, 8));
   std::int64_t n_blocks = std::max<std::int64_t>((rows + cap - 1) / cap, 2 * threads);
   n_blocks = (n_blocks + threads - 1) / threads * threads;
   const std::int64_t lanes = std::max<std::int64_t>(1, ((rows + n_blocks - 1) / n_blocks + 7) / 8 * 8);
