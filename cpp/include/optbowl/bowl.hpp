@@ -391,9 +391,9 @@ void evaluate(const Problem& P, const T* x, std::int64_t lanes, R* residual, dou
 // but both give a non-finite |Ax − b|², which is all a sweep reads of that step before it
 // marks the lane diverged. Two rows at a time read and write norm2 half as often.
 template <int RB, class T, class R>
-void evaluate_diagonal_rows(const Problem& P, std::int64_t i, const T* OPTBOWL_RESTRICT xi, std::int64_t lanes,
-                            R* OPTBOWL_RESTRICT r, double* OPTBOWL_RESTRICT norm2, bool f,
-                            double* OPTBOWL_RESTRICT quad, double* OPTBOWL_RESTRICT lin) {
+void evaluate_diagonal_rows(const Problem& P, std::int64_t i, const T* OPTBOWL_RESTRICT xi,
+                            std::int64_t lanes, R* OPTBOWL_RESTRICT r, double* OPTBOWL_RESTRICT norm2,
+                            bool f, double* OPTBOWL_RESTRICT quad, double* OPTBOWL_RESTRICT lin) {
   const std::int64_t L = lanes;
   double a[RB], bi[RB];
   for (int k = 0; k < RB; ++k) {
@@ -595,8 +595,8 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
   // With a diagonal A, coordinate j's gradient needs only x_j. When the method reads
   // neither the loss nor Newton's direction, a step is then one pass over the coordinates:
   // the gradient of coordinates j and j + 1 is computed into two rows just before the loop
-  // steps them, while x_j and x_j+1 are still in cache. The lanes that pass finds not finite are
-  // marked after it, as diverged at that step.
+  // steps them, while x_j and x_j+1 are still in cache. The lanes that pass finds not
+  // finite are marked after it, as diverged at that step.
   const bool one_pass = steps_in_one_pass(first, diagonal);
   Arena arena;
   const std::size_t ax = arena.reserve<T>(nl), ag = arena.reserve<T>(one_pass ? 2 * l : nl);
@@ -797,10 +797,9 @@ void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vec
   if (std::adjacent_find(key.begin(), key.end(), std::not_equal_to<std::uint32_t>()) != key.end())
     std::stable_sort(order.begin(), order.end(),
                      [&](std::int64_t a, std::int64_t b) { return key[a] < key[b]; });
-  // At least two blocks per thread, and a whole number per thread, of equal size (in
-  // multiples of 8 lanes): a block more on one thread than on the other would leave that
-  // one alone for its whole length.
   if (rows == 0) return;
+  // A block's arrays in bytes per lane and coordinate: x, the states, and the gradient
+  // (one row in one pass) or Newton's residual.
   M m0;
   ColumnMemo memo0;
   set_row(m0, 0, memo0);
@@ -809,6 +808,9 @@ void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vec
       (m0.direction == Direction::newton ? sizeof(double) : 0));
   const std::int64_t in_cache = kBlockBytes / cell_bytes / std::max<std::int64_t>(P.n, 1) / 8 * 8;
   const std::int64_t cap = std::min<std::int64_t>(kMaxLanes, std::max<std::int64_t>(in_cache, 8));
+  // At least two blocks per thread, and a whole number per thread, of about equal size (in
+  // multiples of 8 lanes): a block more on one thread than on the other would leave that
+  // one alone for its whole length.
   std::int64_t n_blocks = std::max<std::int64_t>((rows + cap - 1) / cap, 2 * threads);
   n_blocks = (n_blocks + threads - 1) / threads * threads;
   const std::int64_t lanes = std::max<std::int64_t>(1, ((rows + n_blocks - 1) / n_blocks + 7) / 8 * 8);
