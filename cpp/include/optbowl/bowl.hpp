@@ -653,7 +653,7 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
     return live == 0;
   };
   auto record_mid = [&] {
-    distance(x, xstar, n, L, dist.data());
+    with_loop_isa([&] { distance(x, xstar, n, L, dist.data()); });
     for (std::int64_t c = 0; c < L; ++c)
       if (alive[c]) err_mid[c] = dist[c];
   };
@@ -725,7 +725,7 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
     if (one_pass && all_diverged(t, nullptr)) return;
     if (need_loss) std::swap(prev_loss, loss);
   }
-  distance(x, xstar, n, L, dist.data());
+  with_loop_isa([&] { distance(x, xstar, n, L, dist.data()); });
   for (std::int64_t c = 0; c < L; ++c)
     if (alive[c]) {
       err_end[c] = dist[c];
