@@ -825,10 +825,9 @@ class SweepResult:
         ‖x_steps − x*‖.
     diverged : ndarray of bool
         The run ended no closer than it started, or left the finite numbers.
-    rate : ndarray
-        Measured contraction per step over the second half of the run
-        (``measured_rate(err[steps // 2], err[steps], steps − steps // 2)``).
     initial_error : float
+
+    The measured rate is :attr:`rate`, computed when first read.
     """
 
     def __init__(self, bowl, method, steps, hyper, initial_error, err_mid, err_end, diverged):
@@ -843,7 +842,8 @@ class SweepResult:
 
     @functools.cached_property
     def rate(self) -> np.ndarray:
-        """Measured contraction per step over the second half of the runs (computed when
+        """Measured contraction per step over the second half of each run,
+        ``measured_rate(err[steps // 2], err[steps], steps − steps // 2)`` (computed when
         first read)."""
         return measured_rate(self._err_mid, self.final_error, self.steps - self.steps // 2)
 
