@@ -34,6 +34,7 @@ struct RpropGroup {
 // With compact_state, prev/direction is an std::int8_t sign code (rules/rprop.hpp).
 struct RpropLoop {
   static constexpr std::size_t K = 5;
+  static constexpr bool kAvx512 = true;  // the int8 sign codes gain from AVX-512 (multi_tensor.hpp)
   RpropVariant variant = RpropVariant::irprop_minus;
   std::vector<RpropGroup> groups;
   std::vector<std::int32_t> group_of;  // tensor -> group

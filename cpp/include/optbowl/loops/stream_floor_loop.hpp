@@ -23,6 +23,7 @@ template <std::size_t W, std::size_t R>
 struct StreamFloorLoop {
   static_assert(W >= 1, "the floor writes at least one array");
   static constexpr std::size_t K = W + R;
+  static constexpr bool kAvx512 = true;  // the widest loads and stores the CPU has
   double scale = 1.0;
   double shift = 0.0;
 
