@@ -73,8 +73,8 @@ void register_runtime(py::module_& m) {
 
   m.def("cpu_isa", [] { return std::string(isa_name(isa_setting())); },
         "The instruction set the loops run with: 'avx512', 'avx2' or 'baseline'. With 'avx512'\n"
-        "only the Rprop loop and the floor kernel use 512-bit vectors; the others run their AVX2\n"
-        "build, which is faster there.");
+        "only the Rprop and QuickProp loops and the floor kernel use 512-bit vectors; the\n"
+        "others run their AVX2 build, which is as fast or faster there.");
   m.def("detected_isa", [] { return std::string(isa_name(detect_isa())); },
         "The best instruction set this CPU supports (of 'avx512', 'avx2', 'baseline').");
   m.def(
