@@ -303,16 +303,15 @@ OPTBOWL_TARGET_AVX512 void run_chunks_avx512(const Rule& rule, const TensorTable
 // Whether a Loop runs its AVX-512 runner on an AVX-512 CPU: only a Loop that declares
 // `static constexpr bool kAvx512 = true;` does; every other one runs its AVX2 runner there.
 // 512-bit vectors pay where the loop is nothing but loads, stores and simple arithmetic,
-// uses AVX-512's byte and mask instructions (Rprop's int8 compact state: 1.2-1.5x faster
-// than with AVX2), or meets subnormal numbers on a CPU that handles them in microcode
-// (QuickProp, whose steps decay into them: an assist per instruction, so half as many with
-// twice the lanes). Measured, one thread, 16M float32 elements, time with 512-bit vectors
+// or is mostly comparisons and selects, which AVX-512 does in mask registers (Rprop, whose
+// int8 compact state also needs AVX-512's byte instructions: 1.2-1.5x faster than with
+// AVX2; QuickProp). Measured, one thread, 16M float32 elements, time with 512-bit vectors
 // over time with AVX2: on AMD EPYC (Zen 4) Adam 1.26, AdamW 1.44, centered RMSprop 1.16,
 // Nesterov 1.13, AdaGrad and QuickProp 1.08, Rprop 0.7-1.0; on an Intel Xeon with AVX-512
-// and AMX 0.98-1.04 for the first five, QuickProp 0.77 (0.4 once 30 % of its steps are
-// subnormal), Rprop 0.8-0.95. AVX-512 narrowed to 256-bit vectors matched AVX2 except for
-// QuickProp (1.7x: its four cases became mask registers spilled to the stack). GCC's own
-// tuning prefers 256-bit vectors on AVX-512 CPUs, for the same reason.
+// and AMX 0.98-1.04 for the first five, QuickProp 0.89 (0.73 at 1M elements, in cache),
+// Rprop 0.8-0.95. AVX-512 narrowed to 256-bit vectors matched AVX2 except for QuickProp
+// (1.7x: its four cases became mask registers spilled to the stack). GCC's own tuning
+// prefers 256-bit vectors on AVX-512 CPUs, for the same reason.
 template <class Rule, class = void>
 struct runs_avx512 : std::false_type {};
 template <class Rule>

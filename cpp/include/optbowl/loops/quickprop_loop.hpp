@@ -19,7 +19,7 @@ struct QuickpropGroup {
 // Pointers per tensor: param, grad, previous gradient, previous step.
 struct QuickpropLoop {
   static constexpr std::size_t K = 4;
-  static constexpr bool kAvx512 = true;  // half the subnormal assists of AVX2 (multi_tensor.hpp)
+  static constexpr bool kAvx512 = true;  // its selects gain on Intel (multi_tensor.hpp)
   std::vector<QuickpropGroup> groups;
   std::vector<std::int32_t> group_of;  // tensor -> group
 

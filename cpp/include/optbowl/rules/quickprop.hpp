@@ -12,6 +12,8 @@
 //   included):                                            delta = max_growth * delta_prev
 //   otherwise:  r is clamped to [-max_growth, max_growth], so |delta| <= max_growth * |delta_prev|.
 // g is -grad when maximizing. NaN gradients give NaN moves (nothing hides them).
+// The steps shrink geometrically as an element settles, into subnormal numbers: the two
+// products with delta_prev avoid the CPU's slow path for them (math.hpp), same bits.
 #pragma once
 #include "optbowl/config.hpp"
 #include "optbowl/math.hpp"
@@ -27,11 +29,6 @@ struct QuickpropHyper {
 };
 
 template <class T>
-OPTBOWL_HD T magnitude(T x) {
-  return x < T(0) ? -x : x;
-}
-
-template <class T>
 OPTBOWL_HD void quickprop(T& p, T grad, T& prev_grad, T& prev_step, const QuickpropHyper<T>& h) {
   const T g = h.maximize ? -grad : grad;
   const T g_prev = prev_grad;
@@ -41,11 +38,13 @@ OPTBOWL_HD void quickprop(T& p, T grad, T& prev_grad, T& prev_step, const Quickp
     delta = h.neg_lr * g;
   } else if (g == T(0)) {
     delta = T(0);
-  } else if (sign(g) == sign(g_prev) && magnitude(g) >= magnitude(g_prev)) {
-    delta = h.max_growth * d_prev;
   } else {
-    const T ratio = clamp(g / (g_prev - g), -h.max_growth, h.max_growth);
-    delta = ratio * d_prev;
+    // sign(g) == sign(g_prev) && |g| >= |g_prev| for g != 0 (false for a NaN g or g_prev
+    // and for g_prev == 0), in four comparisons. The factor first, then one product (the
+    // vectorised loop computes both branches).
+    const bool steeper = g_prev > T(0) ? g >= g_prev : (g_prev < T(0) && g <= g_prev);
+    const T factor = steeper ? h.max_growth : clamp(g / (g_prev - g), -h.max_growth, h.max_growth);
+    delta = product_past_subnormals(factor, d_prev);
   }
   p = p + delta;
   prev_grad = g;
