@@ -309,7 +309,7 @@ OPTBOWL_TARGET_AVX512 void run_chunks_avx512(const Rule& rule, const TensorTable
 // over time with AVX2: on AMD EPYC (Zen 4) Adam 1.26, AdamW 1.44, centered RMSprop 1.16,
 // Nesterov 1.13, AdaGrad and QuickProp 1.08, Rprop 0.7-1.0; on an Intel Xeon with AVX-512
 // and AMX 0.98-1.04 for the first five, QuickProp 0.89 (0.73 at 1M elements, in cache),
-// Rprop 0.8-0.95. AVX-512 narrowed to 256-bit vectors matched AVX2 except for QuickProp
+// Rprop 0.77-0.95. AVX-512 narrowed to 256-bit vectors matched AVX2 except for QuickProp
 // (1.7x: its four cases became mask registers spilled to the stack). GCC's own tuning
 // prefers 256-bit vectors on AVX-512 CPUs, for the same reason.
 template <class Rule, class = void>

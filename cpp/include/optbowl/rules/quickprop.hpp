@@ -12,8 +12,8 @@
 //   included):                                            delta = max_growth * delta_prev
 //   otherwise:  r is clamped to [-max_growth, max_growth], so |delta| <= max_growth * |delta_prev|.
 // g is -grad when maximizing. NaN gradients give NaN moves (nothing hides them).
-// The steps shrink geometrically as an element settles, into subnormal numbers: the two
-// products with delta_prev avoid the CPU's slow path for them (math.hpp), same bits.
+// The steps shrink geometrically as an element settles, into subnormal numbers: the
+// product with delta_prev avoids the CPU's slow path for them (math.hpp), same bits.
 #pragma once
 #include "optbowl/config.hpp"
 #include "optbowl/math.hpp"
