@@ -35,3 +35,25 @@ def pytest_configure(config):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261123)
+
+
+@pytest.fixture
+def restore_isa():
+    """Puts back the loops' instruction set after the test."""
+    from optbowl import _core
+
+    before = _core.cpu_isa()
+    yield
+    _core.set_cpu_isa(before)
+
+
+@pytest.fixture(params=["baseline", "avx2", "avx512"])
+def each_isa(request, restore_isa):
+    """The test once per instruction set, the loops set to it; those this CPU lacks skip."""
+    from optbowl import _core
+
+    try:
+        _core.set_cpu_isa(request.param)
+    except ValueError as e:
+        pytest.skip(str(e))
+    return request.param

@@ -14,13 +14,6 @@ def _available():
     return ISAS[: best + 1]
 
 
-@pytest.fixture
-def restore_isa():
-    before = _core.cpu_isa()
-    yield
-    _core.set_cpu_isa(before)
-
-
 def test_isa_reporting(restore_isa):
     assert _core.cpu_isa() in ISAS
     assert _core.detected_isa() in ISAS

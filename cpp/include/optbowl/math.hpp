@@ -48,8 +48,8 @@ OPTBOWL_HD T fma_(T a, T b, T c) {
 // between float and double take no such path. So a float32 product is taken in double,
 // where it is exact and never subnormal, and rounded once to float: the float product bit
 // for bit, subnormal results included. The barrier keeps the compiler from folding it back
-// into the float product it equals. Only GCC >= 12 has one; elsewhere, and
-// for double and on the GPU (subnormals at full speed), this is the plain product.
+// into the float product it equals. Only GCC >= 12 has one; elsewhere, and for double and
+// on the GPU (subnormals at full speed), this is the plain product.
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__) && __GNUC__ >= 12
 #define OPTBOWL_FLOAT_PRODUCT_IN_DOUBLE 1
 #else
