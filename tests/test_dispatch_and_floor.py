@@ -87,6 +87,36 @@ def test_every_isa_gives_identical_sweeps_and_runs(restore_isa, method, hyper, d
             np.testing.assert_array_equal(a, b, err_msg=f"{isa} differs from baseline")
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sweep_tiles_of_every_isa_equal_individual_runs(each_isa, dtype, threads):
+    # Enough configurations that the gradient runs every tile of the ISA (AVX-512: 32 and 8
+    # lanes; AVX2 and SSE2: 8) and single-lane remainders, over 13 coordinates (blocks of
+    # 8 or 6 rows, then 2 and 1); irprop+ reads the loss, so f is computed in the tiles too.
+    # Each configuration must be bowl.run's, which takes one lane, bit for bit. (The sweep's
+    # error is the norm summed in coordinate order; NumPy's norm, which Trajectory uses,
+    # sums 13 squares pairwise.)
+    bowl = ob.QuadraticBowl.from_eigenvalues(np.linspace(1.0, 40.0, 13), rotate=True, seed=5)
+    x0 = np.linspace(-1.0, 1.0, 13)
+    lr = np.geomspace(1e-3, 0.3, 61)
+    eta_plus = np.array([1.1, 1.2, 1.3, 1.5, 2.0])
+    before = ob.get_num_threads()
+    try:
+        ob.set_num_threads(threads)
+        res = ob.sweep(bowl, "rprop", x0, 25, dtype=dtype, lr=lr[:, None], etas=(0.5, eta_plus),
+                       variant="irprop+")
+    finally:
+        ob.set_num_threads(before)
+    assert res.shape == (61, 5) and not res.diverged.all()
+    for i, j in np.ndindex(res.shape):
+        run = bowl.run("rprop", x0, 25, dtype=dtype, lr=lr[i], etas=(0.5, eta_plus[j]), variant="irprop+")
+        squares = 0.0
+        for d in run.x[-1].astype(np.float64) - bowl.minimizer:
+            squares += float(d) * float(d)
+        assert res.final_error[i, j] == np.sqrt(squares), (i, j)
+        assert res.rate[i, j] == pytest.approx(run.measured_rate(), rel=1e-12, nan_ok=True), (i, j)
+
+
 def test_threads_do_not_change_results():
     before = ob.get_num_threads()
     try:
