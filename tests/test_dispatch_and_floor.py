@@ -14,6 +14,22 @@ def _available():
     return ISAS[: best + 1]
 
 
+@pytest.fixture
+def restore_wide_in_cache():
+    before = _core.wide_in_cache_bytes()
+    yield
+    _core.set_wide_in_cache_bytes(before)
+
+
+def test_wide_in_cache_bytes_setting(restore_wide_in_cache):
+    assert _core.wide_in_cache_bytes() >= 0
+    _core.set_wide_in_cache_bytes(123)
+    assert _core.wide_in_cache_bytes() == 123
+    with pytest.raises(ValueError, match="bytes"):
+        _core.set_wide_in_cache_bytes(-1)
+    assert _core.wide_in_cache_bytes() == 123
+
+
 def test_isa_reporting(restore_isa):
     assert _core.cpu_isa() in ISAS
     assert _core.detected_isa() in ISAS
@@ -38,6 +54,11 @@ def _run_all_rules(seed, dtype):
           ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")),
         lambda p: ob.Rprop(p, lr=0.05, compact_state=True),
         lambda p: ob.Adagrad(p, lr=0.1, weight_decay=0.01, lr_decay=0.001),
+        lambda p: ob.RMSprop(p, lr=0.01, centered=True, momentum=0.9, weight_decay=0.01),
+        lambda p: ob.Adam(p, lr=0.01, amsgrad=True, weight_decay=0.01),
+        lambda p: ob.AdamW(p, lr=0.01),
+        lambda p: ob.SGD(p, lr=0.01, momentum=0.9, nesterov=True),
+        lambda p: ob.QuickProp(p, lr=0.01),
     ]:
         params = [rng.standard_normal(s).astype(dtype) for s in shapes]
         opt = make(params)
@@ -51,11 +72,17 @@ def _run_all_rules(seed, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_every_isa_gives_identical_results(restore_isa, dtype):
+def test_every_isa_gives_identical_results(restore_isa, restore_wide_in_cache, dtype):
+    # With 'avx512', AdaGrad, RMSprop and Adam run their AVX-512 build on steps of at most
+    # wide_in_cache_bytes (the default depends on the CPU): both ways here.
     results = {}
     for isa in _available():
         _core.set_cpu_isa(isa)
+        _core.set_wide_in_cache_bytes(0)
         results[isa] = _run_all_rules(7, dtype)
+        if isa == "avx512":
+            _core.set_wide_in_cache_bytes(1 << 62)
+            results["avx512-wide"] = _run_all_rules(7, dtype)
     base = results["baseline"]
     for isa, got in results.items():
         for rule_a, rule_b in zip(base, got):

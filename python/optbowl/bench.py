@@ -348,6 +348,7 @@ def machine() -> Dict[str, Any]:
         "logical_cpus": os.cpu_count(),
         "isa": _core.cpu_isa(),
         "detected_isa": _core.detected_isa(),
+        "wide_in_cache_bytes": _core.wide_in_cache_bytes(),
         "threads": _core.get_num_threads(),
         "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
         "optbowl": __version__,

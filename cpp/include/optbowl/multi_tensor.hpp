@@ -247,6 +247,7 @@ inline const char* isa_name(Isa isa) {
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && \
     !defined(__CUDACC__)
 #define OPTBOWL_X86_DISPATCH 1
+#include <cpuid.h>
 #define OPTBOWL_TARGET_AVX512                                                                   \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi,bmi2,popcnt,f16c,"      \
                         "prefer-vector-width=512"),                                              \
@@ -300,8 +301,11 @@ OPTBOWL_TARGET_AVX512 void run_chunks_avx512(const Rule& rule, const TensorTable
 }
 #endif
 
-// Whether a Loop runs its AVX-512 runner on an AVX-512 CPU: only a Loop that declares
-// `static constexpr bool kAvx512 = true;` does; every other one runs its AVX2 runner there.
+// Whether a Loop runs its AVX-512 runner on an AVX-512 CPU: a Loop that declares
+// `static constexpr bool kAvx512 = true;` always does; one that declares
+// `static constexpr bool kAvx512InCache = true;` does when the step's arrays fit in cache
+// on a CPU where that pays (wide_in_cache_bytes below); every other one runs its AVX2
+// runner there.
 // 512-bit vectors pay where the loop is nothing but loads, stores and simple arithmetic,
 // or is mostly comparisons and selects, which AVX-512 does in mask registers (Rprop, whose
 // int8 compact state also needs AVX-512's byte instructions: 1.2-1.5x faster than with
@@ -309,25 +313,62 @@ OPTBOWL_TARGET_AVX512 void run_chunks_avx512(const Rule& rule, const TensorTable
 // over time with AVX2: on AMD EPYC (Zen 4) Adam 1.26, AdamW 1.44, centered RMSprop 1.16,
 // Nesterov 1.13, AdaGrad and QuickProp 1.08, Rprop 0.7-1.0; on an Intel Xeon with AVX-512
 // and AMX 0.98-1.04 for the first five, QuickProp 0.89 (0.73 at 1M elements, in cache),
-// Rprop 0.77-0.95. AVX-512 narrowed to 256-bit vectors matched AVX2 except for QuickProp
+// Rprop 0.77-0.95; on AMD EPYC (Zen 5) Adam 1.19, AdamW 1.34, the others 1.00-1.07 (two
+// threads: 1.00-1.07). AVX-512 narrowed to 256-bit vectors matched AVX2 except for QuickProp
 // (1.7x: its four cases became mask registers spilled to the stack). GCC's own tuning
 // prefers 256-bit vectors on AVX-512 CPUs, for the same reason.
 template <class Rule, class = void>
 struct runs_avx512 : std::false_type {};
 template <class Rule>
 struct runs_avx512<Rule, std::void_t<decltype(Rule::kAvx512)>> : std::bool_constant<Rule::kAvx512> {};
+template <class Rule, class = void>
+struct runs_avx512_in_cache : std::false_type {};
+template <class Rule>
+struct runs_avx512_in_cache<Rule, std::void_t<decltype(Rule::kAvx512InCache)>>
+    : std::bool_constant<Rule::kAvx512InCache> {};
 
+// The loops whose steps are bound by square roots and divisions once their arrays are in
+// cache (AdaGrad, RMSprop, Adam: kAvx512InCache) run 512-bit vectors on steps of at most
+// this many bytes of arrays; 0: never. AMD's Zen 5 (family 1Ah) divides and takes square
+// roots of 512-bit vectors at twice the rate of 256-bit ones: two threads, float32, time
+// with 512-bit vectors over time with AVX2, AdaGrad 0.58 / 0.86 / 0.95 at 1M / 2M / 4M
+// elements, RMSprop 0.66 at 1M, Adam 0.74 / 1.09 / 1.20 at 1M / 2M / 4M, float64 AdaGrad
+// 0.60 and Adam 0.82 at 1M. Past its 32 MiB L3 the steps stream from memory and 512-bit
+// vectors lose a little (above); hence 24 MiB. Intel's Xeon showed no such gain (1M
+// elements: 0.94-1.11) and Zen 4 splits 512-bit vectors in two: 0 there.
+inline bool cpu_is_amd_family_1ah_or_later() {
+#if OPTBOWL_X86_DISPATCH
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+  const bool amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;  // "AuthenticAMD"
+  if (!amd || !__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const unsigned base = (a >> 8) & 0xf, extended = (a >> 20) & 0xff;
+  return (base == 0xf ? base + extended : base) >= 0x1a;
+#else
+  return false;
+#endif
+}
+
+inline std::int64_t& wide_in_cache_bytes() {
+  static std::int64_t bytes = cpu_is_amd_family_1ah_or_later() ? (std::int64_t{24} << 20) : 0;
+  return bytes;
+}
+
+// The runner of Rule for a step over `bytes` bytes of arrays.
 template <class Rule, std::size_t K>
-ChunkRunner<Rule, K> chunk_runner() {
+ChunkRunner<Rule, K> chunk_runner(std::int64_t bytes) {
 #if OPTBOWL_X86_DISPATCH
   switch (isa_setting()) {
     case Isa::avx512:
       if constexpr (runs_avx512<Rule>::value) return &run_chunks_avx512<Rule, K>;
+      if constexpr (runs_avx512_in_cache<Rule>::value)
+        if (bytes <= wide_in_cache_bytes()) return &run_chunks_avx512<Rule, K>;
       return &run_chunks_avx2<Rule, K>;
     case Isa::avx2: return &run_chunks_avx2<Rule, K>;
     default: break;
   }
 #endif
+  (void)bytes;
   return &run_chunks_baseline<Rule, K>;
 }
 
@@ -373,7 +414,10 @@ template <class Rule, std::size_t K>
 void for_each_element(const Rule& rule, const TensorTable<K>& t) {
   const std::int64_t total = t.numel();
   if (total == 0) return;
-  const ChunkRunner<Rule, K> run = chunk_runner<Rule, K>();
+  std::int64_t bytes = 0;  // of the step's arrays, at most K per element
+  for (std::size_t i = 0; i < t.size(); ++i)
+    bytes += t.sizes[i] * static_cast<std::int64_t>(K * (t.dtypes[i] == DType::f32 ? 4 : 8));
+  const ChunkRunner<Rule, K> run = chunk_runner<Rule, K>(bytes);
   const int threads = max_threads();
   if (total < kParallelMin || threads <= 1) {
     for (std::size_t i = 0; i < t.size(); ++i) {

@@ -19,6 +19,7 @@ struct AdagradGroup {
 // Pointers per tensor: param, grad, sum.
 struct AdagradLoop {
   static constexpr std::size_t K = 3;
+  static constexpr bool kAvx512InCache = true;  // square roots and divisions (multi_tensor.hpp)
   std::vector<AdagradGroup> groups;
   std::vector<std::int32_t> group_of;  // tensor -> group
   std::vector<double> steps;           // tensor -> step count t (after this step's increment)

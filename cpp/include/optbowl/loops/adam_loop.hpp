@@ -20,6 +20,7 @@ struct AdamGroup {
 // Pointers per tensor: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (used with amsgrad).
 struct AdamLoop {
   static constexpr std::size_t K = 5;
+  static constexpr bool kAvx512InCache = true;  // square roots and divisions (multi_tensor.hpp)
   std::vector<AdamGroup> groups;
   std::vector<std::int32_t> group_of;  // tensor -> group
   std::vector<double> steps;           // tensor -> step count t (after this step's increment)

@@ -28,6 +28,7 @@ struct RmspropGroup {
 // buffer (used when momentum > 0).
 struct RmspropLoop {
   static constexpr std::size_t K = 5;
+  static constexpr bool kAvx512InCache = true;  // square roots and divisions (multi_tensor.hpp)
   std::vector<RmspropGroup> groups;
   std::vector<std::int32_t> group_of;  // tensor -> group
 
