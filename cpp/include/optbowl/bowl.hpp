@@ -325,66 +325,21 @@ struct Summary {
 // what it would be alone (lanes = 1), in the same order; lanes only let the compiler
 // vectorise across configurations.
 
-// residual = Ax − b (accumulated in double over j in order, stored as R: double, or the
-// parameters' dtype when it is the gradient itself) and norm2 = |Ax − b|² for lanes
-// c0 .. c0 + W − 1; with `f`, also f = ½xᵀAx − bᵀx + c. W is a compile-time width, and
-// rows go 4 (then 2, then 1) at a time. Each lane's arithmetic, and its order, is that of a
-// lone run (W = 1). This scalar form serves single lanes, and every width on compilers
-// without GCC's vector extensions; evaluate_tile below is the vector form.
-template <int W, class T, class R>
-void evaluate_lanes(const Problem& P, const T* x, std::int64_t lanes, std::int64_t c0, R* residual,
-                    double* norm2, double* f) {
-  const std::int64_t n = P.n, L = lanes;
-  double nrm[W], quad[W], lin[W];
-  for (int w = 0; w < W; ++w) nrm[w] = quad[w] = lin[w] = 0.0;
-  auto rows = [&](auto rb, std::int64_t i0) {
-    constexpr int RB = decltype(rb)::value;
-    double acc[RB][W];
-    for (int k = 0; k < RB; ++k)
-      for (int w = 0; w < W; ++w) acc[k][w] = 0.0;
-    for (std::int64_t j = 0; j < n; ++j) {
-      const T* xj = x + j * L + c0;
-      for (int k = 0; k < RB; ++k) {
-        const double a = P.A[(i0 + k) * n + j];
-        for (int w = 0; w < W; ++w) acc[k][w] += a * static_cast<double>(xj[w]);
-      }
-    }
-    for (int k = 0; k < RB; ++k) {
-      const std::int64_t i = i0 + k;
-      const double bi = P.b[i];
-      const T* xi = x + i * L + c0;
-      R* r = residual + i * L + c0;
-      for (int w = 0; w < W; ++w) {
-        if (f) {
-          quad[w] += static_cast<double>(xi[w]) * acc[k][w];
-          lin[w] += bi * static_cast<double>(xi[w]);
-        }
-        const double res = acc[k][w] - bi;
-        r[w] = static_cast<R>(res);
-        nrm[w] += res * res;
-      }
-    }
-  };
-  std::int64_t i = 0;
-  for (; i + 4 <= n; i += 4) rows(std::integral_constant<int, 4>{}, i);
-  for (; i + 2 <= n; i += 2) rows(std::integral_constant<int, 2>{}, i);
-  for (; i < n; ++i) rows(std::integral_constant<int, 1>{}, i);
-  for (int w = 0; w < W; ++w) {
-    norm2[c0 + w] = nrm[w];
-    if (f) f[c0 + w] = 0.5 * quad[w] - lin[w] + P.c;
-  }
-}
-
-#if defined(__GNUC__) || defined(__clang__)
-#define OPTBOWL_VECTOR_EXTENSIONS 1
-// N lanes in one value of GCC's (and Clang's) vector extension: its + and * are the
-// lane-wise IEEE operations. Vecs<N>::D is N doubles (and F, N floats) and should be the
-// register width of the ISA it is compiled for: 8 for AVX-512, 4 for AVX2, 2 for SSE2
-// (wider ones go through memory). Written out like this, the lanes cannot be vectorised
-// the wrong way: GCC, left to the scalar form above with 8 lanes, vectorised the loop
-// over j instead, with an in-order reduction per lane, 8x slower.
+// N lanes of doubles (D) and floats (F) as one value: N = 1 is a plain double. Wider ones
+// are values of GCC's (and Clang's) vector extension, whose + and * are the lane-wise IEEE
+// operations; N should be the register width of the ISA they are compiled for: 8 for
+// AVX-512, 4 for AVX2, 2 for SSE2 (wider ones go through memory). Written out like this,
+// the lanes cannot be vectorised the wrong way: GCC, left to plain loops over 8 lanes,
+// vectorised the loop over j instead, with an in-order reduction per lane, 8x slower.
 template <int N>
 struct Vecs;
+template <>
+struct Vecs<1> {
+  typedef double D;
+  typedef float F;
+};
+#if defined(__GNUC__) || defined(__clang__)
+#define OPTBOWL_VECTOR_EXTENSIONS 1
 template <>
 struct Vecs<8> {
   typedef double D __attribute__((vector_size(64)));
@@ -400,13 +355,16 @@ struct Vecs<2> {
   typedef double D __attribute__((vector_size(16)));
   typedef float F __attribute__((vector_size(8)));
 };
+#endif
 
 // N lanes of x (double or float) as doubles, and N doubles stored as R. (By reference: a
 // vector passed or returned by value would take an ABI that depends on the ISA that a
 // non-inlined copy was compiled for.)
 template <int N, class T>
 inline void load_lanes(typename Vecs<N>::D& v, const T* p) {
-  if constexpr (std::is_same_v<T, double>) {
+  if constexpr (N == 1) {
+    v = static_cast<double>(*p);
+  } else if constexpr (std::is_same_v<T, double>) {
     std::memcpy(&v, p, sizeof v);
   } else {
     typename Vecs<N>::F w;
@@ -417,7 +375,9 @@ inline void load_lanes(typename Vecs<N>::D& v, const T* p) {
 
 template <int N, class R>
 inline void store_lanes(R* p, const typename Vecs<N>::D& v) {
-  if constexpr (std::is_same_v<R, double>) {
+  if constexpr (N == 1) {
+    *p = static_cast<R>(v);
+  } else if constexpr (std::is_same_v<R, double>) {
     std::memcpy(p, &v, sizeof v);
   } else {
     const typename Vecs<N>::F w = __builtin_convertvector(v, typename Vecs<N>::F);
@@ -425,9 +385,12 @@ inline void store_lanes(R* p, const typename Vecs<N>::D& v) {
   }
 }
 
-// evaluate_lanes for V vectors of N lanes from c0, RB rows at a time (then fewer): the
-// RB x V accumulators stay in registers while j runs, each load of x_j serves RB rows and
-// each a_ij V vectors. The same operations, in the same order per lane, as evaluate_lanes.
+// residual = Ax − b (accumulated in double over j in order, stored as R: double, or the
+// parameters' dtype when it is the gradient itself) and norm2 = |Ax − b|² for the V * N
+// lanes from c0; with `f`, also f = ½xᵀAx − bᵀx + c. Rows go RB at a time (then 2, then 1):
+// the RB x V accumulators stay in registers while j runs, each load of x_j serves RB rows
+// and each a_ij V vectors. Each lane's arithmetic, and its order, is that of a lone run
+// (one lane: evaluate_tile<1, 1, 4>).
 template <int N, int V, int RB, class T, class R>
 void evaluate_tile(const Problem& P, const T* x, std::int64_t lanes, std::int64_t c0, R* residual,
                    double* norm2, double* f) {
@@ -488,14 +451,13 @@ std::int64_t evaluate_tiles(const Problem& P, const T* x, std::int64_t lanes, st
   for (; c + N * V <= lanes; c += N * V) evaluate_tile<N, V, RB>(P, x, lanes, c, residual, norm2, f);
   return c;
 }
-#endif
 
-// evaluate_lanes over every lane. With vector extensions: tiles sized to the registers of
+// evaluate_tile over every lane. With vector extensions: tiles sized to the registers of
 // the loops' ISA (AVX-512: 32 zmm, 6 rows x 4 vectors of 8 lanes as accumulators, then 8
 // rows x 1; AVX2: 16 ymm, 6 rows x 2 vectors of 4; else 16 xmm, 2 rows x 4 vectors of 2),
 // then single lanes. Measured on n = 100 and 128 lanes, one thread of an AMD EPYC (Zen 5),
 // in G multiply-adds/s: AVX-512 46-58 (4 rows: 44; this core's unfused peak is about 65);
-// AVX2 21-26. The scalar form's 32-lane tiles ran at 13 with AVX2 (spilled), and its
+// AVX2 21-26. Plain loops over 32-lane tiles ran at 13 with AVX2 (spilled), and over
 // 8-lane tiles at 4-6 on either ISA.
 template <class T, class R>
 void evaluate(const Problem& P, const T* x, std::int64_t lanes, R* residual, double* norm2, double* f) {
@@ -509,10 +471,8 @@ void evaluate(const Problem& P, const T* x, std::int64_t lanes, R* residual, dou
     case Isa::avx2: c = evaluate_tiles<4, 2, 6>(P, x, lanes, c, residual, norm2, f); break;
     default: c = evaluate_tiles<2, 4, 2>(P, x, lanes, c, residual, norm2, f); break;
   }
-#else
-  for (; c + 8 <= lanes; c += 8) evaluate_lanes<8>(P, x, lanes, c, residual, norm2, f);
 #endif
-  for (; c < lanes; ++c) evaluate_lanes<1>(P, x, lanes, c, residual, norm2, f);
+  evaluate_tiles<1, 1, 4>(P, x, lanes, c, residual, norm2, f);
 }
 
 // Rows i .. i + RB − 1 of evaluate for a diagonal A, in O(1) per lane and row: residual
