@@ -354,21 +354,30 @@ inline std::int64_t& wide_in_cache_bytes() {
   return bytes;
 }
 
-// The runner of Rule for a step over `bytes` bytes of arrays.
+// Bytes of the arrays of a step over `t`, at most K per element.
+template <std::size_t K>
+std::int64_t step_bytes(const TensorTable<K>& t) {
+  std::int64_t bytes = 0;
+  for (std::size_t i = 0; i < t.size(); ++i)
+    bytes += t.sizes[i] * static_cast<std::int64_t>(K * (t.dtypes[i] == DType::f32 ? 4 : 8));
+  return bytes;
+}
+
+// The runner of Rule for a step over `t`.
 template <class Rule, std::size_t K>
-ChunkRunner<Rule, K> chunk_runner(std::int64_t bytes) {
+ChunkRunner<Rule, K> chunk_runner(const TensorTable<K>& t) {
 #if OPTBOWL_X86_DISPATCH
   switch (isa_setting()) {
     case Isa::avx512:
       if constexpr (runs_avx512<Rule>::value) return &run_chunks_avx512<Rule, K>;
       if constexpr (runs_avx512_in_cache<Rule>::value)
-        if (bytes <= wide_in_cache_bytes()) return &run_chunks_avx512<Rule, K>;
+        if (step_bytes(t) <= wide_in_cache_bytes()) return &run_chunks_avx512<Rule, K>;
       return &run_chunks_avx2<Rule, K>;
     case Isa::avx2: return &run_chunks_avx2<Rule, K>;
     default: break;
   }
 #endif
-  (void)bytes;
+  (void)t;
   return &run_chunks_baseline<Rule, K>;
 }
 
@@ -414,10 +423,7 @@ template <class Rule, std::size_t K>
 void for_each_element(const Rule& rule, const TensorTable<K>& t) {
   const std::int64_t total = t.numel();
   if (total == 0) return;
-  std::int64_t bytes = 0;  // of the step's arrays, at most K per element
-  for (std::size_t i = 0; i < t.size(); ++i)
-    bytes += t.sizes[i] * static_cast<std::int64_t>(K * (t.dtypes[i] == DType::f32 ? 4 : 8));
-  const ChunkRunner<Rule, K> run = chunk_runner<Rule, K>(bytes);
+  const ChunkRunner<Rule, K> run = chunk_runner<Rule>(t);
   const int threads = max_threads();
   if (total < kParallelMin || threads <= 1) {
     for (std::size_t i = 0; i < t.size(); ++i) {
