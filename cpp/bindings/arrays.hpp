@@ -39,8 +39,10 @@ inline std::string item_name(const char* name, std::size_t i) {
   return std::string(name) + "[" + std::to_string(i) + "]";
 }
 
-// float32 or float64 in native byte order, or throw TypeError.
-inline DType dtype_of(const py::array& a, const std::string& who) {
+// float32 or float64 in native byte order, or throw TypeError; who() names the array
+// (made only for the message: a step takes many arrays).
+template <class Who>
+DType dtype_of(const py::array& a, const Who& who) {
   const py::dtype dt = a.dtype();
   const char bo = dt.byteorder();
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
@@ -51,8 +53,12 @@ inline DType dtype_of(const py::array& a, const std::string& who) {
   const int num = dt.num();
   if (native && num == py::detail::npy_api::constants::NPY_FLOAT_) return DType::f32;
   if (native && num == py::detail::npy_api::constants::NPY_DOUBLE_) return DType::f64;
-  throw py::type_error(who + ": expected a float32 or float64 array in native byte order, got dtype " +
+  throw py::type_error(who() + ": expected a float32 or float64 array in native byte order, got dtype " +
                        std::string(py::str(dt)));
+}
+
+inline DType dtype_of(const py::array& a, const std::string& who) {
+  return dtype_of(a, [&who] { return who; });
 }
 
 inline const char* dtype_name(DType d) { return d == DType::f32 ? "float32" : "float64"; }
@@ -99,13 +105,13 @@ TensorTable<K> gather(const std::array<Operand, K>& ops) {
     for (std::size_t k = 0; k < K; ++k) {
       if (ops[k].list.is_none()) continue;
       py::handle h = lists[k][i];
-      const std::string who = item_name(ops[k].name, i);
+      const auto who = [&ops, k, i] { return item_name(ops[k].name, i); };
       if (!py::isinstance<py::array>(h))
-        throw py::type_error(who + ": expected a numpy.ndarray, got " +
+        throw py::type_error(who() + ": expected a numpy.ndarray, got " +
                              std::string(py::str(py::type::handle_of(h).attr("__name__"))));
       py::array a = py::reinterpret_borrow<py::array>(h);
       if (ops[k].int8 && a.dtype().num() != py::detail::npy_api::constants::NPY_BYTE_)
-        throw py::type_error(who + ": expected an int8 array (compact state), got dtype " +
+        throw py::type_error(who() + ": expected an int8 array (compact state), got dtype " +
                              std::string(py::str(a.dtype())));
       const DType d = ops[k].int8 ? dt : dtype_of(a, who);
       if (k == 0) {
@@ -113,18 +119,18 @@ TensorTable<K> gather(const std::array<Operand, K>& ops) {
         dt = d;
       } else {
         if (d != dt)
-          throw py::type_error(who + ": dtype " + dtype_name(d) + " does not match " +
+          throw py::type_error(who() + ": dtype " + dtype_name(d) + " does not match " +
                                item_name(ops[0].name, i) + " (" + dtype_name(dt) + ")");
         bool same = a.ndim() == ref.ndim();
         for (py::ssize_t j = 0; same && j < a.ndim(); ++j) same = a.shape(j) == ref.shape(j);
         if (!same)
-          throw py::value_error(who + ": shape " + shape_str(a) + " does not match " +
+          throw py::value_error(who() + ": shape " + shape_str(a) + " does not match " +
                                 item_name(ops[0].name, i) + " " + shape_str(ref));
       }
       const int flags = a.flags();
-      if (!(flags & kC)) throw py::value_error(who + ": must be C-contiguous");
-      if (!(flags & kAligned)) throw py::value_error(who + ": must be aligned to its dtype");
-      if (ops[k].writable && !(flags & kWriteable)) throw py::value_error(who + ": is read-only");
+      if (!(flags & kC)) throw py::value_error(who() + ": must be C-contiguous");
+      if (!(flags & kAligned)) throw py::value_error(who() + ": must be aligned to its dtype");
+      if (ops[k].writable && !(flags & kWriteable)) throw py::value_error(who() + ": is read-only");
       ptrs[k] = const_cast<void*>(a.data());
       const auto nbytes = static_cast<std::uintptr_t>(a.nbytes());
       if (nbytes > 0) {
