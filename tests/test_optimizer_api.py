@@ -61,6 +61,21 @@ def test_none_grad_skips_the_parameter(cls):
     assert np.all(b == 1) and 1 not in opt.state
     opt.step([np.ones(3), np.ones(3)])
     assert opt.state[0]["step"] == 2 and opt.state[1]["step"] == 1
+    a_before, b_before = a.copy(), b.copy()
+    opt.step([None, np.ones(3)])  # both have state now: a None still skips its parameter
+    assert np.array_equal(a, a_before) and not np.array_equal(b, b_before)
+    assert opt.state[0]["step"] == 2 and opt.state[1]["step"] == 2
+
+
+def test_a_state_array_replaced_between_steps_is_the_one_stepped():
+    x = np.ones(3)
+    opt = ob.Rprop(x, lr=0.1)
+    opt.step(np.ones(3))
+    new_sizes = np.full(3, 0.25)
+    opt.state[0]["step_size"] = new_sizes
+    opt.step(np.ones(3))  # same sign: the new step sizes grow by eta_plus and move x
+    np.testing.assert_array_equal(new_sizes, np.full(3, 0.25 * 1.2))
+    np.testing.assert_allclose(x, 1.0 - 0.1 - 0.25 * 1.2)
 
 
 @pytest.mark.parametrize(

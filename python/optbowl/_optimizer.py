@@ -20,6 +20,8 @@ import contextlib
 import copy
 import threading
 from collections import abc
+from functools import partial
+from operator import is_, itemgetter
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -27,6 +29,7 @@ import numpy as np
 from . import _check, _core, _device, functional
 
 ArrayList = Union[np.ndarray, Sequence[np.ndarray]]
+_is_none = partial(is_, None)
 
 
 class Optimizer:
@@ -43,7 +46,8 @@ class Optimizer:
         self.param_groups: List[Dict[str, Any]] = []
         self.state: Dict[int, Dict[str, Any]] = {}
         self._global: Dict[str, Any] = dict(self._global_defaults)
-        self._params: List[np.ndarray] = []
+        self._params: List[np.ndarray] = []  # every group's, in order
+        self._group_sizes: List[int] = []
         self._placement: Optional[_device.Placement] = None  # None: host NumPy arrays
         for group in _as_groups(params):
             self.add_param_group(group)
@@ -77,6 +81,7 @@ class Optimizer:
         new["params"] = arrays
         self.param_groups.append(new)
         self._params.extend(arrays)
+        self._group_sizes.append(len(arrays))
         self._placement = placement
 
     @property
@@ -94,17 +99,19 @@ class Optimizer:
         remembered after a successful check, and any change is checked again.
         """
         checked = self.__dict__.setdefault("_checked_groups", {})
-        values = tuple(group.get(k) for k in self.defaults)
-        types = tuple(map(type, values))
+        keys = self.__dict__.get("_default_keys")
+        if keys is None:
+            keys = self.__dict__["_default_keys"] = tuple(self.defaults)
+        values = tuple(map(group.get, keys))
         seen = checked.get(id(group))
-        if seen is not None and seen[0] is group and seen[2] == types:
+        if seen is not None and seen[0] is group and seen[2] == tuple(map(type, values)):
             try:
                 if bool(seen[1] == values):
                     return
             except (TypeError, ValueError):  # e.g. an array compared element-wise
                 pass
         self._check_group(group)
-        values = copy.deepcopy(tuple(group.get(k) for k in self.defaults))  # immune to in-place edits
+        values = copy.deepcopy(tuple(map(group.get, keys)))  # immune to in-place edits
         checked[id(group)] = (group, values, tuple(map(type, values)))
 
     def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
@@ -163,6 +170,23 @@ class Optimizer:
         if device_flag is not None:
             kw["found_inf"] = device_flag
 
+        states = list(map(self.state.get, range(len(grads))))
+        if None in states or any(map(_is_none, grads)):
+            if not self._step_some(grads, states, kw, device_flag, found_inf):
+                return
+        else:  # every parameter has its gradient and its state: the common step, made short
+            columns = [list(map(itemgetter(name), states)) for name in self._state_names]
+            steps = [st["step"] + 1 for st in states]
+            self._kernel(self._params, grads, columns, self.param_groups, self._group_sizes, steps, **kw)
+            if device_flag is not None and _device.read_flag(found_inf):
+                return
+            for st in states:
+                st["step"] += 1
+        self._after_step(loss)
+
+    def _step_some(self, grads, states, kw, device_flag, found_inf) -> bool:
+        """The step when some parameter has no gradient (None) or no state yet; False if
+        nothing was stepped."""
         params: List[np.ndarray] = []
         active_grads: List[np.ndarray] = []
         columns: List[List[np.ndarray]] = [[] for _ in self._state_names]
@@ -176,7 +200,7 @@ class Optimizer:
             for p in group["params"]:
                 g = grads[index]
                 if g is not None:
-                    st = self.state.get(index)
+                    st = states[index]
                     if st is None:
                         st = fresh[index] = self._new_state(p, group)
                     params.append(p)
@@ -190,10 +214,10 @@ class Optimizer:
                 groups.append(group)
                 group_sizes.append(count)
         if not params:
-            return
+            return False
         self._kernel(params, active_grads, columns, groups, group_sizes, steps, **kw)
         if device_flag is not None and _device.read_flag(found_inf):
-            return
+            return False
 
         self.state.update(fresh)
         index = 0
@@ -201,7 +225,7 @@ class Optimizer:
             if g is not None:
                 self.state[index]["step"] += 1
             index += 1
-        self._after_step(loss)
+        return True
 
     def _grad_list(self, grads: Any) -> List[Optional[np.ndarray]]:
         n = len(self._params)
