@@ -328,13 +328,15 @@ struct runs_avx512_in_cache<Rule, std::void_t<decltype(Rule::kAvx512InCache)>>
     : std::bool_constant<Rule::kAvx512InCache> {};
 
 // The loops whose steps are bound by square roots and divisions once their arrays are in
-// cache (AdaGrad, RMSprop, Adam: kAvx512InCache) run 512-bit vectors on steps of at most
-// this many bytes of arrays; 0: never. AMD's Zen 5 (family 1Ah) divides and takes square
-// roots of 512-bit vectors at twice the rate of 256-bit ones: two threads, float32, time
-// with 512-bit vectors over time with AVX2, AdaGrad 0.58 / 0.86 / 0.95 at 1M / 2M / 4M
+// cache (AdaGrad, RMSprop, Adam), and SGD, whose momentum and Nesterov steps are then
+// bound by their arithmetic (kAvx512InCache), run 512-bit vectors on steps of at most this
+// many bytes of arrays; 0: never. AMD's Zen 5 (family 1Ah) divides and takes square roots
+// of 512-bit vectors at twice the rate of 256-bit ones: two threads, float32, time with
+// 512-bit vectors over time with AVX2, AdaGrad 0.58 / 0.86 / 0.95 at 1M / 2M / 4M
 // elements, RMSprop 0.66 at 1M, Adam 0.74 / 1.09 / 1.20 at 1M / 2M / 4M, float64 AdaGrad
-// 0.60 and Adam 0.82 at 1M. Past its 32 MiB L3 the steps stream from memory and 512-bit
-// vectors lose a little (above); hence 24 MiB. Intel's Xeon showed no such gain (1M
+// 0.60 and Adam 0.82 at 1M; momentum 0.85-0.95 and Nesterov 0.85-0.96 at 1M, momentum
+// 1.04-1.08 at 2M, plain SGD alike. Past its 32 MiB L3 the steps stream from memory and
+// 512-bit vectors lose a little (above); hence 24 MiB. Intel's Xeon showed no such gain (1M
 // elements: 0.94-1.11) and Zen 4 splits 512-bit vectors in two: 0 there.
 inline bool cpu_is_amd_family_1ah_or_later() {
 #if OPTBOWL_X86_DISPATCH
