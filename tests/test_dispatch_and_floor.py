@@ -73,8 +73,9 @@ def _run_all_rules(seed, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_isa_gives_identical_results(restore_isa, restore_wide_in_cache, dtype):
-    # With 'avx512', AdaGrad, RMSprop, Adam and SGD run their AVX-512 build on steps of at most
-    # wide_in_cache_bytes (the default depends on the CPU): both ways here.
+    # With 'avx512', AdaGrad, RMSprop and Adam run their AVX-512 build on steps of at most
+    # wide_in_cache_bytes (the default depends on the CPU), SGD whenever it is not 0: both
+    # ways here.
     results = {}
     for isa in _available():
         _core.set_cpu_isa(isa)

@@ -74,13 +74,13 @@ void register_runtime(py::module_& m) {
   m.def("cpu_isa", [] { return std::string(isa_name(isa_setting())); },
         "The instruction set the loops run with: 'avx512', 'avx2' or 'baseline'. With 'avx512'\n"
         "the Rprop and QuickProp loops and the floor kernel use 512-bit vectors; AdaGrad,\n"
-        "RMSprop, Adam and SGD use them on AMD Zen 5 and later for steps whose arrays fit in\n"
-        "cache (wide_in_cache_bytes); the others run their AVX2 build, which is as fast or\n"
-        "faster.");
+        "RMSprop and Adam use them on AMD Zen 5 and later for steps whose arrays fit in cache\n"
+        "(wide_in_cache_bytes), SGD there at every size; the others run their AVX2 build,\n"
+        "which is as fast or faster.");
   m.def("wide_in_cache_bytes", [] { return wide_in_cache_bytes(); },
-        "Steps of AdaGrad, RMSprop, Adam and SGD over at most this many bytes of arrays run with\n"
-        "512-bit vectors when cpu_isa() is 'avx512' (0: never). 24 MiB on AMD Zen 5 and later,\n"
-        "where it pays in cache; else 0.");
+        "Steps of AdaGrad, RMSprop and Adam over at most this many bytes of arrays run with\n"
+        "512-bit vectors when cpu_isa() is 'avx512' (0: never), and SGD's steps at every size\n"
+        "when it is not 0. 24 MiB on AMD Zen 5 and later, where it pays in cache; else 0.");
   m.def(
       "set_wide_in_cache_bytes",
       [](std::int64_t bytes) {

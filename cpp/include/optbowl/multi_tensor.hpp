@@ -304,8 +304,9 @@ OPTBOWL_TARGET_AVX512 void run_chunks_avx512(const Rule& rule, const TensorTable
 // Whether a Loop runs its AVX-512 runner on an AVX-512 CPU: a Loop that declares
 // `static constexpr bool kAvx512 = true;` always does; one that declares
 // `static constexpr bool kAvx512InCache = true;` does when the step's arrays fit in cache
-// on a CPU where that pays (wide_in_cache_bytes below); every other one runs its AVX2
-// runner there.
+// on a CPU where that pays (wide_in_cache_bytes below), and one that declares
+// `static constexpr bool kAvx512Wide = true;` at every size on such a CPU; every other one
+// runs its AVX2 runner there.
 // 512-bit vectors pay where the loop is nothing but loads, stores and simple arithmetic,
 // or is mostly comparisons and selects, which AVX-512 does in mask registers (Rprop, whose
 // int8 compact state also needs AVX-512's byte instructions: 1.2-1.5x faster than with
@@ -326,17 +327,24 @@ struct runs_avx512_in_cache : std::false_type {};
 template <class Rule>
 struct runs_avx512_in_cache<Rule, std::void_t<decltype(Rule::kAvx512InCache)>>
     : std::bool_constant<Rule::kAvx512InCache> {};
+template <class Rule, class = void>
+struct runs_avx512_wide : std::false_type {};
+template <class Rule>
+struct runs_avx512_wide<Rule, std::void_t<decltype(Rule::kAvx512Wide)>>
+    : std::bool_constant<Rule::kAvx512Wide> {};
 
 // The loops whose steps are bound by square roots and divisions once their arrays are in
-// cache (AdaGrad, RMSprop, Adam), and SGD, whose momentum and Nesterov steps are then
-// bound by their arithmetic (kAvx512InCache), run 512-bit vectors on steps of at most this
-// many bytes of arrays; 0: never. AMD's Zen 5 (family 1Ah) divides and takes square roots
-// of 512-bit vectors at twice the rate of 256-bit ones: two threads, float32, time with
-// 512-bit vectors over time with AVX2, AdaGrad 0.58 / 0.86 / 0.95 at 1M / 2M / 4M
+// cache (AdaGrad, RMSprop, Adam: kAvx512InCache) run 512-bit vectors on steps of at most
+// this many bytes of arrays; 0: never. AMD's Zen 5 (family 1Ah) divides and takes square
+// roots of 512-bit vectors at twice the rate of 256-bit ones: two threads, float32, time
+// with 512-bit vectors over time with AVX2, AdaGrad 0.58 / 0.86 / 0.95 at 1M / 2M / 4M
 // elements, RMSprop 0.66 at 1M, Adam 0.74 / 1.09 / 1.20 at 1M / 2M / 4M, float64 AdaGrad
-// 0.60 and Adam 0.82 at 1M; momentum 0.85-0.95 and Nesterov 0.85-0.96 at 1M, momentum
-// 1.04-1.08 at 2M, plain SGD alike. Past its 32 MiB L3 the steps stream from memory and
-// 512-bit vectors lose a little (above); hence 24 MiB. Intel's Xeon showed no such gain (1M
+// 0.60 and Adam 0.82 at 1M. Past its 32 MiB L3 the steps stream from memory and 512-bit
+// vectors lose a little (above); hence 24 MiB.
+// SGD (kAvx512Wide) runs 512-bit vectors at every size where this is not 0: on Zen 5,
+// in a C++ loop without Python, two threads, float32, momentum took 0.85 / 0.90 / 0.95 /
+// 1.00 the AVX2 time at 1M / 2M / 4M / 16M elements, plain SGD 0.98 / 0.97 at 2M / 64M
+// (0.97 on one thread at 16M, where the floor kernel, always 512-bit, ran alike). Intel's Xeon showed no such gain (1M
 // elements: 0.94-1.11) and Zen 4 splits 512-bit vectors in two: 0 there.
 inline bool cpu_is_amd_family_1ah_or_later() {
 #if OPTBOWL_X86_DISPATCH
@@ -374,6 +382,8 @@ ChunkRunner<Rule, K> chunk_runner(const TensorTable<K>& t) {
       if constexpr (runs_avx512<Rule>::value) return &run_chunks_avx512<Rule, K>;
       if constexpr (runs_avx512_in_cache<Rule>::value)
         if (step_bytes(t) <= wide_in_cache_bytes()) return &run_chunks_avx512<Rule, K>;
+      if constexpr (runs_avx512_wide<Rule>::value)
+        if (wide_in_cache_bytes() > 0) return &run_chunks_avx512<Rule, K>;
       return &run_chunks_avx2<Rule, K>;
     case Isa::avx2: return &run_chunks_avx2<Rule, K>;
     default: break;

@@ -19,7 +19,7 @@ struct SgdGroup {
 // Pointers per tensor: param, grad, momentum buffer (read and written only when momentum != 0).
 struct SgdLoop {
   static constexpr std::size_t K = 3;
-  static constexpr bool kAvx512InCache = true;  // momentum in cache (multi_tensor.hpp)
+  static constexpr bool kAvx512Wide = true;  // on Zen 5, at every size (multi_tensor.hpp)
   std::vector<SgdGroup> groups;
   std::vector<std::int32_t> group_of;  // tensor -> group
   std::vector<double> steps;           // tensor -> step count t (after this step's increment)
