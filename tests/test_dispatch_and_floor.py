@@ -44,7 +44,15 @@ def test_isa_reporting(restore_isa):
             _core.set_cpu_isa(isa)
 
 
-def _run_all_rules(seed, dtype):
+def _at(values, offset):
+    """values copied into an array that starts `offset` elements into a fresh buffer."""
+    buf = np.empty(values.size + offset, values.dtype)
+    out = buf[offset:].reshape(values.shape)
+    out[...] = values
+    return out
+
+
+def _run_all_rules(seed, dtype, offset=0):
     rng = np.random.default_rng(seed)
     n = _core.chunk_size * 2 + 13
     shapes = [(n,), (31,), (5, 7)]
@@ -60,15 +68,53 @@ def _run_all_rules(seed, dtype):
         lambda p: ob.SGD(p, lr=0.01, momentum=0.9, nesterov=True),
         lambda p: ob.QuickProp(p, lr=0.01),
     ]:
-        params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        params = [_at(rng.standard_normal(s).astype(dtype), offset) for s in shapes]
         opt = make(params)
         for k in range(6):
             grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
             grads[0][::11] = 0
             grads[0][5::97] = np.nan
-            opt.step(grads, loss=float(k % 3))
+            opt.step([_at(g, offset + k) for g in grads], loss=float(k % 3))
         out.append(params)
     return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_results_do_not_depend_on_where_arrays_start(dtype):
+    # The loops run the elements before the parameter's first cache line as a call of
+    # their own; the parameters and gradients here start at every offset in a line.
+    base = _run_all_rules(3, dtype)
+    for offset in range(1, 64 // np.dtype(dtype).itemsize):
+        got = _run_all_rules(3, dtype, offset)
+        for rule_a, rule_b in zip(base, got):
+            for a, b in zip(rule_a, rule_b):
+                np.testing.assert_array_equal(a, b, err_msg=f"offset {offset}")
+
+
+def test_states_start_where_their_parameter_does_in_a_cache_line():
+    rng = np.random.default_rng(0)
+    makers = [
+        lambda p: ob.Adam([p], lr=0.01, amsgrad=True),
+        lambda p: ob.Rprop([p], compact_state=True),
+        lambda p: ob.Rprop([p], variant="rprop+"),
+        lambda p: ob.Adagrad([p], initial_accumulator_value=0.5),
+    ]
+    for offset in range(8):
+        for dtype in (np.float32, np.float64):
+            p = _at(rng.standard_normal(1000).astype(dtype), offset)
+            for make in makers:
+                opt = make(p)
+                opt.step([rng.standard_normal(1000).astype(dtype)], loss=1.0)
+                restored = make(p.copy())
+                restored.load_state_dict(opt.state_dict())
+                for name, a in opt.state[0].items():
+                    if name == "step":
+                        continue
+                    b = restored.state[0][name]
+                    np.testing.assert_array_equal(b, a)
+                    assert a.ctypes.data % 64 == p.ctypes.data % 64, (name, offset, dtype)
+                    assert b.ctypes.data % 64 == restored._params[0].ctypes.data % 64, (name, offset)
+                    assert a.flags.c_contiguous and a.flags.writeable and b.flags.writeable
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -80,7 +80,8 @@ void register_runtime(py::module_& m) {
   m.def("wide_in_cache_bytes", [] { return wide_in_cache_bytes(); },
         "Steps of AdaGrad, RMSprop and Adam over at most this many bytes of arrays run with\n"
         "512-bit vectors when cpu_isa() is 'avx512' (0: never), and SGD's steps at every size\n"
-        "when it is not 0. 24 MiB on AMD Zen 5 and later, where it pays in cache; else 0.");
+        "when it is not 0. 64 MiB on AMD Zen 5 and later, where it pays in and near cache;\n"
+        "else 0.");
   m.def(
       "set_wide_in_cache_bytes",
       [](std::int64_t bytes) {

@@ -416,10 +416,36 @@ def _remember_state(out: Any) -> None:
     _STATE_VIEWS[key] = (weakref.ref(out, forget), describe(out, "state"))
 
 
+#: Bytes of the cache line within which a state array starts where its parameter does.
+_LINE = 64
+
+
+def host_full_like(p: np.ndarray, value: float, dtype: Any = None) -> np.ndarray:
+    """A C-contiguous array shaped like ``p`` (of ``dtype``, else ``p``'s), filled with
+    ``value``, whose data starts at the same offset within a 64-byte cache line as ``p``'s.
+
+    The compiled loops start their vector loops where ``p`` starts a cache line; arrays at
+    that offset too are then read and written in whole lines, and an array at another one
+    crosses a line with every 512-bit access (on AMD Zen 5, Adam's AVX-512 step over 2M
+    float32 elements took 1.18-1.23x the time when its states were not at ``p``'s offset).
+    NumPy starts large arrays 16 bytes into a page, and others anywhere on 16 bytes.
+    """
+    dt = np.dtype(p.dtype if dtype is None else dtype)
+    nbytes = p.size * dt.itemsize
+    buf = np.empty(nbytes + _LINE, np.uint8)
+    shift = (p.ctypes.data - buf.ctypes.data) % _LINE
+    if shift % dt.itemsize:  # p is not aligned to dt's size: no offset in common
+        shift = 0
+    out = buf[shift : shift + nbytes].view(dt).reshape(p.shape)
+    out.fill(value)
+    return out
+
+
 def full_like(p: Any, value: float) -> Any:
-    """An array shaped and typed like ``p``, on its device, filled with ``value``."""
+    """An array shaped and typed like ``p``, on its device, filled with ``value`` (a NumPy
+    one by :func:`host_full_like`)."""
     if isinstance(p, np.ndarray):
-        return np.full_like(p, value)
+        return host_full_like(p, value)
     library = _library(p)
     out: Any
     if library == "torch":

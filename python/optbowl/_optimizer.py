@@ -360,7 +360,8 @@ class Optimizer:
                         raise ValueError(f"{where}[{name!r}]: shape {v.shape} does not match the parameter's {ref.shape}")
                     if v.dtype != ref.dtype:
                         raise TypeError(f"{where}[{name!r}]: dtype {v.dtype} does not match the parameter's {ref.dtype}")
-                    new[name] = np.array(v, dtype=ref.dtype, order="C", copy=True)
+                    ref[...] = v  # into the new state array, which starts where p does in its cache line
+                    new[name] = ref
                 else:
                     new[name] = _check.integer(f"{where}[{name!r}]", v, low=0)
             out[i] = new

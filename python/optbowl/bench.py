@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import SGD, Adagrad, Adam, AdamW, QuickProp, RMSprop, Rprop, __version__, _core, _numpy_baseline, _workloads
+from . import SGD, Adagrad, Adam, AdamW, QuickProp, RMSprop, Rprop, __version__, _core, _device, _numpy_baseline, _workloads
 
 Shape = Tuple[int, ...]
 Step = Callable[[], None]
@@ -239,7 +239,8 @@ def build_case(rule: BenchRule, shapes: Sequence[Shape], dtype: Any, seed: int =
             opt.step(next_grads())
     case.steps["optbowl"] = optbowl_step
 
-    floor_states = [[np.zeros_like(p) for p in params] for _ in range(rule.float_states)]
+    # Placed as the optimizers place their states: at the parameter's offset in a cache line.
+    floor_states = [[_device.host_full_like(p, 0.0) for p in params] for _ in range(rule.float_states)]
     floor_inout = [params, *floor_states]
 
     def floor_step() -> None:

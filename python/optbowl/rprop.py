@@ -133,7 +133,7 @@ class Rprop(Optimizer):
         state: Dict[str, Any] = {"step": 0}
         for k, name in enumerate(self._state_names):
             if k == 0 and self.compact_state:
-                state[name] = np.zeros(p.shape, np.int8)
+                state[name] = _device.host_full_like(p, 0, np.int8)
             else:
                 state[name] = _device.full_like(p, group["lr"] if name == "step_size" else 0.0)
         return state

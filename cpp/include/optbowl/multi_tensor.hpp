@@ -229,12 +229,31 @@ std::vector<Chunk> make_chunks(const TensorTable<K>& t, int threads) {
   return chunks;
 }
 
+// Elements [begin, end) of one tensor. The elements before the first cache line of the
+// parameter array (pointer 0) are a call of their own, so that the rule's vector loop
+// loads and stores whole cache lines of it, and of every array at the same offset (NumPy
+// puts large arrays 16 bytes into a page): a 512-bit access that crosses a line costs two.
+// Measured on AMD Zen 5, arrays 16 bytes past a line, two threads, float32: Adam's
+// AVX-512 build 1.31x slower at 2M elements, irprop- 1.12x at 1M, the floor kernel 1.05x.
+template <class T, class Rule, std::size_t K>
+inline void run_range(const Rule& rule, const std::array<void*, K>& a, std::int32_t tensor,
+                      std::int64_t begin, std::int64_t end) {
+  constexpr std::int64_t kLine = 64;
+  const auto at = static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(static_cast<T*>(a[0]) + begin) % kLine);
+  const std::int64_t head = at % static_cast<std::int64_t>(sizeof(T)) == 0 ? (kLine - at) % kLine / static_cast<std::int64_t>(sizeof(T)) : 0;
+  if (head > 0 && end - begin >= 4 * kLine) {
+    rule.template apply<T>(a, tensor, begin, begin + head);
+    begin += head;
+  }
+  rule.template apply<T>(a, tensor, begin, end);
+}
+
 template <class Rule, std::size_t K>
 inline void run_chunk(const Rule& rule, const TensorTable<K>& t, const Chunk& c) {
   if (t.dtypes[c.tensor] == DType::f32)
-    rule.template apply<float>(t.ptrs[c.tensor], c.tensor, c.begin, c.end);
+    run_range<float>(rule, t.ptrs[c.tensor], c.tensor, c.begin, c.end);
   else
-    rule.template apply<double>(t.ptrs[c.tensor], c.tensor, c.begin, c.end);
+    run_range<double>(rule, t.ptrs[c.tensor], c.tensor, c.begin, c.end);
 }
 
 // ---------------------------------------------------------------- ISA dispatch
@@ -314,8 +333,10 @@ OPTBOWL_TARGET_AVX512 void run_chunks_avx512(const Rule& rule, const TensorTable
 // over time with AVX2: on AMD EPYC (Zen 4) Adam 1.26, AdamW 1.44, centered RMSprop 1.16,
 // Nesterov 1.13, AdaGrad and QuickProp 1.08, Rprop 0.7-1.0; on an Intel Xeon with AVX-512
 // and AMX 0.98-1.04 for the first five, QuickProp 0.89 (0.73 at 1M elements, in cache),
-// Rprop 0.77-0.95; on AMD EPYC (Zen 5) Adam 1.19, AdamW 1.34, the others 1.00-1.07 (two
-// threads: 1.00-1.07). AVX-512 narrowed to 256-bit vectors matched AVX2 except for QuickProp
+// Rprop 0.77-0.95; on AMD EPYC (Zen 5), timed through Python, Adam 1.19, AdamW 1.34, the
+// others 1.00-1.07, but in a C++ loop timing the two builds alternately Adam 0.96-1.00,
+// AdamW 1.01, AdaGrad 0.98, centered RMSprop with momentum 1.03-1.07 (two threads: all
+// 0.98-1.04; see wide_in_cache_bytes below). AVX-512 narrowed to 256-bit vectors matched AVX2 except for QuickProp
 // (1.7x: its four cases became mask registers spilled to the stack). GCC's own tuning
 // prefers 256-bit vectors on AVX-512 CPUs, for the same reason.
 template <class Rule, class = void>
@@ -335,17 +356,19 @@ struct runs_avx512_wide<Rule, std::void_t<decltype(Rule::kAvx512Wide)>>
 
 // The loops whose steps are bound by square roots and divisions once their arrays are in
 // cache (AdaGrad, RMSprop, Adam: kAvx512InCache) run 512-bit vectors on steps of at most
-// this many bytes of arrays; 0: never. AMD's Zen 5 (family 1Ah) divides and takes square
-// roots of 512-bit vectors at twice the rate of 256-bit ones: two threads, float32, time
-// with 512-bit vectors over time with AVX2, AdaGrad 0.58 / 0.86 / 0.95 at 1M / 2M / 4M
-// elements, RMSprop 0.66 at 1M, Adam 0.74 / 1.09 / 1.20 at 1M / 2M / 4M, float64 AdaGrad
-// 0.60 and Adam 0.82 at 1M. Past its 32 MiB L3 the steps stream from memory and 512-bit
-// vectors lose a little (above); hence 24 MiB.
-// SGD (kAvx512Wide) runs 512-bit vectors at every size where this is not 0: on Zen 5,
-// in a C++ loop without Python, two threads, float32, momentum took 0.85 / 0.90 / 0.95 /
-// 1.00 the AVX2 time at 1M / 2M / 4M / 16M elements, plain SGD 0.98 / 0.97 at 2M / 64M
-// (0.97 on one thread at 16M, where the floor kernel, always 512-bit, ran alike). Intel's Xeon showed no such gain (1M
-// elements: 0.94-1.11) and Zen 4 splits 512-bit vectors in two: 0 there.
+// this many bytes of arrays (K per element, used or not); 0: never. AMD's Zen 5 (family
+// 1Ah) divides and takes square roots of 512-bit vectors at twice the rate of 256-bit
+// ones. Timed in a C++ loop running the two builds alternately, two threads, float32,
+// time with 512-bit vectors over time with AVX2: Adam 0.61 / 0.82 / 0.77 / 0.96 / 0.98 at
+// 1M / 2M / 3M / 4M / 16M elements, AdaGrad 0.57 / 0.73 / 0.72 / 0.95 / 1.00, centered
+// RMSprop with momentum 0.79 / 0.90 / 0.92 / 0.99 / 1.00 at 1M / 2M / 3M / 4M / 16M,
+// float64 Adam 0.68 at 1M. Once the arrays stream from memory the gain is gone, and one
+// thread loses a little there (above); hence 64 MiB, Adam's arrays at 3.3M elements.
+// (Timed through Python, the 2M and 4M steps had looked 1.09x and 1.20x slower: noise.)
+// SGD (kAvx512Wide) runs 512-bit vectors at every size where this is not 0: momentum took
+// 0.85 / 0.90 / 0.95 / 1.00 the AVX2 time at 1M / 2M / 4M / 16M elements, plain SGD
+// 0.98 / 0.97 at 2M / 64M (0.97 on one thread at 16M). Intel's Xeon showed no such gain
+// (1M elements: 0.94-1.11) and Zen 4 splits 512-bit vectors in two: 0 there.
 inline bool cpu_is_amd_family_1ah_or_later() {
 #if OPTBOWL_X86_DISPATCH
   unsigned a = 0, b = 0, c = 0, d = 0;
@@ -360,7 +383,7 @@ inline bool cpu_is_amd_family_1ah_or_later() {
 }
 
 inline std::int64_t& wide_in_cache_bytes() {
-  static std::int64_t bytes = cpu_is_amd_family_1ah_or_later() ? (std::int64_t{24} << 20) : 0;
+  static std::int64_t bytes = cpu_is_amd_family_1ah_or_later() ? (std::int64_t{64} << 20) : 0;
   return bytes;
 }
 
