@@ -81,7 +81,12 @@ OPTBOWL_HD T rprop_move(T p, T g, T step) {
 #else
   const T signed_step = std::copysign(step, g);
 #endif
-  return p - ((g > T(0) || g < T(0)) ? signed_step : T(0) * step);
+  // The zero move first, then the signed step over it where g is non-zero: written as one
+  // nested select, GCC spent two more mask operations on it (irprop-'s AVX-512 loop took
+  // 1.11x the time in L1 on AMD Zen 5).
+  T move = T(0) * step;
+  move = (g > T(0) || g < T(0)) ? signed_step : move;
+  return p - move;
 }
 
 // "irprop-": torch.optim.Rprop, bit for bit.
