@@ -52,10 +52,14 @@ OPTBOWL_HD T rprop_factor(T g, T prev, const RpropHyper<T>& h) {
 // Compact state: the sign code of prev (see above); a NaN prev gives f = 1, as g * NaN does.
 constexpr std::int8_t kPrevNaN = 2;
 
+// The code is decoded to the value it stands for (kPrevNaN to a NaN) rather than testing
+// for it after the factor: one select fewer after the product (the compact loop took
+// 0.93-0.96x the time in L1 on AMD Zen 5).
 template <class T>
 OPTBOWL_HD T rprop_factor(T g, std::int8_t prev_code, const RpropHyper<T>& h) {
-  const T f = rprop_factor(g, static_cast<T>(prev_code), h);
-  return prev_code == kPrevNaN ? T(1) : f;
+  T prev = static_cast<T>(prev_code);
+  prev = prev_code == kPrevNaN ? T(0) / T(0) : prev;
+  return rprop_factor(g, prev, h);
 }
 
 // Store x as prev: the value itself, or its sign code.
