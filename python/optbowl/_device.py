@@ -422,10 +422,11 @@ _LINE = 64
 
 def host_full_like(p: np.ndarray, value: float, dtype: Any = None) -> np.ndarray:
     """A C-contiguous array shaped like ``p`` (of ``dtype``, else ``p``'s), filled with
-    ``value``, whose data starts at the same offset within a 64-byte cache line as ``p``'s.
+    ``value``, whose element that starts ``p``'s first 64-byte cache line starts one too
+    (for ``p``'s dtype: the same offset within a line as ``p``).
 
-    The compiled loops start their vector loops where ``p`` starts a cache line; arrays at
-    that offset too are then read and written in whole lines, and an array at another one
+    The compiled loops start their vector loops where ``p`` starts a cache line; arrays
+    placed so are then read and written in whole lines, and an array at another offset
     crosses a line with every 512-bit access (on AMD Zen 5, Adam's AVX-512 step over 2M
     float32 elements took 1.18-1.23x the time when its states were not at ``p``'s offset).
     NumPy starts large arrays 16 bytes into a page, and others anywhere on 16 bytes.
@@ -433,9 +434,11 @@ def host_full_like(p: np.ndarray, value: float, dtype: Any = None) -> np.ndarray
     dt = np.dtype(p.dtype if dtype is None else dtype)
     nbytes = p.size * dt.itemsize
     buf = np.empty(nbytes + _LINE, np.uint8)
-    shift = (p.ctypes.data - buf.ctypes.data) % _LINE
-    if shift % dt.itemsize:  # p is not aligned to dt's size: no offset in common
-        shift = 0
+    to_line = -p.ctypes.data % _LINE  # bytes from p's start to its first line
+    if to_line % p.itemsize == 0:
+        shift = (-(to_line // p.itemsize) * dt.itemsize - buf.ctypes.data) % _LINE
+    else:  # p is not aligned to its dtype (the loops refuse it): any place will do
+        shift = -buf.ctypes.data % dt.itemsize
     out = buf[shift : shift + nbytes].view(dt).reshape(p.shape)
     out.fill(value)
     return out
