@@ -177,7 +177,8 @@ class Optimizer:
         else:  # every parameter has its gradient and its state: the common step, made short
             columns = [list(map(itemgetter(name), states)) for name in self._state_names]
             steps = [st["step"] + 1 for st in states]
-            self._kernel(self._params, grads, columns, self.param_groups, self._group_sizes, steps, **kw)
+            groups, sizes = self.param_groups, self._group_sizes
+            self._kernel(self._params, grads, columns, groups, sizes, steps, **kw)
             if device_flag is not None and _device.read_flag(found_inf):
                 return
             for st in states:

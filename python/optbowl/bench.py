@@ -240,7 +240,9 @@ def build_case(rule: BenchRule, shapes: Sequence[Shape], dtype: Any, seed: int =
     case.steps["optbowl"] = optbowl_step
 
     # Placed as the optimizers place their states: at the parameter's offset in a cache line.
-    floor_states = [[_device.host_full_like(p, 0.0) for p in params] for _ in range(rule.float_states)]
+    floor_states = [
+        [_device.host_full_like(p, 0.0) for p in params] for _ in range(rule.float_states)
+    ]
     floor_inout = [params, *floor_states]
 
     def floor_step() -> None:

@@ -238,9 +238,10 @@ std::vector<Chunk> make_chunks(const TensorTable<K>& t, int threads) {
 template <class T, class Rule, std::size_t K>
 inline void run_range(const Rule& rule, const std::array<void*, K>& a, std::int32_t tensor,
                       std::int64_t begin, std::int64_t end) {
-  constexpr std::int64_t kLine = 64;
-  const auto at = static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(static_cast<T*>(a[0]) + begin) % kLine);
-  const std::int64_t head = at % static_cast<std::int64_t>(sizeof(T)) == 0 ? (kLine - at) % kLine / static_cast<std::int64_t>(sizeof(T)) : 0;
+  constexpr std::int64_t kLine = 64, kSize = static_cast<std::int64_t>(sizeof(T));
+  const auto at =
+      static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(static_cast<T*>(a[0]) + begin) % kLine);
+  const std::int64_t head = at % kSize == 0 ? (kLine - at) % kLine / kSize : 0;
   if (head > 0 && end - begin >= 4 * kLine) {
     rule.template apply<T>(a, tensor, begin, begin + head);
     begin += head;
@@ -336,9 +337,9 @@ OPTBOWL_TARGET_AVX512 void run_chunks_avx512(const Rule& rule, const TensorTable
 // Rprop 0.77-0.95; on AMD EPYC (Zen 5), timed through Python, Adam 1.19, AdamW 1.34, the
 // others 1.00-1.07, but in a C++ loop timing the two builds alternately Adam 0.96-1.00,
 // AdamW 1.01, AdaGrad 0.98, centered RMSprop with momentum 1.03-1.07 (two threads: all
-// 0.98-1.04; see wide_in_cache_bytes below). AVX-512 narrowed to 256-bit vectors matched AVX2 except for QuickProp
-// (1.7x: its four cases became mask registers spilled to the stack). GCC's own tuning
-// prefers 256-bit vectors on AVX-512 CPUs, for the same reason.
+// 0.98-1.04; see wide_in_cache_bytes below). AVX-512 narrowed to 256-bit vectors matched
+// AVX2 except for QuickProp (1.7x: its four cases became mask registers spilled to the
+// stack). GCC's own tuning prefers 256-bit vectors on AVX-512 CPUs, for the same reason.
 template <class Rule, class = void>
 struct runs_avx512 : std::false_type {};
 template <class Rule>
