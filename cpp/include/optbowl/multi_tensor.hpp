@@ -241,8 +241,9 @@ inline void run_range(const Rule& rule, const std::array<void*, K>& a, std::int3
   constexpr std::int64_t kLine = 64, kSize = static_cast<std::int64_t>(sizeof(T));
   const auto at =
       static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(static_cast<T*>(a[0]) + begin) % kLine);
+  constexpr std::int64_t kSplitFrom = 256;  // elements: a shorter range is one call
   const std::int64_t head = at % kSize == 0 ? (kLine - at) % kLine / kSize : 0;
-  if (head > 0 && end - begin >= 4 * kLine) {
+  if (head > 0 && end - begin >= kSplitFrom) {
     rule.template apply<T>(a, tensor, begin, begin + head);
     begin += head;
   }
