@@ -6,7 +6,10 @@ import subprocess
 import sys
 
 from optbowl import _workloads
-from optbowl.bench import RULES, build_case, parse_size
+import numpy as np
+import pytest
+
+from optbowl.bench import RULES, Timing, build_case, paired_ratio, parse_size
 
 
 def test_resnet18_shapes_are_written_out():
@@ -46,7 +49,20 @@ def test_bench_command_small(tmp_path):
     assert len(record["results"]) == cases
     for r in record["results"]:
         assert r["x_floor"] > 0 and r["ms_per_step"] > 0
-        assert len(r["timings"]["optbowl"]["samples_s"]) == 2
+        ours, floor = (r["timings"][k]["samples_s"] for k in ("optbowl", "floor"))
+        assert len(ours) == len(floor) == 2
+        assert r["x_floor"] == pytest.approx(np.median(np.divide(ours, floor)), rel=1e-12)
+
+
+def test_paired_ratio_cancels_a_slow_phase():
+    # Round 2 ran in a slow phase for both (4 and 4). The quotient of the medians, 4 / 2,
+    # sets a slow sample against a fast one; the paired quotients are 1, 1 and 2.
+    ours, floor = Timing([1.0, 4.0, 4.0]), Timing([1.0, 4.0, 2.0])
+    assert ours.median / floor.median == 2.0
+    assert paired_ratio(ours, floor) == 1.0
+    assert paired_ratio(floor, ours) == 1.0
+    with pytest.raises(ValueError, match="pair"):
+        paired_ratio(ours, Timing([1.0]))
 
 
 def test_bench_rejects_unknown_rule():

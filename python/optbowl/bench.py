@@ -16,7 +16,9 @@ interleaved round by round (so they share the machine's noise):
 Two gradient sets alternate from step to step, so signs change as in training. Each
 competitor runs ``repeats`` samples of enough steps to last ``--min-time``; the table
 shows the median time per step and the noise (half the inter-quartile range over the
-median, in %).
+median, in %). Ratios pair the samples of one round: ``x floor`` is the median over
+rounds of optbowl's sample over the floor's, so a slow phase of the machine that spans a
+round cancels instead of landing on one side.
 
 Rules form a registry (``RULES``): one ``register(BenchRule(...))`` line adds one.
 """
@@ -35,7 +37,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import SGD, Adagrad, Adam, AdamW, QuickProp, RMSprop, Rprop, __version__, _core, _device, _numpy_baseline, _workloads
+from . import (SGD, Adagrad, Adam, AdamW, QuickProp, RMSprop, Rprop, __version__, _core, _device,
+               _numpy_baseline, _workloads)
 
 Shape = Tuple[int, ...]
 Step = Callable[[], None]
@@ -165,14 +168,16 @@ def _family(name: str, description: str, float_states: int, cls: Any, hyper: Dic
             torch_fused: Optional[bool] = None, make_numpy: Any = None) -> None:
     """Register a rule of the family timed with ``cls(params, **hyper)`` and, unless
     ``torch_fused`` is None, torch's class of the same name and hyper-parameters."""
-    register(BenchRule(name, description, float_states, lambda params: cls(params, **hyper), make_numpy,
-                       None if torch_fused is None else _torch_rule(cls.__name__, torch_fused, **hyper)))
+    torch_rule = None if torch_fused is None else _torch_rule(cls.__name__, torch_fused, **hyper)
+    register(BenchRule(name, description, float_states, lambda params: cls(params, **hyper),
+                       make_numpy, torch_rule))
 
 
 _family("sgd", "SGD, plain (torch.optim.SGD)", 0, SGD, {"lr": 1e-2}, torch_fused=True)
 _family("momentum", "SGD, momentum 0.9 (torch.optim.SGD)", 1, SGD, {"lr": 1e-2, "momentum": 0.9},
         torch_fused=True, make_numpy=_numpy_momentum)
-_family("nesterov", "SGD, Nesterov momentum 0.9", 1, SGD, {"lr": 1e-2, "momentum": 0.9, "nesterov": True},
+_family("nesterov", "SGD, Nesterov momentum 0.9", 1, SGD,
+        {"lr": 1e-2, "momentum": 0.9, "nesterov": True},
         torch_fused=True)
 _family("quickprop", "QuickProp (Fahlman)", 2, QuickProp, {"lr": 1e-2})
 _family("rmsprop", "RMSprop (torch.optim.RMSprop)", 1, RMSprop, {"lr": 1e-2}, torch_fused=False)
@@ -180,7 +185,8 @@ _family("rmsprop/centered", "RMSprop, centered, momentum 0.9", 3, RMSprop,
         {"lr": 1e-2, "centered": True, "momentum": 0.9}, torch_fused=False)
 _family("adam", "Adam (torch.optim.Adam)", 2, Adam, {"lr": 1e-3}, torch_fused=True)
 _family("amsgrad", "Adam, amsgrad", 3, Adam, {"lr": 1e-3, "amsgrad": True}, torch_fused=True)
-_family("adamw", "AdamW (torch.optim.AdamW)", 2, AdamW, {"lr": 1e-3, "weight_decay": 1e-2}, torch_fused=True)
+_family("adamw", "AdamW (torch.optim.AdamW)", 2, AdamW, {"lr": 1e-3, "weight_decay": 1e-2},
+        torch_fused=True)
 
 DEFAULT_RULES = ("irprop-", "irprop-/compact", "adagrad")
 
@@ -303,7 +309,8 @@ class Timing:
 SETTLE_S = 0.01
 
 
-def time_steps(steps: Dict[str, Step], repeats: int = 7, min_time: float = 0.02) -> Dict[str, Timing]:
+def time_steps(steps: Dict[str, Step], repeats: int = 7,
+               min_time: float = 0.02) -> Dict[str, Timing]:
     """Median-ready timings of every step callable, interleaved round by round.
 
     Each callable is warmed up (states allocated), calibrated to a number of calls that
@@ -329,6 +336,18 @@ def time_steps(steps: Dict[str, Step], repeats: int = 7, min_time: float = 0.02)
                 fn()
             samples[name].append((time.perf_counter() - t0) / n)
     return {name: Timing(s) for name, s in samples.items()}
+
+
+def paired_ratio(num: Timing, den: Timing) -> float:
+    """The median over rounds of ``num``'s sample over ``den``'s sample of the same round.
+
+    Samples of one round were taken a few tens of milliseconds apart (``time_steps``), so
+    the machine's slow and fast phases, which last seconds, cancel in each quotient; the
+    quotient of the two medians can pair a slow sample with a fast one.
+    """
+    if len(num.samples) != len(den.samples):
+        raise ValueError(f"samples: {len(num.samples)} and {len(den.samples)} do not pair up")
+    return float(np.median(np.divide(num.samples, den.samples)))
 
 
 # ------------------------------------------------------------------------------ machine
@@ -375,7 +394,8 @@ def parse_size(text: str) -> int:
     try:
         value = int(t) * scale
     except ValueError:
-        raise argparse.ArgumentTypeError(f"sizes: expected e.g. 1K, 16M or 1000, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"sizes: expected e.g. 1K, 16M or 1000, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"sizes: expected a positive size, got {text!r}")
     return value
@@ -413,8 +433,9 @@ def run_case(rule: BenchRule, label: str, shapes: List[Shape], dtype: Any, repea
         "skipped": dict(case.skipped),
         "ms_per_step": ours * 1e3,
         "gb_per_s": rule.step_bytes(item) * case.numel / ours / 1e9,
-        "x_floor": ours / timings["floor"].median,
-        "speedup": {k: timings[k].median / ours for k in timings if k not in ("optbowl", "floor")},
+        "x_floor": paired_ratio(timings["optbowl"], timings["floor"]),
+        "speedup": {k: paired_ratio(timings[k], timings["optbowl"])
+                    for k in timings if k not in ("optbowl", "floor")},
     }
     return record
 
@@ -426,24 +447,28 @@ def _fmt_speedup(record: Dict[str, Any], name: str) -> str:
 
 def table(records: List[Dict[str, Any]]) -> str:
     cols = ["numpy", *TORCH_PATHS]
+    names = [f"vs {c[6:]}" if c.startswith("torch") else "vs numpy" for c in cols]
     head = (f"{'workload':<12} {'dtype':<8} {'rule':<16} {'ms/step':>9} {'noise':>6} {'GB/s':>6} "
-            f"{'floor ms':>9} {'x floor':>8} " + " ".join(f"{'vs ' + c[6:] if c.startswith('torch') else 'vs numpy':>8}" for c in cols))
+            f"{'floor ms':>9} {'x floor':>8} " + " ".join(f"{n:>8}" for n in names))
     lines = [head, "-" * len(head)]
     for r in records:
         t = r["timings"]
+        noise, floor_ms = t["optbowl"]["noise"] * 100, t["floor"]["median_s"] * 1e3
         lines.append(
             f"{r['workload']:<12} {r['dtype']:<8} {r['rule']:<16} {r['ms_per_step']:9.3f} "
-            f"{t['optbowl']['noise'] * 100:5.1f}% {r['gb_per_s']:6.1f} {t['floor']['median_s'] * 1e3:9.3f} "
+            f"{noise:5.1f}% {r['gb_per_s']:6.1f} {floor_ms:9.3f} "
             f"{r['x_floor']:7.3f}x " + " ".join(_fmt_speedup(r, c) for c in cols)
         )
-    lines.append("vs X: X's time / optbowl's (above 1: optbowl is faster); noise: half IQR / median "
-                 "of optbowl's samples; x floor: optbowl / the streaming kernel over the rule's "
-                 "float arrays (for /compact the uncompacted floor it replaces)")
+    lines.append("vs X: X's time / optbowl's (above 1: optbowl is faster); noise: half IQR / "
+                 "median of optbowl's samples; x floor: optbowl / the streaming kernel over the "
+                 "rule's float arrays (for /compact the uncompacted floor it replaces); both "
+                 "ratios: median over rounds of the two samples of a round")
     return "\n".join(lines)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="time optimizer steps against the memory floor, NumPy and torch")
+    p = sub.add_parser("bench",
+                       help="time optimizer steps against the memory floor, NumPy and torch")
     p.add_argument("--workload", choices=("resnet18", "flat"), default="resnet18",
                    help="ResNet-18's 62 parameter shapes (default) or one flat tensor per --sizes")
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[1 << 20, 1 << 24, 1 << 26],
@@ -455,7 +480,8 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=7, help="samples per competitor (default 7)")
     p.add_argument("--min-time", type=float, default=0.02,
                    help="seconds each sample lasts at least (default 0.02)")
-    p.add_argument("--threads", type=int, default=0, help="threads (default: OMP_NUM_THREADS or all cores)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="threads (default: OMP_NUM_THREADS or all cores)")
     p.add_argument("--no-torch", action="store_true", help="do not time torch")
     p.add_argument("--json", metavar="FILE", help="write every sample and the machine to FILE")
     p.set_defaults(run=run)
@@ -478,8 +504,10 @@ def run(args: argparse.Namespace) -> int:
     info = machine()
     print(f"optbowl {__version__} bench: {info['cpu']}, {info['logical_cpus']} logical CPUs, "
           f"ISA {info['isa']}, {info['threads']} thread(s); numpy {info['numpy']}, "
-          f"torch {info['torch'] or 'not installed'}; load {info.get('load_average', '?')}", flush=True)
-    cases = [(w, d, n) for w in workloads(args.workload, args.sizes) for d in args.dtype for n in names]
+          f"torch {info['torch'] or 'not installed'}; load {info.get('load_average', '?')}",
+          flush=True)
+    cases = [(w, d, n)
+             for w in workloads(args.workload, args.sizes) for d in args.dtype for n in names]
     records = []
     for i, ((label, shapes), dtype, name) in enumerate(cases, 1):
         r = run_case(RULES[name], label, shapes, dtype, args.repeats, args.min_time,
@@ -493,9 +521,12 @@ def run(args: argparse.Namespace) -> int:
     print(table(records))
     if args.json:
         info_after = machine()
+        command = None
+        if sys.argv[1:2] == ["bench"]:
+            command = "python -m optbowl bench " + " ".join(sys.argv[2:])
         with open(args.json, "w") as f:
             json.dump({"machine": info, "load_average_after": info_after.get("load_average"),
-                       "command": "python -m optbowl bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else None,
+                       "command": command,
                        "repeats": args.repeats, "min_time_s": args.min_time, "results": records},
                       f, indent=1)
         print(f"wrote {args.json}")
