@@ -5,10 +5,10 @@ import math
 import subprocess
 import sys
 
-from optbowl import _workloads
 import numpy as np
 import pytest
 
+from optbowl import _workloads
 from optbowl.bench import RULES, Timing, build_case, paired_ratio, parse_size
 
 
