@@ -40,7 +40,7 @@ import numpy as np
 
 import optbowl as ob
 from optbowl import _numpy_baseline
-from optbowl.bench import SETTLE_S
+from optbowl.bench import SETTLE_S, Timing, paired_ratio
 
 PAUSE_S = max(SETTLE_S, 0.3)
 MIN_SAMPLE_S = 0.05
@@ -141,7 +141,8 @@ def run_case(method, n, side, steps, rounds):
     med = {k: statistics.median(v) for k, v in times.items()}
 
     def speedup(numpy_side):
-        return statistics.median(a / b for a, b in zip(times[numpy_side], times["optbowl"]))
+        return paired_ratio(Timing(times[numpy_side]), Timing(times["optbowl"]))
+
     r = {
         "method": method, "n": n, "configurations": side * side, "steps": steps,
         "numpy_ms": 1e3 * med["numpy"], "optbowl_ms": 1e3 * med["optbowl"],
