@@ -21,7 +21,6 @@
 #include <cstring>
 #include <cstdint>
 #include <exception>
-#include <functional>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -848,6 +847,21 @@ void parallel_for(std::int64_t n, std::int64_t chunk, int threads, Body&& body) 
   if (failed) std::rethrow_exception(failed);
 }
 
+// The indices of `key` in the order of their keys, equal keys in index order, by a counting
+// sort: a loop's lane key is a few flag bits (Loop::lane_key, below 64). std::stable_sort
+// took about 17 us of a sweep of 4096 configurations.
+inline std::vector<std::int64_t> stable_order(const std::vector<std::uint32_t>& key) {
+  const std::size_t n = key.size();
+  const std::uint32_t top = n ? *std::max_element(key.begin(), key.end()) : 0;
+  if (top >= 1024) throw std::logic_error("sweep: a lane key above 1023 (lane keys are flag bits)");
+  std::vector<std::size_t> start(top + 2, 0);  // then start[k]: where key k's indices go
+  std::vector<std::int64_t> order(n);
+  for (std::size_t r = 0; r < n; ++r) ++start[key[r] + 1];
+  for (std::uint32_t k = 0; k <= top; ++k) start[k + 1] += start[k];
+  for (std::size_t r = 0; r < n; ++r) order[start[key[r]]++] = static_cast<std::int64_t>(r);
+  return order;
+}
+
 // Many configurations of one method, each from x0 for `steps` steps: rows x cols
 // hyper-parameters, row-major. Configurations that agree on the loop's constant flags
 // are cut into blocks of lanes (simulate_lanes), and OpenMP runs the blocks.
@@ -884,11 +898,7 @@ void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vec
   const bool diagonal = is_diagonal(P);
   // Configurations in order of their flags; blocks of at most `lanes` with equal flags,
   // enough of them to keep every thread busy, each small enough to stay in cache.
-  std::vector<std::int64_t> order(R);
-  for (std::int64_t r = 0; r < rows; ++r) order[r] = r;
-  if (std::adjacent_find(key.begin(), key.end(), std::not_equal_to<std::uint32_t>()) != key.end())
-    std::stable_sort(order.begin(), order.end(),
-                     [&](std::int64_t a, std::int64_t b) { return key[a] < key[b]; });
+  const std::vector<std::int64_t> order = stable_order(key);
   if (rows == 0) return;
   // A block's arrays in bytes per lane and coordinate: x, the states, and the gradient
   // (one row in one pass) or Newton's residual.
