@@ -79,6 +79,21 @@ def test_extension_module_lives_in_the_package():
 
 
 @pytest.mark.skipif(not SOURCE_TREE, reason="needs the source tree")
+def test_core_stub_names_every_function_of_the_module():
+    # _core.pyi is written by hand (type checkers and editors read it, never the module):
+    # every public name of the compiled module is in it, and nothing else.
+    import ast
+
+    stub = pathlib.Path(optbowl.__file__).parent / "_core.pyi"
+    tree = ast.parse(stub.read_text(encoding="utf-8"))
+    stubbed = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    stubbed |= {node.target.id for node in tree.body
+                if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+    public = {name for name in dir(_core) if not name.startswith("_")}
+    assert public - stubbed == set(), "compiled but missing from _core.pyi"
+    assert stubbed - public == set(), "in _core.pyi but not compiled"
+
+
 def test_sdist_holds_every_tracked_source_and_no_build_output(tmp_path):
     pytest.importorskip("scikit_build_core")
     tracked = subprocess.run(

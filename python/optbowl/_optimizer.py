@@ -170,7 +170,7 @@ class Optimizer:
         if device_flag is not None:
             kw["found_inf"] = device_flag
 
-        states = list(map(self.state.get, range(len(grads))))
+        states: List[Any] = list(map(self.state.get, range(len(grads))))  # None: no state yet
         if None in states or any(map(_is_none, grads)):
             if not self._step_some(grads, states, kw, device_flag, found_inf):
                 return

@@ -946,9 +946,9 @@ def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any =
             checked({**first, k: v})
     for pair in _PAIRS.values():
         if pair[0] in grid:
-            lo, hi = (grid[c].ravel() for c in pair)
-            for r in _pair_extremes(lo, hi):
-                checked({**first, pair[0]: float(lo[r]), pair[1]: float(hi[r])})
+            lows, highs = (grid[c].ravel() for c in pair)
+            for r in _pair_extremes(lows, highs):
+                checked({**first, pair[0]: float(lows[r]), pair[1]: float(highs[r])})
     names = list(row0)
     table = np.empty((size, len(names)))
     for j, name in enumerate(names):

@@ -84,7 +84,8 @@ def unflatten_state(flat: Any) -> Any:
 
 def save_state(file: Union[str, os.PathLike, BinaryIO], state: Any) -> None:
     """Write a state_dict to an ``.npz`` file (``np.savez``; see :func:`flatten_state`)."""
-    np.savez(file, **flatten_state(state))
+    arrays: Dict[str, Any] = flatten_state(state)  # as **kwds: no key is savez's own option
+    np.savez(file, **arrays)
 
 
 def load_state(file: Union[str, os.PathLike, BinaryIO]) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     loss, sec, measured["gd"] = _phase(lam, x0, args.steps, lambda x: SGD(x, lr=gd["lr"]).step)
     report(f"SGD lr={gd['lr']:.3g}", loss, sec)
     hb = theory.optimal("momentum")
-    hb_kw = {"lr": hb["lr"], "momentum": hb["momentum"]}
+    hb_kw: Dict[str, Any] = {"lr": hb["lr"], "momentum": hb["momentum"]}
     loss, sec, measured["momentum"] = _phase(lam, x0, args.steps, lambda x: SGD(x, **hb_kw).step)
 
     def make_np_hb(x):
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         raise RuntimeError(f"NumPy momentum ended at loss {np_loss}, optbowl at {loss}")
     report(f"SGD momentum={hb['momentum']:.3g}", loss, sec, numpy_sec)
     nag = theory.optimal("nesterov")
-    nag_kw = {"lr": nag["lr"], "momentum": nag["momentum"], "nesterov": True}
+    nag_kw: Dict[str, Any] = {"lr": nag["lr"], "momentum": nag["momentum"], "nesterov": True}
     loss, sec, measured["nesterov"] = _phase(lam, x0, args.steps, lambda x: SGD(x, **nag_kw).step)
     report(f"SGD Nesterov={nag['momentum']:.3g}", loss, sec)
     for name, make_opt in (

@@ -58,6 +58,7 @@ class _Schedule:
     """Shared machinery: remembers the optimizer and its state, writes lrs, saves itself."""
 
     optimizer: Optimizer
+    _last_lr: List[float]  # every group's lr as last set
 
     def _groups(self) -> List[Dict[str, Any]]:
         groups = self.optimizer.param_groups
