@@ -1,6 +1,7 @@
 """A real CPU training step (forward, backward, step) of a small CNN: torch.optim.Rprop vs optbowl.torch.Rprop.
 
-    python bench/bench_torch_training.py [--batch 32] [--steps 30] [--rounds 5] [--threads N] [--json FILE]
+    python bench/bench_torch_training.py [--batch 32] [--steps 30] [--rounds 5] [--threads N]
+                                         [--json FILE]
 
 Every optimizer trains its own copy of the same model on the same batches; the rounds are
 interleaved (torch single-tensor, torch foreach, optbowl, then again) so that a change in
@@ -8,7 +9,7 @@ machine load hits all of them alike. Reported per optimizer: the median over all
 the whole training step and of ``opt.step()`` alone, in milliseconds, and the speed-up of
 the optimizer step against torch's foreach implementation. The script also checks that all
 three end with bit-identical parameters (they implement the same rule).
-"""
+"""  # noqa: E501  (line 1 is the argparse description: it stays whole)
 
 from __future__ import annotations
 
@@ -61,13 +62,15 @@ def main() -> None:
 
     gen = torch.Generator().manual_seed(1)
     batches = [
-        (torch.randn(args.batch, 3, 32, 32, generator=gen), torch.randint(0, 10, (args.batch,), generator=gen))
+        (torch.randn(args.batch, 3, 32, 32, generator=gen),
+         torch.randint(0, 10, (args.batch,), generator=gen))
         for _ in range(8)
     ]
     runs = {}
     for name, make in OPTIMIZERS.items():
         model = make_model()
-        runs[name] = {"model": model, "opt": make(model.parameters()), "step": [], "train": [], "t": 0}
+        runs[name] = {"model": model, "opt": make(model.parameters()), "step": [], "train": [],
+                      "t": 0}
     n_params = sum(p.numel() for p in make_model().parameters())
 
     for _ in range(args.rounds):
@@ -99,8 +102,10 @@ def main() -> None:
         "bit_identical": identical,
         "median_ms": {},
     }
-    print(f"small CNN, {n_params:,} parameters, batch {args.batch}, {args.steps * args.rounds} steps each")
-    print(f"{'optimizer':36s} {'train step ms':>13s} {'opt.step ms':>12s} {'step speed-up vs foreach':>25s}")
+    print(f"small CNN, {n_params:,} parameters, batch {args.batch}, "
+          f"{args.steps * args.rounds} steps each")
+    print(f"{'optimizer':36s} {'train step ms':>13s} {'opt.step ms':>12s} "
+          f"{'step speed-up vs foreach':>25s}")
     for name, run in runs.items():
         train, step = statistics.median(run["train"]) * 1e3, statistics.median(run["step"]) * 1e3
         results["median_ms"][name] = {"train_step": train, "optimizer_step": step}
@@ -110,7 +115,9 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
     if not identical:
-        raise SystemExit("the optimizers disagree: optbowl.torch.Rprop must equal torch.optim.Rprop")
+        raise SystemExit(
+            "the optimizers disagree: optbowl.torch.Rprop must equal torch.optim.Rprop"
+        )
 
 
 if __name__ == "__main__":

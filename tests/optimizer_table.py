@@ -93,8 +93,8 @@ def _rprop_hyper():
 def _rprop_ref_step(variant):
     def step(p, g, state, kw, loss_increased):
         ref.rprop_step(p, g, state, variant=variant, etas=kw.get("etas", (0.5, 1.2)),
-                       step_sizes=kw.get("step_sizes", (1e-6, 50.0)), maximize=kw.get("maximize", False),
-                       loss_increased=loss_increased)
+                       step_sizes=kw.get("step_sizes", (1e-6, 50.0)),
+                       maximize=kw.get("maximize", False), loss_increased=loss_increased)
 
     return step
 
@@ -114,7 +114,8 @@ def _rprop_row(variant):
         ref_step=_rprop_ref_step(variant),
         hyper=_rprop_hyper,
         torch_cls="Rprop" if torch_like else None,
-        torch_kwargs=(lambda kw: {k: kw[k] for k in ("lr", "etas", "step_sizes", "maximize") if k in kw})
+        torch_kwargs=(lambda kw: {k: kw[k] for k in ("lr", "etas", "step_sizes", "maximize")
+                                  if k in kw})
         if torch_like else None,
         torch_state={"prev": "prev", "step_size": "step_size"} if torch_like else {},
     )
@@ -140,7 +141,8 @@ def _adagrad_hyper():
 
 
 def _adagrad_ref_step(p, g, state, kw, loss_increased):
-    ref.adagrad_step(p, g, state, **{k: kw[k] for k in ADAGRAD_NAMES if k in kw and k != "initial_accumulator_value"})
+    ref.adagrad_step(p, g, state, **{k: kw[k] for k in ADAGRAD_NAMES
+                                     if k in kw and k != "initial_accumulator_value"})
 
 
 ADAGRAD = Row(
@@ -202,7 +204,8 @@ FUTURE = [
         torch_cls="Adam", torch_kwargs=_torch_same("lr", extra={"fused": True}), torch_exact=False),
     Row(name="Adam-amsgrad", cls="Adam", kwargs={"lr": 0.01, "amsgrad": True, "weight_decay": 0.01},
         bad_hyper=(_NEG("lr"), ({"betas": (0.9, NAN)}, ValueError, "betas")),
-        torch_cls="Adam", torch_kwargs=_torch_same("lr", "amsgrad", "weight_decay", extra={"fused": True}),
+        torch_cls="Adam",
+        torch_kwargs=_torch_same("lr", "amsgrad", "weight_decay", extra={"fused": True}),
         torch_exact=False),
     Row(name="AdamW", cls="AdamW", kwargs={"lr": 0.01, "weight_decay": 0.01},
         bad_hyper=(_NEG("lr"), _NEG("weight_decay")),

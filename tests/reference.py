@@ -167,8 +167,8 @@ def rmsprop_step(p, grad, state, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=
         p -= t(lr) * g / avg
 
 
-def adam_step(p, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-              maximize=False, decoupled_weight_decay=False):
+def adam_step(p, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+              amsgrad=False, maximize=False, decoupled_weight_decay=False):
     """One Adam / AdamW step as torch documents it; state["step"] counts the steps taken."""
     t = p.dtype.type
     beta1, beta2 = betas
@@ -189,7 +189,8 @@ def adam_step(p, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_d
     p -= t(lr / (1 - beta1**k)) * m / denom
 
 
-def sparse_adagrad_step(p, indices, values, state, *, lr=1e-2, lr_decay=0.0, eps=1e-10, maximize=False):
+def sparse_adagrad_step(p, indices, values, state, *, lr=1e-2, lr_decay=0.0, eps=1e-10,
+                        maximize=False):
     """AdaGrad on the rows ``indices`` of a 2-D p (duplicates summed first), torch's sparse rule."""
     state["step"] += 1
     clr = lr / (1 + (state["step"] - 1) * lr_decay)

@@ -11,7 +11,8 @@ OPTIONS = [
     dict(lr=0.3, lr_decay=0.01),
     dict(weight_decay=0.1, initial_accumulator_value=0.5),
     dict(lr=0.05, eps=1e-3, maximize=True),
-    dict(lr=0.2, lr_decay=0.05, weight_decay=0.01, initial_accumulator_value=0.1, eps=1e-6, maximize=True),
+    dict(lr=0.2, lr_decay=0.05, weight_decay=0.01, initial_accumulator_value=0.1, eps=1e-6,
+         maximize=True),
 ]
 
 

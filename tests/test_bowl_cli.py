@@ -5,13 +5,14 @@ import pytest
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "optbowl", "bowl", *args], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run([sys.executable, "-m", "optbowl", "bowl", *args], capture_output=True,
+                          text=True, check=True).stdout
 
 
 def rows(out):
     methods = ("gd", "momentum", "nesterov", "newton")
-    return {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in methods}
+    return {line.split()[0]: line for line in out.splitlines()
+            if line.split() and line.split()[0] in methods}
 
 
 def test_bowl_cli_table():
@@ -33,6 +34,7 @@ def test_bowl_cli_given_hyper_parameters():
 def test_bowl_cli_plot(tmp_path):
     pytest.importorskip("matplotlib")
     path = tmp_path / "bowl.png"
-    out = run_cli("--eigenvalues", "1", "100", "--method", "momentum", "--rotate", "--plot", str(path))
+    out = run_cli("--eigenvalues", "1", "100", "--method", "momentum", "--rotate", "--plot",
+                  str(path))
     assert "figure saved" in out
     assert path.read_bytes().startswith(b"\x89PNG")

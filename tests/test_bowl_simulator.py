@@ -39,7 +39,8 @@ def drive(bowl, optimizer, x0, steps, dtype, wants_loss=False, **hyper):
 
 @pytest.fixture
 def bowl():
-    return ob.QuadraticBowl.from_eigenvalues([0.5, 3.0, 40.0], rotate=True, seed=9, minimizer=[1.0, -0.5, 2.0])
+    return ob.QuadraticBowl.from_eigenvalues([0.5, 3.0, 40.0], rotate=True, seed=9,
+                                             minimizer=[1.0, -0.5, 2.0])
 
 
 X0 = np.array([2.0, 1.0, -3.0])
@@ -59,14 +60,16 @@ def test_rprop_run_is_the_optimizer_bit_for_bit(bowl, variant, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_adagrad_run_is_the_optimizer_bit_for_bit(bowl, dtype):
-    hp = {"lr": 0.5, "lr_decay": 0.01, "weight_decay": 0.0, "initial_accumulator_value": 0.1, "eps": 1e-8}
+    hp = {"lr": 0.5, "lr_decay": 0.01, "weight_decay": 0.0, "initial_accumulator_value": 0.1,
+          "eps": 1e-8}
     t = bowl.run("adagrad", X0, 80, dtype=dtype, **hp)
     np.testing.assert_array_equal(t.x, drive(bowl, ob.Adagrad, X0, 80, dtype, **hp))
 
 
 def test_adagrad_weight_decay_run(bowl):
     t = bowl.run("adagrad", X0, 30, lr=0.3, weight_decay=0.2)
-    np.testing.assert_array_equal(t.x, drive(bowl, ob.Adagrad, X0, 30, np.float64, lr=0.3, weight_decay=0.2))
+    np.testing.assert_array_equal(t.x, drive(bowl, ob.Adagrad, X0, 30, np.float64, lr=0.3,
+                                             weight_decay=0.2))
 
 
 def test_trajectory_records_f_and_gradient_norm(bowl):
@@ -80,7 +83,8 @@ def test_trajectory_records_f_and_gradient_norm(bowl):
 
 def test_run_defaults_match_the_optimizer_defaults(bowl):
     t = bowl.run("rprop", X0, 5)
-    assert t.hyper == {"lr": 1e-2, "etas": (0.5, 1.2), "step_sizes": (1e-6, 50.0), "variant": "irprop-"}
+    assert t.hyper == {"lr": 1e-2, "etas": (0.5, 1.2), "step_sizes": (1e-6, 50.0),
+                       "variant": "irprop-"}
     np.testing.assert_array_equal(t.x, drive(bowl, ob.Rprop, X0, 5, np.float64))
 
 
@@ -167,7 +171,8 @@ def test_other_rules_run_is_the_optimizer_bit_for_bit(bowl, method, cls, hp, dty
 
 def test_sweep_of_adam_and_booleans_equals_runs(bowl):
     lrs = np.array([0.01, 0.1])
-    res = ob.sweep(bowl, "adam", X0, 50, lr=lrs, betas=(np.array([[0.8], [0.9]]), 0.99), amsgrad=True)
+    res = ob.sweep(bowl, "adam", X0, 50, lr=lrs, betas=(np.array([[0.8], [0.9]]), 0.99),
+                   amsgrad=True)
     assert res.shape == (2, 2)
     for i, b1 in enumerate((0.8, 0.9)):
         for j, lr in enumerate(lrs):
@@ -178,8 +183,9 @@ def test_sweep_of_adam_and_booleans_equals_runs(bowl):
 def test_every_method_is_compiled_into_the_simulator():
     from optbowl import _core
 
-    assert set(_core.bowl_methods()) == {"irprop-", "rprop-", "rprop+", "irprop+", "backtrack", "adagrad", "gd",
-                                         "momentum", "nesterov", "newton", "quickprop", "rmsprop", "adam"}
+    assert set(_core.bowl_methods()) == {"irprop-", "rprop-", "rprop+", "irprop+", "backtrack",
+                                         "adagrad", "gd", "momentum", "nesterov", "newton",
+                                         "quickprop", "rmsprop", "adam"}
 
 
 # ------------------------------------------------------------------ sweep
@@ -203,29 +209,36 @@ def test_sweep_equals_individual_runs(bowl):
 # after the midpoint.
 LANE_GRIDS = [
     *[("rprop", {"variant": v, "lr": np.geomspace(1e-3, 3.0, 6)[:, None, None],
-                 "etas": (np.array([0.3, 0.5])[:, None], np.array([1.1, 1.6]))}) for v in RPROP_VARIANTS],
-    ("adagrad", {"lr": np.geomspace(1e-3, 1e3, 7)[:, None, None], "lr_decay": np.array([0.0, 0.1])[:, None],
+                 "etas": (np.array([0.3, 0.5])[:, None], np.array([1.1, 1.6]))})
+      for v in RPROP_VARIANTS],
+    ("adagrad", {"lr": np.geomspace(1e-3, 1e3, 7)[:, None, None],
+                 "lr_decay": np.array([0.0, 0.1])[:, None],
                  "weight_decay": np.array([0.0, 0.05]), "initial_accumulator_value": 0.5}),
     # lr 1e3 and 1e15 overflow |Ax − b|² after and before the midpoint.
     ("gd", {"lr": np.concatenate([np.linspace(0.001, 2.6 / 40.0, 23), [1e3, 1e15]])}),
-    ("momentum", {"lr": np.linspace(0.001, 0.09, 9)[:, None, None], "momentum": np.array([0.0, 0.5, 0.97])[:, None],
+    ("momentum", {"lr": np.linspace(0.001, 0.09, 9)[:, None, None],
+                  "momentum": np.array([0.0, 0.5, 0.97])[:, None],
                   "dampening": np.array([0.0, 0.3])}),
     ("momentum", {"lr": np.linspace(0.001, 0.09, 5)[:, None], "momentum": 0.9,
                   "weight_decay": np.array([0.0, 0.05, 0.0, 2.0])}),
-    ("nesterov", {"lr": np.linspace(0.001, 0.09, 9)[:, None], "momentum": np.array([0.1, 0.5, 0.9])}),
+    ("nesterov", {"lr": np.linspace(0.001, 0.09, 9)[:, None],
+                  "momentum": np.array([0.1, 0.5, 0.9])}),
     ("newton", {"lr": np.array([0.25, 0.5, 1.0, 1.5, 1.99, 2.5, 1e6, 1e16])}),
     ("momentum", {"lr": np.array([0.01, 1e3, 1e15])[:, None], "momentum": np.array([0.0, 0.5])}),
-    ("quickprop", {"lr": np.geomspace(1e-3, 0.1, 5)[:, None], "max_growth": np.array([1.2, 1.75, 3.0])}),
+    ("quickprop", {"lr": np.geomspace(1e-3, 0.1, 5)[:, None],
+                   "max_growth": np.array([1.2, 1.75, 3.0])}),
     *[("rmsprop", {"lr": np.geomspace(1e-3, 0.3, 5)[:, None], "momentum": np.array([0.0, 0.5, 0.9]),
                    "centered": centered, "weight_decay": 0.01}) for centered in (False, True)],
-    *[("adam", {"lr": np.geomspace(1e-3, 0.3, 4)[:, None, None], "weight_decay": np.array([0.0, 0.02])[:, None],
+    *[("adam", {"lr": np.geomspace(1e-3, 0.3, 4)[:, None, None],
+                "weight_decay": np.array([0.0, 0.02])[:, None],
                 "betas": (np.array([0.8, 0.9, 0.7]), 0.99), **flags})
       for flags in ({"amsgrad": True}, {"decoupled_weight_decay": True}, {})],
 ]
 
 
 LANE_GRID_IDS = [
-    "-".join([m, *(str(v) if isinstance(v, str) else f"{k}={v}" for k, v in g.items() if isinstance(v, (str, bool)))])
+    "-".join([m, *(str(v) if isinstance(v, str) else f"{k}={v}" for k, v in g.items()
+                   if isinstance(v, (str, bool)))])
     for m, g in LANE_GRIDS]
 
 
@@ -247,7 +260,8 @@ def assert_sweep_is_runs(res, ref, method, x0, steps, grid, dtype):
         if finite[:steps].all():  # the run never stopped: every number agrees
             assert not res.diverged[idx] or not res.final_error[idx] <= res.initial_error, (idx, hp)
             assert res.final_error[idx] == t.final_error, (idx, hp)
-            assert res.rate[idx] == pytest.approx(t.measured_rate(), rel=1e-12, nan_ok=True), (idx, hp)
+            assert res.rate[idx] == pytest.approx(t.measured_rate(), rel=1e-12, nan_ok=True), \
+                (idx, hp)
         else:  # the sweep stops a run at its first non-finite gradient or loss
             assert res.diverged[idx] and res.final_error[idx] == np.inf, (idx, hp)
         assert res.diverged[idx] == (not res.final_error[idx] <= res.initial_error), (idx, hp)
@@ -307,7 +321,8 @@ def test_to_eigenbasis_is_the_same_bowl_rotated(bowl):
 
 
 def test_sweep_lanes_do_not_depend_on_threads_or_blocks(bowl):
-    grid = {"lr": np.geomspace(1e-3, 0.3, 37)[:, None], "momentum": np.array([0.0, 0.3, 0.6, 0.9, 0.99])}
+    grid = {"lr": np.geomspace(1e-3, 0.3, 37)[:, None],
+            "momentum": np.array([0.0, 0.3, 0.6, 0.9, 0.99])}
     before = ob.get_num_threads()
     try:
         ob.set_num_threads(1)
@@ -333,13 +348,14 @@ def test_sweep_of_scalars_is_one_configuration(bowl):
 def test_sweep_broadcasts_pairs_and_arrays(bowl):
     lrs = np.array([[0.01], [0.1], [1.0]])
     eta_minus = np.array([0.3, 0.5])
-    res = ob.sweep(bowl, "rprop", X0, 50, lr=lrs, etas=(eta_minus, 1.2), variant="rprop+", dtype=np.float32)
+    res = ob.sweep(bowl, "rprop", X0, 50, lr=lrs, etas=(eta_minus, 1.2), variant="rprop+",
+                   dtype=np.float32)
     assert res.shape == (3, 2)
     np.testing.assert_array_equal(res.hyper["eta_minus"], np.broadcast_to(eta_minus, (3, 2)))
     for i in range(3):
         for j in range(2):
-            t = bowl.run("rprop", X0, 50, lr=float(lrs[i, 0]), etas=(float(eta_minus[j]), 1.2), variant="rprop+",
-                         dtype=np.float32)
+            t = bowl.run("rprop", X0, 50, lr=float(lrs[i, 0]), etas=(float(eta_minus[j]), 1.2),
+                         variant="rprop+", dtype=np.float32)
             assert res.final_error[i, j] == t.final_error
 
 
@@ -384,7 +400,8 @@ SWEPT_ALONE = {  # method: (base hyper-parameters, the ones a sweep checks by th
     "nesterov": ({"lr": 0.01, "momentum": 0.5}, ("lr", "momentum", "weight_decay")),
     "newton": ({}, ("lr",)),
 }
-PROBES = [-np.inf, -1e300, -1.0, -1e-300, 0.0, 1e-300, 1e-3, 0.5, 0.999, 1.0, 1.5, 50.0, 1e300, np.inf]
+PROBES = [-np.inf, -1e300, -1.0, -1e-300, 0.0, 1e-300, 1e-3, 0.5, 0.999, 1.0, 1.5, 50.0, 1e300,
+          np.inf]
 
 
 @pytest.mark.parametrize("method", sorted(SWEPT_ALONE))
@@ -418,7 +435,8 @@ def test_sweep_reports_a_bad_value_inside_the_range(bowl):
 
 
 @pytest.mark.parametrize("method, hyper, match", [
-    ("momentum", {"lr": np.array([[0.01], [0.02]]), "momentum": np.array([0.5, np.nan])}, "momentum"),
+    ("momentum", {"lr": np.array([[0.01], [0.02]]), "momentum": np.array([0.5, np.nan])},
+     "momentum"),
     ("gd", {"lr": np.array([0.1, np.inf])}, "lr"),
     ("rprop", {"lr": np.array([0.1, 0.2]), "etas": (0.5, np.array([1.5, 0.9]))}, "etas"),
     ("rprop", {"step_sizes": (np.array([1e-6, 2.0]), np.array([[1.0], [5.0]]))}, "step_sizes"),

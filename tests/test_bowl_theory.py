@@ -32,7 +32,8 @@ def reference_iterates(bowl, method, x0, steps, lr, momentum=0.0, dampening=0.0,
 
 @pytest.fixture
 def rotated():
-    return ob.QuadraticBowl.from_eigenvalues([0.5, 2.0, 7.0, 30.0], rotate=True, seed=3, minimizer=[1, -2, 0.5, 3])
+    return ob.QuadraticBowl.from_eigenvalues([0.5, 2.0, 7.0, 30.0], rotate=True, seed=3,
+                                             minimizer=[1, -2, 0.5, 3])
 
 
 # ------------------------------------------------------------------ construction
@@ -57,7 +58,8 @@ def test_finite_differences_of_f(rotated, rng):
     h = 1e-6
     fd = np.array([(rotated.f(x + h * e) - rotated.f(x - h * e)) / (2 * h) for e in np.eye(4)])
     np.testing.assert_allclose(rotated.grad(x), fd, rtol=1e-7, atol=1e-6)
-    fdh = np.array([(rotated.grad(x + h * e) - rotated.grad(x - h * e)) / (2 * h) for e in np.eye(4)])
+    fdh = np.array([(rotated.grad(x + h * e) - rotated.grad(x - h * e)) / (2 * h)
+                    for e in np.eye(4)])
     np.testing.assert_allclose(rotated.hessian, fdh, rtol=1e-6, atol=1e-6)
 
 
@@ -73,7 +75,8 @@ def test_from_eigenvalues_rotation():
 
 @pytest.mark.parametrize(
     "A, message",
-    [([[1.0, 2.0], [0.0, 1.0]], "A: must be symmetric"), ([[1.0, 2.0, 3.0]], "A: expected a non-empty square"),
+    [([[1.0, 2.0], [0.0, 1.0]], "A: must be symmetric"),
+     ([[1.0, 2.0, 3.0]], "A: expected a non-empty square"),
      ([[np.nan]], "A: must be finite"), ("abc", "A:")],
 )
 def test_bad_matrix(A, message):
@@ -100,7 +103,8 @@ def test_goh_kappa_100():
     assert mom["momentum"] == pytest.approx((9 / 11) ** 2, rel=1e-14)
     assert mom["rate"] == pytest.approx(9 / 11, rel=1e-14)
     assert bowl.rate("gd", lr=gd["lr"]) == pytest.approx(99 / 101, rel=1e-14)
-    assert bowl.rate("momentum", lr=mom["lr"], momentum=mom["momentum"]) == pytest.approx(9 / 11, rel=1e-7)
+    assert bowl.rate("momentum", lr=mom["lr"], momentum=mom["momentum"]) == \
+        pytest.approx(9 / 11, rel=1e-7)
     assert bowl.optimal("newton") == {"lr": 1.0, "rate": 0.0}
 
 
@@ -135,23 +139,25 @@ def test_momentum_step_is_the_heavy_ball_step():
     lr, beta = 0.1, 0.6
     x = bowl.predict("momentum", [1.0, 2.0], 6, lr=lr, momentum=beta).x
     for k in range(1, 6):
-        np.testing.assert_allclose(x[k + 1], x[k] - lr * bowl.grad(x[k]) + beta * (x[k] - x[k - 1]), atol=1e-12)
+        np.testing.assert_allclose(x[k + 1], x[k] - lr * bowl.grad(x[k]) + beta * (x[k] - x[k - 1]),
+                                   atol=1e-12)
 
 
-# ------------------------------------------------------------------ rates against the full iteration matrix
+# ------------------------------------------------------------------ rates against the full
+#                                                                    iteration matrix
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("lr, beta", [(0.01, 0.3), (0.05, 0.9), (0.08, 0.0), (0.2, 0.5)])
 def test_rate_is_the_spectral_radius_in_x_space(rotated, method, lr, beta):
     n = rotated.n
-    A, I = rotated.A, np.eye(n)
+    A, identity = rotated.A, np.eye(n)
     if method in ("gd", "newton"):
-        M = I - lr * (A if method == "gd" else I)
+        M = identity - lr * (A if method == "gd" else identity)
         hp = {"lr": lr}
     else:
         # state (x, v): v' = βv + Ax; x' = x − η(v') or x − η(Ax + βv')
-        top = (I - lr * A, -lr * beta * I) if method == "momentum" else \
-            (I - lr * (1 + beta) * A, -lr * beta * beta * I)
-        M = np.block([[top[0], top[1]], [A, beta * I]])
+        top = (identity - lr * A, -lr * beta * identity) if method == "momentum" else \
+            (identity - lr * (1 + beta) * A, -lr * beta * beta * identity)
+        M = np.block([[top[0], top[1]], [A, beta * identity]])
         hp = {"lr": lr, "momentum": beta}
     expect = np.max(np.abs(np.linalg.eigvals(M)))
     assert rotated.rate(method, **hp) == pytest.approx(expect, rel=1e-6, abs=1e-12)
@@ -160,7 +166,8 @@ def test_rate_is_the_spectral_radius_in_x_space(rotated, method, lr, beta):
 # ------------------------------------------------------------------ regimes (seed 004)
 @pytest.mark.parametrize(
     "factor, label",
-    [(0.5, "monotone"), (1.0, "one-step"), (1.5, "oscillating"), (2.0, "non-convergent"), (2.5, "divergent")],
+    [(0.5, "monotone"), (1.0, "one-step"), (1.5, "oscillating"), (2.0, "non-convergent"),
+     (2.5, "divergent")],
 )
 @pytest.mark.parametrize("curvature", [0.3, 1.0, 7.0])
 def test_seed_004_one_dimensional_regimes(factor, label, curvature):
@@ -192,7 +199,8 @@ def test_regimes_per_eigenvalue_and_rate_agree(rotated):
 
 
 @pytest.mark.parametrize(
-    "method, beta", [("gd", 0.0)] + [(m, b) for m in ("momentum", "nesterov") for b in (0.0, 0.25, 0.8)]
+    "method, beta",
+    [("gd", 0.0)] + [(m, b) for m in ("momentum", "nesterov") for b in (0.0, 0.25, 0.8)]
 )
 def test_lr_boundaries_separate_the_regimes(method, beta):
     bowl = ob.QuadraticBowl.from_eigenvalues([2.0])
@@ -203,7 +211,8 @@ def test_lr_boundaries_separate_the_regimes(method, beta):
         below = bowl.regime(method, lr=lr * (1 - 1e-6), **hp)[0]
         above = bowl.regime(method, lr=lr * (1 + 1e-6), **hp)[0]
         if name == "non-convergent":
-            assert (below, above) == ("oscillating", "divergent") or below == "ripple" and above == "divergent"
+            assert (below, above) == ("oscillating", "divergent") \
+                or below == "ripple" and above == "divergent"
             assert bowl.regime(method, lr=lr, **hp)[0] == "non-convergent"
             assert bowl.rate(method, lr=lr, **hp) == pytest.approx(1.0, rel=1e-9)
         elif name == "one-step":
@@ -249,7 +258,8 @@ def test_predict_is_the_recurrence(rotated, method, hp):
     ref = reference_iterates(rotated, method, x0, 40, **hp)
     np.testing.assert_allclose(pred.x, ref, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(pred.f, rotated.f(ref), rtol=1e-10, atol=1e-9)
-    np.testing.assert_allclose(pred.grad_norm, np.linalg.norm(rotated.grad(ref), axis=1), rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(pred.grad_norm, np.linalg.norm(rotated.grad(ref), axis=1),
+                               rtol=1e-8, atol=1e-9)
     assert pred.source == "predict" and pred.steps == 40 and len(pred) == 41
     assert "final error" in repr(pred)
 
@@ -281,7 +291,8 @@ def test_d2l_printed_trajectories():
         ("momentum", {"lr": 0.6, "momentum": 0.25}, [-0.126340, -0.186632]),
     ]
     for method, hp, printed in cases:
-        np.testing.assert_allclose(bowl.predict(method, [-5.0, -2.0], 20, **hp).x[-1], printed, atol=5e-7)
+        np.testing.assert_allclose(bowl.predict(method, [-5.0, -2.0], 20, **hp).x[-1], printed,
+                                   atol=5e-7)
 
 
 # ------------------------------------------------------------------ iterations
@@ -346,7 +357,8 @@ def test_diagonal_scaling_of_a_rotated_bowl():
 # ------------------------------------------------------------------ gradient noise
 @pytest.mark.parametrize(
     "method, hp",
-    [("gd", {"lr": 0.1}), ("momentum", {"lr": 0.05, "momentum": 0.8}), ("nesterov", {"lr": 0.05, "momentum": 0.7}),
+    [("gd", {"lr": 0.1}), ("momentum", {"lr": 0.05, "momentum": 0.8}),
+     ("nesterov", {"lr": 0.05, "momentum": 0.7}),
      ("momentum", {"lr": 0.08, "momentum": 0.5, "dampening": 0.5}), ("newton", {"lr": 0.5})],
 )
 def test_stationary_variance_against_a_seeded_simulation(method, hp):

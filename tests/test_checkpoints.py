@@ -37,7 +37,8 @@ def _problem(seed):
     shapes = [(7,), (3, 4), (), (0,), (2, 2, 3)]
     dtypes = [np.float64, np.float32, np.float64, np.float32, np.float32]
     params = [rng.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes)]
-    grads = [[rng.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes)] for _ in range(STEPS)]
+    grads = [[rng.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes)]
+             for _ in range(STEPS)]
     for k in range(0, STEPS, 4):  # a parameter without a gradient now and then
         grads[k][1] = None
     losses = list(rng.standard_normal(STEPS))
@@ -109,7 +110,8 @@ def _schedules():
         return []
     out = []
     for name, kw in [("InverseTimeDecay", {}), ("InverseSquareDecay", {}),
-                     ("ExponentialDecay", {"beta": 0.1}), ("StepDecay", {"step_size": 3, "gamma": 0.5}),
+                     ("ExponentialDecay", {"beta": 0.1}),
+                     ("StepDecay", {"step_size": 3, "gamma": 0.5}),
                      ("ReduceLROnPlateau", {"patience": 1, "factor": 0.5, "cooldown": 1})]:
         if hasattr(sched, name):
             out.append(pytest.param(getattr(sched, name), kw, id=name))

@@ -117,7 +117,8 @@ def test_mixing_host_and_device_arrays_is_a_type_error():
 def test_device_arrays_without_a_usable_device_raise_a_clear_error():
     with pytest.raises(
         RuntimeError,
-        match=r"params\[0\]: a CUDA device array, but (no usable CUDA device|optbowl was built without)",
+        match=r"params\[0\]: a CUDA device array, but "
+              r"(no usable CUDA device|optbowl was built without)",
     ):
         ob.Rprop([FakeDeviceArray((3,))])
     with pytest.raises(RuntimeError, match="CUDA device array"):

@@ -148,7 +148,8 @@ def test_every_isa_gives_identical_results(restore_isa, restore_wide_in_cache, d
 
 
 @pytest.mark.parametrize("method, hyper", [
-    ("momentum", {"lr": np.linspace(0.001, 0.05, 45)[:, None], "momentum": np.array([0.0, 0.5, 0.9])}),
+    ("momentum", {"lr": np.linspace(0.001, 0.05, 45)[:, None],
+                  "momentum": np.array([0.0, 0.5, 0.9])}),
     ("rprop", {"lr": np.geomspace(1e-3, 0.5, 40)[:, None], "etas": (0.5, np.array([1.1, 1.3])),
                "variant": "irprop+"}),
     ("adam", {"lr": np.geomspace(1e-3, 0.3, 37)[:, None], "weight_decay": np.array([0.0, 0.01])}),
@@ -193,7 +194,8 @@ def test_sweep_tiles_of_every_isa_equal_individual_runs(each_isa, dtype, threads
         ob.set_num_threads(before)
     assert res.shape == (61, 5) and not res.diverged.all()
     for i, j in np.ndindex(res.shape):
-        run = bowl.run("rprop", x0, 25, dtype=dtype, lr=lr[i], etas=(0.5, eta_plus[j]), variant="irprop+")
+        run = bowl.run("rprop", x0, 25, dtype=dtype, lr=lr[i], etas=(0.5, eta_plus[j]),
+                       variant="irprop+")
         squares = 0.0
         for d in run.x[-1].astype(np.float64) - bowl.minimizer:
             squares += float(d) * float(d)

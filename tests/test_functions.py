@@ -57,8 +57,10 @@ def test_seed_values():
 # ------------------------------------------------------------------ critical points
 @pytest.mark.parametrize(
     "H, kind",
-    [([[2, 0], [0, 3]], "minimum"), ([[-1, 0.5], [0.5, -2]], "maximum"), ([[2, 0], [0, -2]], "saddle"),
-     (0.0, "degenerate"), ([[1, 0], [0, 0]], "degenerate"), ([[1, 0, 0], [0, 0, 0], [0, 0, -1]], "saddle"),
+    [([[2, 0], [0, 3]], "minimum"), ([[-1, 0.5], [0.5, -2]], "maximum"),
+     ([[2, 0], [0, -2]], "saddle"),
+     (0.0, "degenerate"), ([[1, 0], [0, 0]], "degenerate"),
+     ([[1, 0, 0], [0, 0, 0], [0, 0, -1]], "saddle"),
      (5.0, "minimum"), (-1e-3, "maximum")],
 )
 def test_classify_critical_point(H, kind):
@@ -80,7 +82,8 @@ def test_critical_points_of_the_d2l_functions():
     # risk on [−1, 2]: local minimum near −0.3, global minimum near 1.1 (d2l's annotations)
     pts = ob.find_critical_points(F.risk)
     assert [p.kind for p in pts] == ["minimum", "maximum", "minimum"]
-    assert pts[0].x == pytest.approx(-0.27385, abs=1e-4) and pts[2].x == pytest.approx(1.09041, abs=1e-4)
+    assert pts[0].x == pytest.approx(-0.27385, abs=1e-4) \
+        and pts[2].x == pytest.approx(1.09041, abs=1e-4)
     assert pts[2].value < pts[0].value
     for p in pts:
         assert abs(F.risk.grad(p.x)) < 1e-9
@@ -98,7 +101,8 @@ def test_critical_points_of_the_d2l_functions():
 
 def test_critical_points_of_the_other_functions():
     pts = ob.find_critical_points(F.x_plus_sin)
-    np.testing.assert_allclose([p.x for p in pts], [-3 * math.pi, -math.pi, math.pi, 3 * math.pi], atol=1e-6)
+    np.testing.assert_allclose([p.x for p in pts], [-3 * math.pi, -math.pi, math.pi, 3 * math.pi],
+                               atol=1e-6)
     assert {p.kind for p in pts} == {"degenerate"}
     (m,) = ob.find_critical_points(F.rosenbrock())
     np.testing.assert_allclose(m.x, [1.0, 1.0], atol=1e-9)
@@ -138,7 +142,8 @@ def test_newton_d2l_numbers():
 
 
 def test_newton_on_a_bowl_is_one_step():
-    bowl = ob.QuadraticBowl.from_eigenvalues([1.0, 50.0], rotate=True, seed=2, minimizer=[3.0, -1.0])
+    bowl = ob.QuadraticBowl.from_eigenvalues([1.0, 50.0], rotate=True, seed=2,
+                                             minimizer=[3.0, -1.0])
     path = L.newton(bowl, [0.0, 0.0], 2)
     np.testing.assert_allclose(path[1], [3.0, -1.0])
 

@@ -119,7 +119,8 @@ def test_state_dict_is_a_copy():
 def test_repr_shows_hyper_parameters():
     opt = ob.Rprop([np.zeros(10), np.zeros(5)], lr=0.1, variant="rprop+")
     r = repr(opt)
-    assert "lr=0.1" in r and "etas=(0.5, 1.2)" in r and "variant='rprop+'" in r and "15 parameters" in r
+    assert "lr=0.1" in r and "etas=(0.5, 1.2)" in r and "variant='rprop+'" in r \
+        and "15 parameters" in r
     r = repr(ob.Adagrad([{"params": [np.zeros(2)]}, {"params": [np.zeros(3)], "lr": 1.0}]))
     assert "group 1" in r and "lr=1.0" in r
 
@@ -209,7 +210,8 @@ def test_bad_step_changes_nothing(cls, case):
     opt = cls(params, lr=0.1)
     opt.step([np.full_like(p, 0.5) for p in params])
     before_p = [p.copy() for p in params]
-    before_s = {i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()} for i, s in opt.state.items()}
+    before_s = {i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+                for i, s in opt.state.items()}
     if exc is None:
         opt.step(grads)
         return

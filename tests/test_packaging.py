@@ -103,7 +103,8 @@ def test_sdist_holds_every_tracked_source_and_no_build_output(tmp_path):
         pytest.skip("not a git checkout")
     out = subprocess.run(
         [sys.executable, "-c",
-         "import sys; from scikit_build_core.build import build_sdist; print(build_sdist(sys.argv[1]))",
+         ("import sys; from scikit_build_core.build import build_sdist; "
+          "print(build_sdist(sys.argv[1]))"),
          str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, check=True, env=TOOL_ENV,
     ).stdout.strip().splitlines()[-1]

@@ -28,7 +28,8 @@ def save(fig, tmp_path, name):
 
 def test_import_optbowl_does_not_import_matplotlib():
     code = "import sys, optbowl; print('matplotlib' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
     assert out.strip().splitlines()[-1] == "False"
     assert ob.plot.contour is not None  # attribute access imports it
 
@@ -66,7 +67,8 @@ def test_lr_sweep_marks_the_regime_boundaries(tmp_path):
     res = ob.sweep(bowl, "adagrad", [1.0, 1.0], 50, lr=lrs)
     ax = ob.plot.lr_sweep(bowl, "gd", lrs, result=res)
     xs = sorted(line.get_xdata()[0] for line in ax.lines if len(set(line.get_xdata())) == 1)
-    np.testing.assert_allclose(xs, sorted([0.1, 0.2, 2 / 11]))  # 1/λₙ, 2/λₙ, optimal (1/λ₁ is off-range)
+    # 1/λₙ, 2/λₙ, optimal (1/λ₁ is off-range)
+    np.testing.assert_allclose(xs, sorted([0.1, 0.2, 2 / 11]))
     save(ax.figure, tmp_path, "sweep_gd")
     ax = ob.plot.lr_sweep(bowl, "momentum", np.logspace(-3, 0, 40), momentum=0.5)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -83,6 +85,7 @@ def test_regime_panels_like_seed_004(tmp_path):
 
 def test_landscape_plot(tmp_path):
     rng = np.random.default_rng(0)
-    land = L.loss_landscape(lambda ps: float(np.sum(ps[0] ** 2)), [rng.standard_normal((3, 4))], resolution=9)
+    land = L.loss_landscape(lambda ps: float(np.sum(ps[0] ** 2)), [rng.standard_normal((3, 4))],
+                            resolution=9)
     ax = ob.plot.landscape(land)
     save(ax.figure, tmp_path, "landscape")

@@ -77,7 +77,8 @@ def _run(row, group_hypers, group_of, params, steps, seed, kind, threads, sample
         torch = pytest.importorskip("torch")
         tensors = [torch.from_numpy(e) for e in expect]
         topt = getattr(torch.optim, row.torch_cls)(
-            [{"params": [t for t, g in zip(tensors, group_of) if g == k]} for k in range(len(full))],
+            [{"params": [t for t, g in zip(tensors, group_of) if g == k]}
+             for k in range(len(full))],
             **row.torch_kwargs(full[0]))
     opt = row.make(groups)
     prev_grads = [None] * len(params)
@@ -98,7 +99,8 @@ def _run(row, group_hypers, group_of, params, steps, seed, kind, threads, sample
                     g[keep] = (np.abs(g) * np.sign(prev_grads[i]))[keep]
                 grads.append(None if rng.random() < kind["skip"] else g)
                 wd = float(full[group_of[i]].get("weight_decay", 0.0))
-                magnitude[i] = max(magnitude[i], float(np.max(np.abs(g) + wd * np.abs(p), initial=0.0)))
+                magnitude[i] = max(magnitude[i],
+                                   float(np.max(np.abs(g) + wd * np.abs(p), initial=0.0)))
             loss = float(rng.standard_normal())
             row.step(opt, grads, loss=loss)
             if all(g is None for g in grads):
@@ -124,18 +126,21 @@ def _run(row, group_hypers, group_of, params, steps, seed, kind, threads, sample
             assert_same_bits(got, e, f"params[{i}]")
             for name in row.state_names:
                 if i in opt.state:
-                    assert_same_bits(pick(opt.state[i][name]), states[i][name], f"state[{i}][{name!r}]")
+                    assert_same_bits(pick(opt.state[i][name]), states[i][name],
+                                     f"state[{i}][{name!r}]")
         else:
             lr = float(full[group_of[i]].get("lr", 0.01))
             tol = _ulp_tolerance(e, p.dtype, steps, lr)
-            np.testing.assert_allclose(got, e, rtol=0, atol=tol, equal_nan=True, err_msg=f"params[{i}]")
+            np.testing.assert_allclose(got, e, rtol=0, atol=tol, equal_nan=True,
+                                       err_msg=f"params[{i}]")
             if row.ref_step is not None:
                 for name in row.state_names:
                     if i in opt.state:
                         want = states[i][name]
                         np.testing.assert_allclose(pick(opt.state[i][name]), want, rtol=0,
-                                                   atol=_ulp_tolerance(want, p.dtype, steps,
-                                                                       magnitude[i] ** 2 + magnitude[i]),
+                                                   atol=_ulp_tolerance(
+                                                       want, p.dtype, steps,
+                                                       magnitude[i] ** 2 + magnitude[i]),
                                                    err_msg=f"state[{i}][{name!r}]")
 
 
@@ -180,7 +185,8 @@ def _many_tensors_case(draw, row):
     return {
         "group_hypers": [draw(_hyper(row))],
         "group_of": [0] * n,
-        "layout": [(SMALL_SHAPES[rng.integers(0, len(SMALL_SHAPES))], _random_dtype(rng)) for _ in range(n)],
+        "layout": [(SMALL_SHAPES[rng.integers(0, len(SMALL_SHAPES))], _random_dtype(rng))
+                   for _ in range(n)],
         "steps": draw(st.integers(1, 3)),
         "seed": seed,
         "kind": draw(_gradient_kind()),
@@ -194,8 +200,8 @@ def _params_for(case):
 
 
 def _check(row, case, sample=None):
-    _run(row, case["group_hypers"], case["group_of"], _params_for(case), case["steps"], case["seed"],
-         case["kind"], case["threads"], sample)
+    _run(row, case["group_hypers"], case["group_of"], _params_for(case), case["steps"],
+         case["seed"], case["kind"], case["threads"], sample)
 
 
 @pytest.mark.parametrize("row", PROPERTY_ROWS, ids=str)
@@ -223,6 +229,7 @@ def test_lengths_at_vector_chunk_and_thread_boundaries_match_the_reference(
     case = {"group_hypers": [hyper], "group_of": [0, 0], "layout": [((n,), dtype), ((5,), dtype)],
             "steps": steps, "seed": seed, "kind": kind, "threads": threads}
     rng = np.random.default_rng(seed)
-    near = [i + d for i in (0, 8, 16, CHUNK, 2 * CHUNK, 3 * CHUNK, PARALLEL_MIN, n) for d in range(-9, 9)]
+    near = [i + d for i in (0, 8, 16, CHUNK, 2 * CHUNK, 3 * CHUNK, PARALLEL_MIN, n)
+            for d in range(-9, 9)]
     sample = np.unique([i for i in near if 0 <= i < n] + list(rng.integers(0, max(n, 1), 64)))
     _check(row, case, sample[sample < n])

@@ -64,10 +64,12 @@ def test_backtrack_semantics():
     x = np.array([1.0, 5.0, 0.0])
     opt = ob.Rprop(x, lr=0.75, etas=(0.5, 2.0), variant="backtrack")
     opt.step(np.array([2.0, 10.0, 0.0]))
-    np.testing.assert_array_equal(x, [0.25, 4.25, 0.0])  # first step moves by lr; zero grad: untouched
+    # first step moves by lr; zero grad: untouched
+    np.testing.assert_array_equal(x, [0.25, 4.25, 0.0])
     opt.step(np.array([0.5, 8.5, 0.0]))                  # same sign: step 1.5
     np.testing.assert_array_equal(x, [-1.25, 2.75, 0.0])
-    opt.step(np.array([-2.5, 5.5, 0.0]))                 # element 0 flips: back to 0.25, step 0.75, forward to -0.5
+    # element 0 flips: back to 0.25, step 0.75, forward to -0.5
+    opt.step(np.array([-2.5, 5.5, 0.0]))
     np.testing.assert_array_equal(x, [-0.5, -0.25, 0.0])
     st = opt.state[0]
     np.testing.assert_array_equal(st["direction"], [1.0, 1.0, 0.0])

@@ -66,7 +66,8 @@ def test_step_releases_the_gil(row, gil_held_until_released):
 def _problem(seed):
     rng = np.random.default_rng(seed)
     shapes = [(ob._core.parallel_min + 123,), (33, 7), (5,), ()]
-    params = [rng.standard_normal(s).astype(d) for s, d in zip(shapes, [np.float32, np.float64] * 2)]
+    params = [rng.standard_normal(s).astype(d)
+              for s, d in zip(shapes, [np.float32, np.float64] * 2)]
     grads = [[np.asarray(rng.standard_normal(s)).astype(p.dtype) for s, p in zip(shapes, params)]
              for _ in range(15)]
     return params, grads

@@ -103,7 +103,8 @@ def test_import_optbowl_does_not_import_torch():
 @pytest.mark.parametrize("foreach", [False, True, None])
 def test_rprop_bit_identical_to_torch(dtype, foreach):
     def build(cls, kw):
-        return lambda ps: cls(groups(ps, lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.2), maximize=True), **kw)
+        return lambda ps: cls(groups(ps, lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.2),
+                                     maximize=True), **kw)
 
     ref, ours, _, _ = train_side_by_side(
         build(torch.optim.Rprop, {"foreach": foreach}),
@@ -135,10 +136,12 @@ def test_defaults_and_signature_match_torch(name):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("fused", [None, True])
 def test_adagrad_bit_identical_to_torch_fused(dtype, fused):
-    hp = {"lr": 0.3, "lr_decay": 0.01, "weight_decay": 0.05, "initial_accumulator_value": 0.2, "eps": 1e-8}
+    hp = {"lr": 0.3, "lr_decay": 0.01, "weight_decay": 0.05, "initial_accumulator_value": 0.2,
+          "eps": 1e-8}
 
     def build_ref(ps):
-        return torch.optim.Adagrad(groups(ps, lr=0.1, weight_decay=0.0, maximize=True), fused=True, **hp)
+        return torch.optim.Adagrad(groups(ps, lr=0.1, weight_decay=0.0, maximize=True), fused=True,
+                                   **hp)
 
     def build_ours(ps):
         return obt.Adagrad(groups(ps, lr=0.1, weight_decay=0.0, maximize=True), fused=fused, **hp)
@@ -477,7 +480,8 @@ CASES = {
         None,
     ),
     "adagrad": (
-        lambda ps: torch.optim.Adagrad(groups(ps, lr=0.2, lr_decay=0.01), weight_decay=0.1, fused=True),
+        lambda ps: torch.optim.Adagrad(groups(ps, lr=0.2, lr_decay=0.01), weight_decay=0.1,
+                                       fused=True),
         lambda ps: obt.Adagrad(groups(ps, lr=0.2, lr_decay=0.01), weight_decay=0.1, fused=True),
         SHAPES,
         None,
@@ -495,7 +499,8 @@ CASES = {
         RMSPROP_TOL,
     ),
     "adam": (
-        lambda ps: torch.optim.Adam(groups(ps, lr=0.02), amsgrad=True, weight_decay=0.1, fused=True),
+        lambda ps: torch.optim.Adam(groups(ps, lr=0.02), amsgrad=True, weight_decay=0.1,
+                                    fused=True),
         lambda ps: obt.Adam(groups(ps, lr=0.02), amsgrad=True, weight_decay=0.1, fused=True),
         FUSED_SHAPES,
         None,
@@ -530,7 +535,8 @@ def _roundtrip(sd):
 def test_state_dict_moves_between_torch_and_optbowl(dtype, kind, direction):
     make_torch, make_ours, shapes, tols = CASES[kind]
     tol = None if tols is None else tols[dtype]
-    first, second = (make_torch, make_ours) if direction == "torch->optbowl" else (make_ours, make_torch)
+    first, second = ((make_torch, make_ours) if direction == "torch->optbowl"
+                     else (make_ours, make_torch))
 
     # Train the first optimizer, checkpoint it, and continue it as the reference.
     params = make_params(dtype, shapes=shapes)
@@ -607,7 +613,8 @@ def test_zero_grad_hooks_closure_and_version_counter():
     finally:
         handle.remove()
     assert [c[0] for c in calls] == ["global", "pre", "post"] and all(c[1] is opt for c in calls)
-    assert all(p._version > v for p, v in zip(ps, versions)), "in-place update must bump the version"
+    assert all(p._version > v for p, v in zip(ps, versions)), \
+        "in-place update must bump the version"
     assert [p.data_ptr() for p in ps] == pointers, "parameters are updated in place"
     prev_ptrs = [opt.state[p]["prev"].data_ptr() for p in ps]
     opt.zero_grad()
@@ -703,7 +710,8 @@ def test_deepcopy_of_the_optimizer_keeps_working():
         (lambda ps: obt.SGD(ps, lr=-0.1), ValueError, "lr"),
         (lambda ps: obt.SGD(ps, momentum=-0.9), ValueError, "momentum"),
         (lambda ps: obt.SGD(ps, nesterov=True), ValueError, "nesterov"),
-        (lambda ps: obt.SGD(ps, momentum=0.9, dampening=0.1, nesterov=True), ValueError, "nesterov"),
+        (lambda ps: obt.SGD(ps, momentum=0.9, dampening=0.1, nesterov=True), ValueError,
+         "nesterov"),
         (lambda ps: obt.SGD(ps, nesterov=1), TypeError, "nesterov"),
         (lambda ps: obt.SGD(ps, differentiable=True), ValueError, "differentiable"),
         (lambda ps: obt.SGD(ps, foreach=True, fused=True), ValueError, "fused"),
@@ -802,7 +810,8 @@ def test_bad_tensors_are_refused_before_anything_changes(cls, extend, error, wor
     before = {k: copy.deepcopy(v) for k, v in opt.state_dict()["state"].items()}
     with pytest.raises(error, match=words):
         opt.step()
-    assert all(torch.equal(p, torch.ones_like(p)) for p in good), "a rejected step moved a parameter"
+    assert all(torch.equal(p, torch.ones_like(p)) for p in good), \
+        "a rejected step moved a parameter"
     after = opt.state_dict()["state"]
     assert after.keys() == before.keys()
     for k in before.keys() & {0, 1}:  # the state of the good parameters

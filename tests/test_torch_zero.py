@@ -103,15 +103,18 @@ def _free_port():
 def _launch(tmp_path):
     """Start rank 0, rank 1 and the single-process reference at once; wait with a deadline."""
     port = _free_port()
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
+           "MASTER_ADDR": "127.0.0.1"}
     runs = {"rank0": (0, 2), "rank1": (1, 2), "single": (0, 1)}
     procs = {}
     try:
         for label, (rank, world) in runs.items():
             out = tmp_path / f"{label}.pt"
             log = open(tmp_path / f"{label}.log", "w")
-            cmd = [sys.executable, __file__, "--rank", str(rank), "--world", str(world), "--port", str(port), "--out", str(out)]
-            procs[label] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+            cmd = [sys.executable, __file__, "--rank", str(rank), "--world", str(world),
+                   "--port", str(port), "--out", str(out)]
+            procs[label] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
+                            log)
         for label, (proc, log) in procs.items():
             try:
                 proc.wait(timeout=TIMEOUT_S)
@@ -129,7 +132,8 @@ def _launch(tmp_path):
 
 
 def _logs(tmp_path):
-    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(tmp_path.glob("*.log")))
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}"
+                     for p in sorted(tmp_path.glob("*.log")))
 
 
 def test_zero_redundancy_optimizer_matches_one_process(tmp_path):
@@ -147,7 +151,8 @@ def test_zero_redundancy_optimizer_matches_one_process(tmp_path):
         # The state really is sharded: each rank's local optimizer holds part of the parameters.
         package, cls_name = path.split(".")[0], path.rsplit(".", 1)[1]
         for r in ranks:
-            assert r["local_class"].split(".")[0] == package and r["local_class"].endswith("." + cls_name)
+            assert r["local_class"].split(".")[0] == package \
+                and r["local_class"].endswith("." + cls_name)
         assert all(0 < r["shard_size"] < single["shard_size"] for r in ranks), name
         assert sum(r["shard_size"] for r in ranks) == single["shard_size"]
         for rank in ranks:

@@ -61,11 +61,13 @@ def _call(row, opt, grads, **kw):
 
 STEP_CASES = [
     ("too-few-grads", lambda o, p, g, r: (_call(r, o, g[:-1]), None), ValueError, r"grads"),
-    ("too-many-grads", lambda o, p, g, r: (_call(r, o, g + [g[0].copy()]), None), ValueError, r"grads"),
+    ("too-many-grads", lambda o, p, g, r: (_call(r, o, g + [g[0].copy()]), None),
+     ValueError, r"grads"),
     ("no-grads", lambda o, p, g, r: (_call(r, o, []), None), ValueError, r"grads"),
     ("single-None", lambda o, p, g, r: (_call(r, o, None), None), ValueError, r"grads"),
     ("single-array-for-many", lambda o, p, g, r: (_call(r, o, g[0]), None), ValueError, r"grads"),
-    ("shape-transposed", lambda o, p, g, r: (_call(r, o, _nth(g, 1, np.ones((3, 2), np.float32))), None),
+    ("shape-transposed", lambda o, p, g, r: (
+        _call(r, o, _nth(g, 1, np.ones((3, 2), np.float32))), None),
      ValueError, r"grads\[1\].*shape"),
     ("shape-flattened", lambda o, p, g, r: (_call(r, o, _nth(g, 1, np.ones(6, np.float32))), None),
      ValueError, r"grads\[1\].*shape"),
@@ -73,7 +75,8 @@ STEP_CASES = [
      ValueError, r"grads\[2\].*shape"),
     ("dtype-f64-for-f32", lambda o, p, g, r: (_call(r, o, _nth(g, 1, np.ones((2, 3)))), None),
      TypeError, r"grads\[1\].*dtype"),
-    ("dtype-f32-for-f64", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.ones(5, np.float32))), None),
+    ("dtype-f32-for-f64", lambda o, p, g, r: (
+        _call(r, o, _nth(g, 0, np.ones(5, np.float32))), None),
      TypeError, r"grads\[0\].*dtype"),
     ("dtype-float16", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.ones(5, np.float16))), None),
      TypeError, r"grads\[0\]"),
@@ -85,9 +88,11 @@ STEP_CASES = [
      TypeError, r"grads\[0\]"),
     ("dtype-object", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.ones(5, object))), None),
      TypeError, r"grads\[0\]"),
-    ("dtype-complex128", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.ones(5, np.complex128))), None),
+    ("dtype-complex128", lambda o, p, g, r: (
+        _call(r, o, _nth(g, 0, np.ones(5, np.complex128))), None),
      TypeError, r"grads\[0\]"),
-    ("dtype-complex64", lambda o, p, g, r: (_call(r, o, _nth(g, 1, np.ones((2, 3), np.complex64))), None),
+    ("dtype-complex64", lambda o, p, g, r: (
+        _call(r, o, _nth(g, 1, np.ones((2, 3), np.complex64))), None),
      TypeError, r"grads\[1\]"),
     ("dtype-str", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.array(list("abcde")))), None),
      TypeError, r"grads\[0\]"),
@@ -97,9 +102,11 @@ STEP_CASES = [
      TypeError, r"grads\[1\]"),
     ("non-contiguous", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.ones(10)[::2])), None),
      ValueError, r"grads\[0\].*contiguous"),
-    ("fortran-order", lambda o, p, g, r: (_call(r, o, _nth(g, 1, np.asfortranarray(np.ones((2, 3), np.float32)))), None),
+    ("fortran-order", lambda o, p, g, r: (
+        _call(r, o, _nth(g, 1, np.asfortranarray(np.ones((2, 3), np.float32)))), None),
      ValueError, r"grads\[1\].*contiguous"),
-    ("misaligned", lambda o, p, g, r: (_call(r, o, _nth(g, 0, _misaligned((5,), np.float64))), None),
+    ("misaligned", lambda o, p, g, r: (
+        _call(r, o, _nth(g, 0, _misaligned((5,), np.float64))), None),
      ValueError, r"grads\[0\].*aligned"),
     ("grad-is-its-param", lambda o, p, g, r: (_call(r, o, _nth(g, 0, p[0])), None),
      ValueError, r"shares memory"),
@@ -108,7 +115,8 @@ STEP_CASES = [
     ("grad-is-a-view-of-a-param", lambda o, p, g, r: (_call(r, o, _nth(g, 1, p[1][:, :])), None),
      ValueError, r"shares memory"),
     ("grad-is-optimizer-state", lambda o, p, g, r: (
-        _call(r, o, _nth(g, 0, next(v for v in o.state[0].values() if isinstance(v, np.ndarray)))), None),
+        _call(r, o, _nth(g, 0, next(v for v in o.state[0].values()
+                                    if isinstance(v, np.ndarray)))), None),
      ValueError, r"shares memory"),
     ("grad-is-a-list", lambda o, p, g, r: (_call(r, o, _nth(g, 0, g[0].tolist())), None),
      TypeError, r"grads\[0\].*ndarray"),
@@ -139,8 +147,10 @@ def _loss_cases(row):
     return [
         ("loss-missing", lambda o, p, g, r: (lambda: o.step(g), None), ValueError, r"loss"),
         ("loss-nan", lambda o, p, g, r: (lambda: o.step(g, loss=NAN), None), ValueError, r"loss"),
-        ("loss-string", lambda o, p, g, r: (lambda: o.step(g, loss="1.0"), None), TypeError, r"loss"),
-        ("loss-array", lambda o, p, g, r: (lambda: o.step(g, loss=np.ones(2)), None), TypeError, r"loss"),
+        ("loss-string", lambda o, p, g, r: (lambda: o.step(g, loss="1.0"), None), TypeError,
+         r"loss"),
+        ("loss-array", lambda o, p, g, r: (lambda: o.step(g, loss=np.ones(2)), None), TypeError,
+         r"loss"),
     ]
 
 
@@ -166,7 +176,8 @@ def _step_matrix():
             yield pytest.param(row, *case, id=f"{row.name}-{case[0]}")
 
 
-def _assert_nothing_changed_and_resumes(row, opt, params, before_params, before_state, twin, twin_params):
+def _assert_nothing_changed_and_resumes(row, opt, params, before_params, before_state, twin,
+                                        twin_params):
     for a, b in zip(params, before_params):
         assert_same_bits(a, b, "params")
     assert_same_bits(opt.state_dict(), before_state, "state_dict")
@@ -198,7 +209,8 @@ def test_bad_step_is_refused_and_changes_nothing(row, case, make, exc, match, wa
     finally:
         if undo is not None:
             undo()
-    _assert_nothing_changed_and_resumes(row, opt, params, before_params, before_state, twin, twin_params)
+    _assert_nothing_changed_and_resumes(row, opt, params, before_params, before_state, twin,
+                                        twin_params)
 
 
 # ------------------------------------------------------------------------- bad construction
@@ -228,9 +240,11 @@ def _bad_params():
         ("a-dict", {"params": [np.ones(2)]}, TypeError, r"params"),
         ("empty-list", [], ValueError, r"params"),
         ("group-without-params", [{"lr": 0.1}], TypeError, r"param_group"),
-        ("group-unknown-key", [{"params": [np.ones(2)], "learning_rate": 0.1}], ValueError, r"param_group"),
+        ("group-unknown-key", [{"params": [np.ones(2)], "learning_rate": 0.1}], ValueError,
+         r"param_group"),
         ("group-empty", [{"params": []}], ValueError, r"params"),
-        ("groups-share-an-array", [{"params": [same]}, {"params": [same]}], ValueError, r"shares memory"),
+        ("groups-share-an-array", [{"params": [same]}, {"params": [same]}], ValueError,
+         r"shares memory"),
         ("mixed-arrays-and-groups", [np.ones(2), {"params": [np.ones(2)]}], TypeError, r"params"),
     ]
 
@@ -240,7 +254,8 @@ def _construction_matrix():
         for name, params, exc, match in _bad_params():
             yield pytest.param(row, params, {}, exc, match, id=f"{row.name}-params-{name}")
         for k, (over, exc, name) in enumerate(row.bad_hyper):
-            yield pytest.param(row, None, over, exc, re.escape(name), id=f"{row.name}-hyper-{name}-{k}")
+            yield pytest.param(row, None, over, exc, re.escape(name),
+                               id=f"{row.name}-hyper-{name}-{k}")
 
 
 @pytest.mark.parametrize("row,params,over,exc,match", list(_construction_matrix()))
@@ -258,7 +273,8 @@ def test_bad_construction_is_refused(row, params, over, exc, match):
 # ------------------------------------------------------------------------- bad load_state_dict
 def _other_state(row):
     """The state_dict of a different optimizer (another class, or another variant)."""
-    other = next((r for r in ROWS if r.cls != row.cls), None) or next(r for r in ROWS if r is not row)
+    other = (next((r for r in ROWS if r.cls != row.cls), None)
+             or next(r for r in ROWS if r is not row))
     opt, _ = _warm(other)
     return opt.state_dict()
 
@@ -278,52 +294,70 @@ def _mutate(fn):
 LOAD_CASES = [
     ("not-a-dict", lambda sd, r: list(sd.items()), TypeError, r"state_dict"),
     ("missing-state", _mutate(lambda sd, r: sd.pop("state")), ValueError, r"state_dict.*keys"),
-    ("missing-param-groups", _mutate(lambda sd, r: sd.pop("param_groups")), ValueError, r"state_dict.*keys"),
-    ("extra-key", _mutate(lambda sd, r: sd.__setitem__("momentum", 0.9)), ValueError, r"state_dict.*keys"),
+    ("missing-param-groups", _mutate(lambda sd, r: sd.pop("param_groups")), ValueError,
+     r"state_dict.*keys"),
+    ("extra-key", _mutate(lambda sd, r: sd.__setitem__("momentum", 0.9)), ValueError,
+     r"state_dict.*keys"),
     ("another-optimizers-state", lambda sd, r: _other_state(r), ValueError, r"state_dict"),
-    ("wrong-optimizer-name", _mutate(lambda sd, r: sd.__setitem__("optimizer", "Adagrad" if r.name.startswith("Rprop") else "Rprop")), ValueError, r"state_dict"),
-    ("state-not-a-dict", _mutate(lambda sd, r: sd.__setitem__("state", [sd["state"][0]])), TypeError,
-     r"state_dict\['state'\]"),
-    ("state-index-out-of-range", _mutate(lambda sd, r: sd["state"].__setitem__(7, sd["state"][0])), ValueError,
-     r"state_dict\['state'\].*7"),
-    ("state-index-negative", _mutate(lambda sd, r: sd["state"].__setitem__(-1, sd["state"][0])), ValueError,
-     r"state_dict\['state'\]"),
-    ("state-index-not-a-number", _mutate(lambda sd, r: sd["state"].__setitem__("w", sd["state"][0])), ValueError,
-     r"state_dict\['state'\]"),
-    ("state-entry-missing-key", _mutate(lambda sd, r: sd["state"][0].pop(_array_key(sd))), ValueError,
-     r"state_dict\['state'\]\[0\].*keys"),
-    ("state-entry-extra-key", _mutate(lambda sd, r: sd["state"][0].__setitem__("not_a_state_array", np.zeros(5))),
+    ("wrong-optimizer-name",
+     _mutate(lambda sd, r: sd.__setitem__("optimizer",
+                                          "Adagrad" if r.name.startswith("Rprop") else "Rprop")),
+     ValueError, r"state_dict"),
+    ("state-not-a-dict", _mutate(lambda sd, r: sd.__setitem__("state", [sd["state"][0]])),
+     TypeError, r"state_dict\['state'\]"),
+    ("state-index-out-of-range", _mutate(lambda sd, r: sd["state"].__setitem__(7, sd["state"][0])),
+     ValueError, r"state_dict\['state'\].*7"),
+    ("state-index-negative", _mutate(lambda sd, r: sd["state"].__setitem__(-1, sd["state"][0])),
+     ValueError, r"state_dict\['state'\]"),
+    ("state-index-not-a-number",
+     _mutate(lambda sd, r: sd["state"].__setitem__("w", sd["state"][0])),
+     ValueError, r"state_dict\['state'\]"),
+    ("state-entry-missing-key", _mutate(lambda sd, r: sd["state"][0].pop(_array_key(sd))),
+     ValueError, r"state_dict\['state'\]\[0\].*keys"),
+    ("state-entry-extra-key",
+     _mutate(lambda sd, r: sd["state"][0].__setitem__("not_a_state_array", np.zeros(5))),
      ValueError, r"state_dict\['state'\]\[0\].*keys"),
     ("state-entry-not-a-dict", _mutate(lambda sd, r: sd["state"].__setitem__(0, 1.0)), ValueError,
      r"state_dict\['state'\]\[0\]"),
-    ("state-array-shape", _mutate(lambda sd, r: sd["state"][0].__setitem__(_array_key(sd), np.zeros(6))),
+    ("state-array-shape",
+     _mutate(lambda sd, r: sd["state"][0].__setitem__(_array_key(sd), np.zeros(6))),
      ValueError, r"state_dict\['state'\]\[0\].*shape"),
-    ("state-array-0d", _mutate(lambda sd, r: sd["state"][0].__setitem__(_array_key(sd), np.float64(1))),
+    ("state-array-0d",
+     _mutate(lambda sd, r: sd["state"][0].__setitem__(_array_key(sd), np.float64(1))),
      ValueError, r"state_dict\['state'\]\[0\].*shape"),
-    ("state-array-dtype", _mutate(lambda sd, r: sd["state"][1].__setitem__(_array_key(sd), np.zeros((2, 3)))),
+    ("state-array-dtype",
+     _mutate(lambda sd, r: sd["state"][1].__setitem__(_array_key(sd), np.zeros((2, 3)))),
      TypeError, r"state_dict\['state'\]\[1\].*dtype"),
-    ("state-array-object", _mutate(lambda sd, r: sd["state"][0].__setitem__(_array_key(sd), np.zeros(5, object))),
+    ("state-array-object",
+     _mutate(lambda sd, r: sd["state"][0].__setitem__(_array_key(sd), np.zeros(5, object))),
      TypeError, r"state_dict\['state'\]\[0\].*dtype"),
-    ("state-array-int", _mutate(lambda sd, r: sd["state"][0].__setitem__(_array_key(sd), np.zeros(5, np.int64))),
+    ("state-array-int",
+     _mutate(lambda sd, r: sd["state"][0].__setitem__(_array_key(sd), np.zeros(5, np.int64))),
      TypeError, r"state_dict\['state'\]\[0\].*dtype"),
-    ("state-step-negative", _mutate(lambda sd, r: sd["state"][0].__setitem__("step", -1)), ValueError,
-     r"state_dict\['state'\]\[0\]\['step'\]"),
+    ("state-step-negative", _mutate(lambda sd, r: sd["state"][0].__setitem__("step", -1)),
+     ValueError, r"state_dict\['state'\]\[0\]\['step'\]"),
     ("state-step-float", _mutate(lambda sd, r: sd["state"][0].__setitem__("step", 1.5)), TypeError,
      r"state_dict\['state'\]\[0\]\['step'\]"),
-    ("groups-not-a-list", _mutate(lambda sd, r: sd.__setitem__("param_groups", sd["param_groups"][0])),
+    ("groups-not-a-list",
+     _mutate(lambda sd, r: sd.__setitem__("param_groups", sd["param_groups"][0])),
      ValueError, r"param_groups"),
-    ("groups-too-many", _mutate(lambda sd, r: sd["param_groups"].append(dict(sd["param_groups"][0]))),
+    ("groups-too-many",
+     _mutate(lambda sd, r: sd["param_groups"].append(dict(sd["param_groups"][0]))),
      ValueError, r"param_groups"),
-    ("group-wrong-params", _mutate(lambda sd, r: sd["param_groups"][0].__setitem__("params", [0, 1])),
+    ("group-wrong-params",
+     _mutate(lambda sd, r: sd["param_groups"][0].__setitem__("params", [0, 1])),
      ValueError, r"param_groups\[0\]"),
     ("group-missing-hyper", _mutate(lambda sd, r: sd["param_groups"][0].pop("lr")), ValueError,
      r"param_groups\[0\]"),
-    ("group-extra-hyper", _mutate(lambda sd, r: sd["param_groups"][0].__setitem__("not_a_hyper_parameter", True)),
+    ("group-extra-hyper",
+     _mutate(lambda sd, r: sd["param_groups"][0].__setitem__("not_a_hyper_parameter", True)),
      ValueError, r"param_groups\[0\]"),
-    ("group-lr-negative", _mutate(lambda sd, r: sd["param_groups"][0].__setitem__("lr", -1.0)), ValueError,
-     r"lr"),
-    ("group-lr-nan", _mutate(lambda sd, r: sd["param_groups"][0].__setitem__("lr", NAN)), ValueError, r"lr"),
-    ("group-maximize-not-bool", _mutate(lambda sd, r: sd["param_groups"][0].__setitem__("maximize", "no")),
+    ("group-lr-negative", _mutate(lambda sd, r: sd["param_groups"][0].__setitem__("lr", -1.0)),
+     ValueError, r"lr"),
+    ("group-lr-nan", _mutate(lambda sd, r: sd["param_groups"][0].__setitem__("lr", NAN)),
+     ValueError, r"lr"),
+    ("group-maximize-not-bool",
+     _mutate(lambda sd, r: sd["param_groups"][0].__setitem__("maximize", "no")),
      TypeError, r"maximize"),
 ]
 
@@ -334,10 +368,13 @@ def _global_cases(row):
     if "prev_loss" not in sd:
         return []
     return [
-        ("prev-loss-nan", _mutate(lambda sd, r: sd.__setitem__("prev_loss", NAN)), ValueError, r"prev_loss"),
-        ("prev-loss-string", _mutate(lambda sd, r: sd.__setitem__("prev_loss", "1")), TypeError, r"prev_loss"),
+        ("prev-loss-nan", _mutate(lambda sd, r: sd.__setitem__("prev_loss", NAN)), ValueError,
+         r"prev_loss"),
+        ("prev-loss-string", _mutate(lambda sd, r: sd.__setitem__("prev_loss", "1")), TypeError,
+         r"prev_loss"),
         ("variant-differs", _mutate(lambda sd, r: sd.__setitem__(
-            "variant", "rprop-" if sd["variant"] != "rprop-" else "rprop+")), ValueError, r"variant"),
+            "variant", "rprop-" if sd["variant"] != "rprop-" else "rprop+")),
+         ValueError, r"variant"),
     ]
 
 
@@ -356,11 +393,13 @@ def test_bad_load_state_dict_is_refused_and_changes_nothing(row, corrupt, exc, m
     bad = corrupt(opt.state_dict(), row)
     with pytest.raises(exc, match=match):
         opt.load_state_dict(bad)
-    _assert_nothing_changed_and_resumes(row, opt, params, before_params, before_state, twin, twin_params)
+    _assert_nothing_changed_and_resumes(row, opt, params, before_params, before_state, twin,
+                                        twin_params)
 
 
 def test_the_matrix_is_big_enough():
-    n = len(list(_step_matrix())) * 2 + len(list(_construction_matrix())) + len(list(_load_matrix()))
+    n = (len(list(_step_matrix())) * 2 + len(list(_construction_matrix()))
+         + len(list(_load_matrix())))
     assert n >= 40 * len(ROWS)
 
 
@@ -435,7 +474,8 @@ def _assert_equal_nan_aware(got, want, exact, where):
     if exact:
         assert got[~nan].tobytes() == want[~nan].tobytes(), f"{where}: finite values differ"
     else:
-        np.testing.assert_allclose(got[~nan], want[~nan], rtol=1e-5 if got.dtype == np.float32 else 1e-12,
+        np.testing.assert_allclose(got[~nan], want[~nan],
+                                   rtol=1e-5 if got.dtype == np.float32 else 1e-12,
                                    err_msg=where)
 
 
@@ -468,5 +508,5 @@ def test_nan_and_inf_gradients_follow_torch(row, dtype):
     for i, (p, t) in enumerate(zip(params, tensors)):
         _assert_equal_nan_aware(p, t.numpy(), row.torch_exact, f"params[{i}]")
         for mine, theirs in row.torch_state.items():
-            _assert_equal_nan_aware(opt.state[i][mine], topt.state[t][theirs].numpy(), row.torch_exact,
-                                    f"state[{i}][{mine!r}]")
+            _assert_equal_nan_aware(opt.state[i][mine], topt.state[t][theirs].numpy(),
+                                    row.torch_exact, f"state[{i}][{mine!r}]")

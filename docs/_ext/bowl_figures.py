@@ -56,7 +56,8 @@ def _from_recurrence(a: float, x0: float, lr: float, steps: int, momentum: float
     return np.array(xs[: steps + 1])
 
 
-def trajectory(a: float, x0: float, lr: float, steps: int, momentum: float = 0.0) -> Tuple[np.ndarray, str]:
+def trajectory(a: float, x0: float, lr: float, steps: int,
+               momentum: float = 0.0) -> Tuple[np.ndarray, str]:
     """x_0 .. x_steps of gradient descent (heavy-ball momentum if momentum > 0) on f = a x²/2."""
     attempts = []
     if hasattr(ob, "QuadraticBowl"):
@@ -134,7 +135,8 @@ def momentum_analysis() -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
     grid = np.linspace(1e-4, 2.0 * (1.0 + beta_opt) / lam_max * 1.04, 400)
-    for beta, label in [(0.0, "gradient descent"), (0.5, "momentum β = 0.5"), (beta_opt, f"momentum β* = {beta_opt:.3f}")]:
+    for beta, label in [(0.0, "gradient descent"), (0.5, "momentum β = 0.5"),
+                        (beta_opt, f"momentum β* = {beta_opt:.3f}")]:
         ax1.plot(grid * lam_max, [_rate_theory(lams, lr, beta) for lr in grid], label=label)
     ax1.axhline(1.0, color="0.6", lw=0.8, ls="--")
     ax1.set_xlabel("lr · λ_max")
@@ -147,7 +149,8 @@ def momentum_analysis() -> None:
 
     steps = 120
     used = set()
-    for lr, beta, label in [(lr_gd, 0.0, "GD, lr = 2/(λ₁+λₙ)"), (lr_mom, beta_opt, "momentum, optimal lr and β")]:
+    for lr, beta, label in [(lr_gd, 0.0, "GD, lr = 2/(λ₁+λₙ)"),
+                            (lr_mom, beta_opt, "momentum, optimal lr and β")]:
         err = np.zeros(steps + 1)
         for lam in lams:  # the axes of a diagonal bowl evolve independently
             x, src = trajectory(lam, 1.0, lr, steps, momentum=beta)
@@ -155,7 +158,8 @@ def momentum_analysis() -> None:
             err = np.maximum(err, np.abs(x))
         line, = ax2.semilogy(np.arange(steps + 1), err, label=label)
         rate = _rate_theory(lams, lr, beta)
-        ax2.semilogy(np.arange(steps + 1), rate ** np.arange(steps + 1), ls=":", color=line.get_color())
+        ax2.semilogy(np.arange(steps + 1), rate ** np.arange(steps + 1), ls=":",
+                     color=line.get_color())
     ax2.set_xlabel("step k")
     ax2.set_ylabel("max |x_k,i|  (dotted: rate^k)")
     ax2.set_title("error on the bowl λ = (1, 100)", fontsize=9)
@@ -184,7 +188,8 @@ def rprop_on_bowl() -> None:
         results[name] = losses
 
     for variant in ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack"):
-        run(f"Rprop {variant}", lambda x, v=variant: ob.Rprop(x, lr=0.1, variant=v), needs_loss=variant == "irprop+")
+        run(f"Rprop {variant}", lambda x, v=variant: ob.Rprop(x, lr=0.1, variant=v),
+            needs_loss=variant == "irprop+")
     run("AdaGrad lr=0.5", lambda x: ob.Adagrad(x, lr=0.5))
 
     fig, ax = plt.subplots(figsize=(7, 3.6))

@@ -44,9 +44,11 @@ def _entry(qualname: str, obj: object) -> List[str]:
         # Members inherited from the package's own bases (the Optimizer's step,
         # state_dict, ...), not those of builtins such as tuple.
         # Members of a foreign base (torch.optim.Optimizer) are that library's to document.
-        if any(getattr(base, "__module__", "").startswith(package + ".") for base in obj.__mro__[1:]):
+        if any(getattr(base, "__module__", "").startswith(package + ".")
+               for base in obj.__mro__[1:]):
             foreign = [base.__name__ for base in obj.__mro__[1:]
-                       if not getattr(base, "__module__", "").startswith(package + ".") and base is not object]
+                       if not getattr(base, "__module__", "").startswith(package + ".")
+                       and base is not object]
             lines.append("   :inherited-members:" + (" " + ", ".join(foreign) if foreign else ""))
         return lines + [""]
     if callable(obj):
@@ -80,7 +82,8 @@ def api_rst(package: str = "optbowl") -> Tuple[List[str], List[str]]:
         try:
             module = importlib.import_module(modname)
         except Exception as exc:  # optional dependency or device not present
-            missing.append(f"``{modname}``: not importable in this environment ({type(exc).__name__}: {exc})")
+            missing.append(f"``{modname}``: not importable in this environment "
+                           f"({type(exc).__name__}: {exc})")
             continue
         if hasattr(module, "add_parser"):
             continue
@@ -93,7 +96,8 @@ def api_rst(package: str = "optbowl") -> Tuple[List[str], List[str]]:
             "",
         ]
         for n in names:
-            extra += ["   " + line if line else "" for line in _entry(f"{modname}.{n}", getattr(module, n))]
+            extra += ["   " + line if line else ""
+                      for line in _entry(f"{modname}.{n}", getattr(module, n))]
     if extra:
         lines += ["Submodules", "----------", ""] + extra
     if missing:

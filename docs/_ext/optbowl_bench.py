@@ -63,7 +63,10 @@ def _benchmark_table(data: Dict[str, Any]) -> List[str]:
     machine = data.get("machine_info") or {}
     cpu = (machine.get("cpu") or {}).get("brand_raw")
     when = data.get("datetime")
-    about = ", ".join(x for x in (cpu, f"Python {machine.get('python_version')}" if machine.get("python_version") else None, when) if x)
+    about = ", ".join(x for x in (cpu,
+                                  f"Python {machine.get('python_version')}"
+                                  if machine.get("python_version") else None,
+                                  when) if x)
     if about:
         lines = [f"Measured on {about}.", ""] + lines
     return lines
@@ -74,29 +77,33 @@ def _ratio(value: Any) -> str:
 
 
 def _results_table(data: Dict[str, Any]) -> List[str]:
-    """``python -m optbowl bench --json`` (rows with a rule) or bench_sweep.py (rows with a method)."""
+    """``python -m optbowl bench --json`` (rows with a rule) or bench_sweep.py (rows with a
+    method)."""
     rows = data["results"]
     m = data.get("machine") or {}
     if isinstance(m, dict):
-        about = ", ".join(f"{k} {v}" for k, v in m.items() if k in ("cpu", "machine", "logical_cpus", "cpus", "isa",
-                                                                        "threads", "numpy", "torch"))
+        about = ", ".join(f"{k} {v}" for k, v in m.items()
+                          if k in ("cpu", "machine", "logical_cpus", "cpus", "isa",
+                                   "threads", "numpy", "torch"))
         lines = [f"Measured on: {about}.", ""] if about else []
     else:
         lines = []
     if rows and "rule" in rows[0]:
         paths = ["numpy", "torch-single", "torch-foreach", "torch-fused"]
         header = ["workload", "dtype", "rule", "ms/step", "x floor"] + [f"vs {p}" for p in paths]
-        table = [[r["workload"], r["dtype"], f"``{r['rule']}``", f"{r['ms_per_step']:.3f}", _ratio(r["x_floor"])]
+        table = [[r["workload"], r["dtype"], f"``{r['rule']}``", f"{r['ms_per_step']:.3f}",
+                  _ratio(r["x_floor"])]
                  + [_ratio((r.get("speedup") or {}).get(p)) for p in paths] for r in rows]
         return lines + _list_table(header, table)
     header = ["method", "n", "configurations", "steps", "NumPy ms", "optbowl ms", "speed-up"]
-    table = [[r["method"], str(r["n"]), str(r["configurations"]), str(r["steps"]), f"{r['numpy_ms']:.2f}",
-              f"{r['optbowl_ms']:.2f}", _ratio(r["speedup"])] for r in rows]
+    table = [[r["method"], str(r["n"]), str(r["configurations"]), str(r["steps"]),
+              f"{r['numpy_ms']:.2f}", f"{r['optbowl_ms']:.2f}", _ratio(r["speedup"])] for r in rows]
     return lines + _list_table(header, table)
 
 
 def bench_rst(results_dir: str) -> List[str]:
-    files = sorted(f for f in os.listdir(results_dir) if f.endswith(".json")) if os.path.isdir(results_dir) else []
+    files = (sorted(f for f in os.listdir(results_dir) if f.endswith(".json"))
+             if os.path.isdir(results_dir) else [])
     if not files:
         return [
             "No benchmark results are committed in ``bench/results/`` yet: run "
@@ -115,7 +122,8 @@ def bench_rst(results_dir: str) -> List[str]:
             lines += _results_table(data)
         else:
             lines += [".. code-block:: json", ""]
-            lines += ["   " + line for line in json.dumps(data, indent=2, ensure_ascii=False).splitlines()]
+            lines += ["   " + line
+                      for line in json.dumps(data, indent=2, ensure_ascii=False).splitlines()]
             lines.append("")
     return lines
 
@@ -130,7 +138,9 @@ class OptbowlBench(SphinxDirective):
                 self.env.note_dependency(os.path.join(results, name))
         container = nodes.section()
         container.document = self.state.document
-        nested_parse_with_titles(self.state, StringList(bench_rst(results), source="<optbowl-bench>"), container)
+        nested_parse_with_titles(self.state,
+                                 StringList(bench_rst(results), source="<optbowl-bench>"),
+                                 container)
         return container.children
 
 

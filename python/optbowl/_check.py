@@ -59,7 +59,8 @@ def boolean(name: str, value: Any) -> bool:
 
 def pair(name: str, value: Any) -> tuple:
     """A sequence of exactly two real numbers (checked for range by the caller)."""
-    if type(value) is not tuple and (isinstance(value, (str, bytes)) or not isinstance(value, Sequence)) \
+    if type(value) is not tuple and (isinstance(value, (str, bytes))
+                                     or not isinstance(value, Sequence)) \
             or len(value) != 2:
         raise TypeError(f"{name}: expected a pair of real numbers, got {value!r}")
     return (real(f"{name}[0]", value[0], finite=False), real(f"{name}[1]", value[1], finite=False))

@@ -19,17 +19,21 @@ from .bowl import LINEAR_METHODS, QuadraticBowl
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bowl", help="rates, optimal steps and regimes of gd/momentum/nesterov/newton on a bowl")
+    p = sub.add_parser("bowl", help="rates, optimal steps and regimes of "
+                                    "gd/momentum/nesterov/newton on a bowl")
     p.add_argument("--eigenvalues", type=float, nargs="+", default=[1.0, 100.0],
                    help="eigenvalues of A (default: 1 100)")
-    p.add_argument("--method", nargs="+", choices=tuple(LINEAR_METHODS), default=list(LINEAR_METHODS),
-                   help="methods to analyse (default: all)")
+    p.add_argument("--method", nargs="+", choices=tuple(LINEAR_METHODS),
+                   default=list(LINEAR_METHODS), help="methods to analyse (default: all)")
     p.add_argument("--lr", type=float, help="learning rate (default: each method's optimal one)")
     p.add_argument("--momentum", type=float, help="momentum β (with --lr; default 0)")
-    p.add_argument("--eps", type=float, default=1e-6, help="error reduction for the iteration count (default 1e-6)")
-    p.add_argument("--rotate", action="store_true", help="rotate the bowl by a random orthogonal matrix")
+    p.add_argument("--eps", type=float, default=1e-6,
+                   help="error reduction for the iteration count (default 1e-6)")
+    p.add_argument("--rotate", action="store_true",
+                   help="rotate the bowl by a random orthogonal matrix")
     p.add_argument("--seed", type=int, default=0, help="seed of the rotation (default 0)")
-    p.add_argument("--steps", type=int, default=0, help="steps to draw (default: enough to reach --eps)")
+    p.add_argument("--steps", type=int, default=0,
+                   help="steps to draw (default: enough to reach --eps)")
     p.add_argument("--plot", metavar="PATH", help="save the figure (needs matplotlib)")
     p.set_defaults(run=run)
 
@@ -48,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     print(bowl)
     x0 = bowl.minimizer + bowl.eigenvectors @ np.ones(bowl.n)
     compiled = set(_core.bowl_methods())
-    print(f"{'method':<9} {'lr':>11} {'momentum':>9} {'rate':>9} {'iters to ' + format(args.eps, 'g'):>14} "
+    print(f"{'method':<9} {'lr':>11} {'momentum':>9} {'rate':>9} "
+          f"{'iters to ' + format(args.eps, 'g'):>14} "
           f"{'measured':>9}  regimes (λ ascending)")
     rows = []
     for method in args.method:
@@ -61,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         regimes = ", ".join(bowl.regime(method, **hp))
         beta = f"{hp['momentum']:.6g}" if "momentum" in hp else "—"
         shown_iters = "∞" if math.isinf(iters) else str(iters)
-        print(f"{method:<9} {hp['lr']:>11.6g} {beta:>9} {rate:>9.6f} {shown_iters:>14} {measured:>9}  {regimes}")
+        print(f"{method:<9} {hp['lr']:>11.6g} {beta:>9} {rate:>9.6f} {shown_iters:>14} "
+              f"{measured:>9}  {regimes}")
         rows.append((method, hp, iters))
     if not args.plot:
         return 0

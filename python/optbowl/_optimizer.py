@@ -126,7 +126,8 @@ class Optimizer:
             return getattr(functional, f"_{rule}_call")
         return getattr(self._backend, rule)
 
-    def _kernel(self, params, grads, states, groups, group_sizes, steps, **kw) -> None:  # pragma: no cover
+    def _kernel(self, params, grads, states, groups, group_sizes, steps,  # pragma: no cover
+                **kw) -> None:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ step
@@ -236,11 +237,12 @@ class Optimizer:
             if isinstance(grads, np.ndarray) or grads is None or _device.is_device_array(grads):
                 if n != 1:
                     raise ValueError(
-                        f"grads: expected a sequence of {n} arrays (one per parameter), got a single "
-                        f"{'array' if grads is not None else 'None'}"
+                        f"grads: expected a sequence of {n} arrays (one per parameter), "
+                        f"got a single {'array' if grads is not None else 'None'}"
                     )
                 return [grads]
-            if isinstance(grads, (str, bytes, abc.Mapping, abc.Set)) or not isinstance(grads, abc.Iterable):
+            if isinstance(grads, (str, bytes, abc.Mapping, abc.Set)) \
+                    or not isinstance(grads, abc.Iterable):
                 # an unordered collection cannot line up with the parameters
                 raise TypeError(f"grads: expected a sequence of arrays, got {type(grads).__name__}")
         grads = [np.asarray(g) if isinstance(g, np.floating) else g for g in grads]
@@ -300,11 +302,14 @@ class Optimizer:
             )
         if state_dict["optimizer"] != type(self).__name__:
             raise ValueError(
-                f"state_dict: holds the state of {state_dict['optimizer']!r}, not {type(self).__name__!r}"
+                f"state_dict: holds the state of {state_dict['optimizer']!r}, "
+                f"not {type(self).__name__!r}"
             )
         for key, value in self._state_dict_extras().items():
             if state_dict[key] != value:
-                raise ValueError(f"state_dict: {key} is {state_dict[key]!r}, this optimizer's is {value!r}")
+                raise ValueError(
+                    f"state_dict: {key} is {state_dict[key]!r}, this optimizer's is {value!r}"
+                )
         groups = state_dict["param_groups"]
         if not isinstance(groups, (list, tuple)) or len(groups) != len(self.param_groups):
             raise ValueError(
@@ -315,11 +320,16 @@ class Optimizer:
         index = 0
         for k, (saved, mine) in enumerate(zip(groups, self.param_groups)):
             n = len(mine["params"])
-            if not isinstance(saved, dict) or list(saved.get("params", ())) != list(range(index, index + n)):
-                raise ValueError(f"state_dict: param_groups[{k}] does not hold parameters {index}..{index + n - 1}")
+            if not isinstance(saved, dict) \
+                    or list(saved.get("params", ())) != list(range(index, index + n)):
+                raise ValueError(
+                    f"state_dict: param_groups[{k}] does not hold parameters "
+                    f"{index}..{index + n - 1}"
+                )
             if set(saved) != set(mine):
                 raise ValueError(
-                    f"state_dict: param_groups[{k}] has keys {sorted(saved)}, expected {sorted(mine)}"
+                    f"state_dict: param_groups[{k}] has keys {sorted(saved)}, "
+                    f"expected {sorted(mine)}"
                 )
             g = {key: copy.deepcopy(v) for key, v in saved.items() if key != "params"}
             self._check_group(g)
@@ -330,7 +340,8 @@ class Optimizer:
         new_global = {}
         for key in self._global:
             v = state_dict[key]
-            new_global[key] = _check.real(f"state_dict[{key!r}]", v, finite=False) if v is not None else v
+            new_global[key] = (_check.real(f"state_dict[{key!r}]", v, finite=False)
+                               if v is not None else v)
         self.param_groups = new_groups
         self.state = new_state
         self._global = new_global
@@ -341,7 +352,9 @@ class Optimizer:
         out: Dict[int, Dict[str, Any]] = {}
         owner = [g for g in groups for _ in g["params"]]
         for key, st in saved.items():
-            i = int(key) if isinstance(key, (int, np.integer, str)) and str(key).lstrip("-").isdigit() else -1
+            i = (int(key)
+                 if isinstance(key, (int, np.integer, str)) and str(key).lstrip("-").isdigit()
+                 else -1)
             if not 0 <= i < len(self._params):
                 raise ValueError(f"state_dict['state']: no parameter with index {key!r}")
             p = self._params[i]
@@ -358,10 +371,13 @@ class Optimizer:
                 elif isinstance(ref, np.ndarray):
                     v = np.asarray(v)
                     if v.shape != ref.shape:
-                        raise ValueError(f"{where}[{name!r}]: shape {v.shape} does not match the parameter's {ref.shape}")
+                        raise ValueError(f"{where}[{name!r}]: shape {v.shape} "
+                                         f"does not match the parameter's {ref.shape}")
                     if v.dtype != ref.dtype:
-                        raise TypeError(f"{where}[{name!r}]: dtype {v.dtype} does not match the parameter's {ref.dtype}")
-                    ref[...] = v  # into the new state array, which starts where p does in its cache line
+                        raise TypeError(f"{where}[{name!r}]: dtype {v.dtype} "
+                                        f"does not match the parameter's {ref.dtype}")
+                    # into the new state array, which starts where p does in its cache line
+                    ref[...] = v
                     new[name] = ref
                 else:
                     new[name] = _check.integer(f"{where}[{name!r}]", v, low=0)
@@ -416,10 +432,12 @@ def _as_groups(params: Any) -> List[Dict[str, Any]]:
     if isinstance(params, np.ndarray) or _device.is_device_array(params):
         return [{"params": [params]}]
     if isinstance(params, dict):
-        raise TypeError("params: expected an array, a sequence of arrays or a list of param-group dicts, got a dict")
+        raise TypeError("params: expected an array, a sequence of arrays or a list of "
+                        "param-group dicts, got a dict")
     if isinstance(params, (str, bytes)) or not isinstance(params, abc.Iterable):
         raise TypeError(
-            f"params: expected an array, a sequence of arrays or a list of param-group dicts, got {type(params).__name__}"
+            "params: expected an array, a sequence of arrays or a list of param-group dicts, "
+            f"got {type(params).__name__}"
         )
     items = list(params)
     if not items:

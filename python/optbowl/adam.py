@@ -15,7 +15,8 @@ class Adam(Optimizer):
 
     .. math::
 
-        g \leftarrow g + \lambda p \ \text{(L2; or, decoupled: } p \leftarrow p(1 - \eta\lambda)), \quad
+        g \leftarrow g + \lambda p \ \text{(L2; or, decoupled: }
+        p \leftarrow p(1 - \eta\lambda)), \quad
         m \leftarrow \beta_1 m + (1-\beta_1) g, \quad
         v \leftarrow \beta_2 v + (1-\beta_2) g^2,
 

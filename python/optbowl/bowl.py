@@ -57,7 +57,9 @@ def _as_vector(name: str, x: Any, n: int) -> np.ndarray:
     try:
         v = np.array(x, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a vector of {n} real numbers, got {type(x).__name__}") from None
+        raise TypeError(
+            f"{name}: expected a vector of {n} real numbers, got {type(x).__name__}"
+        ) from None
     if v.ndim == 0 and n == 1:
         v = v.reshape(1)
     if v.shape != (n,):
@@ -133,8 +135,8 @@ class Trajectory:
         ``"predict"`` (the linear recurrence) or ``"run"`` (the compiled loop).
     """
 
-    def __init__(self, x, f, grad_norm, *, bowl: "QuadraticBowl", method: str, hyper: Dict[str, Any],
-                 source: str) -> None:
+    def __init__(self, x, f, grad_norm, *, bowl: "QuadraticBowl", method: str,
+                 hyper: Dict[str, Any], source: str) -> None:
         self.x = np.asarray(x)
         self.f = np.asarray(f, dtype=np.float64)
         self.grad_norm = np.asarray(grad_norm, dtype=np.float64)
@@ -171,7 +173,8 @@ class Trajectory:
         return self.x.shape[0]
 
     def __repr__(self) -> str:
-        hp = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in self.hyper.items())
+        hp = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v!r}"
+                       for k, v in self.hyper.items())
         err = self.error
         return (f"Trajectory({self.method!r}, {hp}; {self.source}, {self.steps} steps, "
                 f"final error {err[-1]:.4g} (from {err[0]:.4g}), f = {self.f[-1]:.6g})")
@@ -203,7 +206,8 @@ class QuadraticBowl:
     >>> bowl = ob.QuadraticBowl.from_eigenvalues([1, 100])
     >>> bowl
     QuadraticBowl(n=2, eigenvalues=[1, 100], κ=100)
-    >>> round(bowl.optimal("gd")["rate"] * 101, 12), round(bowl.optimal("momentum")["rate"] * 11, 12)
+    >>> (round(bowl.optimal("gd")["rate"] * 101, 12),
+    ...  round(bowl.optimal("momentum")["rate"] * 11, 12))
     (99.0, 9.0)
     """
 
@@ -211,7 +215,9 @@ class QuadraticBowl:
         try:
             M = np.array(A, dtype=np.float64)
         except (TypeError, ValueError):
-            raise TypeError(f"A: expected a square matrix of real numbers, got {type(A).__name__}") from None
+            raise TypeError(
+                f"A: expected a square matrix of real numbers, got {type(A).__name__}"
+            ) from None
         if M.ndim == 0:
             M = M.reshape(1, 1)
         if M.ndim != 2 or M.shape[0] != M.shape[1] or M.shape[0] == 0:
@@ -221,7 +227,8 @@ class QuadraticBowl:
         asym = float(np.max(np.abs(M - M.T)))
         if asym > 1e-12 * max(1.0, float(np.max(np.abs(M)))):
             raise ValueError(
-                f"A: must be symmetric (f depends only on (A + Aᵀ)/2; pass that), max |A − Aᵀ| = {asym:.3g}"
+                "A: must be symmetric (f depends only on (A + Aᵀ)/2; pass that), "
+                f"max |A − Aᵀ| = {asym:.3g}"
             )
         M = 0.5 * (M + M.T)
         n = M.shape[0]
@@ -376,14 +383,16 @@ class QuadraticBowl:
         allowed = LINEAR_METHODS[method]
         unknown = sorted(set(hp) - set(allowed))
         if unknown:
-            raise ValueError(f"{unknown[0]}: not a hyper-parameter of {method!r} (it takes {', '.join(allowed)})")
+            raise ValueError(f"{unknown[0]}: not a hyper-parameter of {method!r} "
+                             f"(it takes {', '.join(allowed)})")
         if not hp and method != "newton":
             best = self.optimal(method)
             hp = {k: v for k, v in best.items() if k != "rate"}
         out = {"lr": 1.0} if method == "newton" else {}
         for name in ("lr", "momentum"):
             if name in allowed and name not in hp and name not in out:
-                raise ValueError(f"{name}: {method!r} needs {name}= (or no hyper-parameters at all for the optimal ones)")
+                raise ValueError(f"{name}: {method!r} needs {name}= "
+                                 "(or no hyper-parameters at all for the optimal ones)")
         for name in allowed:
             if name in hp:
                 if name == "dampening":
@@ -553,7 +562,8 @@ class QuadraticBowl:
         return {"lr": float(eta), "momentum": beta, "rate": float(r)}
 
     # ------------------------------------------------------------------ trajectories
-    def _error_coordinates(self, hp: Dict[str, float], x0: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def _error_coordinates(self, hp: Dict[str, float],
+                           x0: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(x* of the effective bowl A + wI, the start error in the eigenbasis)."""
         lam = self._lambdas(hp)
         if np.min(np.abs(lam)) <= self.n * np.finfo(float).eps * np.max(np.abs(lam)):
@@ -641,7 +651,9 @@ class QuadraticBowl:
         frob2 = np.sum(M**2, axis=(1, 2))
         w = np.sqrt(np.maximum(frob2 - z2, 0.0))
         with np.errstate(divide="ignore"):
-            peak = np.where(rho > 0, 1.0 / (math.e * rho * np.abs(np.log(np.where(rho > 0, rho, 0.5)))), 1.0)
+            peak = np.where(rho > 0,
+                            1.0 / (math.e * rho * np.abs(np.log(np.where(rho > 0, rho, 0.5)))),
+                            1.0)
         bound = 1.0 + w * np.maximum(1.0, peak)  # ≥ sup_j ‖Mʲ‖
         s = np.stack([weights, np.zeros_like(weights)], axis=1)
         last_above = 0
@@ -704,7 +716,8 @@ class QuadraticBowl:
         return np.linalg.solve(np.eye(4) - kron, rhs[..., None])[:, 0, 0]
 
     # ------------------------------------------------------------------ the compiled loops
-    def run(self, method: str, x0: Any, steps: int, *, dtype: Any = np.float64, **hyper: Any) -> Trajectory:
+    def run(self, method: str, x0: Any, steps: int, *, dtype: Any = np.float64,
+            **hyper: Any) -> Trajectory:
         """Run the compiled loop of an optimizer on this bowl; returns a :class:`Trajectory`.
 
         Every step computes g = Ax − b in C++ and applies the optimizer's own loop to it
@@ -763,7 +776,9 @@ def _optimizer_rule(cls_name: str, allowed: Tuple[str, ...], core: Optional[str]
         key = tuple(sorted(ctor.items()))
         opt = made.get(key)
         if opt is None:
-            opt = made[key] = getattr(importlib.import_module(__package__), cls_name)(np.zeros(1), **ctor)
+            opt = made[key] = getattr(importlib.import_module(__package__), cls_name)(
+                np.zeros(1), **ctor
+            )
         g = {**opt.defaults, **{k: v for k, v in hp.items() if k not in ctor_only}}
         opt._check_group(g)
         shown = {k: g[k] for k in allowed if k in g}
@@ -786,7 +801,8 @@ def _optimizer_rule(cls_name: str, allowed: Tuple[str, ...], core: Optional[str]
 def _linear_rule(method: str) -> _Rule:
     def rule(bowl: QuadraticBowl, hp: Dict[str, Any]):
         h = bowl._hyper(method, hp)
-        row = {"lr": h["lr"], "momentum": h.get("momentum", 0.0), "dampening": h.get("dampening", 0.0),
+        row = {"lr": h["lr"], "momentum": h.get("momentum", 0.0),
+               "dampening": h.get("dampening", 0.0),
                "weight_decay": h.get("weight_decay", 0.0), "nesterov": float(method == "nesterov")}
         return method, row, h
 
@@ -795,18 +811,23 @@ def _linear_rule(method: str) -> _Rule:
 
 #: How run() and sweep() check each method's hyper-parameters and name it for the simulator.
 _RULES: Dict[str, _Rule] = {
-    "rprop": _optimizer_rule("Rprop", ("lr", "etas", "step_sizes", "variant"), ctor_only=("variant",)),
-    "adagrad": _optimizer_rule("Adagrad", ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"),
+    "rprop": _optimizer_rule("Rprop", ("lr", "etas", "step_sizes", "variant"),
+                             ctor_only=("variant",)),
+    "adagrad": _optimizer_rule("Adagrad", ("lr", "lr_decay", "weight_decay",
+                                           "initial_accumulator_value", "eps"),
                                "adagrad"),
     "quickprop": _optimizer_rule("QuickProp", ("lr", "max_growth"), "quickprop"),
-    "rmsprop": _optimizer_rule("RMSprop", ("lr", "alpha", "eps", "weight_decay", "momentum", "centered"),
+    "rmsprop": _optimizer_rule("RMSprop", ("lr", "alpha", "eps", "weight_decay", "momentum",
+                                           "centered"),
                                "rmsprop"),
-    "adam": _optimizer_rule("Adam", ("lr", "betas", "eps", "weight_decay", "amsgrad", "decoupled_weight_decay"),
+    "adam": _optimizer_rule("Adam", ("lr", "betas", "eps", "weight_decay", "amsgrad",
+                                     "decoupled_weight_decay"),
                             "adam"),
     **{m: _linear_rule(m) for m in LINEAR_METHODS},
 }
 
-_PAIRS = {"etas": ("eta_minus", "eta_plus"), "step_sizes": ("step_min", "step_max"), "betas": ("beta1", "beta2")}
+_PAIRS = {"etas": ("eta_minus", "eta_plus"), "step_sizes": ("step_min", "step_max"),
+          "betas": ("beta1", "beta2")}
 
 
 def _rule(method: Any) -> _Rule:
@@ -857,14 +878,16 @@ class SweepResult:
             raise ValueError(f"method: {self.method!r} has no predicted rate")
         out = np.empty(self.shape)
         for idx in np.ndindex(*self.shape):
-            out[idx] = self.bowl.rate(self.method, **{k: float(v[idx]) for k, v in self.hyper.items()})
+            out[idx] = self.bowl.rate(self.method,
+                                      **{k: float(v[idx]) for k, v in self.hyper.items()})
         return out
 
     def __repr__(self) -> str:
         ok = ~self.diverged
         best = float(np.min(self.final_error[ok])) if ok.any() else math.nan
-        return (f"SweepResult({self.method!r}, {self.final_error.size} configurations of shape {self.shape}, "
-                f"{self.steps} steps: {int(self.diverged.sum())} diverged, best final error {best:.4g})")
+        return (f"SweepResult({self.method!r}, {self.final_error.size} configurations "
+                f"of shape {self.shape}, {self.steps} steps: "
+                f"{int(self.diverged.sum())} diverged, best final error {best:.4g})")
 
 
 def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any = np.float64,
@@ -902,7 +925,8 @@ def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any =
         if isinstance(value, (str, bool, np.bool_)):
             fixed[name] = value
         elif name in _PAIRS:
-            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) \
+                    or len(value) != 2:
                 raise TypeError(f"{name}: expected a pair (each a number or an array)")
             for part, v in zip(_PAIRS[name], value):
                 flat[part] = _numeric(name, v)
@@ -959,11 +983,13 @@ def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any =
     try:
         xstar = on.minimizer
     except ValueError:
-        raise ValueError("bowl: sweep measures the distance to the minimiser; A is singular") from None
+        raise ValueError(
+            "bowl: sweep measures the distance to the minimiser; A is singular"
+        ) from None
     err0, err_mid, err_end, diverged = _core.bowl_sweep(core, on.A, on.b, x0, xstar, steps, names,
                                                         table, dt)
-    return SweepResult(bowl, method, steps, grid, err0, err_mid.reshape(shape), err_end.reshape(shape),
-                       diverged.reshape(shape))
+    return SweepResult(bowl, method, steps, grid, err0, err_mid.reshape(shape),
+                       err_end.reshape(shape), diverged.reshape(shape))
 
 
 def _pair_extremes(lo: np.ndarray, hi: np.ndarray) -> list:
@@ -989,6 +1015,9 @@ def _pair_extremes(lo: np.ndarray, hi: np.ndarray) -> list:
 
 def _numeric(name: str, value: Any) -> np.ndarray:
     a = np.asarray(value)
-    if a.dtype.kind not in "biuf" or (a.ndim == 0 and not isinstance(value, (numbers.Real, np.ndarray))):
-        raise TypeError(f"{name}: expected a number or an array of numbers, got {type(value).__name__}")
+    if a.dtype.kind not in "biuf" \
+            or (a.ndim == 0 and not isinstance(value, (numbers.Real, np.ndarray))):
+        raise TypeError(
+            f"{name}: expected a number or an array of numbers, got {type(value).__name__}"
+        )
     return a.astype(np.float64)

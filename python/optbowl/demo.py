@@ -31,10 +31,13 @@ from . import (
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="minimise a 1M-parameter ill-conditioned bowl with every optimizer, timed against NumPy")
-    p.add_argument("--size", type=int, default=1_000_000, help="number of parameters (default 1,000,000)")
+    p = sub.add_parser("demo", help="minimise a 1M-parameter ill-conditioned bowl with every "
+                                    "optimizer, timed against NumPy")
+    p.add_argument("--size", type=int, default=1_000_000,
+                   help="number of parameters (default 1,000,000)")
     p.add_argument("--steps", type=int, default=200, help="optimizer steps per phase (default 200)")
-    p.add_argument("--condition", type=float, default=1e4, help="condition number κ of the bowl (default 1e4)")
+    p.add_argument("--condition", type=float, default=1e4,
+                   help="condition number κ of the bowl (default 1e4)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.set_defaults(run=run)
 
@@ -86,8 +89,10 @@ def run(args: argparse.Namespace) -> int:
     rows: List[Tuple[str, float, float]] = []
 
     def report(name: str, loss: float, sec: float, numpy_sec: float = 0.0) -> None:
-        extra = f"   NumPy {numpy_sec * 1e3:8.3f} ms/step   speed-up {numpy_sec / sec:5.1f}x" if numpy_sec else ""
-        print(f"  {name:<22} {args.steps} steps   loss {loss:10.4g}   optbowl {sec * 1e3:7.3f} ms/step{extra}", flush=True)
+        extra = (f"   NumPy {numpy_sec * 1e3:8.3f} ms/step   speed-up {numpy_sec / sec:5.1f}x"
+                 if numpy_sec else "")
+        print(f"  {name:<22} {args.steps} steps   loss {loss:10.4g}   "
+              f"optbowl {sec * 1e3:7.3f} ms/step{extra}", flush=True)
         rows.append((name, loss, sec))
 
     for variant in ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack"):

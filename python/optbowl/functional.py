@@ -106,7 +106,8 @@ def _steps(step: Any, n: int) -> List[float]:
 
 
 def _checker(cls_name: str) -> Callable[[Dict[str, Any]], None]:
-    """The hyper-parameter check of the class ``cls_name`` (imported late: the classes import us)."""
+    """The hyper-parameter check of the class ``cls_name`` (imported late: the classes
+    import us)."""
     import optbowl
 
     cls = getattr(optbowl, cls_name)
@@ -151,7 +152,8 @@ def _adagrad_call(params, grads, sums, steps, groups, group_sizes):
     for i, g in enumerate(grads):
         if isinstance(g, SparseRows) and groups[owner[i]][2] != 0.0:
             raise ValueError(
-                f"weight_decay: not compatible with sparse gradients (grads[{i}] is SparseRows), as in torch"
+                f"weight_decay: not compatible with sparse gradients (grads[{i}] is SparseRows), "
+                "as in torch"
             )
     _core.sparse_adagrad(
         params,

@@ -66,8 +66,8 @@ class Function:
         The region the seeds plot, and where :func:`find_critical_points` looks by default.
     """
 
-    def __init__(self, name: str, formula: str, dim: int, f: Callable, grad: Callable, hessian: Callable,
-                 bounds: Sequence[Tuple[float, float]]) -> None:
+    def __init__(self, name: str, formula: str, dim: int, f: Callable, grad: Callable,
+                 hessian: Callable, bounds: Sequence[Tuple[float, float]]) -> None:
         self.name, self.formula, self.dim = name, formula, dim
         self._f, self._grad, self._hessian = f, grad, hessian
         self.bounds: Bounds = tuple((float(lo), float(hi)) for lo, hi in bounds)
@@ -116,11 +116,13 @@ empirical_risk = Function(
     "empirical_risk", "x·cos(πx) + 0.2·cos(5πx)", 1,
     lambda x: x * np.cos(PI * x) + 0.2 * np.cos(5 * PI * x),
     lambda x: np.cos(PI * x) - PI * x * np.sin(PI * x) - PI * np.sin(5 * PI * x),
-    lambda x: -2 * PI * np.sin(PI * x) - PI**2 * x * np.cos(PI * x) - 5 * PI**2 * np.cos(5 * PI * x),
+    lambda x: (-2 * PI * np.sin(PI * x) - PI**2 * x * np.cos(PI * x)
+               - 5 * PI**2 * np.cos(5 * PI * x)),
     [(0.5, 1.5)],
 )
 
-cubic = Function("cubic", "x³", 1, lambda x: x**3, lambda x: 3 * x**2, lambda x: 6 * x, [(-2.0, 2.0)])
+cubic = Function("cubic", "x³", 1, lambda x: x**3, lambda x: 3 * x**2, lambda x: 6 * x,
+                 [(-2.0, 2.0)])
 
 saddle = Function(
     "saddle", "x² − y²", 2,
@@ -267,13 +269,17 @@ def _as_bounds(fn: Any, bounds: Any) -> Bounds:
     if b.shape == (2,):
         b = b.reshape(1, 2)
     dim = getattr(fn, "dim", b.shape[0])
-    if b.ndim != 2 or b.shape != (dim, 2) or not np.all(np.isfinite(b)) or np.any(b[:, 0] >= b[:, 1]):
-        raise ValueError(f"bounds: expected {dim} finite (low, high) pairs with low < high, got {bounds!r}")
+    if b.ndim != 2 or b.shape != (dim, 2) or not np.all(np.isfinite(b)) \
+            or np.any(b[:, 0] >= b[:, 1]):
+        raise ValueError(
+            f"bounds: expected {dim} finite (low, high) pairs with low < high, got {bounds!r}"
+        )
     return tuple((float(lo), float(hi)) for lo, hi in b)
 
 
-def find_critical_points(f: Any, bounds: Any = None, *, starts: Optional[int] = None, tol: float = 1e-9,
-                         flat: float = 1e-6, max_iter: int = 200) -> List[CriticalPoint]:
+def find_critical_points(f: Any, bounds: Any = None, *, starts: Optional[int] = None,
+                         tol: float = 1e-9, flat: float = 1e-6,
+                         max_iter: int = 200) -> List[CriticalPoint]:
     """Points in ``bounds`` where the gradient vanishes, each classified.
 
     Newton's method on ∇f = 0 (x ← x − H⁺∇f, the pseudo-inverse so that flat directions
@@ -301,10 +307,13 @@ def find_critical_points(f: Any, bounds: Any = None, *, starts: Optional[int] = 
     list of CriticalPoint(x, value, kind, eigenvalues), sorted by position.
     """
     if not all(hasattr(f, a) for a in ("grad", "hessian")):
-        raise TypeError("f: expected a function with grad and hessian (an optbowl.functions.Function)")
+        raise TypeError(
+            "f: expected a function with grad and hessian (an optbowl.functions.Function)"
+        )
     box = np.array(_as_bounds(f, bounds))
     d = box.shape[0]
-    per_axis = _check.integer("starts", starts, low=2) if starts is not None else {1: 400, 2: 40}.get(d, 12)
+    per_axis = (_check.integer("starts", starts, low=2) if starts is not None
+                else {1: 400, 2: 40}.get(d, 12))
     tol = _check.real("tol", tol, low=0.0, low_open=True)
     max_iter = _check.integer("max_iter", max_iter, low=1)
     axes = [np.linspace(lo, hi, per_axis) for lo, hi in box]
@@ -313,7 +322,8 @@ def find_critical_points(f: Any, bounds: Any = None, *, starts: Optional[int] = 
 
     def derivatives(points):
         if d == 1 and getattr(f, "dim", 1) == 1:
-            return np.asarray(f.grad(points[:, 0]))[:, None], np.asarray(f.hessian(points[:, 0]))[:, None, None]
+            return (np.asarray(f.grad(points[:, 0]))[:, None],
+                    np.asarray(f.hessian(points[:, 0]))[:, None, None])
         return np.asarray(f.grad(points)), np.asarray(f.hessian(points))
 
     with np.errstate(all="ignore"):
@@ -323,7 +333,9 @@ def find_critical_points(f: Any, bounds: Any = None, *, starts: Optional[int] = 
             g, H = derivatives(X)
             w, V = np.linalg.eigh(np.nan_to_num(H))
             big = np.abs(w) > 1e-13 * np.maximum(1.0, np.max(np.abs(w), axis=1, keepdims=True))
-            coef = np.where(big, np.einsum("mji,mj->mi", V, np.nan_to_num(g)) / np.where(big, w, 1.0), 0.0)
+            coef = np.where(big,
+                            np.einsum("mji,mj->mi", V, np.nan_to_num(g)) / np.where(big, w, 1.0),
+                            0.0)
             step = np.einsum("mij,mj->mi", V, coef)
             length = np.linalg.norm(step / width, axis=1, keepdims=True)
             step = np.where(length > 0.1, step * (0.1 / np.maximum(length, 1e-300)), step)
@@ -345,6 +357,7 @@ def find_critical_points(f: Any, bounds: Any = None, *, starts: Optional[int] = 
     for p in found:
         _, H = derivatives(p[None, :])
         value = float(f.f(p[0] if d == 1 else p)) if hasattr(f, "f") else float(f(p))
-        out.append(CriticalPoint(float(p[0]) if d == 1 else p.copy(), value, classify_critical_point(H[0], flat),
+        out.append(CriticalPoint(float(p[0]) if d == 1 else p.copy(), value,
+                                 classify_critical_point(H[0], flat),
                                  np.linalg.eigvalsh(H[0])))
     return out

@@ -68,8 +68,9 @@ def random_directions(params: Sequence[np.ndarray], seed: Any = None, normalizat
     return tuple(out)
 
 
-def loss_landscape(loss: Callable[[List[np.ndarray]], float], params: Any, *, span: Any = (-1.0, 1.0),
-                   resolution: int = 41, directions: Optional[tuple] = None, seed: Any = None,
+def loss_landscape(loss: Callable[[List[np.ndarray]], float], params: Any, *,
+                   span: Any = (-1.0, 1.0), resolution: int = 41,
+                   directions: Optional[tuple] = None, seed: Any = None,
                    normalization: str = "filter", ignore_1d: bool = True) -> Landscape:
     """The loss on a 2-D grid through ``params`` along two random filter-normalised directions.
 
@@ -148,7 +149,8 @@ def conditioning_trace(f: Any, points: Any, lr: float) -> ConditioningTrace:
         f0, f1 = f.f(P), f.f(P - lr * g)
     gTg = np.einsum("mi,mi->m", g, g)
     gTHg = np.einsum("mi,mij,mj->m", g, H, g)
-    return ConditioningTrace(gTg, gTHg, 0.5 * lr * lr * gTHg - lr * gTg, np.asarray(f1 - f0, dtype=np.float64))
+    return ConditioningTrace(gTg, gTHg, 0.5 * lr * lr * gTHg - lr * gTg,
+                             np.asarray(f1 - f0, dtype=np.float64))
 
 
 def _hessian_at(f: Any, x: np.ndarray) -> np.ndarray:
@@ -198,5 +200,5 @@ def _wants_loss(opt: Any) -> bool:
     return getattr(opt, "variant", None) == "irprop+"
 
 
-__all__: List[str] = ["ConditioningTrace", "Landscape", "conditioning_trace", "descend", "loss_landscape",
-                      "newton", "random_directions"]
+__all__: List[str] = ["ConditioningTrace", "Landscape", "conditioning_trace", "descend",
+                      "loss_landscape", "newton", "random_directions"]

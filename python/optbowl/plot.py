@@ -47,9 +47,11 @@ def contour(f: Any, paths: Sequence[Any] = (), *, bounds: Any = None, ax=None, l
         bounds = getattr(f, "bounds", None)
     if bounds is None:
         centre = f.minimizer
-        spread = [np.abs(p[np.all(np.isfinite(p), axis=1)] - centre).max(axis=0) for p in pts] or [np.ones(2)]
+        spread = [np.abs(p[np.all(np.isfinite(p), axis=1)] - centre).max(axis=0)
+                  for p in pts] or [np.ones(2)]
         half = 1.15 * np.maximum(np.max(spread, axis=0), 1e-12)
-        bounds = ((centre[0] - half[0], centre[0] + half[0]), (centre[1] - half[1], centre[1] + half[1]))
+        bounds = ((centre[0] - half[0], centre[0] + half[0]),
+                  (centre[1] - half[1], centre[1] + half[1]))
     (x0, x1), (y0, y1) = bounds
     X, Y = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 200))
     Z = f.f(np.stack([X, Y], -1))
@@ -57,7 +59,8 @@ def contour(f: Any, paths: Sequence[Any] = (), *, bounds: Any = None, ax=None, l
     ax.contour(X, Y, Z, levels=np.unique(np.quantile(Z, np.linspace(0.0, 1.0, levels + 2)[1:-1])),
                cmap="viridis", linewidths=0.8)
     for k, p in enumerate(pts):
-        label = labels[k] if labels else (paths[k].method if isinstance(paths[k], Trajectory) else None)
+        label = labels[k] if labels else (paths[k].method if isinstance(paths[k], Trajectory)
+                                          else None)
         ax.plot(p[:, 0], p[:, 1], "-o", ms=2.5, lw=1.2, label=label)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
@@ -111,19 +114,22 @@ def lr_sweep(bowl: QuadraticBowl, method: str, lrs: Any, *, momentum: float = 0.
     ax.plot(lrs, theory, "-", color="k", lw=1.5, label="predicted rate")
     if result is not None:
         measured = np.asarray(result.rate, dtype=np.float64).reshape(-1)
-        ax.plot(lrs, np.where(np.isfinite(measured), measured, np.nan), "o", ms=3, label="measured rate")
+        ax.plot(lrs, np.where(np.isfinite(measured), measured, np.nan), "o", ms=3,
+                label="measured rate")
     bounds = bowl.lr_boundaries(method, **hp)
     styles = {"one-step": ":", "ripple-start": "-.", "ripple-end": "-.", "non-convergent": "--"}
     for name, values in bounds.items():
         for which, lr in (("λₙ", values[-1]), ("λ₁", values[0])):
             if np.isfinite(lr) and lrs.min() <= lr <= lrs.max():
-                ax.axvline(lr, ls=styles[name], lw=0.9, color="tab:red" if which == "λₙ" else "tab:blue",
+                ax.axvline(lr, ls=styles[name], lw=0.9,
+                           color="tab:red" if which == "λₙ" else "tab:blue",
                            label=f"{name} ({which})")
     if method == "gd":
         ax.axvline(bowl.optimal("gd")["lr"], color="tab:green", lw=1.2, label="optimal η")
     ax.axhline(1.0, color="gray", lw=0.6)
     ax.set_xscale("log")
-    ax.set_ylim(0.0, min(2.0, max(1.2, float(np.nanmax(theory[np.isfinite(theory)])) if np.any(np.isfinite(theory)) else 1.2)))
+    ax.set_ylim(0.0, min(2.0, max(1.2, float(np.nanmax(theory[np.isfinite(theory)]))
+                                  if np.any(np.isfinite(theory)) else 1.2)))
     ax.set_xlabel("learning rate η")
     ax.set_ylabel("contraction per step")
     ax.set_title(f"{method}, κ = {bowl.condition_number:.4g}")

@@ -21,11 +21,13 @@ class Rprop(Optimizer):
 
     .. math::
 
-        f = \begin{cases} \eta_+ & s > 0 \\ \eta_- & s < 0 \\ 1 & \text{otherwise (also NaN)}\end{cases}
+        f = \begin{cases} \eta_+ & s > 0 \\ \eta_- & s < 0 \\
+        1 & \text{otherwise (also NaN)}\end{cases}
         \qquad
         \Delta_t = \operatorname{clamp}(\Delta_{t-1} f,\ \Delta_{\min},\ \Delta_{\max})
 
-    with :math:`\Delta_0 = \text{lr}`, and moves :math:`p \leftarrow p - \operatorname{sign}(g)\,\Delta_t`.
+    with :math:`\Delta_0 = \text{lr}`, and moves
+    :math:`p \leftarrow p - \operatorname{sign}(g)\,\Delta_t`.
     They differ on a sign change (:math:`s < 0`):
 
     =============  ===============================================================
@@ -111,7 +113,9 @@ class Rprop(Optimizer):
             params, {"lr": lr, "etas": etas, "step_sizes": step_sizes, "maximize": maximize}
         )
         if self.compact_state and self._placement is not None:
-            raise ValueError("compact_state: the int8 sign state is for NumPy arrays; CUDA arrays keep prev")
+            raise ValueError(
+                "compact_state: the int8 sign state is for NumPy arrays; CUDA arrays keep prev"
+            )
 
     def _check_group(self, group: Dict[str, Any]) -> None:
         group["lr"] = _check.real("lr", group["lr"], low=0.0)
@@ -151,7 +155,8 @@ class Rprop(Optimizer):
         if self.variant == "irprop+":
             self._global["prev_loss"] = float(loss)  # type: ignore[arg-type]
 
-    def _kernel(self, params, grads, states, groups, group_sizes, steps, loss_increased=True, **device):
+    def _kernel(self, params, grads, states, groups, group_sizes, steps, loss_increased=True,
+                **device):
         call = self._compiled("rprop")
         call(
             self.variant,

@@ -64,7 +64,8 @@ class _Schedule:
         groups = self.optimizer.param_groups
         if len(groups) != len(self._last_lr):
             raise ValueError(
-                f"optimizer: has {len(groups)} param groups, the schedule was made for {len(self._last_lr)}"
+                f"optimizer: has {len(groups)} param groups, "
+                f"the schedule was made for {len(self._last_lr)}"
             )
         return groups
 
@@ -77,7 +78,8 @@ class _Schedule:
         return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        """Restore a state_dict() of a schedule of the same kind (checked before anything changes)."""
+        """Restore a state_dict() of a schedule of the same kind (checked before anything
+        changes)."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
         mine = self.state_dict()
@@ -279,7 +281,8 @@ class ReduceLROnPlateau(_Schedule):
         return self.cooldown_counter > 0
 
     def step(self, metric: float) -> None:
-        """Record one value of the metric (e.g. the validation loss) and reduce lr if it stagnates."""
+        """Record one value of the metric (e.g. the validation loss) and reduce lr if it
+        stagnates."""
         if isinstance(metric, (str, bytes, bool)):
             raise TypeError(f"metric: expected a real number, got {type(metric).__name__}")
         try:

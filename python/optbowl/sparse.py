@@ -65,7 +65,8 @@ class SparseRows:
         _check.float_array("values", values, writable=False)
         if values.ndim != 2 or values.shape[0] != idx.shape[0]:
             raise ValueError(
-                f"values: expected shape ({idx.shape[0]}, cols) (one row per index), got {values.shape}"
+                f"values: expected shape ({idx.shape[0]}, cols) (one row per index), "
+                f"got {values.shape}"
             )
         self.indices = np.ascontiguousarray(idx, dtype=np.int64)
         self.values = values

@@ -368,24 +368,35 @@ class _FusedOptimizer(torch.optim.Optimizer):
     @staticmethod
     def _check_tensors(name: str, p: torch.Tensor, grad: torch.Tensor) -> None:
         if grad.is_sparse or grad.layout != torch.strided:
-            raise TypeError(f"{name}.grad: sparse gradients are not supported (layout {grad.layout})")
+            raise TypeError(
+                f"{name}.grad: sparse gradients are not supported (layout {grad.layout})"
+            )
         if p.layout != torch.strided:
             raise TypeError(f"{name}: expected a dense tensor, got layout {p.layout}")
         if p.device.type == "cpu":
             if p.dtype not in CPU_DTYPES:
-                raise TypeError(f"{name}: expected a float32 or float64 tensor on the CPU, got {p.dtype}")
+                raise TypeError(
+                    f"{name}: expected a float32 or float64 tensor on the CPU, got {p.dtype}"
+                )
         elif p.device.type != "cuda":
-            raise TypeError(f"{name}: tensors on {p.device.type!r} are not supported (only cpu and cuda)")
+            raise TypeError(
+                f"{name}: tensors on {p.device.type!r} are not supported (only cpu and cuda)"
+            )
         if grad.dtype != p.dtype:
-            raise TypeError(f"{name}.grad: dtype {grad.dtype} does not match the parameter's {p.dtype}")
+            raise TypeError(
+                f"{name}.grad: dtype {grad.dtype} does not match the parameter's {p.dtype}"
+            )
         if grad.device != p.device:
             raise ValueError(f"{name}.grad: on {grad.device}, the parameter is on {p.device}")
         if grad.shape != p.shape:
             raise ValueError(
-                f"{name}.grad: shape {tuple(grad.shape)} does not match the parameter's {tuple(p.shape)}"
+                f"{name}.grad: shape {tuple(grad.shape)} "
+                f"does not match the parameter's {tuple(p.shape)}"
             )
         if not p.is_contiguous():
-            raise ValueError(f"{name}: must be contiguous (the kernels update it in place, in order)")
+            raise ValueError(
+                f"{name}: must be contiguous (the kernels update it in place, in order)"
+            )
         if not grad.is_contiguous():
             raise ValueError(f"{name}.grad: must be contiguous")
 
@@ -470,10 +481,14 @@ class Rprop(_FusedOptimizer):
         _real("lr", group["lr"])
         eta_minus, eta_plus = _pair("etas", group["etas"])
         if not 0.0 < eta_minus < 1.0 < eta_plus:
-            raise ValueError(f"etas: expected 0 < eta_minus < 1 < eta_plus, got ({eta_minus}, {eta_plus})")
+            raise ValueError(
+                f"etas: expected 0 < eta_minus < 1 < eta_plus, got ({eta_minus}, {eta_plus})"
+            )
         step_min, step_max = _pair("step_sizes", group["step_sizes"])
         if not 0.0 <= step_min <= step_max:
-            raise ValueError(f"step_sizes: expected 0 <= step_min <= step_max, got ({step_min}, {step_max})")
+            raise ValueError(
+                f"step_sizes: expected 0 <= step_min <= step_max, got ({step_min}, {step_max})"
+            )
 
     def _initial_value(self, name: str, group: Dict[str, Any]) -> float:
         return _real("lr", group["lr"]) if name == "step_size" else 0.0
