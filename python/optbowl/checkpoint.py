@@ -84,7 +84,8 @@ def unflatten_state(flat: Any) -> Any:
 
 def save_state(file: Union[str, os.PathLike, BinaryIO], state: Any) -> None:
     """Write a state_dict to an ``.npz`` file (``np.savez``; see :func:`flatten_state`)."""
-    arrays: Dict[str, Any] = flatten_state(state)  # as **kwds: no key is savez's own option
+    # Keys are 'a0', 'a1', ... and the schema's: none is savez's own allow_pickle.
+    arrays: Dict[str, Any] = flatten_state(state)
     np.savez(file, **arrays)
 
 
