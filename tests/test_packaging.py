@@ -1,6 +1,7 @@
 """Packaging: one version everywhere, the extension loads from the package, and the sdist
 holds what a wheel build needs (the full sdist -> wheel round trip is .ci/wheel.sh)."""
 
+import ast
 import importlib.metadata
 import json
 import os
@@ -78,12 +79,9 @@ def test_extension_module_lives_in_the_package():
         assert "build" not in core.parent.parts[-3:]
 
 
-@pytest.mark.skipif(not SOURCE_TREE, reason="needs the source tree")
 def test_core_stub_names_every_function_of_the_module():
     # _core.pyi is written by hand (type checkers and editors read it, never the module):
     # every public name of the compiled module is in it, and nothing else.
-    import ast
-
     stub = pathlib.Path(optbowl.__file__).parent / "_core.pyi"
     tree = ast.parse(stub.read_text(encoding="utf-8"))
     stubbed = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
@@ -94,6 +92,7 @@ def test_core_stub_names_every_function_of_the_module():
     assert stubbed - public == set(), "in _core.pyi but not compiled"
 
 
+@pytest.mark.skipif(not SOURCE_TREE, reason="needs the source tree")
 def test_sdist_holds_every_tracked_source_and_no_build_output(tmp_path):
     pytest.importorskip("scikit_build_core")
     tracked = subprocess.run(
