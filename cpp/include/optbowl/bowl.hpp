@@ -848,8 +848,9 @@ void parallel_for(std::int64_t n, std::int64_t chunk, int threads, Body&& body) 
 }
 
 // The indices of `key` in the order of their keys, equal keys in index order, by a counting
-// sort: a loop's lane key is a few flag bits (Loop::lane_key, below 64). std::stable_sort
-// took about 17 us of a sweep of 4096 configurations.
+// sort: a loop's lane key is a few flag bits (Loop::lane_key, below 64). With
+// std::stable_sort, the part of a 4096-configuration sweep between the set-up and the
+// blocks took 16-17 us.
 inline std::vector<std::int64_t> stable_order(const std::vector<std::uint32_t>& key) {
   const std::size_t n = key.size();
   const std::uint32_t top = n ? *std::max_element(key.begin(), key.end()) : 0;
