@@ -96,6 +96,30 @@ def test_steps_through_the_subnormal_range_match_the_reference(rng, dtype, each_
     assert np.count_nonzero(state["prev_step"]) < n  # and some steps reached zero
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hp", [dict(), dict(max_growth=0.5, maximize=True), dict(max_growth=1e30)])
+def test_every_special_value_combination_matches_the_reference(dtype, hp, each_isa):
+    """Every case of the rule, and the edges between them, on each ISA's vector loop: the
+    gradient, previous gradient and previous step each drawn from signed zeros, equal and
+    nearby values, subnormals, the largest numbers, infinities and NaNs."""
+    info = np.finfo(dtype)
+    values = np.array(
+        [0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 1.0 + float(info.eps), 3.0, 1e-30,
+         float(info.smallest_subnormal), -float(info.smallest_subnormal), float(info.tiny) / 3,
+         float(info.max), -float(info.max), np.inf, -np.inf, np.nan, -np.nan],
+        dtype,
+    )
+    g, g_prev, d_prev = (a.ravel().copy() for a in np.meshgrid(values, values, values))
+    x = np.where(np.arange(g.size) % 2 == 0, dtype(0.25), dtype(-1e30)).astype(dtype)
+    expect = x.copy()
+    state = {"prev_grad": g_prev.copy(), "prev_step": d_prev.copy()}
+    ob.functional.quickprop([x], [g], [g_prev], [d_prev], lr=1e-2, **hp)
+    ref.quickprop_step(expect, g, state, lr=1e-2, **hp)
+    np.testing.assert_array_equal(x, expect)  # a NaN's sign is not compared
+    np.testing.assert_array_equal(g_prev, state["prev_grad"])
+    np.testing.assert_array_equal(d_prev, state["prev_step"])
+
+
 def test_converges_on_a_bowl_faster_than_gradient_descent():
     a = np.array([1.0, 10.0, 100.0])
     x, y = np.ones(3), np.ones(3)

@@ -65,6 +65,16 @@ OPTBOWL_HD T product_past_subnormals(T x, T y) {
   return x * y;
 }
 
+// x with the sign of y (a NaN's sign included): one bitwise operation on vectors.
+template <class T>
+OPTBOWL_HD T copysign_(T x, T y) {
+#if defined(__CUDA_ARCH__)
+  return ::copysign(x, y);
+#else
+  return std::copysign(x, y);
+#endif
+}
+
 template <class T>
 OPTBOWL_HD T sqrt_(T x) {
 #if defined(__CUDA_ARCH__)
