@@ -42,6 +42,41 @@ def test_matches_reference(rng, dtype, variant, maximize):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("loss_increased", [False, True])
+def test_every_special_value_combination_matches_the_reference(dtype, variant, loss_increased,
+                                                               each_isa):
+    """Each variant's vector loop on every combination of a gradient, a previous gradient
+    (backtrack: a direction) and a step size drawn from signed zeros, subnormals, the
+    bounds, the largest numbers, infinities and NaNs."""
+    info = np.finfo(dtype)
+    tiny = float(info.smallest_subnormal)
+    specials = [0.0, -0.0, 1.0, -1.0, 0.5, -2.0, tiny, -tiny, float(info.max), -float(info.max),
+                np.inf, -np.inf, np.nan]
+    prevs = [-1.0, 0.0, 1.0] if variant == "backtrack" else specials
+    steps = [0.0, tiny, 1e-3, 0.1, 0.7, 5.0, np.inf, np.nan]
+    g, prev, step = (a.ravel().astype(dtype) for a in np.meshgrid(specials, prevs, steps))
+    p = np.where(np.arange(g.size) % 2 == 0, 0.25, -1e30).astype(dtype)
+    update = np.resize(np.array([0.0, -0.1, 3.0, np.nan], dtype), g.size)
+    name = "direction" if variant == "backtrack" else "prev"
+    state = {name: prev.copy(), "step_size": step.copy()}
+    if variant in ("rprop+", "irprop+"):
+        state["update"] = update.copy()
+    expect = p.copy()
+    kw = dict(etas=(0.4, 1.3), maximize=False)
+    ob.functional.rprop([p], [g], [prev], [step], [update] if "update" in state else None,
+                        step_size_bounds=(1e-3, 0.7), variant=variant,
+                        loss_increased=loss_increased, **kw)
+    ref.rprop_step(expect, g, state, variant=variant, step_sizes=(1e-3, 0.7),
+                   loss_increased=loss_increased, **kw)
+    np.testing.assert_array_equal(p, expect)  # a NaN's sign is not compared
+    np.testing.assert_array_equal(prev, state[name])
+    np.testing.assert_array_equal(step, state["step_size"])
+    if "update" in state:
+        np.testing.assert_array_equal(update, state["update"])
+
+
 def test_lengths_across_chunks_and_threads(rng):
     # lengths that are not multiples of any vector width or chunk; big enough to thread
     n = ob._core.chunk_size * 3 + 17

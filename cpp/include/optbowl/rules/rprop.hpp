@@ -125,17 +125,15 @@ OPTBOWL_HD void rprop_plus(T& p, T grad, P& prev, T& step, T& update, bool rever
   const T g = h.maximize ? -grad : grad;
   const T f = rprop_factor(g, prev, h);
   step = clamp(step * f, h.step_min, h.step_max);
-  if (f == h.eta_minus) {
-    const T undo = revert ? -update : T(0);
-    p = p + undo;
-    update = undo;
-    store_prev(prev, T(0));
-  } else {
-    const T delta = (-sign(g)) * step;
-    p = p + delta;
-    update = delta;
-    store_prev(prev, g);
-  }
+  // Both cases computed, then one select each: the if/else took 1.05x the time in L1, the
+  // compact state 1.15x (GCC, AVX-512, AMD Zen 5).
+  const bool sign_change = f == h.eta_minus;
+  const T undo = revert ? -update : T(0);
+  const T delta = (-sign(g)) * step;
+  const T moved = sign_change ? undo : delta;
+  p = p + moved;
+  update = moved;
+  store_prev(prev, sign_change ? T(0) : g);
 }
 
 // "backtrack": direction d (0 until the first non-zero gradient).
