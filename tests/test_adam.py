@@ -44,6 +44,26 @@ def _beside_torch(rng, torch, params, hp, cls_name="Adam", **kind):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_amsgrad_maximum_keeps_a_nan_from_either_side(dtype, each_isa):
+    """max(max_exp_avg_sq, exp_avg_sq) is NaN where either is, as torch's maximum: every
+    combination of a gradient, a second moment and its running maximum drawn from zeros,
+    ordinary values, infinities and NaNs, through each ISA's vector loop."""
+    specials = [0.0, 1.0, -2.0, 1e-30, np.inf, np.nan]
+    g, v, vmax = (a.ravel().astype(dtype) for a in np.meshgrid(specials, specials, specials))
+    v, vmax = np.abs(v), np.abs(vmax)  # second moments: never negative
+    p, m = np.ones_like(g), np.full_like(g, 0.5)
+    state = {"step": 2, "exp_avg": m.copy(), "exp_avg_sq": v.copy(), "max_exp_avg_sq": vmax.copy()}
+    expect = p.copy()
+    ob.functional.adam([p], [g], [m], [v], [vmax], step=3, lr=0.01, amsgrad=True)
+    with np.errstate(all="ignore"):  # inf - inf and inf / inf on purpose
+        ref.adam_step(expect, g, state, lr=0.01, amsgrad=True)
+    np.testing.assert_array_equal(np.isnan(vmax), np.isnan(state["max_exp_avg_sq"]))
+    np.testing.assert_allclose(vmax, state["max_exp_avg_sq"], rtol=1e-6)
+    np.testing.assert_array_equal(np.isnan(p), np.isnan(expect))
+    assert np.isnan(vmax).any() and not np.isnan(vmax).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("hp", OPTIONS)
 def test_bit_identical_to_torch_fused(rng, dtype, hp):
     torch = pytest.importorskip("torch")
