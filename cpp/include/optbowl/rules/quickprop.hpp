@@ -33,12 +33,11 @@ OPTBOWL_HD void quickprop(T& p, T grad, T& prev_grad, T& prev_step, const Quickp
   const T g = h.maximize ? -grad : grad;
   const T g_prev = prev_grad;
   const T d_prev = prev_step;
-  // Every case is computed and the last select wins, the cases' order above read
-  // backwards: nested if/else made GCC's AVX-512 loop build each case's mask and its
-  // complement, and took twice the time (see the function's test for every special value).
-  // steeper: sign(g) == sign(g_prev) and |g| >= |g_prev|, g_prev != 0, as g >= g_prev with
-  // both multiplied by g_prev's sign (exact); false for a NaN g or g_prev. `&`, not `&&`:
-  // no branch for the vectoriser to convert.
+  // Every case is computed and the last select wins (the cases above, read backwards):
+  // with nested if/else GCC's AVX-512 loop built each case's mask and its complement and
+  // took twice the time. steeper: sign(g) == sign(g_prev), |g| >= |g_prev| and g_prev != 0,
+  // as g >= g_prev with both multiplied by g_prev's sign (exact); false for a NaN g or
+  // g_prev. `&`, not `&&`: no branch for the vectoriser to convert.
   const T s = copysign_(T(1), g_prev);
   const bool steeper = (g_prev != T(0)) & (g * s >= g_prev * s);
   const T factor = steeper ? h.max_growth : clamp(g / (g_prev - g), -h.max_growth, h.max_growth);
