@@ -80,11 +80,7 @@ OPTBOWL_HD void store_prev(std::int8_t& prev_code, T x) {
 // way; only that NaN's sign bit may differ.)
 template <class T>
 OPTBOWL_HD T rprop_move(T p, T g, T step) {
-#if defined(__CUDA_ARCH__)
-  const T signed_step = ::copysign(step, g);
-#else
-  const T signed_step = std::copysign(step, g);
-#endif
+  const T signed_step = copysign_(step, g);
   // The zero move first, then the signed step over it where g is non-zero: written as one
   // nested select, GCC spent two more mask operations on it (irprop-'s AVX-512 loop took
   // 1.11x the time in L1 on AMD Zen 5).
