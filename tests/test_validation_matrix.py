@@ -510,3 +510,50 @@ def test_nan_and_inf_gradients_follow_torch(row, dtype):
         for mine, theirs in row.torch_state.items():
             _assert_equal_nan_aware(opt.state[i][mine], topt.state[t][theirs].numpy(),
                                     row.torch_exact, f"state[{i}][{mine!r}]")
+
+
+@pytest.mark.parametrize("row", ROWS, ids=str)
+def test_none_and_tuple_gradients_once_every_parameter_has_state(row):
+    # Once every parameter has its state a step takes a shorter path; a None gradient
+    # (skip the parameter) and a tuple of gradients must still mean what they mean there.
+    rng = np.random.default_rng(5)
+    a, b = np.full(6, 0.5, np.float32), np.full((2, 3), -0.25)
+    alone_a, alone_b = a.copy(), b.copy()
+    opt = row.make([a, b])
+    opt_a, opt_b = row.make([alone_a]), row.make([alone_b])
+    for k, skip in enumerate([None, None, "b", "a", None, "b"]):
+        ga = rng.standard_normal(a.shape).astype(a.dtype) * (-1) ** k
+        gb = rng.standard_normal(b.shape) * (-1) ** (k // 2)
+        grads = (ga if skip != "a" else None, gb if skip != "b" else None)
+        row.step(opt, grads if k % 2 else list(grads))
+        if skip != "a":
+            row.step(opt_a, [ga])
+        if skip != "b":
+            row.step(opt_b, [gb])
+    assert_same_bits(a, alone_a)
+    assert_same_bits(b, alone_b)
+    assert opt.state[0]["step"] == opt_a.state[0]["step"] == 5
+    assert opt.state[1]["step"] == opt_b.state[0]["step"] == 4
+    for name in row.state_names:
+        assert_same_bits(opt.state[0][name], opt_a.state[0][name])
+        assert_same_bits(opt.state[1][name], opt_b.state[0][name])
+
+
+@pytest.mark.parametrize("row", ROWS, ids=str)
+def test_a_step_with_every_state_made_takes_the_short_path(row, monkeypatch):
+    # The short path hands gradients to the compiled call as given (a list, a tuple or a
+    # lone array); if the call refused them every step, each step would silently go the
+    # general way, correct but slower. The general path is disabled to prove it is not used.
+    params = [np.full(5, 0.5, np.float32)]
+    opt = row.make(params)
+    row.step(opt, [np.ones(5, np.float32)])
+    before = params[0].copy()
+
+    def general_path(*args, **kwargs):
+        raise AssertionError("the step went the general path")
+
+    monkeypatch.setattr(opt, "_step_some", general_path)
+    monkeypatch.setattr(opt, "_grad_list", general_path)
+    for grads in ([-np.ones(5, np.float32)], (np.ones(5, np.float32),), np.ones(5, np.float32)):
+        row.step(opt, grads)
+    assert opt.state[0]["step"] == 4 and not np.array_equal(params[0], before)

@@ -1,8 +1,9 @@
 """The optimizer base class: param groups, lazy state, validation, state_dict.
 
 Subclasses name their hyper-parameters (``defaults``), check a group
-(``_check_group``), make a parameter's state (``_new_state``) and run one compiled
-multi-tensor step (``_kernel``). The base class does the rest, in an order that keeps
+(``_check_group``), make a parameter's state (``_new_state``), hand a group's
+hyper-parameters to the compiled call (``_group_args``) and run one compiled
+multi-tensor step (``_launch``). The base class does the rest, in an order that keeps
 a rejected call harmless: every hyper-parameter is checked, new state is made on the
 side, and the compiled call validates every array before it writes any; only after it
 returns is new state kept and the step counters advanced.
@@ -49,8 +50,16 @@ class Optimizer:
         self._params: List[np.ndarray] = []  # every group's, in order
         self._group_sizes: List[int] = []
         self._placement: Optional[_device.Placement] = None  # None: host NumPy arrays
+        self._fast_init()
         for group in _as_groups(params):
             self.add_param_group(group)
+
+    def _fast_init(self) -> None:
+        # what the step's short path looks up: the hyper-parameter names, each state's
+        # getter, and the groups' values and tuples for the compiled call, as last checked
+        self._default_keys = tuple(self.defaults)
+        self._state_getters = tuple(map(itemgetter, self._state_names))
+        self._checked_groups: Dict[int, tuple] = {}
 
     # ------------------------------------------------------------------ groups
     def add_param_group(self, group: Dict[str, Any]) -> None:
@@ -92,27 +101,31 @@ class Optimizer:
     def _check_group(self, group: Dict[str, Any]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _check_group_if_changed(self, group: Dict[str, Any]) -> None:
-        """``_check_group`` unless the hyper-parameters are those it last accepted.
+    def _checked_group_args(self) -> List[tuple]:
+        """Every group's tuple of hyper-parameters for the compiled call (``_group_args``).
 
-        Validation costs more than a small step; a group's values (and their types) are
-        remembered after a successful check, and any change is checked again.
+        Validation costs more than a small step: a group's values (and their types) are
+        remembered with its tuple after a successful ``_check_group``, and a group whose
+        values changed is checked again.
         """
-        checked = self.__dict__.setdefault("_checked_groups", {})
-        keys = self.__dict__.get("_default_keys")
-        if keys is None:
-            keys = self.__dict__["_default_keys"] = tuple(self.defaults)
-        values = tuple(map(group.get, keys))
-        seen = checked.get(id(group))
-        if seen is not None and seen[0] is group and seen[2] == tuple(map(type, values)):
-            try:
-                if bool(seen[1] == values):
-                    return
-            except (TypeError, ValueError):  # e.g. an array compared element-wise
-                pass
-        self._check_group(group)
-        values = copy.deepcopy(tuple(map(group.get, keys)))  # immune to in-place edits
-        checked[id(group)] = (group, values, tuple(map(type, values)))
+        checked, keys = self._checked_groups, self._default_keys
+        out = []
+        for group in self.param_groups:
+            values = tuple(map(group.get, keys))
+            seen = checked.get(id(group))
+            if seen is not None and seen[0] is group and seen[2] == tuple(map(type, values)):
+                try:
+                    if bool(seen[1] == values):
+                        out.append(seen[3])
+                        continue
+                except (TypeError, ValueError):  # e.g. an array compared element-wise
+                    pass
+            self._check_group(group)
+            values = copy.deepcopy(tuple(map(group.get, keys)))  # immune to in-place edits
+            args = self._group_args(group)
+            checked[id(group)] = (group, values, tuple(map(type, values)), args)
+            out.append(args)
+        return out
 
     def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
         """A parameter's first state: a step count and one zero array per ``_state_names``
@@ -126,8 +139,18 @@ class Optimizer:
             return getattr(functional, f"_{rule}_call")
         return getattr(self._backend, rule)
 
-    def _kernel(self, params, grads, states, groups, group_sizes, steps,  # pragma: no cover
-                **kw) -> None:
+    #: Whether ``_launch`` takes the step counts (the rules whose update depends on them).
+    _takes_steps = False
+
+    def _group_args(self, group: Dict[str, Any]) -> tuple:  # pragma: no cover - abstract
+        """A checked group's hyper-parameters as the compiled call takes them."""
+        raise NotImplementedError
+
+    def _launch(self, params, grads, columns, group_args, group_sizes, steps,
+                **kw) -> None:  # pragma: no cover - abstract
+        """One compiled multi-tensor step: ``columns[k]`` lists the ``_state_names[k]``
+        arrays, ``group_args`` and ``group_sizes`` the stepped groups, ``steps`` the step
+        counts this step makes (floats; None unless ``_takes_steps``)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ step
@@ -153,7 +176,7 @@ class Optimizer:
             If another thread is inside a call on this optimizer at the same time.
         """
         # _exclusive("step") written out: the context manager cost a small step 0.8 µs
-        if not self._busy.acquire(blocking=False):
+        if not self._busy.acquire(False):
             raise self._busy_error("step")
         try:
             self._step(grads, loss, found_inf)
@@ -161,72 +184,80 @@ class Optimizer:
             self._busy.release()
 
     def _step(self, grads: Any, loss: Optional[float], found_inf: Any) -> None:
-        grads = self._grad_list(grads)
-        for group in self.param_groups:
-            self._check_group_if_changed(group)
+        group_args = self._checked_group_args()
         kw = self._step_extras(loss)
+        n = len(self._params)
+        given = grads if type(grads) is list else (
+            list(grads) if type(grads) is tuple else [grads] if type(grads) is np.ndarray else None)
+        if found_inf is None and given is not None and len(given) == n \
+                and self._placement is None:
+            # The common step, kept short: every parameter has its state, and the compiled
+            # call is handed the gradients as they are. It checks every array before it
+            # writes any; a gradient it refuses (None, a NumPy scalar, or bad input) sends
+            # the step down the general path below, which skips, converts or raises.
+            states: List[Any] = list(map(self.state.get, range(n)))  # None: no state yet
+            if None not in states:
+                columns = [list(map(get, states)) for get in self._state_getters]
+                steps = [st["step"] + 1.0 for st in states] if self._takes_steps else None
+                try:
+                    self._launch(self._params, given, columns, group_args, self._group_sizes,
+                                 steps, **kw)
+                except (TypeError, ValueError):
+                    pass
+                else:
+                    for st in states:
+                        st["step"] += 1
+                    self._after_step(loss)
+                    return
+        grads = self._grad_list(grads)
         skip, device_flag = _device.skip_flag(found_inf, self._placement)
         if skip:
             return
         if device_flag is not None:
             kw["found_inf"] = device_flag
+        if self._step_some(grads, group_args, kw, device_flag, found_inf):
+            self._after_step(loss)
 
-        states: List[Any] = list(map(self.state.get, range(len(grads))))  # None: no state yet
-        if None in states or any(map(_is_none, grads)):
-            if not self._step_some(grads, states, kw, device_flag, found_inf):
-                return
-        else:  # every parameter has its gradient and its state: the common step, made short
-            columns = [list(map(itemgetter(name), states)) for name in self._state_names]
-            steps = [st["step"] + 1 for st in states]
-            groups, sizes = self.param_groups, self._group_sizes
-            self._kernel(self._params, grads, columns, groups, sizes, steps, **kw)
-            if device_flag is not None and _device.read_flag(found_inf):
-                return
-            for st in states:
-                st["step"] += 1
-        self._after_step(loss)
-
-    def _step_some(self, grads, states, kw, device_flag, found_inf) -> bool:
-        """The step when some parameter has no gradient (None) or no state yet; False if
-        nothing was stepped."""
+    def _step_some(self, grads, group_args, kw, device_flag, found_inf) -> bool:
+        """The step of the parameters that have a gradient (not None), new state made for
+        those without; False if nothing was stepped."""
         params: List[np.ndarray] = []
         active_grads: List[np.ndarray] = []
         columns: List[List[np.ndarray]] = [[] for _ in self._state_names]
-        groups: List[Dict[str, Any]] = []
+        args: List[tuple] = []
         group_sizes: List[int] = []
-        steps: List[int] = []
+        steps: List[float] = []
+        states: List[Dict[str, Any]] = []
         fresh: Dict[int, Dict[str, Any]] = {}
         index = 0
-        for group in self.param_groups:
+        for group, group_arg in zip(self.param_groups, group_args):
             count = 0
             for p in group["params"]:
                 g = grads[index]
                 if g is not None:
-                    st = states[index]
+                    st = self.state.get(index)
                     if st is None:
                         st = fresh[index] = self._new_state(p, group)
                     params.append(p)
                     active_grads.append(g)
                     for col, name in zip(columns, self._state_names):
                         col.append(st[name])
-                    steps.append(st["step"] + 1)
+                    steps.append(st["step"] + 1.0)
+                    states.append(st)
                     count += 1
                 index += 1
             if count:
-                groups.append(group)
+                args.append(group_arg)
                 group_sizes.append(count)
         if not params:
             return False
-        self._kernel(params, active_grads, columns, groups, group_sizes, steps, **kw)
+        self._launch(params, active_grads, columns, args, group_sizes,
+                     steps if self._takes_steps else None, **kw)
         if device_flag is not None and _device.read_flag(found_inf):
             return False
-
         self.state.update(fresh)
-        index = 0
-        for g in grads:
-            if g is not None:
-                self.state[index]["step"] += 1
-            index += 1
+        for st in states:
+            st["step"] += 1
         return True
 
     def _grad_list(self, grads: Any) -> List[Optional[np.ndarray]]:
@@ -388,7 +419,7 @@ class Optimizer:
     @contextlib.contextmanager
     def _exclusive(self, what: str):
         """Hold the optimizer for one call; refuse (never wait) if another thread holds it."""
-        if not self._busy.acquire(blocking=False):
+        if not self._busy.acquire(False):
             raise self._busy_error(what)
         try:
             yield
@@ -405,11 +436,14 @@ class Optimizer:
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
         del state["_busy"]  # a lock is neither picklable nor meaningful in a copy
+        for name in ("_default_keys", "_state_getters", "_checked_groups"):
+            del state[name]  # made again by __setstate__
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._busy = threading.Lock()
+        self._fast_init()
 
     # ------------------------------------------------------------------ repr
     def _hyper_repr(self, group: Dict[str, Any]) -> str:

@@ -85,14 +85,13 @@ class Adagrad(Optimizer):
     def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
         return {"step": 0, "sum": _device.full_like(p, group["initial_accumulator_value"])}
 
-    def _kernel(self, params, grads, states, groups, group_sizes, steps, **device):
-        call = self._compiled("adagrad")
-        call(
-            params,
-            grads,
-            states[0],
-            [float(t) for t in steps],
-            [(g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], g["maximize"]) for g in groups],
-            group_sizes,
-            **device,
+    _takes_steps = True
+
+    def _group_args(self, g: Dict[str, Any]) -> tuple:
+        return (g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], g["maximize"])
+
+    def _launch(self, params, grads, columns, group_args, group_sizes, steps,
+                **device) -> None:
+        self._compiled("adagrad")(
+            params, grads, columns[0], steps, group_args, group_sizes, **device
         )

@@ -101,30 +101,15 @@ class Adam(Optimizer):
         for name in ("amsgrad", "maximize", "decoupled_weight_decay"):
             group[name] = _check.boolean(name, group[name])
 
-    def _kernel(self, params, grads, states, groups, group_sizes, steps, **device):
-        call = self._compiled("adam")
-        call(
-            params,
-            grads,
-            states[0],
-            states[1],
-            states[2],
-            [float(t) for t in steps],
-            [
-                (
-                    g["lr"],
-                    *g["betas"],
-                    g["eps"],
-                    g["weight_decay"],
-                    g["amsgrad"],
-                    g["maximize"],
-                    g["decoupled_weight_decay"],
-                )
-                for g in groups
-            ],
-            group_sizes,
-            **device,
-        )
+    _takes_steps = True
+
+    def _group_args(self, g: Dict[str, Any]) -> tuple:
+        return (g["lr"], *g["betas"], g["eps"], g["weight_decay"], g["amsgrad"], g["maximize"],
+                g["decoupled_weight_decay"])
+
+    def _launch(self, params, grads, columns, group_args, group_sizes, steps,
+                **device) -> None:
+        self._compiled("adam")(params, grads, *columns, steps, group_args, group_sizes, **device)
 
 
 class AdamW(Adam):

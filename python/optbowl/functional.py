@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
@@ -117,35 +118,16 @@ def _checker(cls_name: str) -> Callable[[Dict[str, Any]], None]:
 # --------------------------------------------------------------------------- compiled calls
 # The classes call these with groups they have already checked; the public functions below
 # check and group their arguments, then call them. Each is one compiled call.
-def _rprop_call(
-    variant,
-    params,
-    grads,
-    prevs,
-    step_sizes,
-    updates,
-    groups,
-    group_sizes,
-    loss_increased=True,
-    compact_state=False,
-):
-    _core.rprop(
-        variant,
-        params,
-        grads,
-        prevs,
-        step_sizes,
-        updates,
-        groups,
-        group_sizes,
-        loss_increased,
-        compact_state,
-    )
+_rprop_call = _core.rprop
+_sgd_call = _core.sgd
+_quickprop_call = _core.quickprop
+_rmsprop_call = _core.rmsprop
+_adam_call = _core.adam
 
 
 def _adagrad_call(params, grads, sums, steps, groups, group_sizes):
     """Dense gradients through the dense kernel; any SparseRows: all through the sparse one."""
-    if not any(isinstance(g, SparseRows) for g in grads):
+    if not any(map(isinstance, grads, repeat(SparseRows))):
         _core.adagrad(params, grads, sums, steps, groups, group_sizes)
         return
     owner = [k for k, size in enumerate(group_sizes) for _ in range(size)]
@@ -164,22 +146,6 @@ def _adagrad_call(params, grads, sums, steps, groups, group_sizes):
         groups,
         group_sizes,
     )
-
-
-def _sgd_call(params, grads, momentum_buffers, steps, groups, group_sizes):
-    _core.sgd(params, grads, momentum_buffers, steps, groups, group_sizes)
-
-
-def _quickprop_call(params, grads, prev_grads, prev_steps, groups, group_sizes):
-    _core.quickprop(params, grads, prev_grads, prev_steps, groups, group_sizes)
-
-
-def _rmsprop_call(params, grads, square_avgs, grad_avgs, momentum_buffers, groups, group_sizes):
-    _core.rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffers, groups, group_sizes)
-
-
-def _adam_call(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, groups, group_sizes):
-    _core.adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, groups, group_sizes)
 
 
 # --------------------------------------------------------------------------- public API

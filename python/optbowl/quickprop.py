@@ -81,12 +81,8 @@ class QuickProp(Optimizer):
         group["max_growth"] = _check.real("max_growth", group["max_growth"], low=0.0, low_open=True)
         group["maximize"] = _check.boolean("maximize", group["maximize"])
 
-    def _kernel(self, params, grads, states, groups, group_sizes, steps):
-        functional._quickprop_call(
-            params,
-            grads,
-            states[0],
-            states[1],
-            [(g["lr"], g["max_growth"], g["maximize"]) for g in groups],
-            group_sizes,
-        )
+    def _group_args(self, g: Dict[str, Any]) -> tuple:
+        return (g["lr"], g["max_growth"], g["maximize"])
+
+    def _launch(self, params, grads, columns, group_args, group_sizes, steps, **kw) -> None:
+        functional._quickprop_call(params, grads, columns[0], columns[1], group_args, group_sizes)

@@ -90,26 +90,12 @@ class RMSprop(Optimizer):
         group["centered"] = _check.boolean("centered", group["centered"])
         group["maximize"] = _check.boolean("maximize", group["maximize"])
 
-    def _kernel(self, params, grads, states, groups, group_sizes, steps, **device):
-        call = self._compiled("rmsprop")
-        call(
-            params,
-            grads,
-            states[0],
-            states[1],
-            states[2],
-            [
-                (
-                    g["lr"],
-                    g["alpha"],
-                    g["eps"],
-                    g["weight_decay"],
-                    g["momentum"],
-                    g["centered"],
-                    g["maximize"],
-                )
-                for g in groups
-            ],
-            group_sizes,
-            **device,
+    def _group_args(self, g: Dict[str, Any]) -> tuple:
+        return (g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"], g["centered"],
+                g["maximize"])
+
+    def _launch(self, params, grads, columns, group_args, group_sizes, steps,
+                **device) -> None:
+        self._compiled("rmsprop")(
+            params, grads, *columns, group_args, group_sizes, **device
         )

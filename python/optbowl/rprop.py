@@ -155,17 +155,19 @@ class Rprop(Optimizer):
         if self.variant == "irprop+":
             self._global["prev_loss"] = float(loss)  # type: ignore[arg-type]
 
-    def _kernel(self, params, grads, states, groups, group_sizes, steps, loss_increased=True,
-                **device):
-        call = self._compiled("rprop")
-        call(
+    def _group_args(self, g: Dict[str, Any]) -> tuple:
+        return (*g["etas"], *g["step_sizes"], g["maximize"])
+
+    def _launch(self, params, grads, columns, group_args, group_sizes, steps,
+                loss_increased=True, **device) -> None:
+        self._compiled("rprop")(
             self.variant,
             params,
             grads,
-            states[0],
-            states[1],
-            states[2] if len(states) == 3 else None,
-            [(*g["etas"], *g["step_sizes"], g["maximize"]) for g in groups],
+            columns[0],
+            columns[1],
+            columns[2] if len(columns) == 3 else None,
+            group_args,
             group_sizes,
             loss_increased,
             *((self.compact_state,) if self._placement is None else ()),

@@ -95,24 +95,12 @@ class SGD(Optimizer):
                 f"momentum={group['momentum']}, dampening={group['dampening']}"
             )
 
-    def _kernel(self, params, grads, states, groups, group_sizes, steps, **device):
-        call = self._compiled("sgd")
-        call(
-            params,
-            grads,
-            states[0],
-            [float(t) for t in steps],
-            [
-                (
-                    g["lr"],
-                    g["momentum"],
-                    g["dampening"],
-                    g["weight_decay"],
-                    g["nesterov"],
-                    g["maximize"],
-                )
-                for g in groups
-            ],
-            group_sizes,
-            **device,
-        )
+    _takes_steps = True
+
+    def _group_args(self, g: Dict[str, Any]) -> tuple:
+        return (g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"],
+                g["maximize"])
+
+    def _launch(self, params, grads, columns, group_args, group_sizes, steps,
+                **device) -> None:
+        self._compiled("sgd")(params, grads, columns[0], steps, group_args, group_sizes, **device)
