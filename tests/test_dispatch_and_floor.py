@@ -21,13 +21,63 @@ def restore_wide_in_cache():
     _core.set_wide_in_cache_bytes(before)
 
 
-def test_wide_in_cache_bytes_setting(restore_wide_in_cache):
-    assert _core.wide_in_cache_bytes() >= 0
-    _core.set_wide_in_cache_bytes(123)
-    assert _core.wide_in_cache_bytes() == 123
+@pytest.fixture
+def restore_prefetch():
+    before = _core.prefetch_min_bytes()
+    yield
+    _core.set_prefetch_min_bytes(before)
+
+
+@pytest.mark.parametrize("name", ["wide_in_cache_bytes", "prefetch_min_bytes"])
+def test_byte_settings(restore_wide_in_cache, restore_prefetch, name):
+    get, set_ = getattr(_core, name), getattr(_core, "set_" + name)
+    assert get() >= 0
+    set_(123)
+    assert get() == 123
     with pytest.raises(ValueError, match="bytes"):
-        _core.set_wide_in_cache_bytes(-1)
-    assert _core.wide_in_cache_bytes() == 123
+        set_(-1)
+    assert get() == 123
+
+
+def _run_rprop_variants(seed, dtype, offset):
+    rng = np.random.default_rng(seed)
+    # A tensor of several chunks (threads), one with a block or two of prefetches, one
+    # just too short for any, and one of a few elements.
+    shapes = [(_core.chunk_size * 2 + 13,), (2203,), (2049,), (5, 7)]
+    out = []
+    for compact in (True, False):
+        for variant in ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack"):
+            params = [_at(rng.standard_normal(s).astype(dtype), offset) for s in shapes]
+            opt = ob.Rprop(params, lr=0.05, variant=variant, compact_state=compact)
+            for k in range(5):
+                grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+                grads[0][::11] = 0
+                grads[0][5::97] = np.nan
+                opt.step([_at(g, offset + k) for g in grads], loss=float(k % 3))
+            out.append((variant, compact, params, opt.state))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prefetching_steps_give_identical_results(restore_isa, restore_prefetch, dtype):
+    # Steps of the compact state over at least prefetch_min_bytes run their elements in
+    # blocks, each after software prefetches of the lines ahead: 0 makes every step do
+    # so, 2**62 none. Parameters and states must not depend on it, on any ISA, wherever
+    # in a cache line the arrays start.
+    for isa in _available():
+        _core.set_cpu_isa(isa)
+        for offset in (0, 3):
+            _core.set_prefetch_min_bytes(1 << 62)
+            plain = _run_rprop_variants(5, dtype, offset)
+            _core.set_prefetch_min_bytes(0)
+            prefetched = _run_rprop_variants(5, dtype, offset)
+            for (variant, compact, pa, sa), (_, _, pb, sb) in zip(plain, prefetched):
+                where = f"{isa} offset {offset} {variant} compact={compact}"
+                for a, b in zip(pa, pb):
+                    np.testing.assert_array_equal(a, b, err_msg=where)
+                for i in sa:
+                    for name in sa[i]:
+                        np.testing.assert_array_equal(sa[i][name], sb[i][name], err_msg=where)
 
 
 def test_isa_reporting(restore_isa):

@@ -51,6 +51,19 @@ void stream_floor_any(std::size_t w, std::size_t r, const py::list& inout, const
 
 }  // namespace
 
+// name() returns the setting, set_name(bytes) sets it (bytes >= 0); results do not depend on it.
+static void def_bytes_setting(py::module_& m, const std::string& name, std::int64_t& (*setting)(),
+                              const char* doc) {
+  m.def(name.c_str(), [setting] { return setting(); }, doc);
+  m.def(
+      ("set_" + name).c_str(),
+      [setting](std::int64_t bytes) {
+        if (bytes < 0) throw py::value_error("bytes: must be >= 0, got " + std::to_string(bytes));
+        setting() = bytes;
+      },
+      py::arg("bytes"), ("Set " + name + "(); results do not depend on it.").c_str());
+}
+
 void register_runtime(py::module_& m) {
   m.def(
       "set_num_threads",
@@ -77,18 +90,15 @@ void register_runtime(py::module_& m) {
         "RMSprop and Adam use them on AMD Zen 5 and later for steps whose arrays fit in cache\n"
         "(wide_in_cache_bytes), SGD there at every size; the others run their AVX2 build,\n"
         "which is as fast or faster.");
-  m.def("wide_in_cache_bytes", [] { return wide_in_cache_bytes(); },
-        "Steps of AdaGrad, RMSprop and Adam over at most this many bytes of arrays run with\n"
-        "512-bit vectors when cpu_isa() is 'avx512' (0: never), and SGD's steps at every size\n"
-        "when it is not 0. 64 MiB on AMD Zen 5 and later, where it pays in and near cache;\n"
-        "else 0.");
-  m.def(
-      "set_wide_in_cache_bytes",
-      [](std::int64_t bytes) {
-        if (bytes < 0) throw py::value_error("bytes: must be >= 0, got " + std::to_string(bytes));
-        wide_in_cache_bytes() = bytes;
-      },
-      py::arg("bytes"), "Set wide_in_cache_bytes(); results do not depend on it.");
+  def_bytes_setting(m, "wide_in_cache_bytes", &wide_in_cache_bytes,
+                    "Steps of AdaGrad, RMSprop and Adam over at most this many bytes of arrays run with\n"
+                    "512-bit vectors when cpu_isa() is 'avx512' (0: never), and SGD's steps at every size\n"
+                    "when it is not 0. 64 MiB on AMD Zen 5 and later, where it pays in and near cache;\n"
+                    "else 0.");
+  def_bytes_setting(m, "prefetch_min_bytes", &prefetch_min_bytes,
+                    "Steps of Rprop's compact state over at least this many bytes of arrays (K per\n"
+                    "element, used or not) prefetch each array's cache lines ahead in software, so that\n"
+                    "its loop keeps up with memory; 0: every such step. 32 MiB.");
   m.def("detected_isa", [] { return std::string(isa_name(detect_isa())); },
         "The best instruction set this CPU supports (of 'avx512', 'avx2', 'baseline').");
   m.def(

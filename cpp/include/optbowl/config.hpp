@@ -32,3 +32,13 @@
 #else
 #define OPTBOWL_IVDEP
 #endif
+
+// A hint to fetch the cache line holding p (read, no temporal locality); never faults.
+#if defined(__GNUC__) || defined(__clang__)
+#define OPTBOWL_PREFETCH(p) __builtin_prefetch((p), 0, 0)
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+#include <xmmintrin.h>
+#define OPTBOWL_PREFETCH(p) _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_NTA)
+#else
+#define OPTBOWL_PREFETCH(p) ((void)(p))
+#endif

@@ -41,6 +41,16 @@ struct RpropLoop {
   bool loss_increased = true;          // irprop+: undo moves on a sign change
   bool compact_state = false;          // prev as int8 sign codes
 
+  // With the compact state, steps from memory prefetch in software (multi_tensor.hpp:
+  // 0.90-0.97x the time); the float state, rprop+ and backtrack gained nothing.
+  bool prefetches() const { return compact_state; }
+
+  // Bytes per element of array k: the compact state's sign codes are one byte.
+  template <class T>
+  std::int64_t stream_bytes(std::size_t k) const {
+    return k == 2 && compact_state ? 1 : static_cast<std::int64_t>(sizeof(T));
+  }
+
   template <class T>
   rules::RpropHyper<T> hyper(std::int32_t tensor) const {
     return groups[group_of[tensor]].template cast<T>();
