@@ -21,8 +21,7 @@ import contextlib
 import copy
 import threading
 from collections import abc
-from functools import partial
-from operator import is_, itemgetter
+from operator import itemgetter
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -30,7 +29,6 @@ import numpy as np
 from . import _check, _core, _device, functional
 
 ArrayList = Union[np.ndarray, Sequence[np.ndarray]]
-_is_none = partial(is_, None)
 
 
 class Optimizer:
