@@ -232,23 +232,6 @@ std::vector<Chunk> make_chunks(const TensorTable<K>& t, int threads) {
   return chunks;
 }
 
-// Bytes per element of array k of a Loop's step over T elements: sizeof(T), unless the
-// Loop says otherwise (Rprop's int8 compact state) with a member stream_bytes<T>(k).
-template <class Rule, class T, class = void>
-struct has_stream_bytes : std::false_type {};
-template <class Rule, class T>
-struct has_stream_bytes<
-    Rule, T, std::void_t<decltype(std::declval<const Rule&>().template stream_bytes<T>(0))>>
-    : std::true_type {};
-
-template <class T, class Rule>
-inline std::int64_t stream_bytes(const Rule& rule, std::size_t k) {
-  if constexpr (has_stream_bytes<Rule, T>::value)
-    return rule.template stream_bytes<T>(k);
-  else
-    return static_cast<std::int64_t>(sizeof(T));
-}
-
 // Software prefetch, for steps whose arrays stream from memory (prefetch_min_bytes below).
 // The range runs kPrefetchBlock elements at a time, and before each block every array's
 // cache lines kPrefetchAhead elements ahead are prefetched, so that the loads a block will
@@ -265,7 +248,9 @@ inline std::int64_t stream_bytes(const Rule& rule, std::size_t k) {
 // elements) took 1.1-1.4x the time: the prefetches must be spread among the loads.
 // Distances of 1024-4096 elements and the t0 and nta hints did alike.
 //
-// Only a Loop whose member `bool prefetches() const` says so prefetches.
+// Only a Loop whose member `bool prefetches() const` says so prefetches; such a Loop also
+// gives each array's bytes per element, `std::int64_t stream_bytes<T>(k) const` (Rprop's
+// int8 compact state is one byte). The other Loops' runners have no prefetching code.
 template <class Rule, class = void>
 struct has_prefetches : std::false_type {};
 template <class Rule>
@@ -292,7 +277,7 @@ inline void run_prefetched(const Rule& rule, const std::array<void*, K>& a, std:
   for (std::size_t k = 0; k < K; ++k) {
     if (a[k] == nullptr) continue;  // an array the step does not use
     base[m] = static_cast<const char*>(a[k]);
-    size[m] = stream_bytes<T>(rule, k);
+    size[m] = rule.template stream_bytes<T>(k);
     ++m;
   }
   std::int64_t i = begin;
@@ -325,10 +310,10 @@ inline void run_range(const Rule& rule, const std::array<void*, K>& a, std::int3
     rule.template apply<T>(a, tensor, begin, begin + head);
     begin += head;
   }
-  if (prefetch)
-    run_prefetched<T>(rule, a, tensor, begin, end);
-  else
-    rule.template apply<T>(a, tensor, begin, end);
+  if constexpr (has_prefetches<Rule>::value) {
+    if (prefetch) return run_prefetched<T>(rule, a, tensor, begin, end);
+  }
+  rule.template apply<T>(a, tensor, begin, end);
 }
 
 template <class Rule, std::size_t K>
