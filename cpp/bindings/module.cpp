@@ -13,6 +13,7 @@ void register_rmsprop(py::module_& m);
 void register_adam(py::module_& m);
 void register_sparse(py::module_& m);
 void register_bowl(py::module_& m);
+void register_step(py::module_& m);
 }  // namespace optbowl
 
 PYBIND11_MODULE(_core, m) {
@@ -26,4 +27,5 @@ PYBIND11_MODULE(_core, m) {
   optbowl::register_adam(m);
   optbowl::register_sparse(m);
   optbowl::register_bowl(m);
+  optbowl::register_step(m);
 }

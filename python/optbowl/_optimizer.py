@@ -2,8 +2,8 @@
 
 Subclasses name their hyper-parameters (``defaults``), check a group
 (``_check_group``), make a parameter's state (``_new_state``), hand a group's
-hyper-parameters to the compiled call (``_group_args``) and run one compiled
-multi-tensor step (``_launch``). The base class does the rest, in an order that keeps
+hyper-parameters to the compiled call (``_group_args``) and say how the compiled
+multi-tensor step is called (``_call_layout``). The base class does the rest, in an order that keeps
 a rejected call harmless: every hyper-parameter is checked, new state is made on the
 side, and the compiled call validates every array before it writes any; only after it
 returns is new state kept and the step counters advanced.
@@ -22,7 +22,7 @@ import copy
 import threading
 from collections import abc
 from operator import itemgetter
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -58,6 +58,8 @@ class Optimizer:
         self._default_keys = tuple(self.defaults)
         self._state_getters = tuple(map(itemgetter, self._state_names))
         self._checked_groups: Dict[int, tuple] = {}
+        # the compiled short step's layout (_core.short_step), once the parameters are known
+        self._short = self._short_call() if self._params else None
 
     # ------------------------------------------------------------------ groups
     def add_param_group(self, group: Dict[str, Any]) -> None:
@@ -90,6 +92,7 @@ class Optimizer:
         self._params.extend(arrays)
         self._group_sizes.append(len(arrays))
         self._placement = placement
+        self._short = self._short_call()
 
     @property
     def _backend(self) -> Any:
@@ -144,12 +147,33 @@ class Optimizer:
         """A checked group's hyper-parameters as the compiled call takes them."""
         raise NotImplementedError
 
-    def _launch(self, params, grads, columns, group_args, group_sizes, steps,
-                **kw) -> None:  # pragma: no cover - abstract
+    def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:  # pragma: no cover
+        """How the compiled step is called: ``(name, lead, width, options)`` for
+        ``fn(*lead, params, grads, *columns, [steps], group_args, group_sizes, **options)``,
+        ``fn`` the function ``name`` of the backend, ``columns`` padded with None to
+        ``width`` lists and ``steps`` there only if ``_takes_steps``."""
+        raise NotImplementedError
+
+    def _launch(self, params, grads, columns, group_args, group_sizes, steps, **kw) -> None:
         """One compiled multi-tensor step: ``columns[k]`` lists the ``_state_names[k]``
         arrays, ``group_args`` and ``group_sizes`` the stepped groups, ``steps`` the step
-        counts this step makes (floats; None unless ``_takes_steps``)."""
-        raise NotImplementedError
+        counts this step makes (floats; None unless ``_takes_steps``), ``kw`` the
+        ``_step_extras`` and the device's flag."""
+        name, lead, width, options = self._call_layout()
+        self._compiled(name)(*lead, params, grads, *columns, *(None,) * (width - len(columns)),
+                             *((steps,) if self._takes_steps else ()), group_args, group_sizes,
+                             **options, **kw)
+
+    def _short_call(self) -> Optional[tuple]:
+        """The layout ``_core.short_step`` takes the step with (host arrays; None: the step
+        always goes through Python). Its items, in the order the C code reads them: the
+        compiled function, the leading arguments, the state columns' width, whether it takes
+        the step counts, its keyword options, the state names, the hyper-parameter names."""
+        if self._placement is not None:
+            return None
+        name, lead, width, options = self._call_layout()
+        return (getattr(_core, name), lead, width, self._takes_steps, options,
+                tuple(self._state_names), self._default_keys)
 
     # ------------------------------------------------------------------ step
     def step(self, grads: Any, loss: Optional[float] = None, *, found_inf: Any = None) -> None:
@@ -173,6 +197,13 @@ class Optimizer:
         RuntimeError
             If another thread is inside a call on this optimizer at the same time.
         """
+        short = self._short
+        if short is not None and found_inf is None and _core.short_step(self, short, grads):
+            # The common step in C: gradients as given, every state there, the groups as
+            # last checked (see cpp/bindings/register_step.cpp). A step from memory left
+            # every object on the Python path below out of the caches, and there each line
+            # cost about a microsecond. False: nothing done, the step goes on below.
+            return
         # _exclusive("step") written out: the context manager cost a small step 0.8 µs
         if not self._busy.acquire(False):
             raise self._busy_error("step")
@@ -434,7 +465,7 @@ class Optimizer:
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
         del state["_busy"]  # a lock is neither picklable nor meaningful in a copy
-        for name in ("_default_keys", "_state_getters", "_checked_groups"):
+        for name in ("_default_keys", "_state_getters", "_checked_groups", "_short"):
             del state[name]  # made again by __setstate__
         return state
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
@@ -90,8 +90,5 @@ class Adagrad(Optimizer):
     def _group_args(self, g: Dict[str, Any]) -> tuple:
         return (g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], g["maximize"])
 
-    def _launch(self, params, grads, columns, group_args, group_sizes, steps,
-                **device) -> None:
-        self._compiled("adagrad")(
-            params, grads, columns[0], steps, group_args, group_sizes, **device
-        )
+    def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:
+        return "adagrad", (), 1, {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from . import _check
 from ._optimizer import Optimizer
@@ -107,9 +107,8 @@ class Adam(Optimizer):
         return (g["lr"], *g["betas"], g["eps"], g["weight_decay"], g["amsgrad"], g["maximize"],
                 g["decoupled_weight_decay"])
 
-    def _launch(self, params, grads, columns, group_args, group_sizes, steps,
-                **device) -> None:
-        self._compiled("adam")(params, grads, *columns, steps, group_args, group_sizes, **device)
+    def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:
+        return "adam", (), 3, {}
 
 
 class AdamW(Adam):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from . import _check, _device, functional
+from . import _check, _device
 from ._optimizer import Optimizer
 
 
@@ -84,5 +84,5 @@ class QuickProp(Optimizer):
     def _group_args(self, g: Dict[str, Any]) -> tuple:
         return (g["lr"], g["max_growth"], g["maximize"])
 
-    def _launch(self, params, grads, columns, group_args, group_sizes, steps, **kw) -> None:
-        functional._quickprop_call(params, grads, columns[0], columns[1], group_args, group_sizes)
+    def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:
+        return "quickprop", (), 2, {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from . import _check
 from ._optimizer import Optimizer
@@ -94,8 +94,5 @@ class RMSprop(Optimizer):
         return (g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"], g["centered"],
                 g["maximize"])
 
-    def _launch(self, params, grads, columns, group_args, group_sizes, steps,
-                **device) -> None:
-        self._compiled("rmsprop")(
-            params, grads, *columns, group_args, group_sizes, **device
-        )
+    def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:
+        return "rmsprop", (), 3, {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -158,21 +158,14 @@ class Rprop(Optimizer):
     def _group_args(self, g: Dict[str, Any]) -> tuple:
         return (*g["etas"], *g["step_sizes"], g["maximize"])
 
-    def _launch(self, params, grads, columns, group_args, group_sizes, steps,
-                loss_increased=True, **device) -> None:
-        self._compiled("rprop")(
-            self.variant,
-            params,
-            grads,
-            columns[0],
-            columns[1],
-            columns[2] if len(columns) == 3 else None,
-            group_args,
-            group_sizes,
-            loss_increased,
-            *((self.compact_state,) if self._placement is None else ()),
-            **device,
-        )
+    def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:
+        # irprop+'s loss_increased comes from _step_extras; the int8 state is the host's
+        return "rprop", (self.variant,), 3, (
+            {"compact_state": self.compact_state} if self._placement is None else {})
+
+    def _short_call(self) -> Optional[tuple]:
+        # irprop+ compares the loss with the last one: its steps go through Python
+        return None if self.variant == "irprop+" else super()._short_call()
 
     def _state_dict_extras(self) -> Dict[str, Any]:
         extras: Dict[str, Any] = {"variant": self.variant}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from . import _check
 from ._optimizer import Optimizer
@@ -101,6 +101,5 @@ class SGD(Optimizer):
         return (g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"],
                 g["maximize"])
 
-    def _launch(self, params, grads, columns, group_args, group_sizes, steps,
-                **device) -> None:
-        self._compiled("sgd")(params, grads, columns[0], steps, group_args, group_sizes, **device)
+    def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:
+        return "sgd", (), 1, {}
