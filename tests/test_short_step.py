@@ -205,3 +205,20 @@ def test_a_malformed_layout_is_refused():
     with pytest.raises(TypeError):
         _core.short_step(opt, layout)
     assert opt.state[0]["step"] == 1 and np.all(p == np.float32(-0.1))
+
+
+@pytest.mark.parametrize("variant", ["irprop-", "rprop-", "rprop+", "backtrack"])
+def test_compact_rprop_steps_short_and_as_in_python(variant, python_steps):
+    from optbowl import Rprop
+
+    fast_params, slow_params = _params(), _params()
+    fast = Rprop(fast_params, lr=0.05, variant=variant, compact_state=True)
+    slow = Rprop(slow_params, lr=0.05, variant=variant, compact_state=True)
+    for k in range(5):
+        slow._short = None
+        fast.step(_grads(fast_params, k))
+        slow.step(_grads(slow_params, k))
+    for a, b in zip(fast_params, slow_params):
+        assert_same_bits(a, b)
+    _assert_same_state(fast, slow, fast._state_names)
+    assert python_steps.count(fast) == 1 and python_steps.count(slow) == 5

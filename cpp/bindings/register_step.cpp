@@ -213,8 +213,9 @@ bool short_step(PyObject* opt, PyObject* layout, PyObject* grads) {
     throw py::type_error("short_step: layout is not a tuple made by Optimizer._short_call");
   py::object lock = py::reinterpret_steal<py::object>(PyObject_GetAttr(opt, names.busy));
   if (!lock) throw py::error_already_set();
-  py::object got = py::reinterpret_steal<py::object>(
-      PyObject_CallMethodObjArgs(lock.ptr(), names.acquire, Py_False, nullptr));
+  PyObject* acquire_args[2] = {lock.ptr(), Py_False};  // lock.acquire(False)
+  py::object got = py::reinterpret_steal<py::object>(PyObject_VectorcallMethod(
+      names.acquire, acquire_args, 2, nullptr));
   if (!got) throw py::error_already_set();
   if (got.ptr() != Py_True) return false;  // busy: the Python path raises
   struct Release {
@@ -222,7 +223,8 @@ bool short_step(PyObject* opt, PyObject* layout, PyObject* grads) {
     ~Release() {
       PyObject *type, *value, *trace;
       PyErr_Fetch(&type, &value, &trace);  // an error in flight survives the release
-      PyObject* r = PyObject_CallMethodObjArgs(lock, names.release, nullptr);
+      PyObject* r = PyObject_VectorcallMethod(names.release, &lock, 1,
+                                              nullptr);
       if (r == nullptr) PyErr_WriteUnraisable(lock);
       Py_XDECREF(r);
       PyErr_Restore(type, value, trace);
