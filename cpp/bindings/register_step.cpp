@@ -59,15 +59,20 @@ py::object remembered_group_args(PyObject* opt, PyObject* keys) {
   const Py_ssize_t n_keys = PyTuple_GET_SIZE(keys);
   py::list out(n_groups);
   for (Py_ssize_t i = 0; i < n_groups; ++i) {
-    PyObject* group = PyList_GET_ITEM(groups.ptr(), i);
+    if (PyList_GET_SIZE(groups.ptr()) != n_groups) return py::object();  // changed by an __eq__
+    const py::object group_held = py::reinterpret_borrow<py::object>(PyList_GET_ITEM(groups.ptr(), i));
+    PyObject* group = group_held.ptr();
     if (!PyDict_CheckExact(group)) return py::object();
     py::object id = py::reinterpret_steal<py::object>(PyLong_FromVoidPtr(group));
     if (!id) throw py::error_already_set();
-    PyObject* seen = PyDict_GetItemWithError(checked.ptr(), id.ptr());  // borrowed
-    if (seen == nullptr) {
+    PyObject* found = PyDict_GetItemWithError(checked.ptr(), id.ptr());  // borrowed
+    if (found == nullptr) {
       if (PyErr_Occurred()) throw py::error_already_set();
       return py::object();
     }
+    // held: an __eq__ below runs Python code, which may change the dicts
+    const py::object held = py::reinterpret_borrow<py::object>(found);
+    PyObject* seen = held.ptr();
     // (group, values, their types, args): see Optimizer._checked_group_args
     if (!PyTuple_CheckExact(seen) || PyTuple_GET_SIZE(seen) != 4 || PyTuple_GET_ITEM(seen, 0) != group)
       return py::object();
@@ -85,6 +90,7 @@ py::object remembered_group_args(PyObject* opt, PyObject* keys) {
       PyObject* was = PyTuple_GET_ITEM(values, j);
       if (value == was) continue;
       if (reinterpret_cast<PyObject*>(Py_TYPE(value)) != PyTuple_GET_ITEM(types, j)) return py::object();
+      const py::object value_held = py::reinterpret_borrow<py::object>(value);
       const int equal = PyObject_RichCompareBool(was, value, Py_EQ);
       if (equal < 0) PyErr_Clear();  // e.g. arrays compared element-wise: the Python path decides
       if (equal != 1) return py::object();
@@ -150,9 +156,9 @@ bool step_under_lock(PyObject* opt, PyObject* layout, PyObject* grads) {
       PyList_SET_ITEM(columns[k].ptr(), i, a);
     }
     if (takes_steps) {
-      PyObject* count = item_of(st, names.step);
-      if (count == nullptr) return false;
-      PyObject* next = PyNumber_Add(count, one_float);  // st["step"] + 1.0
+      const py::object count = py::reinterpret_borrow<py::object>(item_of(st, names.step));
+      if (!count) return false;
+      PyObject* next = PyNumber_Add(count.ptr(), one_float);  // st["step"] + 1.0
       if (next == nullptr) {
         PyErr_Clear();
         return false;
@@ -192,9 +198,9 @@ bool step_under_lock(PyObject* opt, PyObject* layout, PyObject* grads) {
   Py_DECREF(done);
   for (Py_ssize_t i = 0; i < n; ++i) {  // st["step"] += 1
     PyObject* st = PyList_GET_ITEM(states.ptr(), i);
-    PyObject* count = item_of(st, names.step);
-    if (count == nullptr) throw py::key_error("step");
-    py::object next = py::reinterpret_steal<py::object>(PyNumber_InPlaceAdd(count, one_int));
+    const py::object count = py::reinterpret_borrow<py::object>(item_of(st, names.step));
+    if (!count) throw py::key_error("step");
+    py::object next = py::reinterpret_steal<py::object>(PyNumber_InPlaceAdd(count.ptr(), one_int));
     if (!next || PyDict_SetItem(st, names.step, next.ptr()) < 0) throw py::error_already_set();
   }
   return true;
