@@ -11,8 +11,8 @@
 // It steps only when everything is as the last checked step left it; in every other case
 // it returns False having changed nothing, and Optimizer.step goes down its Python path,
 // which checks, converts, skips or raises as before:
-//   - the gradients are a list or a tuple with one per parameter, or one ndarray for a
-//     lone parameter;
+//   - the gradients are a list or a tuple with one per parameter and no None, or one
+//     ndarray for a lone parameter;
 //   - every group's hyper-parameters are those remembered by its last check (the same
 //     object, or of the same type and equal, as _checked_group_args compares them);
 //   - every parameter has a state with every state array (and "step");
@@ -127,6 +127,9 @@ bool step_under_lock(PyObject* opt, PyObject* layout, PyObject* grads) {
   if (!params) return false;
   const Py_ssize_t n = PyList_GET_SIZE(params.ptr());
   if (PyList_GET_SIZE(given.ptr()) != n) return false;
+  // a None (skip that parameter) goes to the Python path before any call that would refuse it
+  for (Py_ssize_t i = 0; i < n; ++i)
+    if (PyList_GET_ITEM(given.ptr(), i) == Py_None) return false;
 
   py::object group_args = remembered_group_args(opt, PyTuple_GET_ITEM(layout, kKeys));
   if (!group_args) return false;
