@@ -20,7 +20,11 @@
 //     TypeError or ValueError from it means nothing was written).
 // Another thread inside a call on the optimizer (its lock taken) also sends the step to
 // the Python path, which raises the error for it.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
 
 namespace optbowl {
 namespace py = pybind11;
@@ -266,6 +270,35 @@ PyMethodDef short_step_def = {
     "Optimizer.step's common case in C: True if it stepped, False if it changed nothing\n"
     "and the Python path must take the step (private)."};
 
+// add_one(counters): 1 added to each of a list of one-element float32/float64 arrays (the
+// step counters of optbowl.torch's optimizers, as NumPy views of their tensors): one call
+// instead of torch._foreach_add_, which cost 1.4 us per counter. Every item is checked
+// before any is written.
+void add_one(const py::list& counters) {
+  const std::size_t n = counters.size();
+  std::vector<py::array> arrays;
+  arrays.reserve(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    py::handle item = counters[k];
+    auto name = [k] { return "counters[" + std::to_string(k) + "]"; };
+    if (!py::isinstance<py::array>(item))
+      throw py::type_error(name() + ": expected an ndarray, got " +
+                           std::string(py::str(py::type::handle_of(item).attr("__name__"))));
+    py::array a = py::reinterpret_borrow<py::array>(item);
+    if (!py::isinstance<py::array_t<float, 0>>(item) && !py::isinstance<py::array_t<double, 0>>(item))
+      throw py::type_error(name() + ": expected float32 or float64, got " + std::string(py::str(a.dtype())));
+    if (a.size() != 1) throw py::value_error(name() + ": expected one element, got " + std::to_string(a.size()));
+    if (!a.writeable()) throw py::value_error(name() + ": is read-only");
+    arrays.push_back(std::move(a));
+  }
+  for (py::array& a : arrays) {
+    if (a.dtype().itemsize() == 4)
+      *static_cast<float*>(a.mutable_data()) += 1.0f;
+    else
+      *static_cast<double*>(a.mutable_data()) += 1.0;
+  }
+}
+
 PyObject* intern(const char* s) {
   PyObject* v = PyUnicode_InternFromString(s);
   if (v == nullptr) throw py::error_already_set();
@@ -284,6 +317,8 @@ void register_step(py::module_& m) {
   PyObject* fn = PyCFunction_NewEx(&short_step_def, nullptr, m.attr("__name__").ptr());
   if (fn == nullptr) throw py::error_already_set();
   m.add_object("short_step", py::reinterpret_steal<py::object>(fn));
+  m.def("add_one", &add_one, py::arg("counters"),
+        "Add 1 in place to every one-element float32/float64 array of the list (private).");
 }
 
 }  // namespace optbowl
