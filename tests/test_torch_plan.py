@@ -346,6 +346,22 @@ def test_counters_advance_with_versions(fast_steps):
     assert all(p._version > v for p, v in zip(params, param_versions))
 
 
+def test_counters_of_another_dtype(fast_steps):
+    # A checkpoint's float16 counters: no plan (its counters advance through
+    # torch._foreach_add_), and the steps go on as the twin's.
+    t = Twins(obt.Adam, dict(lr=0.01))
+    t.step()
+
+    def half(ps, opt):
+        for p in ps:
+            opt.state[p]["step"] = opt.state[p]["step"].half()
+
+    t.change_between_steps(half)
+    assert fast_steps[0] == 2  # the two steps before the change
+    assert all(s["step"].dtype is torch.float16 and float(s["step"]) == 5.0
+               for s in t.opts[0].state.values())
+
+
 def test_add_one():
     f32, f64, one = np.zeros((), np.float32), np.full((), 2.0), np.zeros(1, np.float32)
     _core.add_one([f32, f64, one])

@@ -287,7 +287,8 @@ void add_one(const py::list& counters) {
     py::array a = py::reinterpret_borrow<py::array>(item);
     if (!py::isinstance<py::array_t<float, 0>>(item) && !py::isinstance<py::array_t<double, 0>>(item))
       throw py::type_error(name() + ": expected float32 or float64, got " + std::string(py::str(a.dtype())));
-    if (a.size() != 1) throw py::value_error(name() + ": expected one element, got " + std::to_string(a.size()));
+    if (a.size() != 1)
+      throw py::value_error(name() + ": expected one element, got " + std::to_string(a.size()));
     if (!a.writeable()) throw py::value_error(name() + ": is read-only");
     arrays.push_back(std::move(a));
   }

@@ -280,8 +280,8 @@ class _Plan:
                 if opt._has_step:
                     counter = sd["step"]
                     if not (isinstance(counter, torch.Tensor) and counter.is_cpu
-                            and counter.numel() == 1):
-                        raise _NoPlan
+                            and counter.numel() == 1 and counter.dtype in CPU_DTYPES):
+                        raise _NoPlan  # _core.add_one takes float32 and float64 views
                     view = counter.detach().numpy()
                     self.counters.append(counter)
                     self.counter_views.append(view)
@@ -571,8 +571,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
             if all(device.type == "cpu" for device, _ in batches):
                 try:
                     self._plan = _Plan(self)
-                except _NoPlan:
-                    pass
+                except (_NoPlan, TypeError, ValueError, RuntimeError):
+                    pass  # the step is done; without a plan the next one is a general one
         return loss
 
     @staticmethod
