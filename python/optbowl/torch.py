@@ -235,15 +235,16 @@ class _Plan:
         self.state = opt.state
         # Per group: [group, its params list, its size, its values, its state layout, rows].
         # A row per parameter: (p, data_ptr, dtype, shape, state dict or None,
-        # ((name, state tensor), ...), its batch's gradient list), or (p, None) for one
-        # without a gradient.
+        # ((name, state tensor), ...), its batch), or (p, None) for one without a gradient.
         self.groups: List[List[Any]] = []
         self.tuples: List[tuple] = []  # each group's kernel tuple
-        self.batches: List[Dict[str, Any]] = []
+        # The batches as the general path makes them (NumPy views, gradients filled in by
+        # each step), each with its groups' indices and its counters' views.
+        self.batches: List[Tuple[_Batch, List[int], List[Any]]] = []
         self.counters: List[torch.Tensor] = []
         self.counter_views: List[Any] = []
         self.params: List[torch.Tensor] = []
-        by_layout: Dict[Tuple[bool, ...], Dict[str, Any]] = {}
+        by_layout: Dict[Tuple[bool, ...], Tuple[_Batch, List[int], List[Any]]] = {}
         for k, group in enumerate(opt.param_groups):
             values = {key: _remembered(v) for key, v in group.items() if key != "params"}
             if not all(_plain(v) for v in values.values()):
@@ -262,21 +263,17 @@ class _Plan:
                 sd: Any = opt.state.get(p)
                 names = [name for name, present in zip(opt._state_names, layout) if present]
                 tensors = [sd[name] for name in names]
-                batch = by_layout.get(layout)
-                if batch is None:
-                    batch = by_layout[layout] = {
-                        "params": [], "grads": [],
-                        "states": [[] if present else None for present in layout],
-                        "groups": [], "sizes": [], "counts": [], "views": []}
-                    self.batches.append(batch)
-                batch["params"].append(p.detach().numpy())
-                for column, t in zip([c for c in batch["states"] if c is not None], tensors):
-                    column.append(t.detach().numpy())
-                if batch["groups"] and batch["groups"][-1] == k:
-                    batch["sizes"][-1] += 1
-                else:
-                    batch["groups"].append(k)
-                    batch["sizes"].append(1)
+                entry = by_layout.get(layout)
+                if entry is None:
+                    entry = by_layout[layout] = (_Batch(layout), [], [])
+                    self.batches.append(entry)
+                batch, indices, views = entry
+                if not batch.groups or batch.groups[-1] is not group:
+                    indices.append(k)
+                batch.add(p.detach().numpy(), None,
+                          [sd[name].detach().numpy() if present else None
+                           for name, present in zip(opt._state_names, layout)],
+                          opt._step_count(sd or {}, group), group)
                 if opt._has_step:
                     counter = sd["step"]
                     if not (isinstance(counter, torch.Tensor) and counter.is_cpu
@@ -285,16 +282,16 @@ class _Plan:
                     view = counter.detach().numpy()
                     self.counters.append(counter)
                     self.counter_views.append(view)
-                    batch["views"].append(view)
+                    views.append(view)
                     names.append("step")
                     tensors.append(counter)
-                elif opt._counts_steps:  # a count the state decides (SGD's buffer)
-                    batch["counts"].append(opt._step_count(sd or {}, group))
                 self.params.append(p)
                 rows.append((p, p.data_ptr(), p.dtype, p.shape, sd, tuple(zip(names, tensors)),
-                             batch["grads"]))
+                             batch))
+        for batch, _, _ in self.batches:
+            batch.grads.clear()  # filled by each step
+        # Counts read from the counters on every step (the others, SGD's, are the state's)
         self.reads_counters = opt._has_step and opt._counts_steps
-        self.leading = opt._leading
         self.entry = getattr(_core, opt._entry)
 
     def step(self, opt: "_FusedOptimizer") -> bool:
@@ -322,12 +319,12 @@ class _Plan:
             kept[3] = values
             self.tuples[k] = opt._kernel_group(group)
         try:
-            return self._run()
+            return self._run(opt)
         finally:  # the gradients' memory is not kept past the step
-            for batch in self.batches:
-                batch["grads"].clear()
+            for batch, _, _ in self.batches:
+                batch.grads.clear()
 
-    def _run(self) -> bool:
+    def _run(self, opt: "_FusedOptimizer") -> bool:
         strided = torch.strided
         state_get: Any = self.state.get
         for kept in self.groups:
@@ -339,7 +336,7 @@ class _Plan:
                     if g is not None:
                         return False
                     continue
-                _, ptr, dtype, shape, sd, tensors, grads = row
+                _, ptr, dtype, shape, sd, tensors, batch = row
                 if g is None or p.data_ptr() != ptr \
                         or g.layout is not strided or g.dtype is not dtype or not g.is_cpu \
                         or g.shape != shape or not g.is_contiguous() or state_get(p) is not sd:
@@ -347,18 +344,13 @@ class _Plan:
                 for name, t in tensors:  # tensors only where sd is a dict
                     if sd.get(name) is not t:
                         return False
-                grads.append(g.detach().numpy() if g.requires_grad else g.numpy())
+                batch.grads.append(g.detach().numpy() if g.requires_grad else g.numpy())
         first = True
-        for batch in self.batches:
+        for batch, indices, views in self.batches:
             if self.reads_counters:
-                steps: tuple = ([float(v) + 1.0 for v in batch["views"]],)
-            elif batch["counts"]:
-                steps = (batch["counts"],)
-            else:
-                steps = ()
+                batch.steps = [float(v) + 1.0 for v in views]
             try:
-                self.entry(*self.leading, batch["params"], batch["grads"], *batch["states"],
-                           *steps, [self.tuples[k] for k in batch["groups"]], batch["sizes"])
+                opt._launch(self.entry, batch, [self.tuples[k] for k in indices])
             except (TypeError, ValueError):
                 if not first:  # an earlier batch has stepped: the error is the step's
                     raise
@@ -460,15 +452,20 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 values.append(_real(name, value, -math.inf))
         return tuple(values)
 
-    def _launch(self, entry: Callable[..., Any], batch: _Batch) -> None:
+    def _launch(self, entry: Callable[..., Any], batch: _Batch,
+                group_tuples: Optional[List[tuple]] = None) -> None:
+        """The kernel call of one batch; ``group_tuples``: its groups' kernel tuples, if
+        already made (a plan's)."""
         steps = (batch.steps,) if self._counts_steps else ()
+        if group_tuples is None:
+            group_tuples = [self._kernel_group(g) for g in batch.groups]
         entry(
             *self._leading,
             batch.params,
             batch.grads,
             *batch.states,
             *steps,
-            [self._kernel_group(g) for g in batch.groups],
+            group_tuples,
             batch.group_sizes,
         )
 
