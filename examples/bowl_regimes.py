@@ -1,22 +1,22 @@
-"""Seed 004's quadratic-bowl regimes of gradient descent, and Rprop's step-size adaptation.
+"""
+Gradient descent's regimes on a bowl, and Rprop
+===============================================
 
-    python examples/bowl_regimes.py --out figures/ [--quick]
+Reproduces two pictures of the CMU 11-785 lecture "Neural Networks: Optimization Part 1":
 
-Reproduces two pictures of seed 004 ("Neural Networks: Optimization Part 1", CMU 11-785):
-
-* ``regimes.png`` (slides 41-50): gradient descent on the 1-D bowl ½λx² with a learning
-  rate η = factor·η_opt, η_opt = 1/λ. Below η_opt the iterates creep monotonically to the
+* slides 41-50: gradient descent on the 1-D bowl ½λx² with a learning rate
+  η = factor·η_opt, η_opt = 1/λ. Below η_opt the iterates creep monotonically to the
   minimum, at η_opt they land on it in one step, between η_opt and 2η_opt they oscillate
-  inwards, at 2η_opt they bounce between ±x₀ for ever, and beyond it they diverge. The
-  panels are ``optbowl.plot.regime_panels``; the script also runs every setting on the
-  compiled loop (``QuadraticBowl.run``) and prints the regime optbowl assigns, the
-  predicted contraction per step |1 − ηλ| and the one the run measured.
-* ``rprop.png`` (slides 104-113): Rprop on a 1-D bowl. Each step moves by the step size Δ
-  in the direction against the gradient's sign; Δ grows by η₊ = 1.2 while the sign holds
-  and shrinks by η₋ = 0.5 when it flips (the minimum was overshot). ``backtrack`` is the
-  slides' version (return to the previous point, shrink, step forward again), ``rprop+``
-  Riedmiller and Braun's, ``irprop-`` torch's. Left: the path of ``backtrack`` on the
-  bowl; right: Δ per step for each variant, read from the optimizer's state.
+  inwards, at 2η_opt they bounce between ±x₀ for ever, and beyond it they diverge.
+* slides 104-113: Rprop on a 1-D bowl. Each step moves by the step size Δ against the
+  gradient's sign; Δ grows by η₊ = 1.2 while the sign holds and shrinks by η₋ = 0.5 when
+  it flips (the minimum was overshot).
+
+.. code-block:: bash
+
+   python examples/bowl_regimes.py --out figures/ [--quick]
+
+writes ``regimes.png`` and ``rprop.png``.
 """
 
 import sys
@@ -31,6 +31,13 @@ FACTORS = (0.5, 1.0, 1.5, 2.0, 2.2)  # η / η_opt
 VARIANTS = ("backtrack", "rprop+", "irprop-")
 
 
+# %%
+# The five regimes
+# ----------------
+# The panels are ``optbowl.plot.regime_panels``. Every setting also runs on the compiled
+# loop (``QuadraticBowl.run``), and the script prints the regime optbowl assigns, the
+# predicted contraction per step |1 − ηλ| and the one the run measured.
+
 def regimes(steps):
     bowl = ob.QuadraticBowl([[1.0]])  # λ = 1, η_opt = 1
     for factor in FACTORS:
@@ -43,6 +50,14 @@ def regimes(steps):
     fig, axes = plt.subplots(1, len(FACTORS), figsize=(13, 2.8))  # each panel its own scale
     return ob.plot.regime_panels(1.0, FACTORS, steps=min(steps, 6), axes=axes)
 
+
+# %%
+# Rprop's step size
+# -----------------
+# ``backtrack`` is the slides' version (return to the previous point, shrink, step
+# forward again), ``rprop+`` Riedmiller and Braun's, ``irprop-`` torch's. Left: the path
+# of ``backtrack`` on the bowl; right: Δ per step for each variant, read from the
+# optimizer's state, each variant's path checked against ``bowl.run``'s.
 
 def rprop(steps):
     bowl = ob.QuadraticBowl([[1.0]], b=[2.0])  # f = ½x² − 2x, minimum at x = 2
@@ -77,12 +92,19 @@ def rprop(steps):
     return fig
 
 
+# %%
+# Both figures
+# ------------
+
 def main(argv=None):
     args = _common.parse_args(argv, "seed 004's bowl regimes and Rprop's step-size adaptation")
     steps = 30 if args.quick else 60
     _common.save(regimes(steps), args.out, "regimes")
     _common.save(rprop(steps), args.out, "rprop")
 
+
+# %%
+# Run as a script (the gallery runs it so as well):
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -1,17 +1,30 @@
-"""Train a small NumPy MLP on scikit-learn's digits with every optimizer optbowl has.
+"""
+Every optimizer on a small MLP
+==============================
 
-    python examples/mlp_digits.py --out figures/ [--quick]
+A NumPy MLP learns scikit-learn's 8x8 digits (1,797 images, bundled with scikit-learn:
+no download), once with each optimizer optbowl has: the five Rprop variants, AdaGrad,
+SGD plain, with momentum and with Nesterov momentum, QuickProp, RMSprop, Adam and AdamW.
+The forward and backward passes are NumPy; the update is optbowl's, in place, one
+compiled call per step. Every run starts from the same weights, so the curves differ
+only by the rule. The figure is the training loss of each; the printed table gives the
+final loss and the training and test accuracy.
 
-The 8x8 digit images (1,797 of them, bundled with scikit-learn: no download) are split
-into a training and a test set. A one-hidden-layer network, tanh then softmax, is trained
-full-batch: forward and backward pass in NumPy, the update by optbowl, in place, one
-compiled call per step. Each optimizer (the five Rprop variants, AdaGrad, SGD plain, with
-momentum and with Nesterov momentum, QuickProp, RMSprop, Adam and AdamW) starts from the
-same weights. The figure ``digits.png`` draws the training loss of every optimizer in one
-plot; the script prints a table of the final loss and the training and test accuracy.
-``mlp_landscape.py`` reuses this model for seed 002's loss-landscape picture.
+Run it yourself (``--quick`` is the small setting the documentation and CI run):
+
+.. code-block:: bash
+
+   python examples/mlp_digits.py --out figures/ [--quick]
+
+``mlp_landscape.py`` reuses this model for the loss-landscape picture.
 """
 
+# %%
+# The data and the model
+# ----------------------
+# Pixels scaled to [0, 1] and a fixed 75/25 split. The network is
+# x -> tanh(x W1 + b1) W2 + b2 -> softmax, trained full-batch on the mean cross-entropy;
+# ``loss_and_grads`` is the backward pass, written out.
 import sys
 
 import _common
@@ -21,7 +34,6 @@ from sklearn.datasets import load_digits
 
 import optbowl as ob
 
-# --- the data: pixels scaled to [0, 1], a fixed 75/25 split ---------------------------
 digits = load_digits()
 X = digits.data / 16.0
 y = digits.target
@@ -31,7 +43,6 @@ X_train, y_train = X[order[:n_train]], y[order[:n_train]]
 X_test, y_test = X[order[n_train:]], y[order[n_train:]]
 
 
-# --- the model: x -> tanh(x W1 + b1) W2 + b2 -> softmax --------------------------------
 def init_params(hidden, seed=1):
     rng = np.random.default_rng(seed)
     return [
@@ -78,7 +89,12 @@ def accuracy(params, x, labels):
     return float(np.mean(forward(params, x)[1].argmax(axis=1) == labels))
 
 
-# --- the optimizers: every one optbowl has, with hyper-parameters that suit it ----------
+# %%
+# The optimizers
+# --------------
+# Every one optbowl has, with hyper-parameters that suit this problem. iRprop+ is the one
+# rule that reads the loss: it undoes a move only when the loss rose.
+
 def optimizers():
     table = {f"Rprop {v}": (ob.Rprop, dict(lr=0.01, variant=v))
              for v in ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")}
@@ -111,18 +127,38 @@ def train(optimizer, hyper, epochs, hidden):
     return params, losses
 
 
+# %%
+# Training and the figure
+# -----------------------
+# Thirteen curves, some of which coincide (iRprop+ takes iRprop-'s path while the loss
+# keeps falling; AdamW's small weight decay keeps it on Adam's), so each curve has a
+# colour, a line style and a marker of its own, and the markers of curve k sit k steps
+# further along: a curve drawn over another still shows.
+
+#: one (colour, line style, marker) per optimizer, no two alike in colour
+STYLES = [
+    ("#0072B2", "-", "o"), ("#E69F00", "--", "s"), ("#009E73", "-.", "^"),
+    ("#D55E00", ":", "x"), ("#CC79A7", "--", "D"), ("#56B4E9", "-", "v"),
+    ("#000000", "-.", "+"), ("#999999", ":", "*"), ("#8C564B", "-", "<"),
+    ("#66A61E", "--", ">"), ("#6A3D9A", "-.", "P"), ("#17BECF", ":", "X"),
+    ("#7F7F00", "-", "d"),
+]
+
+
 def main(argv=None):
     args = _common.parse_args(argv, "MLP on the digits data with every optbowl optimizer")
     epochs, hidden = (40, 16) if args.quick else (100, 32)
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    colours = plt.cm.tab20(np.linspace(0.0, 1.0, 20))[::2].tolist() + ["k", "tab:brown", "m"]
-    ax.set_prop_cycle(color=colours)  # 13 curves, 13 colours
+    table = optimizers()
+    assert len(STYLES) >= len(table)
+    fig, ax = plt.subplots(figsize=(8.0, 5.0))
     print(f"{'optimizer':16s} {'final loss':>10s} {'train acc':>9s} {'test acc':>9s}")
-    for label, (optimizer, hyper) in optimizers().items():
+    every = max(2, epochs // 8)
+    for k, ((label, (optimizer, hyper)), (colour, line, marker)) in enumerate(
+            zip(table.items(), STYLES)):
         params, losses = train(optimizer, hyper, epochs, hidden)
-        style = "--" if label.startswith("Rprop") else "-"
-        ax.semilogy(np.arange(1, epochs + 1), losses, style, label=label)
+        ax.semilogy(np.arange(1, epochs + 1), losses, color=colour, linestyle=line, lw=1.4,
+                    marker=marker, ms=5, markevery=(k % every, every), mfc="none", label=label)
         print(
             f"{label:16s} {losses[-1]:10.2e} {accuracy(params, X_train, y_train):9.3f} "
             f"{accuracy(params, X_test, y_test):9.3f}"
@@ -133,6 +169,9 @@ def main(argv=None):
     fig.tight_layout()
     _common.save(fig, args.out, "digits", only=True)
 
+
+# %%
+# Run as a script (the gallery runs it so as well):
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -1,18 +1,23 @@
-"""Seed 002's loss landscape: the digits MLP's loss along two random directions.
+"""
+The loss landscape of a trained MLP
+===================================
 
-    python examples/mlp_landscape.py --out figures/ [--quick]
-
-Seed 002 ("The mathematics of optimization for deep learning", Tivadar Danka) shows
-Li et al.'s pictures ("Visualizing the Loss Landscape of Neural Nets", 2018): the loss on
-the plane L(θ + αδ + βη) through the trained weights θ, spanned by two random directions
-δ, η that are *filter-normalised* (each row of a direction rescaled to the norm of the same
-row of θ, so that no layer's scale distorts the picture). This example trains the MLP of
+Tivadar Danka's "The mathematics of optimization for deep learning" shows Li et al.'s
+pictures ("Visualizing the Loss Landscape of Neural Nets", 2018): the loss on the plane
+L(θ + αδ + βη) through the trained weights θ, spanned by two random directions δ, η that
+are *filter-normalised* (each row of a direction rescaled to the norm of the same row of
+θ, so that no layer's scale distorts the picture). This example trains the MLP of
 ``mlp_digits.py`` (with optbowl's Rprop, torch's iRprop-) and draws that plane with
-``optbowl.landscape.loss_landscape`` and ``optbowl.plot.landscape``: contours on the left,
-the surface on the right. It prints the loss at the centre, the lowest and the mean loss
-on the grid, and where the lowest point is: a trained network sits in the basin's bottom.
+``optbowl.landscape.loss_landscape`` and ``optbowl.plot.landscape``: contours on the
+left, the surface on the right. It prints the loss at the centre, the lowest and the
+mean loss on the grid, and where the lowest point is: a trained network sits in the
+basin's bottom.
 
-``landscape.png``.
+.. code-block:: bash
+
+   python examples/mlp_landscape.py --out figures/ [--quick]
+
+writes ``landscape.png``.
 """
 
 import sys
@@ -25,6 +30,12 @@ from mlp_digits import X_train, accuracy, mean_loss, train, y_train
 import optbowl as ob
 from optbowl import landscape
 
+
+# %%
+# Train, then map the plane
+# -------------------------
+# The surface's axes carry three ticks each, so that the labels of a 3-D plot do not
+# run into each other.
 
 def main(argv=None):
     args = _common.parse_args(argv, "the loss landscape of the digits MLP (Li et al., seed 002)")
@@ -47,10 +58,19 @@ def main(argv=None):
     right = fig.add_subplot(1, 2, 2, projection="3d")
     A, B = np.meshgrid(scape.alphas, scape.betas, indexing="ij")
     right.plot_surface(A, B, scape.values, cmap="viridis", linewidth=0)
-    right.set(xlabel="α", ylabel="β", zlabel="loss", title="the same plane as a surface")
+    right.set(xticks=[-1.0, 0.0, 1.0], yticks=[-1.0, 0.0, 1.0],
+              zticks=np.linspace(0.0, float(scape.values.max()), 3).round(1))
+    right.tick_params(labelsize="small", pad=1)
+    right.set_xlabel("α", labelpad=2)
+    right.set_ylabel("β", labelpad=2)
+    right.set_zlabel("loss", labelpad=2)
+    right.set_title("the same plane as a surface")
     fig.tight_layout()
     _common.save(fig, args.out, "landscape", only=True)
 
+
+# %%
+# Run as a script (the gallery runs it so as well):
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -1,19 +1,24 @@
-"""Goh's "Why Momentum Really Works": the rate of heavy-ball momentum over (η, β), κ = 100.
+"""
+Why momentum really works: the rate over (η, β)
+===============================================
 
-    python examples/momentum_sweep.py --out figures/ [--quick]
+Reproduces the (step size, momentum) map of Gabriel Goh's article "Why Momentum Really
+Works" (Distill, 2017) on the bowl with eigenvalues 1 and 100 (κ = 100).
+``optbowl.sweep`` runs torch's momentum loop (v = βv + g, x −= ηv; compiled,
+multi-threaded) for every (η, β) of a grid and measures the contraction of the error per
+step over the second half of each run. Colour is that measured rate (white where it does
+not converge), and the black contours are the rate the theory predicts
+(``SweepResult.predicted_rate``). The star marks the theory's optimum
+(``QuadraticBowl.optimal("momentum")``: η = (2/(√λ₁ + √λₙ))², β = ((√κ − 1)/(√κ + 1))²,
+rate (√κ − 1)/(√κ + 1) = 9/11), the square plain gradient descent's (rate 99/101 on
+β = 0). The right panel runs both optima on the compiled loop (``QuadraticBowl.run``)
+and draws the error per step with the predicted ρᵏ dashed (``optbowl.plot.convergence``).
 
-Reproduces the (step size, momentum) map of Gabriel Goh's article (Distill, 2017) on the
-bowl with eigenvalues 1 and 100. ``optbowl.sweep`` runs torch's momentum loop
-(v = βv + g, x −= ηv; compiled, multi-threaded) for every (η, β) of a grid and measures
-the contraction of the error per step over the second half of each run; colour is that
-measured rate (white where it does not converge), and the black contours are the rate the
-theory predicts (``SweepResult.predicted_rate``). The star marks the theory's optimum
-(``QuadraticBowl.optimal("momentum")``: η = (2/(√λ₁ + √λₙ))², β = ((√κ − 1)/(√κ + 1))², rate
-(√κ − 1)/(√κ + 1) = 9/11), the square plain gradient descent's (rate 99/101 on β = 0).
-The right panel runs both optima on the compiled loop (``QuadraticBowl.run``) and draws the
-error per step with the predicted ρᵏ dashed (``optbowl.plot.convergence``).
+.. code-block:: bash
 
-``momentum_sweep.png``; the script prints the best measured rate on the grid, where it is,
+   python examples/momentum_sweep.py --out figures/ [--quick]
+
+writes ``momentum_sweep.png`` and prints the best measured rate on the grid, where it is,
 and the optimum the theory predicts.
 """
 
@@ -25,6 +30,12 @@ import numpy as np
 
 import optbowl as ob
 
+
+# %%
+# The sweep and the figure
+# ------------------------
+# One ``ob.sweep`` call runs the whole grid; ``res.rate`` is each configuration's
+# measured contraction, ``res.predicted_rate()`` the theory's.
 
 def main(argv=None):
     args = _common.parse_args(argv, "Goh's momentum sweep on a κ = 100 bowl")
@@ -68,6 +79,9 @@ def main(argv=None):
     fig.tight_layout()
     _common.save(fig, args.out, "momentum_sweep", only=True)
 
+
+# %%
+# Run as a script (the gallery runs it so as well):
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -165,11 +165,49 @@ def test_mlp_landscape_has_the_trained_weights_at_the_bottom(tmp_path):
     assert lowest == pytest.approx(centre, rel=1e-9) and abs(alpha) < 0.11 and abs(beta) < 0.11
 
 
+def example_names():
+    return sorted(n for n in os.listdir(EXAMPLES) if n.endswith(".py") and not n.startswith("_"))
+
+
 def test_examples_say_what_they_reproduce():
-    names = sorted(n for n in os.listdir(EXAMPLES) if n.endswith(".py") and not n.startswith("_"))
-    assert names == ["bowl_regimes.py", "d2l_paths.py", "mlp_digits.py", "mlp_landscape.py",
-                     "momentum_sweep.py"]
+    names = example_names()
+    assert {"bowl_regimes.py", "d2l_paths.py", "mlp_digits.py", "mlp_landscape.py",
+            "momentum_sweep.py"} <= set(names)
     for name in names:
         with open(os.path.join(EXAMPLES, name), encoding="utf-8") as fh:
             text = fh.read()
         assert text.startswith('"""') and "def main(argv=None)" in text and "--quick" in text, name
+
+
+def test_examples_are_sphinx_gallery_tutorials():
+    """What the documentation's gallery needs of each example: a docstring whose first line
+    is a title underlined with "=", prose, then "# %%" cells, ending in the script's guard."""
+    for name in example_names():
+        with open(os.path.join(EXAMPLES, name), encoding="utf-8") as fh:
+            text = fh.read()
+        docstring = text[3:text.index('"""', 3)].strip("\n").splitlines()
+        assert len(docstring) > 3, name
+        title, underline = docstring[0], docstring[1]
+        assert title.strip() and set(underline) == {"="} and len(underline) >= len(title), name
+        assert any(line.strip() for line in docstring[2:]), name  # prose follows the title
+        assert text.count("\n# %%\n") >= 2, name
+        assert text.rstrip().endswith("main(sys.argv[1:])"), name
+
+
+def test_quick_setting_from_the_environment(monkeypatch):
+    """OPTBOWL_EXAMPLES_QUICK=1 makes --quick the default (the gallery's setting); --full
+    overrides it; unset or 0, the full setting is the default."""
+    pytest.importorskip("matplotlib", reason=f"the examples need matplotlib {EXTRA}")
+    monkeypatch.syspath_prepend(EXAMPLES)
+    import _common
+
+    monkeypatch.delenv("OPTBOWL_EXAMPLES_QUICK", raising=False)
+    assert _common.parse_args([], "x").quick is False
+    assert _common.parse_args(["--quick"], "x").quick is True
+    for value in ("0", "off", ""):
+        monkeypatch.setenv("OPTBOWL_EXAMPLES_QUICK", value)
+        assert _common.parse_args([], "x").quick is False, value
+    monkeypatch.setenv("OPTBOWL_EXAMPLES_QUICK", "1")
+    assert _common.parse_args([], "x").quick is True
+    assert _common.parse_args(["--full"], "x").quick is False
+    assert _common.parse_args(["--out", "figs"], "x").out == "figs"
