@@ -70,7 +70,7 @@ sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/[^_/][^/]*\.py$",  # run every example, not only plot_*.py
-    "ignore_pattern": r"/_[^/]*\.py$",  # _common.py is a helper, not an example
+    "ignore_pattern": r"^_",  # matched to the file name: _common.py is a helper
     "reset_argv": "optbowl_gallery.reset_argv",
     "within_subsection_order": "FileNameSortKey",
     "image_scrapers": ("matplotlib",),
@@ -80,6 +80,8 @@ sphinx_gallery_conf = {
     "show_signature": False,
     "min_reported_time": 1,
     "matplotlib_animations": False,
+    # no sg_execution_times pages: their tables load DataTables and jQuery from CDNs
+    "write_computation_times": False,
 }
 
 
@@ -90,11 +92,12 @@ html_css_files = ["optbowl.css"]
 html_show_sourcelink = False
 html_theme_options = {
     "navbar_align": "left",
-    "header_links_before_dropdown": 7,
+    "header_links_before_dropdown": 8,
     "show_toc_level": 2,
     "navigation_with_keys": False,
     "secondary_sidebar_items": ["page-toc"],
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-html_sidebars = {"**": ["sidebar-nav-bs"]}
+# The left sidebar only where a page has pages below it (the gallery).
+html_sidebars = {"*": [], "auto_examples/**": ["sidebar-nav-bs"]}

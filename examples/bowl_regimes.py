@@ -36,7 +36,7 @@ VARIANTS = ("backtrack", "rprop+", "irprop-")
 # ----------------
 # The panels are ``optbowl.plot.regime_panels``. Every setting also runs on the compiled
 # loop (``QuadraticBowl.run``), and the script prints the regime optbowl assigns, the
-# predicted contraction per step |1 − ηλ| and the one the run measured.
+# predicted contraction per step :math:`|1 - \eta\lambda|` and the one the run measured.
 
 def regimes(steps):
     bowl = ob.QuadraticBowl([[1.0]])  # λ = 1, η_opt = 1
