@@ -145,8 +145,10 @@ HARNESS = r"""<!DOCTYPE html>
 <body><pre id="result">pending</pre><iframe id="f"></iframe>
 <script>
 const PAGES = __PAGES__;
-const TEX = /\\(frac|tfrac|dfrac|sqrt|eta|lambda|beta|mathrm|mathbf|text|begin|left|right|operatorname|cdot|leq?|geq?|infty|sum|tag)\b|\\\(|\\\[/;
+const TEX = new RegExp("\\\\(frac|tfrac|dfrac|sqrt|eta|lambda|beta|mathrm|mathbf|text|" +
+  "begin|left|right|operatorname|cdot|leq?|geq?|infty|sum|tag)\\b|\\\\\\(|\\\\\\[", "g");
 const sleep = ms => new Promise(r => setTimeout(r, ms));
+const what = e => `${e.tagName.toLowerCase()}.${e.className}`;
 function load(frame, url) {
   return new Promise(resolve => { frame.onload = () => resolve(); frame.src = url; });
 }
@@ -165,7 +167,8 @@ async function check(frame, page) {
   await sleep(100);
   report.typeset = doc.querySelectorAll("mjx-container").length;
   const body = doc.body.cloneNode(true);
-  body.querySelectorAll("pre, code, script, style, mjx-container, textarea").forEach(e => e.remove());
+  body.querySelectorAll("pre, code, script, style, mjx-container, textarea")
+    .forEach(e => e.remove());
   const text = body.textContent;
   let m, re = new RegExp(TEX.source, "g");
   while ((m = re.exec(text)) !== null && report.raw_tex.length < 5) {
@@ -176,16 +179,18 @@ async function check(frame, page) {
     report.overflow.push(`the page: ${root.scrollWidth} > ${root.clientWidth} px`);
   }
   const wide = doc.querySelectorAll(
-    "div.highlight pre, pre, table, .pst-scrollable-table-container, .table-wrapper, figure, img, .sphx-glr-script-out");
+    "pre, table, .pst-scrollable-table-container, .table-wrapper, figure, img, " +
+    ".sphx-glr-script-out");
   wide.forEach(e => {
     const style = win.getComputedStyle(e);
     if (style.display === "none" || e.closest("mjx-container")) return;
     const box = e.getBoundingClientRect(), content = doc.querySelector("article") || doc.body;
     const column = content.getBoundingClientRect();
     if (e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0) {
-      report.overflow.push(`${e.tagName.toLowerCase()}.${e.className}: scrolls ${e.scrollWidth} > ${e.clientWidth} px`);
+      report.overflow.push(`${what(e)}: scrolls ${e.scrollWidth} > ${e.clientWidth} px`);
     } else if (box.right > column.right + 2 && box.width > 0) {
-      report.overflow.push(`${e.tagName.toLowerCase()}.${e.className}: spills ${Math.round(box.right - column.right)} px past the column`);
+      const past = Math.round(box.right - column.right);
+      report.overflow.push(`${what(e)}: spills ${past} px past the column`);
     }
   });
   report.overflow = report.overflow.slice(0, 8);

@@ -99,5 +99,6 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-# The left sidebar only where a page has pages below it (the gallery).
-html_sidebars = {"*": [], "auto_examples/**": ["sidebar-nav-bs"]}
+# No left sidebar: the navigation bar holds every page (the gallery lists its own), and
+# the column stays wide enough for 100-character lines of code.
+html_sidebars = {"**": []}
