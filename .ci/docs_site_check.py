@@ -293,6 +293,8 @@ def render(site: str, shots: str, chromium: str) -> List[str]:
                 continue
             if r["math_sources"]:
                 with_math += 1
+                print(f"  {page}: {r['math_sources']} formulas in the source, "
+                      f"{r['typeset']} typeset")
                 if r["typeset"] == 0:
                     problems.append(f"{page}: {r['math_sources']} formulas, none typeset")
             problems += [f"{page}: raw TeX in the rendered text: ...{t}..." for t in r["raw_tex"]]
