@@ -8,7 +8,7 @@
 (0.8999999761581421, 1.100000023841858)
 """
 
-from . import cuda, functional, functions, schedules
+from . import cuda, functional, functions, performance, schedules
 from ._core import get_num_threads, set_num_threads
 from ._version import __version__
 from .adagrad import Adagrad
@@ -16,6 +16,7 @@ from .adam import Adam, AdamW
 from .bowl import QuadraticBowl, SweepResult, Trajectory, sweep
 from .checkpoint import flatten_state, load_state, save_state, unflatten_state
 from .functions import classify_critical_point, find_critical_points
+from .performance import closed_form_bound, pep_bound, worst_case, worst_quadratic
 from .quickprop import QuickProp
 from .rmsprop import RMSprop
 from .rprop import Rprop
@@ -35,6 +36,7 @@ __all__ = [
     "SweepResult",
     "Trajectory",
     "classify_critical_point",
+    "closed_form_bound",
     "cuda",
     "find_critical_points",
     "flatten_state",
@@ -42,11 +44,15 @@ __all__ = [
     "functions",
     "get_num_threads",
     "load_state",
+    "pep_bound",
+    "performance",
     "save_state",
     "schedules",
     "set_num_threads",
     "sweep",
     "unflatten_state",
+    "worst_case",
+    "worst_quadratic",
     "__version__",
 ]
 

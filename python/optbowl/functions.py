@@ -19,6 +19,7 @@ name                       f                               what it shows
 ``rosenbrock(a, b)``       (a − x)² + b(y − x²)²           a curved valley, minimum (a, a²)
 ``elliptic_bowl``          x₁² + 2x₂²                      d2l's 2-D gradient-descent bowl
 ``ill_conditioned_bowl``   0.1x₁² + 2x₂²                   d2l's momentum bowl
+``huber(τ, L, μ)``         μx²/2 + (L − μ)·H_τ(x)          gradient descent's worst case
 =========================  ==============================  ====================================
 """
 
@@ -41,6 +42,7 @@ __all__ = [
     "elliptic_bowl",
     "empirical_risk",
     "find_critical_points",
+    "huber",
     "ill_conditioned_bowl",
     "risk",
     "rosenbrock",
@@ -195,6 +197,43 @@ def rosenbrock(a: float = 1.0, b: float = 100.0) -> Function:
         "rosenbrock", f"({a:g} − x)² + {b:g}(y − x²)²", 2,
         lambda p: (a - p[..., 0]) ** 2 + b * (p[..., 1] - p[..., 0] ** 2) ** 2,
         grad, hessian, [(-2.0, 2.0), (-1.0, 3.0)],
+    )
+
+
+def huber(threshold: float, L: float = 1.0, mu: float = 0.0) -> Function:
+    r"""μx²/2 + (L − μ)·H_τ(x): an L-smooth, μ-strongly convex Huber function.
+
+    :math:`H_\tau(x) = x^2/2` for :math:`|x| \le \tau`, :math:`\tau|x| - \tau^2/2` beyond.
+
+    .. math::
+
+       f'(x) = \mu x + (L - \mu)\,\operatorname{clip}(x, -\tau, \tau), \qquad
+       f''(x) = \mu + (L - \mu)\,[\,|x| \le \tau\,]
+
+    Its minimum is 0 at 0. With μ = 0 and τ = 1/(2Nh + 1), h = ηL, N steps of gradient
+    descent from x₀ = 1 stay on the linear part and end at f(x_N) = L/(2(2Nh + 1)):
+    the worst case over all L-smooth convex functions (:func:`optbowl.worst_case`), which
+    no quadratic reaches.
+
+    >>> import optbowl as ob
+    >>> f = ob.functions.huber(0.5, L=2.0)
+    >>> float(f(3.0)), float(f.grad(3.0)), float(f.hessian(0.1))
+    (2.75, 1.0, 2.0)
+    """
+    tau = _check.real("threshold", threshold, low=0.0, low_open=True)
+    L = _check.real("L", L, low=0.0, low_open=True)
+    mu = _check.real("mu", mu, low=0.0, high=L)
+    bend = L - mu
+
+    def f(x):
+        a = np.abs(x)
+        return 0.5 * mu * x * x + bend * np.where(a <= tau, 0.5 * x * x, tau * a - 0.5 * tau * tau)
+
+    return Function(
+        "huber", f"{mu:g}x²/2 + {bend:g}·H_{tau:g}(x)", 1, f,
+        lambda x: mu * x + bend * np.clip(x, -tau, tau),
+        lambda x: mu + bend * (np.abs(x) <= tau),
+        [(-2.0, 2.0)],
     )
 
 
