@@ -8,7 +8,7 @@
 (0.8999999761581421, 1.100000023841858)
 """
 
-from . import cuda, functional, functions, performance, schedules
+from . import cuda, functional, functions, performance, schedules, spectra
 from ._core import get_num_threads, set_num_threads
 from ._version import __version__
 from .adagrad import Adagrad
@@ -22,6 +22,7 @@ from .rmsprop import RMSprop
 from .rprop import Rprop
 from .sgd import SGD
 from .sparse import SparseRows
+from .spectra import goe_positive_fraction, matrix_power_spectrum, product_gains
 
 __all__ = [
     "Adagrad",
@@ -43,12 +44,16 @@ __all__ = [
     "functional",
     "functions",
     "get_num_threads",
+    "goe_positive_fraction",
     "load_state",
+    "matrix_power_spectrum",
     "pep_bound",
     "performance",
+    "product_gains",
     "save_state",
     "schedules",
     "set_num_threads",
+    "spectra",
     "sweep",
     "unflatten_state",
     "worst_case",
