@@ -20,7 +20,12 @@ name                       f                               what it shows
 ``elliptic_bowl``          x₁² + 2x₂²                      d2l's 2-D gradient-descent bowl
 ``ill_conditioned_bowl``   0.1x₁² + 2x₂²                   d2l's momentum bowl
 ``huber(τ, L, μ)``         μx²/2 + (L − μ)·H_τ(x)          gradient descent's worst case
+``double_well``            x² + y⁴/4 − y²/2                a saddle between two minima
 =========================  ==============================  ====================================
+
+``rosenbrock(a, b)`` is also a sum of squares, f = ‖r‖², r = (a − x, √b(y − x²)): its
+``residuals(p)`` and ``residual_jacobian(p)`` serve least-squares solvers such as
+Levenberg–Marquardt (:func:`optbowl.landscape.scipy_path`).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ __all__ = [
     "classify_critical_point",
     "cosh_cx",
     "cubic",
+    "double_well",
     "elliptic_bowl",
     "empirical_risk",
     "find_critical_points",
@@ -193,11 +199,25 @@ def rosenbrock(a: float = 1.0, b: float = 100.0) -> Function:
         x, y = _pairwise(p)
         return _matrix(2 - 4 * b * (y - 3 * x * x), -4 * b * x, -4 * b * x, 2 * b + 0 * x)
 
-    return Function(
+    fn = Function(
         "rosenbrock", f"({a:g} − x)² + {b:g}(y − x²)²", 2,
         lambda p: (a - p[..., 0]) ** 2 + b * (p[..., 1] - p[..., 0] ** 2) ** 2,
         grad, hessian, [(-2.0, 2.0), (-1.0, 3.0)],
     )
+    root_b = math.sqrt(b)
+
+    def residuals(p):
+        x, y = _pairwise(np.asarray(p, dtype=np.float64))
+        return np.stack([a - x, root_b * (y - x * x)], -1)
+
+    def residual_jacobian(p):
+        x, _ = _pairwise(np.asarray(p, dtype=np.float64))
+        return _matrix(-1.0 + 0 * x, 0 * x, -2 * root_b * x, root_b + 0 * x)
+
+    # f = ‖r‖²: the sum of squares least-squares solvers (Levenberg–Marquardt) work on
+    fn.residuals = residuals  # type: ignore[attr-defined]
+    fn.residual_jacobian = residual_jacobian  # type: ignore[attr-defined]
+    return fn
 
 
 def huber(threshold: float, L: float = 1.0, mu: float = 0.0) -> Function:
@@ -235,6 +255,18 @@ def huber(threshold: float, L: float = 1.0, mu: float = 0.0) -> Function:
         lambda x: mu + bend * (np.abs(x) <= tau),
         [(-2.0, 2.0)],
     )
+
+
+#: x² + y⁴/4 − y²/2: a saddle at (0, 0) (Hessian diag(2, −1)) between the minima (0, ±1)
+#: (value −1/4). Newton's method from |y| < 1/√5 (y ← 2y³/(3y² − 1) shrinks |y| there) runs
+#: to the saddle; gradient descent leaves it for a minimum.
+double_well = Function(
+    "double_well", "x² + y⁴/4 − y²/2", 2,
+    lambda p: p[..., 0] ** 2 + p[..., 1] ** 4 / 4 - p[..., 1] ** 2 / 2,
+    lambda p: np.stack([2 * p[..., 0], p[..., 1] ** 3 - p[..., 1]], -1),
+    lambda p: _matrix(2.0 + 0 * p[..., 0], 0 * p[..., 0], 0 * p[..., 0], 3 * p[..., 1] ** 2 - 1),
+    [(-1.5, 1.5), (-1.5, 1.5)],
+)
 
 
 def _from_bowl(name: str, formula: str, diagonal: Sequence[float]) -> Function:
