@@ -135,12 +135,13 @@ class GOEFraction(NamedTuple):
     fraction: np.ndarray  # measured P(all eigenvalues > 0)
     stderr: np.ndarray  # its binomial standard error √(p(1 − p)/samples)
     positive: np.ndarray  # how many matrices had all eigenvalues > 0
+    negative: np.ndarray  # how many had all eigenvalues < 0 (as likely, by symmetry)
     samples: int  # matrices drawn per dimension
 
     @property
     def saddle_fraction(self) -> np.ndarray:
-        """Fraction with eigenvalues of both signs: 1 − 2p (all negative is as likely)."""
-        return 1.0 - 2.0 * self.fraction
+        """Measured fraction with eigenvalues of both signs (saddles): about 1 − 2p."""
+        return 1.0 - (self.positive + self.negative) / self.samples
 
     @property
     def asymptotic(self) -> np.ndarray:
@@ -162,8 +163,8 @@ def goe_positive_fraction(dims: Any, samples: int = 100_000, *, seed: Any = None
 
     Returns
     -------
-    GOEFraction(dims, fraction, stderr, positive, samples)
-        ``.saddle_fraction`` (1 − 2p) and ``.asymptotic`` (exp(−θd²)) beside.
+    GOEFraction(dims, fraction, stderr, positive, negative, samples)
+        ``.saddle_fraction`` (measured, about 1 − 2p) and ``.asymptotic`` (exp(−θd²)).
 
     >>> import optbowl as ob
     >>> r = ob.goe_positive_fraction([1, 2, 3], samples=20_000, seed=1)
@@ -178,16 +179,20 @@ def goe_positive_fraction(dims: Any, samples: int = 100_000, *, seed: Any = None
     samples = _check.integer("samples", samples, low=1)
     rng = np.random.default_rng(seed)
     counts: List[int] = []
+    negatives: List[int] = []
     for d in d_arr.tolist():
-        count, left = 0, samples
+        count, negative, left = 0, 0, samples
         batch = max(1, 2_000_000 // (d * d))  # about 16 MB of matrices at a time
         while left:
             m = min(batch, left)
             G = rng.standard_normal((m, d, d))
-            lowest = np.linalg.eigvalsh((G + np.swapaxes(G, 1, 2)) / np.sqrt(2.0))[:, 0]
-            count += int(np.count_nonzero(lowest > 0))
+            lam = np.linalg.eigvalsh((G + np.swapaxes(G, 1, 2)) / np.sqrt(2.0))
+            count += int(np.count_nonzero(lam[:, 0] > 0))
+            negative += int(np.count_nonzero(lam[:, -1] < 0))
             left -= m
         counts.append(count)
+        negatives.append(negative)
     count_arr = np.array(counts)
     p = count_arr / samples
-    return GOEFraction(d_arr.astype(int), p, np.sqrt(p * (1 - p) / samples), count_arr, samples)
+    return GOEFraction(d_arr.astype(int), p, np.sqrt(p * (1 - p) / samples), count_arr,
+                       np.array(negatives), samples)
