@@ -258,8 +258,8 @@ def huber(threshold: float, L: float = 1.0, mu: float = 0.0) -> Function:
 
 
 #: x² + y⁴/4 − y²/2: a saddle at (0, 0) (Hessian diag(2, −1)) between the minima (0, ±1)
-#: (value −1/4). Newton's method from |y| < 1/√5 (y ← 2y³/(3y² − 1) shrinks |y| there) runs
-#: to the saddle; gradient descent leaves it for a minimum.
+#: (value −1/4). Newton's method from ``|y| < 1/√5`` (where y ← 2y³/(3y² − 1) shrinks ``|y|``)
+#: runs to the saddle; gradient descent leaves it for a minimum.
 double_well = Function(
     "double_well", "x² + y⁴/4 − y²/2", 2,
     lambda p: p[..., 0] ** 2 + p[..., 1] ** 4 / 4 - p[..., 1] ** 2 / 2,

@@ -35,15 +35,15 @@ program, which `PEPit <https://pepit.readthedocs.io>`_ builds and solves (instal
 
 Methods, with torch.optim.SGD's conventions (``v₀ = 0``, dampening 0):
 
-=============================  ==========================================================
-``"gd"``                       :math:`x_{k+1} = x_k - \eta\nabla f(x_k)`
-``"momentum"``, ``"heavy_ball"`` :math:`v_{k+1} = \beta v_k + \nabla f(x_k)`,
-                               :math:`x_{k+1} = x_k - \eta v_{k+1}` — Polyak's heavy ball
-                               :math:`x_{k+1} = x_k - \eta\nabla f(x_k) + \beta(x_k - x_{k-1})`
-                               with :math:`x_{-1} = x_0`
-``"nesterov"``                 :math:`v_{k+1} = \beta v_k + \nabla f(x_k)`,
-                               :math:`x_{k+1} = x_k - \eta(\nabla f(x_k) + \beta v_{k+1})`
-=============================  ==========================================================
+==================================  ===========================================================
+``"gd"``                            :math:`x_{k+1} = x_k - \eta\nabla f(x_k)`
+``"momentum"``, ``"heavy_ball"``    :math:`v_{k+1} = \beta v_k + \nabla f(x_k)`,
+                                    :math:`x_{k+1} = x_k - \eta v_{k+1}` — Polyak's heavy ball
+                                    :math:`x_{k+1} = x_k - \eta\nabla f(x_k) + \beta(x_k - x_{k-1})`
+                                    with :math:`x_{-1} = x_0`
+``"nesterov"``                      :math:`v_{k+1} = \beta v_k + \nabla f(x_k)`,
+                                    :math:`x_{k+1} = x_k - \eta(\nabla f(x_k) + \beta v_{k+1})`
+==================================  ===========================================================
 
 Rules whose step depends on the gradient's sign or on running statistics (Rprop,
 AdaGrad, RMSprop, Adam, QuickProp) or on the Hessian (Newton) are not fixed-step
