@@ -76,7 +76,7 @@ def depth(ax, dim, layers, samples):
 
 def figure(quick=False):
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
-    powers(left, 100 if quick else 300)
+    powers(left, 100 if quick else 150)
     depth(right, 32 if quick else 128, 50, 8 if quick else 32)
     fig.tight_layout()
     return fig

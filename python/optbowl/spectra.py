@@ -49,7 +49,10 @@ def matrix_power_spectrum(W: Any, n: Any) -> np.ndarray:
     :math:`W^n x = \sum_i \lambda_i^n (V^{-1}x)_i\, v_i`: after n products the component
     of x along :math:`v_i` is scaled by :math:`\lambda_i^n`, which vanishes for
     :math:`|\lambda_i| < 1` and explodes for :math:`|\lambda_i| > 1`; ‖Wⁿ‖ grows or decays
-    like :math:`\rho(W)^n`, ρ the spectral radius.
+    like :math:`\rho(W)^n`, ρ the spectral radius. In floating point Wⁿ carries an
+    absolute error of about :math:`\epsilon\,\|V\|\|V^{-1}\|\rho(W)^n` (as
+    ``numpy.linalg.matrix_power`` does), so a vanishing component is resolved only down
+    to that level beside an exploding one.
 
     Parameters
     ----------
