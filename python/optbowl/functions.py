@@ -187,7 +187,18 @@ def cosh_cx(c: float = 0.5) -> Function:
 
 
 def rosenbrock(a: float = 1.0, b: float = 100.0) -> Function:
-    """(a − x)² + b(y − x²)², minimum 0 at (a, a²)."""
+    """(a − x)² + b(y − x²)², minimum 0 at (a, a²).
+
+    Also a sum of squares f = ‖r‖², r = (a − x, √b(y − x²)): ``residuals(p)`` returns r
+    (shape (..., 2)) and ``residual_jacobian(p)`` ∂r/∂(x, y) (shape (..., 2, 2)), for
+    least-squares solvers such as Levenberg–Marquardt.
+
+    >>> import optbowl as ob
+    >>> rosen = ob.functions.rosenbrock()
+    >>> r = rosen.residuals([0.5, 0.5])
+    >>> r.tolist(), float(rosen([0.5, 0.5])) == float(r @ r)
+    ([0.5, 2.5], True)
+    """
     a = _check.real("a", a)
     b = _check.real("b", b, low=0.0)
 
