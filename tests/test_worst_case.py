@@ -233,3 +233,16 @@ def test_huber_is_smooth_strongly_convex_with_analytic_derivatives(tau, L, mu):
                       (dict(mu=L * 2), "mu")):
         with pytest.raises(ValueError, match=f"^{name}:"):
             huber(**{"threshold": tau, "L": L, "mu": mu, **bad})
+
+
+@pytest.mark.parametrize("method", ["momentum", "nesterov"])
+@pytest.mark.parametrize("lr, beta", [(0.3, 0.5), (0.2, 0.8)])
+def test_pep_model_follows_torchs_conventions(pepit, method, lr, beta):
+    # μ = 0.98L leaves little room beyond quadratics: PEPit's model of the method must meet
+    # the worst quadratic of torch's recurrence (which matches QuadraticBowl.run above),
+    # while the other method's recurrence is ≥ 7% off at these settings
+    kw = dict(L=1.0, mu=0.98, lr=lr, steps=4, momentum=beta)
+    quad = ob.worst_quadratic(method, **kw).value
+    other = ob.worst_quadratic("nesterov" if method == "momentum" else "momentum", **kw).value
+    assert ob.pep_bound(method, **kw) == pytest.approx(quad, rel=1e-4)
+    assert abs(other / quad - 1) > 0.07
