@@ -171,8 +171,9 @@ def example_names():
 
 def test_examples_say_what_they_reproduce():
     names = example_names()
-    assert {"bowl_regimes.py", "d2l_paths.py", "mlp_digits.py", "mlp_landscape.py",
-            "momentum_sweep.py"} <= set(names)
+    assert {"bowl_regimes.py", "d2l_paths.py", "matrix_powers.py", "mlp_digits.py",
+            "mlp_landscape.py", "momentum_sweep.py", "rprop_invariance.py", "saddles.py",
+            "second_order_paths.py", "worst_case.py"} <= set(names)
     for name in names:
         with open(os.path.join(EXAMPLES, name), encoding="utf-8") as fh:
             text = fh.read()
@@ -211,3 +212,91 @@ def test_quick_setting_from_the_environment(monkeypatch):
     assert _common.parse_args([], "x").quick is True
     assert _common.parse_args(["--full"], "x").quick is False
     assert _common.parse_args(["--out", "figs"], "x").out == "figs"
+# ----------------------------------------------------------------------------- worst cases
+def test_worst_case_table_and_quadratics_understate(tmp_path):
+    pytest.importorskip("PEPit", reason=f"the worst-case example needs PEPit {EXTRA}")
+    stdout = run_example("worst_case.py", tmp_path)
+    assert_pngs(tmp_path, ["worst_case"])
+    rows = [r for line in stdout.splitlines() for r in numbers(
+        rf"^\s*({NUMBER})\s+({NUMBER})\s+({NUMBER})\s+(\d+)\s+({NUMBER})\s+({NUMBER})\s+"
+        rf"({NUMBER})\s+({NUMBER})$", line)]
+    assert len(rows) >= 10
+    for L, mu, lr, N, worst, pep, closed, rel in rows:
+        assert worst == pytest.approx(closed, rel=1e-8) and pep == pytest.approx(closed, rel=1e-5)
+    sides = {int(n): (w, p, q, h, ratio) for n, w, p, q, h, ratio in numbers(
+        rf"gd N = (\d+): worst case ({NUMBER}), PEPit ({NUMBER}), worst quadratic ({NUMBER}), "
+        rf"huber run ({NUMBER}), worst/quadratic ({NUMBER})", stdout)}
+    assert sides[4][0] == pytest.approx(1 / 18, rel=1e-8) and sides[4][4] == pytest.approx(2.566,
+                                                                                         abs=1e-3)
+    for worst, pep, quad, huber_run, ratio in sides.values():
+        assert huber_run == pytest.approx(worst, rel=1e-8) and quad < worst
+    mom = numbers(rf"(momentum|nesterov) lr .* worst case ({NUMBER}), worst quadratic "
+                  rf"({NUMBER}), ratio ({NUMBER})", stdout)
+    assert {m for m, *_ in mom} == {"momentum", "nesterov"}
+    assert all(ratio > 1 for *_, ratio in mom)
+
+
+# ----------------------------------------------------------------------------- seed 003
+def test_matrix_powers_vanish_and_explode(tmp_path):
+    stdout = run_example("matrix_powers.py", tmp_path)
+    assert_pngs(tmp_path, ["matrix_powers"])
+    comps = numbers(rf"eigenvalue ({NUMBER}): component after (\d+) steps ({NUMBER}), "
+                    rf"lambda\^n ({NUMBER})", stdout)
+    assert [lam for lam, *_ in comps] == [0.9, 1.0, 1.1]
+    for lam, n, comp, power in comps:
+        # W = V diag(λ) V⁻¹ is rounded: errors are relative to the largest component, 1.1ⁿ
+        assert comp == pytest.approx(lam ** n, rel=1e-9, abs=1e-14 * 1.1 ** n)
+        assert power == pytest.approx(lam ** n, rel=1e-11)
+    (diff,), = numbers(rf"max relative difference ({NUMBER})", stdout)
+    assert diff < 1e-10
+    gains = {s: (g, pred) for s, _, g, pred, _ in numbers(
+        rf"init scale ({NUMBER}): gain after (\d+) layers ({NUMBER}), predicted ({NUMBER}), "
+        rf"s\^n ({NUMBER})", stdout)}
+    assert set(gains) == {0.5, 0.9, 1.0, 1.1, 1.5}
+    assert gains[0.5][0] < 1e-12 and gains[1.5][0] > 1e6 and 0.05 < gains[1.0][0] < 5
+    for g, pred in gains.values():
+        assert 0.1 < g / pred < 10  # within the sampling spread of 50 layers
+
+
+def test_saddles_newton_and_goe(tmp_path):
+    stdout = run_example("saddles.py", tmp_path)
+    assert_pngs(tmp_path, ["saddles"])
+    ends = numbers(rf"start \(.*?\): Newton ends at \(({NUMBER}), ({NUMBER})\) (\w+); "
+                   rf"gradient descent at \(({NUMBER}), ({NUMBER})\) (\w+)", stdout)
+    assert len(ends) == 4
+    for nx, ny, nkind, gx, gy, gkind in ends:
+        assert (nkind, gkind) == ("saddle", "minimum")
+        assert abs(nx) < 1e-9 and abs(ny) < 1e-9 and abs(abs(gy) - 1) < 1e-2
+    goe = numbers(rf"d = (\d+): all positive ({NUMBER}) ± ({NUMBER}), saddle ({NUMBER})", stdout)
+    assert [d for d, *_ in goe] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    p = [frac for _, frac, *_ in goe]
+    assert abs(p[0] - 0.5) < 4 * goe[0][2] and abs(p[1] - 0.1464) < 4 * goe[1][2]
+    assert all(a > b for a, b in zip(p, p[1:])) and goe[-1][3] > 0.999
+
+
+# ----------------------------------------------------------------------------- seed 004
+def test_second_order_paths_reach_the_minimum(tmp_path):
+    pytest.importorskip("scipy", reason=f"BFGS and Levenberg-Marquardt need SciPy {EXTRA}")
+    stdout = run_example("second_order_paths.py", tmp_path)
+    assert_pngs(tmp_path, ["second_order_paths"])
+    rows = {label.strip(): (int(k), x, y, f) for label, k, x, y, f in numbers(
+        rf"(.+?): +(\d+) iterations, ends at \(({NUMBER}), ({NUMBER})\), f ({NUMBER})", stdout)}
+    assert set(rows) == {"gradient descent (η = 1e-3)", "Newton", "BFGS (SciPy)",
+                         "Levenberg–Marquardt (SciPy)"}
+    for label in ("Newton", "BFGS (SciPy)", "Levenberg–Marquardt (SciPy)"):
+        k, x, y, f = rows[label]
+        assert abs(x - 1) < 1e-6 and abs(y - 1) < 1e-6 and f < 1e-12 and k < 100, label
+    assert rows["gradient descent (η = 1e-3)"][3] > 1e-4  # still in the valley
+
+
+def test_rprop_invariance_is_bit_exact(tmp_path):
+    stdout = run_example("rprop_invariance.py", tmp_path)
+    assert_pngs(tmp_path, ["rprop_invariance"])
+    rows = numbers(rf"Rprop (\S+)\s*: path on f and D·\(path on g\) bit-identical: (\w+); "
+                   rf"final error ({NUMBER})", stdout)
+    assert {v for v, *_ in rows} == {"irprop-", "rprop+", "backtrack"}
+    assert all(same == "True" for _, same, _ in rows)
+    assert min(err for *_, err in rows) < 1e-2
+    (cond, gd_err), = numbers(rf"gradient descent on g \(kappa ({NUMBER})\): final error "
+                              rf"({NUMBER})", stdout)
+    assert cond > 1e6 and gd_err > 0.5

@@ -8,7 +8,7 @@
 (0.8999999761581421, 1.100000023841858)
 """
 
-from . import cuda, functional, functions, schedules
+from . import cuda, functional, functions, performance, schedules, spectra
 from ._core import get_num_threads, set_num_threads
 from ._version import __version__
 from .adagrad import Adagrad
@@ -16,11 +16,13 @@ from .adam import Adam, AdamW
 from .bowl import QuadraticBowl, SweepResult, Trajectory, sweep
 from .checkpoint import flatten_state, load_state, save_state, unflatten_state
 from .functions import classify_critical_point, find_critical_points
+from .performance import closed_form_bound, pep_bound, worst_case, worst_quadratic
 from .quickprop import QuickProp
 from .rmsprop import RMSprop
 from .rprop import Rprop
 from .sgd import SGD
 from .sparse import SparseRows
+from .spectra import goe_positive_fraction, matrix_power_spectrum, product_gains
 
 __all__ = [
     "Adagrad",
@@ -35,18 +37,27 @@ __all__ = [
     "SweepResult",
     "Trajectory",
     "classify_critical_point",
+    "closed_form_bound",
     "cuda",
     "find_critical_points",
     "flatten_state",
     "functional",
     "functions",
     "get_num_threads",
+    "goe_positive_fraction",
     "load_state",
+    "matrix_power_spectrum",
+    "pep_bound",
+    "performance",
+    "product_gains",
     "save_state",
     "schedules",
     "set_num_threads",
+    "spectra",
     "sweep",
     "unflatten_state",
+    "worst_case",
+    "worst_quadratic",
     "__version__",
 ]
 

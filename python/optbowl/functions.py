@@ -19,7 +19,13 @@ name                       f                               what it shows
 ``rosenbrock(a, b)``       (a − x)² + b(y − x²)²           a curved valley, minimum (a, a²)
 ``elliptic_bowl``          x₁² + 2x₂²                      d2l's 2-D gradient-descent bowl
 ``ill_conditioned_bowl``   0.1x₁² + 2x₂²                   d2l's momentum bowl
+``huber(τ, L, μ)``         μx²/2 + (L − μ)·H_τ(x)          gradient descent's worst case
+``double_well``            x² + y⁴/4 − y²/2                a saddle between two minima
 =========================  ==============================  ====================================
+
+``rosenbrock(a, b)`` is also a sum of squares, f = ‖r‖², r = (a − x, √b(y − x²)): its
+``residuals(p)`` and ``residual_jacobian(p)`` serve least-squares solvers such as
+Levenberg–Marquardt (:func:`optbowl.landscape.scipy_path`).
 """
 
 from __future__ import annotations
@@ -38,9 +44,11 @@ __all__ = [
     "classify_critical_point",
     "cosh_cx",
     "cubic",
+    "double_well",
     "elliptic_bowl",
     "empirical_risk",
     "find_critical_points",
+    "huber",
     "ill_conditioned_bowl",
     "risk",
     "rosenbrock",
@@ -179,7 +187,18 @@ def cosh_cx(c: float = 0.5) -> Function:
 
 
 def rosenbrock(a: float = 1.0, b: float = 100.0) -> Function:
-    """(a − x)² + b(y − x²)², minimum 0 at (a, a²)."""
+    """(a − x)² + b(y − x²)², minimum 0 at (a, a²).
+
+    Also a sum of squares f = ‖r‖², r = (a − x, √b(y − x²)): ``residuals(p)`` returns r
+    (shape (..., 2)) and ``residual_jacobian(p)`` ∂r/∂(x, y) (shape (..., 2, 2)), for
+    least-squares solvers such as Levenberg–Marquardt.
+
+    >>> import optbowl as ob
+    >>> rosen = ob.functions.rosenbrock()
+    >>> r = rosen.residuals([0.5, 0.5])
+    >>> r.tolist(), float(rosen([0.5, 0.5])) == float(r @ r)
+    ([0.5, 2.5], True)
+    """
     a = _check.real("a", a)
     b = _check.real("b", b, low=0.0)
 
@@ -191,11 +210,74 @@ def rosenbrock(a: float = 1.0, b: float = 100.0) -> Function:
         x, y = _pairwise(p)
         return _matrix(2 - 4 * b * (y - 3 * x * x), -4 * b * x, -4 * b * x, 2 * b + 0 * x)
 
-    return Function(
+    fn = Function(
         "rosenbrock", f"({a:g} − x)² + {b:g}(y − x²)²", 2,
         lambda p: (a - p[..., 0]) ** 2 + b * (p[..., 1] - p[..., 0] ** 2) ** 2,
         grad, hessian, [(-2.0, 2.0), (-1.0, 3.0)],
     )
+    root_b = math.sqrt(b)
+
+    def residuals(p):
+        x, y = _pairwise(np.asarray(p, dtype=np.float64))
+        return np.stack([a - x, root_b * (y - x * x)], -1)
+
+    def residual_jacobian(p):
+        x, _ = _pairwise(np.asarray(p, dtype=np.float64))
+        return _matrix(-1.0 + 0 * x, 0 * x, -2 * root_b * x, root_b + 0 * x)
+
+    # f = ‖r‖²: the sum of squares least-squares solvers (Levenberg–Marquardt) work on
+    fn.residuals = residuals  # type: ignore[attr-defined]
+    fn.residual_jacobian = residual_jacobian  # type: ignore[attr-defined]
+    return fn
+
+
+def huber(threshold: float, L: float = 1.0, mu: float = 0.0) -> Function:
+    r"""μx²/2 + (L − μ)·H_τ(x): an L-smooth, μ-strongly convex Huber function.
+
+    :math:`H_\tau(x) = x^2/2` for :math:`|x| \le \tau`, :math:`\tau|x| - \tau^2/2` beyond.
+
+    .. math::
+
+       f'(x) = \mu x + (L - \mu)\,\operatorname{clip}(x, -\tau, \tau), \qquad
+       f''(x) = \mu + (L - \mu)\,[\,|x| \le \tau\,]
+
+    Its minimum is 0 at 0. With μ = 0 and τ = 1/(2Nh + 1), h = ηL, N steps of gradient
+    descent from x₀ = 1 stay on the linear part and end at f(x_N) = L/(2(2Nh + 1)):
+    the worst case over all L-smooth convex functions (:func:`optbowl.worst_case`), which
+    no quadratic reaches.
+
+    >>> import optbowl as ob
+    >>> f = ob.functions.huber(0.5, L=2.0)
+    >>> float(f(3.0)), float(f.grad(3.0)), float(f.hessian(0.1))
+    (2.75, 1.0, 2.0)
+    """
+    tau = _check.real("threshold", threshold, low=0.0, low_open=True)
+    L = _check.real("L", L, low=0.0, low_open=True)
+    mu = _check.real("mu", mu, low=0.0, high=L)
+    bend = L - mu
+
+    def f(x):
+        a = np.abs(x)
+        return 0.5 * mu * x * x + bend * np.where(a <= tau, 0.5 * x * x, tau * a - 0.5 * tau * tau)
+
+    return Function(
+        "huber", f"{mu:g}x²/2 + {bend:g}·H_{tau:g}(x)", 1, f,
+        lambda x: mu * x + bend * np.clip(x, -tau, tau),
+        lambda x: mu + bend * (np.abs(x) <= tau),
+        [(-2.0, 2.0)],
+    )
+
+
+#: x² + y⁴/4 − y²/2: a saddle at (0, 0) (Hessian diag(2, −1)) between the minima (0, ±1)
+#: (value −1/4). Newton's method from ``|y| < 1/√5`` (where y ← 2y³/(3y² − 1) shrinks ``|y|``)
+#: runs to the saddle; gradient descent leaves it for a minimum.
+double_well = Function(
+    "double_well", "x² + y⁴/4 − y²/2", 2,
+    lambda p: p[..., 0] ** 2 + p[..., 1] ** 4 / 4 - p[..., 1] ** 2 / 2,
+    lambda p: np.stack([2 * p[..., 0], p[..., 1] ** 3 - p[..., 1]], -1),
+    lambda p: _matrix(2.0 + 0 * p[..., 0], 0 * p[..., 0], 0 * p[..., 0], 3 * p[..., 1] ** 2 - 1),
+    [(-1.5, 1.5), (-1.5, 1.5)],
+)
 
 
 def _from_bowl(name: str, formula: str, diagonal: Sequence[float]) -> Function:

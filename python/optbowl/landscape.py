@@ -13,6 +13,8 @@ r"""Looking at a loss: landscapes along random directions, conditioning, Newton'
   one step on a bowl, fast on cosh(cx), and on x·cos(cx) it runs to a maximum (H < 0 there
   turns the step uphill), as d2l shows.
 * :func:`descend` — drive one of optbowl's optimizers on a function and record the path.
+* :func:`scipy_path` — the path of SciPy's quasi-Newton BFGS or of Levenberg–Marquardt
+  (seed 004's second-order alternatives), to draw beside gradient descent and Newton.
 """
 
 from __future__ import annotations
@@ -200,5 +202,62 @@ def _wants_loss(opt: Any) -> bool:
     return getattr(opt, "variant", None) == "irprop+"
 
 
+def scipy_path(f: Any, x0: Any, method: str = "BFGS", *, max_iter: int = 100) -> np.ndarray:
+    r"""The iterates of SciPy's BFGS or Levenberg–Marquardt on ``f``, shape (k + 1, d).
+
+    ``"BFGS"``: ``scipy.optimize.minimize(f.f, x0, jac=f.grad, method="BFGS")``, the
+    quasi-Newton method that builds an inverse-Hessian estimate :math:`H_k` from gradient
+    differences (:math:`s_k = x_{k+1} - x_k`, :math:`y_k = g_{k+1} - g_k`,
+    :math:`H_{k+1} = (I - \rho s y^\top) H_k (I - \rho y s^\top) + \rho s s^\top`,
+    :math:`\rho = 1/y^\top s`) and steps :math:`-H_k g_k` with a line search; the path is
+    recorded by its callback. ``"lm"``: ``scipy.optimize.least_squares(f.residuals, x0,
+    jac=f.residual_jacobian, method="lm")`` for f = ‖r‖², steps
+    :math:`-(J^\top J + \lambda D)^{-1}J^\top r` with λ adapted per step (MINPACK); MINPACK
+    reports no iterates, so the path is the solution after 1, 2, ... residual
+    evaluations (each a fresh, deterministic run), repeated points dropped.
+
+    Needs SciPy. Iterates until SciPy's own convergence test or ``max_iter``.
+
+    >>> import optbowl as ob
+    >>> from optbowl.landscape import scipy_path
+    >>> rosen = ob.functions.rosenbrock()
+    >>> path = scipy_path(rosen, [-1.2, 1.0], "lm")
+    >>> path[0].tolist(), bool(abs(path[-1] - 1).max() < 1e-8)
+    ([-1.2, 1.0], True)
+    """
+    method = _check.choice("method", method, ("BFGS", "lm"))
+    max_iter = _check.integer("max_iter", max_iter, low=1)
+    x = np.array(x0, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x0: must be finite")
+    try:
+        from scipy import optimize  # type: ignore[import-untyped]
+    except ImportError as err:  # pragma: no cover - scipy comes with the examples extra
+        raise ImportError("scipy_path needs SciPy (pip install scipy)") from err
+    if method == "lm":
+        if not hasattr(f, "residuals"):
+            raise TypeError("f: Levenberg–Marquardt needs a sum of squares, a function with "
+                            "residuals (e.g. optbowl.functions.rosenbrock())")
+        jac = getattr(f, "residual_jacobian", None)
+        path = [x.copy()]
+        final = optimize.least_squares(f.residuals, x, jac=jac if jac else "2-point",
+                                       method="lm")
+        for n in range(1, max_iter + 1):
+            xi = optimize.least_squares(f.residuals, x, jac=jac if jac else "2-point",
+                                        method="lm", max_nfev=n).x
+            if not np.array_equal(xi, path[-1]):
+                path.append(xi)
+            if np.array_equal(xi, final.x):
+                break
+        return np.array(path)
+    shape = np.shape(x0)
+    points = [x.copy()]
+    optimize.minimize(lambda p: float(f.f(p.reshape(shape))), x,
+                      jac=lambda p: np.asarray(f.grad(p.reshape(shape)), float).reshape(-1),
+                      method="BFGS", options={"maxiter": max_iter, "gtol": 1e-10},
+                      callback=lambda p: points.append(np.array(p)))
+    return np.array(points)
+
+
 __all__: List[str] = ["ConditioningTrace", "Landscape", "conditioning_trace", "descend",
-                      "loss_landscape", "newton", "random_directions"]
+                      "loss_landscape", "newton", "random_directions", "scipy_path"]
