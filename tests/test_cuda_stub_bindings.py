@@ -147,6 +147,24 @@ def test_every_entry_returns_its_launch_statistics(stub, rule):
     assert (arrays[1] == 1.0).all()  # the gradient is read only
 
 
+def test_a_step_returns_in_a_fresh_interpreter(stub):
+    """In a subprocess, so that the crash the GIL bug caused is a failure, not the end of
+    the test run."""
+    code = f"""
+import importlib.util, numpy as np
+spec = importlib.util.spec_from_file_location("stub._cuda", {stub.__file__!r})
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+p, g = np.ones(4, np.float32), np.ones(4, np.float32)
+out = m.sgd([p.ctypes.data], [g.ctypes.data], None, [4], ["float32"], [1.0],
+            [(0.5, 0.0, 0.0, 0.0, False, False)], [1], 0, 0)
+print(out, p.tolist())
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    assert r.stdout.strip() == "(1, 1, 8192, 1) [0.5, 0.5, 0.5, 0.5]"
+
+
 @pytest.mark.parametrize("rule", RULES)
 def test_entries_run_from_many_threads(stub, rule):
     """Each launch releases the GIL and takes it back to build its result."""
