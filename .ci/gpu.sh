@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The GPU run, in one go (under 8 minutes on one GPU):
+# The GPU run, in one go (under 8 minutes on one GPU: each stage has a time limit, 480 s in
+# all):
 #  1. preflight: a GPU (nvidia-smi), nvcc >= 12.1 and a Python with numpy, pytest,
 #     hypothesis, pybind11, cmake and a CUDA build of torch; otherwise it stops at once and
 #     says what is missing (exit 3);
 #  2. build optbowl with OPTBOWL_CUDA=ON for this GPU's architecture (build/gpu, kept for a
 #     rerun) and stage the package with the fresh _core and _cuda modules;
 #  3. tests/test_cuda_gpu.py, then optbowl.torch's CUDA tests (tests/test_cuda_torch.py,
-#     tests/test_torch_adapter.py -k cuda) and tests/test_cuda_build.py;
+#     tests/test_torch_adapter.py -k cuda) and the build checks (tests/test_cuda_build.py);
 #  4. bench/bench_cuda.py: Rprop and AdaGrad over 1M, 16M, 100M float32 elements and
 #     ResNet-18's shapes, float32 and bfloat16, beside the device's copy kernel and torch
 #     CUDA's Rprop (foreach) and Adagrad in the same run.
@@ -97,7 +98,7 @@ build_cuda() {
     && "$cmake_bin" --build "$build" -j "$jobs" --target _core _cuda
 }
 export -f build_cuda
-stage "build (OPTBOWL_CUDA=ON, $archs)" 240 build_cuda >"$out/build.log" 2>&1 || {
+stage "build (OPTBOWL_CUDA=ON, $archs)" 180 build_cuda >"$out/build.log" 2>&1 || {
   tail -n 40 "$out/build.log" >&2
   stop "the build failed (build.log)"
 }
@@ -131,12 +132,14 @@ run_tests() {
   return "$rc"
 }
 export -f run_tests
-stage "tests/test_cuda_gpu.py" 180 run_tests gpu tests/test_cuda_gpu.py
-stage "optbowl.torch CUDA tests and the build checks" 60 run_tests torch \
-  tests/test_cuda_torch.py tests/test_cuda_build.py tests/test_torch_adapter.py -k "cuda or gpu"
+export CMAKE_CUDA_ARCHITECTURES="$archs"  # what the build checks expect of this build
+stage "tests/test_cuda_gpu.py" 120 run_tests gpu tests/test_cuda_gpu.py
+stage "optbowl.torch's CUDA tests" 40 run_tests torch tests/test_cuda_torch.py \
+  tests/test_torch_adapter.py -k "cuda"
+stage "the build checks" 20 run_tests build tests/test_cuda_build.py -m "not slow"
 
 # ---------------------------------------------------------------- 4. benchmark
-stage "bench/bench_cuda.py" 150 "$python" bench/bench_cuda.py --out-dir "$out" \
+stage "bench/bench_cuda.py" 110 "$python" bench/bench_cuda.py --out-dir "$out" \
   2>&1 | tee "$out/bench.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || [ "$status" -ne 0 ] || status=1
 
