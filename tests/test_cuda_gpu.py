@@ -17,6 +17,10 @@ skip with the reason otherwise. Parity is bit for bit where the rules promise it
   another order (and contract a*b + c on their own), so they agree to a few ulps per step.
 * float16/bfloat16: computed in float32 and rounded once per stored value, so they match
   the float32 CPU kernel run on the up-cast values and rounded after every step.
+* The launch plan's limits (over 2,048 chunks and 110 tensors in one step, a tensor over
+  2**31 elements, float64 views at a 16-byte offset), producers on other streams (DLPack,
+  __cuda_array_interface__, CuPy), and optbowl.torch with fused=True on ResNet-18's
+  parameters (float32, bfloat16) without a host sync, and with torch.amp.GradScaler.
 """
 
 import numpy as np
