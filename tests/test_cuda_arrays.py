@@ -59,6 +59,18 @@ def test_classification():
     assert not _device.is_device_array(None)
 
 
+def test_an_instance_attribute_interface_is_a_device_array(fake_cuda):
+    """A producer that offers the interface as an instance attribute and nothing else."""
+
+    class InterfaceOnly:
+        pass
+
+    x = InterfaceOnly()
+    x.__cuda_array_interface__ = FakeDeviceArray((3,)).__cuda_array_interface__
+    assert _device.is_device_array(x)
+    assert _device.describe(x, "x").shape == (3,)
+
+
 def test_torch_cpu_tensors_are_not_device_arrays():
     torch = pytest.importorskip("torch")
     assert not _device.is_device_array(torch.zeros(3))
@@ -346,6 +358,9 @@ class FakeCuda:
 
     def kernel_image_problem(self, device):
         return ""
+
+    def pointer_device(self, ptr):
+        return 0
 
     def wait_streams(self, consumer, producers, device):
         self.waits.append((consumer, list(producers), device))

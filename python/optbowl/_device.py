@@ -109,7 +109,7 @@ def is_device_array(x: Any) -> bool:
 
         if isinstance(x, torch.Tensor):
             return bool(x.is_cuda)
-    if hasattr(type(x), "__cuda_array_interface__") and _cai(x) is not None:
+    if _cai(x) is not None:  # a class property (CuPy, Numba) or an instance attribute
         return True
     where = _dlpack_device(x)
     return where is not None and where[0] in DLPACK_CUDA_TYPES
