@@ -68,12 +68,14 @@ def unavailable_reason() -> Optional[str]:
 
 
 class LaunchPlan(NamedTuple):
-    """How one step over one dtype's tensors is launched."""
+    """How one step over one dtype's tensors is launched: kernel ``launches``, ``chunks``
+    (the work unit of one block) over all launches, ``chunk_elems`` (elements per chunk)
+    and ``blocks`` over all launches."""
 
-    launches: int  #: kernel launches
-    chunks: int  #: chunks (work units of one block) over all launches
-    chunk_elems: int  #: elements per chunk
-    blocks: int  #: blocks over all launches
+    launches: int
+    chunks: int
+    chunk_elems: int
+    blocks: int
 
 
 def launch_plan(sizes: Sequence[int], sms: int = 0, blocks_per_sm: int = 2) -> LaunchPlan:
