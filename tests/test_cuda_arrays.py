@@ -59,6 +59,18 @@ def test_classification():
     assert not _device.is_device_array(None)
 
 
+def test_an_instance_attribute_interface_is_a_device_array(fake_cuda):
+    """A producer that offers the interface as an instance attribute and nothing else."""
+
+    class InterfaceOnly:
+        pass
+
+    x = InterfaceOnly()
+    x.__cuda_array_interface__ = FakeDeviceArray((3,)).__cuda_array_interface__
+    assert _device.is_device_array(x)
+    assert _device.describe(x, "x").shape == (3,)
+
+
 def test_torch_cpu_tensors_are_not_device_arrays():
     torch = pytest.importorskip("torch")
     assert not _device.is_device_array(torch.zeros(3))
@@ -163,7 +175,7 @@ def _params(n=3, shape=(4,), typestr="<f4"):
 
 def test_gather_checks_before_any_launch():
     params, grads, sums = _params(), _params(), _params()
-    ptrs, sizes, dtypes = _device._gather(
+    ptrs, sizes, dtypes, producers = _device._gather(
         [
             ("params", params, True),
             ("grads", grads, False),
@@ -173,6 +185,7 @@ def test_gather_checks_before_any_launch():
         0,
     )
     assert sizes == [4, 4, 4] and dtypes == ["float32"] * 3 and ptrs[3] is None
+    assert producers == []  # no stream given: nothing to order
     assert ptrs[1] == [g.__cuda_array_interface__["data"][0] for g in grads]
 
     with pytest.raises(
@@ -326,13 +339,31 @@ def _at(ptr, n, dtype):
 
 
 class FakeCuda:
-    """optbowl._cuda's interface over host memory; records every kernel call."""
+    """optbowl._cuda's interface over host memory; records every kernel call, and every
+    stream wait. Kernels honour found_inf, grad_scale (gradients divided and written back)
+    and device step counters (count + 1) as the CUDA kernels do."""
 
     def __init__(self):
         self.calls = []
+        self.waits = []
 
     def status(self):
         return (1, "", "")
+
+    def runtime_version(self):
+        return 13000
+
+    def driver_version(self):
+        return 13000
+
+    def kernel_image_problem(self, device):
+        return ""
+
+    def pointer_device(self, ptr):
+        return 0
+
+    def wait_streams(self, consumer, producers, device):
+        self.waits.append((consumer, list(producers), device))
 
     class DeviceBuffer:
         def __init__(self, nbytes, device):
@@ -342,7 +373,8 @@ class FakeCuda:
     def copy(self, dst, src, nbytes, device, stream):
         ctypes.memmove(dst, src, nbytes)
 
-    def _run(self, name, lists, sizes, dtypes, found_inf, call):
+    def _run(self, name, lists, sizes, dtypes, found_inf, call, grad_scale=0, step_ptrs=None,
+             step_dtypes=None, steps=None):
         self.calls.append((name, [p is None for p in lists], sizes, dtypes))
         if found_inf and _at(found_inf, 1, np.float32)[0] != 0:
             return (1, 0)
@@ -350,24 +382,38 @@ class FakeCuda:
             None if ptrs is None else [_at(p, n, d) for p, n, d in zip(ptrs, sizes, dtypes)]
             for ptrs in lists
         ]
+        if grad_scale:
+            scale = _at(grad_scale, 1, np.float32)[0]
+            for g in views[1]:
+                g[...] = g / g.dtype.type(scale)
+        if step_ptrs is not None:
+            steps[:] = [float(_at(p, 1, d)[0]) + 1.0 for p, d in zip(step_ptrs, step_dtypes)]
         call(*views)
         return (1, len(sizes))
 
-    def sgd(self, p, g, b, sizes, dtypes, steps, groups, gs, device, stream, found_inf=0):
+    def sgd(self, p, g, b, sizes, dtypes, steps, groups, gs, device, stream, found_inf=0,
+            **extra):
         run = lambda *v: _core.sgd(*v, steps, groups, gs)  # noqa: E731
-        return self._run("sgd", [p, g, b], sizes, dtypes, found_inf, run)
+        return self._run("sgd", [p, g, b], sizes, dtypes, found_inf, run, **extra)
 
-    def rmsprop(self, p, g, sq, ga, b, sizes, dtypes, groups, gs, device, stream, found_inf=0):
+    def rmsprop(self, p, g, sq, ga, b, sizes, dtypes, groups, gs, device, stream, found_inf=0,
+                **extra):
         run = lambda *v: _core.rmsprop(*v, groups, gs)  # noqa: E731
-        return self._run("rmsprop", [p, g, sq, ga, b], sizes, dtypes, found_inf, run)
+        return self._run("rmsprop", [p, g, sq, ga, b], sizes, dtypes, found_inf, run, **extra)
 
-    def adam(self, p, g, m, v, vmax, sizes, dtypes, steps, groups, gs, device, stream, found_inf=0):
+    def adam(self, p, g, m, v, vmax, sizes, dtypes, steps, groups, gs, device, stream,
+             found_inf=0, **extra):
+        steps = list(steps)
         run = lambda *a: _core.adam(*a, steps, groups, gs)  # noqa: E731
-        return self._run("adam", [p, g, m, v, vmax], sizes, dtypes, found_inf, run)
+        return self._run("adam", [p, g, m, v, vmax], sizes, dtypes, found_inf, run,
+                         steps=steps, **extra)
 
-    def adagrad(self, p, g, s, sizes, dtypes, steps, groups, gs, device, stream, found_inf=0):
+    def adagrad(self, p, g, s, sizes, dtypes, steps, groups, gs, device, stream, found_inf=0,
+                **extra):
+        steps = list(steps)
         run = lambda *a: _core.adagrad(*a, steps, groups, gs)  # noqa: E731
-        return self._run("adagrad", [p, g, s], sizes, dtypes, found_inf, run)
+        return self._run("adagrad", [p, g, s], sizes, dtypes, found_inf, run, steps=steps,
+                         **extra)
 
 
 @pytest.fixture
@@ -523,3 +569,65 @@ def test_sparse_rows_are_host_only(fake_cuda):
     with pytest.raises(TypeError, match=r"grads\[0\]: SparseRows gradients are host-only"):
         opt.step([ob.SparseRows([1], np.ones((1, 3), np.float32))])
     assert opt.state == {} and not fake_cuda.calls and (p.host == 1).all()
+
+
+class HostDLPackDevice:
+    """A DLPack-only "device" producer over host memory that records the stream each
+    ``__dlpack__`` call is given."""
+
+    def __init__(self, host):
+        self.host = np.ascontiguousarray(host)
+        self.streams = []
+
+    def __dlpack__(self, stream=None, **kw):
+        self.streams.append(stream)
+        return self.host.__dlpack__()
+
+    def __dlpack_device__(self):
+        return (2, 0)
+
+
+def _fake_dlpack_info(capsule):
+    class Capsule:
+        def __dlpack__(self, **kw):
+            return capsule
+
+        def __dlpack_device__(self):
+            return (1, 0)
+
+    a = np.from_dlpack(Capsule())
+    code = {"f": 2}[a.dtype.kind]
+    return {"data": a.ctypes.data, "device_type": 2, "device_id": 0, "shape": a.shape,
+            "strides": None, "code": code, "bits": a.dtype.itemsize * 8, "lanes": 1}
+
+
+@pytest.mark.parametrize("stream, given", [(None, 1), (7, 7)])
+def test_dlpack_producers_get_the_launch_stream(fake_cuda, monkeypatch, stream, given):
+    """The DLPack stream protocol: each producer is handed the stream the kernel runs on
+    (the legacy default stream as 1), so it can order its pending work before it; a
+    description read outside a step asks for no synchronisation (-1)."""
+    monkeypatch.setattr(fake_cuda, "dlpack_info", _fake_dlpack_info, raising=False)
+    p = HostBackedDevice(np.zeros(4, np.float32))
+    p.__cuda_array_interface__["stream"] = stream
+    g = HostDLPackDevice(np.ones(4, np.float32))
+    opt = ob.SGD(p, lr=0.5)
+    opt.step(g)
+    np.testing.assert_array_equal(p.host, -0.5)
+    assert g.streams == [given]
+    assert not fake_cuda.waits
+    _device.describe(g, "grads[0]")
+    assert g.streams == [given, -1]
+
+
+def test_producers_of_other_libraries_or_streams_are_waited_for(fake_cuda):
+    p = HostBackedDevice(np.zeros(4, np.float32))
+    p.__cuda_array_interface__["stream"] = 7
+    g = HostBackedDevice(np.ones(4, np.float32))
+    g.__cuda_array_interface__["stream"] = 9
+    opt = ob.Adagrad(p, lr=0.5)
+    opt.step(g)
+    assert fake_cuda.waits == [(7, [9], 0)]  # before the launch, on the parameters' device
+    fake_cuda.waits.clear()
+    g.__cuda_array_interface__["stream"] = 7
+    opt.step(g)
+    assert fake_cuda.waits == []

@@ -61,35 +61,15 @@ def test_cuda_is_exported():
 
 
 @pytest.mark.skipif(not ob.cuda.is_built(), reason="optbowl was built without its CUDA module")
-def test_launch_plan_is_one_launch_for_resnet18():
+@pytest.mark.parametrize("sms", [108, 132])  # A100, H100
+def test_launch_plan_is_one_launch_for_resnet18(sms):
+    """The installed module's plan (tests/test_cuda_stub_bindings.py checks the rule)."""
     shapes = [tuple(s) for s in _resnet18_shapes()]
     sizes = [math.prod(s) for s in shapes]
     assert len(sizes) == 62 and sum(sizes) == 11_689_512
-    launches, chunks = ob.cuda.launch_plan(sizes)
-    assert launches == 1
-    assert chunks == sum(-(-n // 65536) for n in sizes)
-
-
-@pytest.mark.skipif(not ob.cuda.is_built(), reason="optbowl was built without its CUDA module")
-@pytest.mark.parametrize(
-    "sizes, launches, chunks",
-    [
-        ([], 0, 0),
-        ([0, 0], 0, 0),
-        ([1], 1, 1),
-        ([65536], 1, 1),
-        ([65537], 1, 2),
-        ([100_000_000], 2, 1526),  # one tensor over two launches
-        ([1] * 110, 1, 110),  # the tensor table is full
-        ([1] * 111, 2, 111),
-        ([65536 * 1024], 1, 1024),  # exactly the chunk table
-        ([65536 * 1024 + 1, 5], 2, 1026),  # a tensor split across launches
-        ([1] * 109 + [65536 * 1100], 2, 1209),
-        ([1] * 109 + [65536 * 1100, 3], 2, 1210),
-    ],
-)
-def test_launch_plan_bounds(sizes, launches, chunks):
-    assert ob.cuda.launch_plan(sizes) == (launches, chunks)
+    plan = ob.cuda.launch_plan(sizes, sms=sms)
+    assert plan.launches == 1 and plan.chunk_elems == 8192 and plan.blocks == 2 * sms
+    assert plan.chunks == sum(-(-n // 8192) for n in sizes) == 1470
 
 
 def _resnet18_shapes():
@@ -275,14 +255,22 @@ _LISTS = {"sgd": 3, "rmsprop": 5, "adam": 5}
 @pytest.mark.parametrize("rule", sorted(_LISTS))
 def test_cuda_entries_take_the_host_arguments(rule):
     """_cuda.<rule> is _core.<rule> over pointers: the array lists, then sizes and dtypes,
-    then the host entry's other arguments, then device, stream and found_inf (default 0)."""
+    then the host entry's other arguments, then device, stream, found_inf and grad_scale
+    (default 0), and for Adam the device step counters."""
+    import re
+
     from optbowl import _core, _cuda
 
     host = _parameters(getattr(_core, rule))
     k = _LISTS[rule]
-    expected = host[:k] + ["sizes", "dtypes"] + host[k:] + ["device", "stream", "found_inf"]
+    expected = host[:k] + ["sizes", "dtypes"] + host[k:] + ["device", "stream", "found_inf",
+                                                              "grad_scale"]
+    if rule == "adam":  # the rules that count steps can read device counters
+        expected += ["step_ptrs", "step_dtypes"]
     assert _parameters(getattr(_cuda, rule)) == expected
-    assert getattr(_cuda, rule).__doc__.splitlines()[0].endswith(" = 0) -> tuple")  # found_inf
+    line = getattr(_cuda, rule).__doc__.splitlines()[0]
+    assert re.search(r"found_inf: [\w. |]+ = 0, grad_scale: [\w. |]+ = 0", line), line
+    assert line.endswith(") -> tuple")
 
 
 def _call(rule, **changes):

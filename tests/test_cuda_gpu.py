@@ -17,6 +17,10 @@ skip with the reason otherwise. Parity is bit for bit where the rules promise it
   another order (and contract a*b + c on their own), so they agree to a few ulps per step.
 * float16/bfloat16: computed in float32 and rounded once per stored value, so they match
   the float32 CPU kernel run on the up-cast values and rounded after every step.
+* The launch plan's limits (over 2,048 chunks and 110 tensors in one step, a tensor over
+  2**31 elements, float64 views at a 16-byte offset), producers on other streams (DLPack,
+  __cuda_array_interface__, CuPy), and optbowl.torch with fused=True on ResNet-18's
+  parameters (float32, bfloat16) without a host sync, and with torch.amp.GradScaler.
 """
 
 import numpy as np
@@ -78,7 +82,8 @@ def _step_both(rng, opt, topt, tparams, tdt, nan=True):
 
 
 def _unaligned(t):
-    """A copy of t whose data starts one element off a 16-byte boundary (scalar path)."""
+    """A copy of t whose data starts one element off a 16-byte boundary (scalar path; for
+    float64 an 8-byte offset, while a 16-byte offset keeps the vector path)."""
     flat = torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)[1:]
     flat.copy_(t.reshape(-1))
     return flat.view(t.shape)
@@ -318,8 +323,11 @@ def test_mixed_dtypes_and_resnet18_launch_count(rng):
     params = _resnet18_params()
     opt = ob.Rprop(params)
     opt.step([torch.randn_like(p) for p in params])
-    launches, chunks = _device.CudaBackend.last_launch
-    assert launches == 1 and chunks == sum(-(-p.numel() // 65536) for p in params)
+    launches, chunks, chunk, blocks = _device.CudaBackend.last_launch
+    assert launches == 1 and chunks == sum(-(-p.numel() // chunk) for p in params)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    plan = ob.cuda.launch_plan([p.numel() for p in params], sms=sms)
+    assert (launches, chunks, chunk, blocks) == tuple(plan)  # two blocks per SM, as planned
 
     mixed = [
         torch.randn(1000, dtype=dt, device="cuda")
@@ -495,5 +503,207 @@ def test_adamw_amsgrad_on_resnet18_is_one_launch(rng):
 
     params = _resnet18_params()
     ob.AdamW(params, amsgrad=True).step([torch.randn_like(p) for p in params])
-    launches, chunks = _device.CudaBackend.last_launch
-    assert launches == 1 and chunks == sum(-(-p.numel() // 65536) for p in params)
+    launches, chunks, chunk, _ = _device.CudaBackend.last_launch
+    assert launches == 1 and chunks == sum(-(-p.numel() // chunk) for p in params)
+
+
+# ------------------------------------------------------------- the launch plan's limits
+def test_over_2048_chunks_and_110_tensors_in_one_step(rng):
+    """A 150 M-element tensor split across launches beside 130 small tensors (over the
+    110-tensor table): bit-identical to the CPU kernel."""
+    sizes = [150_000_000] + [int(n) for n in rng.integers(1, 70_000, 130)]
+    host = [rng.standard_normal(n, dtype=np.float32) for n in sizes]
+    dev = [torch.from_numpy(h).cuda() for h in host]
+    cpu, gpu = ob.Adagrad(host, lr=0.05, lr_decay=0.01), ob.Adagrad(dev, lr=0.05, lr_decay=0.01)
+    for _ in range(2):
+        grads = [torch.randn(n, device="cuda") for n in sizes]
+        gpu.step(grads)
+        cpu.step([g.cpu().numpy() for g in grads])
+    launches, chunks, chunk, _ = _device_last()
+    assert launches >= 3 and chunks > 2048 and chunk == 65536
+    for h, d in zip(host, dev):
+        np.testing.assert_array_equal(h, d.cpu().numpy())
+
+
+def _device_last():
+    from optbowl import _device
+
+    return _device.CudaBackend.last_launch
+
+
+def test_a_tensor_over_2_31_elements():
+    """64-bit offsets: the chunks past 2**31 elements are updated as the CPU kernel does."""
+    n = (1 << 31) + 4099
+    free, _ = torch.cuda.mem_get_info()
+    if free < 3 * 4 * n + (1 << 30):
+        pytest.skip(f"needs {3 * 4 * n / 2**30:.0f} GiB of free GPU memory")
+    gen = torch.Generator(device="cuda").manual_seed(3)
+    p = torch.randn(n, device="cuda", generator=gen)
+    g = torch.randn(n, device="cuda", generator=gen)
+    pieces = [slice(0, 1 << 20), slice((1 << 31) - 5000, (1 << 31) + 5000), slice(n - 70_000, n)]
+    host = [p[s].cpu().numpy() for s in pieces]
+    host_g = [g[s].cpu().numpy() for s in pieces]
+    opt = ob.Adagrad(p, lr=0.1)
+    opt.step(g)
+    cpu = ob.Adagrad(host, lr=0.1)
+    cpu.step(host_g)
+    for s, h in zip(pieces, host):
+        np.testing.assert_array_equal(p[s].cpu().numpy(), h)
+    np.testing.assert_array_equal(opt.state[0]["sum"][pieces[1]].cpu().numpy(), host_g[1] ** 2)
+    del p, g, opt
+    torch.cuda.empty_cache()
+
+
+def test_float64_views_at_a_16_byte_offset_match(rng):
+    """float64 at a 16-byte offset takes the vector path (it needed 32 bytes before)."""
+    base = torch.tensor(rng.standard_normal(100_003), device="cuda")
+    view = base[2:]  # 16 bytes in
+    host = view.cpu().numpy()
+    gpu, cpu = ob.Rprop(view, lr=0.1), ob.Rprop(host, lr=0.1)
+    for _ in range(5):
+        g = torch.tensor(rng.standard_normal(100_001), device="cuda")
+        gpu.step(g)
+        cpu.step(g.cpu().numpy())
+    np.testing.assert_array_equal(view.cpu().numpy(), host)
+
+
+# ------------------------------------------------------------- streams
+class DLPackOnly:
+    """A producer that offers nothing but DLPack (as JAX does)."""
+
+    def __init__(self, t):
+        self._t = t
+
+    def __dlpack__(self, stream=None, **kw):
+        return self._t.__dlpack__(stream=stream)
+
+    def __dlpack_device__(self):
+        return self._t.__dlpack_device__()
+
+
+def test_dlpack_producers_are_ordered_by_the_protocol():
+    """The gradient is written late on a side stream that is current when the step asks for
+    it: __dlpack__(stream=...) must make the launch stream wait for it."""
+    n = 4_000_000
+    p, ref = torch.zeros(n, device="cuda"), torch.zeros(n, device="cuda")
+    g = torch.zeros(n, device="cuda")
+    opt, ref_opt = ob.Rprop(DLPackOnly(p), lr=0.5), ob.Rprop(ref, lr=0.5)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(20_000_000)
+        g.fill_(1.0)
+        opt.step(DLPackOnly(g))  # runs on the legacy default stream, not on `side`
+    torch.cuda.synchronize()
+    ref_opt.step(torch.ones(n, device="cuda"))
+    torch.cuda.synchronize()
+    _assert_bits_equal(p, ref)
+
+
+def test_interface_producers_on_another_stream_are_waited_for():
+    n = 4_000_000
+    p, ref = torch.zeros(n, device="cuda"), torch.zeros(n, device="cuda")
+    g = torch.zeros(n, device="cuda")
+    opt, ref_opt = ob.Rprop(p, lr=0.5), ob.Rprop(ref, lr=0.5)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(20_000_000)
+        g.fill_(1.0)
+    wrapped = InterfaceOnly(g)
+    # version 3 of the interface names the stream the data was written on: `side`
+    wrapped.__cuda_array_interface__ = dict(
+        g.__cuda_array_interface__, version=3, stream=int(side.cuda_stream)
+    )
+    opt.step(wrapped)  # on the default stream: must wait for `side`
+    ref_opt.step(torch.ones(n, device="cuda"))
+    torch.cuda.synchronize()
+    _assert_bits_equal(p, ref)
+
+
+def test_cupy_arrays_on_a_cupy_stream(rng):
+    cupy = pytest.importorskip("cupy")
+    n = 1_000_000
+    host = rng.standard_normal(n).astype(np.float32)
+    with cupy.cuda.Stream(non_blocking=True):
+        dev = cupy.asarray(host)
+        grads = cupy.asarray(np.ones(n, np.float32))
+        opt = ob.Rprop(dev, lr=0.25)
+        opt.step(grads)
+        out = cupy.asnumpy(dev)
+    cpu = ob.Rprop(host, lr=0.25)
+    cpu.step(np.ones(n, np.float32))
+    np.testing.assert_array_equal(out, host)
+
+
+# ------------------------------------------------------------- optbowl.torch on CUDA
+def _torch_cuda_kw(name, kw):
+    """torch's options for the reference: its fused Adagrad is CPU-only, so foreach there."""
+    if name == "Adagrad":
+        return {k: v for k, v in kw.items() if k != "fused"} | {"foreach": True}
+    return kw
+
+
+def _model_params(dtype):
+    return [p.to(dtype).requires_grad_(True) for p in _resnet18_params()]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "Adagrad", "SGD"])
+def test_torch_fused_on_a_model_sized_list_without_host_syncs(name, dtype):
+    import optbowl.torch as obt
+
+    ours = _model_params(dtype)
+    theirs = [p.detach().clone().requires_grad_(True) for p in ours]
+    kw = {"fused": True} if name != "SGD" else {"momentum": 0.9, "fused": True}
+    opt = getattr(obt, name)(ours, lr=1e-3, **kw)
+    ref = getattr(torch.optim, name)(theirs, lr=1e-3, **_torch_cuda_kw(name, kw))
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for k in range(4):
+        for a, b in zip(ours, theirs):
+            a.grad = torch.randn(a.shape, device="cuda", generator=gen).to(dtype)
+            b.grad = a.grad.clone()
+        if k > 0:  # after the first step (which makes the state), no step waits for the GPU
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            opt.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        ref.step()
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    if name != "SGD":
+        for a, b in zip(ours, theirs):
+            assert opt.state[a]["step"].is_cuda and float(opt.state[a]["step"]) == 4.0
+            assert float(ref.state[b]["step"]) == 4.0
+
+
+@pytest.mark.parametrize("name", ["Adam", "Adagrad", "SGD"])
+def test_torch_grad_scaler_unscales_and_skips_in_the_kernels(name):
+    import optbowl.torch as obt
+
+    shapes = [(256, 128), (128,), (70_001,)]
+    ours = [torch.randn(*s, device="cuda", requires_grad=True) for s in shapes]
+    theirs = [p.detach().clone().requires_grad_(True) for p in ours]
+    opt = getattr(obt, name)(ours, lr=1e-2, fused=True)
+    ref = getattr(torch.optim, name)(theirs, lr=1e-2, **_torch_cuda_kw(name, {"fused": True}))
+    assert opt._step_supports_amp_scaling
+    scalers = [torch.amp.GradScaler("cuda", init_scale=1024.0) for _ in range(2)]
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    for k in range(5):
+        grads = [torch.randn(s, device="cuda", generator=gen) for s in shapes]
+        if k == 2:
+            grads[1][3] = float("inf")  # this step is skipped
+        for params, optimizer, scaler in ((ours, opt, scalers[0]), (theirs, ref, scalers[1])):
+            optimizer.zero_grad()
+            for p, g in zip(params, grads):
+                p.grad = g * scaler.get_scale()
+            scaler.step(optimizer)
+            scaler.update()
+    for a, b, g in zip(ours, theirs, grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert torch.equal(a.grad, g)  # unscaled in place (the scale is a power of two)
+    if name != "SGD":
+        assert float(opt.state[ours[0]]["step"]) == 4.0  # the skipped step did not count
+    assert scalers[0].get_scale() == scalers[1].get_scale()

@@ -16,8 +16,15 @@ struct AdamDeviceHyper {
 // Slots: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (null when no group uses amsgrad).
 struct AdamOp {
   static constexpr int K = 5;
+  static constexpr int kRequired = 4;
+  static constexpr bool kSteps = true;
+  using Group = AdamGroup;
   template <class M>
   using Hyper = AdamDeviceHyper<M>;
+  template <class M>
+  __device__ static Hyper<M> at_step(const Group& g, double t) {
+    return {g.template at_step<M>(t), g.amsgrad};
+  }
   template <class M>
   __device__ static void apply(M (&v)[K], const Hyper<M>& h) {
     if (h.amsgrad)
@@ -37,7 +44,7 @@ LaunchStats adam(const DeviceTable<5>& table, const AdamLoop& loop, const Launch
         using M = typename decltype(tag)::type;
         return AdamDeviceHyper<M>{rule_hyper(tag, t), loop.groups[loop.group_of[t]].amsgrad};
       },
-      config);
+      config, [&](int t) { return loop.groups[loop.group_of[t]]; });
 }
 
 }  // namespace cuda

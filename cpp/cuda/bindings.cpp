@@ -3,10 +3,14 @@
 // Arrays arrive as device pointers (integers) already validated by optbowl._device
 // (dtype, shape, contiguity, one device, no shared memory); this module checks that the
 // lists agree, runs the multi-tensor kernels on the given stream, and offers the few
-// runtime calls the Python side needs: device count, copies, a device buffer, and a
-// DLPack reader. Linked against the static CUDA runtime: without a driver or a GPU,
-// device_count() is 0 and status() says why; nothing here raises at import.
-#include <cuda_runtime.h>
+// runtime calls the Python side needs: device count and versions, copies, a device buffer,
+// stream ordering, and a DLPack reader. Linked against the static CUDA runtime: without a
+// driver or a GPU, status() says why and nothing here raises at import.
+//
+// This file is host C++ only: the kernels (launch.hpp) and the runtime calls (runtime.hpp)
+// are declared there, so the tests can build it against host stubs of both
+// (cuda_stub.cpp) with the host compiler alone. The GIL is released only around a launch;
+// every Python object is made with it held.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -20,6 +24,7 @@
 #include <vector>
 
 #include "launch.hpp"
+#include "runtime.hpp"
 
 namespace py = pybind11;
 
@@ -31,12 +36,6 @@ using GroupTuple = std::tuple<double, double, double, double, bool>;
 using SgdGroupTuple = std::tuple<double, double, double, double, bool, bool>;
 using RmspropGroupTuple = std::tuple<double, double, double, double, double, bool, bool>;
 using AdamGroupTuple = std::tuple<double, double, double, double, double, bool, bool, bool>;
-
-void throw_on(cudaError_t status, const char* what) {
-  if (status != cudaSuccess)
-    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorName(status) + ": " +
-                             cudaGetErrorString(status));
-}
 
 DeviceDType parse_dtype(const std::string& name) {
   if (name == "float32") return DeviceDType::f32;
@@ -108,29 +107,53 @@ std::vector<double> steps_of(const std::vector<double>& steps, std::size_t n) {
   return steps;
 }
 
-LaunchConfig config_of(int device, std::uintptr_t stream, std::uintptr_t found_inf) {
+LaunchConfig config_of(int device, std::uintptr_t stream, std::uintptr_t found_inf,
+                       std::uintptr_t grad_scale) {
   LaunchConfig c;
   c.device = device;
   c.stream = stream;
   c.found_inf = reinterpret_cast<const float*>(found_inf);
+  c.grad_scale = reinterpret_cast<const float*>(grad_scale);
   return c;
 }
 
-py::tuple stats_tuple(const LaunchStats& s) { return py::make_tuple(s.launches, s.chunks); }
+// Device step counters (pointers and "float32"/"float64"), or None for the host counts.
+template <std::size_t K>
+void add_device_steps(DeviceTable<K>& table, const py::object& step_ptrs,
+                      const py::object& step_dtypes) {
+  if (step_ptrs.is_none() != step_dtypes.is_none())
+    throw py::value_error("step_ptrs, step_dtypes: give both or neither");
+  if (step_ptrs.is_none()) return;
+  const auto ptrs = step_ptrs.cast<std::vector<std::uintptr_t>>();
+  const auto dtypes = step_dtypes.cast<std::vector<std::string>>();
+  if (ptrs.size() != table.size() || dtypes.size() != table.size())
+    throw py::value_error("step_ptrs: expected one step counter per tensor");
+  for (std::size_t i = 0; i < ptrs.size(); ++i) {
+    if (ptrs[i] == 0) throw py::value_error("step_ptrs: null pointer");
+    if (dtypes[i] != "float32" && dtypes[i] != "float64")
+      throw py::type_error("step_dtypes: expected float32 or float64, got " + dtypes[i]);
+    table.step_ptrs.push_back(reinterpret_cast<const void*>(ptrs[i]));
+    table.step_is_f64.push_back(dtypes[i] == "float64" ? 1 : 0);
+  }
+}
+
+// The launch itself, without the GIL; the result tuple is made after it is taken back.
+template <class Launch>
+py::tuple launched(Launch launch) {
+  LaunchStats s;
+  {
+    py::gil_scoped_release release;
+    s = launch();
+  }
+  return py::make_tuple(s.launches, s.chunks, s.chunk_elems, s.blocks);
+}
 
 // A plain device allocation; the Python side wraps it with __cuda_array_interface__.
 class DeviceBuffer {
  public:
   DeviceBuffer(std::int64_t nbytes, int device) : nbytes_(nbytes), device_(device) {
     if (nbytes < 0) throw py::value_error("nbytes: must be >= 0");
-    int previous = 0;
-    throw_on(cudaGetDevice(&previous), "cudaGetDevice");
-    throw_on(cudaSetDevice(device), "cudaSetDevice");
-    void* p = nullptr;
-    const cudaError_t status = cudaMalloc(&p, nbytes > 0 ? static_cast<std::size_t>(nbytes) : 1);
-    cudaSetDevice(previous);
-    throw_on(status, "cudaMalloc");
-    data_.reset(p);
+    data_.reset(runtime::allocate(nbytes, device));
   }
   std::uintptr_t ptr() const { return reinterpret_cast<std::uintptr_t>(data_.get()); }
   std::int64_t nbytes() const { return nbytes_; }
@@ -138,7 +161,7 @@ class DeviceBuffer {
 
  private:
   struct Free {
-    void operator()(void* p) const { cudaFree(p); }
+    void operator()(void* p) const { runtime::release(p); }
   };
   std::unique_ptr<void, Free> data_;
   std::int64_t nbytes_;
@@ -203,46 +226,29 @@ PYBIND11_MODULE(_cuda, m) {
   m.def(
       "status",
       []() -> py::tuple {
-        int count = 0;
-        const cudaError_t e = cudaGetDeviceCount(&count);
-        if (e != cudaSuccess) {
-          cudaGetLastError();  // clear it: a missing driver or device is not an error here
-          return py::make_tuple(0, std::string(cudaGetErrorName(e)), std::string(cudaGetErrorString(e)));
-        }
-        return py::make_tuple(static_cast<int>(count), std::string(), std::string());
+        const runtime::Status s = runtime::status();
+        return py::make_tuple(s.count, s.error_name, s.error_message);
       },
       "(device count, error name, error message); count 0 with the runtime's reason when no "
       "device can be used.");
-  m.def("runtime_version", [] {
-    int v = 0;
-    cudaRuntimeGetVersion(&v);
-    return v;
-  });
-  m.def("driver_version", [] {
-    int v = 0;
-    if (cudaDriverGetVersion(&v) != cudaSuccess) cudaGetLastError();
-    return v;
-  });
+  m.def("runtime_version", &runtime::runtime_version,
+        "The CUDA runtime version this module links (e.g. 13000 for 13.0).");
+  m.def("driver_version", &runtime::driver_version,
+        "The CUDA version the installed driver supports (e.g. 12040), 0 without a driver.");
+  m.def("device_name", &runtime::device_name, py::arg("device"));
+  m.def("sm_count", &runtime::sm_count, py::arg("device"));
   m.def(
-      "device_name",
+      "compute_capability",
       [](int device) {
-        cudaDeviceProp prop{};
-        throw_on(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
-        return std::string(prop.name);
+        const std::vector<int> cc = runtime::compute_capability(device);
+        return py::make_tuple(cc.at(0), cc.at(1));
       },
       py::arg("device"));
-
-  m.def(
-      "pointer_device",
-      [](std::uintptr_t ptr) {
-        cudaPointerAttributes attr{};
-        throw_on(cudaPointerGetAttributes(&attr, reinterpret_cast<const void*>(ptr)),
-                 "cudaPointerGetAttributes");
-        if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)
-          throw py::value_error("the pointer is not CUDA device memory");
-        return attr.device;
-      },
-      py::arg("ptr"), "CUDA device ordinal that owns a device pointer.");
+  m.def("kernel_image_problem", &runtime::kernel_image_problem, py::arg("device"),
+        "An empty string when this build's kernels run on the device, else the runtime's "
+        "error (e.g. no kernel image for its architecture).");
+  m.def("pointer_device", &runtime::pointer_device, py::arg("ptr"),
+        "CUDA device ordinal that owns a device pointer.");
 
   m.def(
       "rprop",
@@ -250,7 +256,7 @@ PYBIND11_MODULE(_cuda, m) {
          py::object updates, const std::vector<std::int64_t>& sizes,
          const std::vector<std::string>& dtypes, const std::vector<GroupTuple>& groups,
          const std::vector<std::int64_t>& group_sizes, bool loss_increased, int device,
-         std::uintptr_t stream, std::uintptr_t found_inf) {
+         std::uintptr_t stream, std::uintptr_t found_inf, std::uintptr_t grad_scale) {
         if (variant < 0 || variant > static_cast<int>(optbowl::RpropVariant::backtrack))
           throw py::value_error("variant: expected 0..4");
         optbowl::RpropLoop loop;
@@ -263,34 +269,40 @@ PYBIND11_MODULE(_cuda, m) {
         loop.groups = groups_from<optbowl::RpropGroup>(groups);
         loop.group_of = group_index(group_sizes, table.size());
         loop.loss_increased = loss_increased;
-        py::gil_scoped_release release;
-        return stats_tuple(rprop(table, loop, config_of(device, stream, found_inf)));
+        const LaunchConfig config = config_of(device, stream, found_inf, grad_scale);
+        return launched([&] { return rprop(table, loop, config); });
       },
       py::arg("variant"), py::arg("params"), py::arg("grads"), py::arg("prevs"), py::arg("steps"),
       py::arg("updates"), py::arg("sizes"), py::arg("dtypes"), py::arg("groups"),
       py::arg("group_sizes"), py::arg("loss_increased"), py::arg("device"), py::arg("stream"),
-      py::arg("found_inf") = 0,
-      "One Rprop step over device pointers; returns (kernel launches, chunks).");
+      py::arg("found_inf") = 0, py::arg("grad_scale") = 0,
+      "One Rprop step over device pointers; returns (kernel launches, chunks, chunk length, "
+      "blocks).");
 
   m.def(
       "adagrad",
       [](py::object params, py::object grads, py::object sums, const std::vector<std::int64_t>& sizes,
          const std::vector<std::string>& dtypes, const std::vector<double>& steps,
          const std::vector<GroupTuple>& groups, const std::vector<std::int64_t>& group_sizes,
-         int device, std::uintptr_t stream, std::uintptr_t found_inf) {
-        const DeviceTable<3> table = make_table<3>(
+         int device, std::uintptr_t stream, std::uintptr_t found_inf, std::uintptr_t grad_scale,
+         py::object step_ptrs, py::object step_dtypes) {
+        DeviceTable<3> table = make_table<3>(
             {{{"params", params}, {"grads", grads}, {"sums", sums}}}, sizes, dtypes);
+        add_device_steps(table, step_ptrs, step_dtypes);
         optbowl::AdagradLoop loop;
         loop.steps = steps_of(steps, table.size());
         loop.groups = groups_from<optbowl::AdagradGroup>(groups);
         loop.group_of = group_index(group_sizes, table.size());
-        py::gil_scoped_release release;
-        return stats_tuple(adagrad(table, loop, config_of(device, stream, found_inf)));
+        const LaunchConfig config = config_of(device, stream, found_inf, grad_scale);
+        return launched([&] { return adagrad(table, loop, config); });
       },
       py::arg("params"), py::arg("grads"), py::arg("sums"), py::arg("sizes"), py::arg("dtypes"),
       py::arg("steps"), py::arg("groups"), py::arg("group_sizes"), py::arg("device"),
-      py::arg("stream"), py::arg("found_inf") = 0,
-      "One AdaGrad step over device pointers; returns (kernel launches, chunks).");
+      py::arg("stream"), py::arg("found_inf") = 0, py::arg("grad_scale") = 0,
+      py::arg("step_ptrs") = py::none(), py::arg("step_dtypes") = py::none(),
+      "One AdaGrad step over device pointers; with step_ptrs, each tensor's step count is read "
+      "from its device counter (plus one) instead of steps; returns (kernel launches, chunks, "
+      "chunk length, blocks).");
 
   m.def(
       "sgd",
@@ -298,7 +310,7 @@ PYBIND11_MODULE(_cuda, m) {
          const std::vector<std::int64_t>& sizes, const std::vector<std::string>& dtypes,
          const std::vector<double>& steps, const std::vector<SgdGroupTuple>& groups,
          const std::vector<std::int64_t>& group_sizes, int device, std::uintptr_t stream,
-         std::uintptr_t found_inf) {
+         std::uintptr_t found_inf, std::uintptr_t grad_scale) {
         optbowl::SgdLoop loop;
         loop.groups = groups_from<optbowl::SgdGroup>(groups);
         require_list(loop.groups, momentum_buffers, [](const auto& g) { return g.momentum != 0.0; },
@@ -308,14 +320,14 @@ PYBIND11_MODULE(_cuda, m) {
             dtypes, 2);
         loop.steps = steps_of(steps, table.size());
         loop.group_of = group_index(group_sizes, table.size());
-        py::gil_scoped_release release;
-        return stats_tuple(sgd(table, loop, config_of(device, stream, found_inf)));
+        const LaunchConfig config = config_of(device, stream, found_inf, grad_scale);
+        return launched([&] { return sgd(table, loop, config); });
       },
       py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("sizes"),
       py::arg("dtypes"), py::arg("steps"), py::arg("groups"), py::arg("group_sizes"),
-      py::arg("device"), py::arg("stream"), py::arg("found_inf") = 0,
+      py::arg("device"), py::arg("stream"), py::arg("found_inf") = 0, py::arg("grad_scale") = 0,
       "One SGD step over device pointers; groups: (lr, momentum, dampening, weight_decay, "
-      "nesterov, maximize); returns (kernel launches, chunks).");
+      "nesterov, maximize); returns (kernel launches, chunks, chunk length, blocks).");
 
   m.def(
       "rmsprop",
@@ -323,7 +335,7 @@ PYBIND11_MODULE(_cuda, m) {
          py::object momentum_buffers, const std::vector<std::int64_t>& sizes,
          const std::vector<std::string>& dtypes, const std::vector<RmspropGroupTuple>& groups,
          const std::vector<std::int64_t>& group_sizes, int device, std::uintptr_t stream,
-         std::uintptr_t found_inf) {
+         std::uintptr_t found_inf, std::uintptr_t grad_scale) {
         optbowl::RmspropLoop loop;
         loop.groups = groups_from<optbowl::RmspropGroup>(groups);
         require_list(loop.groups, grad_avgs, [](const auto& g) { return g.centered; },
@@ -337,14 +349,15 @@ PYBIND11_MODULE(_cuda, m) {
                                                      {"momentum_buffers", momentum_buffers}}},
                                                    sizes, dtypes, 3);
         loop.group_of = group_index(group_sizes, table.size());
-        py::gil_scoped_release release;
-        return stats_tuple(rmsprop(table, loop, config_of(device, stream, found_inf)));
+        const LaunchConfig config = config_of(device, stream, found_inf, grad_scale);
+        return launched([&] { return rmsprop(table, loop, config); });
       },
       py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("grad_avgs"),
       py::arg("momentum_buffers"), py::arg("sizes"), py::arg("dtypes"), py::arg("groups"),
       py::arg("group_sizes"), py::arg("device"), py::arg("stream"), py::arg("found_inf") = 0,
+      py::arg("grad_scale") = 0,
       "One RMSprop step over device pointers; groups: (lr, alpha, eps, weight_decay, momentum, "
-      "centered, maximize); returns (kernel launches, chunks).");
+      "centered, maximize); returns (kernel launches, chunks, chunk length, blocks).");
 
   m.def(
       "adam",
@@ -352,52 +365,65 @@ PYBIND11_MODULE(_cuda, m) {
          py::object max_exp_avg_sqs, const std::vector<std::int64_t>& sizes,
          const std::vector<std::string>& dtypes, const std::vector<double>& steps,
          const std::vector<AdamGroupTuple>& groups, const std::vector<std::int64_t>& group_sizes,
-         int device, std::uintptr_t stream, std::uintptr_t found_inf) {
+         int device, std::uintptr_t stream, std::uintptr_t found_inf, std::uintptr_t grad_scale,
+         py::object step_ptrs, py::object step_dtypes) {
         optbowl::AdamLoop loop;
         loop.groups = groups_from<optbowl::AdamGroup>(groups);
         require_list(loop.groups, max_exp_avg_sqs, [](const auto& g) { return g.amsgrad; },
                      "max_exp_avg_sqs: amsgrad=True needs one array per parameter");
-        const DeviceTable<5> table = make_table<5>({{{"params", params},
-                                                     {"grads", grads},
-                                                     {"exp_avgs", exp_avgs},
-                                                     {"exp_avg_sqs", exp_avg_sqs},
-                                                     {"max_exp_avg_sqs", max_exp_avg_sqs}}},
-                                                   sizes, dtypes, 4);
+        DeviceTable<5> table = make_table<5>({{{"params", params},
+                                               {"grads", grads},
+                                               {"exp_avgs", exp_avgs},
+                                               {"exp_avg_sqs", exp_avg_sqs},
+                                               {"max_exp_avg_sqs", max_exp_avg_sqs}}},
+                                             sizes, dtypes, 4);
+        add_device_steps(table, step_ptrs, step_dtypes);
         loop.steps = steps_of(steps, table.size());
         loop.group_of = group_index(group_sizes, table.size());
-        py::gil_scoped_release release;
-        return stats_tuple(adam(table, loop, config_of(device, stream, found_inf)));
+        const LaunchConfig config = config_of(device, stream, found_inf, grad_scale);
+        return launched([&] { return adam(table, loop, config); });
       },
       py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
       py::arg("max_exp_avg_sqs"), py::arg("sizes"), py::arg("dtypes"), py::arg("steps"),
       py::arg("groups"), py::arg("group_sizes"), py::arg("device"), py::arg("stream"),
-      py::arg("found_inf") = 0,
+      py::arg("found_inf") = 0, py::arg("grad_scale") = 0, py::arg("step_ptrs") = py::none(),
+      py::arg("step_dtypes") = py::none(),
       "One Adam / AdamW / AMSGrad step over device pointers; groups: (lr, beta1, beta2, eps, "
-      "weight_decay, amsgrad, maximize, decoupled_weight_decay); returns (kernel launches, "
-      "chunks).");
+      "weight_decay, amsgrad, maximize, decoupled_weight_decay); with step_ptrs, each tensor's "
+      "step count is read from its device counter (plus one) instead of steps; returns (kernel "
+      "launches, chunks, chunk length, blocks).");
 
   m.def(
-      "plan", [](const std::vector<std::int64_t>& sizes) { return stats_tuple(plan(sizes)); },
-      py::arg("sizes"),
-      "(kernel launches, chunks) that one dtype's tensors of these lengths take (no launch).");
+      "plan",
+      [](const std::vector<std::int64_t>& sizes, std::int64_t resident) {
+        for (const std::int64_t n : sizes)
+          if (n < 0) throw py::value_error("sizes: entries must be >= 0");
+        const LaunchStats s = plan(sizes, resident);
+        return py::make_tuple(s.launches, s.chunks, s.chunk_elems, s.blocks);
+      },
+      py::arg("sizes"), py::arg("resident") = 0,
+      "(kernel launches, chunks, chunk length, blocks) that one dtype's tensors of these "
+      "lengths take on a device keeping `resident` blocks at once (0: not sized to a device); "
+      "nothing is launched.");
 
   m.def(
       "copy",
       [](std::uintptr_t dst, std::uintptr_t src, std::int64_t nbytes, int device, std::uintptr_t stream) {
-        if (nbytes <= 0) return;
         py::gil_scoped_release release;
-        int previous = 0;
-        throw_on(cudaGetDevice(&previous), "cudaGetDevice");
-        throw_on(cudaSetDevice(device), "cudaSetDevice");
-        const auto s = reinterpret_cast<cudaStream_t>(stream);
-        cudaError_t e = cudaMemcpyAsync(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src),
-                                        static_cast<std::size_t>(nbytes), cudaMemcpyDefault, s);
-        if (e == cudaSuccess) e = cudaStreamSynchronize(s);
-        cudaSetDevice(previous);
-        throw_on(e, "cudaMemcpyAsync");
+        runtime::copy(dst, src, nbytes, device, stream);
       },
       py::arg("dst"), py::arg("src"), py::arg("nbytes"), py::arg("device"), py::arg("stream"),
       "Copy nbytes between host and device memory on a stream, and wait for it.");
+
+  m.def(
+      "wait_streams",
+      [](std::uintptr_t consumer, const std::vector<std::uintptr_t>& producers, int device) {
+        py::gil_scoped_release release;
+        runtime::wait_streams(consumer, producers, device);
+      },
+      py::arg("consumer"), py::arg("producers"), py::arg("device"),
+      "Order the work queued later on `consumer` after the work queued so far on each producer "
+      "stream (events; the host does not wait).");
 
   py::class_<DeviceBuffer>(m, "DeviceBuffer")
       .def(py::init<std::int64_t, int>(), py::arg("nbytes"), py::arg("device"))
@@ -408,10 +434,17 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("dlpack_info", &dlpack_info, py::arg("capsule"),
         "Data pointer, device, shape, strides and dtype of a DLPack capsule (not consumed).");
 
-  m.attr("chunk_size") = kChunkElems;
+  m.attr("max_chunk_size") = kMaxChunkElems;
+  m.attr("min_chunk_size") = kMinChunkElems;
   m.attr("max_tensors") = kMaxTensors;
   m.attr("max_chunks") = kMaxChunks;
+  m.attr("threads_per_block") = 512;
 #ifdef OPTBOWL_CUDA_ARCHITECTURES
   m.attr("architectures") = OPTBOWL_CUDA_ARCHITECTURES;
+#endif
+#ifdef OPTBOWL_CUDA_HOST_STUB
+  m.attr("host_stub") = true;
+#else
+  m.attr("host_stub") = false;
 #endif
 }

@@ -10,6 +10,8 @@ namespace {
 // buffer (null when no group uses momentum).
 struct RmspropOp {
   static constexpr int K = 5;
+  static constexpr int kRequired = 3;
+  static constexpr bool kSteps = false;
   template <class M>
   using Hyper = rules::RmspropHyper<M>;
   template <class M>

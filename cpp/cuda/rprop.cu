@@ -15,6 +15,8 @@ struct RpropPlusHyper {
 // Slots: param, grad, prev (direction for backtrack), step size [, update].
 struct IrpropMinusOp {
   static constexpr int K = 4;
+  static constexpr int kRequired = 4;
+  static constexpr bool kSteps = false;
   template <class M>
   using Hyper = rules::RpropHyper<M>;
   template <class M>
@@ -25,6 +27,8 @@ struct IrpropMinusOp {
 
 struct RpropMinusOp {
   static constexpr int K = 4;
+  static constexpr int kRequired = 4;
+  static constexpr bool kSteps = false;
   template <class M>
   using Hyper = rules::RpropHyper<M>;
   template <class M>
@@ -35,6 +39,8 @@ struct RpropMinusOp {
 
 struct BacktrackOp {
   static constexpr int K = 4;
+  static constexpr int kRequired = 4;
+  static constexpr bool kSteps = false;
   template <class M>
   using Hyper = rules::RpropHyper<M>;
   template <class M>
@@ -46,6 +52,8 @@ struct BacktrackOp {
 // rprop+ (revert always) and irprop+ (revert when the loss went up).
 struct RpropPlusOp {
   static constexpr int K = 5;
+  static constexpr int kRequired = 5;
+  static constexpr bool kSteps = false;
   template <class M>
   using Hyper = RpropPlusHyper<M>;
   template <class M>

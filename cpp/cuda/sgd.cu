@@ -10,6 +10,8 @@ namespace {
 // Slots: param, grad, momentum buffer (null when no group uses momentum).
 struct SgdOp {
   static constexpr int K = 3;
+  static constexpr int kRequired = 2;
+  static constexpr bool kSteps = false;
   template <class M>
   using Hyper = rules::SgdHyper<M>;
   template <class M>

@@ -13,6 +13,10 @@ Kernels run on the parameters' current stream: ``torch.cuda.current_stream()`` f
 tensors, ``cupy.cuda.get_current_stream()`` for CuPy arrays, the ``stream`` entry of
 ``__cuda_array_interface__`` otherwise (the legacy default stream when there is none), so
 a step is ordered after the work that produced the gradients, as a library's own op is.
+Every other array's producer is ordered before the launch too: a DLPack producer is given
+that stream (``__dlpack__(stream=...)``, the DLPack protocol: the producer makes it wait
+for its own work), and an array of another library, or whose ``__cuda_array_interface__``
+names another stream, has that stream's work waited for (an event, no host sync).
 """
 
 from __future__ import annotations
@@ -105,7 +109,7 @@ def is_device_array(x: Any) -> bool:
 
         if isinstance(x, torch.Tensor):
             return bool(x.is_cuda)
-    if hasattr(type(x), "__cuda_array_interface__") and _cai(x) is not None:
+    if _cai(x) is not None:  # a class property (CuPy, Numba) or an instance attribute
         return True
     where = _dlpack_device(x)
     return where is not None and where[0] in DLPACK_CUDA_TYPES
@@ -122,9 +126,12 @@ def _c_contiguous(shape: Sequence[int], strides: Optional[Sequence[int]], itemsi
     return True
 
 
-def describe(x: Any, who: str) -> DeviceView:
+def describe(x: Any, who: str, stream: Optional[int] = None) -> DeviceView:
     """The pointer, shape, dtype and device of a device array, or a TypeError/ValueError
-    naming ``who`` (not a device array, an unsupported dtype, not C-contiguous)."""
+    naming ``who`` (not a device array, an unsupported dtype, not C-contiguous).
+
+    ``stream``: the stream that will use the array (a DLPack producer is asked to order its
+    work before it); None only reads the description."""
     if isinstance(x, DeviceArray):
         return x.view
     owned = _STATE_VIEWS.get(id(x))
@@ -161,7 +168,7 @@ def describe(x: Any, who: str) -> DeviceView:
             f"{who}: expected a CUDA device array (__cuda_array_interface__ or __dlpack__), "
             f"got {type(x).__name__}"
         )
-    info = dlpack_info(x, who)
+    info = dlpack_info(x, who, stream)
     dtype = _DLPACK_DTYPES.get((info["code"], info["bits"])) if info["lanes"] == 1 else None
     if dtype is None:
         raise TypeError(
@@ -205,12 +212,23 @@ def _torch_view(t: Any, who: str) -> Optional[DeviceView]:
     return DeviceView(int(t.data_ptr()), tuple(t.shape), dtype, int(t.device.index), False)
 
 
-def dlpack_info(x: Any, who: str) -> Dict[str, Any]:
-    """Read a DLPack capsule's description without consuming it (needs ``_cuda``)."""
+def dlpack_stream(stream: Optional[int]) -> int:
+    """The ``stream`` argument of ``__dlpack__`` for a consumer on ``stream`` (DLPack's CUDA
+    convention: -1 no synchronisation, 1 the legacy default stream, 2 the per-thread default
+    stream, other values a stream handle; 0 is not allowed)."""
+    if stream is None:
+        return -1
+    return 1 if stream == 0 else int(stream)
+
+
+def dlpack_info(x: Any, who: str, stream: Optional[int] = None) -> Dict[str, Any]:
+    """Read a DLPack capsule's description without consuming it (needs ``_cuda``). With a
+    ``stream``, the producer orders its pending work on the array before that stream (the
+    DLPack stream protocol); without one, nothing is synchronised."""
     _require_cuda(who)
     try:
-        capsule = x.__dlpack__(stream=-1)  # -1: we only read the description, no sync
-    except TypeError:
+        capsule = x.__dlpack__(stream=dlpack_stream(stream))
+    except TypeError:  # a producer without the stream argument (DLPack before 0.6)
         capsule = x.__dlpack__()
     return _cuda.dlpack_info(capsule)
 
@@ -231,9 +249,70 @@ def unavailable_reason() -> Optional[str]:
             "compiler (nvcc) on PATH and OPTBOWL_CUDA=AUTO or ON"
         )
     count, name, message = _cuda.status()
+    runtime = _cuda.runtime_version()
+    driver = _cuda.driver_version()
+    needs = required_driver(runtime)
     if count == 0:
+        if driver == 0:
+            return (
+                "no NVIDIA driver/GPU found (the CUDA driver library could not be loaded; "
+                f"the CUDA runtime says {name or 'nothing'})"
+            )
+        if driver < needs or name == "cudaErrorInsufficientDriver":
+            return (
+                f"driver too old: this build (CUDA {_version(runtime)} runtime) needs a driver "
+                f"for CUDA >= {_version(needs)} ({_driver_branch(needs)}), the installed one "
+                f"supports CUDA {_version(driver)}"
+            )
+        if name == "cudaErrorNoDevice":
+            return f"no CUDA GPU found (the NVIDIA driver for CUDA {_version(driver)} sees none)"
         return f"no usable CUDA device ({name}: {message})" if name else "no CUDA device"
+    if driver < needs:
+        return (
+            f"driver too old: this build needs a driver for CUDA >= {_version(needs)} "
+            f"({_driver_branch(needs)}; kernel arguments over 4 KB), the installed one supports "
+            f"CUDA {_version(driver)}"
+        )
+    problem = _kernel_problem(0)
+    if problem:
+        major, minor = _cuda.compute_capability(0)
+        archs = getattr(_cuda, "architectures", "?")
+        return (
+            f"GPU 0 ({_cuda.device_name(0)}, compute capability {major}.{minor}) cannot run this "
+            f"build's kernels (built for CUDA architectures {archs}: {problem})"
+        )
     return None
+
+
+#: CUDA version -> the first Linux driver branch that supports it.
+_DRIVER_BRANCHES = {12000: 525, 12010: 530, 12020: 535, 12030: 545, 12040: 550, 12050: 555,
+                    12060: 560, 12080: 570, 12090: 575, 13000: 580}
+
+
+def required_driver(runtime: int) -> int:
+    """The CUDA version a driver must support for a build on CUDA runtime ``runtime``: the
+    runtime's major version (a static runtime of major M needs a driver of CUDA M.0 or
+    newer), and at least 12.1 (the kernels' argument block is over 4 KB)."""
+    return max(12010, runtime // 1000 * 1000)
+
+
+def _version(v: int) -> str:
+    return f"{v // 1000}.{v % 1000 // 10}"
+
+
+def _driver_branch(v: int) -> str:
+    branch = _DRIVER_BRANCHES.get(v)
+    return f"NVIDIA driver >= {branch}" if branch else "a newer NVIDIA driver"
+
+
+_KERNEL_PROBLEMS: Dict[int, str] = {}
+
+
+def _kernel_problem(device: int) -> str:
+    """Whether this build's kernels load on ``device`` (asked once per device)."""
+    if device not in _KERNEL_PROBLEMS:
+        _KERNEL_PROBLEMS[device] = str(_cuda.kernel_image_problem(device))
+    return _KERNEL_PROBLEMS[device]
 
 
 def _require_cuda(who: str) -> None:
@@ -350,6 +429,14 @@ class DeviceArray:
         return f"DeviceArray(shape={self.shape}, dtype={self.dtype}, device={self.view.device})"
 
 
+def _device_of(x: Any, who: str) -> int:
+    """The device of a device array, without asking a DLPack producer for its data."""
+    where = _dlpack_device(x)
+    if where is not None and where[0] in DLPACK_CUDA_TYPES:
+        return where[1]
+    return describe(x, who).device
+
+
 def current_stream(x: Any, device: int) -> int:
     """The stream handle work on ``x`` goes to (see the module docstring)."""
     library = _library(x)
@@ -387,19 +474,21 @@ def _from_storage(raw: np.ndarray, dtype: str) -> np.ndarray:
 
 def to_host(x: Any, who: str = "array") -> np.ndarray:
     """A host NumPy copy of a device array (bfloat16 as float32, exactly)."""
-    v = describe(x, who)
+    stream = current_stream(x, _device_of(x, who))
+    v = describe(x, who, stream)
     raw = np.empty(v.shape, np.uint16 if v.dtype == "bfloat16" else HOST_DTYPES[v.dtype])
-    _cuda.copy(raw.ctypes.data, v.ptr, v.nbytes, v.device, current_stream(x, v.device))
+    _cuda.copy(raw.ctypes.data, v.ptr, v.nbytes, v.device, stream)
     return _from_storage(raw, v.dtype)
 
 
 def copy_into(x: Any, host: np.ndarray, who: str = "array") -> None:
     """Copy host values into the device array ``x`` (same shape)."""
-    v = describe(x, who)
+    stream = current_stream(x, _device_of(x, who))
+    v = describe(x, who, stream)
     data = _to_storage(np.asarray(host), v.dtype)
     if data.shape != v.shape:
         raise ValueError(f"{who}: shape {data.shape} does not match {v.shape}")
-    _cuda.copy(v.ptr, data.ctypes.data, v.nbytes, v.device, current_stream(x, v.device))
+    _cuda.copy(v.ptr, data.ctypes.data, v.nbytes, v.device, stream)
 
 
 #: Views of the state arrays full_like made (id -> (weak reference, view)): an optimizer
@@ -524,12 +613,34 @@ def read_flag(found_inf: Any) -> bool:
 
 
 # ---------------------------------------------------------------------- launches
+def producer_stream(x: Any, device: int, stream: int, lead: str) -> Optional[int]:
+    """The stream whose pending work on ``x`` a launch on ``stream`` must wait for, or None
+    (the same stream; optbowl's own arrays; DLPack producers, which the protocol orders).
+    ``lead``: the library of the parameters, whose current stream ``stream`` is."""
+    if isinstance(x, DeviceArray) or id(x) in _STATE_VIEWS:
+        return None
+    library = _library(x)
+    if library in ("torch", "cupy"):
+        if library == lead:
+            return None
+        other = current_stream(x, device)
+        return other if other != stream else None
+    cai = _cai(x)
+    if cai is None:
+        return None  # a DLPack producer: ordered by __dlpack__(stream=...)
+    named = cai.get("stream")
+    return int(named) if named and int(named) != stream else None
+
+
 def _gather(
-    operands: Sequence[Tuple[str, Any, bool]], device: int
-) -> Tuple[List[Optional[List[int]]], List[int], List[str]]:
+    operands: Sequence[Tuple[str, Any, bool]], device: int, stream: Optional[int] = None,
+    lead: str = "",
+) -> Tuple[List[Optional[List[int]]], List[int], List[str], List[int]]:
     """Validate lists of device arrays (dtype, shape, device, writeability, no shared
-    memory) and return their pointers, lengths and dtypes; nothing is written."""
+    memory) and return their pointers, lengths and dtypes, and the producer streams a
+    launch on ``stream`` must wait for (none without a stream); nothing is written."""
     name0, first, _ = operands[0]
+    producers: List[int] = []
     n = len(first)
     pointers: List[Optional[List[int]]] = []
     entries: List[Tuple[str, int, DeviceView]] = []
@@ -545,7 +656,11 @@ def _gather(
         column = []
         for i, a in enumerate(arrays):
             who = f"{name}[{i}]"
-            v = describe(a, who)
+            v = describe(a, who, stream)
+            if stream is not None:
+                other = producer_stream(a, device, stream, lead)
+                if other is not None and other not in producers:
+                    producers.append(other)
             if k == 0:
                 ref.append(v)
             else:
@@ -567,18 +682,22 @@ def _gather(
             entries.append((name, i, v))
         pointers.append(column)
     _no_overlap(entries)
-    return pointers, [v.size for v in ref], [v.dtype for v in ref]
+    return pointers, [v.size for v in ref], [v.dtype for v in ref], producers
 
 
 def _launch_args(
     operands: Sequence[Tuple[str, Any, bool]], found_inf: Optional[DeviceView]
 ) -> tuple:
-    """Checked pointer lists, lengths and dtypes, then device, stream and flag pointer."""
+    """Checked pointer lists, lengths and dtypes, then device, stream and flag pointer; the
+    stream is made to wait for every other producer stream first."""
     params = operands[0][1]
-    device = describe(params[0], "params[0]").device
-    ptrs, sizes, dtypes = _gather(operands, device)
+    device = _device_of(params[0], "params[0]")
+    stream = current_stream(params[0], device)
+    ptrs, sizes, dtypes, producers = _gather(operands, device, stream, _library(params[0]))
+    if producers:
+        _cuda.wait_streams(stream, producers, device)
     flag = found_inf.ptr if found_inf is not None else 0
-    return ptrs, sizes, dtypes, (device, current_stream(params[0], device), flag)
+    return ptrs, sizes, dtypes, (device, stream, flag)
 
 
 def _unread_as_none(
@@ -615,6 +734,32 @@ def host_only(name: str, optimizer: str, arrays: Sequence[Any], start: int = 0) 
             )
 
 
+def _scalar_view(x: Any, who: str, device: int) -> DeviceView:
+    """One float32 element on ``device`` (a GradScaler's scale or found_inf)."""
+    v = describe(x, who)
+    if v.dtype != "float32" or v.size != 1 or v.device != device:
+        raise ValueError(
+            f"{who}: expected one float32 element on CUDA device {device}, "
+            f"got {v.size} {v.dtype} element(s) on device {v.device}"
+        )
+    return v
+
+
+def device_steps(counters: Sequence[Any], device: int) -> Tuple[List[int], List[str]]:
+    """Pointers and dtypes of device step counters (one float32 or float64 element each)."""
+    ptrs, dtypes = [], []
+    for i, c in enumerate(counters):
+        v = describe(c, f"steps[{i}]")
+        if v.dtype not in ("float32", "float64") or v.size != 1 or v.device != device:
+            raise ValueError(
+                f"steps[{i}]: expected one float32 or float64 element on CUDA device {device}, "
+                f"got {v.size} {v.dtype} element(s) on device {v.device}"
+            )
+        ptrs.append(v.ptr)
+        dtypes.append(v.dtype)
+    return ptrs, dtypes
+
+
 def _launch(
     kernel: str,
     lists: Sequence[Tuple[str, Any]],
@@ -622,15 +767,28 @@ def _launch(
     found_inf: Optional[DeviceView],
     read: Optional[Dict[int, bool]] = None,
     lead: Sequence[Any] = (),
+    grad_scale: Any = None,
+    counters: Optional[Sequence[Any]] = None,
 ) -> None:
     """Check the arrays and run ``_cuda.<kernel>(*lead, *pointer lists, sizes, dtypes,
-    *rest, device, stream, found_inf)``. ``lists``: (name, arrays) in the kernel's order,
-    params first and the read-only grads second; ``read``: see :func:`_unread_as_none`."""
-    operands = [(name, arrays, k != 1) for k, (name, arrays) in enumerate(lists)]
+    *rest, device, stream, found_inf[, grad_scale=..., step_ptrs=..., step_dtypes=...])``.
+    ``lists``: (name, arrays) in the kernel's order, params first and the read-only grads
+    second; ``read``: see :func:`_unread_as_none`; ``grad_scale``: a device scalar every
+    gradient is divided by (and written back unscaled); ``counters``: device step counters
+    read by the kernel instead of the host step counts in ``rest``."""
+    operands = [(name, arrays, k != 1 or grad_scale is not None) for k, (name, arrays) in
+                enumerate(lists)]
     ptrs, sizes, dtypes, where = _launch_args(operands, found_inf)
     if read:
         ptrs = _unread_as_none(ptrs, read)
-    CudaBackend.last_launch = getattr(_cuda, kernel)(*lead, *ptrs, sizes, dtypes, *rest, *where)
+    extra: Dict[str, Any] = {}
+    if grad_scale is not None:
+        extra["grad_scale"] = _scalar_view(grad_scale, "grad_scale", where[0]).ptr
+    if counters is not None:
+        extra["step_ptrs"], extra["step_dtypes"] = device_steps(counters, where[0])
+    CudaBackend.last_launch = getattr(_cuda, kernel)(
+        *lead, *ptrs, sizes, dtypes, *rest, *where, **extra
+    )
 
 
 class CudaBackend:
@@ -651,6 +809,7 @@ class CudaBackend:
         group_sizes,
         loss_increased=True,
         found_inf=None,
+        grad_scale=None,
     ):
         from .rprop import VARIANTS
 
@@ -662,17 +821,23 @@ class CudaBackend:
             ("updates", updates),
         ]
         rest = (groups, group_sizes, loss_increased)
-        _launch("rprop", lists, rest, found_inf, lead=(VARIANTS.index(variant),))
+        _launch("rprop", lists, rest, found_inf, lead=(VARIANTS.index(variant),),
+                grad_scale=grad_scale)
 
-    def adagrad(self, params, grads, sums, steps, groups, group_sizes, found_inf=None):
+    def adagrad(self, params, grads, sums, steps, groups, group_sizes, found_inf=None,
+                grad_scale=None):
         host_only_sparse(grads)
         lists = [("params", params), ("grads", grads), ("sums", sums)]
-        _launch("adagrad", lists, (steps, groups, group_sizes), found_inf)
+        host_steps, counters = _split_steps(steps)
+        _launch("adagrad", lists, (host_steps, groups, group_sizes), found_inf,
+                grad_scale=grad_scale, counters=counters)
 
-    def sgd(self, params, grads, momentum_buffers, steps, groups, group_sizes, found_inf=None):
+    def sgd(self, params, grads, momentum_buffers, steps, groups, group_sizes, found_inf=None,
+            grad_scale=None):
         lists = [("params", params), ("grads", grads), ("momentum_buffers", momentum_buffers)]
         read = {2: any(g[1] != 0.0 for g in groups)}
-        _launch("sgd", lists, (steps, groups, group_sizes), found_inf, read)
+        _launch("sgd", lists, (steps, groups, group_sizes), found_inf, read,
+                grad_scale=grad_scale)
 
     def rmsprop(
         self,
@@ -684,6 +849,7 @@ class CudaBackend:
         groups,
         group_sizes,
         found_inf=None,
+        grad_scale=None,
     ):
         lists = [
             ("params", params),
@@ -693,7 +859,8 @@ class CudaBackend:
             ("momentum_buffers", momentum_buffers),
         ]
         read = {3: any(g[5] for g in groups), 4: any(g[4] > 0.0 for g in groups)}
-        _launch("rmsprop", lists, (groups, group_sizes), found_inf, read)
+        _launch("rmsprop", lists, (groups, group_sizes), found_inf, read,
+                grad_scale=grad_scale)
 
     def adam(
         self,
@@ -706,6 +873,7 @@ class CudaBackend:
         groups,
         group_sizes,
         found_inf=None,
+        grad_scale=None,
     ):
         lists = [
             ("params", params),
@@ -715,7 +883,21 @@ class CudaBackend:
             ("max_exp_avg_sqs", max_exp_avg_sqs),
         ]
         read = {4: any(g[5] for g in groups)}
-        _launch("adam", lists, (steps, groups, group_sizes), found_inf, read)
+        host_steps, counters = _split_steps(steps)
+        _launch("adam", lists, (host_steps, groups, group_sizes), found_inf, read,
+                grad_scale=grad_scale, counters=counters)
+
+
+def _split_steps(steps: Sequence[Any]) -> Tuple[List[float], Optional[List[Any]]]:
+    """Host step counts, or device step counters (torch's fused optimizers keep them on the
+    device; the kernels read count + 1 there): (host counts, None) or (zeros, counters)."""
+    if not any(is_device_array(s) for s in steps):
+        return [float(s) for s in steps], None
+    if all(is_device_array(s) for s in steps):
+        return [0.0] * len(steps), list(steps)
+    raise TypeError(
+        "steps: expected all host step counts or all device step counters, got a mix"
+    )
 
 
 CUDA_BACKEND = CudaBackend()

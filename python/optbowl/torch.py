@@ -23,7 +23,11 @@ differ in optional state such as momentum buffers) for all parameters that have 
   of ``optbowl._core`` as NumPy views of their memory, without copies;
 - CUDA tensors go to optbowl's CUDA module (``optbowl._cuda``); an installation without
   it, or whose build lacks the optimizer's entry, refuses CUDA tensors with a RuntimeError
-  that says what is missing;
+  that says what is missing. With ``fused=True`` the ``step`` counters live on the device
+  and the kernels read them there, so a step never waits for the GPU; an optimizer whose
+  parameters are all CUDA tensors and whose counters (if it counts steps) are on the
+  device takes ``torch.amp.GradScaler``'s scale and found_inf into its kernels, as torch's
+  fused optimizers do;
 - anything else (a sparse gradient, float16 on the CPU, a non-contiguous parameter, another
   device) raises a TypeError or ValueError naming the parameter, before anything is written.
 
@@ -421,9 +425,66 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 state[name] = self._new_tensor(name, p, group)
         return state
 
-    def _step_count(self, state: Dict[str, Any], group: Dict[str, Any]) -> float:
-        """The step count the kernel gets for a parameter (this step included)."""
-        return float(state["step"]) + 1.0 if self._counts_steps else 0.0
+    def _step_count(self, state: Dict[str, Any], group: Dict[str, Any]) -> Any:
+        """The step count the kernel gets for a parameter (this step included); a CUDA
+        counter (``fused=True``) itself, which the kernels read on the device (count + 1),
+        as torch's fused optimizers do, so that a step never waits for the device."""
+        if not self._counts_steps:
+            return 0.0
+        counter = state["step"]
+        if isinstance(counter, torch.Tensor) and counter.is_cuda:
+            return counter
+        return float(counter) + 1.0
+
+    # ---------------------------------------------------------------- CUDA
+    @property
+    def _step_supports_amp_scaling(self) -> bool:
+        """True when every parameter is a CUDA tensor and every step counter is on the
+        device (``fused=True`` where the state counts steps): ``torch.amp.GradScaler`` then
+        hands this optimizer its ``grad_scale`` and ``found_inf`` (device tensors) instead of
+        unscaling and checking on the host, and the kernels divide each gradient by the
+        scale (writing it back unscaled) and skip the step where found_inf is non-zero,
+        without a host synchronisation, as torch's fused optimizers do."""
+        if not self.param_groups:
+            return False
+        for group in self.param_groups:
+            if self._has_step and self._counts_steps and not group.get("fused"):
+                return False
+            if self._has_step and not self._counts_steps:
+                return False  # a host counter cannot see a device found_inf
+            for p in group["params"]:
+                if not p.is_cuda:
+                    return False
+        return True
+
+    def _launch_cuda(self, entry: Callable[..., Any], batch: _Batch) -> Optional[torch.Tensor]:
+        """The kernel call of one batch of CUDA tensors, with a GradScaler's grad_scale and
+        found_inf (when it set them) read by the kernels; returns that found_inf."""
+        grad_scale = getattr(self, "grad_scale", None)
+        found_inf = getattr(self, "found_inf", None)
+        flag = None
+        if found_inf is not None:
+            flag = importlib.import_module("optbowl._device")._scalar_view(
+                found_inf, "found_inf", batch.params[0].device.index
+            )
+        steps = batch.steps
+        if any(isinstance(t, torch.Tensor) for t in steps) and not all(
+                isinstance(t, torch.Tensor) for t in steps):
+            # host and device counters in one batch (groups with and without fused=True)
+            steps = [float(t) + 1.0 if isinstance(t, torch.Tensor) else t for t in steps]
+        counts = (steps,) if self._counts_steps else ()
+        entry(
+            *self._leading,
+            batch.params,
+            batch.grads,
+            *batch.states,
+            *counts,
+            [self._kernel_group(g) for g in batch.groups],
+            batch.group_sizes,
+            found_inf=flag,
+            grad_scale=grad_scale,
+        )
+        return found_inf
 
     # ---------------------------------------------------------------- shared
     def _check_group(self, group: Dict[str, Any]) -> None:
@@ -553,16 +614,24 @@ class _FusedOptimizer(torch.optim.Optimizer):
         runs = []
         for (device, _), batch in batches.items():
             if device.type == "cpu":
-                runs.append((getattr(_core, self._entry), batch.as_numpy()))
+                runs.append((getattr(_core, self._entry), batch.as_numpy(), False))
             else:
-                runs.append((_cuda_entry(_cuda_kernels(), self._entry, type(self).__name__), batch))
-        for entry, batch in runs:
-            self._launch(entry, batch)
+                entry = _cuda_entry(_cuda_kernels(), self._entry, type(self).__name__)
+                runs.append((entry, batch, True))
+        skipped_if: Optional[torch.Tensor] = None  # a device found_inf the kernels honoured
+        for entry, batch, on_cuda in runs:
+            if on_cuda:
+                skipped_if = self._launch_cuda(entry, batch)
+            else:
+                self._launch(entry, batch)
 
         for p, new in created:
             self.state[p].update(new)
         if counters:
             torch._foreach_add_(counters, 1)
+            if skipped_if is not None:  # a skipped step does not count (on the device)
+                on_device = [c for c in counters if c.device == skipped_if.device]
+                torch._foreach_sub_(on_device, [skipped_if.reshape(())] * len(on_device))
         if batches:
             increment_version([p for batch in batches.values() for p in batch.params])
             if all(device.type == "cpu" for device, _ in batches):

@@ -14,6 +14,14 @@ namespace optbowl {
 struct AdagradGroup {
   double lr, lr_decay, weight_decay, eps;
   bool maximize;
+
+  // The rule's scalars at step t (counting from 1), rounded to T; host and device (a
+  // device step counter is read by the CUDA kernels).
+  template <class T>
+  OPTBOWL_HD rules::AdagradHyper<T> at_step(double t) const {
+    const double clr = rules::adagrad_clr(lr, lr_decay, t);
+    return {static_cast<T>(-clr), static_cast<T>(weight_decay), static_cast<T>(eps), maximize};
+  }
 };
 
 // Pointers per tensor: param, grad, sum.
@@ -26,9 +34,7 @@ struct AdagradLoop {
 
   template <class T>
   rules::AdagradHyper<T> hyper(std::int32_t tensor) const {
-    const AdagradGroup& G = groups[group_of[tensor]];
-    const double clr = rules::adagrad_clr(G.lr, G.lr_decay, steps[tensor]);
-    return {static_cast<T>(-clr), static_cast<T>(G.weight_decay), static_cast<T>(G.eps), G.maximize};
+    return groups[group_of[tensor]].template at_step<T>(steps[tensor]);
   }
 
   template <class T>

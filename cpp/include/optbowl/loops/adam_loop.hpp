@@ -15,6 +15,26 @@ namespace optbowl {
 struct AdamGroup {
   double lr, beta1, beta2, eps, weight_decay;
   bool amsgrad, maximize, decoupled_weight_decay;
+
+  // The rule's scalars at step t (counting from 1): bias corrections in double, as torch
+  // computes them, then rounded to T; host and device (a device step counter is read by
+  // the CUDA kernels).
+  template <class T>
+  OPTBOWL_HD rules::AdamHyper<T> at_step(double t) const {
+    const double step_size = lr / (1.0 - std::pow(beta1, t));
+    const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(beta2, t));
+    const bool decoupled = decoupled_weight_decay && weight_decay != 0.0;
+    return {static_cast<T>(1.0 - beta1),
+            static_cast<T>(beta2),
+            static_cast<T>(1.0 - beta2),
+            static_cast<T>(-step_size),
+            static_cast<T>(bias_correction2_sqrt),
+            static_cast<T>(eps),
+            static_cast<T>(decoupled_weight_decay ? 0.0 : weight_decay),
+            static_cast<T>(1.0 - lr * weight_decay),
+            decoupled,
+            maximize};
+  }
 };
 
 // Pointers per tensor: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (used with amsgrad).
@@ -28,21 +48,7 @@ struct AdamLoop {
   // Bias corrections in double, as torch computes them, then rounded to T.
   template <class T>
   rules::AdamHyper<T> hyper(std::int32_t tensor) const {
-    const AdamGroup& G = groups[group_of[tensor]];
-    const double t = steps[tensor];
-    const double step_size = G.lr / (1.0 - std::pow(G.beta1, t));
-    const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(G.beta2, t));
-    const bool decoupled = G.decoupled_weight_decay && G.weight_decay != 0.0;
-    return {static_cast<T>(1.0 - G.beta1),
-            static_cast<T>(G.beta2),
-            static_cast<T>(1.0 - G.beta2),
-            static_cast<T>(-step_size),
-            static_cast<T>(bias_correction2_sqrt),
-            static_cast<T>(G.eps),
-            static_cast<T>(G.decoupled_weight_decay ? 0.0 : G.weight_decay),
-            static_cast<T>(1.0 - G.lr * G.weight_decay),
-            decoupled,
-            G.maximize};
+    return groups[group_of[tensor]].template at_step<T>(steps[tensor]);
   }
 
   template <class T>

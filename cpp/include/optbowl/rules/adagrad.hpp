@@ -21,7 +21,7 @@ struct AdagradHyper {
 };
 
 // Learning rate at step t (t counts from 1), in double as torch computes it.
-inline double adagrad_clr(double lr, double lr_decay, double t) {
+OPTBOWL_HD double adagrad_clr(double lr, double lr_decay, double t) {
   return lr / std::fma(t - 1.0, lr_decay, 1.0);
 }
 
