@@ -557,3 +557,161 @@ def test_a_step_with_every_state_made_takes_the_short_path(row, monkeypatch):
     for grads in ([-np.ones(5, np.float32)], (np.ones(5, np.float32),), np.ones(5, np.float32)):
         row.step(opt, grads)
     assert opt.state[0]["step"] == 4 and not np.array_equal(params[0], before)
+
+
+# ------------------------------------------------------------------------- sparse aliasing
+# AdaGrad with row-sparse gradients takes, in one call, dense parameters with their
+# gradients and sums, sparse parameters with their sums, and each SparseRows' values and
+# indices. Every array that one of them shares memory with, written or read, across the
+# dense and the sparse parts, is refused with nothing written: P is the dense parameter,
+# S and Q the sparse ones (rows 0-1 of P and S stay 0, so that an int64 view of them is a
+# valid index array), Sp, Ss, Sq their sums, G the dense gradient, V and W the values.
+def _sparse_params():
+    p = np.linspace(-1, 1, 12).reshape(4, 3)
+    s = np.linspace(2, -1, 12).reshape(4, 3)
+    p[:2] = 0.0
+    s[:2] = 0.0
+    return [p, s, np.linspace(0.3, 0.9, 12).reshape(4, 3)]
+
+
+def _sparse_grads(k):
+    import optbowl as ob
+
+    g = np.cos(np.arange(12.0).reshape(4, 3) + k)
+    g[:2] = 0.0  # rows 0-1 of P and its sum stay 0
+    return [g, ob.SparseRows([2, 3, 3, 2], np.sin(np.arange(12.0).reshape(4, 3) * 0.7 + k)),
+            ob.SparseRows([3, 2, 2, 3], np.cos(np.arange(12.0).reshape(4, 3) * 1.3 - k))]
+
+
+def _int_view(a):
+    """The first four elements of a as an int64 index array (zeros: row 0)."""
+    view = a.reshape(-1)[:4].view(np.int64)
+    assert np.shares_memory(view, a) and not view.any()
+    return view
+
+
+def _values(call, i, values):
+    import optbowl as ob
+
+    call["grads"][i] = ob.SparseRows(call["grads"][i].indices, values)
+
+
+def _indices(call, i, indices):
+    import optbowl as ob
+
+    call["grads"][i] = ob.SparseRows(indices, call["grads"][i].values)
+
+
+def _put(call, key, i, value):
+    call[key][i] = value
+
+
+# (id, what the case changes: "grads", "sums" or "params", change(call)); call holds the
+# lists params, grads and sums of one step.
+SPARSE_ALIAS_CASES = [
+    ("dense-grad-is-a-sparse-param", "grads", lambda c: _put(c, "grads", 0, c["params"][1])),
+    ("dense-grad-is-a-sparse-sum", "grads", lambda c: _put(c, "grads", 0, c["sums"][1])),
+    ("values-are-the-dense-param", "grads", lambda c: _values(c, 1, c["params"][0])),
+    ("values-are-the-dense-sum", "grads", lambda c: _values(c, 1, c["sums"][0])),
+    ("values-are-their-own-param", "grads", lambda c: _values(c, 1, c["params"][1])),
+    ("values-are-their-own-sum", "grads", lambda c: _values(c, 1, c["sums"][1])),
+    ("values-are-another-sparse-param", "grads", lambda c: _values(c, 1, c["params"][2])),
+    ("values-are-another-sparse-sum", "grads", lambda c: _values(c, 2, c["sums"][1])),
+    ("indices-in-the-dense-param", "grads", lambda c: _indices(c, 1, _int_view(c["params"][0]))),
+    ("indices-in-the-dense-sum", "grads", lambda c: _indices(c, 1, _int_view(c["sums"][0]))),
+    ("indices-in-their-own-param", "grads", lambda c: _indices(c, 1, _int_view(c["params"][1]))),
+    ("indices-in-another-sparse-param", "grads",
+     lambda c: _indices(c, 2, _int_view(c["params"][1]))),
+    ("sparse-sum-is-the-dense-param", "sums", lambda c: _put(c, "sums", 1, c["params"][0])),
+    ("sparse-sum-is-the-dense-sum", "sums", lambda c: _put(c, "sums", 1, c["sums"][0])),
+    ("dense-sum-is-a-sparse-param", "sums", lambda c: _put(c, "sums", 0, c["params"][1])),
+    ("dense-sum-is-a-sparse-sum", "sums", lambda c: _put(c, "sums", 0, c["sums"][2])),
+    ("sparse-sums-are-one-array", "sums", lambda c: _put(c, "sums", 2, c["sums"][1])),
+    ("param-in-the-dense-and-the-sparse-list", "params",
+     lambda c: _put(c, "params", 1, c["params"][0])),
+    ("sparse-params-are-one-array", "params", lambda c: _put(c, "params", 2, c["params"][1])),
+    ("dense-and-sparse-params-overlap", "params", lambda c: _overlapping_params(c)),
+]
+
+
+def _overlapping_params(call):
+    base = np.zeros((6, 3))
+    base[:4] = call["params"][0]
+    call["params"][0], call["params"][1] = base[:4], base[2:]
+
+
+def _sparse_snapshot(*lists):
+    """Copies of every array (values and indices of SparseRows too) of the given lists."""
+    out = []
+    for items in lists:
+        for a in items:
+            if isinstance(a, np.ndarray):
+                out.append((a, a.copy()))
+            else:
+                out += [(a.values, a.values.copy()), (a.indices, a.indices.copy())]
+    return out
+
+
+@pytest.mark.parametrize("case,what,change", [pytest.param(*c, id=c[0])
+                                              for c in SPARSE_ALIAS_CASES])
+def test_functional_adagrad_refuses_aliasing_across_dense_and_sparse(case, what, change):
+    from optbowl import functional as F
+
+    params = _sparse_params()
+    sums = [np.full(p.shape, 0.5) for p in params]
+    sums[0][:2] = 0.0  # an int64 view of rows 0-1 is a valid index array
+    call = {"params": params, "grads": _sparse_grads(0), "sums": sums}
+    change(call)
+    before = _sparse_snapshot(params, sums, call["params"], call["grads"], call["sums"])
+    with pytest.raises(ValueError, match="shares memory"):
+        F.adagrad(call["params"], call["grads"], call["sums"], step=1, lr=0.1)
+    for a, copy in before:
+        assert_same_bits(a, copy, case)
+
+
+def _sparse_step_matrix():
+    for case in SPARSE_ALIAS_CASES:
+        if case[1] == "params":  # an optimizer's parameters are its own
+            continue
+        for warm in (0, 2):
+            if warm or not (case[1] == "sums" or "sum" in case[0]):  # no sums before a step
+                yield pytest.param(*case, warm, id=f"{'warm' if warm else 'fresh'}-{case[0]}")
+
+
+@pytest.mark.parametrize("case,what,change,warm", list(_sparse_step_matrix()))
+def test_adagrad_refuses_aliasing_across_dense_and_sparse(case, what, change, warm):
+    import optbowl as ob
+
+    def make():
+        params = _sparse_params()
+        opt = ob.Adagrad(params, lr=0.1)
+        for k in range(warm):
+            opt.step(_sparse_grads(k))
+        return opt, params
+
+    opt, params = make()
+    twin, twin_params = make()
+    before_params = [p.copy() for p in params]
+    before_state = opt.state_dict()
+    sums = [opt.state[i]["sum"] for i in range(3)] if warm else [None] * 3
+    call = {"params": list(params), "grads": _sparse_grads(9), "sums": list(sums)}
+    change(call)
+    replaced = {i: s for i, s in enumerate(call["sums"]) if s is not sums[i]}
+    for i, s in replaced.items():  # a state array replaced by the user
+        opt.state[i]["sum"] = s
+    try:
+        with pytest.raises(ValueError, match="shares memory"):
+            opt.step(call["grads"])
+    finally:
+        for i in replaced:
+            opt.state[i]["sum"] = sums[i]
+    for a, b in zip(params, before_params):
+        assert_same_bits(a, b, "params")
+    assert_same_bits(opt.state_dict(), before_state, "state_dict")
+    for k in (5, 6):  # and the next good steps are those of an optimizer that never saw it
+        opt.step(_sparse_grads(k))
+        twin.step(_sparse_grads(k))
+    for a, b in zip(params, twin_params):
+        assert_same_bits(a, b, "params after resuming")
+    assert_same_bits(opt.state_dict(), twin.state_dict(), "state after resuming")
+
