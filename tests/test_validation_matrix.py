@@ -715,3 +715,165 @@ def test_adagrad_refuses_aliasing_across_dense_and_sparse(case, what, change, wa
         assert_same_bits(a, b, "params after resuming")
     assert_same_bits(opt.state_dict(), twin.state_dict(), "state after resuming")
 
+
+# ------------------------------------------------------------------------- torch, several calls
+# Param groups whose state layouts differ (momentum buffers in one, none in the other) make
+# one compiled call each. A step is all or nothing: an array the second call refuses, or
+# an array one call writes that another call's array shares, is refused before either call
+# writes, on the general path and on the reused plan's, and the next good step is as if the
+# refused one never happened. Group 0 makes the first call, group 1 the second.
+def _torch_layouts():
+    obt = pytest.importorskip("optbowl.torch")
+    return {
+        "SGD": (obt.SGD, {"lr": 0.1}, {"momentum": 0.9}),
+        "SGD-momentum-first": (obt.SGD, {"lr": 0.1, "momentum": 0.9}, {"momentum": 0.0}),
+        "RMSprop-centered": (obt.RMSprop, {"lr": 0.01}, {"centered": True}),
+        "RMSprop-momentum": (obt.RMSprop, {"lr": 0.01, "momentum": 0.5}, {"momentum": 0.0}),
+        "Adam-amsgrad": (obt.Adam, {"lr": 0.01}, {"amsgrad": True}),
+        "AdamW-amsgrad-first": (obt.AdamW, {"lr": 0.01, "amsgrad": True}, {"amsgrad": False}),
+    }
+
+
+TORCH_LAYOUTS = ["SGD", "SGD-momentum-first", "RMSprop-centered", "RMSprop-momentum",
+                 "Adam-amsgrad", "AdamW-amsgrad-first"]
+
+
+def _torch_problem(name):
+    import torch
+
+    cls, options, second = _torch_layouts()[name]
+    params = [torch.linspace(-1, 1, 5), torch.linspace(2, -2, 6).reshape(2, 3),
+              torch.linspace(0.5, -0.3, 5), torch.linspace(1, 3, 4, dtype=torch.float64)]
+    for p in params:
+        p.requires_grad_()
+    opt = cls([{"params": params[:2]}, {"params": params[2:], **second}], **options)
+    assert len({(tuple(opt._present(n, g) for n in opt._state_names))
+                for g in opt.param_groups}) == 2, "the groups must differ in state layout"
+    return opt, params
+
+
+def _torch_grads(params, k):
+    import torch
+
+    for p in params:
+        n = p.numel()
+        p.grad = torch.cos(torch.arange(n, dtype=p.dtype) * 1.7 + k).reshape(p.shape)
+
+
+def _torch_state(opt, params):
+    return [{k: v.clone() for k, v in opt.state[p].items()} if p in opt.state else None
+            for p in params]
+
+
+def _assert_torch_same(params, before_params, state, before_state, where):
+    import torch
+
+    for p, b in zip(params, before_params):
+        assert torch.equal(p.detach(), b) and p.dtype == b.dtype, f"{where}: params"
+    for s, b in zip(state, before_state):
+        assert (s is None) == (b is None), f"{where}: state made"
+        if s is not None:
+            assert s.keys() == b.keys(), f"{where}: state keys"
+            for k in s:
+                assert s[k].dtype == b[k].dtype and torch.equal(s[k], b[k]), f"{where}: {k}"
+
+
+def _a_state(opt, p):
+    return next((t for k, t in opt.state.get(p, {}).items() if k != "step"), None)
+
+
+# (id, needs state, change(opt, params) -> undo or None); params 0-1 are group 0 (the first
+# call), 2-3 group 1 (the second); params 0 and 2 have one shape.
+TORCH_CASES = [
+    ("second-call-grad-is-its-param",
+     False, lambda o, p: setattr(p[2], "grad", p[2].detach())),
+    ("second-call-grad-is-a-first-call-param",
+     False, lambda o, p: setattr(p[2], "grad", p[0].detach())),
+    ("first-call-grad-is-a-second-call-param",
+     False, lambda o, p: setattr(p[0], "grad", p[2].detach())),
+    ("second-call-grad-is-a-first-call-state",
+     True, lambda o, p: setattr(p[2], "grad", _a_state(o, p[0]))),
+    ("first-call-grad-is-a-second-call-state",
+     True, lambda o, p: setattr(p[0], "grad", _a_state(o, p[2]))),
+    ("second-call-state-is-a-first-call-param", True, lambda o, p: _swap_state(o, p[2], p[0])),
+    ("second-call-state-is-a-first-call-state",
+     True, lambda o, p: _swap_state(o, p[2], _a_state(o, p[0]))),
+]
+
+
+def _swap_state(opt, p, tensor):
+    name = next(k for k in opt.state[p] if k != "step")
+    old = opt.state[p][name]
+    opt.state[p][name] = tensor.detach()
+    return lambda: opt.state[p].__setitem__(name, old)
+
+
+def _torch_matrix():
+    for layout in TORCH_LAYOUTS:
+        for case in TORCH_CASES:
+            for path in ("first-step", "general", "plan"):
+                if path != "first-step" or not case[1]:  # no state before the first step
+                    yield pytest.param(layout, *case, path, id=f"{layout}-{case[0]}-{path}")
+
+
+@pytest.mark.parametrize("layout,case,needs_state,change,path", list(_torch_matrix()))
+def test_torch_step_of_several_calls_is_all_or_nothing(layout, case, needs_state, change, path):
+    opt, params = _torch_problem(layout)
+    twin, twin_params = _torch_problem(layout)
+    warm = 0 if path == "first-step" else 2
+    for k in range(warm):
+        for o, ps in ((opt, params), (twin, twin_params)):
+            _torch_grads(ps, k)
+            o.step()
+    if path == "general":
+        opt._plan = None
+    assert (opt._plan is not None) == (path == "plan")
+    _torch_grads(params, 9)
+    if needs_state and (_a_state(opt, params[0]) is None or _a_state(opt, params[2]) is None):
+        pytest.skip("a group without state tensors (SGD without momentum)")
+    before_params = [p.detach().clone() for p in params]
+    before_state = _torch_state(opt, params)
+    undo = change(opt, params)
+    try:
+        with pytest.raises(ValueError, match="shares memory"):
+            opt.step()
+    finally:
+        if undo is not None:
+            undo()
+    _assert_torch_same(params, before_params, _torch_state(opt, params), before_state, case)
+    for k in (5, 6):
+        for o, ps in ((opt, params), (twin, twin_params)):
+            _torch_grads(ps, k)
+            o.step()
+    _assert_torch_same(params, [p.detach() for p in twin_params], _torch_state(opt, params),
+                       _torch_state(twin, twin_params), f"{case}: after resuming")
+    assert opt._plan is not None  # the good steps after it make a plan again
+
+
+@pytest.mark.parametrize("layout", TORCH_LAYOUTS)
+@pytest.mark.parametrize("overlap", ["same-tensor-storage", "overlapping-views"])
+def test_torch_overlapping_params_in_groups_of_different_layouts_are_refused(layout, overlap):
+    import torch
+
+    cls, options, second = _torch_layouts()[layout]
+    base = torch.linspace(-1, 1, 10)
+    a, b = (base[:6], base[4:]) if overlap == "overlapping-views" else (base[:5], base[:5])
+    for p in (a, b):
+        p.requires_grad_()
+    other = torch.linspace(0, 1, 3).requires_grad_()
+    opt = cls([{"params": [a, other]}, {"params": [b], **second}], **options)
+    before = base.clone()
+    for step in range(2):  # refused on every step, and nothing written
+        _torch_grads([a, other, b], step)
+        with pytest.raises(ValueError, match=r"params\[2\].*shares memory|memory.*params\[2\]"):
+            opt.step()
+        assert torch.equal(base, before) and not opt.state.get(b)
+    # The same overlap within one layout was already refused (one call checks its arrays).
+    one = cls([{"params": [a, other, b]}], **options)
+    with pytest.raises(ValueError, match="shares memory"):
+        one.step()
+    assert torch.equal(base, before)
+
+
+def test_the_torch_matrix_is_big_enough():
+    assert len(list(_torch_matrix())) >= 100

@@ -22,9 +22,13 @@
 // the Python path, which raises the error for it.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <deque>
 #include <string>
 #include <vector>
+
+#include "arrays.hpp"
 
 namespace optbowl {
 namespace py = pybind11;
@@ -300,6 +304,41 @@ void add_one(const py::list& counters) {
   }
 }
 
+// check_calls(calls): the arrays of several compiled calls checked as each call checks its
+// own (check_operands: type, dtype, shape, contiguity, alignment, writeability), and no
+// written array sharing memory with any array of any of the calls; a TypeError/ValueError
+// naming the array, before any of the calls runs. A step that needs several calls
+// (optbowl.torch's param groups of different state layouts) checks them all first, so
+// that a refused call never follows one that has written. calls: a list of
+// (numbers, operands): numbers the entries' numbers in messages (None: 0, 1, ...),
+// operands a list of (name, list of arrays or None, writable), the call's parameters first.
+// A name with "{}" gets the number there ("params[{}].grad").
+void check_calls(const py::list& calls) {
+  std::deque<std::string> names;  // stable addresses for Operand::name
+  std::vector<std::vector<std::size_t>> numbers(calls.size());
+  std::vector<Extent> extents;
+  for (std::size_t c = 0; c < calls.size(); ++c) {
+    const auto call = calls[c].cast<py::tuple>();
+    if (call.size() != 2) throw py::type_error("calls[" + std::to_string(c) + "]: expected (numbers, operands)");
+    const bool numbered = !call[0].is_none();
+    if (numbered) numbers[c] = call[0].cast<std::vector<std::size_t>>();
+    std::vector<Operand> operands;
+    for (py::handle item : call[1].cast<py::sequence>()) {
+      const auto op = item.cast<py::tuple>();
+      if (op.size() != 3)
+        throw py::type_error("calls[" + std::to_string(c) + "]: an operand is (name, arrays, writable)");
+      names.push_back(op[0].cast<std::string>());
+      operands.push_back(Operand{names.back().c_str(), op[1], op[2].cast<bool>(), false,
+                                 numbered ? &numbers[c] : nullptr});
+    }
+    if (operands.empty()) continue;
+    if (numbered && !operands[0].list.is_none() && numbers[c].size() != py::len(operands[0].list))
+      throw py::value_error("calls[" + std::to_string(c) + "]: expected one number per array");
+    check_operands(operands.data(), operands.size(), extents, [](void* const*, std::int64_t, DType) {});
+  }
+  refuse_overlaps(extents);
+}
+
 PyObject* intern(const char* s) {
   PyObject* v = PyUnicode_InternFromString(s);
   if (v == nullptr) throw py::error_already_set();
@@ -318,6 +357,8 @@ void register_step(py::module_& m) {
   PyObject* fn = PyCFunction_NewEx(&short_step_def, nullptr, m.attr("__name__").ptr());
   if (fn == nullptr) throw py::error_already_set();
   m.add_object("short_step", py::reinterpret_steal<py::object>(fn));
+  m.def("check_calls", &check_calls, py::arg("calls"),
+        "Check the arrays of several compiled calls before any runs (private).");
   m.def("add_one", &add_one, py::arg("counters"),
         "Add 1 in place to every one-element float32/float64 array of the list (private).");
 }
