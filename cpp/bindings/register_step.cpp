@@ -15,6 +15,9 @@
 //     ndarray for a lone parameter;
 //   - every group's hyper-parameters are those remembered by its last check (the same
 //     object, or of the same type and equal, as _checked_group_args compares them);
+//   - every group's "params" list holds the parameters the optimizer knows (_params), in
+//     order: a parameter swapped in param_groups goes through the Python path, which
+//     checks it and takes it (Optimizer._sync_params);
 //   - every parameter has a state with every state array (and "step");
 //   - the compiled call accepts every array (it checks all before it writes any: a
 //     TypeError or ValueError from it means nothing was written).
@@ -37,7 +40,7 @@ namespace {
 
 struct Interned {
   PyObject *busy, *params, *param_groups, *checked_groups, *state, *group_sizes, *step, *acquire,
-      *release;
+      *release, *group_params;
 };
 Interned names;
 PyObject* ndarray_type = nullptr;
@@ -110,6 +113,31 @@ py::object remembered_group_args(PyObject* opt, PyObject* keys) {
   return std::move(out);
 }
 
+// Whether the groups' "params" lists hold exactly `params` (the optimizer's list), in order.
+// Nothing here runs Python code: the borrowed items stay valid.
+bool params_are_the_groups(PyObject* opt, PyObject* params) {
+  py::object groups = attr_of(opt, names.param_groups, [](PyObject* v) { return PyList_CheckExact(v); });
+  if (!groups) return false;
+  const Py_ssize_t n = PyList_GET_SIZE(params);
+  Py_ssize_t at = 0;
+  for (Py_ssize_t g = 0; g < PyList_GET_SIZE(groups.ptr()); ++g) {
+    PyObject* group = PyList_GET_ITEM(groups.ptr(), g);
+    if (!PyDict_CheckExact(group)) return false;
+    PyObject* arrays = PyDict_GetItemWithError(group, names.group_params);  // borrowed
+    if (arrays == nullptr) {
+      if (PyErr_Occurred()) throw py::error_already_set();
+      return false;
+    }
+    if (!PyList_CheckExact(arrays)) return false;
+    const Py_ssize_t m = PyList_GET_SIZE(arrays);
+    if (m > n - at) return false;
+    for (Py_ssize_t j = 0; j < m; ++j)
+      if (PyList_GET_ITEM(arrays, j) != PyList_GET_ITEM(params, at + j)) return false;
+    at += m;
+  }
+  return at == n;
+}
+
 // Python's `st[key]` for a dict, or an empty object if it has no such key.
 PyObject* item_of(PyObject* dict, PyObject* key) {
   PyObject* v = PyDict_GetItemWithError(dict, key);  // borrowed
@@ -141,6 +169,7 @@ bool step_under_lock(PyObject* opt, PyObject* layout, PyObject* grads) {
 
   py::object group_args = remembered_group_args(opt, PyTuple_GET_ITEM(layout, kKeys));
   if (!group_args) return false;
+  if (!params_are_the_groups(opt, params.ptr())) return false;
 
   py::object state = attr_of(opt, names.state, [](PyObject* v) { return PyDict_CheckExact(v); });
   if (!state) return false;
@@ -350,7 +379,8 @@ PyObject* intern(const char* s) {
 void register_step(py::module_& m) {
   names = {intern("_busy"),       intern("_params"), intern("param_groups"),
            intern("_checked_groups"), intern("state"), intern("_group_sizes"),
-           intern("step"),        intern("acquire"), intern("release")};
+           intern("step"),        intern("acquire"), intern("release"),
+           intern("params")};
   ndarray_type = py::object(py::module_::import("numpy").attr("ndarray")).release().ptr();
   one_int = PyLong_FromLong(1);
   one_float = PyFloat_FromDouble(1.0);
