@@ -564,8 +564,8 @@ def test_a_step_with_every_state_made_takes_the_short_path(row, monkeypatch):
 # gradients and sums, sparse parameters with their sums, and each SparseRows' values and
 # indices. Every array that one of them shares memory with, written or read, across the
 # dense and the sparse parts, is refused with nothing written: P is the dense parameter,
-# S and Q the sparse ones (rows 0-1 of P and S stay 0, so that an int64 view of them is a
-# valid index array), Sp, Ss, Sq their sums, G the dense gradient, V and W the values.
+# S and Q the sparse ones, Sp, Ss, Sq their sums, G the dense gradient, V and W the values
+# (rows 0-1 of P, S, Sp and Ss stay 0, so that an int64 view of them is a valid index array).
 def _sparse_params():
     p = np.linspace(-1, 1, 12).reshape(4, 3)
     s = np.linspace(2, -1, 12).reshape(4, 3)
@@ -622,6 +622,8 @@ SPARSE_ALIAS_CASES = [
     ("indices-in-their-own-param", "grads", lambda c: _indices(c, 1, _int_view(c["params"][1]))),
     ("indices-in-another-sparse-param", "grads",
      lambda c: _indices(c, 2, _int_view(c["params"][1]))),
+    ("indices-in-their-own-sum", "grads", lambda c: _indices(c, 1, _int_view(c["sums"][1]))),
+    ("indices-in-another-sparse-sum", "grads", lambda c: _indices(c, 2, _int_view(c["sums"][1]))),
     ("sparse-sum-is-the-dense-param", "sums", lambda c: _put(c, "sums", 1, c["params"][0])),
     ("sparse-sum-is-the-dense-sum", "sums", lambda c: _put(c, "sums", 1, c["sums"][0])),
     ("dense-sum-is-a-sparse-param", "sums", lambda c: _put(c, "sums", 0, c["params"][1])),
@@ -659,7 +661,7 @@ def test_functional_adagrad_refuses_aliasing_across_dense_and_sparse(case, what,
 
     params = _sparse_params()
     sums = [np.full(p.shape, 0.5) for p in params]
-    sums[0][:2] = 0.0  # an int64 view of rows 0-1 is a valid index array
+    sums[0][:2] = sums[1][:2] = 0.0  # an int64 view of rows 0-1 is a valid index array
     call = {"params": params, "grads": _sparse_grads(0), "sums": sums}
     change(call)
     before = _sparse_snapshot(params, sums, call["params"], call["grads"], call["sums"])
@@ -877,3 +879,44 @@ def test_torch_overlapping_params_in_groups_of_different_layouts_are_refused(lay
 
 def test_the_torch_matrix_is_big_enough():
     assert len(list(_torch_matrix())) >= 100
+
+
+# ------------------------------------------------------------------------- NumPy, several groups
+# The NumPy optimizers step every group in one compiled call (the C short step and the
+# Python paths alike), so a bad array in a later group is refused before an earlier group
+# moves: checked here for every optimizer, with two groups of different hyper-parameters.
+GROUP_CASES = [
+    ("second-group-grad-is-its-param", lambda o, p, g: _nth(g, 2, p[2])),
+    ("second-group-grad-is-a-first-group-param", lambda o, p, g: _nth(g, 2, p[0])),
+    ("first-group-grad-is-a-second-group-param", lambda o, p, g: _nth(g, 0, p[2])),
+    ("second-group-grad-is-a-first-group-state",
+     lambda o, p, g: _nth(g, 2, next(v for v in o.state[0].values() if isinstance(v, np.ndarray)
+                                     and v.dtype == p[0].dtype))),
+]
+
+
+def _group_matrix():
+    for row in ROWS:
+        for case, change in GROUP_CASES:
+            for warm in (0, 2):
+                if warm or "state" not in case:
+                    yield pytest.param(row, change, warm, id=f"{row.name}-{case}-{warm}")
+
+
+@pytest.mark.parametrize("row,change,warm", list(_group_matrix()))
+def test_bad_array_in_a_later_group_changes_nothing(row, change, warm):
+    def make():
+        params = _params()
+        opt = row.make([{"params": params[:2]}, {"params": params[2:], "lr": 0.02}])
+        for k in range(warm):
+            row.step(opt, _grads(params, k), loss=float(k % 2))
+        return opt, params
+
+    opt, params = make()
+    twin, twin_params = make()
+    before_params = [p.copy() for p in params]
+    before_state = opt.state_dict()
+    with pytest.raises(ValueError, match="shares memory"):
+        row.step(opt, change(opt, params, _grads(params, 9)))
+    _assert_nothing_changed_and_resumes(row, opt, params, before_params, before_state, twin,
+                                        twin_params)
