@@ -222,3 +222,21 @@ def test_compact_rprop_steps_short_and_as_in_python(variant, python_steps):
         assert_same_bits(a, b)
     _assert_same_state(fast, slow, fast._state_names)
     assert python_steps.count(fast) == 1 and python_steps.count(slow) == 5
+
+
+@pytest.mark.parametrize("row", [r for r in ROWS if not r.needs_loss], ids=str)
+def test_a_parameter_swapped_in_param_groups_leaves_the_short_step(row, python_steps):
+    # The short step knows the parameters of the last step; one swapped in param_groups
+    # sends the step to Python, which takes it (Optimizer._sync_params), and the steps after
+    # are short again, on the new array.
+    params = _params()
+    opt = _grouped(row, params)
+    for k in range(2):
+        row.step(opt, _grads(params, k))
+    assert python_steps.count(opt) == 1
+    new = params[2].copy()
+    opt.param_groups[1]["params"][0] = new
+    for k in (2, 3, 4):
+        row.step(opt, _grads(params, k))
+    assert python_steps.count(opt) == 2
+    assert opt._params[2] is new and not np.array_equal(new, params[2])

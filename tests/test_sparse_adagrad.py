@@ -132,3 +132,52 @@ def test_state_dict_round_trip_with_sparse_steps(rng):
     opt.step([g])
     other.step([g])
     np.testing.assert_array_equal(p, q)
+
+
+# One aliasing check sees every array of a call, dense and sparse (the whole matrix of
+# combinations is in test_validation_matrix.py).
+def test_a_dense_grad_aliasing_a_parameter_with_a_sparse_grad_is_refused():
+    p, q = np.ones((4, 2)), np.full((4, 2), 2.0)
+    opt = ob.Adagrad([p, q], lr=0.5)
+    with pytest.raises(ValueError, match=r"grads\[0\] shares memory with params\[1\]|"
+                                         r"params\[1\] shares memory with grads\[0\]"):
+        opt.step([q, ob.SparseRows([1], np.ones((1, 2)))])
+    np.testing.assert_array_equal(p, 1.0)
+    np.testing.assert_array_equal(q, 2.0)
+    assert opt.state == {}
+
+
+def test_functional_parameter_in_the_dense_and_the_sparse_list_is_refused():
+    from optbowl import functional as F
+
+    p = np.ones((4, 2))
+    sums = [np.zeros((4, 2)), np.zeros((4, 2))]
+    with pytest.raises(ValueError, match=r"params\[1\] shares memory with params\[0\]|"
+                                         r"params\[0\] shares memory with params\[1\]"):
+        F.adagrad([p, p], [np.ones((4, 2)), ob.SparseRows([0], np.ones((1, 2)))], sums, step=1)
+    np.testing.assert_array_equal(p, 1.0)
+    assert not any(s.any() for s in sums)
+
+
+def test_functional_sparse_sums_that_are_a_dense_parameter_are_refused():
+    from optbowl import functional as F
+
+    p, q, s = np.ones((4, 2)), np.full((4, 2), 2.0), np.zeros((4, 2))
+    with pytest.raises(ValueError, match=r"sums\[1\].*shares memory|shares memory.*sums\[1\]"):
+        F.adagrad([p, q], [np.ones((4, 2)), ob.SparseRows([0], np.ones((1, 2)))], [s, p], step=1)
+    np.testing.assert_array_equal(p, 1.0)
+    np.testing.assert_array_equal(q, 2.0)
+    assert not s.any()
+
+
+def test_sparse_values_shared_between_two_parameters_are_fine():
+    # Gradients are only read: one values array may serve two parameters, as a dense
+    # gradient may.
+    p, q = np.ones((4, 2)), np.ones((4, 2))
+    twin_p, twin_q = p.copy(), q.copy()
+    values = np.arange(4.0).reshape(2, 2)
+    ob.Adagrad([p, q], lr=0.5).step([ob.SparseRows([1, 2], values), ob.SparseRows([0, 1], values)])
+    ob.Adagrad([twin_p, twin_q], lr=0.5).step(
+        [ob.SparseRows([1, 2], values.copy()), ob.SparseRows([0, 1], values.copy())])
+    np.testing.assert_array_equal(p, twin_p)
+    np.testing.assert_array_equal(q, twin_q)

@@ -319,6 +319,8 @@ def test_a_step_is_one_call_per_state_layout(monkeypatch):
     calls = []
 
     class Counting:
+        check_calls = staticmethod(_core.check_calls)  # every call's arrays, before any runs
+
         def sgd(self, params, grads, buffers, *rest):
             calls.append((len(params), None if buffers is None else len(buffers)))
             _core.sgd(params, grads, buffers, *rest)
@@ -883,3 +885,65 @@ def test_cuda_tensors_go_to_the_cuda_module_or_fail_clearly(name):
         opt.step()
         torch_opt.step()
     assert close(p, ref, tol)
+
+
+class _FakeCuda:
+    """A pretend CUDA array (``__cuda_array_interface__``) over no memory, at ``ptr``."""
+
+    def __init__(self, n, ptr, device=0, readonly=False):
+        self.__cuda_array_interface__ = {"shape": (n,), "typestr": "<f4", "data": (ptr, readonly),
+                                         "version": 3, "strides": None, "stream": None}
+        self._device = device
+
+    def __dlpack_device__(self):
+        return (2, self._device)
+
+
+def _fake_batch(index, params, grads, states):
+    batch = obt._Batch(tuple(s is not None for s in states))
+    batch.params, batch.grads, batch.index = params, grads, index
+    batch.states = states
+    return batch
+
+
+def test_device_batches_are_checked_together_before_any_call():
+    # The CUDA path of a step with several calls (param groups of different state layouts
+    # on a GPU, or CPU and GPU tensors in one optimizer) checks every device batch as the
+    # CUDA module would, and the batches against each other, before the first call.
+    base = 1 << 40
+    first = _fake_batch([0], [_FakeCuda(4, base)], [_FakeCuda(4, base + 64)],
+                        [[_FakeCuda(4, base + 128)], None])
+    ok = _fake_batch([1], [_FakeCuda(4, base + 256)], [_FakeCuda(4, base + 320)],
+                     [[_FakeCuda(4, base + 384)], [_FakeCuda(4, base + 448)]])
+    obt._check_device_batches([first, ok], ("exp_avg", "max_exp_avg_sq"))
+    aliased = _fake_batch([3], [_FakeCuda(4, base + 256)], [_FakeCuda(4, base + 8)],
+                          [[_FakeCuda(4, base + 384)], None])
+    with pytest.raises(ValueError, match=r"grads\[3\] shares memory with params\[0\]"):
+        obt._check_device_batches([first, aliased], ("exp_avg", "max_exp_avg_sq"))
+    shared_state = _fake_batch([2], [_FakeCuda(4, base + 512)], [_FakeCuda(4, base + 576)],
+                               [[_FakeCuda(4, base + 128)], None])
+    with pytest.raises(ValueError, match=r"exp_avg\[2\] shares memory with exp_avg\[0\]"):
+        obt._check_device_batches([first, shared_state], ("exp_avg", "max_exp_avg_sq"))
+    read_only = _fake_batch([1], [_FakeCuda(4, base + 640, readonly=True)],
+                            [_FakeCuda(4, base + 704)], [[_FakeCuda(4, base + 768)], None])
+    with pytest.raises(ValueError, match=r"params\[0\]: is read-only"):
+        obt._check_device_batches([first, read_only], ("exp_avg", "max_exp_avg_sq"))
+    # batches on different devices never share memory
+    other = _fake_batch([4], [_FakeCuda(4, base, device=1)], [_FakeCuda(4, base + 64, device=1)],
+                        [[_FakeCuda(4, base + 128, device=1)], None])
+    obt._check_device_batches([first, other], ("exp_avg", "max_exp_avg_sq"))
+
+
+def test_the_runs_of_a_step_are_checked_before_the_first_launch(monkeypatch):
+    # A step of two state layouts: the second batch's refusal comes before the first
+    # batch's kernel call (the launch is never reached).
+    launched = []
+    params = [torch.zeros(4, requires_grad=True), torch.zeros(4, requires_grad=True)]
+    opt = obt.SGD([{"params": [params[0]]}, {"params": [params[1]], "momentum": 0.9}], lr=0.1)
+    params[0].grad = torch.ones(4)
+    params[1].grad = params[1].detach()
+    monkeypatch.setattr(opt, "_launch", lambda *args: launched.append(args))
+    with pytest.raises(ValueError, match=r"params\[1\]\.grad shares memory with params\[1\]|"
+                                         r"params\[1\] shares memory with params\[1\]\.grad"):
+        opt.step()
+    assert launched == []

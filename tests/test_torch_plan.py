@@ -378,3 +378,65 @@ def test_add_one():
         with pytest.raises(error, match=match):
             _core.add_one(bad)
         assert float(f32) == 1.0  # nothing written
+
+
+@pytest.mark.parametrize("case", ["sgd-momentum", "rmsprop-centered", "adam-amsgrad"])
+def test_plan_of_several_layouts_checks_them_all_and_steps(case, fast_steps):
+    # Groups of different state layouts make a batch each; the plan checks the arrays of
+    # every batch before the first runs (_core.check_calls) and still takes the steps.
+    cls, options = CASES[case]
+    off = {"sgd-momentum": {"momentum": 0.0}, "rmsprop-centered": {"centered": False},
+           "adam-amsgrad": {"amsgrad": False}}[case]
+    t = Twins(cls, options, groups=lambda ps: [{"params": ps[:2]}, {"params": ps[2:], **off}])
+    for _ in range(5):
+        t.step()
+    t.assert_equal()
+    assert fast_steps[0] == 4
+    assert len(t.opts[0]._plan.batches) == 2 and t.opts[0]._plan.calls is not None
+    # a gradient of the second batch that is a parameter of the first: refused before the
+    # first batch's call, by the plan's check and then by the general path, which raises
+    before = [p.detach().clone() for p in t.params[0]]
+    t.grads()
+    p0, p2 = t.params[0][0], t.params[0][2]  # group 0 (first batch), group 1 (second)
+    p2.grad = p0.detach().reshape(-1)[: p2.numel()].reshape(p2.shape)
+    with pytest.raises(ValueError, match=r"params\[2\]\.grad shares memory with params\[0\]|"
+                                         r"params\[0\] shares memory with params\[2\]\.grad"):
+        t.opts[0].step()
+    for a, b in zip(before, t.params[0]):
+        assert torch.equal(a, b)
+    assert fast_steps[0] == 4
+
+
+def test_check_calls():
+    a, b, c = np.zeros(4), np.ones(3), np.zeros(6)
+    g = np.ones(4)
+    ok = [([0], [("params[{}]", [a], True), ("params[{}].grad", [g], False)]),
+          ([5], [("params[{}]", [b], True), ("params[{}].grad", [b.copy()], False),
+                 ("state[{}]", None, True)])]
+    _core.check_calls(ok)
+    _core.check_calls([(None, [("params", [a, b], True), ("grads", [g, g[:3]], False)])])
+    read_only = np.zeros(4)
+    read_only.flags.writeable = False
+    for calls, error, match in [
+        ([([0], [("params[{}]", [a], True)]), ([7], [("params[{}]", [c[:4]], True),
+                                                     ("params[{}].grad", [a], False)])],
+         ValueError, r"params\[7\]\.grad shares memory with params\[0\]"),
+        ([([0], [("params[{}]", [c[:4]], True)]), ([1], [("params[{}]", [c[2:5]], True)])],
+         ValueError, r"params\[1\] shares memory with params\[0\]"),
+        ([([0], [("params[{}]", [a], True), ("params[{}].grad", [np.ones(4, np.float32)],
+                                             False)])],
+         TypeError, r"params\[0\]\.grad: dtype float32 does not match params\[0\]"),
+        ([([2], [("params[{}]", [a], True), ("params[{}].grad", [np.ones(5)], False)])],
+         ValueError, r"params\[2\]\.grad: shape"),
+        ([([3], [("params[{}]", [read_only], True)])], ValueError, r"params\[3\]: is read-only"),
+        ([([3], [("params[{}]", [np.zeros(8)[::2]], True)])], ValueError,
+         r"params\[3\]: must be C-contiguous"),
+        ([([3], [("params[{}]", [np.zeros(4, np.int64)], True)])], TypeError, r"params\[3\]"),
+        ([([3], [("params[{}]", ["a"], True)])], TypeError, r"params\[3\]: expected a numpy"),
+        ([([3, 4], [("params[{}]", [a], True)])], ValueError, "one number per array"),
+        ([(None, [("params", [a], True), ("grads", [g, g], False)])], ValueError,
+         r"grads: expected 1 arrays"),
+    ]:
+        with pytest.raises(error, match=match):
+            _core.check_calls(calls)
+    assert not a.any() and not c.any()

@@ -557,3 +557,366 @@ def test_a_step_with_every_state_made_takes_the_short_path(row, monkeypatch):
     for grads in ([-np.ones(5, np.float32)], (np.ones(5, np.float32),), np.ones(5, np.float32)):
         row.step(opt, grads)
     assert opt.state[0]["step"] == 4 and not np.array_equal(params[0], before)
+
+
+# ------------------------------------------------------------------------- sparse aliasing
+# AdaGrad with row-sparse gradients takes, in one call, dense parameters with their
+# gradients and sums, sparse parameters with their sums, and each SparseRows' values and
+# indices. Every array that one of them shares memory with, written or read, across the
+# dense and the sparse parts, is refused with nothing written: P is the dense parameter,
+# S and Q the sparse ones, Sp, Ss, Sq their sums, G the dense gradient, V and W the values
+# (rows 0-1 of P, S, Sp and Ss stay 0, so that an int64 view of them is a valid index array).
+def _sparse_params():
+    p = np.linspace(-1, 1, 12).reshape(4, 3)
+    s = np.linspace(2, -1, 12).reshape(4, 3)
+    p[:2] = 0.0
+    s[:2] = 0.0
+    return [p, s, np.linspace(0.3, 0.9, 12).reshape(4, 3)]
+
+
+def _sparse_grads(k):
+    import optbowl as ob
+
+    g = np.cos(np.arange(12.0).reshape(4, 3) + k)
+    g[:2] = 0.0  # rows 0-1 of P and its sum stay 0
+    return [g, ob.SparseRows([2, 3, 3, 2], np.sin(np.arange(12.0).reshape(4, 3) * 0.7 + k)),
+            ob.SparseRows([3, 2, 2, 3], np.cos(np.arange(12.0).reshape(4, 3) * 1.3 - k))]
+
+
+def _int_view(a):
+    """The first four elements of a as an int64 index array (zeros: row 0)."""
+    view = a.reshape(-1)[:4].view(np.int64)
+    assert np.shares_memory(view, a) and not view.any()
+    return view
+
+
+def _values(call, i, values):
+    import optbowl as ob
+
+    call["grads"][i] = ob.SparseRows(call["grads"][i].indices, values)
+
+
+def _indices(call, i, indices):
+    import optbowl as ob
+
+    call["grads"][i] = ob.SparseRows(indices, call["grads"][i].values)
+
+
+def _put(call, key, i, value):
+    call[key][i] = value
+
+
+# (id, what the case changes: "grads", "sums" or "params", change(call)); call holds the
+# lists params, grads and sums of one step.
+SPARSE_ALIAS_CASES = [
+    ("dense-grad-is-a-sparse-param", "grads", lambda c: _put(c, "grads", 0, c["params"][1])),
+    ("dense-grad-is-a-sparse-sum", "grads", lambda c: _put(c, "grads", 0, c["sums"][1])),
+    ("values-are-the-dense-param", "grads", lambda c: _values(c, 1, c["params"][0])),
+    ("values-are-the-dense-sum", "grads", lambda c: _values(c, 1, c["sums"][0])),
+    ("values-are-their-own-param", "grads", lambda c: _values(c, 1, c["params"][1])),
+    ("values-are-their-own-sum", "grads", lambda c: _values(c, 1, c["sums"][1])),
+    ("values-are-another-sparse-param", "grads", lambda c: _values(c, 1, c["params"][2])),
+    ("values-are-another-sparse-sum", "grads", lambda c: _values(c, 2, c["sums"][1])),
+    ("indices-in-the-dense-param", "grads", lambda c: _indices(c, 1, _int_view(c["params"][0]))),
+    ("indices-in-the-dense-sum", "grads", lambda c: _indices(c, 1, _int_view(c["sums"][0]))),
+    ("indices-in-their-own-param", "grads", lambda c: _indices(c, 1, _int_view(c["params"][1]))),
+    ("indices-in-another-sparse-param", "grads",
+     lambda c: _indices(c, 2, _int_view(c["params"][1]))),
+    ("indices-in-their-own-sum", "grads", lambda c: _indices(c, 1, _int_view(c["sums"][1]))),
+    ("indices-in-another-sparse-sum", "grads", lambda c: _indices(c, 2, _int_view(c["sums"][1]))),
+    ("sparse-sum-is-the-dense-param", "sums", lambda c: _put(c, "sums", 1, c["params"][0])),
+    ("sparse-sum-is-the-dense-sum", "sums", lambda c: _put(c, "sums", 1, c["sums"][0])),
+    ("dense-sum-is-a-sparse-param", "sums", lambda c: _put(c, "sums", 0, c["params"][1])),
+    ("dense-sum-is-a-sparse-sum", "sums", lambda c: _put(c, "sums", 0, c["sums"][2])),
+    ("sparse-sums-are-one-array", "sums", lambda c: _put(c, "sums", 2, c["sums"][1])),
+    ("param-in-the-dense-and-the-sparse-list", "params",
+     lambda c: _put(c, "params", 1, c["params"][0])),
+    ("sparse-params-are-one-array", "params", lambda c: _put(c, "params", 2, c["params"][1])),
+    ("dense-and-sparse-params-overlap", "params", lambda c: _overlapping_params(c)),
+]
+
+
+def _overlapping_params(call):
+    base = np.zeros((6, 3))
+    base[:4] = call["params"][0]
+    call["params"][0], call["params"][1] = base[:4], base[2:]
+
+
+def _sparse_snapshot(*lists):
+    """Copies of every array (values and indices of SparseRows too) of the given lists."""
+    out = []
+    for items in lists:
+        for a in items:
+            if isinstance(a, np.ndarray):
+                out.append((a, a.copy()))
+            else:
+                out += [(a.values, a.values.copy()), (a.indices, a.indices.copy())]
+    return out
+
+
+@pytest.mark.parametrize("case,what,change", [pytest.param(*c, id=c[0])
+                                              for c in SPARSE_ALIAS_CASES])
+def test_functional_adagrad_refuses_aliasing_across_dense_and_sparse(case, what, change):
+    from optbowl import functional as F
+
+    params = _sparse_params()
+    sums = [np.full(p.shape, 0.5) for p in params]
+    sums[0][:2] = sums[1][:2] = 0.0  # an int64 view of rows 0-1 is a valid index array
+    call = {"params": params, "grads": _sparse_grads(0), "sums": sums}
+    change(call)
+    before = _sparse_snapshot(params, sums, call["params"], call["grads"], call["sums"])
+    with pytest.raises(ValueError, match="shares memory"):
+        F.adagrad(call["params"], call["grads"], call["sums"], step=1, lr=0.1)
+    for a, copy in before:
+        assert_same_bits(a, copy, case)
+
+
+def _sparse_step_matrix():
+    for case in SPARSE_ALIAS_CASES:
+        if case[1] == "params":  # an optimizer's parameters are its own
+            continue
+        for warm in (0, 2):
+            if warm or not (case[1] == "sums" or "sum" in case[0]):  # no sums before a step
+                yield pytest.param(*case, warm, id=f"{'warm' if warm else 'fresh'}-{case[0]}")
+
+
+@pytest.mark.parametrize("case,what,change,warm", list(_sparse_step_matrix()))
+def test_adagrad_refuses_aliasing_across_dense_and_sparse(case, what, change, warm):
+    import optbowl as ob
+
+    def make():
+        params = _sparse_params()
+        opt = ob.Adagrad(params, lr=0.1)
+        for k in range(warm):
+            opt.step(_sparse_grads(k))
+        return opt, params
+
+    opt, params = make()
+    twin, twin_params = make()
+    before_params = [p.copy() for p in params]
+    before_state = opt.state_dict()
+    sums = [opt.state[i]["sum"] for i in range(3)] if warm else [None] * 3
+    call = {"params": list(params), "grads": _sparse_grads(9), "sums": list(sums)}
+    change(call)
+    replaced = {i: s for i, s in enumerate(call["sums"]) if s is not sums[i]}
+    for i, s in replaced.items():  # a state array replaced by the user
+        opt.state[i]["sum"] = s
+    try:
+        with pytest.raises(ValueError, match="shares memory"):
+            opt.step(call["grads"])
+    finally:
+        for i in replaced:
+            opt.state[i]["sum"] = sums[i]
+    for a, b in zip(params, before_params):
+        assert_same_bits(a, b, "params")
+    assert_same_bits(opt.state_dict(), before_state, "state_dict")
+    for k in (5, 6):  # and the next good steps are those of an optimizer that never saw it
+        opt.step(_sparse_grads(k))
+        twin.step(_sparse_grads(k))
+    for a, b in zip(params, twin_params):
+        assert_same_bits(a, b, "params after resuming")
+    assert_same_bits(opt.state_dict(), twin.state_dict(), "state after resuming")
+
+
+# ------------------------------------------------------------------------- torch, several calls
+# Param groups whose state layouts differ (momentum buffers in one, none in the other) make
+# one compiled call each. A step is all or nothing: an array the second call refuses, or
+# an array one call writes that another call's array shares, is refused before either call
+# writes, on the general path and on the reused plan's, and the next good step is as if the
+# refused one never happened. Group 0 makes the first call, group 1 the second.
+def _torch_layouts():
+    obt = pytest.importorskip("optbowl.torch")
+    return {
+        "SGD": (obt.SGD, {"lr": 0.1}, {"momentum": 0.9}),
+        "SGD-momentum-first": (obt.SGD, {"lr": 0.1, "momentum": 0.9}, {"momentum": 0.0}),
+        "RMSprop-centered": (obt.RMSprop, {"lr": 0.01}, {"centered": True}),
+        "RMSprop-momentum": (obt.RMSprop, {"lr": 0.01, "momentum": 0.5}, {"momentum": 0.0}),
+        "Adam-amsgrad": (obt.Adam, {"lr": 0.01}, {"amsgrad": True}),
+        "AdamW-amsgrad-first": (obt.AdamW, {"lr": 0.01, "amsgrad": True}, {"amsgrad": False}),
+    }
+
+
+TORCH_LAYOUTS = ["SGD", "SGD-momentum-first", "RMSprop-centered", "RMSprop-momentum",
+                 "Adam-amsgrad", "AdamW-amsgrad-first"]
+
+
+def _torch_problem(name):
+    import torch
+
+    cls, options, second = _torch_layouts()[name]
+    params = [torch.linspace(-1, 1, 5), torch.linspace(2, -2, 6).reshape(2, 3),
+              torch.linspace(0.5, -0.3, 5), torch.linspace(1, 3, 4, dtype=torch.float64)]
+    for p in params:
+        p.requires_grad_()
+    opt = cls([{"params": params[:2]}, {"params": params[2:], **second}], **options)
+    assert len({(tuple(opt._present(n, g) for n in opt._state_names))
+                for g in opt.param_groups}) == 2, "the groups must differ in state layout"
+    return opt, params
+
+
+def _torch_grads(params, k):
+    import torch
+
+    for p in params:
+        n = p.numel()
+        p.grad = torch.cos(torch.arange(n, dtype=p.dtype) * 1.7 + k).reshape(p.shape)
+
+
+def _torch_state(opt, params):
+    return [{k: v.clone() for k, v in opt.state[p].items()} if p in opt.state else None
+            for p in params]
+
+
+def _assert_torch_same(params, before_params, state, before_state, where):
+    import torch
+
+    for p, b in zip(params, before_params):
+        assert torch.equal(p.detach(), b) and p.dtype == b.dtype, f"{where}: params"
+    for s, b in zip(state, before_state):
+        assert (s is None) == (b is None), f"{where}: state made"
+        if s is not None:
+            assert s.keys() == b.keys(), f"{where}: state keys"
+            for k in s:
+                assert s[k].dtype == b[k].dtype and torch.equal(s[k], b[k]), f"{where}: {k}"
+
+
+def _a_state(opt, p):
+    return next((t for k, t in opt.state.get(p, {}).items() if k != "step"), None)
+
+
+# (id, needs state, change(opt, params) -> undo or None); params 0-1 are group 0 (the first
+# call), 2-3 group 1 (the second); params 0 and 2 have one shape.
+TORCH_CASES = [
+    ("second-call-grad-is-its-param",
+     False, lambda o, p: setattr(p[2], "grad", p[2].detach())),
+    ("second-call-grad-is-a-first-call-param",
+     False, lambda o, p: setattr(p[2], "grad", p[0].detach())),
+    ("first-call-grad-is-a-second-call-param",
+     False, lambda o, p: setattr(p[0], "grad", p[2].detach())),
+    ("second-call-grad-is-a-first-call-state",
+     True, lambda o, p: setattr(p[2], "grad", _a_state(o, p[0]))),
+    ("first-call-grad-is-a-second-call-state",
+     True, lambda o, p: setattr(p[0], "grad", _a_state(o, p[2]))),
+    ("second-call-state-is-a-first-call-param", True, lambda o, p: _swap_state(o, p[2], p[0])),
+    ("second-call-state-is-a-first-call-state",
+     True, lambda o, p: _swap_state(o, p[2], _a_state(o, p[0]))),
+]
+
+
+def _swap_state(opt, p, tensor):
+    name = next(k for k in opt.state[p] if k != "step")
+    old = opt.state[p][name]
+    opt.state[p][name] = tensor.detach()
+    return lambda: opt.state[p].__setitem__(name, old)
+
+
+def _torch_matrix():
+    for layout in TORCH_LAYOUTS:
+        for case in TORCH_CASES:
+            for path in ("first-step", "general", "plan"):
+                if path != "first-step" or not case[1]:  # no state before the first step
+                    yield pytest.param(layout, *case, path, id=f"{layout}-{case[0]}-{path}")
+
+
+@pytest.mark.parametrize("layout,case,needs_state,change,path", list(_torch_matrix()))
+def test_torch_step_of_several_calls_is_all_or_nothing(layout, case, needs_state, change, path):
+    opt, params = _torch_problem(layout)
+    twin, twin_params = _torch_problem(layout)
+    warm = 0 if path == "first-step" else 2
+    for k in range(warm):
+        for o, ps in ((opt, params), (twin, twin_params)):
+            _torch_grads(ps, k)
+            o.step()
+    if path == "general":
+        opt._plan = None
+    assert (opt._plan is not None) == (path == "plan")
+    _torch_grads(params, 9)
+    if needs_state and (_a_state(opt, params[0]) is None or _a_state(opt, params[2]) is None):
+        pytest.skip("a group without state tensors (SGD without momentum)")
+    before_params = [p.detach().clone() for p in params]
+    before_state = _torch_state(opt, params)
+    undo = change(opt, params)
+    try:
+        with pytest.raises(ValueError, match="shares memory"):
+            opt.step()
+    finally:
+        if undo is not None:
+            undo()
+    _assert_torch_same(params, before_params, _torch_state(opt, params), before_state, case)
+    for k in (5, 6):
+        for o, ps in ((opt, params), (twin, twin_params)):
+            _torch_grads(ps, k)
+            o.step()
+    _assert_torch_same(params, [p.detach() for p in twin_params], _torch_state(opt, params),
+                       _torch_state(twin, twin_params), f"{case}: after resuming")
+    assert opt._plan is not None  # the good steps after it make a plan again
+
+
+@pytest.mark.parametrize("layout", TORCH_LAYOUTS)
+@pytest.mark.parametrize("overlap", ["same-tensor-storage", "overlapping-views"])
+def test_torch_overlapping_params_in_groups_of_different_layouts_are_refused(layout, overlap):
+    import torch
+
+    cls, options, second = _torch_layouts()[layout]
+    base = torch.linspace(-1, 1, 10)
+    a, b = (base[:6], base[4:]) if overlap == "overlapping-views" else (base[:5], base[:5])
+    for p in (a, b):
+        p.requires_grad_()
+    other = torch.linspace(0, 1, 3).requires_grad_()
+    opt = cls([{"params": [a, other]}, {"params": [b], **second}], **options)
+    before = base.clone()
+    for step in range(2):  # refused on every step, and nothing written
+        _torch_grads([a, other, b], step)
+        with pytest.raises(ValueError, match=r"params\[2\].*shares memory|memory.*params\[2\]"):
+            opt.step()
+        assert torch.equal(base, before) and not opt.state.get(b)
+    # The same overlap within one layout was already refused (one call checks its arrays).
+    one = cls([{"params": [a, other, b]}], **options)
+    with pytest.raises(ValueError, match="shares memory"):
+        one.step()
+    assert torch.equal(base, before)
+
+
+def test_the_torch_matrix_is_big_enough():
+    assert len(list(_torch_matrix())) >= 100
+
+
+# ------------------------------------------------------------------------- NumPy, several groups
+# The NumPy optimizers step every group in one compiled call (the C short step and the
+# Python paths alike), so a bad array in a later group is refused before an earlier group
+# moves: checked here for every optimizer, with two groups of different hyper-parameters.
+GROUP_CASES = [
+    ("second-group-grad-is-its-param", lambda o, p, g: _nth(g, 2, p[2])),
+    ("second-group-grad-is-a-first-group-param", lambda o, p, g: _nth(g, 2, p[0])),
+    ("first-group-grad-is-a-second-group-param", lambda o, p, g: _nth(g, 0, p[2])),
+    ("second-group-grad-is-a-first-group-state",
+     lambda o, p, g: _nth(g, 2, next(v for v in o.state[0].values() if isinstance(v, np.ndarray)
+                                     and v.dtype == p[0].dtype))),
+]
+
+
+def _group_matrix():
+    for row in ROWS:
+        for case, change in GROUP_CASES:
+            for warm in (0, 2):
+                if warm or "state" not in case:
+                    yield pytest.param(row, change, warm, id=f"{row.name}-{case}-{warm}")
+
+
+@pytest.mark.parametrize("row,change,warm", list(_group_matrix()))
+def test_bad_array_in_a_later_group_changes_nothing(row, change, warm):
+    def make():
+        params = _params()
+        opt = row.make([{"params": params[:2]}, {"params": params[2:], "lr": 0.02}])
+        for k in range(warm):
+            row.step(opt, _grads(params, k), loss=float(k % 2))
+        return opt, params
+
+    opt, params = make()
+    twin, twin_params = make()
+    before_params = [p.copy() for p in params]
+    before_state = opt.state_dict()
+    with pytest.raises(ValueError, match="shares memory"):
+        row.step(opt, change(opt, params, _grads(params, 9)))
+    _assert_nothing_changed_and_resumes(row, opt, params, before_params, before_state, twin,
+                                        twin_params)

@@ -2,7 +2,9 @@
 //
 // gather() checks every array of every operand list (type, dtype, shape, contiguity,
 // alignment, writeability) and that no array it writes shares memory with another, and raises a
-// TypeError/ValueError naming the argument before anything is written.
+// TypeError/ValueError naming the argument before anything is written. A call that takes more
+// than one table (sparse AdaGrad), or a check of several calls at once (check_calls), collects
+// every array's Extent and refuses an overlap among all of them (refuse_overlaps).
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -10,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -23,6 +26,8 @@ struct Operand {
   py::handle list;   // a list or tuple of arrays; None for an unused slot
   bool writable;
   bool int8 = false;  // int8 arrays (compact state) instead of the parameters' dtype
+  // The numbers the caller knows the entries by (entry i is name[at[i]]); null: 0, 1, ...
+  const std::vector<std::size_t>* at = nullptr;
 };
 
 inline std::string shape_str(const py::array& a) {
@@ -35,8 +40,12 @@ inline std::string shape_str(const py::array& a) {
   return s + ")";
 }
 
+// "name[i]"; a name with a "{}" gets the number there instead ("params[{}].grad").
 inline std::string item_name(const char* name, std::size_t i) {
-  return std::string(name) + "[" + std::to_string(i) + "]";
+  std::string s(name);
+  const std::size_t at = s.find("{}");
+  if (at == std::string::npos) return s + "[" + std::to_string(i) + "]";
+  return s.replace(at, 2, std::to_string(i));
 }
 
 // float32 or float64 in native byte order, or throw TypeError; who() names the array
@@ -63,18 +72,53 @@ inline DType dtype_of(const py::array& a, const std::string& who) {
 
 inline const char* dtype_name(DType d) { return d == DType::f32 ? "float32" : "float64"; }
 
+// The memory of one array of a call, for the check that no written array shares memory
+// with another array of the call.
 struct Extent {
   std::uintptr_t begin, end;
-  std::uint32_t operand, index;
+  const char* name;    // as Operand::name
+  const char* suffix;  // after the item's name (".values")
+  std::size_t index;   // the item's number in its argument
+  bool written;
 };
 
-template <std::size_t K>
-TensorTable<K> gather(const std::array<Operand, K>& ops) {
+inline void add_extent(std::vector<Extent>& extents, const py::array& a, const char* name, std::size_t index,
+                       bool written, const char* suffix = "") {
+  const auto nbytes = static_cast<std::uintptr_t>(a.nbytes());
+  if (nbytes == 0) return;
+  const auto b = reinterpret_cast<std::uintptr_t>(a.data());
+  extents.push_back({b, b + nbytes, name, suffix, index, written});
+}
+
+// Refuse (ValueError naming both) an extent that overlaps another one when either is
+// written. Two read-only arrays (the same gradient for two parameters) may share memory.
+inline void refuse_overlaps(std::vector<Extent>& extents) {
+  std::sort(extents.begin(), extents.end(), [](const Extent& a, const Extent& b) { return a.begin < b.begin; });
+  // Sorted by start, an extent overlaps an earlier one iff it starts before the farthest
+  // end seen so far (among the written ones, for an extent that is only read).
+  const Extent* far_any = nullptr;      // the farthest-reaching extent so far
+  const Extent* far_written = nullptr;  // ... among the written ones
+  for (const Extent& y : extents) {
+    const Extent* x = y.written ? far_any : far_written;
+    if (x != nullptr && y.begin < x->end)
+      throw py::value_error(item_name(y.name, y.index) + y.suffix + " shares memory with " +
+                            item_name(x->name, x->index) + x->suffix +
+                            "; every array must be a separate buffer");
+    if (far_any == nullptr || y.end > far_any->end) far_any = &y;
+    if (y.written && (far_written == nullptr || y.end > far_written->end)) far_written = &y;
+  }
+}
+
+// Check the arrays of K operand lists of one call (type, dtype, shape, contiguity,
+// alignment, writeability; every list as long as the first, each entry of the first's
+// dtype and shape), add their extents, and call row(ptrs, size, dtype) once per entry.
+template <class Row>
+void check_operands(const Operand* ops, std::size_t K, std::vector<Extent>& extents, Row&& row) {
   constexpr int kC = py::detail::npy_api::constants::NPY_ARRAY_C_CONTIGUOUS_;
   constexpr int kAligned = py::detail::npy_api::constants::NPY_ARRAY_ALIGNED_;
   constexpr int kWriteable = py::detail::npy_api::constants::NPY_ARRAY_WRITEABLE_;
 
-  std::array<py::sequence, K> lists;
+  std::vector<py::sequence> lists(K);
   std::size_t n = 0;
   for (std::size_t k = 0; k < K; ++k) {
     if (ops[k].list.is_none()) continue;
@@ -90,22 +134,21 @@ TensorTable<K> gather(const std::array<Operand, K>& ops) {
                             std::to_string(lists[k].size()));
     }
   }
+  for (std::size_t k = 0; k < K; ++k)
+    if (ops[k].at != nullptr && !ops[k].list.is_none() && ops[k].at->size() < n)
+      throw std::logic_error("check_operands: fewer numbers than arrays");
+  extents.reserve(extents.size() + n * K);
 
-  TensorTable<K> table;
-  table.ptrs.reserve(n);
-  table.sizes.reserve(n);
-  table.dtypes.reserve(n);
-  std::vector<Extent> extents;
-  extents.reserve(n * K);
-
+  std::vector<void*> ptrs(K);
   for (std::size_t i = 0; i < n; ++i) {
-    std::array<void*, K> ptrs{};
     py::array ref;
     DType dt = DType::f32;
     for (std::size_t k = 0; k < K; ++k) {
+      ptrs[k] = nullptr;
       if (ops[k].list.is_none()) continue;
+      const std::size_t number = ops[k].at != nullptr ? (*ops[k].at)[i] : i;
       py::handle h = lists[k][i];
-      const auto who = [&ops, k, i] { return item_name(ops[k].name, i); };
+      const auto who = [&ops, k, number] { return item_name(ops[k].name, number); };
       if (!py::isinstance<py::array>(h))
         throw py::type_error(who() + ": expected a numpy.ndarray, got " +
                              std::string(py::str(py::type::handle_of(h).attr("__name__"))));
@@ -118,46 +161,41 @@ TensorTable<K> gather(const std::array<Operand, K>& ops) {
         ref = a;
         dt = d;
       } else {
+        const std::size_t ref_number = ops[0].at != nullptr ? (*ops[0].at)[i] : i;
         if (d != dt)
           throw py::type_error(who() + ": dtype " + dtype_name(d) + " does not match " +
-                               item_name(ops[0].name, i) + " (" + dtype_name(dt) + ")");
+                               item_name(ops[0].name, ref_number) + " (" + dtype_name(dt) + ")");
         bool same = a.ndim() == ref.ndim();
         for (py::ssize_t j = 0; same && j < a.ndim(); ++j) same = a.shape(j) == ref.shape(j);
         if (!same)
           throw py::value_error(who() + ": shape " + shape_str(a) + " does not match " +
-                                item_name(ops[0].name, i) + " " + shape_str(ref));
+                                item_name(ops[0].name, ref_number) + " " + shape_str(ref));
       }
       const int flags = a.flags();
       if (!(flags & kC)) throw py::value_error(who() + ": must be C-contiguous");
       if (!(flags & kAligned)) throw py::value_error(who() + ": must be aligned to its dtype");
       if (ops[k].writable && !(flags & kWriteable)) throw py::value_error(who() + ": is read-only");
       ptrs[k] = const_cast<void*>(a.data());
-      const auto nbytes = static_cast<std::uintptr_t>(a.nbytes());
-      if (nbytes > 0) {
-        const auto b = reinterpret_cast<std::uintptr_t>(a.data());
-        extents.push_back({b, b + nbytes, static_cast<std::uint32_t>(k), static_cast<std::uint32_t>(i)});
-      }
+      add_extent(extents, a, ops[k].name, number, ops[k].writable);
     }
-    table.add(ptrs, static_cast<std::int64_t>(ref ? ref.size() : 0), dt);
+    row(ptrs.data(), static_cast<std::int64_t>(ref ? ref.size() : 0), dt);
   }
+}
 
-  std::sort(extents.begin(), extents.end(),
-            [](const Extent& a, const Extent& b) { return a.begin < b.begin; });
-  // Sorted by start, an extent overlaps an earlier one iff it starts before the farthest
-  // end seen so far. Only overlaps with an array that is written are refused: two
-  // read-only operands (the same gradient for two parameters) may share memory.
-  const auto written = [&ops](const Extent& e) { return ops[e.operand].writable; };
-  const Extent* far_any = nullptr;      // the farthest-reaching extent so far
-  const Extent* far_written = nullptr;  // ... among the written ones
-  for (const Extent& y : extents) {
-    const Extent* x = written(y) ? far_any : far_written;
-    if (x != nullptr && y.begin < x->end)
-      throw py::value_error(item_name(ops[y.operand].name, y.index) + " shares memory with " +
-                            item_name(ops[x->operand].name, x->index) +
-                            "; every array must be a separate buffer");
-    if (far_any == nullptr || y.end > far_any->end) far_any = &y;
-    if (written(y) && (far_written == nullptr || y.end > far_written->end)) far_written = &y;
-  }
+// The arrays of one call as a TensorTable, every array checked (check_operands) and no
+// written array sharing memory with another. With `extents`, the overlap check is left to
+// the caller, who adds the extents of the call's other arrays and calls refuse_overlaps.
+template <std::size_t K>
+TensorTable<K> gather(const std::array<Operand, K>& ops, std::vector<Extent>* extents = nullptr) {
+  TensorTable<K> table;
+  std::vector<Extent> own;
+  std::vector<Extent>& ex = extents != nullptr ? *extents : own;
+  check_operands(ops.data(), K, ex, [&table](void* const* ptrs, std::int64_t size, DType dt) {
+    std::array<void*, K> p;
+    std::copy(ptrs, ptrs + K, p.begin());
+    table.add(p, size, dt);
+  });
+  if (extents == nullptr) refuse_overlaps(own);
   return table;
 }
 

@@ -63,8 +63,10 @@ void register_sparse(py::module_& m) {
         const std::vector<std::int32_t> group_of = group_index(group_sizes, n);
 
         // Dense entries (indices[i] is None) are validated by gather with their grads; sparse
-        // entries with params and sums only, their rows below. Nothing is written before
-        // everything has been checked.
+        // entries with params and sums only, their rows below. One overlap check sees every
+        // array of the call, the gradients' values and indices too: a dense gradient, a sum or
+        // a sparse gradient's values that share memory with any array the call writes are
+        // refused. Nothing is written before everything has been checked.
         py::list dense_p, dense_g, dense_s, sparse_p, sparse_s;
         std::vector<std::size_t> dense_at, sparse_at;
         for (std::size_t i = 0; i < n; ++i) {
@@ -79,11 +81,14 @@ void register_sparse(py::module_& m) {
             sparse_at.push_back(i);
           }
         }
-        const TensorTable<3> dense = gather<3>({Operand{"params", dense_p, true},
-                                                Operand{"grads", dense_g, false},
-                                                Operand{"sums", dense_s, true}});
-        const TensorTable<2> rows_of = gather<2>({Operand{"params", sparse_p, true},
-                                                  Operand{"sums", sparse_s, true}});
+        std::vector<Extent> extents;
+        const TensorTable<3> dense = gather<3>({Operand{"params", dense_p, true, false, &dense_at},
+                                                Operand{"grads", dense_g, false, false, &dense_at},
+                                                Operand{"sums", dense_s, true, false, &dense_at}},
+                                               &extents);
+        const TensorTable<2> rows_of = gather<2>({Operand{"params", sparse_p, true, false, &sparse_at},
+                                                  Operand{"sums", sparse_s, true, false, &sparse_at}},
+                                                 &extents);
         std::vector<py::array> index_arrays, value_arrays;
         for (std::size_t j = 0; j < sparse_at.size(); ++j) {
           const std::size_t i = sparse_at[j];
@@ -111,9 +116,12 @@ void register_sparse(py::module_& m) {
             if (ix[k] < 0 || ix[k] >= p.shape(0))
               throw py::value_error(iname + ": row index " + std::to_string(ix[k]) + " is out of range for " +
                                     pname + " with " + std::to_string(p.shape(0)) + " rows");
+          add_extent(extents, val, "grads", i, false, ".values");
+          add_extent(extents, idx, "indices", i, false);
           index_arrays.push_back(idx);
           value_arrays.push_back(val);
         }
+        refuse_overlaps(extents);
 
         AdagradLoop loop;
         for (const auto& g : groups)

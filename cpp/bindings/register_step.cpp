@@ -15,6 +15,9 @@
 //     ndarray for a lone parameter;
 //   - every group's hyper-parameters are those remembered by its last check (the same
 //     object, or of the same type and equal, as _checked_group_args compares them);
+//   - every group's "params" list holds the parameters the optimizer knows (_params), in
+//     order: a parameter swapped in param_groups goes through the Python path, which
+//     checks it and takes it (Optimizer._sync_params);
 //   - every parameter has a state with every state array (and "step");
 //   - the compiled call accepts every array (it checks all before it writes any: a
 //     TypeError or ValueError from it means nothing was written).
@@ -22,9 +25,13 @@
 // the Python path, which raises the error for it.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <deque>
 #include <string>
 #include <vector>
+
+#include "arrays.hpp"
 
 namespace optbowl {
 namespace py = pybind11;
@@ -33,7 +40,7 @@ namespace {
 
 struct Interned {
   PyObject *busy, *params, *param_groups, *checked_groups, *state, *group_sizes, *step, *acquire,
-      *release;
+      *release, *group_params;
 };
 Interned names;
 PyObject* ndarray_type = nullptr;
@@ -106,6 +113,31 @@ py::object remembered_group_args(PyObject* opt, PyObject* keys) {
   return std::move(out);
 }
 
+// Whether the groups' "params" lists hold exactly `params` (the optimizer's list), in order.
+// Nothing here runs Python code: the borrowed items stay valid.
+bool params_are_the_groups(PyObject* opt, PyObject* params) {
+  py::object groups = attr_of(opt, names.param_groups, [](PyObject* v) { return PyList_CheckExact(v); });
+  if (!groups) return false;
+  const Py_ssize_t n = PyList_GET_SIZE(params);
+  Py_ssize_t at = 0;
+  for (Py_ssize_t g = 0; g < PyList_GET_SIZE(groups.ptr()); ++g) {
+    PyObject* group = PyList_GET_ITEM(groups.ptr(), g);
+    if (!PyDict_CheckExact(group)) return false;
+    PyObject* arrays = PyDict_GetItemWithError(group, names.group_params);  // borrowed
+    if (arrays == nullptr) {
+      if (PyErr_Occurred()) throw py::error_already_set();
+      return false;
+    }
+    if (!PyList_CheckExact(arrays)) return false;
+    const Py_ssize_t m = PyList_GET_SIZE(arrays);
+    if (m > n - at) return false;
+    for (Py_ssize_t j = 0; j < m; ++j)
+      if (PyList_GET_ITEM(arrays, j) != PyList_GET_ITEM(params, at + j)) return false;
+    at += m;
+  }
+  return at == n;
+}
+
 // Python's `st[key]` for a dict, or an empty object if it has no such key.
 PyObject* item_of(PyObject* dict, PyObject* key) {
   PyObject* v = PyDict_GetItemWithError(dict, key);  // borrowed
@@ -137,6 +169,7 @@ bool step_under_lock(PyObject* opt, PyObject* layout, PyObject* grads) {
 
   py::object group_args = remembered_group_args(opt, PyTuple_GET_ITEM(layout, kKeys));
   if (!group_args) return false;
+  if (!params_are_the_groups(opt, params.ptr())) return false;
 
   py::object state = attr_of(opt, names.state, [](PyObject* v) { return PyDict_CheckExact(v); });
   if (!state) return false;
@@ -300,6 +333,41 @@ void add_one(const py::list& counters) {
   }
 }
 
+// check_calls(calls): the arrays of several compiled calls checked as each call checks its
+// own (check_operands: type, dtype, shape, contiguity, alignment, writeability), and no
+// written array sharing memory with any array of any of the calls; a TypeError/ValueError
+// naming the array, before any of the calls runs. A step that needs several calls
+// (optbowl.torch's param groups of different state layouts) checks them all first, so
+// that a refused call never follows one that has written. calls: a list of
+// (numbers, operands): numbers the entries' numbers in messages (None: 0, 1, ...),
+// operands a list of (name, list of arrays or None, writable), the call's parameters first.
+// A name with "{}" gets the number there ("params[{}].grad").
+void check_calls(const py::list& calls) {
+  std::deque<std::string> names;  // stable addresses for Operand::name
+  std::vector<std::vector<std::size_t>> numbers(calls.size());
+  std::vector<Extent> extents;
+  for (std::size_t c = 0; c < calls.size(); ++c) {
+    const auto call = calls[c].cast<py::tuple>();
+    if (call.size() != 2) throw py::type_error("calls[" + std::to_string(c) + "]: expected (numbers, operands)");
+    const bool numbered = !call[0].is_none();
+    if (numbered) numbers[c] = call[0].cast<std::vector<std::size_t>>();
+    std::vector<Operand> operands;
+    for (py::handle item : call[1].cast<py::sequence>()) {
+      const auto op = item.cast<py::tuple>();
+      if (op.size() != 3)
+        throw py::type_error("calls[" + std::to_string(c) + "]: an operand is (name, arrays, writable)");
+      names.push_back(op[0].cast<std::string>());
+      operands.push_back(Operand{names.back().c_str(), op[1], op[2].cast<bool>(), false,
+                                 numbered ? &numbers[c] : nullptr});
+    }
+    if (operands.empty()) continue;
+    if (numbered && !operands[0].list.is_none() && numbers[c].size() != py::len(operands[0].list))
+      throw py::value_error("calls[" + std::to_string(c) + "]: expected one number per array");
+    check_operands(operands.data(), operands.size(), extents, [](void* const*, std::int64_t, DType) {});
+  }
+  refuse_overlaps(extents);
+}
+
 PyObject* intern(const char* s) {
   PyObject* v = PyUnicode_InternFromString(s);
   if (v == nullptr) throw py::error_already_set();
@@ -311,13 +379,16 @@ PyObject* intern(const char* s) {
 void register_step(py::module_& m) {
   names = {intern("_busy"),       intern("_params"), intern("param_groups"),
            intern("_checked_groups"), intern("state"), intern("_group_sizes"),
-           intern("step"),        intern("acquire"), intern("release")};
+           intern("step"),        intern("acquire"), intern("release"),
+           intern("params")};
   ndarray_type = py::object(py::module_::import("numpy").attr("ndarray")).release().ptr();
   one_int = PyLong_FromLong(1);
   one_float = PyFloat_FromDouble(1.0);
   PyObject* fn = PyCFunction_NewEx(&short_step_def, nullptr, m.attr("__name__").ptr());
   if (fn == nullptr) throw py::error_already_set();
   m.add_object("short_step", py::reinterpret_steal<py::object>(fn));
+  m.def("check_calls", &check_calls, py::arg("calls"),
+        "Check the arrays of several compiled calls before any runs (private).");
   m.def("add_one", &add_one, py::arg("counters"),
         "Add 1 in place to every one-element float32/float64 array of the list (private).");
 }

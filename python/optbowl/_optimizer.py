@@ -68,6 +68,7 @@ class Optimizer:
             self._add_param_group(group)
 
     def _add_param_group(self, group: Dict[str, Any]) -> None:
+        self._sync_params()
         if not isinstance(group, dict) or "params" not in group:
             raise TypeError("param_group: expected a dict with a 'params' entry")
         arrays = group["params"]
@@ -93,6 +94,74 @@ class Optimizer:
         self._group_sizes.append(len(arrays))
         self._placement = placement
         self._short = self._short_call()
+
+    def _sync_params(self) -> None:
+        """Take the parameters from ``param_groups``, where a torch-style script swaps one
+        (``opt.param_groups[0]["params"][0] = new``): steps, ``state_dict`` and
+        ``load_state_dict`` follow ``param_groups``. State belongs to a position, so a
+        parameter put in another's place keeps that place's state (its step count too) and
+        must have the shape and dtype of the one it replaces; a parameter with another
+        shape or dtype, an array that is no parameter (read-only, non-contiguous, another
+        kind), memory shared with another parameter, and a group list of another length
+        are refused, naming ``param_groups[g]["params"][i]``, with nothing changed."""
+        groups, sizes, params = self.param_groups, self._group_sizes, self._params
+        if type(groups) is not list or len(groups) != len(sizes):
+            raise ValueError(
+                f"param_groups: expected a list of the optimizer's {len(sizes)} groups, got "
+                f"{len(groups) if isinstance(groups, list) else type(groups).__name__}; "
+                "add a group with add_param_group"
+            )
+        swapped = []
+        at = 0
+        for g, (group, size) in enumerate(zip(groups, sizes)):
+            arrays = group.get("params") if isinstance(group, dict) else None
+            if arrays is None or not isinstance(arrays, (list, tuple)):
+                raise TypeError(f'param_groups[{g}]["params"]: expected a list of arrays, got '
+                                f"{type(arrays).__name__}")
+            if len(arrays) != size:
+                raise ValueError(
+                    f'param_groups[{g}]["params"]: holds {len(arrays)} arrays, the group has '
+                    f"{size} (state belongs to positions); add parameters with add_param_group"
+                )
+            for j, a in enumerate(arrays):
+                if a is not params[at + j]:
+                    swapped.append((f'param_groups[{g}]["params"][{j}]', at + j, a))
+            at += size
+        if not swapped:
+            return
+        new = list(params)
+        shape: Any
+        dtype: Any
+        old_shape: Any
+        old_dtype: Any
+        for who, i, a in swapped:
+            old = params[i]
+            if self._placement is None:
+                _check.float_array(who, a, writable=True)
+                shape, dtype, old_shape, old_dtype = a.shape, a.dtype, old.shape, old.dtype
+            else:
+                if not _device.is_device_array(a):
+                    raise TypeError(f"{who}: expected a CUDA device array like the parameter it "
+                                    f"replaces, got {type(a).__name__}")
+                view, was = _device.describe(a, who), _device.describe(old, who)
+                if view.device != was.device or view.readonly:
+                    raise ValueError(f"{who}: must be a writable array on CUDA device "
+                                     f"{was.device}, the parameters' device")
+                shape, dtype, old_shape, old_dtype = view.shape, view.dtype, was.shape, was.dtype
+            if dtype != old_dtype:
+                raise TypeError(f"{who}: dtype {dtype} differs from that of the parameter it "
+                                f"replaces ({old_dtype}); its state, kept by position, is "
+                                f"{old_dtype}")
+            if shape != old_shape:
+                raise ValueError(f"{who}: shape {tuple(shape)} differs from that of the parameter "
+                                 f"it replaces {tuple(old_shape)}; its state, kept by position, "
+                                 "has that shape")
+            new[i] = a
+        if self._placement is None:
+            _check.no_shared_memory("params", new)
+        else:
+            _device.place("params", [], new, None)
+        self._params = new
 
     @property
     def _backend(self) -> Any:
@@ -213,6 +282,7 @@ class Optimizer:
             self._busy.release()
 
     def _step(self, grads: Any, loss: Optional[float], found_inf: Any) -> None:
+        self._sync_params()
         group_args = self._checked_group_args()
         kw = self._step_extras(loss)
         n = len(self._params)
@@ -323,6 +393,7 @@ class Optimizer:
             return self._state_dict()
 
     def _state_dict(self) -> Dict[str, Any]:
+        self._sync_params()
         groups = []
         index = 0
         for group in self.param_groups:
@@ -353,6 +424,7 @@ class Optimizer:
             self._load_state_dict(state_dict)
 
     def _load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self._sync_params()
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
         expected = {"optimizer", "state", "param_groups", *self._global, *self._state_dict_extras()}

@@ -8,7 +8,9 @@ Change one import and keep the rest of a training script::
 :class:`Rprop`, :class:`Adagrad`, :class:`SGD`, :class:`RMSprop`, :class:`Adam` and
 :class:`AdamW` are subclasses of :class:`torch.optim.Optimizer` with torch's constructor
 signatures and defaults, so ``param_groups``, ``zero_grad``, step hooks,
-``add_param_group`` and learning-rate schedulers work as with torch. ``state_dict()`` is in
+``add_param_group`` and learning-rate schedulers work as with torch; state is kept per
+tensor as torch keeps it, so a tensor swapped into ``param_groups`` is stepped, with fresh
+state of its own. ``state_dict()`` is in
 torch's own format (the same state keys and tensors, optional ones absent where torch
 leaves them out), so a checkpoint written by ``torch.optim.Rprop`` loads into
 :class:`optbowl.torch.Rprop` and the other way round, and training continues with the same
@@ -17,7 +19,9 @@ fused RMSprop to match). :class:`QuickProp`, which torch lacks, has the state na
 :class:`optbowl.QuickProp`.
 
 Each ``step()`` makes one compiled call per device (and per state layout, when param groups
-differ in optional state such as momentum buffers) for all parameters that have a gradient:
+differ in optional state such as momentum buffers) for all parameters that have a gradient,
+and checks the arrays of every call before the first one runs, so that a refused step
+changes nothing (arrays of different calls that share memory are refused too):
 
 - CPU tensors (float32/float64, contiguous, dense gradients) are handed to the C++ kernels
   of ``optbowl._core`` as NumPy views of their memory, without copies;
@@ -154,9 +158,11 @@ class _Batch:
         self.steps: List[float] = []  # each tensor's step count after this step
         self.groups: List[Dict[str, Any]] = []
         self.group_sizes: List[int] = []
+        self.index: List[int] = []  # each tensor's position in param_groups (for messages)
 
-    def add(self, p, grad, state_tensors, step, group) -> None:
+    def add(self, p, grad, state_tensors, step, group, index) -> None:
         self.params.append(p)
+        self.index.append(index)
         self.grads.append(grad)
         for column, t in zip(self.states, state_tensors):
             if column is not None:
@@ -178,6 +184,7 @@ class _Batch:
             for column in self.states
         ]
         out.steps, out.groups, out.group_sizes = self.steps, self.groups, self.group_sizes
+        out.index = self.index
         return out
 
 
@@ -249,6 +256,7 @@ class _Plan:
         self.counter_views: List[Any] = []
         self.params: List[torch.Tensor] = []
         by_layout: Dict[Tuple[bool, ...], Tuple[_Batch, List[int], List[Any]]] = {}
+        index = -1
         for k, group in enumerate(opt.param_groups):
             values = {key: _remembered(v) for key, v in group.items() if key != "params"}
             if not all(_plain(v) for v in values.values()):
@@ -258,6 +266,7 @@ class _Plan:
             self.groups.append([group, group["params"], len(group["params"]), values, layout, rows])
             self.tuples.append(opt._kernel_group(group))
             for p in group["params"]:
+                index += 1
                 if p.grad is None:
                     rows.append((p, None))
                     continue
@@ -277,7 +286,7 @@ class _Plan:
                 batch.add(p.detach().numpy(), None,
                           [sd[name].detach().numpy() if present else None
                            for name, present in zip(opt._state_names, layout)],
-                          opt._step_count(sd or {}, group), group)
+                          opt._step_count(sd or {}, group), group, index)
                 if opt._has_step:
                     counter = sd["step"]
                     if not (isinstance(counter, torch.Tensor) and counter.is_cpu
@@ -294,6 +303,11 @@ class _Plan:
                              batch))
         for batch, _, _ in self.batches:
             batch.grads.clear()  # filled by each step
+        # Several batches (param groups of different state layouts) are several calls: all
+        # their arrays are checked before the first runs (_core.check_calls), over the
+        # batches' own lists, which each step refills.
+        self.calls = opt._calls([batch for batch, _, _ in self.batches]) \
+            if len(self.batches) > 1 else None
         # Counts read from the counters on every step (the others, SGD's, are the state's)
         self.reads_counters = opt._has_step and opt._counts_steps
         self.entry = getattr(_core, opt._entry)
@@ -349,6 +363,11 @@ class _Plan:
                     if sd.get(name) is not t:
                         return False
                 batch.grads.append(g.detach().numpy() if g.requires_grad else g.numpy())
+        if self.calls is not None:
+            try:
+                _core.check_calls(self.calls)
+            except (TypeError, ValueError):
+                return False  # nothing written: the general path raises it
         first = True
         for batch, indices, views in self.batches:
             if self.reads_counters:
@@ -356,7 +375,7 @@ class _Plan:
             try:
                 opt._launch(self.entry, batch, [self.tuples[k] for k in indices])
             except (TypeError, ValueError):
-                if not first:  # an earlier batch has stepped: the error is the step's
+                if not first:  # checked above: only a change from another thread gets here
                     raise
                 return False  # nothing written: the general path raises it
             first = False
@@ -365,6 +384,25 @@ class _Plan:
             increment_version(self.counters)
         increment_version(self.params)
         return True
+
+
+def _check_device_batches(batches: Sequence[_Batch], state_names: Sequence[str]) -> None:
+    """The checks the CUDA module makes of each batch's arrays (``_device._gather``), and
+    that no array of one batch shares memory with an array of another on its device."""
+    device_module = importlib.import_module("optbowl._device")
+    by_device: Dict[int, List[Any]] = {}
+    for batch in batches:
+        operands = [("params", batch.params, True), ("grads", batch.grads, False),
+                    *[(name, column, True) for name, column in zip(state_names, batch.states)]]
+        device = device_module.describe(batch.params[0], f"params[{batch.index[0]}]").device
+        device_module._gather(operands, device)
+        entries = by_device.setdefault(device, [])
+        for name, arrays, _ in operands:
+            if arrays is not None:
+                entries.extend((name, i, device_module.describe(a, f"{name}[{i}]"))
+                               for i, a in zip(batch.index, arrays))
+    for entries in by_device.values():
+        device_module._no_overlap(entries)
 
 
 class _NoPlan(Exception):
@@ -605,7 +643,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 batch = batches.get((p.device, layout))
                 if batch is None:
                     batch = batches[(p.device, layout)] = _Batch(layout)
-                batch.add(p, p.grad, tensors, count, group)
+                batch.add(p, p.grad, tensors, count, group, index)
                 if new:
                     created.append((p, new))
                 if self._has_step:
@@ -614,13 +652,14 @@ class _FusedOptimizer(torch.optim.Optimizer):
         runs = []
         for (device, _), batch in batches.items():
             if device.type == "cpu":
-                runs.append((getattr(_core, self._entry), batch.as_numpy(), False))
+                runs.append((getattr(_core, self._entry), batch.as_numpy(), device))
             else:
-                entry = _cuda_entry(_cuda_kernels(), self._entry, type(self).__name__)
-                runs.append((entry, batch, True))
+                runs.append((_cuda_entry(_cuda_kernels(), self._entry, type(self).__name__), batch,
+                             device))
+        self._check_runs(runs)
         skipped_if: Optional[torch.Tensor] = None  # a device found_inf the kernels honoured
-        for entry, batch, on_cuda in runs:
-            if on_cuda:
+        for entry, batch, device in runs:
+            if device.type != "cpu":
                 skipped_if = self._launch_cuda(entry, batch)
             else:
                 self._launch(entry, batch)
@@ -640,6 +679,31 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 except (_NoPlan, TypeError, ValueError, RuntimeError):
                     pass  # the step is done; without a plan the next one is a general one
         return loss
+
+    def _calls(self, batches: Sequence[_Batch]) -> List[tuple]:
+        """CPU batches (NumPy views) as ``_core.check_calls`` takes them, each array named
+        after its parameter's position in ``param_groups``."""
+        labels = [f"params[{{}}]: state[{name!r}]" for name in self._state_names]
+        return [
+            (batch.index, [("params[{}]", batch.params, True),
+                           ("params[{}].grad", batch.grads, False),
+                           *[(label, column, True) for label, column in zip(labels, batch.states)]])
+            for batch in batches
+        ]
+
+    def _check_runs(self, runs: List[Tuple[Any, _Batch, torch.device]]) -> None:
+        """Check every array of every kernel call of a step before the first call runs, so
+        that a step is all or nothing: each call checks its own arrays, but a step of param
+        groups with different state layouts (or devices) makes several, and a call refused
+        after another had written would leave a half-taken step. Arrays of different calls
+        that share memory (overlapping views in groups of different layouts) are refused as
+        they are within one call."""
+        cpu = [batch for _, batch, device in runs if device.type == "cpu"]
+        if cpu:
+            _core.check_calls(self._calls(cpu))
+        if len(runs) > 1 and len(cpu) < len(runs):
+            _check_device_batches([batch for _, batch, device in runs if device.type != "cpu"],
+                                  self._state_names)
 
     @staticmethod
     def _check_tensors(name: str, p: torch.Tensor, grad: torch.Tensor) -> None:
