@@ -322,3 +322,50 @@ def test_torch_refuses_non_finite_and_huge_values_by_name():
         del opt.param_groups[0]["lr"]
         p.grad = torch.ones(2, dtype=torch.float64)
         opt.step()
+
+
+# --------------------------------------------------------------- narrow storage dtypes
+class _FakeDeviceArray:
+    """Just enough of a CUDA array for the dtype look-up (no GPU needed)."""
+
+    def __init__(self, typestr):
+        self.typestr = typestr
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": (3,), "typestr": self.typestr, "data": (4096, False), "version": 3,
+                "strides": None}
+
+    def __dlpack_device__(self):
+        return (2, 0)
+
+
+def test_device_arrays_are_checked_in_their_dtype():
+    from optbowl._optimizer import _array_dtypes
+
+    arrays = [np.ones(2), _FakeDeviceArray("<f2"), _FakeDeviceArray("<f4"),
+              _FakeDeviceArray("<f2")]
+    assert _array_dtypes(arrays, 3) == {np.dtype(np.float64): "params[3]",
+                                        np.dtype(np.float16): "params[4]",
+                                        np.dtype(np.float32): "params[5]"}
+
+
+def test_float16_stores_narrow_and_computes_in_float32():
+    f16 = {np.dtype(np.float16): "params[0]"}
+    # lr is a kernel constant, computed in float32: 1e5 is fine for float16 arrays ...
+    ob.QuickProp._check_in_dtypes({"lr": 1e5, "max_growth": 1.75, "maximize": False}, f16)
+    ob.Adam._check_in_dtypes({"lr": 1e5, "betas": (0.9, 0.999), "eps": 1e-8,
+                              "weight_decay": 0.0, "amsgrad": False, "maximize": False,
+                              "decoupled_weight_decay": False}, f16)
+    # ... but Rprop's lr is its first step size and AdaGrad's initial value its sum: state
+    with pytest.raises(ValueError, match=r"^lr: 100000\.0 overflows float16, the dtype of "
+                                         r"params\[0\]"):
+        ob.Rprop._check_in_dtypes({"lr": 1e5, "etas": (0.5, 1.2), "step_sizes": (1e-6, 50.0),
+                                   "maximize": False}, f16)
+    with pytest.raises(ValueError, match="^initial_accumulator_value: 1000000.0 overflows"):
+        ob.Adagrad._check_in_dtypes({"lr": 0.01, "lr_decay": 0.0, "weight_decay": 0.0,
+                                     "initial_accumulator_value": 1e6, "eps": 1e-10,
+                                     "maximize": False}, f16)
+    with pytest.raises(ValueError, match=r"^step_sizes: .*params\[0\] \(float16\)"):
+        ob.Rprop._check_in_dtypes({"lr": 0.01, "etas": (0.5, 1.2), "step_sizes": (1e-9, 50.0),
+                                   "maximize": False}, f16)  # 1e-9 is 0 in float16
