@@ -163,24 +163,58 @@ def compute_dtype(dtype: np.dtype) -> np.dtype:
     return FLOAT64 if dtype == FLOAT64 else FLOAT32
 
 
-def _rounded(name: str, value: Any, dtype: np.dtype, where: str) -> Any:
-    """``value`` (a real, or a tuple/list of reals) as ``dtype`` rounds it; a ValueError if a
-    finite value overflows ``dtype``. Anything else (bools, strings) is returned as it is."""
-    if isinstance(value, (bool, np.bool_)):
-        return value
-    if isinstance(value, (tuple, list)):
-        return type(value)(_rounded(f"{name}[{k}]", v, dtype, where) for k, v in enumerate(value))
-    if not isinstance(value, numbers.Real):
-        return value
+#: Per dtype: its scalar type and its largest finite value, as a float.
+_LIMITS: Dict[np.dtype, Any] = {}
+
+
+class _Overflow(Exception):
+    """A finite value beyond the dtype's range (``args[0]``: its index in a pair, or None)."""
+
+
+def _rounded(value: Any, limits: Any) -> Any:
+    """``value`` (a real, or a tuple/list of reals) as a dtype rounds it (``limits``: its
+    scalar type and largest finite value); _Overflow if a finite value overflows.
+    Anything else (bools, strings) is returned as it is."""
+    kind = type(value)
+    if kind is not float:  # the common case skips the ABC checks
+        if kind is bool or isinstance(value, np.bool_):
+            return value
+        if kind is tuple or kind is list:
+            out = []
+            for k, v in enumerate(value):
+                try:
+                    out.append(_rounded(v, limits))
+                except _Overflow:
+                    raise _Overflow(k) from None
+            return kind(out)
+        if not isinstance(value, numbers.Real):
+            return value
     x = float(value)
+    scalar, largest = limits
+    if -largest <= x <= largest or x != x or x in (math.inf, -math.inf):
+        return float(scalar(x))  # within range (or inf/NaN, the range checks' to refuse)
     with np.errstate(over="ignore"):
-        y = float(dtype.type(x))
-    if math.isinf(y) and math.isfinite(x):
+        y = float(scalar(x))
+    if y in (math.inf, -math.inf):
+        raise _Overflow(None)
+    return y  # just beyond the largest value, rounded down to it
+
+
+def _rounded_or_error(name: str, value: Any, dtype: np.dtype, where: str) -> Any:
+    """``_rounded``, an overflow told as a ValueError naming the value."""
+    limits = _LIMITS.get(dtype)
+    if limits is None:
+        limits = _LIMITS[dtype] = (dtype.type, float(np.finfo(dtype).max))
+    try:
+        return _rounded(value, limits)
+    except _Overflow as exc:
+        k = exc.args[0]
+        if k is not None:
+            name, value = f"{name}[{k}]", value[k]
         raise ValueError(
-            f"{name}: {x!r} overflows {dtype.name}, the dtype of {where} (largest finite "
-            f"{float(np.finfo(dtype).max)!r})"
-        )
-    return y
+            f"{name}: {float(value)!r} overflows {dtype.name}, the dtype of {where} (largest "
+            f"finite {limits[1]!r})"
+        ) from None
 
 
 def in_dtypes(
@@ -204,7 +238,7 @@ def in_dtypes(
     for dtype, where in dtypes.items():
         compute = compute_dtype(dtype)
         for name, value in (derived or {}).items():
-            if not math.isfinite(_rounded(name, value, compute, where)):
+            if not math.isfinite(_rounded_or_error(name, value, compute, where)):
                 raise ValueError(
                     f"{name}: {value!r} is beyond {compute.name}'s range, the dtype the "
                     f"kernels compute {where} in"
@@ -214,7 +248,8 @@ def in_dtypes(
         rounded = {}
         for name, value in group.items():
             if name != "params":
-                rounded[name] = _rounded(name, value, dtype if name in stored else compute, where)
+                rounded[name] = _rounded_or_error(name, value, dtype if name in stored else compute,
+                                                  where)
         try:
             check(rounded)
         except (TypeError, ValueError) as exc:
