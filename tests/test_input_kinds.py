@@ -104,6 +104,8 @@ def test_functional_refuses_masked_state_and_sparse_values():
         F.adagrad([p], [g], [_masked(np.zeros((3, 2)))], step=1)
     with pytest.raises(TypeError, match=rf"^values: .*{MASKED}"):
         ob.SparseRows([0], _masked(np.ones((1, 2))))
+    with pytest.raises(TypeError, match=rf"^indices: .*{MASKED}"):
+        ob.SparseRows(np.ma.masked_array([0, 2], mask=[False, True]), np.ones((2, 2)))
     before = p.copy()
     # (the sparse call names a dense tensor by its place among the dense ones)
     with pytest.raises(TypeError, match=rf"^sums\[\d\]: .*{MASKED}"):

@@ -263,3 +263,11 @@ def test_a_checked_state_dict_still_round_trips(name, kw):
     _advance(a, 2)
     _advance(b, 2)
     assert b.get_last_lr() == a.get_last_lr()
+
+
+def test_a_metric_beyond_float64_is_a_named_value_error():
+    sched = schedules.ReduceLROnPlateau(_two_groups())
+    before = sched.state_dict()
+    with pytest.raises(ValueError, match="^metric"):
+        sched.step(10**400)
+    assert sched.state_dict() == before

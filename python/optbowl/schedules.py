@@ -341,6 +341,8 @@ class ReduceLROnPlateau(_Schedule):
             raise TypeError(f"metric: expected a real number, got {type(metric).__name__}")
         try:
             current = float(metric)  # NaN counts as a bad step, as in torch
+        except OverflowError:  # an int beyond float64, e.g. 10**400
+            raise ValueError("metric: an integer beyond float64's range") from None
         except (TypeError, ValueError):
             raise TypeError(
                 f"metric: expected a real number, got {type(metric).__name__}"
