@@ -147,3 +147,66 @@ def test_arguments_are_checked_by_name():
     with pytest.raises(TypeError, match=r"exp_avgs\[0\]"):
         F.adam([x], [x.copy()], [np.zeros(2, np.float32)], [np.zeros(2)], step=1)
     np.testing.assert_array_equal(x, 1.0)
+
+
+# ------------------------------------------------------------- per-tensor lists, names
+def _two_tensor_calls(**hyper):
+    """Every function over two float64 tensors, with per-tensor ``hyper``."""
+    params = [np.ones(3), np.ones(2)]
+    grads = [np.full(3, 0.5), np.full(2, 0.5)]
+    z = lambda: [np.zeros(3), np.zeros(2)]  # noqa: E731
+    return params, {
+        "rprop": lambda **kw: F.rprop(params, grads, z(), [np.full(3, 0.1), np.full(2, 0.1)],
+                                      **kw),
+        "adagrad": lambda **kw: F.adagrad(params, grads, z(), step=1, **kw),
+        "sgd": lambda **kw: F.sgd(params, grads, z(), step=1, **{"lr": 0.1, **kw}),
+        "quickprop": lambda **kw: F.quickprop(params, grads, z(), z(), **kw),
+        "rmsprop": lambda **kw: F.rmsprop(params, grads, z(), z(), z(), **kw),
+        "adam": lambda **kw: F.adam(params, grads, z(), z(), z(), step=1, **kw),
+    }
+
+
+# (function, per-tensor hyper-parameter, a second value equal to the first but not of its kind)
+EQUAL_BUT_WRONG = [
+    (fn, name, first, second)
+    for fn in ("rprop", "adagrad", "sgd", "quickprop", "rmsprop", "adam")
+    for name, first, second in [("maximize", False, 0), ("maximize", True, 1)]
+] + [
+    ("adagrad", "lr", 1.0, True),
+    ("sgd", "lr", 1.0, True),
+    ("sgd", "momentum", 0.0, False),
+    ("sgd", "nesterov", False, 0.0),
+    ("quickprop", "lr", 1.0, True),
+    ("rmsprop", "centered", False, 0),
+    ("rmsprop", "alpha", 1.0, True),
+    ("adam", "amsgrad", False, 0),
+    ("adam", "eps", 0.0, False),
+    ("adam", "decoupled_weight_decay", False, 0),
+]
+
+
+@pytest.mark.parametrize("fn, name, first, second", EQUAL_BUT_WRONG,
+                         ids=[f"{f}-{n}-{b!r}" for f, n, _, b in EQUAL_BUT_WRONG])
+def test_each_per_tensor_value_is_checked_even_if_it_equals_the_last(fn, name, first, second):
+    params, calls = _two_tensor_calls()
+    before = [p.copy() for p in params]
+    with pytest.raises(TypeError, match="^" + name):
+        calls[fn](**{name: [first, second]})
+    assert all(np.array_equal(p, b) for p, b in zip(params, before))
+    calls[fn](**{name: [first, first]})  # the same value twice is fine
+
+
+def test_rprop_names_its_own_arguments():
+    params, grads = [np.ones(2), np.ones(2)], [np.ones(2), np.ones(2)]
+    prevs = [np.zeros(2), np.zeros(2)]
+    with pytest.raises(TypeError, match=r"^step_sizes\[1\]: expected a numpy\.ndarray"):
+        F.rprop(params, grads, prevs, [np.full(2, 0.1), [0.1, 0.1]])
+    with pytest.raises(ValueError, match=r"^step_sizes\[1\]: shape"):
+        F.rprop(params, grads, prevs, [np.full(2, 0.1), np.full(3, 0.1)])
+    with pytest.raises(ValueError, match=r"^step_sizes: expected 2 arrays"):
+        F.rprop(params, grads, prevs, [np.full(2, 0.1)])
+    with pytest.raises(ValueError, match=r"^step_size_bounds: expected 0 < step_min"):
+        F.rprop(params, grads, prevs, [np.full(2, 0.1)] * 2, step_size_bounds=(1.0, 0.5))
+    with pytest.raises(ValueError, match=r"^step_size_bounds\[0\]: must not be NaN"):
+        F.rprop(params, grads, prevs, [np.full(2, 0.1), np.full(2, 0.1)],
+                step_size_bounds=(float("nan"), 0.5))

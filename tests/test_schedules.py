@@ -190,3 +190,84 @@ def test_reduce_on_plateau_state_dict_round_trip():
     other = schedules.ReduceLROnPlateau(_two_groups())
     other.load_state_dict(sched.state_dict())
     assert (other.best, other.patience, other.cooldown_counter) == (2.0, 1, sched.cooldown_counter)
+
+
+# --------------------------------------------------------------- load_state_dict checks
+SCHEDULES = [
+    ("InverseTimeDecay", {}),
+    ("InverseSquareDecay", {}),
+    ("ExponentialDecay", {"beta": 0.3}),
+    ("StepDecay", {"step_size": 2, "gamma": 0.5}),
+    ("ReduceLROnPlateau", {"patience": 1, "cooldown": 2, "min_lr": [0.0, 0.01]}),
+]
+NAN = float("nan")
+# Per key: values the constructor would refuse (or that no step could have left there).
+BAD_STATE = {
+    "last_step": [-1, 1.5, "3", None, True, 10**400, 2**53 + 1],
+    "base_lrs": [[-0.1, 0.1], [NAN, 0.1], ["0.1", 0.1], [float("inf"), 0.1], [10**400, 0.1],
+                 [0.1], 0.1],
+    "_last_lr": [[-0.1, 0.1], [NAN, 0.1], [None, 0.1], [0.1, 0.1, 0.1]],
+    "beta": [-1.0, NAN, "0.3", float("inf"), 10**400],
+    "step_size": [0, -2, 2.0, "2", True],
+    "gamma": [-0.5, NAN, "0.5", float("inf")],
+    "mode": ["mid", 1, None],
+    "factor": [1.0, -0.1, NAN, "0.1"],
+    "patience": [-1, 1.5, "1"],
+    "threshold": [-1e-4, NAN, "x"],
+    "threshold_mode": ["relative", None],
+    "cooldown": [-1, 0.5],
+    "min_lrs": [[-1.0, 0.0], [0.0, NAN], [0.0], "0"],
+    "eps": [-1e-8, NAN],
+    "best": [NAN, "1.0", None],
+    "num_bad_steps": [-1, 1.0, 10**400],
+    "cooldown_counter": [-1, 0.5, "0"],
+}
+LOAD_CASES = [(name, kw, key, value) for name, kw in SCHEDULES
+              for key, values in BAD_STATE.items() for value in values
+              if key in getattr(schedules, name)(_two_groups(), **kw).state_dict()]
+
+
+def _advance(sched, k=3):
+    for i in range(k):
+        if isinstance(sched, schedules.ReduceLROnPlateau):
+            sched.step(1.0)
+        else:
+            sched.step()
+
+
+@pytest.mark.parametrize(
+    "name, kw, key, value", LOAD_CASES,
+    ids=[f"{n}-{k}-{v!r}"[:60] + f"-{i}" for i, (n, _, k, v) in enumerate(LOAD_CASES)])
+def test_load_state_dict_checks_every_entry_as_the_constructor_does(name, kw, key, value):
+    opt = _two_groups()
+    sched = getattr(schedules, name)(opt, **kw)
+    _advance(sched)
+    sd = sched.state_dict()
+    sd[key] = value
+    before, lrs = sched.state_dict(), [g["lr"] for g in opt.param_groups]
+    with pytest.raises((TypeError, ValueError), match=r"^state_dict\['" + key):
+        sched.load_state_dict(sd)
+    assert sched.state_dict() == before
+    assert [g["lr"] for g in opt.param_groups] == lrs
+    _advance(sched, 1)  # still a working schedule
+
+
+@pytest.mark.parametrize("name, kw", SCHEDULES, ids=[n for n, _ in SCHEDULES])
+def test_a_checked_state_dict_still_round_trips(name, kw):
+    a = getattr(schedules, name)(_two_groups(), **kw)
+    _advance(a, 5)
+    b = getattr(schedules, name)(_two_groups(), **kw)
+    b.load_state_dict(a.state_dict())
+    b.optimizer.load_state_dict(a.optimizer.state_dict())  # the lrs a has set
+    assert b.state_dict() == a.state_dict()
+    _advance(a, 2)
+    _advance(b, 2)
+    assert b.get_last_lr() == a.get_last_lr()
+
+
+def test_a_metric_beyond_float64_is_a_named_value_error():
+    sched = schedules.ReduceLROnPlateau(_two_groups())
+    before = sched.state_dict()
+    with pytest.raises(ValueError, match="^metric"):
+        sched.step(10**400)
+    assert sched.state_dict() == before

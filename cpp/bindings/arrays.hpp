@@ -48,6 +48,38 @@ inline std::string item_name(const char* name, std::size_t i) {
   return s.replace(at, 2, std::to_string(i));
 }
 
+// Whether h is a numpy.ma.MaskedArray, whose mask the kernels would ignore (a plain
+// ndarray, the common case, is answered by one comparison of its type).
+inline bool is_masked(py::handle h) {
+  if (Py_TYPE(h.ptr()) == py::detail::npy_api::get().PyArray_Type_) return false;
+  static PyObject* masked =  // kept to the end of the process, as NumPy's own types are
+      py::object(py::module_::import("numpy.ma").attr("MaskedArray")).release().ptr();
+  const int r = PyObject_IsInstance(h.ptr(), masked);
+  if (r < 0) throw py::error_already_set();
+  return r == 1;
+}
+
+// "1 array", "2 arrays".
+inline std::string count_of(std::size_t n, const char* noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
+// "expected a numpy.ndarray, got <type>", with where to go for a torch tensor.
+inline std::string not_an_array(const std::string& who, py::handle h) {
+  const py::handle type = py::type::handle_of(h);
+  std::string msg = who + ": expected a numpy.ndarray, got " + std::string(py::str(type.attr("__name__")));
+  const std::string module = py::str(py::getattr(type, "__module__", py::str("")));
+  if (module.rfind("torch", 0) == 0)
+    msg += " (a torch tensor: optbowl.torch's optimizers take tensors, the NumPy API takes "
+           "ndarrays, e.g. t.numpy())";
+  return msg;
+}
+
+inline std::string masked_message(const std::string& who) {
+  return who + ": a numpy.ma.MaskedArray, whose mask optbowl would ignore (it updates every "
+               "element); pass np.ma.getdata(a) to use every element, or a.filled(value)";
+}
+
 // float32 or float64 in native byte order, or throw TypeError; who() names the array
 // (made only for the message: a step takes many arrays).
 template <class Who>
@@ -129,8 +161,8 @@ void check_operands(const Operand* ops, std::size_t K, std::vector<Extent>& exte
     if (k == 0) {
       n = lists[k].size();
     } else if (lists[k].size() != n) {
-      throw py::value_error(std::string(ops[k].name) + ": expected " + std::to_string(n) +
-                            " arrays (one per entry of " + ops[0].name + "), got " +
+      throw py::value_error(std::string(ops[k].name) + ": expected " + count_of(n, "array") +
+                            " (one per entry of " + ops[0].name + "), got " +
                             std::to_string(lists[k].size()));
     }
   }
@@ -149,9 +181,8 @@ void check_operands(const Operand* ops, std::size_t K, std::vector<Extent>& exte
       const std::size_t number = ops[k].at != nullptr ? (*ops[k].at)[i] : i;
       py::handle h = lists[k][i];
       const auto who = [&ops, k, number] { return item_name(ops[k].name, number); };
-      if (!py::isinstance<py::array>(h))
-        throw py::type_error(who() + ": expected a numpy.ndarray, got " +
-                             std::string(py::str(py::type::handle_of(h).attr("__name__"))));
+      if (!py::isinstance<py::array>(h)) throw py::type_error(not_an_array(who(), h));
+      if (is_masked(h)) throw py::type_error(masked_message(who()));
       py::array a = py::reinterpret_borrow<py::array>(h);
       if (ops[k].int8 && a.dtype().num() != py::detail::npy_api::constants::NPY_BYTE_)
         throw py::type_error(who() + ": expected an int8 array (compact state), got dtype " +
@@ -209,8 +240,9 @@ inline std::vector<std::int32_t> group_index(const std::vector<std::int64_t>& gr
     for (std::int64_t j = 0; j < group_sizes[g]; ++j) of.push_back(static_cast<std::int32_t>(g));
   }
   if (of.size() != n_tensors)
-    throw py::value_error("group_sizes: they add up to " + std::to_string(of.size()) +
-                          " tensors, but " + std::to_string(n_tensors) + " were given");
+    throw py::value_error("group_sizes: they add up to " + count_of(of.size(), "tensor") +
+                          ", but " + std::to_string(n_tensors) + (n_tensors == 1 ? " was" : " were") +
+                          " given");
   return of;
 }
 

@@ -38,7 +38,7 @@ void register_rprop(py::module_& m) {
         const TensorTable<5> table = gather<5>({Operand{"params", params, true},
                                                 Operand{"grads", grads, false},
                                                 Operand{"prevs", prevs, true, compact_state},
-                                                Operand{"steps", steps, true},
+                                                Operand{"step_sizes", steps, true},
                                                 Operand{"updates", updates, true}});
         for (const auto& g : groups)
           loop.groups.push_back({std::get<0>(g), std::get<1>(g), std::get<2>(g), std::get<3>(g),

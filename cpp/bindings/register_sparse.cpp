@@ -103,6 +103,7 @@ void register_sparse(py::module_& m) {
           if (!(idx.flags() & py::detail::npy_api::constants::NPY_ARRAY_C_CONTIGUOUS_))
             throw py::value_error(iname + ": must be C-contiguous");
           if (!py::isinstance<py::array>(grads[i])) throw py::type_error(vname + ": expected a numpy.ndarray");
+          if (is_masked(grads[i])) throw py::type_error(masked_message(vname));
           py::array val = py::reinterpret_borrow<py::array>(grads[i]);
           if (dtype_of(val, vname) != rows_of.dtypes[j])
             throw py::type_error(vname + ": dtype does not match " + pname);
@@ -115,7 +116,7 @@ void register_sparse(py::module_& m) {
           for (py::ssize_t k = 0; k < idx.shape(0); ++k)
             if (ix[k] < 0 || ix[k] >= p.shape(0))
               throw py::value_error(iname + ": row index " + std::to_string(ix[k]) + " is out of range for " +
-                                    pname + " with " + std::to_string(p.shape(0)) + " rows");
+                                    pname + " with " + count_of(static_cast<std::size_t>(p.shape(0)), "row"));
           add_extent(extents, val, "grads", i, false, ".values");
           add_extent(extents, idx, "indices", i, false);
           index_arrays.push_back(idx);

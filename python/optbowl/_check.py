@@ -8,11 +8,25 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+FLOAT64 = np.dtype(np.float64)
+FLOAT32 = np.dtype(np.float32)
+
+#: The largest step count: counts are handed to the kernels as float64, exact up to 2**53.
+MAX_COUNT = 2**53
+
+
+def _as_float(name: str, value: Any) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float64's range, e.g. 10**400
+        digits = len(str(abs(int(value)))) if isinstance(value, numbers.Integral) else None
+        what = f"an integer of {digits} digits" if digits else repr(value)
+        raise ValueError(f"{name}: {what} is beyond float64's range") from None
 
 
 def real(
@@ -29,7 +43,7 @@ def real(
     if type(value) is not float and (  # the common case skips the ABC checks
             isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    x = float(value)
+    x = value if type(value) is float else _as_float(name, value)
     if math.isnan(x):
         raise ValueError(f"{name}: must not be NaN")
     if finite and math.isinf(x):
@@ -41,14 +55,24 @@ def real(
     return x
 
 
-def integer(name: str, value: Any, *, low: Optional[int] = None) -> int:
-    """An integer (not a bool) >= low."""
+def integer(name: str, value: Any, *, low: Optional[int] = None,
+            high: Optional[int] = None) -> int:
+    """An integer (not a bool) within [low, high]."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
     n = int(value)
     if low is not None and n < low:
         raise ValueError(f"{name}: must be >= {low}, got {n}")
+    if high is not None and n > high:
+        digits = len(str(n))
+        shown = str(n) if digits <= 30 else f"an integer of {digits} digits"
+        raise ValueError(f"{name}: must be <= {high}, got {shown}")
     return n
+
+
+def count(name: str, value: Any, *, low: int = 0) -> int:
+    """A step count: an integer in [low, 2**53] (float64 holds every count up to there)."""
+    return integer(name, value, low=low, high=MAX_COUNT)
 
 
 def boolean(name: str, value: Any) -> bool:
@@ -72,10 +96,34 @@ def choice(name: str, value: Any, options: Sequence[str]) -> str:
     return value
 
 
+def is_torch_tensor(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor (told without importing torch)."""
+    return type(x).__module__.startswith("torch") and hasattr(type(x), "__torch_function__")
+
+
+def not_an_array(name: str, a: Any) -> TypeError:
+    """The error for something that is not a NumPy array; a torch tensor is told where to go."""
+    msg = f"{name}: expected a numpy.ndarray, got {type(a).__name__}"
+    if is_torch_tensor(a):
+        msg += (" (a torch tensor: optbowl.torch's optimizers take tensors, the NumPy API "
+                "takes ndarrays, e.g. t.numpy())")
+    return TypeError(msg)
+
+
+def not_masked(name: str, a: Any) -> None:
+    """Refuse a ``numpy.ma.MaskedArray``: the kernels would update its masked elements too."""
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name}: a numpy.ma.MaskedArray, whose mask optbowl would ignore (it updates every "
+            "element); pass np.ma.getdata(a) to use every element, or a.filled(value)"
+        )
+
+
 def float_array(name: str, a: Any, *, writable: bool) -> np.ndarray:
-    """A C-contiguous, aligned, native float32/float64 ndarray (writeable if asked)."""
+    """A C-contiguous, aligned, native float32/float64 ndarray (writeable if asked), not masked."""
     if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+        raise not_an_array(name, a)
+    not_masked(name, a)
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"{name}: expected a float32 or float64 array in native byte order, got dtype {a.dtype}"
@@ -106,3 +154,103 @@ def no_shared_memory(name: str, arrays: Sequence[np.ndarray]) -> None:
             )
         if far is None or span[1] > far[1]:
             far = span
+
+
+# --------------------------------------------------------------------------- dtypes
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype the kernels compute an array of ``dtype`` in: float64 for float64, float32
+    for everything narrower (float16 and bfloat16 are stored narrow, computed in float32)."""
+    return FLOAT64 if dtype == FLOAT64 else FLOAT32
+
+
+#: Per dtype: its scalar type and its largest finite value, as a float.
+_LIMITS: Dict[np.dtype, Any] = {}
+
+
+class _Overflow(Exception):
+    """A finite value beyond the dtype's range (``args[0]``: its index in a pair, or None)."""
+
+
+def _rounded(value: Any, limits: Any) -> Any:
+    """``value`` (a real, or a tuple/list of reals) as a dtype rounds it (``limits``: its
+    scalar type and largest finite value); _Overflow if a finite value overflows.
+    Anything else (bools, strings) is returned as it is."""
+    kind = type(value)
+    if kind is not float:  # the common case skips the ABC checks
+        if kind is bool or isinstance(value, np.bool_):
+            return value
+        if kind is tuple or kind is list:
+            out = []
+            for k, v in enumerate(value):
+                try:
+                    out.append(_rounded(v, limits))
+                except _Overflow:
+                    raise _Overflow(k) from None
+            return kind(out)
+        if not isinstance(value, numbers.Real):
+            return value
+    x = float(value)
+    scalar, largest = limits
+    if -largest <= x <= largest or x != x or x in (math.inf, -math.inf):
+        return float(scalar(x))  # within range (or inf/NaN, the range checks' to refuse)
+    with np.errstate(over="ignore"):
+        y = float(scalar(x))
+    if y in (math.inf, -math.inf):
+        raise _Overflow(None)
+    return y  # just beyond the largest value, rounded down to it
+
+
+def _rounded_or_error(name: str, value: Any, dtype: np.dtype, where: str) -> Any:
+    """``_rounded``, an overflow told as a ValueError naming the value."""
+    limits = _LIMITS.get(dtype)
+    if limits is None:
+        limits = _LIMITS[dtype] = (dtype.type, float(np.finfo(dtype).max))
+    try:
+        return _rounded(value, limits)
+    except _Overflow as exc:
+        k = exc.args[0]
+        if k is not None:
+            name, value = f"{name}[{k}]", value[k]
+        raise ValueError(
+            f"{name}: {float(value)!r} overflows {dtype.name}, the dtype of {where} (largest "
+            f"finite {limits[1]!r})"
+        ) from None
+
+
+def in_dtypes(
+    check: Callable[[Dict[str, Any]], None],
+    group: Mapping[str, Any],
+    dtypes: Mapping[np.dtype, str],
+    stored: Sequence[str] = (),
+    derived: Optional[Mapping[str, float]] = None,
+) -> None:
+    """Check a group's hyper-parameters again as the kernels round them for its arrays.
+
+    ``group`` has passed ``check`` in float64. The kernels round every value to the dtype
+    they compute in (:func:`compute_dtype`), and the values in ``stored`` (those written
+    into state arrays, e.g. Rprop's first step size) to the arrays' own dtype: each value
+    must still be finite there, and ``check`` must still pass on the rounded values (a
+    ``beta`` of 0.99999999999 is 1.0 in float32). ``dtypes`` maps each dtype of the
+    group's arrays to where it is first found (e.g. ``"params[3]"``); every one is checked,
+    so the narrowest decides. ``derived``: constants the kernel computes from the values
+    and rounds the same way (e.g. ``lr * weight_decay``), which must be finite too.
+    """
+    for dtype, where in dtypes.items():
+        compute = compute_dtype(dtype)
+        for name, value in (derived or {}).items():
+            if not math.isfinite(_rounded_or_error(name, value, compute, where)):
+                raise ValueError(
+                    f"{name}: {value!r} is beyond {compute.name}'s range, the dtype the "
+                    f"kernels compute {where} in"
+                )
+        if compute == FLOAT64 and (dtype == FLOAT64 or not stored):
+            continue  # the float64 check was this one
+        rounded = {}
+        for name, value in group.items():
+            if name != "params":
+                rounded[name] = _rounded_or_error(name, value, dtype if name in stored else compute,
+                                                  where)
+        try:
+            check(rounded)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{exc}, once rounded for {where} ({dtype.name})") from None

@@ -817,7 +817,7 @@ class CudaBackend:
             ("params", params),
             ("grads", grads),
             ("prevs", prevs),
-            ("steps", steps),
+            ("step_sizes", steps),
             ("updates", updates),
         ]
         rest = (groups, group_sizes, loss_increased)

@@ -87,7 +87,7 @@ class Optimizer:
                 _check.float_array(f"params[{start + j}]", a, writable=True)
             _check.no_shared_memory("params", self._params + arrays)
         new = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
-        self._check_group(new)
+        self._check_group_for(new, arrays, start)
         new["params"] = arrays
         self.param_groups.append(new)
         self._params.extend(arrays)
@@ -171,6 +171,39 @@ class Optimizer:
     def _check_group(self, group: Dict[str, Any]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    #: Hyper-parameters that become state of the parameters' own dtype (e.g. Rprop's first
+    #: step size); the others are rounded to the dtype the kernel computes in.
+    _stored_hyper: tuple = ()
+
+    @classmethod
+    def _derived_hyper(cls, group: Dict[str, Any]) -> Dict[str, float]:
+        """Constants the kernel derives from a checked group and rounds to the arrays'
+        dtype (named as in a message), each of which must be finite there."""
+        return {}
+
+    @classmethod
+    def _check_in_dtypes(cls, group: Dict[str, Any], dtypes: Dict[Any, str],
+                         check: Any = None) -> None:
+        """Check a checked group's values again as the kernels round them for arrays of
+        ``dtypes`` (each dtype -> where it is first found, e.g. ``"params[3]"``) with
+        ``check`` (default: the class's ``_check_group``, which uses no instance)."""
+        if check is None:
+            def check(g: Dict[str, Any]) -> None:
+                cls._check_group(None, g)  # type: ignore[arg-type]
+        _check.in_dtypes(check, group, dtypes, cls._stored_hyper, cls._derived_hyper(group))
+
+    def _check_group_for(self, group: Dict[str, Any], arrays: Sequence[Any], start: int) -> None:
+        """``_check_group``, then the values as the kernels round them for the group's
+        arrays (``params[start]`` onwards): the narrowest dtype among them decides."""
+        for name in self._default_keys:
+            if name not in group:
+                raise ValueError(
+                    f"{name}: missing from the param group of params[{start}]; every group "
+                    f"holds {', '.join(self._default_keys)}"
+                )
+        self._check_group(group)
+        self._check_in_dtypes(group, _array_dtypes(arrays, start), self._check_group)
+
     def _checked_group_args(self) -> List[tuple]:
         """Every group's tuple of hyper-parameters for the compiled call (``_group_args``).
 
@@ -180,7 +213,9 @@ class Optimizer:
         """
         checked, keys = self._checked_groups, self._default_keys
         out = []
+        start = 0
         for group in self.param_groups:
+            start += len(group["params"])
             values = tuple(map(group.get, keys))
             seen = checked.get(id(group))
             if seen is not None and seen[0] is group and seen[2] == tuple(map(type, values)):
@@ -190,7 +225,7 @@ class Optimizer:
                         continue
                 except (TypeError, ValueError):  # e.g. an array compared element-wise
                     pass
-            self._check_group(group)
+            self._check_group_for(group, group["params"], start - len(group["params"]))
             values = copy.deepcopy(tuple(map(group.get, keys)))  # immune to in-place edits
             args = self._group_args(group)
             checked[id(group)] = (group, values, tuple(map(type, values)), args)
@@ -252,8 +287,11 @@ class Optimizer:
         ----------
         grads : ndarray or sequence of ndarray (or None)
             One gradient per parameter, aligned with the parameters in group order (an
-            ndarray alone for a single parameter). ``None`` skips that parameter, its
-            state untouched, as torch skips a parameter whose ``.grad`` is None.
+            ndarray alone for a single parameter). ``None`` in place of a gradient skips
+            that parameter, its state untouched and its step not counted, as torch.optim
+            skips a parameter whose ``.grad`` is None; so ``step(None)`` on an optimizer of
+            one parameter changes nothing (of several, it is refused: pass one ``None``
+            per parameter to skip them all).
         loss : float, optional
             The loss at the current parameters; only iRprop+ uses it.
         found_inf : bool or device array, optional
@@ -367,17 +405,20 @@ class Optimizer:
             if isinstance(grads, np.ndarray) or grads is None or _device.is_device_array(grads):
                 if n != 1:
                     raise ValueError(
-                        f"grads: expected a sequence of {n} arrays (one per parameter), "
-                        f"got a single {'array' if grads is not None else 'None'}"
+                        f"grads: expected a sequence of {n} arrays (one per parameter; None "
+                        f"skips one), got a single {'array' if grads is not None else 'None'}"
                     )
                 return [grads]
+            if _check.is_torch_tensor(grads):  # iterable, but not a list of gradients
+                raise _check.not_an_array("grads", grads)
             if isinstance(grads, (str, bytes, abc.Mapping, abc.Set)) \
                     or not isinstance(grads, abc.Iterable):
                 # an unordered collection cannot line up with the parameters
                 raise TypeError(f"grads: expected a sequence of arrays, got {type(grads).__name__}")
         grads = [np.asarray(g) if isinstance(g, np.floating) else g for g in grads]
         if len(grads) != n:
-            raise ValueError(f"grads: expected {n} arrays (one per parameter), got {len(grads)}")
+            raise ValueError(f"grads: expected {_plural(n, 'array')} (one per parameter), "
+                             f"got {len(grads)}")
         return grads
 
     def _step_extras(self, loss: Optional[float]) -> Dict[str, Any]:
@@ -464,7 +505,7 @@ class Optimizer:
                     f"expected {sorted(mine)}"
                 )
             g = {key: copy.deepcopy(v) for key, v in saved.items() if key != "params"}
-            self._check_group(g)
+            self._check_group_for(g, mine["params"], index)
             g["params"] = mine["params"]
             new_groups.append(g)
             index += n
@@ -501,6 +542,7 @@ class Optimizer:
                 if self._placement is not None and not isinstance(ref, (int, np.integer)):
                     new[name] = _device.load_like(f"{where}[{name!r}]", v, ref)
                 elif isinstance(ref, np.ndarray):
+                    _check.not_masked(f"{where}[{name!r}]", v)
                     v = np.asarray(v)
                     if v.shape != ref.shape:
                         raise ValueError(f"{where}[{name!r}]: shape {v.shape} "
@@ -512,7 +554,7 @@ class Optimizer:
                     ref[...] = v
                     new[name] = ref
                 else:
-                    new[name] = _check.integer(f"{where}[{name!r}]", v, low=0)
+                    new[name] = _check.count(f"{where}[{name!r}]", v)
             out[i] = new
         return out
 
@@ -553,19 +595,43 @@ class Optimizer:
     def __repr__(self) -> str:
         n = len(self._params)
         size = sum(_device.numel(p) for p in self._params)
-        where = f"{n} array{'s' if n != 1 else ''}, {size:,} parameters"
+        where = f"{_plural(n, 'array')}, {_plural(size, 'parameter')}"
         if len(self.param_groups) == 1:
             return f"{type(self).__name__}({self._hyper_repr(self.param_groups[0])}; {where})"
         lines = [f"{type(self).__name__}({where}"]
         for k, g in enumerate(self.param_groups):
-            lines.append(f"  group {k} ({len(g['params'])} arrays): {self._hyper_repr(g)}")
+            lines.append(f"  group {k} ({_plural(len(g['params']), 'array')}): "
+                         f"{self._hyper_repr(g)}")
         return "\n".join(lines) + ")"
+
+
+def _plural(n: int, noun: str) -> str:
+    """``"1 array"``, ``"2 arrays"``, ``"1,024 parameters"``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _array_dtypes(arrays: Sequence[Any], start: int) -> Dict[Any, str]:
+    """Each dtype among ``arrays`` (host or device), with the name of its first array
+    (``params[start + j]``); the dtype a device array appears as on the host."""
+    out: Dict[Any, str] = {}
+    for j, a in enumerate(arrays):
+        if isinstance(a, np.ndarray):
+            dtype = a.dtype
+        elif _device.is_device_array(a):
+            dtype = _device.HOST_DTYPES.get(_device.describe(a, f"params[{start + j}]").dtype)
+        else:
+            continue
+        if dtype is not None and dtype.kind == "f":
+            out.setdefault(dtype, f"params[{start + j}]")
+    return out
 
 
 def _as_groups(params: Any) -> List[Dict[str, Any]]:
     """One ndarray, a sequence of ndarrays, or a list of param-group dicts."""
     if isinstance(params, np.ndarray) or _device.is_device_array(params):
         return [{"params": [params]}]
+    if _check.is_torch_tensor(params):  # iterable, but not a list of parameters
+        raise _check.not_an_array("params", params)
     if isinstance(params, dict):
         raise TypeError("params: expected an array, a sequence of arrays or a list of "
                         "param-group dicts, got a dict")
@@ -583,6 +649,6 @@ def _as_groups(params: Any) -> List[Dict[str, Any]]:
         raise TypeError("params: mixes arrays and param-group dicts")
     for i, a in enumerate(items):
         if not isinstance(a, np.ndarray) and not _device.is_device_array(a):
-            raise TypeError(f"params[{i}]: expected a numpy.ndarray, got {type(a).__name__}")
+            raise _check.not_an_array(f"params[{i}]", a)
     return [{"params": items}]
 

@@ -54,6 +54,7 @@ class Adagrad(Optimizer):
     """
 
     _state_names = ("sum",)
+    _stored_hyper = ("initial_accumulator_value",)
 
     def __init__(
         self,

@@ -101,6 +101,14 @@ class Adam(Optimizer):
         for name in ("amsgrad", "maximize", "decoupled_weight_decay"):
             group[name] = _check.boolean(name, group[name])
 
+    @classmethod
+    def _derived_hyper(cls, group: Dict[str, Any]) -> Dict[str, float]:
+        # the first step's step size is the largest: 1 - beta1**t grows with t
+        out = {"lr / (1 - betas[0])": group["lr"] / (1.0 - group["betas"][0])}
+        if group["decoupled_weight_decay"]:
+            out["lr * weight_decay"] = group["lr"] * group["weight_decay"]
+        return out
+
     _takes_steps = True
 
     def _group_args(self, g: Dict[str, Any]) -> tuple:

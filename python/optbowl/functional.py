@@ -21,11 +21,11 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 from itertools import repeat
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import _core
+from . import _check, _core
 from .sparse import SparseRows
 
 __all__ = ["adagrad", "adam", "quickprop", "rmsprop", "rprop", "sgd"]
@@ -40,7 +40,18 @@ def _as_list(name: str, arrays: Any) -> Any:
         return arrays
     if isinstance(arrays, (np.ndarray, SparseRows)):
         return [arrays]
+    if _check.is_torch_tensor(arrays):
+        raise _check.not_an_array(name, arrays)
     raise TypeError(f"{name}: expected a list of arrays, got {type(arrays).__name__}")
+
+
+def _key(value: Any) -> Any:
+    """A hyper-parameter as it tells runs of tensors apart: with its type, so that values
+    that compare equal but are not the same (``0`` and ``False``, ``True`` and ``1.0``) are
+    each checked."""
+    if isinstance(value, (list, tuple)):
+        return (type(value), tuple(map(_key, value)))
+    return (type(value), value)
 
 
 def _is_per_tensor(value: Any, pair: bool) -> bool:
@@ -50,17 +61,41 @@ def _is_per_tensor(value: Any, pair: bool) -> bool:
 
 
 def _groups(
-    n: int,
+    params: Sequence[Any],
     hyper: Dict[str, Any],
-    check: Callable[[Dict[str, Any]], None],
+    cls_name: str,
     order: Sequence[str],
     pairs: Sequence[str] = (),
+    names: Optional[Dict[str, str]] = None,
 ) -> Tuple[Groups, List[int], List[Dict[str, Any]]]:
     """Per-tensor hyper-parameters -> (kernel group tuples, group sizes, checked group dicts).
 
     Runs of tensors with equal hyper-parameters share one group; each distinct group is
-    checked once by ``check`` (the class's own check, so the rules and messages agree).
+    checked once by the check of the class ``cls_name`` (so the rules and messages agree),
+    in float64 and then as the kernel rounds it for the run's arrays (the narrowest dtype
+    among them decides). ``names``: the function's name of a hyper-parameter the class
+    calls otherwise (functional.rprop's ``step_size_bounds`` is Rprop's ``step_sizes``),
+    for the messages.
     """
+    try:
+        return _checked_groups(params, hyper, cls_name, order, pairs)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        for theirs, ours in (names or {}).items():
+            if message.startswith((f"{theirs}:", f"{theirs}[")):
+                raise type(exc)(ours + message[len(theirs):]) from None
+        raise
+
+
+def _checked_groups(
+    params: Sequence[Any],
+    hyper: Dict[str, Any],
+    cls_name: str,
+    order: Sequence[str],
+    pairs: Sequence[str],
+) -> Tuple[Groups, List[int], List[Dict[str, Any]]]:
+    n = len(params)
+    check = _checker(cls_name)
     columns = {}
     for name, value in hyper.items():
         if _is_per_tensor(value, name in pairs):
@@ -74,7 +109,7 @@ def _groups(
     previous = None
     for i in range(n):
         raw = {name: columns[name][i] for name in hyper}
-        key = tuple((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in raw.items())
+        key = tuple(_key(v) for v in raw.values())
         if key == previous:
             sizes[-1] += 1
             continue
@@ -82,6 +117,16 @@ def _groups(
         check(raw)
         dicts.append(raw)
         sizes.append(1)
+    start = 0
+    cls = _class(cls_name)
+    for d, size in zip(dicts, sizes):
+        dtypes: Dict[Any, str] = {}
+        for j in range(start, start + size):  # arrays the compiled call will refuse: not here
+            p = params[j]
+            if isinstance(p, np.ndarray) and p.dtype in _check.FLOAT_DTYPES:
+                dtypes.setdefault(p.dtype, f"params[{j}]")
+        cls._check_in_dtypes(d, dtypes)
+        start += size
     tuples = [tuple(_flatten(d[name] for name in order)) for d in dicts]
     return tuples, sizes, dicts
 
@@ -95,23 +140,31 @@ def _flatten(values):
 
 
 def _steps(step: Any, n: int) -> List[float]:
-    values = list(step) if isinstance(step, (list, tuple, np.ndarray)) else [step] * n
+    per_tensor = isinstance(step, (list, tuple, np.ndarray))
+    values = list(step) if per_tensor else [step] * n
     if len(values) != n:
         raise ValueError(f"step: expected one step count per tensor ({n}), got {len(values)}")
     out = []
-    for t in values:
-        if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Integral) or t < 1:
-            raise ValueError(f"step: expected integers >= 1 (this step included), got {t!r}")
-        out.append(float(t))
+    for i, t in enumerate(values):
+        name = f"step[{i}]" if per_tensor else "step"
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Integral):
+            raise TypeError(
+                f"{name}: expected an integer >= 1 (this step included), got {type(t).__name__}"
+            )
+        out.append(float(_check.count(name, t, low=1)))
     return out
 
 
-def _checker(cls_name: str) -> Callable[[Dict[str, Any]], None]:
-    """The hyper-parameter check of the class ``cls_name`` (imported late: the classes
-    import us)."""
+def _class(cls_name: str) -> Any:
+    """The class ``cls_name`` (imported late: the classes import us)."""
     import optbowl
 
-    cls = getattr(optbowl, cls_name)
+    return getattr(optbowl, cls_name)
+
+
+def _checker(cls_name: str) -> Callable[[Dict[str, Any]], None]:
+    """The hyper-parameter check of the class ``cls_name``."""
+    cls = _class(cls_name)
     return lambda group: cls._check_group(None, group)
 
 
@@ -170,11 +223,12 @@ def rprop(
     params = _as_list("params", params)
     hyper = {"lr": 0.0, "etas": etas, "step_sizes": step_size_bounds, "maximize": maximize}
     groups, sizes, _ = _groups(
-        len(params),
+        params,
         hyper,
-        _checker("Rprop"),
+        "Rprop",
         ("etas", "step_sizes", "maximize"),
         pairs=("etas", "step_sizes"),
+        names={"step_sizes": "step_size_bounds"},
     )
     _rprop_call(
         variant,
@@ -203,9 +257,9 @@ def adagrad(
         "maximize": maximize,
     }
     groups, sizes, _ = _groups(
-        len(params),
+        params,
         hyper,
-        _checker("Adagrad"),
+        "Adagrad",
         ("lr", "lr_decay", "weight_decay", "eps", "maximize"),
     )
     grads = _as_list("grads", grads)
@@ -241,9 +295,9 @@ def sgd(
         "maximize": maximize,
     }
     groups, sizes, _ = _groups(
-        len(params),
+        params,
         hyper,
-        _checker("SGD"),
+        "SGD",
         ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize"),
     )
     _sgd_call(
@@ -263,9 +317,7 @@ def quickprop(
     start as zeros."""
     params = _as_list("params", params)
     hyper = {"lr": lr, "max_growth": max_growth, "maximize": maximize}
-    groups, sizes, _ = _groups(
-        len(params), hyper, _checker("QuickProp"), ("lr", "max_growth", "maximize")
-    )
+    groups, sizes, _ = _groups(params, hyper, "QuickProp", ("lr", "max_growth", "maximize"))
     _quickprop_call(
         params,
         _as_list("grads", grads),
@@ -304,9 +356,9 @@ def rmsprop(
         "maximize": maximize,
     }
     groups, sizes, _ = _groups(
-        len(params),
+        params,
         hyper,
-        _checker("RMSprop"),
+        "RMSprop",
         ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"),
     )
     _rmsprop_call(
@@ -349,9 +401,9 @@ def adam(
         "decoupled_weight_decay": decoupled_weight_decay,
     }
     groups, sizes, _ = _groups(
-        len(params),
+        params,
         hyper,
-        _checker("Adam"),
+        "Adam",
         ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay"),
         pairs=("betas",),
     )

@@ -89,6 +89,7 @@ class Rprop(Optimizer):
     """
 
     _global_defaults = {"prev_loss": None}
+    _stored_hyper = ("lr", "step_sizes")  # the first step size and its bounds are state
 
     def __init__(
         self,

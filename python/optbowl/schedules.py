@@ -34,7 +34,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from typing import Any, Dict, List, Union
+from typing import Any, Callable, Dict, List, Union
 
 from . import _check
 from ._optimizer import Optimizer
@@ -78,8 +78,12 @@ class _Schedule:
         return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        """Restore a state_dict() of a schedule of the same kind (checked before anything
-        changes)."""
+        """Restore a state_dict() of a schedule of the same kind.
+
+        Every entry is checked as the constructor checks its argument (a count is an
+        integer in [0, 2**53], a learning rate a finite real >= 0, ...), and a refused
+        state_dict changes nothing.
+        """
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict: expected a dict, got {type(state_dict).__name__}")
         mine = self.state_dict()
@@ -87,12 +91,21 @@ class _Schedule:
             raise ValueError(
                 f"state_dict: expected keys {sorted(mine)}, got {sorted(map(str, state_dict))}"
             )
+        rules = self._state_rules()
+        new = {}
         for key, value in state_dict.items():
-            if isinstance(mine[key], list) and (
-                not isinstance(value, list) or len(value) != len(mine[key])
-            ):
-                raise ValueError(f"state_dict[{key!r}]: expected a list of {len(mine[key])} values")
-        self.__dict__.update(copy.deepcopy(state_dict))
+            where = f"state_dict[{key!r}]"
+            if isinstance(mine[key], list):
+                if not isinstance(value, list) or len(value) != len(mine[key]):
+                    raise ValueError(f"{where}: expected a list of {len(mine[key])} values")
+                new[key] = [rules[key](f"{where}[{i}]", v) for i, v in enumerate(value)]
+            else:
+                new[key] = rules[key](where, value)
+        self.__dict__.update(new)
+
+    def _state_rules(self) -> Dict[str, Callable[[str, Any], Any]]:
+        """Each state_dict entry's check (for a list: each item's), returning the value."""
+        return {"_last_lr": _lr, "last_step": _count}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._repr_args().items())
@@ -100,6 +113,18 @@ class _Schedule:
 
     def _repr_args(self) -> Dict[str, Any]:
         return {}
+
+
+def _lr(name: str, value: Any) -> float:
+    return _check.real(name, value, low=0.0)
+
+
+def _count(name: str, value: Any) -> int:
+    return _check.count(name, value)
+
+
+def _rule(check: Callable[..., Any], **limits: Any) -> Callable[[str, Any], Any]:
+    return lambda name, value: check(name, value, **limits)
 
 
 class _ClosedForm(_Schedule):
@@ -113,6 +138,9 @@ class _ClosedForm(_Schedule):
 
     def _factor(self, k: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _state_rules(self) -> Dict[str, Callable[[str, Any], Any]]:
+        return {**super()._state_rules(), "base_lrs": _lr}
 
     def step(self) -> None:
         """Advance k by one and write :math:`\\eta_k` into every param group."""
@@ -161,6 +189,9 @@ class ExponentialDecay(_ClosedForm):
     def _factor(self, k: int) -> float:
         return math.exp(-self.beta * k)
 
+    def _state_rules(self) -> Dict[str, Callable[[str, Any], Any]]:
+        return {**super()._state_rules(), "beta": _rule(_check.real, low=0.0)}
+
     def _repr_args(self) -> Dict[str, Any]:
         return {"beta": self.beta}
 
@@ -184,6 +215,13 @@ class StepDecay(_ClosedForm):
 
     def _factor(self, k: int) -> float:
         return self.gamma ** (k // self.step_size)
+
+    def _state_rules(self) -> Dict[str, Callable[[str, Any], Any]]:
+        return {
+            **super()._state_rules(),
+            "step_size": _rule(_check.integer, low=1),
+            "gamma": _rule(_check.real, low=0.0),
+        }
 
     def _repr_args(self) -> Dict[str, Any]:
         return {"step_size": self.step_size, "gamma": self.gamma}
@@ -276,6 +314,22 @@ class ReduceLROnPlateau(_Schedule):
         )
         return metric > bound
 
+    def _state_rules(self) -> Dict[str, Callable[[str, Any], Any]]:
+        return {
+            **super()._state_rules(),
+            "mode": _rule(_check.choice, options=("min", "max")),
+            "factor": _rule(_check.real, low=0.0, high=1.0, high_open=True),
+            "patience": _rule(_check.integer, low=0),
+            "threshold": _rule(_check.real, low=0.0),
+            "threshold_mode": _rule(_check.choice, options=("rel", "abs")),
+            "cooldown": _rule(_check.integer, low=0),
+            "min_lrs": _lr,
+            "eps": _rule(_check.real, low=0.0),
+            "best": _rule(_check.real, finite=False),  # ±inf before the first metric
+            "num_bad_steps": _count,
+            "cooldown_counter": _rule(_check.integer, low=0),
+        }
+
     @property
     def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
@@ -287,6 +341,8 @@ class ReduceLROnPlateau(_Schedule):
             raise TypeError(f"metric: expected a real number, got {type(metric).__name__}")
         try:
             current = float(metric)  # NaN counts as a bad step, as in torch
+        except OverflowError:  # an int beyond float64, e.g. 10**400
+            raise ValueError("metric: an integer beyond float64's range") from None
         except (TypeError, ValueError):
             raise TypeError(
                 f"metric: expected a real number, got {type(metric).__name__}"

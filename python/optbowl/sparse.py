@@ -51,6 +51,7 @@ class SparseRows:
         for name, a in (("indices", indices), ("values", values)):
             if _device.is_device_array(a):
                 raise TypeError(f"{name}: a CUDA device array, but {_device.SPARSE_HOST_ONLY}")
+        _check.not_masked("indices", indices)  # np.asarray would drop the mask
         idx = np.asarray(indices)
         if idx.size == 0 and idx.dtype == np.float64 and not isinstance(indices, np.ndarray):
             idx = idx.astype(np.int64)  # [] means no rows

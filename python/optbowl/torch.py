@@ -51,10 +51,13 @@ import math
 import numbers
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch.autograd.graph import increment_version
 
-from . import _core
+import optbowl as optbowl_numpy  # the NumPy classes (Rprop, Adam, ...): their dtype rules
+
+from . import _check, _core
 
 __all__ = ["Adagrad", "Adam", "AdamW", "QuickProp", "RMSprop", "Rprop", "SGD"]
 
@@ -102,17 +105,39 @@ def _cuda_entry(backend: Any, name: str, optimizer: str) -> Callable[..., Any]:
 
 
 def _real(name: str, value: Any, low: float = 0.0) -> float:
-    """A hyper-parameter as a float (a one-element tensor is accepted, as torch does), >= low."""
+    """A hyper-parameter as a finite float (a one-element tensor is accepted, as torch
+    does), >= low."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name}: a tensor {name} must have exactly one element")
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    x = float(value)
-    if math.isnan(x) or x < low:
+    x = _check.real(name, value, finite=False)  # named errors for NaN and 10**400
+    if x < low:
         raise ValueError(f"{name}: must be >= {low}, got {x}")
+    if math.isinf(x):
+        raise ValueError(f"{name}: must be finite, got {x}")
     return x
+
+
+#: The NumPy dtype the kernels round a hyper-parameter to for tensors of a torch dtype
+#: (bfloat16 has float32's range).
+_ROUNDED_AS = {
+    torch.float32: np.dtype(np.float32),
+    torch.float64: np.dtype(np.float64),
+    torch.float16: np.dtype(np.float16),
+    torch.bfloat16: np.dtype(np.float32),
+}
+
+
+def _as_number(value: Any) -> Any:
+    """A group value with one-element tensors (also inside a pair) read as numbers."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return type(value)(map(_as_number, value))
+    return value
 
 
 def _pair(name: str, value: Any) -> Tuple[float, float]:
@@ -526,10 +551,42 @@ class _FusedOptimizer(torch.optim.Optimizer):
 
     # ---------------------------------------------------------------- shared
     def _check_group(self, group: Dict[str, Any]) -> None:
+        for name in getattr(self, "defaults", group):  # (the defaults, before __init__ sets them)
+            if name not in group:
+                raise ValueError(
+                    f"{name}: missing from the param group; every group holds "
+                    f"{', '.join(self.defaults)}"
+                )
         self._check_hyper(group)
         _bool("maximize", group["maximize"])
         for name, (allowed, why) in self._flags.items():
             _flag(name, group[name], allowed, why)
+        self._check_in_dtypes(group)
+
+    def _check_in_dtypes(self, group: Dict[str, Any]) -> None:
+        """``_check_hyper`` again on the values as the kernels round them for the group's
+        tensors (the narrowest dtype among them decides), as the NumPy classes check theirs
+        (``optbowl._check.in_dtypes``)."""
+        params = group.get("params")
+        if not params:
+            return  # the defaults, checked before there are parameters
+        start = 0
+        for g in self.param_groups:
+            if g is group:
+                break
+            start += len(g["params"])
+        dtypes: Dict[Any, str] = {}
+        for j, p in enumerate(params):
+            dtype = _ROUNDED_AS.get(p.dtype) if isinstance(p, torch.Tensor) else None
+            if dtype is not None:
+                dtypes.setdefault(dtype, f"params[{start + j}]")
+        if not dtypes:
+            return
+        twin = next(getattr(optbowl_numpy, c.__name__) for c in type(self).__mro__
+                    if c.__module__ == __name__ and hasattr(optbowl_numpy, c.__name__))
+        plain = {k: _as_number(v) for k, v in group.items() if k != "params"}
+        _check.in_dtypes(self._check_hyper, plain, dtypes, twin._stored_hyper,
+                         twin._derived_hyper(plain))
 
     def _present(self, name: str, group: Dict[str, Any]) -> bool:
         rule = self._optional.get(name)
