@@ -268,7 +268,10 @@ def minibatch_floor(quick: bool = False) -> dict:
     f(x) = ‖Xx − y‖²/(2N) is the bowl A = XᵀX/N, b = Xᵀy/N. A minibatch of B rows drawn
     with replacement gives the gradient plus noise of covariance S/B, S the covariance of
     one row's gradient at x*; stationary_variance with σᵢ² = (QᵀSQ)ᵢᵢ/B predicts the floor.
-    Returns {batch: (measured, predicted)}.
+    (Additive noise is an approximation: a batch's noise also grows with the error itself,
+    a relative correction of order ηλ; at η = 0.05 batch size 1 measured 30 % above the
+    prediction, at η = 0.01 all sizes agree within a few per cent.) Returns
+    {batch: (measured, predicted)}.
     """
     rng = np.random.default_rng(0)
     N, n = 2000, 4
@@ -280,8 +283,8 @@ def minibatch_floor(quick: bool = False) -> dict:
     S = np.cov(per_row.T, bias=True)
     Q = bowl.eigenvectors
     s_diag = np.diag(Q.T @ S @ Q)
-    lr = 0.05
-    steps, burn = (3000, 500) if quick else (20000, 1000)
+    lr = 0.01
+    steps, burn = (3000, 500) if quick else (40000, 2000)
     out = {}
     for batch in (1, 4, 16, 64):
         x = xs.copy()
@@ -305,7 +308,7 @@ def minibatch_figure() -> None:
     measured = np.array([res[b][0] for b in batches])
     predicted = np.array([res[b][1] for b in batches])
     fig, ax = plt.subplots(figsize=(6, 3.4), layout="constrained")
-    ax.loglog(batches, measured, "o", label="measured: minibatch optbowl.SGD, η = 0.05")
+    ax.loglog(batches, measured, "o", label="measured: minibatch optbowl.SGD, η = 0.01")
     ax.loglog(batches, predicted, "--", label="predicted: stationary_variance, σ² = S/B")
     ax.set_xlabel("batch size B")
     ax.set_ylabel("stationary E[f − f*]")
