@@ -131,6 +131,7 @@ def test_cli_with_a_huge_learning_rate_returns_at_once():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "∞" in proc.stdout and "divergent" in proc.stdout
+    assert "RuntimeWarning" not in proc.stderr  # overflow is the answer, not an accident
 
 
 # ------------------------------------------------------------------ rates on f

@@ -206,7 +206,8 @@ def rprop_on_bowl() -> None:
 
 
 def _computed_by(fig, text: str) -> None:
-    fig.text(0.99, 0.01, "computed by " + text, ha="right", va="bottom", fontsize=7, color="0.4")
+    # supxlabel: the constrained layout keeps room for it below the axes' own labels
+    fig.supxlabel("computed by " + text, x=0.99, ha="right", fontsize=7, color="0.4")
 
 
 def convex_bound() -> None:

@@ -588,7 +588,13 @@ class QuadraticBowl:
         return ~self._null
 
     def _matrices(self, method: str, hp: Dict[str, float]) -> Tuple[np.ndarray, np.ndarray]:
-        """Iteration matrices per eigenvalue on (e, u = ηv): (steady (n, 2, 2), first step)."""
+        """Iteration matrices per eigenvalue on (e, u = ηv): (steady (n, 2, 2), first step).
+        Entries that overflow (a learning rate near the largest double) are ±∞: diverging."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._matrices_unchecked(method, hp)
+
+    def _matrices_unchecked(self, method: str,
+                            hp: Dict[str, float]) -> Tuple[np.ndarray, np.ndarray]:
         lam = self._lambdas(hp)
         eta = hp["lr"]
         beta = hp.get("momentum", 0.0)

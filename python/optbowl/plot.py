@@ -118,7 +118,7 @@ def convergence(trajectories: Sequence[Trajectory], *, ax=None, predicted: bool 
     For the linear methods the dashed curve is the exact predicted trajectory's error
     (:meth:`QuadraticBowl.predict` from the same start, hyper-parameters and steps), and the
     legend gives the asymptotic rate ρ; a run that follows it confirms the theory. With
-    ``by_direction``, every eigen-direction i is drawn on its own, |Qᵀ(xₖ − x*)|ᵢ
+    ``by_direction``, every eigen-direction i is drawn on its own, ``|Qᵀ(xₖ − x*)|ᵢ``
     (:attr:`Trajectory.eigen_error`), beside its exact prediction (for gd, (1 − ηλᵢ)ᵏ times
     its start). Errors below ``floor`` times the largest start (rounding) are not drawn, and
     the x axis ends where the last curve reaches the floor, so a fast method's curve is not
@@ -286,11 +286,10 @@ def phase_diagram(diagram: PhaseDiagram, *, ax=None):
         ax.contour(diagram.lr, diagram.momentum, np.where(np.isfinite(diagram.rate),
                                                            diagram.rate, 10.0),
                    levels=[1.0], colors="red", linewidths=1.2)
-    for name in names:  # each regime labelled at the centre of its cells
+    for name in names:  # each regime labelled at its cell nearest the centre of its cells
         i, j = np.nonzero(diagram.regime == name)
-        k = len(i) // 2
-        order = np.lexsort((j, i))
-        ax.text(diagram.lr[j[order[k]]], diagram.momentum[i[order[k]]], name, fontsize="x-small",
+        k = int(np.argmin((i - i.mean()) ** 2 + (j - j.mean()) ** 2))
+        ax.text(diagram.lr[j[k]], diagram.momentum[i[k]], name, fontsize="x-small",
                 ha="center", va="center", color="white")
     ax.set_xlabel("learning rate η")
     ax.set_ylabel("momentum β")
