@@ -185,7 +185,8 @@ def test_every_method_is_compiled_into_the_simulator():
 
     assert set(_core.bowl_methods()) == {"irprop-", "rprop-", "rprop+", "irprop+", "backtrack",
                                          "adagrad", "gd", "momentum", "nesterov", "newton",
-                                         "quickprop", "rmsprop", "adam"}
+                                         "steepest", "cg", "polyak", "quickprop", "rmsprop",
+                                         "adam"}
 
 
 # ------------------------------------------------------------------ sweep
@@ -214,7 +215,7 @@ LANE_GRIDS = [
     ("adagrad", {"lr": np.geomspace(1e-3, 1e3, 7)[:, None, None],
                  "lr_decay": np.array([0.0, 0.1])[:, None],
                  "weight_decay": np.array([0.0, 0.05]), "initial_accumulator_value": 0.5}),
-    # lr 1e3 and 1e15 overflow |Ax − b|² after and before the midpoint.
+    # lr 1e3 and 1e15 overflow x after and before the midpoint.
     ("gd", {"lr": np.concatenate([np.linspace(0.001, 2.6 / 40.0, 23), [1e3, 1e15]])}),
     ("momentum", {"lr": np.linspace(0.001, 0.09, 9)[:, None, None],
                   "momentum": np.array([0.0, 0.5, 0.97])[:, None],
@@ -256,7 +257,11 @@ def assert_sweep_is_runs(res, ref, method, x0, steps, grid, dtype):
             else:
                 hp[k] = v
         t = ref.run(method, x0, steps, dtype=dtype, **hp)
-        finite = np.isfinite(t.x).all(axis=1) & np.isfinite(t.f) & np.isfinite(t.grad_norm)
+        # A sweep stops a lane at its first gradient with an entry that is not finite (or
+        # loss, for iRprop+, which reads it): |g| is a scaled norm, finite exactly then.
+        finite = np.isfinite(t.x).all(axis=1) & np.isfinite(t.grad_norm)
+        if grid.get("variant") == "irprop+":
+            finite &= np.isfinite(t.f)
         if finite[:steps].all():  # the run never stopped: every number agrees
             assert not res.diverged[idx] or not res.final_error[idx] <= res.initial_error, (idx, hp)
             assert res.final_error[idx] == t.final_error, (idx, hp)

@@ -229,8 +229,8 @@ def test_sweep_tiles_of_every_isa_equal_individual_runs(each_isa, dtype, threads
     # lanes; AVX2 and SSE2: 8) and single-lane remainders, over 13 coordinates (blocks of
     # 8 or 6 rows, then 2 and 1); irprop+ reads the loss, so f is computed in the tiles too.
     # Each configuration must be bowl.run's, which takes one lane, bit for bit. (The sweep's
-    # error is the norm summed in coordinate order; NumPy's norm, which Trajectory uses,
-    # sums 13 squares pairwise.)
+    # error is the norm scaled by the largest |dᵢ|, its squares summed in coordinate order;
+    # Trajectory's sums them pairwise.)
     bowl = ob.QuadraticBowl.from_eigenvalues(np.linspace(1.0, 40.0, 13), rotate=True, seed=5)
     x0 = np.linspace(-1.0, 1.0, 13)
     lr = np.geomspace(1e-3, 0.3, 61)
@@ -246,10 +246,12 @@ def test_sweep_tiles_of_every_isa_equal_individual_runs(each_isa, dtype, threads
     for i, j in np.ndindex(res.shape):
         run = bowl.run("rprop", x0, 25, dtype=dtype, lr=lr[i], etas=(0.5, eta_plus[j]),
                        variant="irprop+")
+        diff = run.x[-1].astype(np.float64) - bowl.minimizer
+        scale = float(np.max(np.abs(diff)))
         squares = 0.0
-        for d in run.x[-1].astype(np.float64) - bowl.minimizer:
-            squares += float(d) * float(d)
-        assert res.final_error[i, j] == np.sqrt(squares), (i, j)
+        for d in diff:
+            squares += (float(d) / scale) * (float(d) / scale)
+        assert res.final_error[i, j] == scale * np.sqrt(squares), (i, j)
         assert res.rate[i, j] == pytest.approx(run.measured_rate(), rel=1e-12, nan_ok=True), (i, j)
 
 

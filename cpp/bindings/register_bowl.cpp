@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -53,10 +54,20 @@ void register_bowl(py::module_& m) {
       "bowl_run",
       [](const std::string& method, const Doubles& A, const Doubles& b, double c, const Doubles& x0,
          std::int64_t steps, const std::vector<std::string>& names, const Doubles& hyper,
-         const std::string& dtype) {
+         const std::string& dtype, const py::object& noise, double sigma) {
         const bowl::Problem P = problem(A, b, c);
         check_vector(x0, "x0", P.n);
         if (steps < 0) throw py::value_error("steps: must be >= 0");
+        // Gradient noise: standard normal draws, one row of n per step, scaled by sigma.
+        Doubles xi;
+        bowl::Noise gradient_noise;
+        if (!noise.is_none()) {
+          xi = noise.cast<Doubles>();
+          if (xi.ndim() != 2 || xi.shape(0) != steps || xi.shape(1) != P.n)
+            throw py::value_error("noise: expected draws of shape (steps, n)");
+          if (!(sigma >= 0.0) || !std::isfinite(sigma)) throw py::value_error("noise: sigma must be finite and >= 0");
+          gradient_noise = {xi.data(), sigma};
+        }
         if (hyper.ndim() != 1 || hyper.shape(0) != static_cast<py::ssize_t>(names.size()))
           throw py::value_error("hyper: expected one value per name");
         py::tuple out;
@@ -70,7 +81,7 @@ void register_bowl(py::module_& m) {
             bowl::Record<T> rec{xs.mutable_data(), f.mutable_data(), grad_norm.mutable_data()};
             {
               py::gil_scoped_release release;
-              bowl::simulate<T>(P, lu.get(), proto, x0.data(), x0.data(), steps, steps, rec);
+              bowl::simulate<T>(P, lu.get(), proto, x0.data(), x0.data(), steps, steps, rec, gradient_noise);
             }
             out = py::make_tuple(xs, f, grad_norm);
           });
@@ -78,8 +89,10 @@ void register_bowl(py::module_& m) {
         return out;
       },
       py::arg("method"), py::arg("A"), py::arg("b"), py::arg("c"), py::arg("x0"), py::arg("steps"),
-      py::arg("names"), py::arg("hyper"), py::arg("dtype"),
-      "Run one method on the bowl ½xᵀAx − bᵀx + c; returns (x (steps+1, n), f, |grad|).");
+      py::arg("names"), py::arg("hyper"), py::arg("dtype"), py::arg("noise") = py::none(),
+      py::arg("sigma") = 0.0,
+      "Run one method on the bowl ½xᵀAx − bᵀx + c; returns (x (steps+1, n), f, |grad|). "
+      "noise: standard normal draws (steps, n), added times sigma to every gradient.");
 
   m.def(
       "bowl_sweep",

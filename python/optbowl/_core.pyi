@@ -106,6 +106,8 @@ def bowl_run(
     names: List[str],
     hyper: np.ndarray,
     dtype: str,
+    noise: Optional[np.ndarray] = None,
+    sigma: float = 0.0,
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 def bowl_sweep(
     method: str,

@@ -24,6 +24,12 @@ is its maximum over the eigenvalues. A weight decay w replaces A by A + wI.
 instead (the gradient Ax − b and the update are computed in C++, by the same code the
 optimizer classes call), and :func:`sweep` runs many configurations in one multi-threaded
 call, so that the predictions can be checked against the kernels.
+
+A may be positive semi-definite (f convex, not strongly convex) when b lies in the range
+of A: the component of the error in the null space of A never moves, the theory
+(:meth:`QuadraticBowl.rate`, :meth:`~QuadraticBowl.regime`, :meth:`~QuadraticBowl.optimal`)
+acts on the range of A, and a trajectory's error is measured from the minimiser nearest
+its start, :meth:`QuadraticBowl.minimizer_nearest`.
 """
 
 from __future__ import annotations
@@ -46,8 +52,17 @@ LINEAR_METHODS: Dict[str, Tuple[str, ...]] = {
     "newton": ("lr",),
 }
 
+#: The methods that choose their own step each iteration from the whole vector (line search,
+#: conjugate gradient, Polyak's step), with the hyper-parameters each accepts.
+LINE_SEARCH_METHODS: Dict[str, Tuple[str, ...]] = {
+    "steepest": (),
+    "cg": (),
+    "polyak": ("f_star",),
+}
+
 #: Regime labels, per eigenvalue (see :meth:`QuadraticBowl.regime`).
-REGIMES = ("monotone", "one-step", "oscillating", "non-convergent", "divergent", "ripple")
+REGIMES = ("monotone", "one-step", "oscillating", "non-convergent", "divergent", "ripple",
+           "critically-damped", "null")
 
 _TIE = 1e-12  # |T|, |D| and the stability margins closer than this count as equal
 
@@ -69,6 +84,19 @@ def _as_vector(name: str, x: Any, n: int) -> np.ndarray:
     return v
 
 
+def _norms(d: np.ndarray) -> np.ndarray:
+    """Euclidean norm of every row of d, scaled by its largest entry first, so that no
+    square underflows or overflows (NaN if a row has a NaN, ∞ if it has an ∞)."""
+    d = np.asarray(d, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        scale = np.max(np.abs(d), axis=-1)
+        ok = (scale > 0) & np.isfinite(scale)
+        safe = np.where(ok, scale, 1.0)
+        inner = np.sqrt(np.sum((d / safe[..., None]) ** 2, axis=-1))
+        out = np.where(ok, safe * inner, scale)
+    return np.where(np.any(np.isnan(d), axis=-1), np.nan, out)
+
+
 def _spectral_radius(T: np.ndarray, D: np.ndarray) -> np.ndarray:
     """max |z| over the roots of z² − Tz + D, elementwise."""
     T = np.asarray(T, dtype=np.float64)
@@ -85,10 +113,12 @@ def _classify(T: np.ndarray, D: np.ndarray) -> Tuple[str, ...]:
     labels = []
     for t, d in zip(np.atleast_1d(T).tolist(), np.atleast_1d(D).tolist()):
         margin = 1.0 + d - abs(t)  # > 0 and d < 1: both roots inside the unit circle (Jury)
-        if d > 1.0 + _TIE or margin < -_TIE:
+        if not (math.isfinite(t) and math.isfinite(d)) or d > 1.0 + _TIE or margin < -_TIE:
             labels.append("divergent")
         elif abs(d - 1.0) <= _TIE or abs(margin) <= _TIE:
             labels.append("non-convergent")
+        elif d > _TIE and abs(t * t - 4.0 * d) <= _TIE:
+            labels.append("critically-damped")
         elif t * t < 4.0 * d - _TIE:
             labels.append("ripple")
         elif abs(t) <= _TIE and abs(d) <= _TIE:
@@ -104,14 +134,19 @@ def measured_rate(err_from: Any, err_to: Any, steps: Any) -> np.ndarray:
     r"""Measured contraction per step between two errors ``steps`` apart.
 
     .. math:: \hat\rho = \left(\frac{\lVert e_{k+m}\rVert}{\lVert e_k\rVert}\right)^{1/m}
+              = \exp\frac{\log\lVert e_{k+m}\rVert - \log\lVert e_k\rVert}{m}
 
-    0 when the first error is already 0, ∞ when the second is not finite.
+    computed in the log domain, so that a ratio below the smallest double (errors of 1e-300
+    after 1e10) still gives the rate. 0 when the first or the second error is 0 (no
+    contraction left to measure, or reached exactly), ∞ when the second is not finite.
     """
     a = np.asarray(err_from, dtype=np.float64)
     b = np.asarray(err_to, dtype=np.float64)
     m = np.asarray(steps, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        r = np.where(a > 0, (b / np.where(a > 0, a, 1.0)) ** (1.0 / m), 0.0)
+        ok = (a > 0) & (b > 0)
+        r = np.exp((np.log(np.where(ok, b, 1.0)) - np.log(np.where(ok, a, 1.0))) / m)
+        r = np.where(ok, r, 0.0)
     return np.where(np.isfinite(b), r, np.inf)
 
 
@@ -133,10 +168,20 @@ class Trajectory:
         The hyper-parameters, defaults filled in.
     source : str
         ``"predict"`` (the linear recurrence) or ``"run"`` (the compiled loop).
+    xstar : ndarray, shape (n,)
+        The minimiser the errors are measured from: ``bowl.minimizer_nearest(x₀)`` (the
+        minimiser itself when A is positive definite).
+    noise : float
+        σ of the gradient noise of a run (0: none).
+
+    Norms are taken with each row scaled by its largest entry, so errors from the smallest
+    subnormal to the largest double are exact to rounding (no underflow to 0, no overflow
+    to ∞ while x is finite).
     """
 
     def __init__(self, x, f, grad_norm, *, bowl: "QuadraticBowl", method: str,
-                 hyper: Dict[str, Any], source: str) -> None:
+                 hyper: Dict[str, Any], source: str, noise: float = 0.0,
+                 eigen_error: Optional[np.ndarray] = None) -> None:
         self.x = np.asarray(x)
         self.f = np.asarray(f, dtype=np.float64)
         self.grad_norm = np.asarray(grad_norm, dtype=np.float64)
@@ -146,28 +191,71 @@ class Trajectory:
         self.method = method
         self.hyper = dict(hyper)
         self.source = source
+        self.noise = float(noise)
+        self.xstar = bowl.minimizer_nearest(self.x[0])
+        if eigen_error is not None:  # exact, not rounded against x* (predict)
+            eigen_error = np.asarray(eigen_error, dtype=np.float64)
+            eigen_error.setflags(write=False)
+            self.__dict__["eigen_error"] = eigen_error
 
     @property
     def steps(self) -> int:
         return self.x.shape[0] - 1
 
-    @property
+    @functools.cached_property
     def error(self) -> np.ndarray:
-        """‖xₖ − x*‖ for every k."""
+        """‖xₖ − x*‖ for every k (scaled: exact from subnormals to the largest doubles)."""
         with np.errstate(over="ignore", invalid="ignore"):
-            return np.linalg.norm(self.x.astype(np.float64) - self.bowl.minimizer, axis=1)
+            if "eigen_error" in self.__dict__:
+                out = _norms(self.__dict__["eigen_error"])
+            else:
+                out = _norms(self.x.astype(np.float64) - self.xstar)
+        out.setflags(write=False)
+        return out
+
+    @functools.cached_property
+    def eigen_error(self) -> np.ndarray:
+        """Qᵀ(xₖ − x*), shape (steps + 1, n): the error along every eigenvector of A
+        (Q = ``bowl.eigenvectors``, ascending eigenvalues). For gd along eigenvalue λᵢ it is
+        (1 − ηλᵢ)ᵏ times its start, which :meth:`QuadraticBowl.predict` gives exactly.
+
+        >>> import optbowl as ob
+        >>> bowl = ob.QuadraticBowl.from_eigenvalues([1, 10])
+        >>> bowl.predict("gd", [1, 1], 2, lr=0.15).eigen_error.round(4).tolist()
+        [[1.0, 1.0], [0.85, -0.5], [0.7225, 0.25]]
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = (self.x.astype(np.float64) - self.xstar) @ self.bowl.eigenvectors
+        out.setflags(write=False)
+        return out
 
     @property
     def final_error(self) -> float:
         return float(self.error[-1])
 
     def measured_rate(self, start: Optional[int] = None) -> float:
-        """Contraction per step of the error from step ``start`` (default steps // 2) to the end."""
+        """Contraction per step of the error from step ``start`` (default steps // 2) to the end.
+
+        Near a double root of the iteration (the critically-damped regime, e.g. momentum at
+        Goh's optimum along λ₁ and λₙ) the error goes like k·ρᵏ, and a finite window reads
+        (k₁/k₀)^(1/(k₁−k₀))·ρ > ρ: compare with :meth:`QuadraticBowl.predict`'s trajectory
+        over the same window (:meth:`predicted_rate`), not with ``bowl.rate``.
+        """
         err = self.error
         k = self.steps // 2 if start is None else _check.integer("start", start, low=0)
         if not k < self.steps:
             raise ValueError(f"start: must be < steps ({self.steps}), got {k}")
         return float(measured_rate(err[k], err[-1], self.steps - k))
+
+    def predicted_rate(self, start: Optional[int] = None) -> float:
+        """The contraction that :meth:`measured_rate` reads, over the same window, of the exact
+        predicted trajectory (:meth:`QuadraticBowl.predict` from the same start with the same
+        hyper-parameters; linear methods). Unlike ``bowl.rate``, it includes the transient
+        and the k·ρᵏ of a double root, so a run agrees with it to rounding."""
+        if self.method not in LINEAR_METHODS:
+            raise ValueError(f"method: {self.method!r} has no predicted trajectory")
+        pred = self.bowl.predict(self.method, self.x[0], self.steps, **self.hyper)
+        return pred.measured_rate(start)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -176,7 +264,8 @@ class Trajectory:
         hp = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v!r}"
                        for k, v in self.hyper.items())
         err = self.error
-        return (f"Trajectory({self.method!r}, {hp}; {self.source}, {self.steps} steps, "
+        noise = f", noise σ = {self.noise:.4g}" if self.noise else ""
+        return (f"Trajectory({self.method!r}, {hp}; {self.source}{noise}, {self.steps} steps, "
                 f"final error {err[-1]:.4g} (from {err[0]:.4g}), f = {self.f[-1]:.6g})")
 
 
@@ -193,10 +282,21 @@ class QuadraticBowl:
     c : float
         Constant.
 
+    Raises
+    ------
+    ValueError
+        A not finite, not symmetric, or with eigenvalues that are not finite (entries near
+        the largest double overflow the eigen-decomposition); b not in the range of a
+        singular A (f is then linear along the null space of A: unbounded below).
+
     Notes
     -----
     ∇f(x) = Ax − b, the minimiser solves Ax* = b, and the condition number is
-    κ = λₙ/λ₁ (∞ unless A is positive definite). Seed 004: along eigenvalue λ the optimal
+    κ = λₙ/λ₁ (∞ unless A is positive definite). A positive semi-definite A (convex, not
+    strongly convex: ``mu`` = 0) has a whole affine set of minimisers x* + null(A); the
+    theory acts on the range of A, where the eigenvalues are ``mu_range`` … ``L``.
+
+    Seed 004: along eigenvalue λ the optimal
     gradient step is η = 1/λ, steps between 1/λ and 2/λ oscillate, 2/λ never converges and
     larger steps diverge.
 
@@ -230,14 +330,32 @@ class QuadraticBowl:
                 "A: must be symmetric (f depends only on (A + Aᵀ)/2; pass that), "
                 f"max |A − Aᵀ| = {asym:.3g}"
             )
-        M = 0.5 * (M + M.T)
+        M = 0.5 * M + 0.5 * M.T  # halves first: no overflow near the largest double
         n = M.shape[0]
         self._A = M
         self._b = np.zeros(n) if b is None else _as_vector("b", b, n)
         self._c = _check.real("c", c)
-        lam, Q = np.linalg.eigh(M)
+        with np.errstate(over="ignore", invalid="ignore"):
+            try:
+                lam, Q = np.linalg.eigh(M)
+            except np.linalg.LinAlgError:
+                lam, Q = np.full(n, np.nan), np.full((n, n), np.nan)
+        if not (np.all(np.isfinite(lam)) and np.all(np.isfinite(Q))):
+            raise ValueError(
+                "A: its eigenvalues are not finite in double precision (entries of "
+                f"{float(np.max(np.abs(M))):.3g} overflow the eigen-decomposition); scale A down"
+            )
+        self._null = self._null_mask(lam)
+        lam = np.where(self._null, 0.0, lam)  # 0 up to rounding: 0 (singular A, mu = 0)
         self._eigenvalues, self._eigenvectors = lam, Q
-        for a in (self._A, self._b, lam, Q):
+        if np.any(self._null):
+            along = Q[:, self._null].T @ self._b
+            if _norms(along[None])[0] > 1e-10 * max(float(_norms(self._b[None])[0]), 1e-300):
+                raise ValueError(
+                    "b: not in the range of A (A is singular): f is linear along the null space "
+                    "of A, so it is unbounded below and has no minimiser"
+                )
+        for a in (self._A, self._b, lam, Q, self._null):
             a.setflags(write=False)
         self._xstar: Optional[np.ndarray] = None
         self._optimal: Dict[str, Dict[str, float]] = {}
@@ -286,7 +404,7 @@ class QuadraticBowl:
 
     @property
     def eigenvalues(self) -> np.ndarray:
-        """Eigenvalues of A, ascending."""
+        """Eigenvalues of A, ascending (those within n·ε·max|λ| of 0 are 0)."""
         return self._eigenvalues
 
     @property
@@ -298,19 +416,73 @@ class QuadraticBowl:
     def condition_number(self) -> float:
         """κ = λₙ/λ₁ (∞ if A is not positive definite)."""
         lo, hi = float(self._eigenvalues[0]), float(self._eigenvalues[-1])
-        return hi / lo if lo > 0 else math.inf
+        return hi / lo if lo > 0 and not self._null[0] else math.inf
+
+    @staticmethod
+    def _null_mask(lam: np.ndarray) -> np.ndarray:
+        """The eigenvalues that are 0 up to the rounding of the eigen-decomposition."""
+        top = float(np.max(np.abs(lam)))
+        return np.abs(lam) <= lam.size * np.finfo(float).eps * top
+
+    @property
+    def mu(self) -> float:
+        """μ = λ₁, the smallest eigenvalue (0 when A is singular): f is μ-strongly convex when
+        μ > 0, convex when μ = 0."""
+        return 0.0 if self._null[0] else float(self._eigenvalues[0])
+
+    @property
+    def L(self) -> float:
+        """L = λₙ, the largest eigenvalue: ∇f is L-Lipschitz (f is L-smooth)."""
+        return float(self._eigenvalues[-1])
+
+    @property
+    def mu_range(self) -> float:
+        """The smallest eigenvalue on the range of A (the smallest non-zero one): the μ of the
+        directions that move."""
+        return float(self._eigenvalues[~self._null][0]) if not np.all(self._null) else 0.0
+
+    @property
+    def null_space(self) -> np.ndarray:
+        """Orthonormal basis of the null space of A, one vector per column (n × 0 if none)."""
+        return self._eigenvectors[:, self._null]
 
     @property
     def minimizer(self) -> np.ndarray:
-        """x* = A⁻¹b (the stationary point; a minimiser when A is positive definite)."""
+        """x* = A⁺b: the minimiser when A is positive definite (the stationary point when
+        A is indefinite); when A is singular, the minimiser (stationary point) of least
+        norm, see :meth:`minimizer_nearest`."""
         if self._xstar is None:
-            lam = np.abs(self._eigenvalues)
-            if lam.min() <= self.n * np.finfo(float).eps * lam.max():
-                raise ValueError("A: singular, the bowl has no unique stationary point")
-            xs = self._eigenvectors @ ((self._eigenvectors.T @ self._b) / self._eigenvalues)
+            lam = self._eigenvalues
+            inv = np.where(self._null, 0.0, 1.0 / np.where(self._null, 1.0, lam))
+            xs = self._eigenvectors @ ((self._eigenvectors.T @ self._b) * inv)
             xs.setflags(write=False)
             self._xstar = xs
         return self._xstar
+
+    def minimizer_nearest(self, x: Any) -> np.ndarray:
+        """The minimiser (stationary point) nearest x: A⁺b plus the null-space part of x.
+
+        Gradient methods never move the component of x in the null space of A (the
+        gradient Ax − b has none), so this is where they converge to from x.
+
+        >>> import optbowl as ob
+        >>> bowl = ob.QuadraticBowl.from_eigenvalues([0, 2], minimizer=[0, 1])
+        >>> bowl.minimizer.tolist(), bowl.minimizer_nearest([5, 7]).tolist()
+        ([0.0, 1.0], [5.0, 1.0])
+        """
+        x = _as_vector("x", x, self.n)
+        if not np.any(self._null):
+            return self.minimizer
+        Z = self.null_space
+        out = self.minimizer + Z @ (Z.T @ x)
+        out.setflags(write=False)
+        return out
+
+    @property
+    def min_value(self) -> float:
+        """f* = f(x*) = c − ½bᵀx*, the minimum of f (the value at the stationary point when A
+        is indefinite)."""
+        return float(self._c - 0.5 * (self._b @ self.minimizer))
 
     @property
     def is_axis_aligned(self) -> bool:
@@ -385,6 +557,8 @@ class QuadraticBowl:
         if unknown:
             raise ValueError(f"{unknown[0]}: not a hyper-parameter of {method!r} "
                              f"(it takes {', '.join(allowed)})")
+        if method == "newton" and np.any(self._null):
+            raise ValueError("A: singular, Newton's direction A⁻¹g does not exist")
         if not hp and method != "newton":
             best = self.optimal(method)
             hp = {k: v for k, v in best.items() if k != "rate"}
@@ -407,8 +581,20 @@ class QuadraticBowl:
     def _lambdas(self, hp: Dict[str, float]) -> np.ndarray:
         return self._eigenvalues + hp.get("weight_decay", 0.0)
 
+    def _moving(self, hp: Dict[str, float]) -> np.ndarray:
+        """The eigen-directions that move: the range of A + wI (all of them once w > 0)."""
+        if hp.get("weight_decay", 0.0) > 0.0:
+            return np.ones(self.n, dtype=bool)
+        return ~self._null
+
     def _matrices(self, method: str, hp: Dict[str, float]) -> Tuple[np.ndarray, np.ndarray]:
-        """Iteration matrices per eigenvalue on (e, u = ηv): (steady (n, 2, 2), first step)."""
+        """Iteration matrices per eigenvalue on (e, u = ηv): (steady (n, 2, 2), first step).
+        Entries that overflow (a learning rate near the largest double) are ±∞: diverging."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._matrices_unchecked(method, hp)
+
+    def _matrices_unchecked(self, method: str,
+                            hp: Dict[str, float]) -> Tuple[np.ndarray, np.ndarray]:
         lam = self._lambdas(hp)
         eta = hp["lr"]
         beta = hp.get("momentum", 0.0)
@@ -441,19 +627,38 @@ class QuadraticBowl:
 
     # ------------------------------------------------------------------ theory
     def rates(self, method: str, **hyper: float) -> np.ndarray:
-        """ρ(λᵢ) for every eigenvalue (ascending): the contraction per step along it."""
+        """ρ(λᵢ) for every eigenvalue (ascending): the contraction per step along it (1 along
+        the null space of a singular A: that component never moves)."""
         hp = self._hyper(method, hyper)
-        return _spectral_radius(*self._trace_det(method, hp))
+        with np.errstate(over="ignore", invalid="ignore"):
+            rho = _spectral_radius(*self._trace_det(method, hp))
+        # A product that overflowed (lr near the largest double) diverges: ∞, never NaN.
+        return np.where(np.isnan(rho), np.inf, rho)
 
-    def rate(self, method: str, **hyper: float) -> float:
-        r"""Asymptotic contraction of the error per step: the spectral radius of the iteration.
+    def rate(self, method: str, *, on: str = "x", **hyper: float) -> float:
+        r"""Asymptotic contraction per step: the spectral radius of the iteration.
 
         gd: ``maxᵢ |1 − ηλᵢ|``; momentum/nesterov: the largest root modulus of z² − Tz + D over
         the eigenvalues (see the module docstring); newton: ``|1 − η|``. Below 1 the method
         converges, ‖eₖ‖ ≈ C·rateᵏ. Hyper-parameters use torch's names (``lr``,
         ``momentum``, ``dampening``, ``weight_decay``); none at all means the optimal ones.
+        On a singular (positive semi-definite) A the maximum is over the range of A: the
+        null-space component of the error is 0 from the minimiser nearest the start.
+
+        ``on="x"`` (default): the rate of the error ‖xₖ − x*‖. ``on="f"``: the rate of
+        f(xₖ) − f*, ρ² (seed 004 defines linear convergence on f; f − f* = ½eᵀAe is
+        quadratic in the error, so f(xₖ) − f* ≈ C·ρ²ᵏ).
+
+        >>> import optbowl as ob
+        >>> bowl = ob.QuadraticBowl.from_eigenvalues([1, 3])
+        >>> bowl.rate("gd", lr=0.25), bowl.rate("gd", lr=0.25, on="f")
+        (0.75, 0.5625)
         """
-        return float(np.max(self.rates(method, **hyper)))
+        on = _check.choice("on", on, ("x", "f"))
+        hp = self._hyper(method, hyper)
+        rho = self.rates(method, **hyper)[self._moving(hp)]
+        r = float(np.max(rho)) if rho.size else 0.0
+        return r * r if on == "f" else r
 
     def regime(self, method: str, **hyper: float) -> Tuple[str, ...]:
         """One label per eigenvalue (ascending), from the roots of z² − Tz + D.
@@ -462,10 +667,16 @@ class QuadraticBowl:
         ``"oscillating"`` (η_opt < η < 2η_opt), ``"non-convergent"`` (η = 2η_opt),
         ``"divergent"`` (η > 2η_opt). momentum/nesterov add ``"ripple"``: complex roots, the
         error spirals in with modulus √D per step; ``"monotone"``/``"oscillating"``: real
-        roots, the dominant one positive/negative.
+        roots, the dominant one positive/negative; ``"critically-damped"``: a double root
+        (T² = 4D, the edge of the ripple: momentum at Goh's optimum along λ₁ and λₙ), where
+        the error goes like k·ρᵏ. ``"null"``: an eigenvalue 0 of a singular A (and no
+        weight decay), along which nothing moves.
         """
         hp = self._hyper(method, hyper)
-        return _classify(*self._trace_det(method, hp))
+        with np.errstate(over="ignore", invalid="ignore"):
+            labels = _classify(*self._trace_det(method, hp))
+        moving = self._moving(hp)
+        return tuple(lab if moving[i] else "null" for i, lab in enumerate(labels))
 
     def lr_boundaries(self, method: str, momentum: float = 0.0, dampening: float = 0.0,
                       weight_decay: float = 0.0) -> Dict[str, np.ndarray]:
@@ -495,6 +706,9 @@ class QuadraticBowl:
     def optimal(self, method: str) -> Dict[str, float]:
         """The hyper-parameters with the smallest rate, and that rate.
 
+        On a singular positive semi-definite A, λ₁ is the smallest non-zero eigenvalue
+        (:attr:`mu_range`): the optimum of the directions that move.
+
         gd: η = 2/(λ₁ + λₙ), rate (κ − 1)/(κ + 1). momentum (Polyak's heavy ball, which is
         torch's v = βv + g, x −= ηv with step η): η = (2/(√λ₁ + √λₙ))², β = ((√κ − 1)/(√κ + 1))²,
         rate √β. nesterov: computed, see :meth:`_optimal_nesterov`. newton: η = 1, rate 0.
@@ -506,12 +720,16 @@ class QuadraticBowl:
 
     def _compute_optimal(self, method: str) -> Dict[str, float]:
         if method == "newton":
+            if np.any(self._null):
+                raise ValueError("A: singular, Newton's direction A⁻¹g does not exist")
             return {"lr": 1.0, "rate": 0.0}
-        lo, hi = float(self._eigenvalues[0]), float(self._eigenvalues[-1])
+        lo, hi = self.mu_range, float(self._eigenvalues[-1])
         if not lo > 0:
-            raise ValueError("A: optimal step sizes need a positive definite bowl")
-        if method == "gd":
-            return {"lr": 2.0 / (lo + hi), "rate": (hi - lo) / (hi + lo)}
+            raise ValueError("A: optimal step sizes need a positive semi-definite bowl "
+                             "(its non-zero eigenvalues > 0)")
+        if method == "gd":  # halves first: λ₁ + λₙ may overflow near the largest double
+            mean = 0.5 * lo + 0.5 * hi
+            return {"lr": 1.0 / mean, "rate": (0.5 * hi - 0.5 * lo) / mean}
         if method == "momentum":
             s_lo, s_hi = math.sqrt(lo), math.sqrt(hi)
             root_beta = (s_hi - s_lo) / (s_hi + s_lo)
@@ -564,13 +782,14 @@ class QuadraticBowl:
     # ------------------------------------------------------------------ trajectories
     def _error_coordinates(self, hp: Dict[str, float],
                            x0: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """(x* of the effective bowl A + wI, the start error in the eigenbasis)."""
+        """(x* of the effective bowl A + wI nearest x0, the start error in the eigenbasis);
+        along the null space of a singular A the error is 0 (that component never moves)."""
         lam = self._lambdas(hp)
-        if np.min(np.abs(lam)) <= self.n * np.finfo(float).eps * np.max(np.abs(lam)):
-            raise ValueError("A: singular, the bowl has no unique stationary point to converge to")
+        moving = self._moving(hp)
         Q = self._eigenvectors
-        xstar = Q @ ((Q.T @ self._b) / lam)
-        return xstar, Q.T @ (x0 - xstar)
+        coords = np.where(moving, (Q.T @ self._b) / np.where(moving, lam, 1.0), Q.T @ x0)
+        xstar = Q @ coords
+        return xstar, np.where(moving, Q.T @ (x0 - xstar), 0.0)
 
     def predict(self, method: str, x0: Any, steps: int, **hyper: float) -> Trajectory:
         """The exact trajectory from the linear recurrence, in the eigenbasis of A.
@@ -591,8 +810,10 @@ class QuadraticBowl:
                 E[k] = s[:, 0]
             x = xstar + E @ self._eigenvectors.T
             f = self.f(x)
-            gn = np.linalg.norm(self.grad(x), axis=1)
-        return Trajectory(x, f, gn, bowl=self, method=method, hyper=hp, source="predict")
+            gn = _norms(self.grad(x))
+        exact = E if hp.get("weight_decay", 0.0) == 0.0 else None
+        return Trajectory(x, f, gn, bowl=self, method=method, hyper=hp, source="predict",
+                          eigen_error=exact)
 
     def iterations_to(self, eps: float, method: str, x0: Any = None, *, max_steps: int = 10_000_000,
                       **hyper: float) -> float:
@@ -600,7 +821,9 @@ class QuadraticBowl:
 
         With ``x0`` the count is exact for that start (the last step above the threshold,
         plus one); without, it is the worst case over all starts, i.e. over the
-        eigen-directions. Returns ``math.inf`` when the method does not converge.
+        eigen-directions (of the range of A, when it is singular). Returns ``math.inf`` at
+        once when the method does not converge, including hyper-parameters so large that
+        the iteration matrix overflows.
 
         For gd and newton the error falls monotonically, and the count comes from
         bisection on k. For the two-step methods the recurrence is iterated until a bound on
@@ -613,17 +836,18 @@ class QuadraticBowl:
         if eps >= 1.0:
             return 0
         if x0 is None:
-            weights = np.ones(self.n)
+            weights = self._moving(hp).astype(np.float64)
         else:
             _, weights = self._error_coordinates(hp, _as_vector("x0", x0, self.n))
             if not np.any(weights):
                 return 0
         keep = weights != 0
-        M, first = self._matrices(method, hp)
-        M, first, weights = M[keep], first[keep], weights[keep]
-        T, D = self._trace_det(method, hp)
-        rho = _spectral_radius(T, D)[keep]
-        if np.max(rho) >= 1.0:
+        with np.errstate(over="ignore", invalid="ignore"):
+            M, first = self._matrices(method, hp)
+            M, first, weights = M[keep], first[keep], weights[keep]
+            T, D = self._trace_det(method, hp)
+            rho = _spectral_radius(T, D)[keep]
+        if not np.max(rho) < 1.0:  # diverges, or the iteration overflowed (NaN): at once
             return math.inf
 
         def error(e: np.ndarray) -> float:
@@ -717,7 +941,7 @@ class QuadraticBowl:
 
     # ------------------------------------------------------------------ the compiled loops
     def run(self, method: str, x0: Any, steps: int, *, dtype: Any = np.float64,
-            **hyper: Any) -> Trajectory:
+            noise: float = 0.0, seed: Any = None, **hyper: Any) -> Trajectory:
         """Run the compiled loop of an optimizer on this bowl; returns a :class:`Trajectory`.
 
         Every step computes g = Ax − b in C++ and applies the optimizer's own loop to it
@@ -728,16 +952,183 @@ class QuadraticBowl:
         :class:`optbowl.Adam`; ``decoupled_weight_decay=True`` is AdamW), or ``"gd"``,
         ``"momentum"``, ``"nesterov"``, ``"newton"`` (torch.optim.SGD's loop; hyper-parameters
         as in :meth:`rate`). ``dtype``: float64 or float32 iterates and state.
+
+        Three methods choose their step from the whole vector each iteration, so they are no
+        element-wise rule; the simulator computes the step (in C++, with scaled sums) and
+        hands SGD's loop x −= α·d:
+
+        * ``"steepest"``: exact line search along the gradient, α = gᵀg / gᵀAg. Kantorovich:
+          f(xₖ₊₁) − f* ≤ ((κ − 1)/(κ + 1))² (f(xₖ) − f*).
+        * ``"cg"``: conjugate gradient (Fletcher–Reeves), d = g + (‖g‖²/‖g_prev‖²)·d_prev,
+          α = gᵀd / dᵀAd. Exact in at most as many steps as A has distinct eigenvalues, and
+          ‖eₖ‖_A ≤ 2((√κ − 1)/(√κ + 1))ᵏ ‖e₀‖_A.
+        * ``"polyak"``: Polyak's step with known f*, α = (f(x) − f*) / ‖g‖² (``f_star=``,
+          default :attr:`min_value`).
+
+        ``noise=σ`` adds independent N(0, σ²) draws to every coordinate of every gradient
+        (before Newton's solve or the line search), drawn by ``numpy.random.default_rng(seed)``
+        as one (steps, n) array: a k-step run is the first k steps of a longer run with the
+        same seed. :meth:`stationary_variance` predicts the error it leaves.
+
+        >>> import optbowl as ob
+        >>> bowl = ob.QuadraticBowl.from_eigenvalues([1, 4, 9], rotate=True, seed=0)
+        >>> bool(bowl.run("cg", [1, 1, 1], 3).final_error < 1e-12)
+        True
         """
         x0 = _as_vector("x0", x0, self.n)
         steps = _check.integer("steps", steps, low=0)
         dt = _dtype_name(dtype)
+        sigma = _check.real("noise", noise, low=0.0)  # finite, >= 0
         rule = _rule(method)
         core, row, shown = rule(self, dict(hyper))
+        draws = None
+        if sigma > 0.0:
+            try:
+                rng = np.random.default_rng(seed)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"seed: not a seed of numpy.random.default_rng ({exc})") from None
+            draws = rng.standard_normal((steps, self.n))
+        elif seed is not None:
+            raise ValueError("seed: given without noise= (it seeds the gradient noise)")
         names = list(row)
         xs, f, gn = _core.bowl_run(core, self._A, self._b, self._c, x0, steps, names,
-                                   np.array([row[k] for k in names], dtype=np.float64), dt)
-        return Trajectory(xs, f, gn, bowl=self, method=method, hyper=shown, source="run")
+                                   np.array([row[k] for k in names], dtype=np.float64), dt,
+                                   draws, sigma)
+        return Trajectory(xs, f, gn, bowl=self, method=method, hyper=shown, source="run",
+                          noise=sigma)
+
+    # ------------------------------------------------------------------ bounds and diagrams
+    def f_bound(self, method: str, x0: Any, steps: int, *,
+                lr: Optional[float] = None) -> np.ndarray:
+        r"""An upper bound on f(xₖ) − f*, k = 0 … steps, from the start x0.
+
+        ``"gd"`` (needs ``lr`` = η ∈ (0, 1/L]): the convex bound, true with or without strong
+        convexity, f(xₖ) − f* ≤ ‖x₀ − x*‖² / (2ηk) with x* the minimiser nearest x0 (k = 0:
+        f(x₀) − f*). ``"steepest"``: Kantorovich, ((κ − 1)/(κ + 1))²ᵏ (f(x₀) − f*).
+        ``"cg"``: ‖eₖ‖_A ≤ 2((√κ − 1)/(√κ + 1))ᵏ ‖e₀‖_A, i.e. f(xₖ) − f* ≤
+        4((√κ − 1)/(√κ + 1))²ᵏ (f(x₀) − f*) (and at most f(x₀) − f*). κ is that of the range
+        of A (L / :attr:`mu_range`).
+
+        >>> import optbowl as ob
+        >>> bowl = ob.QuadraticBowl.from_eigenvalues([0, 1])   # convex, not strongly
+        >>> bowl.f_bound("gd", [1, 1], 2, lr=1.0).tolist()
+        [0.5, 0.5, 0.25]
+        """
+        method = _check.choice("method", method, ("gd", "steepest", "cg"))
+        x0 = _as_vector("x0", x0, self.n)
+        steps = _check.integer("steps", steps, low=0)
+        k = np.arange(steps + 1, dtype=np.float64)
+        gap0 = max(float(self.f(x0)) - self.min_value, 0.0)
+        if method == "gd":
+            if lr is None:
+                raise ValueError("lr: the gd bound needs lr= (0 < lr <= 1/L)")
+            eta = _check.real("lr", lr, low=0.0, low_open=True)
+            if eta > 1.0 / self.L * (1.0 + 1e-12):
+                raise ValueError(f"lr: the O(1/k) bound holds for lr <= 1/L = {1.0 / self.L:.6g}, "
+                                 f"got {eta:.6g}")
+            dist = float(_norms((x0 - self.minimizer_nearest(x0))[None])[0])
+            with np.errstate(divide="ignore"):
+                out = dist**2 / (2.0 * eta * k)
+            out[0] = gap0
+            return out
+        if lr is not None:
+            raise ValueError(f"lr: {method!r} chooses its own steps")
+        lo = self.mu_range
+        if not lo > 0:
+            raise ValueError("A: the bound needs a positive semi-definite bowl")
+        kappa = self.L / lo
+        if method == "steepest":
+            q = ((kappa - 1.0) / (kappa + 1.0)) ** 2
+            return gap0 * q**k
+        r = (math.sqrt(kappa) - 1.0) / (math.sqrt(kappa) + 1.0)
+        return gap0 * np.minimum(4.0 * r ** (2.0 * k), 1.0)
+
+    def phase_diagram(self, method: str, *, lr: Any, momentum: Any,
+                      dampening: float = 0.0) -> "PhaseDiagram":
+        """Regime and rate of momentum or Nesterov on a grid of (lr, momentum).
+
+        ``lr`` and ``momentum``: 1-D arrays (ascending or not). Every cell gets the rate
+        (:meth:`rate`) and the regime of the slowest eigen-direction, the one whose ρ(λ) is
+        the rate (:meth:`regime`'s labels). On a 1-D bowl this is Goh's diagram: ripple
+        inside ((1 − √β)² < ηλ < (1 + √β)², heavy ball), real roots outside, divergence
+        beyond ηλ = 2(1 + β). Returns a :class:`PhaseDiagram`.
+
+        >>> import numpy as np, optbowl as ob
+        >>> pd = ob.QuadraticBowl([[1.0]]).phase_diagram("momentum", lr=[0.5, 5.0],
+        ...                                                momentum=[0.0, 0.5])
+        >>> pd.regime.tolist()
+        [['monotone', 'divergent'], ['ripple', 'divergent']]
+        """
+        method = _check.choice("method", method, ("momentum", "nesterov"))
+        etas = _grid_axis("lr", lr, low=0.0)
+        betas = _grid_axis("momentum", momentum, low=0.0)
+        damp = _check.real("dampening", dampening, low=0.0, high=1.0, high_open=True)
+        lam = self._eigenvalues[self._moving({})]
+        if lam.size == 0:
+            raise ValueError("A: every eigenvalue is 0; nothing moves")
+        E, B, Lm = np.meshgrid(etas, betas, lam, indexing="ij")  # (lr, momentum, λ)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if method == "momentum":
+                a = E * (1.0 - damp)
+                T, D = 1.0 + B - a * Lm, B
+            else:
+                u = 1.0 - E * Lm
+                T, D = (1.0 + B) * u, B * u
+            rho = _spectral_radius(T, D)
+        rho = np.where(np.isnan(rho), np.inf, rho)
+        worst = np.argmax(rho, axis=-1)
+        pick = np.take_along_axis
+        Tw = pick(T, worst[..., None], -1)[..., 0]
+        Dw = pick(D, worst[..., None], -1)[..., 0]
+        with np.errstate(over="ignore", invalid="ignore"):
+            labels = np.array(_classify(Tw.ravel(), Dw.ravel()), dtype=object)
+        rate = np.max(rho, axis=-1).T  # rows: momentum, columns: lr
+        return PhaseDiagram(self, method, etas, betas, rate,
+                            labels.reshape(Tw.shape).T.astype(str))
+
+
+def _grid_axis(name: str, values: Any, low: float) -> np.ndarray:
+    a = np.asarray(values, dtype=np.float64).reshape(-1) if not isinstance(values, str) else None
+    if a is None or a.size == 0:
+        raise TypeError(f"{name}: expected a non-empty 1-D array of numbers")
+    if not np.all(np.isfinite(a)) or np.any(a < low):
+        raise ValueError(f"{name}: expected finite values >= {low:g}")
+    return a
+
+
+class PhaseDiagram:
+    """Rate and regime of a two-step method over a grid of (lr, momentum).
+
+    Attributes
+    ----------
+    lr : ndarray, shape (l,)
+    momentum : ndarray, shape (m,)
+    rate : ndarray, shape (m, l)
+        ``bowl.rate(method, lr=lr[j], momentum=momentum[i])`` at row i, column j.
+    regime : ndarray of str, shape (m, l)
+        The regime of the slowest eigen-direction (the one attaining the rate).
+    """
+
+    def __init__(self, bowl, method, lr, momentum, rate, regime) -> None:
+        self.bowl = bowl
+        self.method = method
+        self.lr = lr
+        self.momentum = momentum
+        self.rate = rate
+        self.regime = regime
+        for a in (lr, momentum, rate, regime):
+            a.setflags(write=False)
+
+    def __repr__(self) -> str:
+        conv = self.rate < 1.0
+        if conv.any():
+            i, j = np.unravel_index(np.argmin(self.rate), self.rate.shape)
+            best = (f", best rate {self.rate[i, j]:.4g} at lr={self.lr[j]:.4g}, "
+                    f"momentum={self.momentum[i]:.4g}")
+        else:
+            best = ", nothing converges"
+        return (f"PhaseDiagram({self.method!r}, {self.momentum.size} x {self.lr.size} cells, "
+                f"{int(conv.sum())} converge{best})")
 
 
 # ----------------------------------------------------------------------------- run/sweep rules
@@ -809,6 +1200,26 @@ def _linear_rule(method: str) -> _Rule:
     return rule
 
 
+def _line_search_rule(method: str) -> _Rule:
+    def rule(bowl: QuadraticBowl, hp: Dict[str, Any]):
+        allowed = LINE_SEARCH_METHODS[method]
+        unknown = sorted(set(hp) - set(allowed))
+        if unknown:
+            takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
+            raise ValueError(f"{unknown[0]}: not a hyper-parameter of {method!r} ({takes})")
+        row = {"lr": 0.0, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0,
+               "nesterov": 0.0}
+        shown: Dict[str, Any] = {}
+        if method == "polyak":
+            f_star = bowl.min_value if hp.get("f_star") is None else hp["f_star"]
+            row["f_star"] = shown["f_star"] = _check.real("f_star", f_star)
+            if not math.isfinite(row["f_star"]):
+                raise ValueError("f_star: must be finite")
+        return method, row, shown
+
+    return rule
+
+
 #: How run() and sweep() check each method's hyper-parameters and name it for the simulator.
 _RULES: Dict[str, _Rule] = {
     "rprop": _optimizer_rule("Rprop", ("lr", "etas", "step_sizes", "variant"),
@@ -824,6 +1235,7 @@ _RULES: Dict[str, _Rule] = {
                                      "decoupled_weight_decay"),
                             "adam"),
     **{m: _linear_rule(m) for m in LINEAR_METHODS},
+    **{m: _line_search_rule(m) for m in LINE_SEARCH_METHODS},
 }
 
 _PAIRS = {"etas": ("eta_minus", "eta_plus"), "step_sizes": ("step_min", "step_max"),
@@ -843,7 +1255,8 @@ class SweepResult:
     hyper : dict of ndarray
         The swept hyper-parameters, broadcast to ``shape``.
     final_error : ndarray
-        ‖x_steps − x*‖.
+        ‖x_steps − x*‖ (x*: the minimiser nearest x0; scaled, so no underflow to 0 or
+        overflow to ∞ while x is finite).
     diverged : ndarray of bool
         The run ended no closer than it started, or left the finite numbers.
     initial_error : float
@@ -865,7 +1278,7 @@ class SweepResult:
     def rate(self) -> np.ndarray:
         """Measured contraction per step over the second half of each run,
         ``measured_rate(err[steps // 2], err[steps], steps − steps // 2)`` (computed when
-        first read)."""
+        first read, in the log domain: right for errors down to the smallest subnormal)."""
         return measured_rate(self._err_mid, self.final_error, self.steps - self.steps // 2)
 
     @property
@@ -916,6 +1329,9 @@ def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any =
     if not isinstance(bowl, QuadraticBowl):
         raise TypeError(f"bowl: expected a QuadraticBowl, got {type(bowl).__name__}")
     rule = _rule(method)
+    if method in LINE_SEARCH_METHODS:
+        raise ValueError(f"method: {method!r} chooses its own step every iteration; "
+                         "it has no hyper-parameters to sweep (use QuadraticBowl.run)")
     x0 = _as_vector("x0", x0, bowl.n)
     steps = _check.integer("steps", steps, low=1)
     dt = _dtype_name(dtype)
@@ -980,12 +1396,7 @@ def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any =
     on = bowl
     if core in LINEAR_METHODS and not bowl.is_axis_aligned:
         on, x0 = bowl.to_eigenbasis(), bowl.eigenvectors.T @ x0
-    try:
-        xstar = on.minimizer
-    except ValueError:
-        raise ValueError(
-            "bowl: sweep measures the distance to the minimiser; A is singular"
-        ) from None
+    xstar = on.minimizer_nearest(x0)
     err0, err_mid, err_end, diverged = _core.bowl_sweep(core, on.A, on.b, x0, xstar, steps, names,
                                                         table, dt)
     return SweepResult(bowl, method, steps, grid, err0, err_mid.reshape(shape),

@@ -30,7 +30,15 @@ class QuickProp(Optimizer):
       no minimum ahead): the maximum-growth step in the previous direction,
       :math:`\Delta w_t = \mu\,\Delta w_{t-1}`.
 
-    On a quadratic the first two steps land on the minimum exactly (up to rounding).
+    On a separable quadratic (an axis-aligned bowl, curvature :math:`a` along the element)
+    the first two steps land on the minimum exactly (up to rounding) when the secant step
+    is not capped: the second step is :math:`(1 - \eta a)/(\eta a)` times the first, so
+    it needs :math:`|1 - \eta a| \le \mu\,\eta a`, i.e.
+    :math:`\eta a \ge 1/(1 + \mu)` (and :math:`\eta a \le 1/(1 - \mu)` when
+    :math:`\mu < 1`). With Fahlman's :math:`\mu = 1.75`, :math:`\eta a \ge 1/2.75
+    \approx 0.364`; a smaller step is capped at :math:`\mu` times the previous one and
+    the element approaches the minimum over more steps. On a rotated bowl the elements are
+    coupled and each secant sees a mix of curvatures.
 
     Parameters
     ----------

@@ -83,7 +83,19 @@ struct HyperRow {
   }
 };
 
-enum class Direction : std::uint8_t { gradient, newton };
+// What the loop is fed, and how its learning rate is set. gradient and newton: g = Ax − b
+// or A⁻¹g, at the configured learning rate. The others are not element-wise rules: each
+// step they compute one scalar from the whole vector (and CG a direction), then hand the
+// loop (torch's SGD step, x −= lr·g) the direction with lr set to that scalar:
+//   steepest: exact line search along g, lr = gᵀg / gᵀAg;
+//   cg:       conjugate gradient (Fletcher–Reeves), d = g + (|g|²/|g_prev|²)·d_prev,
+//             lr = gᵀd / dᵀAd, the loop fed d;
+//   polyak:   Polyak's step with known f*, lr = (f(x) − f*) / |g|².
+enum class Direction : std::uint8_t { gradient, newton, steepest, cg, polyak };
+
+inline bool is_line_search(Direction d) {
+  return d == Direction::steepest || d == Direction::cg || d == Direction::polyak;
+}
 
 template <class LoopT>
 struct Method {
@@ -92,6 +104,7 @@ struct Method {
   Loop loop;
   std::array<double, kStates> state_init{};  // initial value of every state array
   Direction direction = Direction::gradient;
+  double f_star = 0.0;  // Polyak's step: the minimum value of f
   // Run before step t (t = 1, 2, ...) with the loss at the current point and at the
   // point before it (NaN at t = 1).
   void (*before_step)(Loop&, std::int64_t t, double loss, double prev_loss) = nullptr;
@@ -176,6 +189,10 @@ inline void set_sgd(Method<SgdLoop>& m, Direction direction, const HyperRow& h) 
   m.state_init = {0.0};  // momentum buffer (set from the gradient on the first step)
   m.direction = direction;
   m.before_step = count_steps<SgdLoop>;
+  if (direction == Direction::polyak) {
+    m.f_star = h.get("f_star");
+    m.reads_loss = true;
+  }
 }
 
 inline void set_quickprop(Method<QuickpropLoop>& m, const HyperRow& h) {
@@ -222,8 +239,9 @@ Maker<Method<Loop>, Set> maker(Set set) {
 
 // Method names the simulator runs.
 inline std::vector<std::string> compiled_methods() {
-  return {"irprop-", "rprop-",   "rprop+",   "irprop+", "backtrack", "adagrad", "gd",
-          "momentum", "nesterov", "newton", "quickprop", "rmsprop", "adam"};
+  return {"irprop-",   "rprop-",    "rprop+", "irprop+", "backtrack", "adagrad",  "gd",
+          "momentum",  "nesterov",  "newton", "steepest", "cg",       "polyak", "quickprop",
+          "rmsprop",   "adam"};
 }
 
 // The integration point: `use` is called with the named method's Maker (make(row) returns
@@ -248,6 +266,9 @@ void with_method(const std::string& name, Use&& use) {
   };
   if (name == "gd" || name == "momentum" || name == "nesterov") return sgd(Direction::gradient);
   if (name == "newton") return sgd(Direction::newton);
+  if (name == "steepest") return sgd(Direction::steepest);
+  if (name == "cg") return sgd(Direction::cg);
+  if (name == "polyak") return sgd(Direction::polyak);
   if (name == "quickprop") return use(maker<QuickpropLoop>(set_quickprop));
   if (name == "rmsprop") return use(maker<RmspropLoop>(set_rmsprop));
   if (name == "adam") return use(maker<AdamLoop>(set_adam));
@@ -385,7 +406,9 @@ inline void store_lanes(R* p, const typename Vecs<N>::D& v) {
 }
 
 // residual = Ax − b (accumulated in double over j in order, stored as R: double, or the
-// parameters' dtype when it is the gradient itself) and norm2 = |Ax − b|² for the V * N
+// parameters' dtype when it is the gradient itself) and norm2 = Σ rᵢ·0 (0 while every
+// rᵢ is finite, else NaN: whether the lane has left the finite numbers, with no square
+// to overflow while x is still finite; norms are taken by scaled_norm) for the V * N
 // lanes from c0; with `f`, also f = ½xᵀAx − bᵀx + c. Rows go RB at a time (then 2, then 1):
 // the RB x V accumulators stay in registers while j runs, each load of x_j serves RB rows
 // and each a_ij V vectors. Each lane's arithmetic, and its order, is that of a lone run
@@ -425,7 +448,7 @@ void evaluate_tile(const Problem& P, const T* x, std::int64_t lanes, std::int64_
         }
         const D res = acc[k][v] - bi;
         store_lanes<N>(r + N * v, res);
-        nrm[v] += res * res;
+        nrm[v] += res * 0.0;
       }
     }
   };
@@ -475,11 +498,11 @@ void evaluate(const Problem& P, const T* x, std::int64_t lanes, R* residual, dou
 }
 
 // Rows i .. i + RB − 1 of evaluate for a diagonal A, in O(1) per lane and row: residual
-// r = a_ii x_i − b_i (row k at r + k·lanes) and its square added to norm2 (and, with f,
+// r = a_ii x_i − b_i (row k at r + k·lanes) and r·0 added to norm2 (and, with f,
 // the terms of f added to quad and lin), for each lane row after row as evaluate adds
 // them. A dense row sums a_ii x_i and zeros, which is +0 + a_ii x_i whenever every x_j is
 // finite. Once some x_j is not, the dense sum and this one may differ (NaN against inf),
-// but both give a non-finite |Ax − b|², which is all a sweep reads of that step before it
+// but both give a non-finite norm2, which is all a sweep reads of that step before it
 // marks the lane diverged. Two rows at a time read and write norm2 half as often.
 template <int RB, class T, class R>
 void evaluate_diagonal_rows(const Problem& P, std::int64_t i, const T* OPTBOWL_RESTRICT xi,
@@ -503,7 +526,7 @@ void evaluate_diagonal_rows(const Problem& P, std::int64_t i, const T* OPTBOWL_R
       }
       const double res = acc - bi[k];
       r[k * L + c] = static_cast<R>(res);
-      nrm += res * res;
+      nrm += res * 0.0;
     }
     norm2[c] = nrm;
   }
@@ -532,17 +555,69 @@ inline bool is_diagonal(const Problem& P) {
   return true;
 }
 
-// |x − x*| of every lane.
+// |x − x*| of every lane, scaled by the largest |xᵢ − x*ᵢ| so that no square underflows
+// or overflows: the norm is right from the smallest subnormal to the largest double
+// (NaN if a difference is NaN, ∞ if one is infinite).
 template <class T>
 void distance(const T* x, const double* xstar, std::int64_t n, std::int64_t lanes, double* out) {
   const std::int64_t L = lanes;
+  std::vector<double> scale(static_cast<std::size_t>(L), 0.0);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t c = 0; c < L; ++c) {
+      const double d = std::fabs(static_cast<double>(x[i * L + c]) - xstar[i]);
+      if (!(d <= scale[c]) && !std::isnan(scale[c])) scale[c] = d;  // a NaN stays
+    }
   for (std::int64_t c = 0; c < L; ++c) out[c] = 0.0;
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t c = 0; c < L; ++c) {
-      const double d = static_cast<double>(x[i * L + c]) - xstar[i];
+      const double d = (static_cast<double>(x[i * L + c]) - xstar[i]) / scale[c];
       out[c] += d * d;
     }
-  for (std::int64_t c = 0; c < L; ++c) out[c] = std::sqrt(out[c]);
+  for (std::int64_t c = 0; c < L; ++c) {
+    const double s = scale[c];
+    out[c] = (s == 0.0 || !std::isfinite(s)) ? s : s * std::sqrt(out[c]);
+  }
+}
+
+// |v| for a vector of doubles, scaled as distance() is.
+inline double scaled_norm(const double* v, std::int64_t n) {
+  const std::vector<double> origin(static_cast<std::size_t>(n), 0.0);
+  double out = 0;
+  distance(v, origin.data(), n, 1, &out);
+  return out;
+}
+
+// uᵀAv for the bowl's A, each vector scaled by its largest entry first (the scales are
+// returned through su, sv: uᵀAv = su·sv·(the result)), so that line searches neither
+// underflow nor overflow while x is finite.
+inline double scaled_form(const Problem& P, const double* u, const double* v, double& su, double& sv) {
+  const std::int64_t n = P.n;
+  su = sv = 0.0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    su = std::max(su, std::fabs(u[i]));
+    sv = std::max(sv, std::fabs(v[i]));
+  }
+  if (su == 0.0 || sv == 0.0) return 0.0;
+  double sum = 0.0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    double row = 0.0;
+    for (std::int64_t j = 0; j < n; ++j) row += P.A[i * n + j] * (v[j] / sv);
+    sum += (u[i] / su) * row;
+  }
+  return sum;
+}
+
+// uᵀv, scaled alike.
+inline double scaled_dot(const double* u, const double* v, std::int64_t n, double& su, double& sv) {
+  su = sv = 0.0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    su = std::max(su, std::fabs(u[i]));
+    sv = std::max(sv, std::fabs(v[i]));
+  }
+  if (su == 0.0 || sv == 0.0) return 0.0;
+  double sum = 0.0;
+  for (std::int64_t i = 0; i < n; ++i) sum += (u[i] / su) * (v[i] / sv);
+  return sum;
 }
 
 template <class T>
@@ -552,12 +627,47 @@ double distance(const T* x, const double* xstar, std::int64_t n) {
   return d;
 }
 
+// Gradient noise of a run: the gradient of step t (t = 0, 1, ...) gets sigma·xi[t·n + i]
+// added to coordinate i (xi: standard normal draws, steps × n). Null: no noise.
+struct Noise {
+  const double* xi = nullptr;
+  double sigma = 0.0;
+};
+
+// The learning rate of a line-search method (Direction::steepest, cg, polyak) at this
+// step, and for cg the direction in `dir` (its previous value on entry; prev_norm is
+// |g_prev|, 0 at the first step). g is the (noisy) gradient, loss f(x).
+inline double line_search_lr(const Problem& P, Direction direction, double f_star, const double* g, double loss,
+                             std::vector<double>& dir, double& prev_norm) {
+  const std::int64_t n = P.n;
+  double su = 0, sv = 0;
+  if (direction == Direction::steepest) {
+    const double form = scaled_form(P, g, g, su, sv);
+    const double dot = scaled_dot(g, g, n, su, sv);
+    return form > 0.0 ? dot / form : 0.0;  // g = 0, or g in the null space of A: stay
+  }
+  const double norm = scaled_norm(g, n);
+  if (direction == Direction::polyak) {
+    if (!(norm > 0.0)) return 0.0;
+    return std::max(loss - f_star, 0.0) / norm / norm;
+  }
+  // cg: Fletcher–Reeves (on a quadratic with exact line searches the same as
+  // Hestenes–Stiefel and Polak–Ribière).
+  const double beta = prev_norm > 0.0 ? (norm / prev_norm) * (norm / prev_norm) : 0.0;
+  for (std::int64_t i = 0; i < n; ++i) dir[i] = g[i] + beta * dir[i];
+  prev_norm = norm;
+  double sd = 0;
+  const double form = scaled_form(P, dir.data(), dir.data(), sd, sv);
+  const double dot = scaled_dot(g, dir.data(), n, su, sv);
+  return form > 0.0 ? (su / sd) * dot / form : 0.0;
+}
+
 // Run `steps` steps of `method` from x0 (`newton` must be A's factorisation when the method
 // takes Newton's direction). With a record, every iterate is written; without,
 // a run stops early once the iterate is no longer finite (it has diverged).
 template <class T, class M>
 Summary simulate(const Problem& P, const LU* newton, M method, const double* x0, const double* xstar,
-                 std::int64_t steps, std::int64_t mid, const Record<T>& rec) {
+                 std::int64_t steps, std::int64_t mid, const Record<T>& rec, const Noise& noise = {}) {
   using Loop = typename M::Loop;
   const std::int64_t n = P.n;
   std::vector<T> x(x0, x0 + n), g(static_cast<std::size_t>(n));
@@ -570,28 +680,39 @@ Summary simulate(const Problem& P, const LU* newton, M method, const double* x0,
     ptrs[k + 2] = states.back().data();
   }
   std::vector<double> residual(static_cast<std::size_t>(n));
+  std::vector<double> cg_dir(method.direction == Direction::cg ? static_cast<std::size_t>(n) : 0, 0.0);
+  double cg_prev_norm = 0.0;
   Summary s;
   s.err_start = distance(x.data(), xstar, n);
-  // The loss is computed when it is recorded or the method reads it (iRprop+).
+  // The loss is computed when it is recorded or the method reads it (iRprop+, Polyak).
   const bool need_loss = rec.x != nullptr || method.reads_loss;
   double loss = 0, prev_loss = std::numeric_limits<double>::quiet_NaN();
   for (std::int64_t t = 0;; ++t) {
-    double norm2 = 0;
-    evaluate(P, x.data(), 1, residual.data(), &norm2, need_loss ? &loss : nullptr);
+    double nonfinite = 0;  // 0 while Ax − b is finite (evaluate's norm2)
+    evaluate(P, x.data(), 1, residual.data(), &nonfinite, need_loss ? &loss : nullptr);
     if (rec.x) {
       std::copy(x.begin(), x.end(), rec.x + t * n);
       rec.f[t] = loss;
-      rec.grad_norm[t] = std::sqrt(norm2);
+      rec.grad_norm[t] = scaled_norm(residual.data(), n);
     }
     if (t == mid) s.err_mid = distance(x.data(), xstar, n);
     if (t == steps) break;
-    if (!rec.x && !(std::isfinite(norm2) && std::isfinite(loss))) {
+    if (!rec.x && !(std::isfinite(nonfinite) && std::isfinite(loss))) {
       s.diverged = true;
       s.err_end = std::numeric_limits<double>::infinity();
       if (t < mid) s.err_mid = s.err_end;
       return s;
     }
+    if (noise.xi)
+      for (std::int64_t i = 0; i < n; ++i) residual[i] += noise.sigma * noise.xi[t * n + i];
     if (method.direction == Direction::newton) newton->solve(residual.data());
+    if constexpr (std::is_same<Loop, SgdLoop>::value) {
+      if (is_line_search(method.direction)) {
+        method.loop.groups[0].lr = line_search_lr(P, method.direction, method.f_star, residual.data(), loss,
+                                                  cg_dir, cg_prev_norm);
+        if (method.direction == Direction::cg) std::copy(cg_dir.begin(), cg_dir.end(), residual.begin());
+      }
+    }
     for (std::int64_t i = 0; i < n; ++i) g[i] = static_cast<T>(residual[i]);
     if (method.before_step) method.before_step(method.loop, t + 1, loss, prev_loss);
     method.loop.template apply<T>(ptrs, 0, 0, n);
@@ -873,6 +994,13 @@ void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vec
   using M = typename Maker::Method;
   using H = decltype(std::declval<M&>().loop.template hyper<T>(0));
   constexpr std::size_t fields = lane_field_count<H>(), kStates = M::kStates;
+  if (rows > 0) {
+    M probe;
+    ColumnMemo probe_memo;
+    make(probe, HyperRow{&names, table, &probe_memo});
+    if (is_line_search(probe.direction))
+      throw std::invalid_argument("method: a line-search method sets its own step; it has nothing to sweep");
+  }
   const int threads = max_threads();
   const std::size_t R = static_cast<std::size_t>(rows);
   auto set_row = [&](M& m, std::int64_t r, ColumnMemo& memo) {
