@@ -37,9 +37,9 @@ def test_the_cuda_launch_hands_over_scale_flag_and_counters(monkeypatch):
     opt = obt.Adam([torch.zeros(3), torch.zeros(2)], lr=0.1, fused=True)
     counters = [torch.tensor(2.0), torch.tensor(3.0)]
     batch = obt._Batch((True, True, False))
-    for p, c in zip(opt.param_groups[0]["params"], counters):
+    for i, (p, c) in enumerate(zip(opt.param_groups[0]["params"], counters)):
         batch.add(p, torch.ones_like(p), [torch.zeros_like(p), torch.zeros_like(p), None], c,
-                  opt.param_groups[0])
+                  opt.param_groups[0], i)
     views = {}
 
     def scalar_view(x, who, device):

@@ -435,7 +435,7 @@ def test_check_calls():
         ([([3], [("params[{}]", ["a"], True)])], TypeError, r"params\[3\]: expected a numpy"),
         ([([3, 4], [("params[{}]", [a], True)])], ValueError, "one number per array"),
         ([(None, [("params", [a], True), ("grads", [g, g], False)])], ValueError,
-         r"grads: expected 1 arrays"),
+         r"grads: expected 1 array \("),
     ]:
         with pytest.raises(error, match=match):
             _core.check_calls(calls)
