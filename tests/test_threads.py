@@ -4,6 +4,7 @@ RuntimeError instead of racing on its arrays."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -233,3 +234,97 @@ def test_long_and_short_chunks_cover_every_element_once(threads, compact):
     for one, many in zip(*results):
         np.testing.assert_array_equal(one, many)
     assert not np.array_equal(results[0][0], start[0])
+
+
+# ----------------------------------------------------------------------------- thread count
+def _os_threads():
+    return len(os.listdir("/proc/self/task"))
+
+
+def _settled_os_threads(want, timeout_s=5.0):
+    # A joined thread leaves /proc a moment after join() returns: wait for the count to
+    # reach `want` (a bound on the wait, not a timing assertion), then return it.
+    end = time.monotonic() + timeout_s
+    n = _os_threads()
+    while n != want and time.monotonic() < end:
+        time.sleep(0.005)
+        n = _os_threads()
+    return n
+
+
+@pytest.fixture
+def restore_threads():
+    before = ob.get_num_threads()
+    yield
+    ob.set_num_threads(0)
+    assert ob.get_num_threads() == before
+
+
+@pytest.mark.parametrize("bad", [10**6, 10**100, -1, -(10**100)])
+def test_set_num_threads_refuses_counts_beyond_the_cap(bad, restore_threads):
+    cap = ob._core.max_num_threads()
+    assert cap >= 16 and cap >= 4 * (os.cpu_count() or 1)
+    ob.set_num_threads(2)
+    with pytest.raises(ValueError, match=rf"^n: must be from 0 .* to {cap} .*got {bad}$"):
+        ob.set_num_threads(bad)
+    with pytest.raises(ValueError, match="^n: "):
+        ob.set_num_threads(cap + 1)
+    assert ob.get_num_threads() == 2  # unchanged by the refused calls
+    ob.set_num_threads(cap)
+    assert ob.get_num_threads() == cap
+
+
+@pytest.mark.parametrize("bad", [2.0, True, "4", None])
+def test_set_num_threads_takes_only_an_int(bad, restore_threads):
+    ob.set_num_threads(3)
+    with pytest.raises(TypeError, match="^n: expected an int"):
+        ob.set_num_threads(bad)
+    assert ob.get_num_threads() == 3
+
+
+def test_omp_num_threads_beyond_the_cap_is_lowered_to_it():
+    import subprocess
+
+    code = "import optbowl as ob; print(ob.get_num_threads(), ob._core.max_num_threads())"
+    for env_value in ("100000", "3"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": env_value}, check=True)
+        got, cap = map(int, out.stdout.splitlines()[-1].split())
+        assert got == min(int(env_value), cap)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_the_pool_grows_to_the_count_and_shrinks_with_it(restore_threads):
+    cap = ob._core.max_num_threads()
+    params = [np.zeros(1 << 22, np.float32)]  # enough chunks for every thread of the cap
+    grads = [np.ones(1 << 22, np.float32)]
+    opt = ob.SGD(params, lr=1.0)
+    bowl = ob.QuadraticBowl.from_eigenvalues(np.linspace(1.0, 9.0, 9))
+    lrs = np.linspace(0.01, 0.2, 64 * cap)
+
+    ob.set_num_threads(1)
+    assert ob._core.helper_threads() == 0
+    base = _os_threads()
+    expected_sweep = ob.sweep(bowl, "gd", np.ones(9), 30, lr=lrs).final_error
+    assert _os_threads() == base  # one thread: nothing started
+
+    ob.set_num_threads(cap)
+    opt.step(grads)
+    assert ob._core.helper_threads() == cap - 1
+    assert _settled_os_threads(base + cap - 1) == base + cap - 1
+    res = ob.sweep(bowl, "gd", np.ones(9), 30, lr=lrs)  # the sweep runs on the same pool
+    np.testing.assert_array_equal(res.final_error, expected_sweep)
+    assert _os_threads() == base + cap - 1
+
+    ob.set_num_threads(3)  # the surplus helpers exit before set_num_threads returns
+    assert ob._core.helper_threads() == 2
+    assert _settled_os_threads(base + 2) == base + 2
+    opt.step(grads)
+    ob.sweep(bowl, "gd", np.ones(9), 30, lr=lrs)
+    assert _os_threads() == base + 2
+
+    ob.set_num_threads(1)
+    assert _settled_os_threads(base) == base
+    opt.step(grads)
+    assert _os_threads() == base
+    np.testing.assert_array_equal(params[0], np.full(1 << 22, -3.0, np.float32))

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import threading
+import weakref
 from collections import abc
 from operator import itemgetter
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -29,6 +31,21 @@ import numpy as np
 from . import _check, _core, _device, functional
 
 ArrayList = Union[np.ndarray, Sequence[np.ndarray]]
+
+#: Every optimizer alive, for _free_locks_after_fork.
+_LIVE: "weakref.WeakSet[Optimizer]" = weakref.WeakSet()
+
+
+def _free_locks_after_fork() -> None:
+    """In a forked child, free the optimizers' locks that threads of the parent held at the
+    fork: those threads are not in the child, and their calls never end there."""
+    for opt in list(_LIVE):
+        if opt._busy.locked():
+            opt._busy = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_free_locks_after_fork)
 
 
 class Optimizer:
@@ -41,6 +58,7 @@ class Optimizer:
 
     def __init__(self, params: Any, defaults: Dict[str, Any]) -> None:
         self._busy = threading.Lock()
+        _LIVE.add(self)
         self.defaults = dict(defaults)
         self.param_groups: List[Dict[str, Any]] = []
         self.state: Dict[int, Dict[str, Any]] = {}
@@ -472,6 +490,7 @@ class Optimizer:
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._busy = threading.Lock()
+        _LIVE.add(self)
         self._fast_init()
 
     # ------------------------------------------------------------------ repr
