@@ -124,9 +124,10 @@ def _child(warm, expected, threads, busy_opt, busy_grads):
     # runs in the forked child; a wrong value exits 1, an exception exits 1 with its traceback
     if threads is not None:
         ob.set_num_threads(threads)
-    # the parent's other thread may have been inside a step of this optimizer at the fork:
-    # that call does not go on here, and the optimizer's lock is free
+    # the parent's other thread may have been inside a step of these arrays at the fork:
+    # that step does not go on here, and its claim on the arrays is gone with it
     busy_opt.step(busy_grads)
+    assert ob._core.steps_in_flight() == 0
     fresh, sparse = _fresh()
     problem = _same(_run(warm, fresh, sparse), expected)
     if problem:

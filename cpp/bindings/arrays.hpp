@@ -2,7 +2,8 @@
 //
 // gather() checks every array of every operand list (type, dtype, shape, contiguity,
 // alignment, writeability) and that no array it writes shares memory with another, and raises a
-// TypeError/ValueError naming the argument before anything is written.
+// TypeError/ValueError naming the argument before anything is written; then it claims the
+// arrays' memory for the step (a RuntimeError if a step in another thread uses it now).
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -63,11 +64,6 @@ inline DType dtype_of(const py::array& a, const std::string& who) {
 
 inline const char* dtype_name(DType d) { return d == DType::f32 ? "float32" : "float64"; }
 
-struct Extent {
-  std::uintptr_t begin, end;
-  std::uint32_t operand, index;
-};
-
 template <std::size_t K>
 TensorTable<K> gather(const std::array<Operand, K>& ops) {
   constexpr int kC = py::detail::npy_api::constants::NPY_ARRAY_C_CONTIGUOUS_;
@@ -95,7 +91,7 @@ TensorTable<K> gather(const std::array<Operand, K>& ops) {
   table.ptrs.reserve(n);
   table.sizes.reserve(n);
   table.dtypes.reserve(n);
-  std::vector<Extent> extents;
+  std::vector<ByteRange> extents;
   extents.reserve(n * K);
 
   for (std::size_t i = 0; i < n; ++i) {
@@ -135,22 +131,23 @@ TensorTable<K> gather(const std::array<Operand, K>& ops) {
       const auto nbytes = static_cast<std::uintptr_t>(a.nbytes());
       if (nbytes > 0) {
         const auto b = reinterpret_cast<std::uintptr_t>(a.data());
-        extents.push_back({b, b + nbytes, static_cast<std::uint32_t>(k), static_cast<std::uint32_t>(i)});
+        extents.push_back({b, b + nbytes, static_cast<std::uint32_t>(k), static_cast<std::uint32_t>(i),
+                           ops[k].writable});
       }
     }
     table.add(ptrs, static_cast<std::int64_t>(ref ? ref.size() : 0), dt);
   }
 
   std::sort(extents.begin(), extents.end(),
-            [](const Extent& a, const Extent& b) { return a.begin < b.begin; });
+            [](const ByteRange& a, const ByteRange& b) { return a.begin < b.begin; });
   // Sorted by start, an extent overlaps an earlier one iff it starts before the farthest
   // end seen so far. Only overlaps with an array that is written are refused: two
   // read-only operands (the same gradient for two parameters) may share memory.
-  const auto written = [&ops](const Extent& e) { return ops[e.operand].writable; };
-  const Extent* far_any = nullptr;      // the farthest-reaching extent so far
-  const Extent* far_written = nullptr;  // ... among the written ones
-  for (const Extent& y : extents) {
-    const Extent* x = written(y) ? far_any : far_written;
+  const auto written = [](const ByteRange& e) { return e.written; };
+  const ByteRange* far_any = nullptr;      // the farthest-reaching extent so far
+  const ByteRange* far_written = nullptr;  // ... among the written ones
+  for (const ByteRange& y : extents) {
+    const ByteRange* x = written(y) ? far_any : far_written;
     if (x != nullptr && y.begin < x->end)
       throw py::value_error(item_name(ops[y.operand].name, y.index) + " shares memory with " +
                             item_name(ops[x->operand].name, x->index) +
@@ -158,6 +155,11 @@ TensorTable<K> gather(const std::array<Operand, K>& ops) {
     if (far_any == nullptr || y.end > far_any->end) far_any = &y;
     if (written(y) && (far_written == nullptr || y.end > far_written->end)) far_written = &y;
   }
+  // The step's arrays, claimed until it returns (TensorTable::claim): refused if a step in
+  // another thread uses any of them now, and one of the two writes it.
+  table.claim = InFlightClaim::claim(std::move(extents), [&ops](const ByteRange& e) {
+    return item_name(ops[e.operand].name, e.index);
+  });
   return table;
 }
 

@@ -103,6 +103,8 @@ void register_runtime(py::module_& m) {
         return pool ? pool->size() : 0;
       },
       "Helper threads running now in this process's pool (private; for tests).");
+  m.def("steps_in_flight", [] { return InFlightClaim::count(); },
+        "Compiled steps running now, in every thread (private; for tests).");
   m.def("has_openmp", [] {
 #ifdef _OPENMP
     return true;

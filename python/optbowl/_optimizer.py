@@ -11,8 +11,10 @@ returns is new state kept and the step counters advanced.
 An optimizer is not shared between threads: ``step``, ``state_dict``,
 ``load_state_dict`` and ``add_param_group`` take a non-blocking lock, and a call that
 overlaps another one on the same optimizer raises a RuntimeError instead of racing on
-the arrays (different optimizers step in parallel freely: the compiled step releases
-the GIL).
+the arrays. Different optimizers step in parallel (the compiled step releases the GIL)
+as long as they share no array: a step whose arrays overlap those of a step running in
+another thread, where either writes them, raises a RuntimeError and writes nothing (the
+README's "Threads" section says what is and is not detected).
 """
 
 from __future__ import annotations
@@ -213,7 +215,8 @@ class Optimizer:
         Raises
         ------
         RuntimeError
-            If another thread is inside a call on this optimizer at the same time.
+            If another thread is inside a call on this optimizer at the same time, or
+            inside a step that uses one of its arrays (nothing is written then).
         """
         short = self._short
         if short is not None and found_inf is None and _core.short_step(self, short, grads):

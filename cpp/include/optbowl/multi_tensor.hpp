@@ -15,7 +15,8 @@
 // to any other runnable thread, then sleeps: back-to-back steps do not wait for a wake-up.
 // The default n is OpenMP's (OMP_NUM_THREADS, else the cores), set_num_threads() sets it,
 // at most max_thread_count(); helpers beyond a lowered count exit (HelperPool::shrink_to).
-// A forked child gets a fresh pool (Runtime).
+// A forked child gets a fresh pool (Runtime). Every step claims its arrays' memory while
+// it runs, so that a step of another thread sharing one of them is refused (InFlightClaim).
 //
 // Runtime ISA dispatch: the chunk runner is instantiated three times for every Loop, in
 // functions compiled for AVX-512, for AVX2+FMA and for the baseline target, and the one
@@ -35,6 +36,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <type_traits>
@@ -118,20 +121,31 @@ struct ParallelJob {
 };
 
 // ------------------------------------------------------------ the process's runtime state
+// Byte range [begin, end) of one array of a step: operand k (params, grads, a state) of
+// tensor `index`, and whether the step writes it.
+struct ByteRange {
+  std::uintptr_t begin, end;
+  std::uint32_t operand, index;
+  bool written;
+};
+
 class HelperPool;
 
-// What every step shares: the helper pool. One per process, made at import and never destroyed: the step of a
+// What every step shares: the helper pool, and the memory the steps in flight use (see
+// InFlightClaim). One per process, made at import and never destroyed: the step of a
 // daemon Python thread may still be using it while the process exits.
 //
 // Fork: a child has only the thread that forked. The parent's helpers are not in it, but
 // the pool's condition variable, mutex and thread list still say they are: a child that
 // signalled them waited for ever (glibc's broadcast waits for the waiters it knows of to
 // leave). So, by pthread_atfork, the child drops the parent's pool (without touching it:
-// its memory is left as it is) and makes a fresh one at its first parallel step. `mutex`
-// is held across the fork, so that the pool is not caught half-made.
+// its memory is left as it is) and makes a fresh one at its first parallel step, and it
+// forgets the steps that the parent's other threads had in flight. `mutex` is held across
+// the fork, so that neither is caught half-changed.
 struct Runtime {
-  std::mutex mutex;  // guards `pool`'s creation
+  std::mutex mutex;  // guards `pool`'s creation and `in_flight`
   std::atomic<HelperPool*> pool{nullptr};
+  std::vector<const void*> in_flight;  // InFlightClaim records
 };
 
 inline Runtime& runtime();
@@ -142,6 +156,7 @@ inline void after_fork_in_parent() { runtime().mutex.unlock(); }
 inline void after_fork_in_child() {
   Runtime& rt = runtime();
   rt.pool.store(nullptr, std::memory_order_relaxed);  // the parent's pool stays unused
+  rt.in_flight.clear();
   rt.mutex.unlock();
 }
 inline Runtime* make_runtime() {
@@ -292,11 +307,124 @@ inline void set_thread_count(int n) {
   if (HelperPool* pool = HelperPool::existing()) pool->shrink_to(max_threads() - 1);
 }
 
+// ------------------------------------------------------------ steps in flight
+// Two steps that run at the same time (the compiled calls release the GIL) and share an
+// array that one of them writes race on it: updates are lost, or a step reads a
+// half-written gradient. Every step claims the byte ranges of its arrays, already sorted
+// for its own aliasing check, before it writes anything, and holds the claim until it
+// returns; a claim that overlaps a claim of another thread's step in flight where either
+// writes is refused (a RuntimeError naming the array), and the refused step writes
+// nothing. What it costs: a mutex and a vector of pointers when no other step is in
+// flight, a merge of two sorted range lists against each one that is. (Steps of one thread
+// never overlap in time: a call may claim its arrays in parts, which are not compared
+// with each other.)
+class InFlightClaim {
+ public:
+  InFlightClaim() = default;
+  InFlightClaim(InFlightClaim&& other) noexcept : record_(std::move(other.record_)) {}
+  InFlightClaim& operator=(InFlightClaim&& other) noexcept {
+    if (this != &other) {
+      release();
+      record_ = std::move(other.record_);
+    }
+    return *this;
+  }
+  InFlightClaim(const InFlightClaim&) = delete;
+  InFlightClaim& operator=(const InFlightClaim&) = delete;
+  ~InFlightClaim() { release(); }
+
+  // Claim `ranges` (sorted by begin) for the calling thread's step, or throw a
+  // std::runtime_error whose message starts with name(range) of the first range that
+  // conflicts with a step in flight in another thread.
+  template <class Name>
+  static InFlightClaim claim(std::vector<ByteRange>&& ranges, const Name& name) {
+    InFlightClaim c;
+    if (ranges.empty()) return c;
+    auto record = std::make_unique<Record>();
+    record->ranges = std::move(ranges);
+    record->thread = std::this_thread::get_id();
+    Runtime& rt = runtime();
+    {
+      std::lock_guard<std::mutex> lock(rt.mutex);
+      for (const void* other : rt.in_flight) {
+        const Record& o = *static_cast<const Record*>(other);
+        if (o.thread == record->thread) continue;
+        if (const ByteRange* mine = first_conflict(record->ranges, o.ranges)) {
+          throw std::runtime_error(
+              name(*mine) + ": shares memory with an array of a step running now in another "
+              "thread, and one of the two steps writes it; steps that share an array must not "
+              "run at the same time (serialise them, e.g. with a lock)");
+        }
+      }
+      rt.in_flight.push_back(record.get());
+    }
+    c.record_ = std::move(record);
+    return c;
+  }
+
+  // Steps in flight now (for tests).
+  static std::size_t count() {
+    Runtime& rt = runtime();
+    std::lock_guard<std::mutex> lock(rt.mutex);
+    return rt.in_flight.size();
+  }
+
+ private:
+  struct Record {
+    std::vector<ByteRange> ranges;
+    std::thread::id thread;
+  };
+
+  // The first range of `a` that overlaps a range of `b` where either is written, or nullptr.
+  // Both sorted by begin: one merged pass, each side keeping its farthest-reaching range
+  // and its farthest-reaching written one (a range overlaps an earlier-starting one iff it
+  // starts before that one's end).
+  static const ByteRange* first_conflict(const std::vector<ByteRange>& a, const std::vector<ByteRange>& b) {
+    std::uintptr_t a_any = 0, a_written = 0, b_any = 0, b_written = 0;  // farthest ends so far
+    std::size_t i = 0, j = 0;
+    const ByteRange* a_last_written = nullptr;  // the range of a that reaches a_written
+    const ByteRange* a_last_any = nullptr;
+    while (i < a.size() || j < b.size()) {
+      if (j == b.size() || (i < a.size() && a[i].begin <= b[j].begin)) {
+        const ByteRange& y = a[i++];
+        if (y.begin < (y.written ? b_any : b_written)) return &y;
+        if (y.end > a_any) a_any = y.end, a_last_any = &y;
+        if (y.written && y.end > a_written) a_written = y.end, a_last_written = &y;
+      } else {
+        const ByteRange& y = b[j++];
+        if (y.written && y.begin < a_any) return a_last_any;
+        if (!y.written && y.begin < a_written) return a_last_written;
+        if (y.end > b_any) b_any = y.end;
+        if (y.written && y.end > b_written) b_written = y.end;
+      }
+    }
+    return nullptr;
+  }
+
+  void release() {
+    if (!record_) return;
+    Runtime& rt = runtime();
+    {
+      std::lock_guard<std::mutex> lock(rt.mutex);
+      auto& v = rt.in_flight;
+      const auto it = std::find(v.begin(), v.end(), static_cast<const void*>(record_.get()));
+      if (it != v.end()) {
+        *it = v.back();
+        v.pop_back();
+      }
+    }
+    record_.reset();
+  }
+
+  std::unique_ptr<Record> record_;
+};
+
 template <std::size_t K>
 struct TensorTable {
   std::vector<std::array<void*, K>> ptrs;
   std::vector<std::int64_t> sizes;
   std::vector<DType> dtypes;
+  InFlightClaim claim;  // the arrays' memory, held while a step may write it (see above)
 
   void add(const std::array<void*, K>& p, std::int64_t n, DType dt) {
     ptrs.push_back(p);
