@@ -4,7 +4,9 @@
 // alignment, writeability) and that no array it writes shares memory with another, and raises a
 // TypeError/ValueError naming the argument before anything is written. A call that takes more
 // than one table (sparse AdaGrad), or a check of several calls at once (check_calls), collects
-// every array's Extent and refuses an overlap among all of them (refuse_overlaps).
+// every array's Extent and refuses an overlap among all of them (refuse_overlaps). Then a
+// call claims its arrays' memory for its step (claim_extents: a RuntimeError if a step
+// running now in another thread uses it and one of the two writes it).
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -141,6 +143,21 @@ inline void refuse_overlaps(std::vector<Extent>& extents) {
   }
 }
 
+// Claim the memory of a call's arrays, as refuse_overlaps left them (sorted by begin), for
+// the call's step: held until the returned claim is destroyed; a std::runtime_error
+// (RuntimeError) naming the first array that a step running now in another thread also
+// uses, where one of the two writes it.
+inline InFlightClaim claim_extents(const std::vector<Extent>& extents) {
+  std::vector<ByteRange> ranges;
+  ranges.reserve(extents.size());
+  for (std::size_t i = 0; i < extents.size(); ++i)
+    ranges.push_back({extents[i].begin, extents[i].end, static_cast<std::uint32_t>(i), 0, extents[i].written});
+  return InFlightClaim::claim(std::move(ranges), [&extents](const ByteRange& r) {
+    const Extent& e = extents[r.operand];
+    return item_name(e.name, e.index) + e.suffix;
+  });
+}
+
 // Check the arrays of K operand lists of one call (type, dtype, shape, contiguity,
 // alignment, writeability; every list as long as the first, each entry of the first's
 // dtype and shape), add their extents, and call row(ptrs, size, dtype) once per entry.
@@ -214,8 +231,9 @@ void check_operands(const Operand* ops, std::size_t K, std::vector<Extent>& exte
 }
 
 // The arrays of one call as a TensorTable, every array checked (check_operands) and no
-// written array sharing memory with another. With `extents`, the overlap check is left to
-// the caller, who adds the extents of the call's other arrays and calls refuse_overlaps.
+// written array sharing memory with another, its memory claimed (claim_extents). With
+// `extents`, the overlap check and the claim are left to the caller, who adds the extents
+// of the call's other arrays and calls refuse_overlaps and claim_extents.
 template <std::size_t K>
 TensorTable<K> gather(const std::array<Operand, K>& ops, std::vector<Extent>* extents = nullptr) {
   TensorTable<K> table;
@@ -226,7 +244,10 @@ TensorTable<K> gather(const std::array<Operand, K>& ops, std::vector<Extent>* ex
     std::copy(ptrs, ptrs + K, p.begin());
     table.add(p, size, dt);
   });
-  if (extents == nullptr) refuse_overlaps(own);
+  if (extents == nullptr) {
+    refuse_overlaps(own);
+    table.claim = claim_extents(own);
+  }
   return table;
 }
 

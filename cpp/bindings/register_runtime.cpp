@@ -65,14 +65,46 @@ static void def_bytes_setting(py::module_& m, const std::string& name, std::int6
 }
 
 void register_runtime(py::module_& m) {
+  runtime();  // made (and its fork handlers installed) at import, before any thread can fork
   m.def(
       "set_num_threads",
-      [](int n) {
-        if (n < 0) throw py::value_error("n: must be >= 0 (0 restores the default), got " + std::to_string(n));
-        thread_setting() = n;
+      [](py::object value) {
+        // an int of any size (10**100 too) gets this message, not an OverflowError
+        if (!py::isinstance<py::int_>(value) || py::isinstance<py::bool_>(value))
+          throw py::type_error("n: expected an int, got " +
+                               std::string(py::str(py::type::handle_of(value).attr("__name__"))));
+        const int cap = max_thread_count();
+        const py::int_ big = py::reinterpret_borrow<py::int_>(value);
+        if (big < py::int_(0) || big > py::int_(cap))
+          throw py::value_error("n: must be from 0 (the default) to " + std::to_string(cap) + " (" +
+                                std::to_string(kThreadsPerCpu) + " per CPU, at least " +
+                                std::to_string(kThreadsFloor) + "), got " + std::string(py::str(value)));
+        const int n = big.cast<int>();
+        py::gil_scoped_release release;  // the helpers that exit may be finishing a step
+        set_thread_count(n);
       },
-      py::arg("n"));
-  m.def("get_num_threads", [] { return max_threads(); });
+      py::arg("n"),
+      "Use n threads (the calling one and n - 1 helpers) for the steps and ``optbowl.sweep``;\n"
+      "0 restores the default: ``OMP_NUM_THREADS`` if set, else every CPU, and at most the cap.\n"
+      "The cap is 4 threads per CPU and at least 16 (``optbowl._core.max_num_threads()``);\n"
+      "a larger n raises ValueError. Helper threads start at the first step that needs\n"
+      "them, and those beyond a lowered count exit before this returns. The count never\n"
+      "changes results, only speed.\n\n"
+      ">>> import optbowl as ob\n"
+      ">>> ob.set_num_threads(1); ob.get_num_threads()\n"
+      "1\n"
+      ">>> ob.set_num_threads(0)\n");
+  m.def("get_num_threads", [] { return max_threads(); },
+        "The number of threads the steps use (see set_num_threads).");
+  m.def("max_num_threads", [] { return max_thread_count(); },
+        "The most threads set_num_threads accepts: 4 per CPU, and at least 16.");
+  m.def("helper_threads", [] {
+        HelperPool* pool = HelperPool::existing();
+        return pool ? pool->size() : 0;
+      },
+      "Helper threads running now in this process's pool (private; for tests).");
+  m.def("steps_in_flight", [] { return InFlightClaim::count(); },
+        "Compiled steps running now, in every thread (private; for tests).");
   m.def("has_openmp", [] {
 #ifdef _OPENMP
     return true;

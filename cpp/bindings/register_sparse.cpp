@@ -123,6 +123,7 @@ void register_sparse(py::module_& m) {
           value_arrays.push_back(val);
         }
         refuse_overlaps(extents);
+        const InFlightClaim claim = claim_extents(extents);  // held until the step returns
 
         AdagradLoop loop;
         for (const auto& g : groups)

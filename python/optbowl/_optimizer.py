@@ -11,15 +11,19 @@ returns is new state kept and the step counters advanced.
 An optimizer is not shared between threads: ``step``, ``state_dict``,
 ``load_state_dict`` and ``add_param_group`` take a non-blocking lock, and a call that
 overlaps another one on the same optimizer raises a RuntimeError instead of racing on
-the arrays (different optimizers step in parallel freely: the compiled step releases
-the GIL).
+the arrays. Different optimizers step in parallel (the compiled step releases the GIL)
+as long as they share no array: a step whose arrays overlap those of a step running in
+another thread, where either writes them, raises a RuntimeError and writes nothing (the
+README's "Threads" section says what is and is not detected).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import threading
+import weakref
 from collections import abc
 from operator import itemgetter
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -29,6 +33,21 @@ import numpy as np
 from . import _check, _core, _device, functional
 
 ArrayList = Union[np.ndarray, Sequence[np.ndarray]]
+
+#: Every optimizer alive, for _free_locks_after_fork.
+_LIVE: "weakref.WeakSet[Optimizer]" = weakref.WeakSet()
+
+
+def _free_locks_after_fork() -> None:
+    """In a forked child, free the optimizers' locks that threads of the parent held at the
+    fork: those threads are not in the child, and their calls never end there."""
+    for opt in list(_LIVE):
+        if opt._busy.locked():
+            opt._busy = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_free_locks_after_fork)
 
 
 class Optimizer:
@@ -41,6 +60,7 @@ class Optimizer:
 
     def __init__(self, params: Any, defaults: Dict[str, Any]) -> None:
         self._busy = threading.Lock()
+        _LIVE.add(self)
         self.defaults = dict(defaults)
         self.param_groups: List[Dict[str, Any]] = []
         self.state: Dict[int, Dict[str, Any]] = {}
@@ -302,7 +322,8 @@ class Optimizer:
         Raises
         ------
         RuntimeError
-            If another thread is inside a call on this optimizer at the same time.
+            If another thread is inside a call on this optimizer at the same time, or
+            inside a step that uses one of its arrays (nothing is written then).
         """
         short = self._short
         if short is not None and found_inf is None and _core.short_step(self, short, grads):
@@ -586,6 +607,7 @@ class Optimizer:
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._busy = threading.Lock()
+        _LIVE.add(self)
         self._fast_init()
 
     # ------------------------------------------------------------------ repr

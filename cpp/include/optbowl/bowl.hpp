@@ -23,6 +23,7 @@
 #include <exception>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -945,26 +946,28 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
     }
 }
 
-// body(i) for i in [0, n) on `threads` OpenMP threads, handed out `chunk` at a time; the
-// first exception a body throws is rethrown once the loop is over.
+// body(i) for i in [0, n) on `threads` threads (the caller and the steps' helper pool,
+// multi_tensor.hpp), handed out one at a time; the first exception a body throws is
+// rethrown once the loop is over. (Not OpenMP: GCC's OpenMP runtime cannot be used in a
+// child forked after its threads ran, and it kept threads of its own besides the pool's.)
 template <class Body>
-void parallel_for(std::int64_t n, std::int64_t chunk, int threads, Body&& body) {
+void parallel_for(std::int64_t n, int threads, Body&& body) {
   std::exception_ptr failed;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
-#endif
-  for (std::int64_t i = 0; i < n; ++i) {
+  std::mutex failed_mutex;
+  auto task = [&](std::int64_t i) {
     try {
       body(i);
     } catch (...) {
-#ifdef _OPENMP
-#pragma omp critical(optbowl_parallel_for)
-#endif
+      std::lock_guard<std::mutex> lock(failed_mutex);
       if (!failed) failed = std::current_exception();
     }
+  };
+  const int helpers = static_cast<int>(std::min<std::int64_t>(threads - 1, n - 1));
+  if (helpers <= 0) {
+    for (std::int64_t i = 0; i < n; ++i) task(i);
+  } else {
+    HelperPool::instance().run(n, helpers, task);
   }
-  (void)chunk;
-  (void)threads;
   if (failed) std::rethrow_exception(failed);
 }
 
@@ -986,7 +989,7 @@ inline std::vector<std::int64_t> stable_order(const std::vector<std::uint32_t>& 
 
 // Many configurations of one method, each from x0 for `steps` steps: rows x cols
 // hyper-parameters, row-major. Configurations that agree on the loop's constant flags
-// are cut into blocks of lanes (simulate_lanes), and OpenMP runs the blocks.
+// are cut into blocks of lanes (simulate_lanes), and the threads run the blocks.
 template <class T, class Maker>
 void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vector<std::string>& names,
            const double* table, std::int64_t rows, const double* x0, const double* xstar, std::int64_t steps,
@@ -1012,7 +1015,7 @@ void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vec
   std::vector<T> values(fields * R);
   std::vector<double> init(kStates * R);
   constexpr std::int64_t kRowsPerTask = 256;
-  parallel_for((rows + kRowsPerTask - 1) / kRowsPerTask, 1, threads, [&](std::int64_t task) {
+  parallel_for((rows + kRowsPerTask - 1) / kRowsPerTask, threads, [&](std::int64_t task) {
     M m;
     ColumnMemo memo;
     for (std::int64_t r = task * kRowsPerTask; r < std::min(rows, (task + 1) * kRowsPerTask); ++r) {
@@ -1079,7 +1082,7 @@ void sweep(const Problem& P, const LU* newton, const Maker& make, const std::vec
       diverged[r] = div_b[i];
     }
   };
-  parallel_for(static_cast<std::int64_t>(blocks.size()), 1, threads, run_block);
+  parallel_for(static_cast<std::int64_t>(blocks.size()), threads, run_block);
 }
 
 }  // namespace bowl

@@ -13,7 +13,10 @@
 // wait for it, a whole scheduler tick on a busy machine): the caller takes its chunks.
 // After each job a helper watches for the next one for kHelperSpinUs, yielding its core
 // to any other runnable thread, then sleeps: back-to-back steps do not wait for a wake-up.
-// The default n is OpenMP's (OMP_NUM_THREADS, else the cores), set_num_threads() sets it.
+// The default n is OpenMP's (OMP_NUM_THREADS, else the cores), set_num_threads() sets it,
+// at most max_thread_count(); helpers beyond a lowered count exit (HelperPool::shrink_to).
+// A forked child gets a fresh pool (Runtime). Every step claims its arrays' memory while
+// it runs, so that a step of another thread sharing one of them is refused (InFlightClaim).
 //
 // Runtime ISA dispatch: the chunk runner is instantiated three times for every Loop, in
 // functions compiled for AVX-512, for AVX2+FMA and for the baseline target, and the one
@@ -33,13 +36,16 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
+#include <pthread.h>
 #endif
 
 #ifdef _OPENMP
@@ -52,25 +58,6 @@ namespace optbowl {
 
 enum class DType : std::uint8_t { f32 = 0, f64 = 1 };
 
-template <std::size_t K>
-struct TensorTable {
-  std::vector<std::array<void*, K>> ptrs;
-  std::vector<std::int64_t> sizes;
-  std::vector<DType> dtypes;
-
-  void add(const std::array<void*, K>& p, std::int64_t n, DType dt) {
-    ptrs.push_back(p);
-    sizes.push_back(n);
-    dtypes.push_back(dt);
-  }
-  std::size_t size() const { return sizes.size(); }
-  std::int64_t numel() const {
-    std::int64_t n = 0;
-    for (auto s : sizes) n += s;
-    return n;
-  }
-};
-
 struct Chunk {
   std::int32_t tensor;
   std::int64_t begin;
@@ -82,19 +69,38 @@ constexpr std::int64_t kChunkMax = 1 << 20;      // longest chunk
 constexpr std::int64_t kParallelMin = 1 << 16;   // below this many elements: one thread
 constexpr int kHelperSpinUs = 100;               // a helper watches for the next job this long
 
-// Number of threads the loops use (0 = OpenMP's default).
-inline int& thread_setting() {
-  static int n = 0;
+// The most threads a step may use: kThreadsPerCpu per CPU, and at least kThreadsFloor.
+// More threads than cores only take turns on them; thousands of them (set_num_threads
+// used to accept any count) cost memory and scheduling for nothing. set_num_threads()
+// refuses a count above it, and an OMP_NUM_THREADS above it is lowered to it.
+constexpr int kThreadsPerCpu = 4;
+constexpr int kThreadsFloor = 16;
+
+// Read once: every step asks, and glibc reads /sys for it (6 us a call).
+inline int cpu_count() {
+  static const int n = [] {
+    const unsigned c = std::thread::hardware_concurrency();
+    return c > 0 ? static_cast<int>(c) : 1;
+  }();
+  return n;
+}
+
+inline int max_thread_count() { return std::max(kThreadsFloor, kThreadsPerCpu * cpu_count()); }
+
+// Number of threads the loops use (0 = OpenMP's default). Read by every step, set by
+// set_num_threads() from any thread: atomic.
+inline std::atomic<int>& thread_setting() {
+  static std::atomic<int> n{0};
   return n;
 }
 
 inline int max_threads() {
-  if (thread_setting() > 0) return thread_setting();
+  const int set = thread_setting().load(std::memory_order_relaxed);
+  if (set > 0) return std::min(set, max_thread_count());
 #ifdef _OPENMP
-  return omp_get_max_threads();
+  return std::max(1, std::min(omp_get_max_threads(), max_thread_count()));
 #else
-  const unsigned n = std::thread::hardware_concurrency();
-  return n > 0 ? static_cast<int>(n) : 1;
+  return std::min(cpu_count(), max_thread_count());
 #endif
 }
 
@@ -114,70 +120,157 @@ struct ParallelJob {
   }
 };
 
-// Helper threads, started on first use and kept; one process-wide pool.
+// ------------------------------------------------------------ the process's runtime state
+// Byte range [begin, end) of one array of a step: operand k (params, grads, a state) of
+// tensor `index`, and whether the step writes it.
+struct ByteRange {
+  std::uintptr_t begin, end;
+  std::uint32_t operand, index;
+  bool written;
+};
+
+class HelperPool;
+
+// What every step shares: the helper pool, and the memory the steps in flight use (see
+// InFlightClaim). One per process, made at import and never destroyed: the step of a
+// daemon Python thread may still be using it while the process exits.
+//
+// Fork: a child has only the thread that forked. The parent's helpers are not in it, but
+// the pool's condition variable, mutex and thread list still say they are: a child that
+// signalled them waited for ever (glibc's broadcast waits for the waiters it knows of to
+// leave). So, by pthread_atfork, the child drops the parent's pool (without touching it:
+// its memory is left as it is) and makes a fresh one at its first parallel step, and it
+// forgets the steps that the parent's other threads had in flight. `mutex` is held across
+// the fork, so that neither is caught half-changed.
+struct Runtime {
+  std::mutex mutex;  // guards `pool`'s creation and `in_flight`
+  std::atomic<HelperPool*> pool{nullptr};
+  std::vector<const void*> in_flight;  // InFlightClaim records
+};
+
+inline Runtime& runtime();
+
+namespace detail {
+inline void before_fork() { runtime().mutex.lock(); }
+inline void after_fork_in_parent() { runtime().mutex.unlock(); }
+inline void after_fork_in_child() {
+  Runtime& rt = runtime();
+  rt.pool.store(nullptr, std::memory_order_relaxed);  // the parent's pool stays unused
+  rt.in_flight.clear();
+  rt.mutex.unlock();
+}
+inline Runtime* make_runtime() {
+  // never destroyed (see Runtime): a static object would be, at exit
+  auto* rt = new Runtime;  // NOLINT(cppcoreguidelines-owning-memory)
+#if defined(__unix__) || defined(__APPLE__)
+  ::pthread_atfork(&before_fork, &after_fork_in_parent, &after_fork_in_child);
+#endif
+  return rt;
+}
+}  // namespace detail
+
+inline Runtime& runtime() {
+  static Runtime* const rt = detail::make_runtime();
+  return *rt;
+}
+
+// Helper threads, started on first use and kept; one pool per process (a forked child
+// makes its own, see Runtime).
 class HelperPool {
  public:
   static HelperPool& instance() {
-    static HelperPool pool;
-    return pool;
+    Runtime& rt = runtime();
+    HelperPool* pool = rt.pool.load(std::memory_order_acquire);
+    if (pool == nullptr) {
+      std::lock_guard<std::mutex> lock(rt.mutex);
+      pool = rt.pool.load(std::memory_order_relaxed);
+      if (pool == nullptr) {
+        pool = new HelperPool;  // NOLINT: never destroyed, as the Runtime
+        rt.pool.store(pool, std::memory_order_release);
+      }
+    }
+    return *pool;
   }
 
+  // The pool if this process has made one, else nullptr.
+  static HelperPool* existing() { return runtime().pool.load(std::memory_order_acquire); }
+
+  HelperPool(const HelperPool&) = delete;
+  HelperPool& operator=(const HelperPool&) = delete;
+
   // Run task(0), ..., task(n - 1) on the calling thread and up to `helpers` helpers;
-  // return when all have run. Safe to call from several threads at once.
+  // return when all have run. Safe to call from several threads at once. A task must not
+  // throw. If the OS refuses a new thread, the helpers there are run the job (the caller
+  // alone, at worst): the results never depend on the number of threads.
   void run(std::int64_t n, int helpers, std::function<void(std::int64_t)> task) {
     auto job = std::make_shared<ParallelJob>();
     job->n = n;
     job->task = std::move(task);
     if (helpers > 0) {
+      bool any = false;
       {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (owner_ != current_pid()) {  // a forked child: the parent's threads are not here
-          for (auto& t : threads_) t.detach();
-          threads_.clear();
-          owner_ = current_pid();
+        grow(helpers);
+        if (!helpers_.empty()) {
+          job_ = job;
+          wanted_ = helpers;
+          ++generation_;
+          posted_.store(generation_, std::memory_order_release);
+          any = true;
         }
-        while (static_cast<int>(threads_.size()) < helpers) {
-          const int id = static_cast<int>(threads_.size());
-          threads_.emplace_back([this, id] { loop(id); });
-        }
-        job_ = job;
-        wanted_ = helpers;
-        ++generation_;
-        posted_.store(generation_, std::memory_order_release);
       }
-      cv_.notify_all();
+      if (any) cv_.notify_all();
     }
     job->work();
     while (job->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
   }
 
-  ~HelperPool() {
+  // Let the helpers beyond the first `keep` finish and exit; returns when they have.
+  void shrink_to(int keep) {
+    std::vector<std::unique_ptr<Helper>> leaving;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-      posted_.store(generation_ + 1, std::memory_order_release);
+      while (static_cast<int>(helpers_.size()) > std::max(keep, 0)) {
+        helpers_.back()->retire = true;
+        leaving.push_back(std::move(helpers_.back()));
+        helpers_.pop_back();
+      }
     }
+    if (leaving.empty()) return;
     cv_.notify_all();
-    for (auto& t : threads_) {
-      if (owner_ == current_pid())
-        t.join();
-      else
-        t.detach();
-    }
+    for (auto& h : leaving) h->thread.join();
+  }
+
+  // Helper threads now running.
+  int size() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return static_cast<int>(helpers_.size());
   }
 
  private:
-  HelperPool() : owner_(current_pid()) {}
+  struct Helper {
+    std::thread thread;
+    int index = 0;        // helpers 0 .. wanted_ - 1 take part in a job
+    bool retire = false;  // guarded by mutex_: exit at the next wake-up
+  };
 
-  static long current_pid() {
-#if defined(__unix__) || defined(__APPLE__)
-    return static_cast<long>(::getpid());
-#else
-    return 0;
-#endif
+  HelperPool() = default;
+
+  void grow(int helpers) {  // mutex_ held
+    while (static_cast<int>(helpers_.size()) < helpers) {
+      auto h = std::make_unique<Helper>();
+      h->index = static_cast<int>(helpers_.size());
+      Helper* self = h.get();
+      try {
+        h->thread = std::thread([this, self] { loop(*self); });
+      } catch (const std::system_error&) {
+        return;  // no more threads to be had: run with those there are
+      }
+      helpers_.push_back(std::move(h));
+    }
   }
 
-  void loop(int id) {
+  void loop(Helper& self) {
     std::uint64_t seen = 0;
     for (;;) {
       // Steps often follow each other closely: watch for the next job a little while
@@ -189,10 +282,10 @@ class HelperPool {
       std::shared_ptr<ParallelJob> job;
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
+        cv_.wait(lock, [&] { return self.retire || generation_ != seen; });
+        if (self.retire) return;
         seen = generation_;
-        if (id >= wanted_) continue;
+        if (self.index >= wanted_) continue;
         job = job_;
       }
       job->work();
@@ -201,13 +294,149 @@ class HelperPool {
 
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<Helper>> helpers_;
   std::shared_ptr<ParallelJob> job_;
   std::uint64_t generation_ = 0;
   std::atomic<std::uint64_t> posted_{0};  // generation_, readable without the mutex
   int wanted_ = 0;
-  bool stop_ = false;
-  long owner_;
+};
+
+// Set the thread count (0: the default) and let the helpers no longer needed exit.
+inline void set_thread_count(int n) {
+  thread_setting().store(n, std::memory_order_relaxed);
+  if (HelperPool* pool = HelperPool::existing()) pool->shrink_to(max_threads() - 1);
+}
+
+// ------------------------------------------------------------ steps in flight
+// Two steps that run at the same time (the compiled calls release the GIL) and share an
+// array that one of them writes race on it: updates are lost, or a step reads a
+// half-written gradient. Every step claims the byte ranges of its arrays, already sorted
+// for its own aliasing check, before it writes anything, and holds the claim until it
+// returns; a claim that overlaps a claim of another thread's step in flight where either
+// writes is refused (a RuntimeError naming the array), and the refused step writes
+// nothing. What it costs: a mutex and a vector of pointers when no other step is in
+// flight, a merge of two sorted range lists against each one that is. (Steps of one thread
+// never overlap in time: a call may claim its arrays in parts, which are not compared
+// with each other.)
+class InFlightClaim {
+ public:
+  InFlightClaim() = default;
+  InFlightClaim(InFlightClaim&& other) noexcept : record_(std::move(other.record_)) {}
+  InFlightClaim& operator=(InFlightClaim&& other) noexcept {
+    if (this != &other) {
+      release();
+      record_ = std::move(other.record_);
+    }
+    return *this;
+  }
+  InFlightClaim(const InFlightClaim&) = delete;
+  InFlightClaim& operator=(const InFlightClaim&) = delete;
+  ~InFlightClaim() { release(); }
+
+  // Claim `ranges` (sorted by begin) for the calling thread's step, or throw a
+  // std::runtime_error whose message starts with name(range) of the first range that
+  // conflicts with a step in flight in another thread.
+  template <class Name>
+  static InFlightClaim claim(std::vector<ByteRange>&& ranges, const Name& name) {
+    InFlightClaim c;
+    if (ranges.empty()) return c;
+    auto record = std::make_unique<Record>();
+    record->ranges = std::move(ranges);
+    record->thread = std::this_thread::get_id();
+    Runtime& rt = runtime();
+    {
+      std::lock_guard<std::mutex> lock(rt.mutex);
+      for (const void* other : rt.in_flight) {
+        const Record& o = *static_cast<const Record*>(other);
+        if (o.thread == record->thread) continue;
+        if (const ByteRange* mine = first_conflict(record->ranges, o.ranges)) {
+          throw std::runtime_error(
+              name(*mine) + ": shares memory with an array of a step running now in another "
+              "thread, and one of the two steps writes it; steps that share an array must not "
+              "run at the same time (serialise them, e.g. with a lock)");
+        }
+      }
+      rt.in_flight.push_back(record.get());
+    }
+    c.record_ = std::move(record);
+    return c;
+  }
+
+  // Steps in flight now (for tests).
+  static std::size_t count() {
+    Runtime& rt = runtime();
+    std::lock_guard<std::mutex> lock(rt.mutex);
+    return rt.in_flight.size();
+  }
+
+ private:
+  struct Record {
+    std::vector<ByteRange> ranges;
+    std::thread::id thread;
+  };
+
+  // The first range of `a` that overlaps a range of `b` where either is written, or nullptr.
+  // Both sorted by begin: one merged pass, each side keeping its farthest-reaching range
+  // and its farthest-reaching written one (a range overlaps an earlier-starting one iff it
+  // starts before that one's end).
+  static const ByteRange* first_conflict(const std::vector<ByteRange>& a, const std::vector<ByteRange>& b) {
+    std::uintptr_t a_any = 0, a_written = 0, b_any = 0, b_written = 0;  // farthest ends so far
+    std::size_t i = 0, j = 0;
+    const ByteRange* a_last_written = nullptr;  // the range of a that reaches a_written
+    const ByteRange* a_last_any = nullptr;
+    while (i < a.size() || j < b.size()) {
+      if (j == b.size() || (i < a.size() && a[i].begin <= b[j].begin)) {
+        const ByteRange& y = a[i++];
+        if (y.begin < (y.written ? b_any : b_written)) return &y;
+        if (y.end > a_any) a_any = y.end, a_last_any = &y;
+        if (y.written && y.end > a_written) a_written = y.end, a_last_written = &y;
+      } else {
+        const ByteRange& y = b[j++];
+        if (y.written && y.begin < a_any) return a_last_any;
+        if (!y.written && y.begin < a_written) return a_last_written;
+        if (y.end > b_any) b_any = y.end;
+        if (y.written && y.end > b_written) b_written = y.end;
+      }
+    }
+    return nullptr;
+  }
+
+  void release() {
+    if (!record_) return;
+    Runtime& rt = runtime();
+    {
+      std::lock_guard<std::mutex> lock(rt.mutex);
+      auto& v = rt.in_flight;
+      const auto it = std::find(v.begin(), v.end(), static_cast<const void*>(record_.get()));
+      if (it != v.end()) {
+        *it = v.back();
+        v.pop_back();
+      }
+    }
+    record_.reset();
+  }
+
+  std::unique_ptr<Record> record_;
+};
+
+template <std::size_t K>
+struct TensorTable {
+  std::vector<std::array<void*, K>> ptrs;
+  std::vector<std::int64_t> sizes;
+  std::vector<DType> dtypes;
+  InFlightClaim claim;  // the arrays' memory, held while a step may write it (see above)
+
+  void add(const std::array<void*, K>& p, std::int64_t n, DType dt) {
+    ptrs.push_back(p);
+    sizes.push_back(n);
+    dtypes.push_back(dt);
+  }
+  std::size_t size() const { return sizes.size(); }
+  std::int64_t numel() const {
+    std::int64_t n = 0;
+    for (auto s : sizes) n += s;
+    return n;
+  }
 };
 
 // The chunks in the order they are claimed. Each is about 1 / (2 * threads) of the
