@@ -148,6 +148,21 @@ def test_ci_runs_the_readme_test_command_and_it_installs_the_parity_torch():
     from conftest import PARITY_TORCH
 
     assert any(d.replace(" ", "").startswith(f"torch=={PARITY_TORCH};") for d in listed), listed
+    # every requirement is valid PEP 508 (the build refuses the project otherwise) and the
+    # pin applies on this platform's Linux/Windows/arm64 CPython >= 3.10
+    requirements = pytest.importorskip("packaging.requirements")
+    for extra_deps in deps["project"]["optional-dependencies"].values():
+        for d in extra_deps:
+            requirements.Requirement(d)
+    pin = next(requirements.Requirement(d) for d in listed if d.startswith("torch"))
+    for platform_, machine in (("linux", "x86_64"), ("linux", "aarch64"), ("win32", "AMD64"),
+                               ("darwin", "arm64")):
+        assert pin.marker.evaluate({"python_version": "3.11", "sys_platform": platform_,
+                                    "platform_machine": machine})
+    assert not pin.marker.evaluate({"python_version": "3.11", "sys_platform": "darwin",
+                                    "platform_machine": "x86_64"})
+    assert not pin.marker.evaluate({"python_version": "3.9", "sys_platform": "linux",
+                                    "platform_machine": "x86_64"})
 
 
 def test_summary_says_loudly_when_torch_parity_tests_skip(tmp_path):

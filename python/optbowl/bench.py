@@ -219,8 +219,8 @@ _family("adamw", "AdamW (torch.optim.AdamW)", 2, AdamW, {"lr": 1e-3, "weight_dec
 
 DEFAULT_RULES = ("irprop-", "irprop-/compact", "adagrad")
 #: What ``--quick`` times: the two headline rules on the standard workload.
-QUICK = {"workload": "resnet18", "rules": ["irprop-", "adagrad"], "dtype": ["float32"],
-         "repeats": 5, "min_time": 0.01}
+QUICK: Dict[str, Any] = {"workload": "resnet18", "rules": ["irprop-", "adagrad"],
+                         "dtype": ["float32"], "repeats": 5, "min_time": 0.01}
 
 
 # ------------------------------------------------------------------------------ cases
@@ -236,7 +236,7 @@ def _optax_or_none():
     """(jax, optax) where both import, else None. float64 arrays need jax's 64-bit mode."""
     try:
         import jax
-        import optax
+        import optax  # type: ignore[import-untyped]
     except ImportError:
         return None
     jax.config.update("jax_enable_x64", True)

@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
 
     # The theory's bowl: one eigenvalue per level, the start error of a level the norm of
     # its coordinates' (√count), so its ‖eₖ‖ is the million-parameter run's.
-    theory = QuadraticBowl.from_eigenvalues(levels)
+    theory = QuadraticBowl.from_eigenvalues(levels.tolist())
     theory_x0 = np.sqrt(counts.astype(np.float64))
     measured: Dict[str, Dict[int, float]] = {}
     gd = theory.optimal("gd")
