@@ -111,18 +111,13 @@ def test_describe_load():
 # torch.compile's own machinery touches deprecated torch APIs
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_compiled_peers_are_timed_with_their_compile_time_apart():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     case = build_case(RULES["sgd"], [(33,), (4, 5)], "float32", with_compile=True,
                       with_optax=False)
     assert "torch-compile" in case.steps, case.skipped
     assert case.compile_s["torch-compile"] > 0
     case.steps["torch-compile"]()
-    # torch.compile(opt.step), as the bench uses it, steps as the eager optimizer does
-    params = [torch.zeros(3)]
-    params[0].grad = torch.ones(3)
-    opt = torch.optim.SGD(params, lr=0.5, foreach=False)
-    torch.compile(opt.step)()
-    assert params[0].tolist() == [-0.5, -0.5, -0.5]
+    assert case.skipped.get("torch-compile") is None
 
 
 def test_optax_peer():

@@ -10,8 +10,8 @@ theory calls optimal (``QuadraticBowl.optimal``: those that minimise the worst-c
 asymptotic rate ρ = maxᵢ ρ(λᵢ), not the loss after a given number of steps). The theory's
 exact trajectory (``QuadraticBowl.predict`` on the bowl of the levels, each weighted by its
 share) predicts the error ‖xₖ − x*‖ of the million-parameter run; the demo prints the
-predicted and the measured contraction per step over the same window (they agree to about
-1e-7) beside ρ, which the contraction reaches only as k → ∞.
+predicted and the measured contraction per step over the same window (they agree within
+1e-6) beside ρ, which the contraction reaches only as k → ∞.
 """
 
 from __future__ import annotations
