@@ -56,6 +56,7 @@ def test_demo_bowl_levels_weight_the_prediction():
 @pytest.mark.parametrize("args, message", [
     (["demo", "--size", "0"], "argument --size: must be >= 2"),
     (["demo", "--steps", "ten"], "argument --steps: expected an integer"),
+    (["demo", "--steps", "10001"], "argument --steps: must be in [2, 10000]"),
     (["demo", "--condition", "inf"], "argument --condition: must be a finite number"),
     (["demo", "--condition", "0.5"], "argument --condition"),
     (["demo", "--dtype", "int8"], "argument --dtype"),

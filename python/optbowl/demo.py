@@ -50,8 +50,8 @@ def add_parser(sub) -> None:
         description=desc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=integer(2), default=1_000_000,
                    help="number of parameters (default 1,000,000)")
-    p.add_argument("--steps", type=integer(2), default=200,
-                   help="optimizer steps per phase (default 200)")
+    p.add_argument("--steps", type=integer(2, 10_000), default=200,
+                   help="optimizer steps per phase, in [2, 10000] (default 200)")
     p.add_argument("--condition", type=number(1.0, 1e12), default=1e4,
                    help="condition number κ of the bowl, in [1, 1e12] (default 1e4)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
