@@ -33,6 +33,55 @@ def pytest_configure(config):
     )
 
 
+#: The torch release the bit-for-bit parity claims were verified against (the test extra's pin).
+PARITY_TORCH = "2.13.0"
+# The skip reasons of pytest.importorskip("torch") and importorskip("optbowl.torch").
+_TORCH_SKIP = ("could not import 'torch", "could not import 'optbowl.torch")
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def torch_skips(reports):
+    """{reason: count} of the skipped reports whose reason is that torch could not be imported."""
+    found = {}
+    for report in reports:
+        reason = _skip_reason(report)
+        if any(key in reason for key in _TORCH_SKIP):
+            reason = reason.removeprefix("Skipped: ")
+            found[reason] = found.get(reason, 0) + 1
+    return found
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say loudly when the torch parity tests did not run, and against which torch they did."""
+    skipped = torch_skips(terminalreporter.stats.get("skipped", []))
+    if skipped:
+        count = sum(skipped.values())
+        terminalreporter.section("TORCH PARITY NOT TESTED", sep="!", red=True, bold=True)
+        terminalreporter.write_line(
+            f"{count} torch parity test(s) or module(s) skipped because torch could not be "
+            f"imported:", red=True, bold=True)
+        for reason, n in sorted(skipped.items()):
+            terminalreporter.write_line(f"  {n:4d} x {reason}", red=True)
+        terminalreporter.write_line(
+            "The bit-for-bit parity with torch.optim is untested in this run. "
+            f'pip install ".[test]" installs torch {PARITY_TORCH}, the release it is verified '
+            "against.", red=True, bold=True)
+        return
+    torch = sys.modules.get("torch")
+    version = getattr(torch, "__version__", None)
+    if version is not None and version.split("+")[0] != PARITY_TORCH:
+        terminalreporter.section("torch parity", sep="-", yellow=True)
+        terminalreporter.write_line(
+            f"the parity tests ran against torch {version}; the bit-for-bit claims are verified "
+            f"against torch {PARITY_TORCH}", yellow=True)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261123)

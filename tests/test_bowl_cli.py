@@ -38,3 +38,16 @@ def test_bowl_cli_plot(tmp_path):
                   str(path))
     assert "figure saved" in out
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_bowl_cli_momentum_with_lr_is_used():
+    out = run_cli("--eigenvalues", "1", "100", "--method", "momentum", "--lr", "0.01",
+                  "--momentum", "0.5")
+    row = rows(out)["momentum"]
+    assert row.split()[1:3] == ["0.01", "0.5"]
+
+
+def test_bowl_cli_not_positive_definite_with_lr():
+    out = run_cli("--eigenvalues", "-1", "2", "--method", "gd", "--lr", "0.5")
+    row = rows(out)["gd"]
+    assert "∞" in row and "divergent" in row

@@ -3,6 +3,7 @@ holds what a wheel build needs (the full sdist -> wheel round trip is .ci/wheel.
 
 import ast
 import importlib.metadata
+import importlib.util
 import json
 import os
 import pathlib
@@ -120,3 +121,79 @@ def test_sdist_holds_every_tracked_source_and_no_build_output(tmp_path):
     outputs = [n for n in names if n.startswith(("build/", "dist/", "docs/_build/"))
                or n.endswith((".so", ".pyd", ".dylib", ".pyc"))]
     assert not outputs, f"the sdist holds build outputs {outputs}"
+
+
+def _readme_test_command() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)\n```", section, re.S)
+    commands = [b.strip() for b in blocks if "pytest" in b]
+    assert len(commands) == 1, f"expected one test command in 'Two commands', got {commands}"
+    return commands[0]
+
+
+@pytest.mark.skipif(not SOURCE_TREE, reason="needs the source tree's README.md and .ci/run")
+def test_ci_runs_the_readme_test_command_and_it_installs_the_parity_torch():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    command = _readme_test_command()
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    install, _, run = command.partition(" && ")
+    assert run == "pytest"
+    # CI runs the same install, then pytest through run_pytest (which fails on exit 5).
+    assert f"{install} && run_pytest" in ci
+    assert "torch" not in ci.split("README test command", 1)[0].split("venv/bin/activate")[-1]
+    extra = install.split('".[', 1)[1].split(']"', 1)[0]
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = deps["project"]["optional-dependencies"][extra]
+    from conftest import PARITY_TORCH
+
+    assert any(d.replace(" ", "").startswith(f"torch=={PARITY_TORCH};") for d in listed), listed
+    # every requirement is valid PEP 508 (the build refuses the project otherwise) and the
+    # pin applies on this platform's Linux/Windows/arm64 CPython >= 3.10
+    requirements = pytest.importorskip("packaging.requirements")
+    for extra_deps in deps["project"]["optional-dependencies"].values():
+        for d in extra_deps:
+            requirements.Requirement(d)
+    pin = next(requirements.Requirement(d) for d in listed if d.startswith("torch"))
+    for platform_, machine in (("linux", "x86_64"), ("linux", "aarch64"), ("win32", "AMD64"),
+                               ("darwin", "arm64")):
+        assert pin.marker.evaluate({"python_version": "3.11", "sys_platform": platform_,
+                                    "platform_machine": machine})
+    assert not pin.marker.evaluate({"python_version": "3.11", "sys_platform": "darwin",
+                                    "platform_machine": "x86_64"})
+    assert not pin.marker.evaluate({"python_version": "3.9", "sys_platform": "linux",
+                                    "platform_machine": "x86_64"})
+
+
+def test_summary_says_loudly_when_torch_parity_tests_skip(tmp_path):
+    # A torch that cannot be imported: every importorskip("torch") skips.
+    blocked = tmp_path / "torch"
+    blocked.mkdir()
+    (blocked / "__init__.py").write_text(
+        "raise ModuleNotFoundError('torch blocked by the test', name='torch')\n")
+    env = dict(TOOL_ENV, PYTHONPATH=os.pathsep.join(
+        [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    tests = pathlib.Path(__file__).resolve().parent
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         str(tests / "test_rmsprop.py"), str(tests / "test_torch_plan.py")],
+        cwd=tests.parent, capture_output=True, text=True, env=env, check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    assert "TORCH PARITY NOT TESTED" in out
+    # test_rmsprop.py's parity cases skip one by one (importorskip inside the test),
+    # test_torch_plan.py as a module: every skip of this run is counted.
+    match = re.search(r"(\d+) torch parity test\(s\) or module\(s\) skipped", out)
+    skipped = re.search(r"(\d+) skipped", out.splitlines()[-1])
+    assert match and skipped and int(match[1]) == int(skipped[1]) > 1, out
+    assert "torch blocked by the test" in out
+    # and with torch importable (where it is) the section is absent
+    if importlib.util.find_spec("torch") is not None:
+        res = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             str(tests / "test_rmsprop.py")],
+            cwd=tests.parent, capture_output=True, text=True, env=TOOL_ENV, check=False,
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "TORCH PARITY NOT TESTED" not in res.stdout

@@ -1,4 +1,5 @@
-"""``python -m optbowl bench``: optimizer steps timed against the memory floor, NumPy and torch.
+"""``python -m optbowl bench``: optimizer steps timed against the memory floor, NumPy, torch
+(eager and ``torch.compile``) and optax.
 
 An element-wise optimizer step is bandwidth-bound, so the yardstick is the *floor*: a
 streaming kernel (``optbowl._core.stream_floor``) that reads and writes the same bytes
@@ -11,14 +12,24 @@ interleaved round by round (so they share the machine's noise):
 * ``numpy``          the vectorised NumPy step of ``optbowl._numpy_baseline`` (where one exists);
 * ``torch-single``, ``torch-foreach``, ``torch-fused``: ``torch.optim`` on tensors sharing
   the parameters' and gradients' memory (the paths torch has for the rule; skipped when
-  torch is not installed), with torch's intra-op threads set to optbowl's thread count.
+  torch is not installed), with torch's intra-op threads set to optbowl's thread count;
+* ``torch-compile``  ``torch.compile(opt.step)`` on the single-tensor torch optimizer, the
+  way torch gets fused code for a rule without a fused kernel; its compile time (the
+  first calls, which trace and compile) is reported apart from its step time;
+* ``optax``          the optax rule under ``jax.jit`` (parameters and state donated, so
+  updated in place), where jax and optax are installed (the ``bench`` extra); its own
+  copies of the arrays, XLA's own CPU threads; compile time reported apart.
 
 Two gradient sets alternate from step to step, so signs change as in training. Each
 competitor runs ``repeats`` samples of enough steps to last ``--min-time``; the table
-shows the median time per step and the noise (half the inter-quartile range over the
-median, in %). Ratios pair the samples of one round: ``x floor`` is the median over
-rounds of optbowl's sample over the floor's, so a slow phase of the machine that spans a
-round cancels instead of landing on one side.
+shows optbowl's median time per step, and for every other column the ratio with its
+spread. Ratios pair the samples of one round: ``x floor`` is the median over rounds of
+optbowl's sample over the floor's, ``vs X`` the median of X's over optbowl's, so a slow
+phase of the machine that spans a round cancels instead of landing on one side. A
+ratio's spread is half the inter-quartile range of its per-round quotients, relative to
+their median; a ratio whose spread reaches its margin (|ratio - 1|) is flagged ``?``:
+that run cannot tell which side is faster. ``--quick`` times a representative subset
+(ResNet-18, float32, irprop- and adagrad, 5 samples).
 
 Rules form a registry (``RULES``): one ``register(BenchRule(...))`` line adds one.
 """
@@ -39,11 +50,15 @@ import numpy as np
 
 from . import (SGD, Adagrad, Adam, AdamW, QuickProp, RMSprop, Rprop, __version__, _core, _device,
                _numpy_baseline, _workloads)
+from ._cli_args import integer, number
 
 Shape = Tuple[int, ...]
 Step = Callable[[], None]
 
 TORCH_PATHS = ("torch-single", "torch-foreach", "torch-fused")
+#: The peers that compile the step first (their compile time is reported apart).
+COMPILED_PEERS = ("torch-compile", "optax")
+PEERS = ("numpy", *TORCH_PATHS, *COMPILED_PEERS)
 
 
 # ------------------------------------------------------------------------------ rules
@@ -69,6 +84,8 @@ class BenchRule:
         ``(params) -> step(grads)`` in NumPy.
     make_torch : callable or None
         ``(torch, tensors, path) -> torch optimizer or None`` for path in TORCH_PATHS.
+    make_optax : callable or None
+        ``(optax) -> optax.GradientTransformation`` of the same rule and hyper-parameters.
     needs_loss : bool
         ``step`` needs ``loss=`` (iRprop+).
     compact : bool
@@ -84,6 +101,7 @@ class BenchRule:
     needs_loss: bool = False
     compact: bool = False
     extra_bytes: int = 0
+    make_optax: Optional[Callable[[Any], Any]] = None
 
     def floor_bytes(self, itemsize: int) -> int:
         """Bytes per element the floor kernel moves."""
@@ -151,7 +169,8 @@ def _rprop(variant: str, compact: bool = False):
 
 
 register(BenchRule("irprop-", "Rprop irprop- (torch.optim.Rprop)", 2, _rprop("irprop-"),
-                   _numpy_rprop, _torch_rule("Rprop", fused=False, lr=1e-2)))
+                   _numpy_rprop, _torch_rule("Rprop", fused=False, lr=1e-2),
+                   make_optax=lambda optax: optax.rprop(1e-2)))
 register(BenchRule("irprop-/compact", "Rprop irprop-, compact_state=True (int8 signs)", 2,
                    _rprop("irprop-", compact=True), compact=True, extra_bytes=2))
 register(BenchRule("rprop-", "Rprop rprop-", 2, _rprop("rprop-")))
@@ -161,34 +180,47 @@ register(BenchRule("irprop+", "Rprop irprop+ (Igel & Huesken)", 3, _rprop("irpro
 register(BenchRule("backtrack", "Rprop backtrack", 2, _rprop("backtrack")))
 register(BenchRule("adagrad", "AdaGrad (torch.optim.Adagrad)", 1,
                    lambda params: Adagrad(params, lr=1e-2), _numpy_adagrad,
-                   _torch_rule("Adagrad", fused=True, lr=1e-2)))
+                   _torch_rule("Adagrad", fused=True, lr=1e-2),
+                   make_optax=lambda optax: optax.adagrad(1e-2, initial_accumulator_value=0.0,
+                                                          eps=1e-10)))
 
 
 def _family(name: str, description: str, float_states: int, cls: Any, hyper: Dict[str, Any],
-            torch_fused: Optional[bool] = None, make_numpy: Any = None) -> None:
+            torch_fused: Optional[bool] = None, make_numpy: Any = None,
+            make_optax: Any = None) -> None:
     """Register a rule of the family timed with ``cls(params, **hyper)`` and, unless
     ``torch_fused`` is None, torch's class of the same name and hyper-parameters."""
     torch_rule = None if torch_fused is None else _torch_rule(cls.__name__, torch_fused, **hyper)
     register(BenchRule(name, description, float_states, lambda params: cls(params, **hyper),
-                       make_numpy, torch_rule))
+                       make_numpy, torch_rule, make_optax=make_optax))
 
 
-_family("sgd", "SGD, plain (torch.optim.SGD)", 0, SGD, {"lr": 1e-2}, torch_fused=True)
+_family("sgd", "SGD, plain (torch.optim.SGD)", 0, SGD, {"lr": 1e-2}, torch_fused=True,
+        make_optax=lambda optax: optax.sgd(1e-2))
 _family("momentum", "SGD, momentum 0.9 (torch.optim.SGD)", 1, SGD, {"lr": 1e-2, "momentum": 0.9},
-        torch_fused=True, make_numpy=_numpy_momentum)
+        torch_fused=True, make_numpy=_numpy_momentum,
+        make_optax=lambda optax: optax.sgd(1e-2, momentum=0.9))
 _family("nesterov", "SGD, Nesterov momentum 0.9", 1, SGD,
         {"lr": 1e-2, "momentum": 0.9, "nesterov": True},
-        torch_fused=True)
+        torch_fused=True, make_optax=lambda optax: optax.sgd(1e-2, momentum=0.9, nesterov=True))
 _family("quickprop", "QuickProp (Fahlman)", 2, QuickProp, {"lr": 1e-2})
-_family("rmsprop", "RMSprop (torch.optim.RMSprop)", 1, RMSprop, {"lr": 1e-2}, torch_fused=False)
+_family("rmsprop", "RMSprop (torch.optim.RMSprop)", 1, RMSprop, {"lr": 1e-2}, torch_fused=False,
+        make_optax=lambda optax: optax.rmsprop(1e-2, decay=0.99, eps=1e-8))
 _family("rmsprop/centered", "RMSprop, centered, momentum 0.9", 3, RMSprop,
-        {"lr": 1e-2, "centered": True, "momentum": 0.9}, torch_fused=False)
-_family("adam", "Adam (torch.optim.Adam)", 2, Adam, {"lr": 1e-3}, torch_fused=True)
-_family("amsgrad", "Adam, amsgrad", 3, Adam, {"lr": 1e-3, "amsgrad": True}, torch_fused=True)
+        {"lr": 1e-2, "centered": True, "momentum": 0.9}, torch_fused=False,
+        make_optax=lambda optax: optax.rmsprop(1e-2, decay=0.99, eps=1e-8, centered=True,
+                                               momentum=0.9))
+_family("adam", "Adam (torch.optim.Adam)", 2, Adam, {"lr": 1e-3}, torch_fused=True,
+        make_optax=lambda optax: optax.adam(1e-3))
+_family("amsgrad", "Adam, amsgrad", 3, Adam, {"lr": 1e-3, "amsgrad": True}, torch_fused=True,
+        make_optax=lambda optax: optax.amsgrad(1e-3))
 _family("adamw", "AdamW (torch.optim.AdamW)", 2, AdamW, {"lr": 1e-3, "weight_decay": 1e-2},
-        torch_fused=True)
+        torch_fused=True, make_optax=lambda optax: optax.adamw(1e-3, weight_decay=1e-2))
 
 DEFAULT_RULES = ("irprop-", "irprop-/compact", "adagrad")
+#: What ``--quick`` times: the two headline rules on the standard workload.
+QUICK: Dict[str, Any] = {"workload": "resnet18", "rules": ["irprop-", "adagrad"],
+                         "dtype": ["float32"], "repeats": 5, "min_time": 0.01}
 
 
 # ------------------------------------------------------------------------------ cases
@@ -200,6 +232,22 @@ def _torch_or_none():
     return torch
 
 
+def _optax_or_none():
+    """(jax, optax) where both import, else None. float64 arrays need jax's 64-bit mode."""
+    try:
+        import jax
+        import optax  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    return jax, optax
+
+
+#: Calls that trace and compile a compiled peer before it is timed (the second call can
+#: compile again, now that the optimizer's state exists).
+COMPILE_CALLS = 2
+
+
 @dataclass
 class Case:
     """The arrays and the competitors' step callables of one (workload, dtype, rule)."""
@@ -209,6 +257,8 @@ class Case:
     dtype: np.dtype
     steps: Dict[str, Step] = field(default_factory=dict)
     skipped: Dict[str, str] = field(default_factory=dict)
+    #: Seconds the first ``COMPILE_CALLS`` calls of a compiled peer took (trace + compile).
+    compile_s: Dict[str, float] = field(default_factory=dict)
 
     @property
     def numel(self) -> int:
@@ -216,11 +266,15 @@ class Case:
 
 
 def build_case(rule: BenchRule, shapes: Sequence[Shape], dtype: Any, seed: int = 0,
-               with_torch: bool = True) -> Case:
+               with_torch: bool = True, with_compile: bool = False,
+               with_optax: bool = False) -> Case:
     """Allocate parameters and two gradient sets, and one step callable per competitor.
 
-    All competitors update the same parameter arrays (torch through ``torch.from_numpy``)
-    and read the same gradients; each keeps its own state.
+    All competitors but optax update the same parameter arrays (torch through
+    ``torch.from_numpy``) and read the same gradients; each keeps its own state. With
+    ``with_compile`` (and torch), ``torch.compile(opt.step)`` of the single-tensor torch
+    optimizer joins; with ``with_optax`` (and jax, optax installed), the optax rule under
+    ``jax.jit`` on its own copies. Both are compiled here, timed in ``compile_s``.
     """
     dtype = np.dtype(dtype)
     case = Case(rule, [tuple(s) for s in shapes], dtype)
@@ -282,7 +336,77 @@ def build_case(rule: BenchRule, shapes: Sequence[Shape], dtype: Any, seed: int =
                 t.grad = g
             topt.step()
         case.steps[path] = torch_step
+    if not with_compile:
+        why_not = "not asked for (--no-compile)"
+    else:
+        why_not = "torch is not installed" if with_torch else "torch not timed (--no-torch)"
+    _add_torch_compile(case, torch if with_compile else None, params, grad_sets, turn, why_not)
+    _add_optax(case, _optax_or_none() if with_optax else None, params, grad_sets, turn,
+               "jax and optax are not installed (the bench extra)" if with_optax
+               else "not asked for (--no-optax)")
     return case
+
+
+def _compile(case: Case, name: str, step: Step) -> None:
+    """Run the first calls (trace and compile), time them, and register the step."""
+    t0 = time.perf_counter()
+    for _ in range(COMPILE_CALLS):
+        step()
+    case.compile_s[name] = time.perf_counter() - t0
+    case.steps[name] = step
+
+
+def _add_torch_compile(case: Case, torch: Any, params, grad_sets, turn, why_not: str) -> None:
+    rule = case.rule
+    if rule.make_torch is None:
+        case.skipped["torch-compile"] = "no torch counterpart timed for this rule"
+        return
+    if torch is None:
+        case.skipped["torch-compile"] = why_not
+        return
+    tensors = [torch.from_numpy(p) for p in params]
+    tgrads = [[torch.from_numpy(g) for g in gs] for gs in grad_sets]
+    topt = rule.make_torch(torch, tensors, "torch-single")
+    compiled = torch.compile(topt.step)
+
+    def compiled_step() -> None:
+        turn[0] ^= 1
+        for t, g in zip(tensors, tgrads[turn[0]]):
+            t.grad = g
+        compiled()
+
+    try:
+        _compile(case, "torch-compile", compiled_step)
+    except Exception as error:  # no C++ compiler, an unsupported platform, ...
+        case.skipped["torch-compile"] = f"torch.compile failed: {type(error).__name__}: {error}"
+
+
+def _add_optax(case: Case, jax_optax: Any, params, grad_sets, turn, why_not: str) -> None:
+    rule = case.rule
+    if rule.make_optax is None:
+        case.skipped["optax"] = "no optax counterpart timed for this rule"
+        return
+    if jax_optax is None:
+        case.skipped["optax"] = why_not
+        return
+    jax, optax = jax_optax
+    transform = rule.make_optax(optax)
+    jparams = [jax.numpy.array(p) for p in params]
+    jgrads = [[jax.numpy.array(g) for g in gs] for gs in grad_sets]
+
+    def update(ps, state, grads):
+        updates, state = transform.update(grads, state, ps)
+        return optax.apply_updates(ps, updates), state
+
+    jitted = jax.jit(update, donate_argnums=(0, 1))
+    held = [jparams, transform.init(jparams)]
+
+    def optax_step() -> None:
+        turn[0] ^= 1
+        held[0], held[1] = jitted(held[0], held[1], jgrads[turn[0]])
+        jax.block_until_ready(held[0])
+
+    _compile(case, "optax", optax_step)
 
 
 # ------------------------------------------------------------------------------ timing
@@ -350,6 +474,20 @@ def paired_ratio(num: Timing, den: Timing) -> float:
     return float(np.median(np.divide(num.samples, den.samples)))
 
 
+def paired_spread(num: Timing, den: Timing) -> float:
+    """Half the inter-quartile range of the per-round quotients, over their median."""
+    if len(num.samples) != len(den.samples):
+        raise ValueError(f"samples: {len(num.samples)} and {len(den.samples)} do not pair up")
+    q = np.divide(num.samples, den.samples)
+    q25, q50, q75 = np.percentile(q, [25, 50, 75])
+    return float((q75 - q25) / 2 / q50) if q50 > 0 else 0.0
+
+
+def within_noise(ratio: float, spread: float) -> bool:
+    """Whether a ratio's spread reaches its margin: ratio ± spread·ratio includes 1."""
+    return spread * ratio >= abs(ratio - 1.0)
+
+
 # ------------------------------------------------------------------------------ machine
 def _cpu_model() -> str:
     try:
@@ -360,6 +498,30 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _version_of(name: str) -> Optional[str]:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def describe_load(load: Optional[Sequence[float]], cpus: Optional[int]) -> str:
+    """The load average in words: '0.42 / 0.66 / 0.20 (1 / 5 / 15 min) on 2 CPUs: quiet'."""
+    if not load:
+        return "load average unknown on this platform"
+    cpus = cpus or 1
+    text = (f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min) "
+            f"on {cpus} logical CPU{'s' if cpus != 1 else ''}")
+    if load[0] >= cpus:
+        return (text + ": BUSY, other processes want more than every CPU; expect large "
+                "spreads and ratios flagged '?' (rerun on a quiet machine)")
+    if load[0] >= 0.5 * cpus:
+        return text + ": busy, other processes compete for the CPUs; watch the spreads"
+    return text + ": quiet"
 
 
 def machine() -> Dict[str, Any]:
@@ -376,6 +538,8 @@ def machine() -> Dict[str, Any]:
         "optbowl": __version__,
         "numpy": np.__version__,
         "torch": torch.__version__ if torch is not None else None,
+        "jax": _version_of("jax"),
+        "optax": _version_of("optax"),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
@@ -415,12 +579,15 @@ def workloads(kind: str, sizes: Sequence[int]) -> List[Tuple[str, List[Shape]]]:
 
 
 def run_case(rule: BenchRule, label: str, shapes: List[Shape], dtype: Any, repeats: int,
-             min_time: float, with_torch: bool = True) -> Dict[str, Any]:
-    """Time one case; return its record (times, ratios)."""
-    case = build_case(rule, shapes, dtype, with_torch=with_torch)
+             min_time: float, with_torch: bool = True, with_compile: bool = False,
+             with_optax: bool = False) -> Dict[str, Any]:
+    """Time one case; return its record (times, ratios and their spreads, compile times)."""
+    case = build_case(rule, shapes, dtype, with_torch=with_torch, with_compile=with_compile,
+                      with_optax=with_optax)
     timings = time_steps(case.steps, repeats=repeats, min_time=min_time)
     item = case.dtype.itemsize
     ours = timings["optbowl"].median
+    peers = [k for k in timings if k not in ("optbowl", "floor")]
     record: Dict[str, Any] = {
         "workload": label,
         "tensors": len(case.shapes),
@@ -431,96 +598,156 @@ def run_case(rule: BenchRule, label: str, shapes: List[Shape], dtype: Any, repea
         "floor_bytes_per_element": rule.floor_bytes(item),
         "timings": {k: v.as_dict() for k, v in timings.items()},
         "skipped": dict(case.skipped),
+        "compile_s": dict(case.compile_s),
         "ms_per_step": ours * 1e3,
         "gb_per_s": rule.step_bytes(item) * case.numel / ours / 1e9,
         "x_floor": paired_ratio(timings["optbowl"], timings["floor"]),
-        "speedup": {k: paired_ratio(timings[k], timings["optbowl"])
-                    for k in timings if k not in ("optbowl", "floor")},
+        "x_floor_spread": paired_spread(timings["optbowl"], timings["floor"]),
+        "speedup": {k: paired_ratio(timings[k], timings["optbowl"]) for k in peers},
+        "speedup_spread": {k: paired_spread(timings[k], timings["optbowl"]) for k in peers},
     }
     return record
 
 
-def _fmt_speedup(record: Dict[str, Any], name: str) -> str:
-    v = record["speedup"].get(name)
-    return f"{v:7.2f}x" if v is not None else "      --"
+#: A ratio whose spread is above this (relative) is flagged noisy ('!').
+NOISY = 0.25
+
+
+def _flag(ratio: float, spread: float) -> str:
+    if within_noise(ratio, spread):
+        return "?"
+    return "!" if spread > NOISY else " "
+
+
+def _fmt_ratio(ratio: Optional[float], spread: Optional[float]) -> str:
+    if ratio is None or spread is None:
+        return f"{'--':>12}"
+    digits = 2 if ratio < 10 else 1 if ratio < 100 else 0
+    return f"{ratio:6.{digits}f}x±{min(spread * 100, 999):3.0f}%{_flag(ratio, spread)}"
 
 
 def table(records: List[Dict[str, Any]]) -> str:
-    cols = ["numpy", *TORCH_PATHS]
-    names = [f"vs {c[6:]}" if c.startswith("torch") else "vs numpy" for c in cols]
-    head = (f"{'workload':<12} {'dtype':<8} {'rule':<16} {'ms/step':>9} {'noise':>6} {'GB/s':>6} "
-            f"{'floor ms':>9} {'x floor':>8} " + " ".join(f"{n:>8}" for n in names))
+    cols = [c for c in PEERS if any(c in r["speedup"] for r in records)] or ["numpy"]
+    names = [f"vs {c[6:]}" if c.startswith("torch-") else f"vs {c}" for c in cols]
+    head = (f"{'workload':<12} {'dtype':<8} {'rule':<16} {'ms/step':>8} {'±':>4} {'GB/s':>6} "
+            f"{'x floor':>12} " + " ".join(f"{n:>12}" for n in names))
     lines = [head, "-" * len(head)]
+    flagged = {"?": 0, "!": 0}
     for r in records:
-        t = r["timings"]
-        noise, floor_ms = t["optbowl"]["noise"] * 100, t["floor"]["median_s"] * 1e3
+        noise = r["timings"]["optbowl"]["noise"] * 100
+        cells = [_fmt_ratio(r["x_floor"], r["x_floor_spread"])]
+        cells += [_fmt_ratio(r["speedup"].get(c), r["speedup_spread"].get(c)) for c in cols]
+        for mark in flagged:
+            flagged[mark] += sum(cell.endswith(mark) for cell in cells)
         lines.append(
-            f"{r['workload']:<12} {r['dtype']:<8} {r['rule']:<16} {r['ms_per_step']:9.3f} "
-            f"{noise:5.1f}% {r['gb_per_s']:6.1f} {floor_ms:9.3f} "
-            f"{r['x_floor']:7.3f}x " + " ".join(_fmt_speedup(r, c) for c in cols)
+            f"{r['workload']:<12} {r['dtype']:<8} {r['rule']:<16} {r['ms_per_step']:8.3f} "
+            f"{min(noise, 999):3.0f}% {r['gb_per_s']:6.1f} " + " ".join(cells)
         )
-    lines.append("vs X: X's time / optbowl's (above 1: optbowl is faster); noise: half IQR / "
-                 "median of optbowl's samples; x floor: optbowl / the streaming kernel over the "
-                 "rule's float arrays (for /compact the uncompacted floor it replaces); both "
-                 "ratios: median over rounds of the two samples of a round")
+    compiled = [(r, k, v) for r in records for k, v in r.get("compile_s", {}).items()]
+    if compiled:
+        lines.append("compile time (the first calls, apart from the step times above): "
+                     + "; ".join(f"{r['rule']} {r['dtype']} {k} {v:.1f} s"
+                                 for r, k, v in compiled))
+    lines.append("vs X: X's time / optbowl's (above 1: optbowl is faster); x floor: optbowl / "
+                 "the streaming kernel over the rule's float arrays (for /compact the "
+                 "uncompacted floor it replaces); both the median over rounds of the two "
+                 "samples of a round, ± half the IQR of those quotients over their median; "
+                 "± after ms/step: half IQR / median of optbowl's samples")
+    if flagged["?"]:
+        lines.append(f"? ({flagged['?']} ratio(s)): the spread reaches the margin |ratio - 1|, "
+                     "so this run cannot tell which side is faster there")
+    if flagged["!"]:
+        lines.append(f"! ({flagged['!']} ratio(s)): noisy, the spread is above "
+                     f"{NOISY * 100:.0f}%; the machine was not quiet enough to trust the ratio")
     return "\n".join(lines)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench",
-                       help="time optimizer steps against the memory floor, NumPy and torch")
-    p.add_argument("--workload", choices=("resnet18", "flat"), default="resnet18",
+    desc = (__doc__ or "").split("\n\n", 1)[1].replace("``", "")
+    p = sub.add_parser("bench", help="time optimizer steps against the memory floor, NumPy, "
+                                     "torch (eager, torch.compile) and optax",
+                       description=desc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="a representative subset in about a minute: "
+                        f"{QUICK['workload']}, {' '.join(QUICK['dtype'])}, "
+                        f"rules {' '.join(QUICK['rules'])}, {QUICK['repeats']} samples of "
+                        f"{QUICK['min_time']} s (options given beside it win)")
+    p.add_argument("--workload", choices=("resnet18", "flat"), default=None,
                    help="ResNet-18's 62 parameter shapes (default) or one flat tensor per --sizes")
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[1 << 20, 1 << 24, 1 << 26],
                    help="flat sizes, e.g. 1K 64K 1M 16M 64M (default 1M 16M 64M)")
-    p.add_argument("--rules", nargs="+", default=list(DEFAULT_RULES),
+    p.add_argument("--rules", nargs="+", default=None,
                    help=f"rules to time, or 'all' (default {' '.join(DEFAULT_RULES)}; "
                         f"known: {' '.join(RULES)})")
-    p.add_argument("--dtype", nargs="+", choices=("float32", "float64"), default=["float32"])
-    p.add_argument("--repeats", type=int, default=7, help="samples per competitor (default 7)")
-    p.add_argument("--min-time", type=float, default=0.02,
+    p.add_argument("--dtype", nargs="+", choices=("float32", "float64"), default=None,
+                   help="dtypes (default float32)")
+    p.add_argument("--repeats", type=integer(1), default=None,
+                   help="samples per competitor (default 7)")
+    p.add_argument("--min-time", type=number(0.0, 60.0, low_open=True), default=None,
                    help="seconds each sample lasts at least (default 0.02)")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--threads", type=integer(0), default=0,
                    help="threads (default: OMP_NUM_THREADS or all cores)")
     p.add_argument("--no-torch", action="store_true", help="do not time torch")
+    p.add_argument("--no-compile", action="store_true",
+                   help="do not time torch.compile (its compile takes tens of seconds per rule)")
+    p.add_argument("--no-optax", action="store_true", help="do not time optax under jax.jit")
     p.add_argument("--json", metavar="FILE", help="write every sample and the machine to FILE")
     p.set_defaults(run=run)
 
 
+def _resolve(args: argparse.Namespace) -> None:
+    """Fill the options not given: --quick's subset, else the full defaults."""
+    full = {"workload": "resnet18", "rules": list(DEFAULT_RULES), "dtype": ["float32"],
+            "repeats": 7, "min_time": 0.02}
+    defaults = QUICK if args.quick else full
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+
 def run(args: argparse.Namespace) -> int:
+    _resolve(args)
     names = list(RULES) if args.rules == ["all"] else args.rules
     unknown = [n for n in names if n not in RULES]
     if unknown:
-        print(f"rules: unknown {unknown}; known: {list(RULES)}", file=sys.stderr)
-        return 2
-    if args.repeats < 1:
-        print("repeats: must be >= 1", file=sys.stderr)
-        return 2
+        raise ValueError(f"--rules: unknown {' '.join(unknown)}; known: {' '.join(RULES)}")
     if args.threads:
-        _core.set_num_threads(args.threads)
+        try:
+            _core.set_num_threads(args.threads)
+        except ValueError as error:
+            raise ValueError(f"--threads: {error}") from None
     torch = None if args.no_torch else _torch_or_none()
     if torch is not None:
         torch.set_num_threads(_core.get_num_threads())
+    with_optax = not args.no_optax
     info = machine()
-    print(f"optbowl {__version__} bench: {info['cpu']}, {info['logical_cpus']} logical CPUs, "
-          f"ISA {info['isa']}, {info['threads']} thread(s); numpy {info['numpy']}, "
-          f"torch {info['torch'] or 'not installed'}; load {info.get('load_average', '?')}",
-          flush=True)
+    started = time.perf_counter()
+    optax_text = (f"optax {info['optax']} (jax {info['jax']})" if info["optax"] and info["jax"]
+                  else "optax not installed")
+    print(f"optbowl {__version__} bench: {info['cpu']}, ISA {info['isa']}, "
+          f"{info['threads']} thread(s); numpy {info['numpy']}, "
+          f"torch {info['torch'] or 'not installed'}, {optax_text}", flush=True)
+    print(f"before: {describe_load(info.get('load_average'), info['logical_cpus'])}", flush=True)
     cases = [(w, d, n)
              for w in workloads(args.workload, args.sizes) for d in args.dtype for n in names]
     records = []
     for i, ((label, shapes), dtype, name) in enumerate(cases, 1):
         r = run_case(RULES[name], label, shapes, dtype, args.repeats, args.min_time,
-                     with_torch=torch is not None)
+                     with_torch=torch is not None, with_compile=not args.no_compile,
+                     with_optax=with_optax)
         records.append(r)
-        others = "  ".join(f"{k} {v['median_s'] * 1e3:.3f}" for k, v in r["timings"].items()
-                           if k != "optbowl")
-        print(f"[{i}/{len(cases)}] {label} {dtype} {name}: optbowl {r['ms_per_step']:.3f} ms/step "
-              f"({r['x_floor']:.2f}x floor)  {others}", flush=True)
+        others = "  ".join(f"{k} {v['median_s'] * 1e3:.3f}±{v['noise'] * 100:.0f}%"
+                           for k, v in r["timings"].items() if k != "optbowl")
+        compiled = "".join(f"  ({k} compiled in {v:.1f} s)" for k, v in r["compile_s"].items())
+        print(f"[{i}/{len(cases)}] {label} {dtype} {name}: optbowl {r['ms_per_step']:.3f}"
+              f"±{r['timings']['optbowl']['noise'] * 100:.0f}% ms/step "
+              f"({r['x_floor']:.2f}x floor)  {others}{compiled}", flush=True)
+    info_after = machine()
     print()
     print(table(records))
+    print(f"after: {describe_load(info_after.get('load_average'), info['logical_cpus'])}; "
+          f"the run took {time.perf_counter() - started:.0f} s")
     if args.json:
-        info_after = machine()
         command = None
         if sys.argv[1:2] == ["bench"]:
             command = "python -m optbowl bench " + " ".join(sys.argv[2:])
