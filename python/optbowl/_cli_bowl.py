@@ -69,10 +69,8 @@ def run(args: argparse.Namespace) -> int:
     x0 = bowl.minimizer + bowl.eigenvectors @ np.ones(bowl.n)
     compiled = set(_core.bowl_methods())
     # Everything is computed before anything is printed: a refused value (e.g. a bowl that
-    # is not positive definite) ends the command with one line.
-    if args.lr is None and min(args.eigenvalues) <= 0:
-        raise ValueError("--eigenvalues: the optimal hyper-parameters need every eigenvalue "
-                         "> 0; give --lr to analyse a bowl that is not positive definite")
+    # is not positive semi-definite, or Newton on a singular one) ends the command with one
+    # line.
     results = []
     for method in args.method:
         hp = _hyper(bowl, method, args)
