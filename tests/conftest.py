@@ -7,11 +7,16 @@ from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+# An editable install that rebuilds on import prints its build log; the tests that read a
+# command's output (python -m optbowl ...) want the command's own output only.
+os.environ.setdefault("SKBUILD_EDITABLE_VERBOSE", "0")
+
 # Hypothesis profiles: "dev" (default) is small and quick; "ci" (selected when the CI
 # environment variable is set, or with HYPOTHESIS_PROFILE=ci) runs >= 10^4 examples in
 # all, derandomized (the same examples on every run) and without writing an example
 # database.
-settings.register_profile("dev", max_examples=20, deadline=None)
+settings.register_profile("dev", max_examples=20, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
     "ci",
     max_examples=1000,

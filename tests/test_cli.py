@@ -64,7 +64,7 @@ def test_demo_bowl_levels_weight_the_prediction():
     (["bowl", "--lr", "nan"], "argument --lr"),
     (["bowl", "--eps", "2"], "argument --eps"),
     (["bowl", "--eigenvalues", "1", "nan"], "argument --eigenvalues: must be a finite number"),
-    (["bowl", "--eigenvalues", "-1", "4"], "--eigenvalues: the optimal hyper-parameters need"),
+    (["bowl", "--eigenvalues", "-1", "4"], "A: optimal step sizes need a positive semi-definite"),
     (["bowl", "--momentum", "0.5"], "--momentum: needs --lr"),
     (["bowl", "--lr", "0.1", "--momentum", "0.5", "--method", "gd"],
      "--momentum: applies to the methods momentum and nesterov only"),

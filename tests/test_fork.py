@@ -26,10 +26,16 @@ import pytest
 
 import optbowl as ob
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(os, "fork") or "fork" not in multiprocessing.get_all_start_methods(),
-    reason="fork is a POSIX feature",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not hasattr(os, "fork") or "fork" not in multiprocessing.get_all_start_methods(),
+        reason="fork is a POSIX feature",
+    ),
+    # JAX, where an earlier test imported it, warns from its own at-fork hook at every fork
+    # (its threads, not optbowl's); that warning is not what these tests are about.
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. <function _at_fork:pytest.PytestUnraisableExceptionWarning"),
+]
 
 CHILDREN = 24
 CHILD_TIMEOUT_S = 60.0  # all children together; a healthy child takes well under a second
