@@ -3,8 +3,8 @@
 
 Goodfellow et al. (ch. 8, seed 003): multiplying by the same matrix W over and over, as a
 recurrent network does over time, gives Wⁿ = V diag(λ)ⁿ V⁻¹ (``optbowl.matrix_power_spectrum``):
-each eigen-component is scaled by λⁿ, so it vanishes where |λ| < 1 and explodes where
-|λ| > 1, and only eigenvalues near 1 carry information over many steps.
+each eigen-component is scaled by λⁿ, so it vanishes where :math:`|\\lambda| < 1` and explodes
+where :math:`|\\lambda| > 1`, and only eigenvalues near 1 carry information over many steps.
 
 A deep network at initialisation multiplies by *different* random matrices, and the init
 scale plays the eigenvalue's part: with entries of variance s²/d the signal's norm after

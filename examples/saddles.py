@@ -8,8 +8,8 @@ the same). Both, measured.
 *Newton vs gradient descent.* On the double well f = x² + y⁴/4 − y²/2
 (``optbowl.functions.double_well``: a saddle at the origin between minima at (0, ±1)),
 Newton's method x ← x − H⁻¹∇f (``optbowl.landscape.newton``) looks for a zero of the
-gradient and is blind to its kind: from every start with |y| < 1/√5 it converges to the
-saddle. Gradient descent (the compiled ``optbowl.SGD``) moves downhill, and the
+gradient and is blind to its kind: from every start with :math:`|y| < 1/\\sqrt{5}` it
+converges to the saddle. Gradient descent (the compiled ``optbowl.SGD``) moves downhill, and the
 negative-curvature direction pushes it off the saddle to a minimum.
 
 *Saddles dominate.* If the Hessian at a critical point were a random symmetric matrix
