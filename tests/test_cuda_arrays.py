@@ -127,12 +127,12 @@ def test_mixing_host_and_device_arrays_is_a_type_error():
     ob.cuda.is_available(), reason="checks the error raised when no CUDA device can be used"
 )
 def test_device_arrays_without_a_usable_device_raise_a_clear_error():
-    with pytest.raises(
-        RuntimeError,
-        match=r"params\[0\]: a CUDA device array, but "
-              r"(no usable CUDA device|optbowl was built without)",
-    ):
+    reason = ob.cuda.unavailable_reason()  # in words: no driver, no GPU, not built, ...
+    if reason is None:
+        pytest.skip("a usable CUDA device is present")
+    with pytest.raises(RuntimeError) as raised:
         ob.Rprop([FakeDeviceArray((3,))])
+    assert str(raised.value) == f"params[0]: a CUDA device array, but {reason}"
     with pytest.raises(RuntimeError, match="CUDA device array"):
         ob.Adagrad(FakeDeviceArray((3,)))
 
