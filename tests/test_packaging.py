@@ -171,7 +171,9 @@ def test_summary_says_loudly_when_torch_parity_tests_skip(tmp_path):
     blocked.mkdir()
     (blocked / "__init__.py").write_text(
         "raise ModuleNotFoundError('torch blocked by the test', name='torch')\n")
-    env = dict(TOOL_ENV, PYTHONPATH=os.pathsep.join(
+    # The child imports optbowl: it keeps this process's environment (a sanitizer build's
+    # LD_PRELOAD included), unlike the tools run with TOOL_ENV.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]))
     tests = pathlib.Path(__file__).resolve().parent
     res = subprocess.run(
@@ -193,7 +195,7 @@ def test_summary_says_loudly_when_torch_parity_tests_skip(tmp_path):
         res = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
              str(tests / "test_rmsprop.py")],
-            cwd=tests.parent, capture_output=True, text=True, env=TOOL_ENV, check=False,
+            cwd=tests.parent, capture_output=True, text=True, check=False,
         )
         assert res.returncode == 0, res.stdout + res.stderr
         assert "TORCH PARITY NOT TESTED" not in res.stdout
