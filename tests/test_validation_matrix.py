@@ -725,6 +725,7 @@ def test_adagrad_refuses_aliasing_across_dense_and_sparse(case, what, change, wa
 # writes, on the general path and on the reused plan's, and the next good step is as if the
 # refused one never happened. Group 0 makes the first call, group 1 the second.
 def _torch_layouts():
+    pytest.importorskip("torch")  # optbowl.torch itself imports without it
     obt = pytest.importorskip("optbowl.torch")
     return {
         "SGD": (obt.SGD, {"lr": 0.1}, {"momentum": 0.9}),
@@ -741,7 +742,7 @@ TORCH_LAYOUTS = ["SGD", "SGD-momentum-first", "RMSprop-centered", "RMSprop-momen
 
 
 def _torch_problem(name):
-    import torch
+    torch = pytest.importorskip("torch")
 
     cls, options, second = _torch_layouts()[name]
     params = [torch.linspace(-1, 1, 5), torch.linspace(2, -2, 6).reshape(2, 3),
@@ -855,7 +856,7 @@ def test_torch_step_of_several_calls_is_all_or_nothing(layout, case, needs_state
 @pytest.mark.parametrize("layout", TORCH_LAYOUTS)
 @pytest.mark.parametrize("overlap", ["same-tensor-storage", "overlapping-views"])
 def test_torch_overlapping_params_in_groups_of_different_layouts_are_refused(layout, overlap):
-    import torch
+    torch = pytest.importorskip("torch")
 
     cls, options, second = _torch_layouts()[layout]
     base = torch.linspace(-1, 1, 10)
