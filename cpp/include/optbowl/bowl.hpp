@@ -588,17 +588,22 @@ inline double scaled_norm(const double* v, std::int64_t n) {
   return out;
 }
 
-// uᵀAv for the bowl's A, each vector scaled by its largest entry first (the scales are
-// returned through su, sv: uᵀAv = su·sv·(the result)), so that line searches neither
-// underflow nor overflow while x is finite.
-inline double scaled_form(const Problem& P, const double* u, const double* v, double& su, double& sv) {
-  const std::int64_t n = P.n;
+// The largest |u[i]| and |v[i]| (the scales of the two forms below); false if either is 0.
+inline bool max_abs(const double* u, const double* v, std::int64_t n, double& su, double& sv) {
   su = sv = 0.0;
   for (std::int64_t i = 0; i < n; ++i) {
     su = std::max(su, std::fabs(u[i]));
     sv = std::max(sv, std::fabs(v[i]));
   }
-  if (su == 0.0 || sv == 0.0) return 0.0;
+  return su != 0.0 && sv != 0.0;
+}
+
+// uᵀAv for the bowl's A, each vector scaled by its largest entry first (the scales are
+// returned through su, sv: uᵀAv = su·sv·(the result)), so that line searches neither
+// underflow nor overflow while x is finite.
+inline double scaled_form(const Problem& P, const double* u, const double* v, double& su, double& sv) {
+  const std::int64_t n = P.n;
+  if (!max_abs(u, v, n, su, sv)) return 0.0;
   double sum = 0.0;
   for (std::int64_t i = 0; i < n; ++i) {
     double row = 0.0;
@@ -610,12 +615,7 @@ inline double scaled_form(const Problem& P, const double* u, const double* v, do
 
 // uᵀv, scaled alike.
 inline double scaled_dot(const double* u, const double* v, std::int64_t n, double& su, double& sv) {
-  su = sv = 0.0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    su = std::max(su, std::fabs(u[i]));
-    sv = std::max(sv, std::fabs(v[i]));
-  }
-  if (su == 0.0 || sv == 0.0) return 0.0;
+  if (!max_abs(u, v, n, su, sv)) return 0.0;
   double sum = 0.0;
   for (std::int64_t i = 0; i < n; ++i) sum += (u[i] / su) * (v[i] / sv);
   return sum;
