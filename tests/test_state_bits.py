@@ -616,3 +616,25 @@ def test_torch_refuses_what_the_quantized_state_cannot_hold():
     p.grad = torch.ones(3)
     d.step()
     assert d.state[p]["exp_avg"].dtype == torch.float32
+
+
+# ----------------------------------------------------------------------------- the example
+def test_the_gallery_example_trains_alike_with_every_state_format(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "examples", "plot_state_bits.py")
+    if not os.path.exists(script):
+        pytest.skip("examples/ is not beside tests/ (e.g. an installed wheel)")
+    out = subprocess.run([sys.executable, script, "--quick", "--out", str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    assert (tmp_path / "state_bits.png").stat().st_size > 10_000
+    rows = [line.split() for line in out.splitlines() if line[:1].isalpha() and "bit" not in line
+            and line.split()[-1].replace(".", "").isdigit()]
+    ratios = [float(r[-1]) for r in rows]
+    assert len(ratios) == 9  # three problems, three formats
+    assert all(abs(x - 1.0) <= 0.05 for x in ratios), out
