@@ -638,3 +638,23 @@ def test_the_gallery_example_trains_alike_with_every_state_format(tmp_path):
     ratios = [float(r[-1]) for r in rows]
     assert len(ratios) == 9  # three problems, three formats
     assert all(abs(x - 1.0) <= 0.05 for x in ratios), out
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_checkpoint_file_keeps_the_state_format(bits):
+    import io
+
+    params = rng_arrays(0, (700,), (3, 4))
+    grads = rng_arrays(1, (700,), (3, 4))
+    opt = ob.Adam(params, state_bits=bits, amsgrad=True)
+    opt.step(grads)
+    f = io.BytesIO()
+    ob.save_state(f, opt.state_dict())
+    f.seek(0)
+    twin_params = [p.copy() for p in params]
+    twin = ob.Adam(twin_params, state_bits=bits, amsgrad=True)
+    twin.load_state_dict(ob.load_state(f))
+    for o in (opt, twin):
+        o.step(grads)
+    for a, b in zip(params, twin_params):
+        np.testing.assert_array_equal(a, b)
