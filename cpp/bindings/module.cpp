@@ -14,6 +14,7 @@ void register_adam(py::module_& m);
 void register_sparse(py::module_& m);
 void register_bowl(py::module_& m);
 void register_step(py::module_& m);
+void register_quantized(py::module_& m);
 }  // namespace optbowl
 
 PYBIND11_MODULE(_core, m) {
@@ -28,4 +29,5 @@ PYBIND11_MODULE(_core, m) {
   optbowl::register_sparse(m);
   optbowl::register_bowl(m);
   optbowl::register_step(m);
+  optbowl::register_quantized(m);
 }

@@ -90,6 +90,9 @@ def _results_table(data: Dict[str, Any]) -> List[str]:
         lines = []
     if rows and "rule" in rows[0]:
         paths = ["numpy", "torch-single", "torch-foreach", "torch-fused"]
+        # the low-precision state rows' peers, where a file has them
+        paths += [p for p in ("float-state", "bitsandbytes")
+                  if any(p in (r.get("speedup") or {}) for r in rows)]
         header = ["workload", "dtype", "rule", "ms/step", "x floor"] + [f"vs {p}" for p in paths]
         table = [[r["workload"], r["dtype"], f"``{r['rule']}``", f"{r['ms_per_step']:.3f}",
                   _ratio(r["x_floor"])]

@@ -123,3 +123,55 @@ def bowl_sweep(
     table: np.ndarray,
     dtype: str,
 ) -> Tuple[float, np.ndarray, np.ndarray, np.ndarray]: ...
+
+# low-precision state (state_bits=8|16; register_quantized.cpp)
+quantization_block: int
+def quantized_adagrad(
+    state_bits: int,
+    stochastic_rounding: bool,
+    seed: int,
+    params: List[np.ndarray],
+    grads: List[np.ndarray],
+    sums: List[np.ndarray],
+    sum_absmaxes: Optional[List[np.ndarray]],
+    steps: Sequence[float],
+    groups: Sequence[Tuple[float, float, float, float, bool]],
+    group_sizes: Sequence[int],
+) -> None: ...
+def quantized_adam(
+    state_bits: int,
+    stochastic_rounding: bool,
+    seed: int,
+    params: List[np.ndarray],
+    grads: List[np.ndarray],
+    exp_avgs: List[np.ndarray],
+    exp_avg_sqs: List[np.ndarray],
+    max_exp_avg_sqs: Optional[List[np.ndarray]],
+    exp_avg_absmaxes: Optional[List[np.ndarray]],
+    exp_avg_sq_absmaxes: Optional[List[np.ndarray]],
+    max_exp_avg_sq_absmaxes: Optional[List[np.ndarray]],
+    steps: Sequence[float],
+    groups: Sequence[Tuple[float, float, float, float, float, bool, bool, bool]],
+    group_sizes: Sequence[int],
+) -> None: ...
+def quantize(
+    values: np.ndarray, state_bits: int, signed: bool
+) -> Tuple[np.ndarray, Optional[np.ndarray]]: ...
+def dequantize(
+    codes: np.ndarray, absmax: Optional[np.ndarray], state_bits: int, signed: bool
+) -> np.ndarray: ...
+def bowl_run_quantized(
+    method: str,
+    A: np.ndarray,
+    b: np.ndarray,
+    c: float,
+    x0: np.ndarray,
+    steps: int,
+    names: List[str],
+    hyper: np.ndarray,
+    state_bits: int,
+    stochastic_rounding: bool = False,
+    seed: int = 0,
+    noise: Optional[np.ndarray] = None,
+    sigma: float = 0.0,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]: ...

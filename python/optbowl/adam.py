@@ -6,9 +6,10 @@ from typing import Any, Dict, Tuple
 
 from . import _check
 from ._optimizer import Optimizer
+from ._state_bits import StateBitsMixin, new_state
 
 
-class Adam(Optimizer):
+class Adam(StateBitsMixin, Optimizer):
     r"""Adam (Kingma & Ba, 2015) with torch.optim.Adam's names, defaults and semantics.
 
     At step :math:`t` (from 1), with :math:`g = \nabla f(p)` (``maximize`` negates it):
@@ -48,6 +49,19 @@ class Adam(Optimizer):
         Follow the gradient uphill.
     decoupled_weight_decay : bool
         AdamW's decoupled weight decay (Loshchilov & Hutter, 2019) instead of an L2 term.
+    state_bits : {32, 16, 8}
+        How ``exp_avg``, ``exp_avg_sq`` and ``max_exp_avg_sq`` are kept. 32: in the
+        parameter's dtype (the default, as torch). 8: blockwise-quantized, a ``uint8`` code
+        per element and a float32 absmax per block of 256 elements (``<name>_absmax`` in
+        the state); ``exp_avg`` has a signed code, the others an unsigned one (the format
+        is in :doc:`/optimizers`, "Low-precision state"). 16: bfloat16 bits in ``uint16``
+        arrays. Each step decodes the state, applies the same update in float32, and
+        encodes it again, in one pass. Float32 parameters only, CPU only.
+    stochastic_rounding : bool
+        With ``state_bits=16``: round to bfloat16 stochastically instead of to nearest
+        even.
+    seed : int, optional
+        The seed of stochastic rounding's random bits (with ``stochastic_rounding``).
 
     Notes
     -----
@@ -76,7 +90,12 @@ class Adam(Optimizer):
         amsgrad: bool = False,
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
+        *,
+        state_bits: int = 32,
+        stochastic_rounding: bool = False,
+        seed: Any = None,
     ) -> None:
+        self._set_state_bits(state_bits, stochastic_rounding, seed)
         super().__init__(
             params,
             {
@@ -89,6 +108,7 @@ class Adam(Optimizer):
                 "decoupled_weight_decay": decoupled_weight_decay,
             },
         )
+        self._refuse_device()
 
     def _check_group(self, group: Dict[str, Any]) -> None:
         group["lr"] = _check.real("lr", group["lr"], low=0.0)
@@ -115,8 +135,23 @@ class Adam(Optimizer):
         return (g["lr"], *g["betas"], g["eps"], g["weight_decay"], g["amsgrad"], g["maximize"],
                 g["decoupled_weight_decay"])
 
+    _float_state = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _signed_state = (True, False, False)
+    _quantized_call = "quantized_adam"
+
+    def _new_state(self, p: Any, group: Dict[str, Any]) -> Dict[str, Any]:
+        if self.state_bits != 32:
+            return {"step": 0, **new_state(self._float_state, self._signed_state, p,
+                                           self.state_bits)}
+        return super()._new_state(p, group)
+
     def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:
+        if self.state_bits != 32:
+            return self._quantized_layout()
         return "adam", (), 3, {}
+
+    def _hyper_repr(self, group: Dict[str, Any]) -> str:
+        return super()._hyper_repr(group) + self._state_bits_repr()
 
 
 class AdamW(Adam):
@@ -147,9 +182,14 @@ class AdamW(Adam):
         weight_decay: float = 1e-2,
         amsgrad: bool = False,
         maximize: bool = False,
+        *,
+        state_bits: int = 32,
+        stochastic_rounding: bool = False,
+        seed: Any = None,
     ) -> None:
         super().__init__(
-            params, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay=True
+            params, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay=True,
+            state_bits=state_bits, stochastic_rounding=stochastic_rounding, seed=seed,
         )
 
     def _check_group(self, group: Dict[str, Any]) -> None:

@@ -20,6 +20,12 @@ interleaved round by round (so they share the machine's noise):
   updated in place), where jax and optax are installed (the ``bench`` extra); its own
   copies of the arrays, XLA's own CPU threads; compile time reported apart.
 
+* ``float-state``    beside a low-precision state rule (``adagrad/8bit``, ``adam/bf16``, ...:
+  ``state_bits=8|16``), the same optimizer with float state, on the same arrays;
+* ``bitsandbytes``   beside the 8-bit Adam and AdamW rules, bitsandbytes' ``Adam8bit`` /
+  ``AdamW8bit`` on CPU tensors (its own copies), where bitsandbytes is installed and its
+  step runs on this CPU (timed with the torch peers).
+
 Two gradient sets alternate from step to step, so signs change as in training. Each
 competitor runs ``repeats`` samples of enough steps to last ``--min-time``; the table
 shows optbowl's median time per step, and for every other column the ratio with its
@@ -58,7 +64,10 @@ Step = Callable[[], None]
 TORCH_PATHS = ("torch-single", "torch-foreach", "torch-fused")
 #: The peers that compile the step first (their compile time is reported apart).
 COMPILED_PEERS = ("torch-compile", "optax")
-PEERS = ("numpy", *TORCH_PATHS, *COMPILED_PEERS)
+#: The float-state optbowl step beside a low-precision state one (state_bits=8|16), and
+#: bitsandbytes' 8-bit optimizers where they run on this CPU.
+STATE_PEERS = ("float-state", "bitsandbytes")
+PEERS = ("numpy", *TORCH_PATHS, *COMPILED_PEERS, *STATE_PEERS)
 
 
 # ------------------------------------------------------------------------------ rules
@@ -86,6 +95,17 @@ class BenchRule:
         ``(torch, tensors, path) -> torch optimizer or None`` for path in TORCH_PATHS.
     make_optax : callable or None
         ``(optax) -> optax.GradientTransformation`` of the same rule and hyper-parameters.
+    state_bits : int
+        8 or 16: the optbowl step keeps every state array in low precision (8: one byte
+        per element and a float32 absmax per 256; 16: bfloat16); the floor stays the
+        float-state one, and the float-state optbowl step (``make_float``) is timed beside
+        it as the peer ``float-state``.
+    make_float : callable or None
+        ``(params) -> optimizer`` with float state, for the ``float-state`` peer.
+    make_bnb : callable or None
+        ``(bnb, tensors) -> bitsandbytes optimizer`` (8-bit, CPU), for the ``bitsandbytes``
+        peer where bitsandbytes is installed and runs (with the torch peers: a torch
+        optimizer).
     needs_loss : bool
         ``step`` needs ``loss=`` (iRprop+).
     compact : bool
@@ -102,13 +122,20 @@ class BenchRule:
     compact: bool = False
     extra_bytes: int = 0
     make_optax: Optional[Callable[[Any], Any]] = None
+    state_bits: int = 32
+    make_float: Optional[Callable[[List[np.ndarray]], Any]] = None
+    make_bnb: Optional[Callable[[Any, List[Any]], Any]] = None
 
     def floor_bytes(self, itemsize: int) -> int:
         """Bytes per element the floor kernel moves."""
         return (2 * (1 + self.float_states) + 1) * itemsize
 
-    def step_bytes(self, itemsize: int) -> int:
+    def step_bytes(self, itemsize: int) -> float:
         """Bytes per element an optbowl step moves."""
+        if self.state_bits == 8:  # codes read and written, absmax per 256 read and written
+            return 3 * itemsize + self.float_states * (2 + 8 / 256)
+        if self.state_bits == 16:
+            return 3 * itemsize + self.float_states * 4
         if self.compact:
             return (2 * self.float_states + 1) * itemsize + self.extra_bytes
         return self.floor_bytes(itemsize)
@@ -217,6 +244,34 @@ _family("amsgrad", "Adam, amsgrad", 3, Adam, {"lr": 1e-3, "amsgrad": True}, torc
 _family("adamw", "AdamW (torch.optim.AdamW)", 2, AdamW, {"lr": 1e-3, "weight_decay": 1e-2},
         torch_fused=True, make_optax=lambda optax: optax.adamw(1e-3, weight_decay=1e-2))
 
+
+
+def _bnb_rule(cls_name: str, **hyper: Any):
+    """bitsandbytes.optim.<cls_name>(**hyper), blockwise 8-bit state."""
+    return lambda bnb, tensors: getattr(bnb.optim, cls_name)(tensors, **hyper)
+
+
+def _low_precision(name: str, base: str, float_states: int, cls: Any, hyper: Dict[str, Any],
+                   bnb: Any = None) -> None:
+    """``<base>/8bit`` and ``<base>/bf16``: cls with state_bits 8 and 16, beside cls with
+    float state (the ``float-state`` peer) and the float floor."""
+    def low(bits: int) -> Callable[[List[np.ndarray]], Any]:
+        return lambda params: cls(params, state_bits=bits, **hyper)
+
+    def full(params: List[np.ndarray]) -> Any:
+        return cls(params, **hyper)
+
+    for bits, suffix in ((8, "8bit"), (16, "bf16")):
+        register(BenchRule(f"{name}/{suffix}", f"{base}, state_bits={bits}", float_states,
+                           low(bits), state_bits=bits, make_float=full,
+                           make_bnb=bnb if bits == 8 else None))
+
+
+_low_precision("adagrad", "AdaGrad", 1, Adagrad, {"lr": 1e-2})
+_low_precision("adam", "Adam", 2, Adam, {"lr": 1e-3}, bnb=_bnb_rule("Adam8bit", lr=1e-3))
+_low_precision("adamw", "AdamW", 2, AdamW, {"lr": 1e-3, "weight_decay": 1e-2},
+               bnb=_bnb_rule("AdamW8bit", lr=1e-3, weight_decay=1e-2))
+
 DEFAULT_RULES = ("irprop-", "irprop-/compact", "adagrad")
 #: What ``--quick`` times: the two headline rules on the standard workload.
 QUICK: Dict[str, Any] = {"workload": "resnet18", "rules": ["irprop-", "adagrad"],
@@ -309,6 +364,15 @@ def build_case(rule: BenchRule, shapes: Sequence[Shape], dtype: Any, seed: int =
         _core.stream_floor(floor_inout, [next_grads()])
     case.steps["floor"] = floor_step
 
+    if rule.make_float is not None:
+        float_opt = rule.make_float(params)
+        case.steps["float-state"] = lambda: float_opt.step(next_grads())
+    if rule.state_bits != 32:
+        if with_torch:
+            _add_bnb(case, rule, params, grad_sets, turn)
+        else:
+            case.skipped["bitsandbytes"] = "torch not timed (--no-torch)"
+
     if rule.make_numpy is not None:
         np_step = rule.make_numpy(params)
         case.steps["numpy"] = lambda: np_step(next_grads())
@@ -345,6 +409,46 @@ def build_case(rule: BenchRule, shapes: Sequence[Shape], dtype: Any, seed: int =
                "jax and optax are not installed (the bench extra)" if with_optax
                else "not asked for (--no-optax)")
     return case
+
+
+def _bnb_or_none() -> Tuple[Any, str]:
+    """(bitsandbytes, "") where it imports, else (None, why not)."""
+    try:
+        import bitsandbytes  # type: ignore[import-not-found]
+    except Exception as exc:  # not installed, or its import fails on this machine
+        return None, f"bitsandbytes does not import ({type(exc).__name__})"
+    return bitsandbytes, ""
+
+
+def _add_bnb(case: Case, rule: BenchRule, params, grad_sets, turn) -> None:
+    """bitsandbytes' 8-bit optimizer of the rule on CPU tensors (its own copies), where
+    bitsandbytes is installed and its step runs here."""
+    if rule.make_bnb is None:
+        case.skipped["bitsandbytes"] = "no bitsandbytes counterpart timed for this rule"
+        return
+    torch = _torch_or_none()
+    bnb, why = _bnb_or_none() if torch is not None else (None, "torch is not installed")
+    if bnb is None:
+        case.skipped["bitsandbytes"] = why
+        return
+    tensors = [torch.from_numpy(p.copy()) for p in params]
+    tgrads = [[torch.from_numpy(g) for g in gs] for gs in grad_sets]
+    try:
+        opt = rule.make_bnb(bnb, tensors)
+        for t, g in zip(tensors, tgrads[0]):
+            t.grad = g
+        opt.step()  # its first step makes its state: refused here if it has no CPU path
+    except Exception as exc:  # bitsandbytes' own refusal (no CPU kernels in this build)
+        case.skipped["bitsandbytes"] = f"its step does not run here: {type(exc).__name__}: " \
+                                       f"{str(exc)[:120]}"
+        return
+
+    def bnb_step() -> None:
+        turn[0] ^= 1
+        for t, g in zip(tensors, tgrads[turn[0]]):
+            t.grad = g
+        opt.step()
+    case.steps["bitsandbytes"] = bnb_step
 
 
 def _compile(case: Case, name: str, step: Step) -> None:
@@ -728,8 +832,10 @@ def run(args: argparse.Namespace) -> int:
           f"{info['threads']} thread(s); numpy {info['numpy']}, "
           f"torch {info['torch'] or 'not installed'}, {optax_text}", flush=True)
     print(f"before: {describe_load(info.get('load_average'), info['logical_cpus'])}", flush=True)
+    # low-precision state is for float32 parameters: those rules skip other dtypes
     cases = [(w, d, n)
-             for w in workloads(args.workload, args.sizes) for d in args.dtype for n in names]
+             for w in workloads(args.workload, args.sizes) for d in args.dtype for n in names
+             if RULES[n].state_bits == 32 or np.dtype(d) == np.float32]
     records = []
     for i, ((label, shapes), dtype, name) in enumerate(cases, 1):
         r = run_case(RULES[name], label, shapes, dtype, args.repeats, args.min_time,

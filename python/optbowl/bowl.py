@@ -941,7 +941,8 @@ class QuadraticBowl:
 
     # ------------------------------------------------------------------ the compiled loops
     def run(self, method: str, x0: Any, steps: int, *, dtype: Any = np.float64,
-            noise: float = 0.0, seed: Any = None, **hyper: Any) -> Trajectory:
+            noise: float = 0.0, seed: Any = None, state_bits: int = 32,
+            **hyper: Any) -> Trajectory:
         """Run the compiled loop of an optimizer on this bowl; returns a :class:`Trajectory`.
 
         Every step computes g = Ax − b in C++ and applies the optimizer's own loop to it
@@ -970,6 +971,11 @@ class QuadraticBowl:
         as one (steps, n) array: a k-step run is the first k steps of a longer run with the
         same seed. :meth:`stationary_variance` predicts the error it leaves.
 
+        ``state_bits=8`` or ``16`` (``"adagrad"`` and ``"adam"``, float32 iterates): the
+        optimizer keeps its state 8-bit blockwise-quantized or in bfloat16 (rounded to
+        nearest even), as :class:`optbowl.Adagrad` and :class:`optbowl.Adam` do with that
+        option: the same compiled loops.
+
         >>> import optbowl as ob
         >>> bowl = ob.QuadraticBowl.from_eigenvalues([1, 4, 9], rotate=True, seed=0)
         >>> bool(bowl.run("cg", [1, 1, 1], 3).final_error < 1e-12)
@@ -991,9 +997,15 @@ class QuadraticBowl:
         elif seed is not None:
             raise ValueError("seed: given without noise= (it seeds the gradient noise)")
         names = list(row)
-        xs, f, gn = _core.bowl_run(core, self._A, self._b, self._c, x0, steps, names,
-                                   np.array([row[k] for k in names], dtype=np.float64), dt,
-                                   draws, sigma)
+        values = np.array([row[k] for k in names], dtype=np.float64)
+        bits = _check_state_bits(state_bits, method, dt)
+        if bits != 32:
+            xs, f, gn = _core.bowl_run_quantized(core, self._A, self._b, self._c, x0, steps,
+                                                 names, values, bits, False, 0, draws, sigma)
+            shown = {**shown, "state_bits": bits}
+        else:
+            xs, f, gn = _core.bowl_run(core, self._A, self._b, self._c, x0, steps, names,
+                                       values, dt, draws, sigma)
         return Trajectory(xs, f, gn, bowl=self, method=method, hyper=shown, source="run",
                           noise=sigma)
 
@@ -1143,6 +1155,20 @@ def _dtype_name(dtype: Any) -> str:
 
 
 _Rule = Callable[[QuadraticBowl, Dict[str, Any]], Tuple[str, Dict[str, float], Dict[str, Any]]]
+
+
+def _check_state_bits(state_bits: Any, method: str, dtype: str) -> int:
+    """run()'s state_bits: 32, or 8/16 for adagrad and adam on float32 iterates."""
+    if isinstance(state_bits, bool) or not isinstance(state_bits, (int, np.integer)) \
+            or int(state_bits) not in (8, 16, 32):
+        raise ValueError(f"state_bits: expected 8, 16 or 32, got {state_bits!r}")
+    bits = int(state_bits)
+    if bits != 32 and method not in ("adagrad", "adam"):
+        raise ValueError(f"state_bits: {bits}-bit state is for 'adagrad' and 'adam', "
+                         f"not {method!r}")
+    if bits != 32 and dtype != "float32":
+        raise TypeError(f"dtype: state_bits={bits} runs float32 iterates, got {dtype}")
+    return bits
 
 
 def _optimizer_rule(cls_name: str, allowed: Tuple[str, ...], core: Optional[str] = None,

@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import _check, _core
+from . import _check, _core, _state_bits
 from .sparse import SparseRows
 
 __all__ = ["adagrad", "adam", "quickprop", "rmsprop", "rprop", "sgd"]
@@ -176,6 +176,10 @@ _sgd_call = _core.sgd
 _quickprop_call = _core.quickprop
 _rmsprop_call = _core.rmsprop
 _adam_call = _core.adam
+# low-precision state (state_bits=8|16): fn(state_bits, stochastic_rounding, seed, params,
+# grads, *state arrays, *absmaxes, steps, groups, group_sizes)
+_quantized_adagrad_call = _core.quantized_adagrad
+_quantized_adam_call = _core.quantized_adam
 
 
 def _adagrad_call(params, grads, sums, steps, groups, group_sizes):
@@ -244,9 +248,18 @@ def rprop(
 
 
 def adagrad(
-    params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10, maximize=False
+    params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
+    maximize=False, state_bits=32, sum_absmaxes=None, stochastic_rounding=False, seed=None,
 ) -> None:
-    """One AdaGrad step (see :class:`optbowl.Adagrad`); a gradient may be :class:`SparseRows`."""
+    """One AdaGrad step (see :class:`optbowl.Adagrad`); a gradient may be :class:`SparseRows`
+    (float state only).
+
+    ``state_bits=8``: ``sums`` are ``uint8`` codes and ``sum_absmaxes`` their float32
+    absmaxes (one per block of 256 elements); ``state_bits=16``: ``sums`` are bfloat16 bits
+    (``uint16``), rounded to nearest even or, with ``stochastic_rounding=True``,
+    stochastically (``seed``). Float32 parameters only; the format is the class's."""
+    bits, stochastic, seed_value = _state_bits.check_options(state_bits, stochastic_rounding,
+                                                             seed)
     params = _as_list("params", params)
     hyper = {
         "lr": lr,
@@ -267,6 +280,11 @@ def adagrad(
         raise ValueError(
             f"grads: expected {len(params)} arrays (one per entry of params), got {len(grads)}"
         )
+    if bits != 32:
+        _quantized_adagrad_call(bits, stochastic, seed_value, params, grads, _as_list("sums", sums),
+                                _as_list("sum_absmaxes", sum_absmaxes) if bits == 8 else None,
+                                _steps(step, len(params)), groups, sizes)
+        return
     _adagrad_call(params, grads, _as_list("sums", sums), _steps(step, len(params)), groups, sizes)
 
 
@@ -387,9 +405,22 @@ def adam(
     amsgrad=False,
     maximize=False,
     decoupled_weight_decay=False,
+    state_bits=32,
+    exp_avg_absmaxes=None,
+    exp_avg_sq_absmaxes=None,
+    max_exp_avg_sq_absmaxes=None,
+    stochastic_rounding=False,
+    seed=None,
 ) -> None:
     """One Adam step (see :class:`optbowl.Adam`; AdamW with ``decoupled_weight_decay=True``).
-    ``max_exp_avg_sqs`` may be None unless amsgrad."""
+    ``max_exp_avg_sqs`` may be None unless amsgrad.
+
+    ``state_bits=8``: the state lists are ``uint8`` codes (``exp_avgs`` signed, the others
+    unsigned) and the ``*_absmaxes`` their float32 absmaxes (one per block of 256
+    elements); ``state_bits=16``: bfloat16 bits (``uint16``), rounded to nearest even or,
+    with ``stochastic_rounding=True``, stochastically (``seed``). Float32 parameters only."""
+    bits, stochastic, seed_value = _state_bits.check_options(state_bits, stochastic_rounding,
+                                                             seed)
     params = _as_list("params", params)
     hyper = {
         "lr": lr,
@@ -407,6 +438,18 @@ def adam(
         ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay"),
         pairs=("betas",),
     )
+    if bits != 32:
+        eight = bits == 8
+        _quantized_adam_call(
+            bits, stochastic, seed_value, params, _as_list("grads", grads),
+            _as_list("exp_avgs", exp_avgs), _as_list("exp_avg_sqs", exp_avg_sqs),
+            _as_list("max_exp_avg_sqs", max_exp_avg_sqs),
+            _as_list("exp_avg_absmaxes", exp_avg_absmaxes) if eight else None,
+            _as_list("exp_avg_sq_absmaxes", exp_avg_sq_absmaxes) if eight else None,
+            _as_list("max_exp_avg_sq_absmaxes", max_exp_avg_sq_absmaxes) if eight else None,
+            _steps(step, len(params)), groups, sizes,
+        )
+        return
     _adam_call(
         params,
         _as_list("grads", grads),

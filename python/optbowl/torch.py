@@ -57,7 +57,7 @@ from torch.autograd.graph import increment_version
 
 import optbowl as optbowl_numpy  # the NumPy classes (Rprop, Adam, ...): their dtype rules
 
-from . import _check, _core
+from . import _check, _core, _state_bits
 
 __all__ = ["Adagrad", "Adam", "AdamW", "QuickProp", "RMSprop", "Rprop", "SGD"]
 
@@ -891,7 +891,172 @@ class Rprop(_FusedOptimizer):
         return _real("lr", group["lr"]) if name == "step_size" else 0.0
 
 
-class Adagrad(_FusedOptimizer):
+class _StateBits:
+    """``state_bits=8|16`` for :class:`Adagrad` and :class:`Adam`/:class:`AdamW` (a keyword
+    torch does not have): the state tensors in the NumPy classes' format (``uint8`` codes
+    and ``<name>_absmax`` float32 tensors, or bfloat16 bits as ``uint16``), stepped by the
+    same compiled quantized kernels. Float32 CPU parameters only. A state_dict of another
+    format is refused by ``load_state_dict`` (convert through the NumPy classes)."""
+
+    _float_state: Tuple[str, ...] = ()
+    _signed_state: Tuple[bool, ...] = ()
+    _quantized_entry = ""
+    state_bits = 32
+
+    def _set_state_bits(self, state_bits: Any, stochastic_rounding: Any, seed: Any) -> None:
+        bits, stochastic, seed_value = _state_bits.check_options(state_bits, stochastic_rounding,
+                                                                 seed)
+        self.state_bits, self.stochastic_rounding, self._seed_value = bits, stochastic, seed_value
+
+    def _quantized_tensors(self, p: torch.Tensor, group: Dict[str, Any],
+                           names: Sequence[str]) -> Dict[str, torch.Tensor]:
+        if p.device.type != "cpu":
+            raise ValueError(f"state_bits: {self.state_bits}-bit state is for CPU tensors; "
+                             f"CUDA tensors keep float state (state_bits=32)")
+        if p.dtype != torch.float32:
+            raise TypeError(f"params: state_bits={self.state_bits} keeps the state of float32 "
+                            f"parameters only, got {p.dtype} (use state_bits=32)")
+        value = self._initial_value(names[0], group)  # type: ignore[attr-defined]
+        signed = dict(zip(self._float_state, self._signed_state))
+        arrays = _state_bits.new_state(names, [signed[n] for n in names],
+                                       np.empty(tuple(p.shape), np.float32), self.state_bits,
+                                       value)
+        return {k: torch.from_numpy(a) for k, a in arrays.items()}
+
+    def _quantized_names(self, group: Dict[str, Any]) -> List[str]:
+        return [n for n in self._float_state if self._present(n, group)]  # type: ignore
+
+    def _init_state(self, p: torch.Tensor, group: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        if self.state_bits == 32:
+            return super()._init_state(p, group)  # type: ignore[misc]
+        return {"step": _new_step(p, group),
+                **self._quantized_tensors(p, group, self._quantized_names(group))}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        saved = state_dict.get("state", {}) if isinstance(state_dict, dict) else {}
+        for key, st in (saved.items() if isinstance(saved, dict) else ()):
+            if not isinstance(st, dict) or self._float_state[0] not in st:
+                continue
+            first = st[self._float_state[0]]
+            found = 8 if f"{self._float_state[0]}_absmax" in st else (
+                16 if isinstance(first, torch.Tensor) and first.dtype == torch.uint16 else 32)
+            if found != self.state_bits:
+                raise ValueError(
+                    f"state_dict: state[{key}] holds {found}-bit state, this optimizer keeps "
+                    f"state_bits={self.state_bits}; convert it with the NumPy classes' "
+                    "load_state_dict, or build the optimizer with the saved state_bits"
+                )
+        if self.state_bits == 32 or not isinstance(saved, dict) or not saved:
+            super().load_state_dict(state_dict)  # type: ignore[misc]
+            return
+        # torch casts every state tensor of a floating-point parameter to the parameter's
+        # dtype: the codes and absmaxes are taken out, checked, and put back as copies
+        groups = state_dict.get("param_groups", [])
+        ids = [i for g in groups if isinstance(g, dict) for i in g.get("params", [])]
+        mine = [p for g in self.param_groups for p in g["params"]]  # type: ignore[attr-defined]
+        owner = dict(zip(ids, mine))
+        codes = torch.uint8 if self.state_bits == 8 else torch.uint16
+        kept: Dict[Any, Dict[str, torch.Tensor]] = {}
+        trimmed: Dict[Any, Any] = {}
+        for key, st in saved.items():
+            p = owner.get(key)
+            if not isinstance(st, dict) or p is None:
+                trimmed[key] = st
+                continue
+            keep = {}
+            for name in self._float_state:
+                for part in ((name, f"{name}_absmax") if self.state_bits == 8 else (name,)):
+                    if part not in st:
+                        continue
+                    t = st[part]
+                    who = f"state_dict: state[{key}][{part!r}]"
+                    absmax = part.endswith("_absmax")
+                    want = torch.float32 if absmax else codes
+                    shape = ((-(-p.numel() // _state_bits.BLOCK),) if absmax else tuple(p.shape))
+                    if not isinstance(t, torch.Tensor) or t.dtype != want:
+                        raise TypeError(f"{who}: expected a {want} tensor, got "
+                                        f"{getattr(t, 'dtype', type(t).__name__)}")
+                    if tuple(t.shape) != shape:
+                        raise ValueError(f"{who}: expected shape {shape}, got {tuple(t.shape)}")
+                    keep[part] = t
+            kept[key] = keep
+            trimmed[key] = {k: v for k, v in st.items() if k not in keep}
+        super().load_state_dict({**state_dict, "state": trimmed})  # type: ignore[misc]
+        for key, keep in kept.items():
+            self.state[owner[key]].update(  # type: ignore[attr-defined]
+                {k: t.detach().to("cpu").clone() for k, t in keep.items()})
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
+        if self.state_bits == 32:
+            return super().step(closure)  # type: ignore[misc]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        groups = self.param_groups  # type: ignore[attr-defined]
+        for k, group in enumerate(groups):
+            try:
+                self._check_group(group)  # type: ignore[attr-defined]
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"param_groups[{k}]: {exc}") from None
+        bits = self.state_bits
+        width = len(self._float_state)
+        params: List[np.ndarray] = []
+        grads: List[np.ndarray] = []
+        columns: List[List[np.ndarray]] = [[] for _ in range(2 * width)]
+        steps: List[float] = []
+        tuples: List[tuple] = []
+        sizes: List[int] = []
+        counters: List[torch.Tensor] = []
+        touched: List[torch.Tensor] = []
+        created: List[Tuple[torch.Tensor, Dict[str, torch.Tensor]]] = []
+        index = -1
+        for group in groups:
+            count = 0
+            names = self._quantized_names(group)
+            for p in group["params"]:
+                index += 1
+                if p.grad is None:
+                    continue
+                self._check_tensors(f"params[{index}]", p, p.grad)  # type: ignore[attr-defined]
+                old = self.state.get(p) or {}  # type: ignore[attr-defined]
+                new = {} if old else self._init_state(p, group)
+                missing = [n for n in names if old and n not in old]
+                if missing:  # amsgrad switched on later
+                    new.update(self._quantized_tensors(p, group, missing))
+                state = {**old, **new}
+                params.append(p.detach().numpy())
+                grads.append(p.grad.detach().numpy())
+                for j, name in enumerate(self._float_state):
+                    if name in names:
+                        columns[j].append(state[name].numpy())
+                        if bits == 8:
+                            columns[width + j].append(state[f"{name}_absmax"].numpy())
+                steps.append(self._step_count(state, group))  # type: ignore[attr-defined]
+                counters.append(state["step"])
+                touched.append(p)
+                if new:
+                    created.append((p, new))
+                count += 1
+            if count:
+                tuples.append(self._kernel_group(group))  # type: ignore[attr-defined]
+                sizes.append(count)
+        if not params:
+            return loss
+        cols: List[Any] = [c if c else None for c in columns]
+        if bits == 16:
+            cols = cols[:width] + [None] * width
+        getattr(_core, self._quantized_entry)(bits, self.stochastic_rounding, self._seed_value,
+                                              params, grads, *cols, steps, tuples, sizes)
+        for p, new in created:
+            self.state.setdefault(p, {}).update(new)  # type: ignore[attr-defined]
+        torch._foreach_add_(counters, 1)
+        increment_version(touched)
+        return loss
+
+
+class Adagrad(_StateBits, _FusedOptimizer):
     r"""torch.optim.Adagrad on optbowl's fused kernel, bit-identical to ``fused=True``.
 
     At step :math:`t` (counting from 1):
@@ -929,10 +1094,21 @@ class Adagrad(_FusedOptimizer):
     fused : bool or None
         None (default) or True: the update is always the fused one; False, which asks for
         torch's differently rounded single-tensor path, is refused.
+    state_bits : {32, 16, 8}
+        Keyword-only, not in torch. 32 (default): torch's state, bit-identical as above.
+        8: the state blockwise-quantized as :class:`optbowl.Adagrad`'s (``sum`` as ``uint8``
+        codes, each with a float32 ``<name>_absmax`` per block of 256); 16: bfloat16 bits
+        as ``uint16``. Float32 CPU tensors only; ``load_state_dict`` refuses a state of
+        another format.
+    stochastic_rounding, seed
+        With ``state_bits=16``: stochastic rounding to bfloat16, seeded.
     """
 
     _entry = "adagrad"
     _state_names = ("sum",)
+    _float_state = ("sum",)
+    _signed_state = (False,)
+    _quantized_entry = "quantized_adagrad"
     _hyper = ("lr", "lr_decay", "weight_decay", "eps", "maximize")
     _flags = {"fused": ONLY_FUSED, "foreach": NOT_FOREACH, "differentiable": NOT_DIFFERENTIABLE}
     _counts_steps = True
@@ -950,8 +1126,15 @@ class Adagrad(_FusedOptimizer):
         maximize: bool = False,
         differentiable: bool = False,
         fused: Optional[bool] = None,
+        state_bits: int = 32,
+        stochastic_rounding: bool = False,
+        seed: Optional[int] = None,
     ) -> None:
-        super().__init__(params, _options(locals()))
+        self._set_state_bits(state_bits, stochastic_rounding, seed)
+        options = _options(locals())
+        for name in ("state_bits", "stochastic_rounding", "seed"):
+            options.pop(name, None)
+        super().__init__(params, options)
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[p] = self._init_state(p, group)
@@ -1138,7 +1321,7 @@ class RMSprop(_FusedOptimizer):
         _bool("centered", group["centered"])
 
 
-class Adam(_FusedOptimizer):
+class Adam(_StateBits, _FusedOptimizer):
     r"""torch.optim.Adam on optbowl's fused kernel, bit-identical to ``fused=True``.
 
     At step :math:`t` (from 1), with :math:`g = \nabla f(\theta)` (``maximize`` negates it):
@@ -1192,10 +1375,22 @@ class Adam(_FusedOptimizer):
         torch's differently rounded single-tensor path, is refused.
     decoupled_weight_decay : bool
         AdamW's decoupled weight decay instead of an L2 term.
+    state_bits : {32, 16, 8}
+        Keyword-only, not in torch. 32 (default): torch's state, bit-identical as above.
+        8: the state blockwise-quantized as :class:`optbowl.Adam`'s (``exp_avg``,
+        ``exp_avg_sq``, ``max_exp_avg_sq`` as ``uint8`` codes, each with a float32
+        ``<name>_absmax`` per block of 256); 16: bfloat16 bits
+        as ``uint16``. Float32 CPU tensors only; ``load_state_dict`` refuses a state of
+        another format.
+    stochastic_rounding, seed
+        With ``state_bits=16``: stochastic rounding to bfloat16, seeded.
     """
 
     _entry = "adam"
     _state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _float_state = _state_names
+    _signed_state = (True, False, False)
+    _quantized_entry = "quantized_adam"
     _optional = {"max_exp_avg_sq": lambda group: group["amsgrad"]}
     _hyper = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
     _flags = {
@@ -1221,8 +1416,15 @@ class Adam(_FusedOptimizer):
         differentiable: bool = False,
         fused: Optional[bool] = None,
         decoupled_weight_decay: bool = False,
+        state_bits: int = 32,
+        stochastic_rounding: bool = False,
+        seed: Optional[int] = None,
     ) -> None:
-        super().__init__(params, _options(locals()))
+        self._set_state_bits(state_bits, stochastic_rounding, seed)
+        options = _options(locals())
+        for name in ("state_bits", "stochastic_rounding", "seed"):
+            options.pop(name, None)
+        super().__init__(params, options)
 
     def _check_hyper(self, group: Dict[str, Any]) -> None:
         for name in ("lr", "eps", "weight_decay"):
@@ -1257,6 +1459,9 @@ class AdamW(Adam):
         capturable: bool = False,
         differentiable: bool = False,
         fused: Optional[bool] = None,
+        state_bits: int = 32,
+        stochastic_rounding: bool = False,
+        seed: Optional[int] = None,
     ) -> None:
         super().__init__(
             params,
@@ -1271,6 +1476,9 @@ class AdamW(Adam):
             differentiable=differentiable,
             fused=fused,
             decoupled_weight_decay=True,
+            state_bits=state_bits,
+            stochastic_rounding=stochastic_rounding,
+            seed=seed,
         )
 
     def _check_hyper(self, group: Dict[str, Any]) -> None:
