@@ -134,6 +134,13 @@ class Rprop(Optimizer):
         group["step_sizes"] = (step_min, step_max)
         group["maximize"] = _check.boolean("maximize", group["maximize"])
 
+    def _complex_refusal(self) -> Optional[str]:
+        if self.variant != "irprop-":
+            return f"variant {self.variant!r} is not torch's"
+        if self.compact_state:
+            return "compact_state=True keeps int8 signs of real elements"
+        return None
+
     def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
         state: Dict[str, Any] = {"step": 0}
         for k, name in enumerate(self._state_names):
