@@ -48,7 +48,8 @@ class Rprop(Optimizer):
     Parameters
     ----------
     params : ndarray, sequence of ndarray, or list of dict
-        The arrays to optimise in place (float32 or float64, C-contiguous, writeable),
+        The arrays to optimise in place (float32 or float64, or complex64/complex128
+        stepped as their real view; dense in memory in any axis order; writeable),
         or torch-style param groups with per-group ``lr``, ``etas``, ``step_sizes``,
         ``maximize``.
     lr : float
