@@ -622,3 +622,13 @@ def test_torch_channels_last_steps_reuse_the_plan(dtype, monkeypatch):
         b.step()
     assert taken[0] == 6  # 3 steps of each optimizer
     assert torch.equal(p.detach(), q.detach())
+
+
+def test_empty_arrays_of_any_strides_step():
+    # no element, no order: an empty gradient's strides are not compared
+    p = np.zeros((0, 3, 4)).transpose(2, 0, 1)
+    g = np.zeros((4, 0, 3))
+    opt = ob.Adam([p, np.zeros(3)], lr=0.1)
+    opt.step([g, np.ones(3)])
+    opt.step([np.zeros((0, 4, 3)).transpose(1, 0, 2), np.ones(3)])
+    assert opt.state[0]["step"] == 2

@@ -158,7 +158,7 @@ inline bool is_dense(const py::array& a) {
 // the same strides in elements on every axis longer than 1.
 inline bool same_layout(const py::array& a, const py::array& ref) {
   constexpr int kC = py::detail::npy_api::constants::NPY_ARRAY_C_CONTIGUOUS_;
-  if ((a.flags() & kC) && (ref.flags() & kC)) return true;
+  if (((a.flags() & kC) && (ref.flags() & kC)) || a.size() == 0) return true;  // no element: no order
   for (py::ssize_t d = 0; d < a.ndim(); ++d)
     if (a.shape(d) > 1 && a.strides(d) / a.itemsize() != ref.strides(d) / ref.itemsize()) return false;
   return true;

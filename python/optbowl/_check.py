@@ -173,7 +173,7 @@ def element_strides(a: np.ndarray) -> tuple:
 def same_layout(a: np.ndarray, ref: np.ndarray) -> bool:
     """Whether dense arrays ``a`` and ``ref`` of one shape order their elements alike in
     memory: the same strides in elements on every axis longer than 1."""
-    if a.flags.c_contiguous and ref.flags.c_contiguous:
+    if (a.flags.c_contiguous and ref.flags.c_contiguous) or a.size == 0:
         return True
     return all(n == 1 or s // a.itemsize == r // ref.itemsize
                for n, s, r in zip(a.shape, a.strides, ref.strides))
@@ -190,6 +190,16 @@ def storage_span(a: np.ndarray) -> Tuple[int, int]:
         else:
             end += (n - 1) * s
     return start, end
+
+
+def complex_refused(who: str, dtype: np.dtype, why: str) -> TypeError:
+    """The error for a complex array given to a rule torch has no complex form of (``why``)."""
+    return TypeError(
+        f"{who}: a {dtype} array; complex parameters are stepped as their real view only by "
+        "the rules torch steps them with (Rprop's 'irprop-', Adagrad, Adam, AdamW, RMSprop, "
+        f"SGD), and {why}; to step the real view with it, pass "
+        f"a[..., None].view(np.{real_dtype(dtype)})"
+    )
 
 
 def real_dtype(dtype: np.dtype) -> np.dtype:

@@ -204,12 +204,7 @@ class Optimizer:
             return
         why = self._complex_refusal()
         if why is not None:
-            raise TypeError(
-                f"{who}: a {a.dtype} array; complex parameters are stepped as their real view "
-                f"only by the rules torch steps them with (Rprop's 'irprop-', Adagrad, Adam, "
-                f"AdamW, RMSprop, SGD), and {why}; to step the real view with it, pass "
-                f"a[..., None].view(np.{_check.real_dtype(a.dtype)})"
-            )
+            raise _check.complex_refused(who, a.dtype, why)
 
     @property
     def _backend(self) -> Any:

@@ -145,12 +145,7 @@ def _no_complex(params: Sequence[Any], why: str) -> None:
     classes do (:meth:`optbowl.Rprop._complex_refusal`)."""
     for j, p in enumerate(params):
         if isinstance(p, np.ndarray) and p.dtype in _check.COMPLEX_DTYPES:
-            raise TypeError(
-                f"params[{j}]: a {p.dtype} array; complex parameters are stepped as their real "
-                "view only by the rules torch steps them with (Rprop's 'irprop-', Adagrad, Adam, "
-                f"AdamW, RMSprop, SGD), and {why}; to step the real view with it, pass "
-                f"a[..., None].view(np.{_check.real_dtype(p.dtype)})"
-            )
+            raise _check.complex_refused(f"params[{j}]", p.dtype, why)
 
 
 def _steps(step: Any, n: int) -> List[float]:

@@ -91,7 +91,7 @@ def _dense(t: torch.Tensor) -> bool:
 def _same_layout(t: torch.Tensor, p: torch.Tensor) -> bool:
     """Whether dense ``t`` orders its elements in memory as ``p`` of its shape does: the
     same strides on every axis longer than 1."""
-    return t.stride() == p.stride() or all(
+    return t.stride() == p.stride() or p.numel() == 0 or all(
         n == 1 or a == b for n, a, b in zip(p.shape, t.stride(), p.stride()))
 
 
