@@ -118,7 +118,7 @@ def test_a_transposed_view_of_a_larger_buffer_is_a_dense_parameter():
     buf = _values(0, (8, 6))
     keep = buf.copy()
     p = buf[2:5].T
-    assert not p.flags.c_contiguous and not p.flags.f_contiguous or p.flags.f_contiguous
+    assert p.flags.f_contiguous and not p.flags.c_contiguous
     ref = np.ascontiguousarray(p)
     g = np.ones_like(p)
     ob.Adam(p, lr=0.1).step(g)
@@ -194,10 +194,10 @@ def test_a_gradient_of_other_strides_is_refused_and_nothing_changes(row, warm):
 def test_arrays_with_gaps_overlaps_or_reversed_axes_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         ob.SGD(bad(), lr=0.1)
-    x = np.zeros(5)
+    x = np.zeros(bad().shape)
     with pytest.raises(ValueError, match=match.replace("params", "grads")):
-        F.sgd([np.zeros(bad().shape)], [bad()], step=1, lr=0.1)
-    assert not x.any()
+        F.sgd([x], [bad()], step=1, lr=0.1)
+    assert not x.any()  # nothing written
 
 
 def test_a_swapped_parameter_of_another_layout_is_refused():
@@ -393,9 +393,6 @@ def test_the_bowl_takes_its_arrays_in_any_layout():
 
 
 # ----------------------------------------------------------------------------- torch
-torch_cases = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
 def _torch():
     return pytest.importorskip("torch")
 
