@@ -780,8 +780,9 @@ def _half(ps):
 
 
 def _non_contiguous(ps):
-    t = torch.zeros(4, 5).t().requires_grad_()
-    t.grad = torch.ones(4, 5).t()
+    # every other column: gaps in its memory (a transposed tensor, dense, is stepped)
+    t = torch.zeros(4, 10)[:, ::2].requires_grad_()
+    t.grad = torch.ones(4, 10)[:, ::2]
     return [*ps, t]
 
 

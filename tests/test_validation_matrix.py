@@ -102,9 +102,18 @@ STEP_CASES = [
      TypeError, r"grads\[1\]"),
     ("non-contiguous", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.ones(10)[::2])), None),
      ValueError, r"grads\[0\].*contiguous"),
+    ("reversed", lambda o, p, g, r: (_call(r, o, _nth(g, 0, np.ones(5)[::-1])), None),
+     ValueError, r"grads\[0\]: must be contiguous in some order"),
+    ("overlapping-strides", lambda o, p, g, r: (_call(r, o, _nth(
+        g, 1, np.lib.stride_tricks.as_strided(np.ones(4, np.float32), (2, 3), (4, 4)))), None),
+     ValueError, r"grads\[1\]: must be contiguous in some order"),
+    # a dense gradient whose strides are not its parameter's (params[1] is C-ordered)
     ("fortran-order", lambda o, p, g, r: (
         _call(r, o, _nth(g, 1, np.asfortranarray(np.ones((2, 3), np.float32)))), None),
-     ValueError, r"grads\[1\].*contiguous"),
+     ValueError, r"grads\[1\]: strides \(1, 2\) \(in elements\) differ from params\[1\]'s"),
+    ("transposed-view", lambda o, p, g, r: (
+        _call(r, o, _nth(g, 1, np.ones((3, 2), np.float32).T)), None),
+     ValueError, r"grads\[1\]: strides \(1, 2\) \(in elements\) differ from params\[1\]'s"),
     ("misaligned", lambda o, p, g, r: (
         _call(r, o, _nth(g, 0, _misaligned((5,), np.float64))), None),
      ValueError, r"grads\[0\].*aligned"),
@@ -224,11 +233,14 @@ def _bad_params():
         ("int32-second", [np.ones(3), np.ones(3, np.int32)], TypeError, r"params\[1\]"),
         ("bool", [np.ones(3, bool)], TypeError, r"params\[0\]"),
         ("object", [np.ones(3, object)], TypeError, r"params\[0\]"),
-        ("complex", [np.ones(3, np.complex128)], TypeError, r"params\[0\]"),
         ("float16", [np.ones(3, np.float16)], TypeError, r"params\[0\]"),
         ("big-endian", [_big_endian(np.ones(3))], TypeError, r"params\[0\].*byte order"),
         ("non-contiguous", [np.ones(10)[::2]], ValueError, r"params\[0\].*contiguous"),
-        ("fortran", [np.asfortranarray(np.ones((3, 2)))], ValueError, r"params\[0\].*contiguous"),
+        ("reversed", [np.ones(4)[::-1]], ValueError, r"params\[0\]: must be contiguous in some"),
+        ("overlapping-strides", [np.lib.stride_tricks.as_strided(np.ones(4), (2, 3), (8, 8))],
+         ValueError, r"params\[0\]: must be contiguous in some"),
+        ("transposed-views-of-one-array", [shared.reshape(2, 5), shared.reshape(2, 5).T],
+         ValueError, r"params\[1\].*shares memory"),
         ("misaligned", [_misaligned((4,), np.float64)], ValueError, r"params\[0\].*aligned"),
         ("read-only", [np.ones(2), ro], ValueError, r"params\[1\].*read-only"),
         ("same-array-twice", [same, same], ValueError, r"params\[1\].*shares memory"),
@@ -249,9 +261,18 @@ def _bad_params():
     ]
 
 
+def _refuses_complex(row):
+    """Whether torch has no complex form of the row's rule (QuickProp, Rprop's own variants)."""
+    return row.cls == "QuickProp" or row.kwargs.get("variant", "irprop-") != "irprop-"
+
+
 def _construction_matrix():
     for row in ROWS:
-        for name, params, exc, match in _bad_params():
+        cases = _bad_params()
+        if _refuses_complex(row):
+            cases.append(("complex", [np.ones(3, np.complex128)], TypeError,
+                          r"params\[0\]: a complex128 array"))
+        for name, params, exc, match in cases:
             yield pytest.param(row, params, {}, exc, match, id=f"{row.name}-params-{name}")
         for k, (over, exc, name) in enumerate(row.bad_hyper):
             yield pytest.param(row, None, over, exc, re.escape(name),
@@ -921,3 +942,218 @@ def test_bad_array_in_a_later_group_changes_nothing(row, change, warm):
         row.step(opt, change(opt, params, _grads(params, 9)))
     _assert_nothing_changed_and_resumes(row, opt, params, before_params, before_state, twin,
                                         twin_params)
+
+
+# ------------------------------------------------------------------------- memory layouts
+# Parameters in any dense layout are stepped as the flat run over their memory, with a
+# gradient and state of their strides. A gradient or state of other strides (dense or not),
+# or one that is a permuted view of another array of the call, is refused, naming it, with
+# nothing written, on a fresh and a warm optimizer; the next good steps are as if it never
+# happened.
+def _layout_params():
+    """An F-ordered float64, a transposed float32 view and a C-ordered parameter."""
+    a = np.asfortranarray(np.linspace(-1, 1, 12).reshape(3, 4))
+    b = np.ascontiguousarray(np.linspace(2, -2, 24, dtype=np.float32).reshape(4, 3, 2)
+                             .transpose(2, 0, 1)).transpose(1, 2, 0)  # (4, 3, 2), permuted
+    return [a, b, np.linspace(0.5, -0.3, 5)]
+
+
+def _layout_grads(params, k):
+    out = []
+    for p in params:
+        g = np.empty_like(p)  # the parameter's strides
+        g[...] = np.cos(np.arange(p.size).reshape(p.shape) * 1.3 + k)
+        out.append(g)
+    return out
+
+
+def _swap_state_for(o, i, make):
+    """Replace a state array of params[i] by make(it); returns the undo."""
+    name = next(k for k, v in o.state[i].items() if isinstance(v, np.ndarray)
+                and v.dtype != np.int8)
+    old = o.state[i][name]
+    o.state[i][name] = make(old)
+    return lambda: o.state[i].__setitem__(name, old)
+
+
+# (id, needs state, make(opt, params, grads) -> (grads, undo or None), regex)
+LAYOUT_CASES = [
+    ("c-grad-for-f-param", False,
+     lambda o, p, g: (_nth(g, 0, np.ascontiguousarray(g[0])), None),
+     r"grads\[0\]: strides \(4, 1\) \(in elements\) differ from params\[0\]'s \(1, 3\)"),
+    ("c-grad-for-permuted-param", False,
+     lambda o, p, g: (_nth(g, 1, np.ascontiguousarray(g[1])), None),
+     r"grads\[1\]: strides \(6, 2, 1\) \(in elements\) differ from params\[1\]'s \(3, 1, 12\)"),
+    ("f-grad-for-permuted-param", False,
+     lambda o, p, g: (_nth(g, 1, np.asfortranarray(g[1])), None),
+     r"grads\[1\]: strides \(1, 4, 12\) \(in elements\) differ from params\[1\]'s"),
+    ("strided-grad", False,
+     lambda o, p, g: (_nth(g, 0, np.asfortranarray(np.ones((3, 8)))[:, ::2]), None),
+     r"grads\[0\]: must be contiguous in some order"),
+    ("grad-is-a-permuted-view-of-a-param", False,  # 5 elements of params[0]'s memory
+     lambda o, p, g: (_nth(g, 2, p[0].T.reshape(-1)[:5]), None),
+     r"grads\[2\].*shares memory|shares memory with grads\[2\]"),
+    ("c-state-for-f-param", True,
+     lambda o, p, g: (g, _swap_state_for(o, 0, np.ascontiguousarray)),
+     r"\(4, 1\) \(in elements\) differ from params\[0\]'s \(1, 3\)"),
+    ("c-state-for-permuted-param", True,
+     lambda o, p, g: (g, _swap_state_for(o, 1, np.ascontiguousarray)),
+     r"\(6, 2, 1\) \(in elements\) differ from params\[1\]'s \(3, 1, 12\)"),
+]
+
+
+def _layout_matrix():
+    for row in ROWS:
+        for case, needs_state, make, match in LAYOUT_CASES:
+            for warm in (0, 2):
+                if warm or not needs_state:
+                    yield pytest.param(row, make, match, warm, id=f"{row.name}-{case}-{warm}")
+
+
+@pytest.mark.parametrize("row,make,match,warm", list(_layout_matrix()))
+def test_a_gradient_or_state_of_other_strides_is_refused_and_changes_nothing(row, make, match,
+                                                                          warm):
+    def fresh():
+        params = _layout_params()
+        opt = row.make(params)
+        for k in range(warm):
+            row.step(opt, _layout_grads(params, k), loss=float(k % 2))
+        return opt, params
+
+    opt, params = fresh()
+    twin, twin_params = fresh()
+    before_params = [p.copy(order="K") for p in params]
+    before_state = opt.state_dict()
+    grads, undo = make(opt, params, _layout_grads(params, 9))
+    try:
+        with pytest.raises(ValueError, match=match):
+            row.step(opt, grads, loss=1.0)
+    finally:
+        if undo is not None:
+            undo()
+    for a, b in zip(params, before_params):
+        assert_same_bits(a, b, "params")
+    assert_same_bits(opt.state_dict(), before_state, "state_dict")
+    for k in (5, 6):
+        row.step(opt, _layout_grads(params, k), loss=1.0 + k)
+        row.step(twin, _layout_grads(twin_params, k), loss=1.0 + k)
+    for a, b in zip(params, twin_params):
+        assert_same_bits(a, b, "params after resuming")
+    assert_same_bits(opt.state_dict(), twin.state_dict(), "state after resuming")
+
+
+@pytest.mark.parametrize("case,bad,match", [
+    ("grads", lambda x, g, m, v: (x, np.ascontiguousarray(g), m, v), r"grads\[0\]: strides"),
+    ("exp_avgs", lambda x, g, m, v: (x, g, np.ascontiguousarray(m), v), r"exp_avgs\[0\]: strides"),
+    ("exp_avg_sqs", lambda x, g, m, v: (x, g, m, np.ascontiguousarray(v)),
+     r"exp_avg_sqs\[0\]: strides"),
+    ("grad-is-a-view-of-the-param", lambda x, g, m, v: (x, x.T.T, m, v), r"shares memory"),
+])
+def test_functional_refuses_other_strides_and_writes_nothing(case, bad, match):
+    from optbowl import functional as F
+
+    x = np.asfortranarray(np.linspace(-1, 1, 12).reshape(3, 4))
+    g, m, v = (np.asfortranarray(np.full((3, 4), c)) for c in (0.5, 0.1, 0.2))
+    arrays = bad(x, g, m, v)
+    before = [a.copy() for a in arrays]
+    with pytest.raises(ValueError, match=match):
+        F.adam(*([a] for a in arrays), step=2)
+    for a, b in zip(arrays, before):
+        assert_same_bits(a, b)
+
+
+# torch: a CPU parameter in any dense layout (here transposed 2-D ones, in both calls of a
+# step of two state layouts) with a gradient or state of other strides is refused, naming
+# it, before either call writes, on the first step, the general path and the reused plan's.
+def _torch_layout_problem(name):
+    torch = pytest.importorskip("torch")
+
+    cls, options, second = _torch_layouts()[name]
+    params = [torch.linspace(-1, 1, 6).reshape(3, 2).t(), torch.linspace(2, -2, 6),
+              torch.linspace(0.5, -0.3, 12).reshape(4, 3).t(),
+              torch.linspace(1, 3, 4, dtype=torch.float64)]
+    for p in params:
+        p.requires_grad_()
+    return cls([{"params": params[:2]}, {"params": params[2:], **second}], **options), params
+
+
+def _torch_layout_grads(params, k):
+    import torch
+
+    for p in params:
+        g = torch.empty_like(p)  # the parameter's strides
+        g.copy_(torch.cos(torch.arange(p.numel(), dtype=p.dtype) * 1.7 + k).reshape(p.shape))
+        p.grad = g
+
+
+def _torch_other_state(o, p):
+    name = next(k for k in o.state[p] if k != "step")
+    old = o.state[p][name]
+    o.state[p][name] = old.contiguous()
+    return lambda: o.state[p].__setitem__(name, old)
+
+
+TORCH_LAYOUT_CASES = [
+    ("first-call-grad-of-other-strides", False,
+     lambda o, p: setattr(p[0], "grad", p[0].grad.contiguous()),
+     r"params\[0\]\.grad: strides \(3, 1\) differ from the parameter's \(1, 2\)"),
+    ("second-call-grad-of-other-strides", False,
+     lambda o, p: setattr(p[2], "grad", p[2].grad.contiguous()),
+     r"params\[2\]\.grad: strides \(4, 1\) differ from the parameter's \(1, 3\)"),
+    ("second-call-grad-with-gaps", False,
+     lambda o, p: setattr(p[2], "grad", torch_strided(p[2])),
+     r"params\[2\]\.grad: must be contiguous in some order"),
+    ("first-call-state-of-other-strides", True, lambda o, p: _torch_other_state(o, p[0]),
+     r"params\[0\]: state\[.*\]: strides \(3, 1\) differ from the parameter's \(1, 2\)"),
+    ("second-call-state-of-other-strides", True, lambda o, p: _torch_other_state(o, p[2]),
+     r"params\[2\]: state\[.*\]: strides \(4, 1\) differ from the parameter's \(1, 3\)"),
+]
+
+
+def torch_strided(p):
+    import torch
+
+    return torch.zeros(p.shape[0], 2 * p.shape[1], dtype=p.dtype)[:, ::2]
+
+
+def _torch_layout_matrix():
+    for layout in TORCH_LAYOUTS:
+        for case in TORCH_LAYOUT_CASES:
+            for path in ("first-step", "general", "plan"):
+                if path != "first-step" or not case[1]:
+                    yield pytest.param(layout, *case, path, id=f"{layout}-{case[0]}-{path}")
+
+
+@pytest.mark.parametrize("layout,case,needs_state,change,match,path",
+                         list(_torch_layout_matrix()))
+def test_torch_other_strides_are_refused_and_change_nothing(layout, case, needs_state, change,
+                                                           match, path):
+    opt, params = _torch_layout_problem(layout)
+    twin, twin_params = _torch_layout_problem(layout)
+    warm = 0 if path == "first-step" else 2
+    for k in range(warm):
+        for o, ps in ((opt, params), (twin, twin_params)):
+            _torch_layout_grads(ps, k)
+            o.step()
+    if path == "general":
+        opt._plan = None
+    assert (opt._plan is not None) == (path == "plan")
+    _torch_layout_grads(params, 9)
+    if needs_state and (_a_state(opt, params[0]) is None or _a_state(opt, params[2]) is None):
+        pytest.skip("a group without state tensors (SGD without momentum)")
+    before_params = [p.detach().clone() for p in params]
+    before_state = _torch_state(opt, params)
+    undo = change(opt, params)
+    try:
+        with pytest.raises(ValueError, match=match):
+            opt.step()
+    finally:
+        if undo is not None:
+            undo()
+    _assert_torch_same(params, before_params, _torch_state(opt, params), before_state, case)
+    for k in (5, 6):
+        for o, ps in ((opt, params), (twin, twin_params)):
+            _torch_layout_grads(ps, k)
+            o.step()
+    _assert_torch_same(params, [p.detach() for p in twin_params], _torch_state(opt, params),
+                       _torch_state(twin, twin_params), f"{case}: after resuming")

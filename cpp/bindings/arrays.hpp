@@ -1,12 +1,20 @@
 // Taking NumPy arrays into a TensorTable without copies, validating everything first.
 //
-// gather() checks every array of every operand list (type, dtype, shape, contiguity,
+// gather() checks every array of every operand list (type, dtype, shape, memory layout,
 // alignment, writeability) and that no array it writes shares memory with another, and raises a
 // TypeError/ValueError naming the argument before anything is written. A call that takes more
 // than one table (sparse AdaGrad), or a check of several calls at once (check_calls), collects
 // every array's Extent and refuses an overlap among all of them (refuse_overlaps). Then a
 // call claims its arrays' memory for its step (claim_extents: a RuntimeError if a step
 // running now in another thread uses it and one of the two writes it).
+//
+// Layouts: an element-wise update needs no order, only that element i of every array of a
+// row is the same element. An array whose elements fill its memory without gaps or overlaps
+// (C- or F-ordered, or an axis permutation of such an array, e.g. a transposed view: torch's
+// is_non_overlapping_and_dense) is stepped as the flat run over its memory, when the other
+// arrays of its row have its strides (in elements; an axis of length 1 has no stride to
+// match). A complex64/complex128 array is stepped as its real view (torch's view_as_real):
+// two float32/float64 per element, in its memory order, with a complex gradient and state.
 #pragma once
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -16,6 +24,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "optbowl/multi_tensor.hpp"
@@ -106,6 +115,66 @@ inline DType dtype_of(const py::array& a, const std::string& who) {
 
 inline const char* dtype_name(DType d) { return d == DType::f32 ? "float32" : "float64"; }
 
+// Whether a is a complex64/complex128 array in native byte order, stepped as its real view
+// (of dtype `*part`): the run of its memory holds 2 * a.size() float32/float64.
+inline bool complex_parts(const py::array& a, DType* part) {
+  const int num = a.dtype().num();
+  if (num != py::detail::npy_api::constants::NPY_CFLOAT_ &&
+      num != py::detail::npy_api::constants::NPY_CDOUBLE_)
+    return false;
+  const char bo = a.dtype().byteorder();
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  if (bo == '<') return false;
+#else
+  if (bo == '>') return false;
+#endif
+  *part = num == py::detail::npy_api::constants::NPY_CFLOAT_ ? DType::f32 : DType::f64;
+  return true;
+}
+
+// Whether a's elements fill [a.data(), a.data() + a.nbytes()) with neither gaps nor overlaps:
+// C- or F-ordered, or an axis permutation of such an array (a transposed view), as torch's
+// is_non_overlapping_and_dense. Axes of length 1 may have any stride; negative strides
+// (a reversed view) are refused, as torch has none.
+inline bool is_dense(const py::array& a) {
+  constexpr int kC = py::detail::npy_api::constants::NPY_ARRAY_C_CONTIGUOUS_;
+  constexpr int kF = py::detail::npy_api::constants::NPY_ARRAY_F_CONTIGUOUS_;
+  if (a.flags() & (kC | kF)) return true;
+  std::vector<std::pair<py::ssize_t, py::ssize_t>> axes;  // (stride, length), length > 1
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    if (a.shape(d) == 0) return true;  // no element: nothing to step
+    if (a.shape(d) > 1) axes.push_back({a.strides(d), a.shape(d)});
+  }
+  std::sort(axes.begin(), axes.end());
+  py::ssize_t expected = a.itemsize();
+  for (const auto& [stride, length] : axes) {
+    if (stride != expected) return false;
+    expected *= length;
+  }
+  return true;
+}
+
+// Whether dense arrays a and ref of one shape lay their elements out in the same order:
+// the same strides in elements on every axis longer than 1.
+inline bool same_layout(const py::array& a, const py::array& ref) {
+  constexpr int kC = py::detail::npy_api::constants::NPY_ARRAY_C_CONTIGUOUS_;
+  if (((a.flags() & kC) && (ref.flags() & kC)) || a.size() == 0) return true;  // no element: no order
+  for (py::ssize_t d = 0; d < a.ndim(); ++d)
+    if (a.shape(d) > 1 && a.strides(d) / a.itemsize() != ref.strides(d) / ref.itemsize()) return false;
+  return true;
+}
+
+// "(16, 1)": an array's strides in elements.
+inline std::string strides_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    s += std::to_string(a.strides(d) / a.itemsize());
+    if (a.ndim() == 1 || d + 1 < a.ndim()) s += ",";
+    if (d + 1 < a.ndim()) s += " ";
+  }
+  return s + ")";
+}
+
 // The memory of one array of a call, for the check that no written array shares memory
 // with another array of the call.
 struct Extent {
@@ -116,12 +185,19 @@ struct Extent {
   bool written;
 };
 
+// The extent is the memory the array's elements occupy, from its strides: from its lowest
+// element's first byte to its highest element's last (for a dense array, nbytes from its
+// data pointer, whatever the order of its axes).
 inline void add_extent(std::vector<Extent>& extents, const py::array& a, const char* name, std::size_t index,
                        bool written, const char* suffix = "") {
-  const auto nbytes = static_cast<std::uintptr_t>(a.nbytes());
-  if (nbytes == 0) return;
-  const auto b = reinterpret_cast<std::uintptr_t>(a.data());
-  extents.push_back({b, b + nbytes, name, suffix, index, written});
+  if (a.size() == 0) return;
+  auto b = reinterpret_cast<std::intptr_t>(a.data());
+  auto e = b + static_cast<std::intptr_t>(a.itemsize());
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    const auto reach = static_cast<std::intptr_t>(a.shape(d) - 1) * static_cast<std::intptr_t>(a.strides(d));
+    (reach < 0 ? b : e) += reach;
+  }
+  extents.push_back({static_cast<std::uintptr_t>(b), static_cast<std::uintptr_t>(e), name, suffix, index, written});
 }
 
 // Refuse (ValueError naming both) an extent that overlaps another one when either is
@@ -158,12 +234,12 @@ inline InFlightClaim claim_extents(const std::vector<Extent>& extents) {
   });
 }
 
-// Check the arrays of K operand lists of one call (type, dtype, shape, contiguity,
+// Check the arrays of K operand lists of one call (type, dtype, shape, memory layout,
 // alignment, writeability; every list as long as the first, each entry of the first's
-// dtype and shape), add their extents, and call row(ptrs, size, dtype) once per entry.
+// dtype, shape and strides), add their extents, and call row(ptrs, size, dtype) once per
+// entry, size counting the real numbers of a complex entry (twice its elements).
 template <class Row>
 void check_operands(const Operand* ops, std::size_t K, std::vector<Extent>& extents, Row&& row) {
-  constexpr int kC = py::detail::npy_api::constants::NPY_ARRAY_C_CONTIGUOUS_;
   constexpr int kAligned = py::detail::npy_api::constants::NPY_ARRAY_ALIGNED_;
   constexpr int kWriteable = py::detail::npy_api::constants::NPY_ARRAY_WRITEABLE_;
 
@@ -192,6 +268,7 @@ void check_operands(const Operand* ops, std::size_t K, std::vector<Extent>& exte
   for (std::size_t i = 0; i < n; ++i) {
     py::array ref;
     DType dt = DType::f32;
+    bool ref_complex = false;
     for (std::size_t k = 0; k < K; ++k) {
       ptrs[k] = nullptr;
       if (ops[k].list.is_none()) continue;
@@ -204,12 +281,22 @@ void check_operands(const Operand* ops, std::size_t K, std::vector<Extent>& exte
       if (ops[k].int8 && a.dtype().num() != py::detail::npy_api::constants::NPY_BYTE_)
         throw py::type_error(who() + ": expected an int8 array (compact state), got dtype " +
                              std::string(py::str(a.dtype())));
-      const DType d = ops[k].int8 ? dt : dtype_of(a, who);
+      DType d = dt;
+      const bool cplx = !ops[k].int8 && complex_parts(a, &d);
+      if (!ops[k].int8 && !cplx) d = dtype_of(a, who);
       if (k == 0) {
         ref = a;
         dt = d;
+        ref_complex = cplx;
       } else {
         const std::size_t ref_number = ops[0].at != nullptr ? (*ops[0].at)[i] : i;
+        if (ops[k].int8 && ref_complex)
+          throw py::type_error(who() + ": an int8 (compact) state cannot hold the state of " +
+                               item_name(ops[0].name, ref_number) + ", which is complex");
+        if (!ops[k].int8 && cplx != ref_complex)
+          throw py::type_error(who() + ": dtype " + std::string(py::str(a.dtype())) + " does not match " +
+                               item_name(ops[0].name, ref_number) + " (" + std::string(py::str(ref.dtype())) +
+                               ")");
         if (d != dt)
           throw py::type_error(who() + ": dtype " + dtype_name(d) + " does not match " +
                                item_name(ops[0].name, ref_number) + " (" + dtype_name(dt) + ")");
@@ -220,13 +307,23 @@ void check_operands(const Operand* ops, std::size_t K, std::vector<Extent>& exte
                                 item_name(ops[0].name, ref_number) + " " + shape_str(ref));
       }
       const int flags = a.flags();
-      if (!(flags & kC)) throw py::value_error(who() + ": must be C-contiguous");
+      if (!is_dense(a))
+        throw py::value_error(who() + ": must be contiguous in some order of its axes (C- or F-ordered, "
+                                      "or an axis permutation of such an array, e.g. a transposed view), "
+                                      "got strides " + strides_str(a) + " (in elements) for shape " + shape_str(a));
+      if (k > 0 && !same_layout(a, ref)) {
+        const std::size_t ref_number = ops[0].at != nullptr ? (*ops[0].at)[i] : i;
+        throw py::value_error(who() + ": strides " + strides_str(a) + " (in elements) differ from " +
+                              item_name(ops[0].name, ref_number) + "'s " + strides_str(ref) +
+                              "; it must have the parameter's memory layout (as np.empty_like or "
+                              "torch.empty_like make it)");
+      }
       if (!(flags & kAligned)) throw py::value_error(who() + ": must be aligned to its dtype");
       if (ops[k].writable && !(flags & kWriteable)) throw py::value_error(who() + ": is read-only");
       ptrs[k] = const_cast<void*>(a.data());
       add_extent(extents, a, ops[k].name, number, ops[k].writable);
     }
-    row(ptrs.data(), static_cast<std::int64_t>(ref ? ref.size() : 0), dt);
+    row(ptrs.data(), static_cast<std::int64_t>(ref ? ref.size() * (ref_complex ? 2 : 1) : 0), dt);
   }
 }
 

@@ -95,6 +95,14 @@ void register_sparse(py::module_& m) {
           py::array p = py::reinterpret_borrow<py::array>(params[i]);
           const std::string pname = item_name("params", i);
           if (p.ndim() != 2) throw py::value_error(pname + ": row-sparse gradients need a 2-D parameter");
+          // rows are runs of the parameter (and of its sum, which has its strides)
+          if (!(p.flags() & py::detail::npy_api::constants::NPY_ARRAY_C_CONTIGUOUS_))
+            throw py::value_error(pname + ": row-sparse gradients need a C-ordered parameter (each row a "
+                                          "run of memory), got strides " + strides_str(p) + " (in elements)");
+          DType part;
+          if (complex_parts(p, &part))
+            throw py::type_error(pname + ": row-sparse gradients do not take a complex parameter (dtype " +
+                                 std::string(py::str(p.dtype())) + ")");
           const std::string iname = item_name("indices", i), vname = item_name("grads", i) + ".values";
           if (!py::isinstance<py::array_t<std::int64_t>>(indices[i]))
             throw py::type_error(iname + ": expected an int64 numpy.ndarray");

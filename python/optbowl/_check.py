@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: Complex dtypes, stepped as their real view (two reals of the matching float dtype each).
+COMPLEX_DTYPES = (np.dtype(np.complex64), np.dtype(np.complex128))
 FLOAT64 = np.dtype(np.float64)
 FLOAT32 = np.dtype(np.float32)
 
@@ -120,16 +122,18 @@ def not_masked(name: str, a: Any) -> None:
 
 
 def float_array(name: str, a: Any, *, writable: bool) -> np.ndarray:
-    """A C-contiguous, aligned, native float32/float64 ndarray (writeable if asked), not masked."""
+    """A dense (:func:`is_dense`), aligned, native float32/float64 ndarray, or a complex64/
+    complex128 one (stepped as its real view), writeable if asked, not masked."""
     if not isinstance(a, np.ndarray):
         raise not_an_array(name, a)
     not_masked(name, a)
-    if a.dtype not in FLOAT_DTYPES:
+    if a.dtype not in FLOAT_DTYPES and a.dtype not in COMPLEX_DTYPES:
         raise TypeError(
             f"{name}: expected a float32 or float64 array in native byte order, got dtype {a.dtype}"
         )
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name}: must be C-contiguous")
+    if not is_dense(a):
+        raise ValueError(f"{name}: {NOT_DENSE}, got strides {element_strides(a)} (in elements) "
+                         f"for shape {a.shape}")
     if not a.flags.aligned:
         raise ValueError(f"{name}: must be aligned to its dtype")
     if writable and not a.flags.writeable:
@@ -137,13 +141,79 @@ def float_array(name: str, a: Any, *, writable: bool) -> np.ndarray:
     return a
 
 
+# --------------------------------------------------------------------------- layouts
+#: What a layout check asks of an array (the compiled checks say the same).
+NOT_DENSE = ("must be contiguous in some order of its axes (C- or F-ordered, or an axis "
+             "permutation of such an array, e.g. a transposed view)")
+
+
+def is_dense(a: np.ndarray) -> bool:
+    """Whether ``a``'s elements fill its memory with neither gaps nor overlaps: C- or
+    F-ordered, or an axis permutation of such an array (a transposed view), as torch's
+    ``is_non_overlapping_and_dense``. Such an array is stepped as the flat run over its
+    memory. Axes of length 1 may have any stride; negative strides are refused."""
+    flags = a.flags
+    if flags.c_contiguous or flags.f_contiguous:
+        return True
+    if a.size == 0:
+        return True
+    expected = a.itemsize
+    for stride, length in sorted((s, n) for s, n in zip(a.strides, a.shape) if n > 1):
+        if stride != expected:
+            return False
+        expected *= length
+    return True
+
+
+def element_strides(a: np.ndarray) -> tuple:
+    """``a``'s strides in elements (as torch's ``Tensor.stride()``)."""
+    return tuple(s // a.itemsize for s in a.strides)
+
+
+def same_layout(a: np.ndarray, ref: np.ndarray) -> bool:
+    """Whether dense arrays ``a`` and ``ref`` of one shape order their elements alike in
+    memory: the same strides in elements on every axis longer than 1."""
+    if (a.flags.c_contiguous and ref.flags.c_contiguous) or a.size == 0:
+        return True
+    return all(n == 1 or s // a.itemsize == r // ref.itemsize
+               for n, s, r in zip(a.shape, a.strides, ref.strides))
+
+
+def storage_span(a: np.ndarray) -> Tuple[int, int]:
+    """The memory ``a``'s elements occupy, ``(first byte, one past the last)``, from its
+    strides (for a dense array: ``nbytes`` from its data pointer, in any axis order)."""
+    start = end = a.__array_interface__["data"][0]
+    end += a.itemsize
+    for n, s in zip(a.shape, a.strides):
+        if s < 0:
+            start += (n - 1) * s
+        else:
+            end += (n - 1) * s
+    return start, end
+
+
+def complex_refused(who: str, dtype: np.dtype, why: str) -> TypeError:
+    """The error for a complex array given to a rule torch has no complex form of (``why``)."""
+    return TypeError(
+        f"{who}: a {dtype} array; complex parameters are stepped as their real view only by "
+        "the rules torch steps them with (Rprop's 'irprop-', Adagrad, Adam, AdamW, RMSprop, "
+        f"SGD), and {why}; to step the real view with it, pass "
+        f"a[..., None].view(np.{real_dtype(dtype)})"
+    )
+
+
+def real_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype the kernels step an array of ``dtype`` as: a complex dtype's real part."""
+    return dtype if dtype.kind != "c" else np.dtype(dtype.char.lower())
+
+
 def no_shared_memory(name: str, arrays: Sequence[np.ndarray]) -> None:
     """Refuse arrays whose memory ranges overlap (the same array twice, views of one buffer)."""
     spans = []
     for i, a in enumerate(arrays):
-        if a.nbytes:
-            start = a.__array_interface__["data"][0]
-            spans.append((start, start + a.nbytes, i))
+        if a.size:
+            start, end = storage_span(a)
+            spans.append((start, end, i))
     spans.sort()
     far = None
     for span in spans:

@@ -510,9 +510,12 @@ _LINE = 64
 
 
 def host_full_like(p: np.ndarray, value: float, dtype: Any = None) -> np.ndarray:
-    """A C-contiguous array shaped like ``p`` (of ``dtype``, else ``p``'s), filled with
-    ``value``, whose element that starts ``p``'s first 64-byte cache line starts one too
-    (for ``p``'s dtype: the same offset within a line as ``p``).
+    """An array shaped like ``p`` (of ``dtype``, else ``p``'s) with ``p``'s memory layout
+    (C-contiguous for a C-contiguous ``p``; for a dense ``p`` in another axis order, its
+    strides in elements, as ``np.empty_like`` keeps them), filled with ``value`` (for a
+    complex dtype: its real view, each part ``value``, as torch fills a complex state),
+    whose element that starts ``p``'s first 64-byte cache line starts one too (for ``p``'s
+    dtype: the same offset within a line as ``p``).
 
     The compiled loops start their vector loops where ``p`` starts a cache line; arrays
     placed so are then read and written in whole lines, and an array at another offset
@@ -528,8 +531,13 @@ def host_full_like(p: np.ndarray, value: float, dtype: Any = None) -> np.ndarray
         shift = (-(to_line // p.itemsize) * dt.itemsize - buf.ctypes.data) % _LINE
     else:  # p is not aligned to its dtype (the loops refuse it): any place will do
         shift = -buf.ctypes.data % dt.itemsize
-    out = buf[shift : shift + nbytes].view(dt).reshape(p.shape)
-    out.fill(value)
+    if p.flags.c_contiguous:
+        out = buf[shift : shift + nbytes].view(dt).reshape(p.shape)
+    else:  # p's axes from the outermost in memory to the innermost
+        order = sorted(range(p.ndim), key=lambda k: -p.strides[k])
+        out = buf[shift : shift + nbytes].view(dt).reshape([p.shape[k] for k in order])
+        out = out.transpose(np.argsort(order))
+    out.fill(complex(value, value) if dt.kind == "c" else value)
     return out
 
 
@@ -560,7 +568,7 @@ def full_like(p: Any, value: float) -> Any:
 def host_copy(value: Any) -> Any:
     """state_dict's copy of one state entry: arrays as host NumPy arrays."""
     if isinstance(value, np.ndarray):
-        return value.copy()
+        return value.copy(order="K")  # in the state's own memory layout
     if is_device_array(value):
         return to_host(value, "state")
     return value

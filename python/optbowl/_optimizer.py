@@ -105,6 +105,7 @@ class Optimizer:
         if placement is None:
             for j, a in enumerate(arrays):
                 _check.float_array(f"params[{start + j}]", a, writable=True)
+                self._check_complex(f"params[{start + j}]", a)
             _check.no_shared_memory("params", self._params + arrays)
         new = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
         self._check_group_for(new, arrays, start)
@@ -158,7 +159,14 @@ class Optimizer:
             old = params[i]
             if self._placement is None:
                 _check.float_array(who, a, writable=True)
+                self._check_complex(who, a)
                 shape, dtype, old_shape, old_dtype = a.shape, a.dtype, old.shape, old.dtype
+                if shape == old_shape and not _check.same_layout(a, old):
+                    raise ValueError(
+                        f"{who}: strides {_check.element_strides(a)} (in elements) differ from "
+                        f"those of the parameter it replaces {_check.element_strides(old)}; its "
+                        "state, kept by position, has that memory layout"
+                    )
             else:
                 if not _device.is_device_array(a):
                     raise TypeError(f"{who}: expected a CUDA device array like the parameter it "
@@ -182,6 +190,21 @@ class Optimizer:
         else:
             _device.place("params", [], new, None)
         self._params = new
+
+    def _complex_refusal(self) -> Optional[str]:
+        """Why this optimizer does not step complex arrays as their real view (None: it
+        does). The rules torch steps complex parameters with do (each element of the real
+        view, ``a[..., None].view(float dtype)``, stepped as a real element); the others
+        refuse them, as there is no torch rule to follow."""
+        return None
+
+    def _check_complex(self, who: str, a: np.ndarray) -> None:
+        """Refuse a complex array where :meth:`_complex_refusal` says why."""
+        if a.dtype.kind != "c":
+            return
+        why = self._complex_refusal()
+        if why is not None:
+            raise _check.complex_refused(who, a.dtype, why)
 
     @property
     def _backend(self) -> Any:
@@ -643,8 +666,8 @@ def _array_dtypes(arrays: Sequence[Any], start: int) -> Dict[Any, str]:
             dtype = _device.HOST_DTYPES.get(_device.describe(a, f"params[{start + j}]").dtype)
         else:
             continue
-        if dtype is not None and dtype.kind == "f":
-            out.setdefault(dtype, f"params[{start + j}]")
+        if dtype is not None and dtype.kind in "fc":  # complex: as its real view
+            out.setdefault(_check.real_dtype(dtype), f"params[{start + j}]")
     return out
 
 

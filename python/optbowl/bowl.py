@@ -68,7 +68,15 @@ _TIE = 1e-12  # |T|, |D| and the stability margins closer than this count as equ
 
 
 # ----------------------------------------------------------------------------- helpers
+def _not_complex(name: str, x: Any) -> None:
+    """Refuse complex values, which a cast to float64 would drop the imaginary part of."""
+    if not isinstance(x, str) and np.iscomplexobj(x):
+        raise TypeError(f"{name}: complex values; the bowl is real (f over real vectors), "
+                        "pass real arrays")
+
+
 def _as_vector(name: str, x: Any, n: int) -> np.ndarray:
+    _not_complex(name, x)
     try:
         v = np.array(x, dtype=np.float64)
     except (TypeError, ValueError):
@@ -312,6 +320,7 @@ class QuadraticBowl:
     """
 
     def __init__(self, A: Any, b: Any = None, c: float = 0.0) -> None:
+        _not_complex("A", A)
         try:
             M = np.array(A, dtype=np.float64)
         except (TypeError, ValueError):

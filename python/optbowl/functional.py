@@ -123,8 +123,9 @@ def _checked_groups(
         dtypes: Dict[Any, str] = {}
         for j in range(start, start + size):  # arrays the compiled call will refuse: not here
             p = params[j]
-            if isinstance(p, np.ndarray) and p.dtype in _check.FLOAT_DTYPES:
-                dtypes.setdefault(p.dtype, f"params[{j}]")
+            if isinstance(p, np.ndarray) and (p.dtype in _check.FLOAT_DTYPES
+                                              or p.dtype in _check.COMPLEX_DTYPES):
+                dtypes.setdefault(_check.real_dtype(p.dtype), f"params[{j}]")
         cls._check_in_dtypes(d, dtypes)
         start += size
     tuples = [tuple(_flatten(d[name] for name in order)) for d in dicts]
@@ -137,6 +138,14 @@ def _flatten(values):
             yield from v
         else:
             yield v
+
+
+def _no_complex(params: Sequence[Any], why: str) -> None:
+    """Refuse complex parameters for a rule torch does not step them with (``why``), as the
+    classes do (:meth:`optbowl.Rprop._complex_refusal`)."""
+    for j, p in enumerate(params):
+        if isinstance(p, np.ndarray) and p.dtype in _check.COMPLEX_DTYPES:
+            raise _check.complex_refused(f"params[{j}]", p.dtype, why)
 
 
 def _steps(step: Any, n: int) -> List[float]:
@@ -234,6 +243,8 @@ def rprop(
         pairs=("etas", "step_sizes"),
         names={"step_sizes": "step_size_bounds"},
     )
+    if variant != "irprop-":
+        _no_complex(params, f"variant {variant!r} is not torch's")
     _rprop_call(
         variant,
         params,
@@ -336,6 +347,7 @@ def quickprop(
     params = _as_list("params", params)
     hyper = {"lr": lr, "max_growth": max_growth, "maximize": maximize}
     groups, sizes, _ = _groups(params, hyper, "QuickProp", ("lr", "max_growth", "maximize"))
+    _no_complex(params, "torch has no QuickProp")
     _quickprop_call(
         params,
         _as_list("grads", grads),

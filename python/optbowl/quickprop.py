@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -83,6 +83,9 @@ class QuickProp(Optimizer):
                     group = {**group, "params": arrays}
             _device.host_only("params", "QuickProp", arrays, start=len(self._params))
         super()._add_param_group(group)
+
+    def _complex_refusal(self) -> Optional[str]:
+        return "torch has no QuickProp"
 
     def _check_group(self, group: Dict[str, Any]) -> None:
         group["lr"] = _check.real("lr", group["lr"], low=0.0)

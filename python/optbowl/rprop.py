@@ -48,7 +48,8 @@ class Rprop(Optimizer):
     Parameters
     ----------
     params : ndarray, sequence of ndarray, or list of dict
-        The arrays to optimise in place (float32 or float64, C-contiguous, writeable),
+        The arrays to optimise in place (float32 or float64, or complex64/complex128
+        stepped as their real view; dense in memory in any axis order; writeable),
         or torch-style param groups with per-group ``lr``, ``etas``, ``step_sizes``,
         ``maximize``.
     lr : float
@@ -133,6 +134,13 @@ class Rprop(Optimizer):
             )
         group["step_sizes"] = (step_min, step_max)
         group["maximize"] = _check.boolean("maximize", group["maximize"])
+
+    def _complex_refusal(self) -> Optional[str]:
+        if self.variant != "irprop-":
+            return f"variant {self.variant!r} is not torch's"
+        if self.compact_state:
+            return "compact_state=True keeps int8 signs of real elements"
+        return None
 
     def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
         state: Dict[str, Any] = {"step": 0}

@@ -30,7 +30,9 @@ class SparseRows:
     indices : array_like of int, shape (nnz,)
         Row indices, each in ``[0, rows)`` of the parameter it is the gradient of.
     values : ndarray, shape (nnz, cols)
-        float32 or float64, the dtype of the parameter.
+        float32 or float64, the dtype of the parameter, C-contiguous. The parameter (and
+        its sum of squares) must be C-ordered too, each row a run of memory; a dense
+        gradient steps a parameter of any dense layout.
 
     Examples
     --------
@@ -64,6 +66,11 @@ class SparseRows:
         ):
             raise ValueError(f"indices: row indices must be >= 0, got {idx.min()}")
         _check.float_array("values", values, writable=False)
+        if values.dtype in _check.COMPLEX_DTYPES:
+            raise TypeError(f"values: row-sparse gradients are real, got dtype {values.dtype}")
+        if not values.flags.c_contiguous:  # its rows are read as runs of memory
+            raise ValueError(f"values: must be C-contiguous, got strides "
+                             f"{_check.element_strides(values)} (in elements)")
         if values.ndim != 2 or values.shape[0] != idx.shape[0]:
             raise ValueError(
                 f"values: expected shape ({idx.shape[0]}, cols) (one row per index), "

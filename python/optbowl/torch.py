@@ -23,8 +23,11 @@ differ in optional state such as momentum buffers) for all parameters that have 
 and checks the arrays of every call before the first one runs, so that a refused step
 changes nothing (arrays of different calls that share memory are refused too):
 
-- CPU tensors (float32/float64, contiguous, dense gradients) are handed to the C++ kernels
-  of ``optbowl._core`` as NumPy views of their memory, without copies;
+- CPU tensors (float32/float64, or complex64/complex128 stepped as their ``view_as_real``,
+  as torch steps them; any non-overlapping dense layout, e.g. ``channels_last``, whose
+  gradient and state have the parameter's strides; dense gradients) are handed to the C++
+  kernels of ``optbowl._core`` as NumPy views of their memory, without copies, each stepped
+  as the flat run over its memory;
 - CUDA tensors go to optbowl's CUDA module (``optbowl._cuda``); an installation without
   it, or whose build lacks the optimizer's entry, refuses CUDA tensors with a RuntimeError
   that says what is missing. With ``fused=True`` the ``step`` counters live on the device
@@ -32,8 +35,10 @@ changes nothing (arrays of different calls that share memory are refused too):
   parameters are all CUDA tensors and whose counters (if it counts steps) are on the
   device takes ``torch.amp.GradScaler``'s scale and found_inf into its kernels, as torch's
   fused optimizers do;
-- anything else (a sparse gradient, float16 on the CPU, a non-contiguous parameter, another
-  device) raises a TypeError or ValueError naming the parameter, before anything is written.
+- anything else (a sparse gradient, float16 on the CPU, a parameter with gaps or overlaps
+  in its memory, a gradient or state with other strides than its parameter, another
+  device) raises a TypeError or ValueError naming the parameter, before anything is
+  written.
 
 There is never a silent fallback to torch's own implementation, and an option the kernels
 cannot honour (``differentiable=True``, ``capturable=True``, Adagrad's and Adam's non-fused
@@ -63,6 +68,48 @@ __all__ = ["Adagrad", "Adam", "AdamW", "QuickProp", "RMSprop", "Rprop", "SGD"]
 
 #: Parameter dtypes the CPU kernels take.
 CPU_DTYPES = (torch.float32, torch.float64)
+#: Complex parameter dtypes the CPU kernels step as their ``view_as_real`` (as torch does).
+COMPLEX_DTYPES = (torch.complex64, torch.complex128)
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Whether ``t``'s elements fill its memory with neither gaps nor overlaps, in some
+    order of its axes (torch's ``is_non_overlapping_and_dense``): such a tensor is stepped
+    as the flat run over its memory."""
+    if t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)):
+        return True
+    if t.numel() == 0:
+        return True
+    expected = 1
+    for stride, length in sorted((s, n) for s, n in zip(t.stride(), t.shape) if n > 1):
+        if stride != expected:
+            return False
+        expected *= length
+    return True
+
+
+def _same_layout(t: torch.Tensor, p: torch.Tensor) -> bool:
+    """Whether dense ``t`` orders its elements in memory as ``p`` of its shape does: the
+    same strides on every axis longer than 1."""
+    return t.stride() == p.stride() or p.numel() == 0 or all(
+        n == 1 or a == b for n, a, b in zip(p.shape, t.stride(), p.stride()))
+
+
+def _state_in_param_layouts(opt: torch.optim.Optimizer) -> None:
+    """After ``load_state_dict``: a state tensor saved with another memory layout than its
+    parameter's (a checkpoint from before ``model.to(memory_format=...)``) is copied into
+    the parameter's layout, as the kernels step each element's state where its parameter
+    is in memory. Its values are kept bit for bit."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p)
+            if not state:
+                continue
+            for name in getattr(opt, "_state_names", ()):
+                t = state.get(name)
+                if isinstance(t, torch.Tensor) and t.layout == torch.strided \
+                        and t.shape == p.shape and _dense(p) and not _same_layout(t, p):
+                    state[name] = torch.empty_like(p, dtype=t.dtype, device=t.device).copy_(t)
 
 
 def _scalar_dtype() -> torch.dtype:
@@ -126,6 +173,8 @@ def _real(name: str, value: Any, low: float = 0.0) -> float:
 _ROUNDED_AS = {
     torch.float32: np.dtype(np.float32),
     torch.float64: np.dtype(np.float64),
+    torch.complex64: np.dtype(np.float32),  # as its real view
+    torch.complex128: np.dtype(np.float64),
     torch.float16: np.dtype(np.float16),
     torch.bfloat16: np.dtype(np.float32),
 }
@@ -252,7 +301,7 @@ class _Plan:
     can change between steps:
 
     - each gradient (a new tensor after ``zero_grad()``): there or absent as before, and of
-      the parameter's dtype and shape, dense, on the CPU and contiguous;
+      the parameter's dtype, shape and memory layout, dense, on the CPU;
     - each parameter: the same object over the same memory (``p.data = ...``, as
       ``Module.to()`` does, moves it);
     - the groups, their parameter lists, ``state`` and each parameter's state dict: the same
@@ -325,7 +374,7 @@ class _Plan:
                     tensors.append(counter)
                 self.params.append(p)
                 rows.append((p, p.data_ptr(), p.dtype, p.shape, sd, tuple(zip(names, tensors)),
-                             batch))
+                             batch, p.stride()))
         for batch, _, _ in self.batches:
             batch.grads.clear()  # filled by each step
         # Several batches (param groups of different state layouts) are several calls: all
@@ -379,10 +428,11 @@ class _Plan:
                     if g is not None:
                         return False
                     continue
-                _, ptr, dtype, shape, sd, tensors, batch = row
+                _, ptr, dtype, shape, sd, tensors, batch, stride = row
                 if g is None or p.data_ptr() != ptr \
                         or g.layout is not strided or g.dtype is not dtype or not g.is_cpu \
-                        or g.shape != shape or not g.is_contiguous() or state_get(p) is not sd:
+                        or g.shape != shape or state_get(p) is not sd \
+                        or (g.stride() != stride and not (_dense(g) and _same_layout(g, p))):
                     return False
                 for name, t in tensors:  # tensors only where sd is a dict
                     if sd.get(name) is not t:
@@ -471,6 +521,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
         self._check_group(defaults)
         self._plan: Optional[_Plan] = None
         super().__init__(params, defaults)
+        self.register_load_state_dict_post_hook(_state_in_param_layouts)
 
     # ---------------------------------------------------------------- per optimizer
     def _check_hyper(self, group: Dict[str, Any]) -> None:  # pragma: no cover - abstract
@@ -593,7 +644,9 @@ class _FusedOptimizer(torch.optim.Optimizer):
         return rule is None or bool(rule(group))
 
     def _new_tensor(self, name: str, p: torch.Tensor, group: Dict[str, Any]) -> torch.Tensor:
-        value = self._initial_value(name, group)
+        value: Any = self._initial_value(name, group)
+        if p.is_complex():  # each part of the real view, as torch fills a complex state
+            value = complex(value, value)
         return torch.full_like(p, value, memory_format=torch.preserve_format)
 
     def _kernel_group(self, group: Dict[str, Any]) -> tuple:
@@ -634,6 +687,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
     def __setstate__(self, state: Dict[str, Any]) -> None:
         super().__setstate__(state)
         self._plan = None
+        if _state_in_param_layouts not in self._optimizer_load_state_dict_post_hooks.values():
+            self.register_load_state_dict_post_hook(_state_in_param_layouts)
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
@@ -762,8 +817,10 @@ class _FusedOptimizer(torch.optim.Optimizer):
             _check_device_batches([batch for _, batch, device in runs if device.type != "cpu"],
                                   self._state_names)
 
-    @staticmethod
-    def _check_tensors(name: str, p: torch.Tensor, grad: torch.Tensor) -> None:
+    #: Whether complex parameters are stepped (as their view_as_real): torch's rules only.
+    _complex_ok = True
+
+    def _check_tensors(self, name: str, p: torch.Tensor, grad: torch.Tensor) -> None:
         if grad.is_sparse or grad.layout != torch.strided:
             raise TypeError(
                 f"{name}.grad: sparse gradients are not supported (layout {grad.layout})"
@@ -771,7 +828,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
         if p.layout != torch.strided:
             raise TypeError(f"{name}: expected a dense tensor, got layout {p.layout}")
         if p.device.type == "cpu":
-            if p.dtype not in CPU_DTYPES:
+            if p.dtype not in CPU_DTYPES and p.dtype not in COMPLEX_DTYPES:
                 raise TypeError(
                     f"{name}: expected a float32 or float64 tensor on the CPU, got {p.dtype}"
                 )
@@ -790,12 +847,34 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 f"{name}.grad: shape {tuple(grad.shape)} "
                 f"does not match the parameter's {tuple(p.shape)}"
             )
-        if not p.is_contiguous():
-            raise ValueError(
-                f"{name}: must be contiguous (the kernels update it in place, in order)"
+        if p.device.type != "cpu":
+            if not p.is_contiguous():
+                raise ValueError(
+                    f"{name}: must be contiguous (the CUDA kernels update it in place, in order)"
+                )
+            if not grad.is_contiguous():
+                raise ValueError(f"{name}.grad: must be contiguous")
+            return
+        if p.is_complex() and not self._complex_ok:
+            raise TypeError(
+                f"{name}: a {p.dtype} tensor; complex parameters are stepped as their "
+                "view_as_real only by the rules torch steps them with (Rprop, Adagrad, Adam, "
+                f"AdamW, RMSprop, SGD), and torch has no {type(self).__name__}; to step the "
+                "real view with it, optimise torch.view_as_real(p)"
             )
-        if not grad.is_contiguous():
-            raise ValueError(f"{name}.grad: must be contiguous")
+        for who, t in ((name, p), (f"{name}.grad", grad)):
+            if t.is_conj() or t.is_neg():
+                raise ValueError(f"{who}: a lazy conjugate or negative view (conj or neg bit "
+                                 "set); resolve it first (t.resolve_conj().resolve_neg())")
+        if not _dense(p):
+            raise ValueError(f"{name}: {_check.NOT_DENSE}, got strides {p.stride()}")
+        if not _dense(grad):
+            raise ValueError(f"{name}.grad: {_check.NOT_DENSE}, got strides {grad.stride()}")
+        if not _same_layout(grad, p):
+            raise ValueError(
+                f"{name}.grad: strides {grad.stride()} differ from the parameter's {p.stride()}; "
+                "a gradient must have its parameter's memory layout (torch's autograd makes it so)"
+            )
 
     @staticmethod
     def _check_state(name: str, p: torch.Tensor, t: Any) -> None:
@@ -806,8 +885,18 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 f"{name}: {t.dtype} {tuple(t.shape)} on {t.device} does not match the parameter "
                 f"({p.dtype} {tuple(p.shape)} on {p.device})"
             )
-        if not t.is_contiguous():
-            raise ValueError(f"{name}: must be contiguous")
+        if p.device.type != "cpu":
+            if not t.is_contiguous():
+                raise ValueError(f"{name}: must be contiguous")
+            return
+        if t.is_conj() or t.is_neg():
+            raise ValueError(f"{name}: a lazy conjugate or negative view (conj or neg bit set); "
+                             "resolve it first (t.resolve_conj().resolve_neg())")
+        if not _dense(t) or not _same_layout(t, p):
+            raise ValueError(
+                f"{name}: strides {t.stride()} differ from the parameter's {p.stride()}; a state "
+                "tensor must have its parameter's memory layout (as torch.empty_like makes it)"
+            )
 
 
 class Rprop(_FusedOptimizer):
@@ -1519,6 +1608,7 @@ class QuickProp(_FusedOptimizer):
     """
 
     _entry = "quickprop"
+    _complex_ok = False
     _state_names = ("prev_grad", "prev_step")
     _hyper = ("lr", "max_growth", "maximize")
     _flags = {"differentiable": NOT_DIFFERENTIABLE}
