@@ -9,6 +9,15 @@
 //     p    = p + ((-step_size) * m) / (sqrt(v_hat) / sqrt(1 - beta2^t) + eps)
 // with step_size = lr / (1 - beta1^t) and the bias corrections computed in double and rounded
 // to T. Checked bit for bit against torch 2.13 in float32 and float64.
+//
+// The scalar tail (adam_tail, amsgrad_tail): torch's fused CPU kernel (its AVX2 and AVX-512
+// builds) steps the last numel % (32 bytes / sizeof(T)) elements of each tensor in a scalar
+// loop that its compiler contracts otherwise (found by testing candidates against torch 2.13,
+// every tensor size, float32 and float64):
+//     v    = fma(v, beta2, ((1 - beta2) * g) * g)
+//     vmax = vmax < v ? v : vmax                    (std::max: a NaN v leaves vmax as it was)
+//     p    = p - (step_size * m) / (sqrt(v_hat) / sqrt(1 - beta2^t) + eps)
+// the rest as above. multi_tensor.hpp says which elements are a tensor's tail.
 #pragma once
 #include "optbowl/config.hpp"
 #include "optbowl/math.hpp"
@@ -49,7 +58,8 @@ struct AdamHyper {
   bool maximize;
 };
 
-template <class T>
+// The moments; kScalarTail: rounded as torch's scalar tail (see the top of this file).
+template <bool kScalarTail = false, class T>
 OPTBOWL_HD T adam_moments(T& p, T grad, T& exp_avg, T& exp_avg_sq, const AdamHyper<T>& h) {
   T g = h.maximize ? -grad : grad;
   if (h.decoupled)
@@ -57,7 +67,10 @@ OPTBOWL_HD T adam_moments(T& p, T grad, T& exp_avg, T& exp_avg_sq, const AdamHyp
   else if (h.weight_decay != T(0))
     g = fma_(p, h.weight_decay, g);
   exp_avg = torch_lerp(exp_avg, g, h.one_minus_beta1);
-  exp_avg_sq = fma_(h.one_minus_beta2 * g, g, exp_avg_sq * h.beta2);
+  if constexpr (kScalarTail)
+    exp_avg_sq = fma_(exp_avg_sq, h.beta2, (h.one_minus_beta2 * g) * g);
+  else
+    exp_avg_sq = fma_(h.one_minus_beta2 * g, g, exp_avg_sq * h.beta2);
   return exp_avg_sq;
 }
 
@@ -65,6 +78,14 @@ template <class T>
 OPTBOWL_HD void adam_move(T& p, T exp_avg, T second_moment, const AdamHyper<T>& h) {
   const T denom = sqrt_(second_moment) / h.bias_correction2_sqrt + h.eps;
   p = p + (h.neg_step_size * exp_avg) / denom;
+}
+
+// The scalar tail's move: p minus the step (the same value as adam_move's; a NaN in both p
+// and the step leaves p's, as torch's scalar loop does).
+template <class T>
+OPTBOWL_HD void adam_move_tail(T& p, T exp_avg, T second_moment, const AdamHyper<T>& h) {
+  const T denom = sqrt_(second_moment) / h.bias_correction2_sqrt + h.eps;
+  p = p - ((-h.neg_step_size) * exp_avg) / denom;
 }
 
 template <class T>
@@ -80,6 +101,21 @@ OPTBOWL_HD void amsgrad(T& p, T grad, T& exp_avg, T& exp_avg_sq, T& max_exp_avg_
   const T v_hat = nan_max(max_exp_avg_sq, v);
   max_exp_avg_sq = v_hat;
   adam_move(p, exp_avg, v_hat, h);
+}
+
+template <class T>
+OPTBOWL_HD void adam_tail(T& p, T grad, T& exp_avg, T& exp_avg_sq, const AdamHyper<T>& h) {
+  const T v = adam_moments<true>(p, grad, exp_avg, exp_avg_sq, h);
+  adam_move_tail(p, exp_avg, v, h);
+}
+
+template <class T>
+OPTBOWL_HD void amsgrad_tail(T& p, T grad, T& exp_avg, T& exp_avg_sq, T& max_exp_avg_sq,
+                             const AdamHyper<T>& h) {
+  const T v = adam_moments<true>(p, grad, exp_avg, exp_avg_sq, h);
+  const T v_hat = max_exp_avg_sq < v ? v : max_exp_avg_sq;  // std::max(max_exp_avg_sq, v)
+  max_exp_avg_sq = v_hat;
+  adam_move_tail(p, exp_avg, v_hat, h);
 }
 
 }  // namespace rules
