@@ -245,6 +245,8 @@ def test_tensor_betas_as_torch_fused(name):
 
 
 # ------------------------------------------------------------------ the sign of NaN
+# (A NaN gradient under maximize=True is left out but for Adam: torch's fused kernels flip its
+# sign or not by how their compiler folded the negation, see docs/torch.rst.)
 NAN_CASES = [
     # (optimizer, options, where the NaN is put, torch's path)
     ("Adam", dict(lr=0.1), ("grad", "param", "exp_avg", "exp_avg_sq"), dict(fused=True)),
@@ -259,7 +261,7 @@ NAN_CASES = [
     ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True), ("grad", "param", "momentum_buffer"),
      dict(foreach=False)),
     ("Adagrad", dict(lr=0.1, weight_decay=0.1), ("grad", "param", "sum"), dict(fused=True)),
-    ("Adagrad", dict(lr=0.1, maximize=True), ("grad", "param", "sum"), dict(fused=True)),
+    ("Adagrad", dict(lr=0.1, maximize=True), ("param", "sum"), dict(fused=True)),
     ("Rprop", dict(lr=0.1), ("grad", "param", "prev", "step_size"), dict(foreach=False)),
     ("Rprop", dict(lr=0.1, maximize=True), ("grad", "param", "prev", "step_size"),
      dict(foreach=True)),
