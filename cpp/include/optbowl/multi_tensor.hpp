@@ -574,6 +574,21 @@ inline void run_tensor_range(const Rule& rule, const TensorTable<K>& t, const Ch
   if (c.begin < end) run_range<Prefetch, T>(rule, t.ptrs[c.tensor], c.tensor, c.begin, end);
 }
 
+// Elements [0, n) of a Loop's tensor 0 outside the chunk tables (the bowl simulator's run):
+// the body, and torch's tail where the Loop has one, as a step of the optimizers rounds them.
+template <class T, class Rule, std::size_t K>
+inline void apply_with_torch_tail(const Rule& rule, const std::array<void*, K>& a, std::int64_t n) {
+  std::int64_t end = n;
+  if constexpr (has_torch_tail<Rule>::value) {
+    const std::int64_t tail = torch_tail_begin<T>(n);
+    if (tail < n && rule.torch_tail(0)) {
+      rule.template apply_tail<T>(a, 0, tail, n);
+      end = tail;
+    }
+  }
+  if (end > 0) rule.template apply<T>(a, 0, 0, end);
+}
+
 template <bool Prefetch, class Rule, std::size_t K>
 inline void run_chunk(const Rule& rule, const TensorTable<K>& t, const Chunk& c) {
   if (t.dtypes[c.tensor] == DType::f32)

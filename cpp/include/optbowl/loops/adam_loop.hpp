@@ -71,16 +71,22 @@ struct AdamLoop {
   template <class T>
   void apply_tail(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
                   std::int64_t end) const {
+    run_tail<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
+  }
+
+  // The tail's elements as run() steps the body's (the bowl sweep's lanes too).
+  template <class T, class Hyper>
+  void run_tail(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin, std::int64_t end,
+                const rules::AdamHyper<T>& h, Hyper hyper) const {
     T* p = static_cast<T*>(a[0]);
     const T* g = static_cast<const T*>(a[1]);
     T* m = static_cast<T*>(a[2]);
     T* v = static_cast<T*>(a[3]);
     T* vmax = static_cast<T*>(a[4]);
-    const rules::AdamHyper<T> h = hyper<T>(tensor);
     if (groups[group_of[tensor]].amsgrad)
-      for (std::int64_t i = begin; i < end; ++i) rules::amsgrad_tail(p[i], g[i], m[i], v[i], vmax[i], h);
+      for (std::int64_t i = begin; i < end; ++i) rules::amsgrad_tail(p[i], g[i], m[i], v[i], vmax[i], hyper(h, i));
     else
-      for (std::int64_t i = begin; i < end; ++i) rules::adam_tail(p[i], g[i], m[i], v[i], h);
+      for (std::int64_t i = begin; i < end; ++i) rules::adam_tail(p[i], g[i], m[i], v[i], hyper(h, i));
   }
 
   template <class T, class Hyper>

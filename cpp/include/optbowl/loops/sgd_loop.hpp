@@ -58,13 +58,23 @@ struct SgdLoop {
   template <class T>
   void apply_tail(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
                   std::int64_t end) const {
+    run_tail<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
+  }
+
+  // The tail's elements as run() steps the body's (the bowl sweep's lanes too).
+  template <class T, class Hyper>
+  void run_tail(const std::array<void*, K>& a, std::int32_t, std::int64_t begin, std::int64_t end,
+                const rules::SgdHyper<T>& h, Hyper hyper) const {
     T* p = static_cast<T*>(a[0]);
     const T* g = static_cast<const T*>(a[1]);
     T* buf = static_cast<T*>(a[2]);
-    rules::SgdHyper<T> h = hyper<T>(tensor);
-    h.with_momentum = h.with_momentum && buf != nullptr;
+    const bool with_buf = h.with_momentum && buf != nullptr;
     T unused = T(0);
-    for (std::int64_t i = begin; i < end; ++i) rules::sgd_tail(p[i], g[i], h.with_momentum ? buf[i] : unused, h);
+    for (std::int64_t i = begin; i < end; ++i) {
+      rules::SgdHyper<T> he = hyper(h, i);
+      he.with_momentum = with_buf;
+      rules::sgd_tail(p[i], g[i], with_buf ? buf[i] : unused, he);
+    }
   }
 
   template <class T, class Hyper>
