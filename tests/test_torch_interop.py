@@ -199,6 +199,7 @@ def _hogwild_step(p, opt):
     opt.step()
 
 
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # (jax, when another test loaded it)
 def test_adagrad_share_memory_steps_from_another_process():
     """Hogwild: a child process steps the shared parameter and accumulator in place."""
     ctx = multiprocessing.get_context("fork")

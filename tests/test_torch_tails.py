@@ -20,7 +20,7 @@ import optbowl as ob  # noqa: E402
 DTYPES = [torch.float32, torch.float64]
 # every size from 1 to 130, and a size past the parallel threshold (several chunks, threads)
 SIZES = list(range(1, 131)) + [1031, 4099, ob._core.parallel_min + 13]
-STEPS = 6
+STEPS = 4
 
 ADAM = [
     ("Adam", dict(lr=0.01)),
