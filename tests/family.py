@@ -70,9 +70,9 @@ def check_rejects(cls, name, value, error=ValueError, **valid):
 
 SMALL_SHAPES = [(1,), (7,), (33, 5), ()]
 TORCH_SHAPES = [(1000,), (37, 13), (3,), ()]
-# torch's fused CPU kernels run a vectorised body and a scalar tail (the last numel mod the
-# vector width elements) that torch's compiler contracts differently; optbowl rounds every
-# element as the body does, so fused parity is bit for bit on 64-byte multiples.
+# Sizes without the scalar tail (the last numel mod 8 float32 or mod 4 float64 elements) that
+# torch's fused CPU kernels round otherwise: the NumPy SGD rounds it as torch's foreach path
+# (Adam's tails, and optbowl.torch.SGD(fused=True)'s, are tested in test_torch_tails.py).
 FUSED_SHAPES = [(1024,), (48, 16), (16,)]
 TORCH_KIND = {
     "fused": dict(fused=True),

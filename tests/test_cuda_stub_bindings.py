@@ -291,7 +291,15 @@ def test_device_steps_through_the_bindings_match_the_host(on_stub, rng, case, dt
         cpu.step(grads, loss=float(k % 2))
         gpu.step([HostBacked(g) for g in grads], loss=float(k % 2))
     for h, d in zip(host, dev):
-        np.testing.assert_array_equal(h, d.host)
+        if case.startswith("adam"):
+            # The CPU rounds each array's last size mod (32 bytes / itemsize) elements as
+            # torch's fused CPU tail does; the device kernels, as torch's CUDA ones, have no tail.
+            body = h.size - h.size % (32 // h.itemsize)
+            np.testing.assert_array_equal(h.ravel()[:body], d.host.ravel()[:body])
+            tol = 1e-5 if dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(h, d.host, rtol=tol, atol=tol)
+        else:
+            np.testing.assert_array_equal(h, d.host)
     launches, chunks, chunk_elems, blocks = _device.CudaBackend.last_launch
     assert (launches, chunk_elems) == (1, 8192)
     assert chunks == sum(-(-math.prod(s) // 8192) for s in SHAPES) == 6
@@ -300,7 +308,13 @@ def test_device_steps_through_the_bindings_match_the_host(on_stub, rng, case, dt
     for i in range(len(SHAPES)):
         for key, value in cpu.state[i].items():
             if isinstance(value, np.ndarray):
-                np.testing.assert_array_equal(state["state"][i][key], value)
+                got = state["state"][i][key]
+                if case.startswith("adam"):  # the CPU's tails, as above
+                    body = value.size - value.size % (32 // value.itemsize)
+                    np.testing.assert_array_equal(got.ravel()[:body], value.ravel()[:body])
+                    np.testing.assert_allclose(got, value, rtol=1e-5, atol=1e-12)
+                else:
+                    np.testing.assert_array_equal(got, value)
 
 
 GROUPS = {

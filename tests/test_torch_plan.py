@@ -14,8 +14,8 @@ obt = pytest.importorskip("optbowl.torch")
 from optbowl import _core  # noqa: E402
 
 SHAPES = [(37, 5), (11,), (3, 4, 2), (4099,)]
-# torch's fused Adagrad and Adam round their scalar tails differently (test_torch_adapter.py):
-# against them, sizes of whole 64-byte lines.
+# Sizes of whole 64-byte lines against torch's fused kernels (every other size, their scalar
+# tails included, is tested in test_torch_tails.py).
 FUSED_SHAPES = [(48, 16), (16,), (2, 8, 4), (1024,)]
 
 # (class, constructor options): every optimizer of the adapter, with and without options

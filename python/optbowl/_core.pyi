@@ -50,6 +50,7 @@ def sgd(
     steps: Sequence[float],
     groups: Sequence[Tuple[float, float, float, float, bool, bool]],
     group_sizes: Sequence[int],
+    fused_tails: Sequence[bool] = ...,
 ) -> None: ...
 def quickprop(
     params: List[np.ndarray],

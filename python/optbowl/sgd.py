@@ -21,7 +21,10 @@ class SGD(Optimizer):
 
     rounded exactly as torch 2.13 rounds it on the CPU (every ``a*b + c`` one fused
     multiply-add), so the results are bit-identical to ``torch.optim.SGD`` with
-    ``fused=True``, ``foreach=True`` and the single-tensor loop, in float32 and float64.
+    ``foreach=True`` and the single-tensor loop (torch's default paths), in float32 and
+    float64, and to ``fused=True`` but for each array's last size mod 8 (float32) or mod 4
+    (float64) elements, whose momentum buffer torch's fused kernel rounds its own way
+    (``optbowl.torch.SGD(..., fused=True)`` rounds them as it does).
 
     Parameters
     ----------

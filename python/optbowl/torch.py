@@ -218,7 +218,12 @@ NOT_CAPTURABLE = ((False,), "CUDA-graph capture is not supported")
 NOT_DIFFERENTIABLE = ((False,), "the fused update is not recorded by autograd")
 FUSED_ROUNDING = "the update is always the fused kernel's, which rounds as torch's fused=True"
 ONLY_FUSED = ((None, True), FUSED_ROUNDING)
-NOT_FOREACH = ((None, False), FUSED_ROUNDING)
+#: foreach=False asks for torch's single-tensor loop, True for its foreach path: both round
+#: otherwise than its fused kernel, the only one these optimizers compute.
+NOT_FOREACH = ((None,), "torch's foreach and single-tensor paths (foreach=True, foreach=False) "
+               "round otherwise than its fused kernel, the only update these optimizers compute; "
+               "leave foreach=None (or pass fused=True) for results bit-identical to "
+               "fused=True")
 
 
 class _Batch:
@@ -676,9 +681,31 @@ class _FusedOptimizer(torch.optim.Optimizer):
             *steps,
             group_tuples,
             batch.group_sizes,
+            **self._cpu_options(batch.groups),
         )
 
+    def _cpu_options(self, groups: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+        """Keyword arguments of the CPU entry for a batch of these groups (none here)."""
+        return {}
+
     # ---------------------------------------------------------------- torch machinery
+    #: Whether the update is torch's ``fused=True`` one (and only that): ``state_dict()`` then
+    #: says so in each group (see there).
+    _torch_fused = False
+
+    def state_dict(self) -> Dict[str, Any]:
+        """torch's ``state_dict()``. For the optimizers that compute torch's ``fused=True``
+        update (:class:`Adagrad`, :class:`Adam`, :class:`AdamW`), each group's ``fused`` is
+        written as True where it is None, so that ``torch.optim.X`` loading the state_dict
+        keeps to the fused path whose results these match (with None it would take its
+        default path, which rounds otherwise)."""
+        sd = super().state_dict()
+        if self._torch_fused:
+            for group in sd["param_groups"]:
+                if group.get("fused") is None:
+                    group["fused"] = True
+        return sd
+
     def add_param_group(self, param_group: Dict[str, Any]) -> None:
         self._plan = None
         super().add_param_group(param_group)
@@ -1158,7 +1185,10 @@ class Adagrad(_StateBits, _FusedOptimizer):
         \theta \leftarrow \theta - \eta_t \frac{g}{\sqrt{s} + \epsilon}
 
     rounded as torch's fused CPU kernel rounds (``fma`` for the weight decay and the sum of
-    squares), so the results equal ``torch.optim.Adagrad(fused=True)`` bit for bit. The state
+    squares), so the results equal ``torch.optim.Adagrad(fused=True)`` bit for bit on every
+    tensor size (its scalar tail rounds as its body). ``state_dict()`` writes ``fused: True``
+    in each group, so that ``torch.optim.Adagrad`` loading it continues on its fused path;
+    :meth:`share_memory` shares the accumulators as torch's does. The state
     per parameter is torch's: ``step`` (a scalar tensor) and ``sum``, made for every parameter
     when the optimizer is built, as torch does. As in torch, the accumulator starts at the
     constructor's ``initial_accumulator_value`` whatever a param group says.
@@ -1173,9 +1203,10 @@ class Adagrad(_StateBits, _FusedOptimizer):
         As in torch (default 0), each >= 0.
     eps : float
         Added to the denominator (default 1e-10), >= 0.
-    foreach : bool or None
-        None or False: torch's ``foreach=True`` path rounds differently from the fused
-        kernel, so True is refused.
+    foreach : None
+        Only None: ``foreach=True`` and ``foreach=False`` ask for torch's foreach and
+        single-tensor paths, which round otherwise than its fused kernel, the only update
+        computed here; the ValueError says to pass ``fused=True``.
     maximize : bool
         Follow the gradient uphill.
     differentiable : bool
@@ -1201,6 +1232,7 @@ class Adagrad(_StateBits, _FusedOptimizer):
     _hyper = ("lr", "lr_decay", "weight_decay", "eps", "maximize")
     _flags = {"fused": ONLY_FUSED, "foreach": NOT_FOREACH, "differentiable": NOT_DIFFERENTIABLE}
     _counts_steps = True
+    _torch_fused = True
 
     def __init__(
         self,
@@ -1236,6 +1268,15 @@ class Adagrad(_StateBits, _FusedOptimizer):
         # As in torch, the accumulator starts at the constructor's value whatever the group says.
         return _real("initial_accumulator_value", self.defaults["initial_accumulator_value"])
 
+    def share_memory(self) -> None:
+        """Move each parameter's ``sum`` to shared memory (``Tensor.share_memory_()``), as
+        ``torch.optim.Adagrad.share_memory`` does: processes that share the model (Hogwild
+        training with ``torch.multiprocessing``) then share the accumulators too, and every
+        step, in any of them, updates them in place."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["sum"].share_memory_()
+
 
 class SGD(_FusedOptimizer):
     r"""torch.optim.SGD on optbowl's fused kernel, bit-identical to it.
@@ -1249,9 +1290,11 @@ class SGD(_FusedOptimizer):
         b_t & \mu \ne 0 \\ g & \mu = 0 \end{cases}
 
     rounded as torch 2.13 rounds on the CPU, so the results equal ``torch.optim.SGD`` bit
-    for bit with ``foreach=True`` and the single-tensor loop, and with ``fused=True`` on
-    tensors whose size is a multiple of 64 bytes (torch's fused kernel rounds the scalar
-    tail of other sizes its own way, an ulp apart). The state is torch's: a
+    for bit on every tensor size, for the path the group's options name: ``fused=True``,
+    torch's fused kernel, whose scalar tail (the last numel mod 8 float32 or mod 4 float64
+    elements of each tensor) rounds the momentum buffer its own way, and so does optbowl's;
+    otherwise (``foreach=True``, ``foreach=False``, or neither, torch's default) torch's
+    foreach and single-tensor paths, which round every element alike. The state is torch's: a
     ``momentum_buffer`` per parameter once it has taken a step with momentum
     :math:`\mu \ne 0`, and nothing while :math:`\mu = 0`; a buffer starts as the gradient,
     also when momentum is switched on later, as in torch.
@@ -1276,8 +1319,9 @@ class SGD(_FusedOptimizer):
     maximize : bool
         Follow the gradient uphill.
     foreach, fused : bool or None
-        Accepted for compatibility (not both True, as in torch); every value runs the same
-        fused kernel, whose results equal torch's for every value.
+        The torch path whose rounding the fused kernel reproduces (not both True, as in
+        torch): ``fused=True`` torch's fused kernel, tails included; any other value its
+        foreach and single-tensor paths (which agree with each other bit for bit).
     differentiable : bool
         Only False: the kernels do not record the update for autograd.
     """
@@ -1325,6 +1369,12 @@ class SGD(_FusedOptimizer):
 
     def _init_state(self, p: torch.Tensor, group: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         return {}  # torch keeps nothing until a step with momentum makes the buffer
+
+    def _cpu_options(self, groups: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+        # fused=True: each tensor's scalar tail rounded as torch's fused kernel rounds it;
+        # else every element as torch's foreach and single-tensor paths (and the fused body).
+        tails = [group["fused"] is True for group in groups]
+        return {"fused_tails": tails} if any(tails) else {}
 
     def _step_count(self, state: Dict[str, Any], group: Dict[str, Any]) -> float:
         # The kernel's first step (buffer = gradient) wherever torch has no buffer yet.
@@ -1428,10 +1478,12 @@ class Adam(_StateBits, _FusedOptimizer):
         \theta \leftarrow \theta - \frac{\eta}{1-\beta_1^t}\,
         \frac{m}{\sqrt{\hat v}/\sqrt{1-\beta_2^t} + \epsilon}
 
-    rounded as torch's fused CPU kernel rounds its vectorised body, so the results equal
-    ``torch.optim.Adam(fused=True)`` bit for bit in float32 and float64 on tensors whose
-    size is a multiple of 64 bytes (torch rounds the scalar tail of other sizes its own
-    way, an ulp apart). The state is
+    rounded as torch's fused CPU kernel rounds, so the results equal
+    ``torch.optim.Adam(fused=True)`` bit for bit in float32 and float64 on every tensor
+    size: the last numel mod 8 (float32) or mod 4 (float64) elements of each tensor, which
+    torch steps in a scalar loop that rounds :math:`v` otherwise, are rounded as that loop
+    rounds them. ``state_dict()`` writes ``fused: True`` in each group, so that
+    ``torch.optim.Adam`` loading it continues on its fused path. The state is
     torch's: ``step`` (a scalar tensor: float32 on the parameter's device with
     ``fused=True``, as torch makes it), ``exp_avg``, ``exp_avg_sq`` and ``max_exp_avg_sq``
     (only with amsgrad).
@@ -1443,16 +1495,18 @@ class Adam(_StateBits, _FusedOptimizer):
     lr : float or one-element tensor
         Learning rate :math:`\eta \ge 0` (default 1e-3).
     betas : (float, float)
-        :math:`(\beta_1, \beta_2)`, each in [0, 1) (default (0.9, 0.999)).
+        :math:`(\beta_1, \beta_2)`, each in [0, 1) (default (0.9, 0.999)): two numbers or
+        two one-element tensors; a tensor beside a number is refused, as torch refuses it.
     eps : float
         Added to the denominator, >= 0 (default 1e-8).
     weight_decay : float
         :math:`\lambda \ge 0` (default 0).
     amsgrad : bool
         Use the running maximum of :math:`v`.
-    foreach : bool or None
-        None or False: torch's ``foreach=True`` path rounds differently from the fused
-        kernel, so True is refused.
+    foreach : None
+        Only None: ``foreach=True`` and ``foreach=False`` ask for torch's foreach and
+        single-tensor paths, which round otherwise than its fused kernel, the only update
+        computed here; the ValueError says to pass ``fused=True``.
     maximize : bool
         Follow the gradient uphill.
     capturable : bool
@@ -1489,6 +1543,7 @@ class Adam(_StateBits, _FusedOptimizer):
         "fused": ONLY_FUSED,
     }
     _counts_steps = True
+    _torch_fused = True
 
     def __init__(
         self,
@@ -1518,7 +1573,14 @@ class Adam(_StateBits, _FusedOptimizer):
     def _check_hyper(self, group: Dict[str, Any]) -> None:
         for name in ("lr", "eps", "weight_decay"):
             _real(name, group[name])
-        for k, beta in enumerate(_pair("betas", group["betas"])):
+        betas = group["betas"]
+        if isinstance(betas, Sequence) and len(betas) == 2 and \
+                isinstance(betas[0], torch.Tensor) != isinstance(betas[1], torch.Tensor):
+            raise ValueError(
+                "betas: must be either both floats or both tensors, as torch.optim requires; got "
+                f"{type(betas[0]).__name__} and {type(betas[1]).__name__}"
+            )
+        for k, beta in enumerate(_pair("betas", betas)):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"betas[{k}]: must be in [0, 1), got {beta}")
         _bool("amsgrad", group["amsgrad"])

@@ -716,7 +716,7 @@ Summary simulate(const Problem& P, const LU* newton, M method, const double* x0,
     }
     for (std::int64_t i = 0; i < n; ++i) g[i] = static_cast<T>(residual[i]);
     if (method.before_step) method.before_step(method.loop, t + 1, loss, prev_loss);
-    method.loop.template apply<T>(ptrs, 0, 0, n);
+    apply_with_torch_tail<T>(method.loop, ptrs, n);  // as an optimizer's step, tail included
     prev_loss = loss;
   }
   s.err_end = distance(x.data(), xstar, n);
@@ -891,6 +891,10 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
     ptrs[0] = x + j * L;
     ptrs[1] = gj;
     for (std::size_t k = 0; k < M::kStates; ++k) ptrs[k + 2] = states[k] + j * L;
+    using FirstLoop = std::decay_t<decltype(first.loop)>;
+    if constexpr (has_torch_tail<FirstLoop>::value)  // coordinate j of an optimizer's tail
+      if (j >= torch_tail_begin<T>(n) && first.loop.torch_tail(0))
+        return first.loop.template run_tail<T>(ptrs, 0, 0, L, h, lane_hyper);
     first.loop.template run<T>(ptrs, 0, 0, L, h, lane_hyper);
   };
   for (std::int64_t t = 0;; ++t) {

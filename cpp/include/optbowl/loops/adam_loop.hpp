@@ -63,6 +63,32 @@ struct AdamLoop {
     run<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
   }
 
+  // Each tensor's last numel % (32 bytes / sizeof(T)) elements: torch's fused kernel rounds
+  // them in a scalar loop of its own (rules/adam.hpp), and so does apply_tail (multi_tensor.hpp
+  // splits the chunks).
+  bool torch_tail(std::int32_t) const { return true; }
+
+  template <class T>
+  void apply_tail(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
+                  std::int64_t end) const {
+    run_tail<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
+  }
+
+  // The tail's elements as run() steps the body's (the bowl sweep's lanes too).
+  template <class T, class Hyper>
+  void run_tail(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin, std::int64_t end,
+                const rules::AdamHyper<T>& h, Hyper hyper) const {
+    T* p = static_cast<T*>(a[0]);
+    const T* g = static_cast<const T*>(a[1]);
+    T* m = static_cast<T*>(a[2]);
+    T* v = static_cast<T*>(a[3]);
+    T* vmax = static_cast<T*>(a[4]);
+    if (groups[group_of[tensor]].amsgrad)
+      for (std::int64_t i = begin; i < end; ++i) rules::amsgrad_tail(p[i], g[i], m[i], v[i], vmax[i], hyper(h, i));
+    else
+      for (std::int64_t i = begin; i < end; ++i) rules::adam_tail(p[i], g[i], m[i], v[i], hyper(h, i));
+  }
+
   template <class T, class Hyper>
   void run(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin, std::int64_t end,
            const rules::AdamHyper<T>& h, Hyper hyper) const {

@@ -14,6 +14,9 @@ namespace optbowl {
 struct SgdGroup {
   double lr, momentum, dampening, weight_decay;
   bool nesterov, maximize;
+  // Round each tensor's scalar tail as torch's fused=True kernel does (rules/sgd.hpp); else
+  // every element as its body, and as torch's foreach and single-tensor paths.
+  bool fused_tail = false;
 };
 
 // Pointers per tensor: param, grad, momentum buffer (read and written only when momentum != 0).
@@ -46,6 +49,32 @@ struct SgdLoop {
   void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
              std::int64_t end) const {
     run<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
+  }
+
+  // The last numel % (32 bytes / sizeof(T)) elements of each tensor of a fused_tail group
+  // (multi_tensor.hpp splits the chunks).
+  bool torch_tail(std::int32_t tensor) const { return groups[group_of[tensor]].fused_tail; }
+
+  template <class T>
+  void apply_tail(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
+                  std::int64_t end) const {
+    run_tail<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
+  }
+
+  // The tail's elements as run() steps the body's (the bowl sweep's lanes too).
+  template <class T, class Hyper>
+  void run_tail(const std::array<void*, K>& a, std::int32_t, std::int64_t begin, std::int64_t end,
+                const rules::SgdHyper<T>& h, Hyper hyper) const {
+    T* p = static_cast<T*>(a[0]);
+    const T* g = static_cast<const T*>(a[1]);
+    T* buf = static_cast<T*>(a[2]);
+    const bool with_buf = h.with_momentum && buf != nullptr;
+    T unused = T(0);
+    for (std::int64_t i = begin; i < end; ++i) {
+      rules::SgdHyper<T> he = hyper(h, i);
+      he.with_momentum = with_buf;
+      rules::sgd_tail(p[i], g[i], with_buf ? buf[i] : unused, he);
+    }
   }
 
   template <class T, class Hyper>

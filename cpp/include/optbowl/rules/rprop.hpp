@@ -76,11 +76,12 @@ OPTBOWL_HD void store_prev(std::int8_t& prev_code, T x) {
 // p - sign(g) * step, as torch's addcmul_(sign(g), step, value=-1) rounds it: p + (-1 or
 // +1) * step is p -+ step exactly, and for a zero or NaN g it is p + (-0) * step, which is
 // p - 0 * step. So the move is p minus step with g's sign, or minus 0 * step: a bit
-// operation instead of sign()'s two selects and a multiply. (A NaN step makes p NaN either
-// way; only that NaN's sign bit may differ.)
+// operation instead of sign()'s two selects and a multiply. A NaN step keeps its own sign
+// through torch's product, so it keeps it here too (copysign takes the sign of the step
+// itself then).
 template <class T>
 OPTBOWL_HD T rprop_move(T p, T g, T step) {
-  const T signed_step = copysign_(step, g);
+  const T signed_step = copysign_(step, step != step ? step : g);
   // The zero move first, then the signed step over it where g is non-zero: written as one
   // nested select, GCC spent two more mask operations on it (irprop-'s AVX-512 loop took
   // 1.11x the time in L1 on AMD Zen 5).

@@ -8,6 +8,14 @@
 //     p   = fma(g, -lr, p)
 // every operation in the param dtype; torch's build contracts each a*b + c into one fused
 // multiply-add, and so do we (checked bit for bit in float32 and float64).
+//
+// The scalar tail (sgd_tail): torch's fused CPU kernel (its AVX2 and AVX-512 builds) steps the
+// last numel % (32 bytes / sizeof(T)) elements of each tensor in a scalar loop that its
+// compiler contracts otherwise, only in the buffer (found by testing candidates against torch
+// 2.13, every tensor size, float32 and float64):
+//     buf = fma(buf, momentum, g * (1 - dampening))
+// torch's foreach and single-tensor paths round every element as the fused body.
+// multi_tensor.hpp says which elements are a tensor's tail.
 #pragma once
 #include "optbowl/config.hpp"
 #include "optbowl/math.hpp"
@@ -27,16 +35,28 @@ struct SgdHyper {
   bool with_momentum;     // momentum != 0: the buffer is read and written
 };
 
-template <class T>
+// kScalarTail: rounded as torch's fused scalar tail (see the top of this file).
+template <bool kScalarTail = false, class T>
 OPTBOWL_HD void sgd(T& p, T grad, T& momentum_buffer, const SgdHyper<T>& h) {
   T g = h.maximize ? -grad : grad;
   if (h.weight_decay != T(0)) g = fma_(p, h.weight_decay, g);
   if (h.with_momentum) {
-    const T buf = h.first_step ? g : fma_(g, h.one_minus_dampening, momentum_buffer * h.momentum);
+    T buf = g;
+    if (!h.first_step) {
+      if constexpr (kScalarTail)
+        buf = fma_(momentum_buffer, h.momentum, g * h.one_minus_dampening);
+      else
+        buf = fma_(g, h.one_minus_dampening, momentum_buffer * h.momentum);
+    }
     momentum_buffer = buf;
     g = h.nesterov ? fma_(buf, h.momentum, g) : buf;
   }
   p = fma_(g, h.neg_lr, p);
+}
+
+template <class T>
+OPTBOWL_HD void sgd_tail(T& p, T grad, T& momentum_buffer, const SgdHyper<T>& h) {
+  sgd<true>(p, grad, momentum_buffer, h);
 }
 
 }  // namespace rules
