@@ -12,9 +12,22 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 FLOAT64 = np.dtype(np.float64)
 FLOAT32 = np.dtype(np.float32)
+FLOAT16 = np.dtype(np.float16)
+try:  # bfloat16 arrays: the dtype of the optional ml_dtypes package (the `bf16` extra)
+    import ml_dtypes as _ml_dtypes
+
+    BFLOAT16: Optional[np.dtype] = np.dtype(_ml_dtypes.bfloat16)
+except ImportError:  # pragma: no cover - ml_dtypes is installed with the test extra
+    _ml_dtypes = None
+    BFLOAT16 = None
+
+#: The parameter dtypes the kernels take: float32 and float64 computed as themselves,
+#: float16 and bfloat16 stored in 16 bits and computed in float32.
+FLOAT_DTYPES = (FLOAT32, FLOAT64, FLOAT16) + ((BFLOAT16,) if BFLOAT16 is not None else ())
+#: The 16-bit ones.
+HALF_DTYPES = (FLOAT16,) + ((BFLOAT16,) if BFLOAT16 is not None else ())
 
 #: The largest step count: counts are handed to the kernels as float64, exact up to 2**53.
 MAX_COUNT = 2**53
@@ -120,13 +133,15 @@ def not_masked(name: str, a: Any) -> None:
 
 
 def float_array(name: str, a: Any, *, writable: bool) -> np.ndarray:
-    """A C-contiguous, aligned, native float32/float64 ndarray (writeable if asked), not masked."""
+    """A C-contiguous, aligned, native float32/float64/float16/bfloat16 ndarray (writeable
+    if asked), not masked."""
     if not isinstance(a, np.ndarray):
         raise not_an_array(name, a)
     not_masked(name, a)
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(
-            f"{name}: expected a float32 or float64 array in native byte order, got dtype {a.dtype}"
+            f"{name}: expected a float32, float64, float16 or bfloat16 array in native byte order, "
+            f"got dtype {a.dtype}"
         )
     if not a.flags.c_contiguous:
         raise ValueError(f"{name}: must be C-contiguous")
@@ -204,7 +219,8 @@ def _rounded_or_error(name: str, value: Any, dtype: np.dtype, where: str) -> Any
     """``_rounded``, an overflow told as a ValueError naming the value."""
     limits = _LIMITS.get(dtype)
     if limits is None:
-        limits = _LIMITS[dtype] = (dtype.type, float(np.finfo(dtype).max))
+        info = _ml_dtypes.finfo(dtype) if dtype == BFLOAT16 else np.finfo(dtype)
+        limits = _LIMITS[dtype] = (dtype.type, float(info.max))
     try:
         return _rounded(value, limits)
     except _Overflow as exc:
