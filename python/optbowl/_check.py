@@ -20,7 +20,7 @@ try:  # bfloat16 arrays: the dtype of the optional ml_dtypes package (the `bf16`
 
     BFLOAT16: Optional[np.dtype] = np.dtype(_ml_dtypes.bfloat16)
 except ImportError:  # pragma: no cover - ml_dtypes is installed with the test extra
-    _ml_dtypes = None
+    _ml_dtypes = None  # type: ignore[assignment]
     BFLOAT16 = None
 
 #: The parameter dtypes the kernels take: float32 and float64 computed as themselves,
