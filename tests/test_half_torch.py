@@ -208,17 +208,3 @@ def test_grad_of_another_dtype_is_refused_and_nothing_changes(dtype):
         assert torch.equal(bits(p), b)
         for k, v in s.items():
             assert torch.equal(opt.state[p][k], v)
-
-
-def test_half_on_cuda_is_refused_clearly():
-    if not torch.cuda.is_available():
-        p = torch.zeros(4, dtype=torch.bfloat16)
-        meta = p.to("meta")  # a non-CPU device: refused as one
-        meta.grad = torch.zeros_like(meta)
-        with pytest.raises(TypeError):
-            obt.SGD([meta], lr=0.1).step()
-        return
-    p = torch.zeros(64, dtype=torch.bfloat16, device="cuda", requires_grad=True)
-    p.grad = torch.ones_like(p)
-    with pytest.raises(TypeError, match="on the CPU only"):
-        obt.SGD([p], lr=0.1).step()

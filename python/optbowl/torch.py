@@ -68,8 +68,6 @@ __all__ = ["Adagrad", "Adam", "AdamW", "QuickProp", "RMSprop", "Rprop", "SGD"]
 #: Parameter dtypes the CPU kernels take (bfloat16 and float16: stored in 16 bits,
 #: computed in float32, rounded as torch rounds them; bfloat16 needs ml_dtypes).
 CPU_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-#: The 16-bit ones, which the CUDA kernels do not take.
-HALF_DTYPES = (torch.bfloat16, torch.float16)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -796,14 +794,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
                     f"{name}: expected a float32, float64, bfloat16 or float16 tensor on the "
                     f"CPU, got {p.dtype}"
                 )
-        elif p.device.type == "cuda":
-            if p.dtype in HALF_DTYPES:
-                raise TypeError(
-                    f"{name}: {p.dtype} parameters are stepped on the CPU only; optbowl's CUDA "
-                    "kernels take float32 and float64 (use torch.optim for 16-bit CUDA "
-                    "parameters, or keep float32 master weights)"
-                )
-        else:
+        elif p.device.type != "cuda":
             raise TypeError(
                 f"{name}: tensors on {p.device.type!r} are not supported (only cpu and cuda)"
             )
