@@ -772,9 +772,9 @@ def _sparse_grad(ps):
     return [*ps, emb.weight]
 
 
-def _half(ps):
-    h = torch.zeros(3, dtype=torch.float16, requires_grad=True)
-    h.grad = torch.ones(3, dtype=torch.float16)
+def _float8(ps):  # 16-bit parameters are stepped (tests/test_half_torch.py); 8-bit are not
+    h = torch.zeros(3, dtype=torch.float8_e5m2, requires_grad=True)
+    h.grad = torch.ones(3).to(torch.float8_e5m2)
     return [*ps, h]
 
 
@@ -805,7 +805,7 @@ def _meta(ps):
     "extend, error, words",
     [
         (_sparse_grad, TypeError, r"params\[2\]\.grad: sparse"),
-        (_half, TypeError, r"params\[2\]: expected a float32 or float64.*float16"),
+        (_float8, TypeError, r"params\[2\]: expected a float32, float64, bfloat16 or float16.*8"),
         (_non_contiguous, ValueError, r"params\[2\]: must be contiguous"),
         (_grad_dtype, TypeError, r"params\[2\]\.grad: dtype"),
         (_meta, TypeError, r"params\[2\]: tensors on 'meta'"),

@@ -91,8 +91,25 @@ inline std::string masked_message(const std::string& who) {
                "element); pass np.ma.getdata(a) to use every element, or a.filled(value)";
 }
 
-// float32 or float64 in native byte order, or throw TypeError; who() names the array
-// (made only for the message: a step takes many arrays).
+// NumPy's number of ml_dtypes.bfloat16 (a user-defined dtype, numbered when ml_dtypes is
+// imported), or -1 where ml_dtypes is not installed. Looked up once, on the first array of
+// a dtype NumPy does not know itself.
+inline int bfloat16_num() {
+  static const int num = [] {
+    try {
+      return py::dtype::from_args(py::module_::import("ml_dtypes").attr("bfloat16")).num();
+    } catch (const py::error_already_set&) {
+      return -1;
+    }
+  }();
+  return num;
+}
+
+constexpr int kNpyHalf = 23;  // NPY_HALF
+
+// float32, float64, float16 or bfloat16 (ml_dtypes.bfloat16) in native byte order, or
+// throw TypeError; who() names the array (made only for the message: a step takes many
+// arrays).
 template <class Who>
 DType dtype_of(const py::array& a, const Who& who) {
   const py::dtype dt = a.dtype();
@@ -105,15 +122,33 @@ DType dtype_of(const py::array& a, const Who& who) {
   const int num = dt.num();
   if (native && num == py::detail::npy_api::constants::NPY_FLOAT_) return DType::f32;
   if (native && num == py::detail::npy_api::constants::NPY_DOUBLE_) return DType::f64;
-  throw py::type_error(who() + ": expected a float32 or float64 array in native byte order, got dtype " +
-                       std::string(py::str(dt)));
+  if (native && num == kNpyHalf) return DType::f16;
+  if (num >= 256 && num == bfloat16_num()) return DType::bf16;
+  throw py::type_error(who() + ": expected a float32, float64, float16, bfloat16, complex64 or "
+                       "complex128 array in native byte order, got dtype " + std::string(py::str(dt)));
 }
 
 inline DType dtype_of(const py::array& a, const std::string& who) {
   return dtype_of(a, [&who] { return who; });
 }
 
-inline const char* dtype_name(DType d) { return d == DType::f32 ? "float32" : "float64"; }
+inline const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::f32: return "float32";
+    case DType::f64: return "float64";
+    case DType::bf16: return "bfloat16";
+    case DType::f16: return "float16";
+  }
+  return "?";
+}
+
+// Refuse (TypeError naming the array) a 16-bit array where a call computes only in
+// float32 and float64 (sparse AdaGrad's rows).
+inline void refuse_half(DType d, const std::string& who) {
+  if (d == DType::bf16 || d == DType::f16)
+    throw py::type_error(who + ": expected a float32 or float64 array, got " + dtype_name(d) +
+                         " (sparse gradients take float32 and float64 only)");
+}
 
 // Whether a is a complex64/complex128 array in native byte order, stepped as its real view
 // (of dtype `*part`): the run of its memory holds 2 * a.size() float32/float64.

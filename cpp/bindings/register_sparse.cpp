@@ -89,6 +89,7 @@ void register_sparse(py::module_& m) {
         const TensorTable<2> rows_of = gather<2>({Operand{"params", sparse_p, true, false, &sparse_at},
                                                   Operand{"sums", sparse_s, true, false, &sparse_at}},
                                                  &extents);
+        for (std::size_t j = 0; j < rows_of.size(); ++j) refuse_half(rows_of.dtypes[j], item_name("params", sparse_at[j]));
         std::vector<py::array> index_arrays, value_arrays;
         for (std::size_t j = 0; j < sparse_at.size(); ++j) {
           const std::size_t i = sparse_at[j];

@@ -12,11 +12,24 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-#: Complex dtypes, stepped as their real view (two reals of the matching float dtype each).
-COMPLEX_DTYPES = (np.dtype(np.complex64), np.dtype(np.complex128))
 FLOAT64 = np.dtype(np.float64)
 FLOAT32 = np.dtype(np.float32)
+FLOAT16 = np.dtype(np.float16)
+try:  # bfloat16 arrays: the dtype of the optional ml_dtypes package (the `bf16` extra)
+    import ml_dtypes as _ml_dtypes
+
+    BFLOAT16: Optional[np.dtype] = np.dtype(_ml_dtypes.bfloat16)
+except ImportError:  # pragma: no cover - ml_dtypes is installed with the test extra
+    _ml_dtypes = None  # type: ignore[assignment]
+    BFLOAT16 = None
+
+#: The parameter dtypes the kernels take: float32 and float64 computed as themselves,
+#: float16 and bfloat16 stored in 16 bits and computed in float32.
+FLOAT_DTYPES = (FLOAT32, FLOAT64, FLOAT16) + ((BFLOAT16,) if BFLOAT16 is not None else ())
+#: Complex dtypes, stepped as their real view (two reals of the matching float dtype each).
+COMPLEX_DTYPES = (np.dtype(np.complex64), np.dtype(np.complex128))
+#: The 16-bit ones.
+HALF_DTYPES = (FLOAT16,) + ((BFLOAT16,) if BFLOAT16 is not None else ())
 
 #: The largest step count: counts are handed to the kernels as float64, exact up to 2**53.
 MAX_COUNT = 2**53
@@ -122,14 +135,16 @@ def not_masked(name: str, a: Any) -> None:
 
 
 def float_array(name: str, a: Any, *, writable: bool) -> np.ndarray:
-    """A dense (:func:`is_dense`), aligned, native float32/float64 ndarray, or a complex64/
-    complex128 one (stepped as its real view), writeable if asked, not masked."""
+    """A dense (:func:`is_dense`), aligned, native float32/float64/float16/bfloat16 ndarray,
+    or a complex64/complex128 one (stepped as its real view), writeable if asked, not
+    masked."""
     if not isinstance(a, np.ndarray):
         raise not_an_array(name, a)
     not_masked(name, a)
     if a.dtype not in FLOAT_DTYPES and a.dtype not in COMPLEX_DTYPES:
         raise TypeError(
-            f"{name}: expected a float32 or float64 array in native byte order, got dtype {a.dtype}"
+            f"{name}: expected a float32, float64, float16, bfloat16, complex64 or complex128 "
+            f"array in native byte order, got dtype {a.dtype}"
         )
     if not is_dense(a):
         raise ValueError(f"{name}: {NOT_DENSE}, got strides {element_strides(a)} (in elements) "
@@ -274,7 +289,8 @@ def _rounded_or_error(name: str, value: Any, dtype: np.dtype, where: str) -> Any
     """``_rounded``, an overflow told as a ValueError naming the value."""
     limits = _LIMITS.get(dtype)
     if limits is None:
-        limits = _LIMITS[dtype] = (dtype.type, float(np.finfo(dtype).max))
+        info = _ml_dtypes.finfo(dtype) if dtype == BFLOAT16 else np.finfo(dtype)
+        limits = _LIMITS[dtype] = (dtype.type, float(info.max))
     try:
         return _rounded(value, limits)
     except _Overflow as exc:

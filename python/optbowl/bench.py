@@ -35,7 +35,12 @@ phase of the machine that spans a round cancels instead of landing on one side. 
 ratio's spread is half the inter-quartile range of its per-round quotients, relative to
 their median; a ratio whose spread reaches its margin (|ratio - 1|) is flagged ``?``:
 that run cannot tell which side is faster. ``--quick`` times a representative subset
-(ResNet-18, float32, irprop- and adagrad, 5 samples).
+(ResNet-18, float32, irprop- and adagrad, and Adam in bfloat16, 5 samples).
+
+``--dtype bfloat16 float16`` times 16-bit parameters (state in the same dtype, float32
+arithmetic, as torch steps them): the floor then streams the 16-bit bytes, widening and
+rounding them as the rules do, and torch's paths see the same memory; NumPy, optax and
+torch.compile are not timed there.
 
 Rules form a registry (``RULES``): one ``register(BenchRule(...))`` line adds one.
 """
@@ -54,8 +59,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import (SGD, Adagrad, Adam, AdamW, QuickProp, RMSprop, Rprop, __version__, _core, _device,
-               _numpy_baseline, _workloads)
+from . import (SGD, Adagrad, Adam, AdamW, QuickProp, RMSprop, Rprop, __version__, _check, _core,
+               _device, _numpy_baseline, _workloads)
 from ._cli_args import integer, number
 
 Shape = Tuple[int, ...]
@@ -276,6 +281,9 @@ DEFAULT_RULES = ("irprop-", "irprop-/compact", "adagrad")
 #: What ``--quick`` times: the two headline rules on the standard workload.
 QUICK: Dict[str, Any] = {"workload": "resnet18", "rules": ["irprop-", "adagrad"],
                          "dtype": ["float32"], "repeats": 5, "min_time": 0.01}
+#: ... and, when neither --rules nor --dtype is given, these (dtype, rule) rows: a
+#: bfloat16 model's Adam step against torch's fused one (where ml_dtypes is installed).
+QUICK_EXTRA = [("bfloat16", "adam")]
 
 
 # ------------------------------------------------------------------------------ cases
@@ -320,6 +328,22 @@ class Case:
         return sum(math.prod(s) for s in self.shapes)
 
 
+def _dtype(name: Any) -> np.dtype:
+    """A bench dtype by name: float32, float64, float16, or bfloat16 (needs ml_dtypes)."""
+    if name == "bfloat16":
+        if _check.BFLOAT16 is None:
+            raise ValueError("--dtype: bfloat16 needs the ml_dtypes package (the bf16 extra)")
+        return _check.BFLOAT16
+    return np.dtype(name)
+
+
+def _from_numpy(torch: Any, a: np.ndarray) -> Any:
+    """A tensor sharing ``a``'s memory (bfloat16 through an int16 view)."""
+    if a.dtype == _check.BFLOAT16:
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
 def build_case(rule: BenchRule, shapes: Sequence[Shape], dtype: Any, seed: int = 0,
                with_torch: bool = True, with_compile: bool = False,
                with_optax: bool = False) -> Case:
@@ -331,11 +355,13 @@ def build_case(rule: BenchRule, shapes: Sequence[Shape], dtype: Any, seed: int =
     optimizer joins; with ``with_optax`` (and jax, optax installed), the optax rule under
     ``jax.jit`` on its own copies. Both are compiled here, timed in ``compile_s``.
     """
-    dtype = np.dtype(dtype)
+    dtype = _dtype(dtype)
+    half = dtype in _check.HALF_DTYPES
     case = Case(rule, [tuple(s) for s in shapes], dtype)
     rng = np.random.default_rng(seed)
-    params = [rng.standard_normal(s).astype(dtype) for s in case.shapes]
-    grad_sets = [[rng.standard_normal(s).astype(dtype) for s in case.shapes] for _ in range(2)]
+    params = [rng.standard_normal(s, dtype=np.float32).astype(dtype) for s in case.shapes]
+    grad_sets = [[rng.standard_normal(s, dtype=np.float32).astype(dtype) for s in case.shapes]
+                 for _ in range(2)]
     turn = [0]
 
     def next_grads() -> List[np.ndarray]:
@@ -373,7 +399,9 @@ def build_case(rule: BenchRule, shapes: Sequence[Shape], dtype: Any, seed: int =
         else:
             case.skipped["bitsandbytes"] = "torch not timed (--no-torch)"
 
-    if rule.make_numpy is not None:
+    if half:
+        case.skipped["numpy"] = "NumPy has no 16-bit arithmetic of its own to compare with"
+    elif rule.make_numpy is not None:
         np_step = rule.make_numpy(params)
         case.steps["numpy"] = lambda: np_step(next_grads())
     else:
@@ -387,8 +415,8 @@ def build_case(rule: BenchRule, shapes: Sequence[Shape], dtype: Any, seed: int =
         if torch is None:
             case.skipped[path] = "torch is not installed"
             continue
-        tensors = [torch.from_numpy(p) for p in params]
-        tgrads = [[torch.from_numpy(g) for g in gs] for gs in grad_sets]
+        tensors = [_from_numpy(torch, p) for p in params]
+        tgrads = [[_from_numpy(torch, g) for g in gs] for gs in grad_sets]
         topt = rule.make_torch(torch, tensors, path)
         if topt is None:
             case.skipped[path] = f"torch has no {path[6:]} path for this rule"
@@ -400,14 +428,17 @@ def build_case(rule: BenchRule, shapes: Sequence[Shape], dtype: Any, seed: int =
                 t.grad = g
             topt.step()
         case.steps[path] = torch_step
-    if not with_compile:
+    if half:
+        with_compile = with_optax = False
+        why_not = "not timed for 16-bit dtypes"
+    elif not with_compile:
         why_not = "not asked for (--no-compile)"
     else:
         why_not = "torch is not installed" if with_torch else "torch not timed (--no-torch)"
     _add_torch_compile(case, torch if with_compile else None, params, grad_sets, turn, why_not)
     _add_optax(case, _optax_or_none() if with_optax else None, params, grad_sets, turn,
                "jax and optax are not installed (the bench extra)" if with_optax
-               else "not asked for (--no-optax)")
+               else ("not timed for 16-bit dtypes" if half else "not asked for (--no-optax)"))
     return case
 
 
@@ -783,8 +814,8 @@ def add_parser(sub) -> None:
     p.add_argument("--rules", nargs="+", default=None,
                    help=f"rules to time, or 'all' (default {' '.join(DEFAULT_RULES)}; "
                         f"known: {' '.join(RULES)})")
-    p.add_argument("--dtype", nargs="+", choices=("float32", "float64"), default=None,
-                   help="dtypes (default float32)")
+    p.add_argument("--dtype", nargs="+", choices=("float32", "float64", "bfloat16", "float16"),
+                   default=None, help="dtypes (default float32; bfloat16 needs ml_dtypes)")
     p.add_argument("--repeats", type=integer(1), default=None,
                    help="samples per competitor (default 7)")
     p.add_argument("--min-time", type=number(0.0, 60.0, low_open=True), default=None,
@@ -804,6 +835,10 @@ def _resolve(args: argparse.Namespace) -> None:
     full = {"workload": "resnet18", "rules": list(DEFAULT_RULES), "dtype": ["float32"],
             "repeats": 7, "min_time": 0.02}
     defaults = QUICK if args.quick else full
+    args.extra = []
+    if args.quick and args.rules is None and args.dtype is None:
+        args.extra = [(d, r) for d, r in QUICK_EXTRA
+                      if d != "bfloat16" or _check.BFLOAT16 is not None]
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -835,7 +870,9 @@ def run(args: argparse.Namespace) -> int:
     # low-precision state is for float32 parameters: those rules skip other dtypes
     cases = [(w, d, n)
              for w in workloads(args.workload, args.sizes) for d in args.dtype for n in names
-             if RULES[n].state_bits == 32 or np.dtype(d) == np.float32]
+             if RULES[n].state_bits == 32 or d == "float32"]
+    cases += [(w, d, n) for w in workloads(args.workload, args.sizes)
+              for d, n in getattr(args, "extra", [])]
     records = []
     for i, ((label, shapes), dtype, name) in enumerate(cases, 1):
         r = run_case(RULES[name], label, shapes, dtype, args.repeats, args.min_time,

@@ -48,8 +48,10 @@ class Rprop(Optimizer):
     Parameters
     ----------
     params : ndarray, sequence of ndarray, or list of dict
-        The arrays to optimise in place (float32 or float64, or complex64/complex128
-        stepped as their real view; dense in memory in any axis order; writeable),
+        The arrays to optimise in place (float32, float64, float16 or
+        ``ml_dtypes.bfloat16``, or complex64/complex128 stepped as their real view; dense in
+        memory in any axis order; writeable; 16-bit arrays keep their state in their dtype
+        and are computed in float32, as torch's single-tensor Rprop),
         or torch-style param groups with per-group ``lr``, ``etas``, ``step_sizes``,
         ``maximize``.
     lr : float

@@ -23,11 +23,15 @@ differ in optional state such as momentum buffers) for all parameters that have 
 and checks the arrays of every call before the first one runs, so that a refused step
 changes nothing (arrays of different calls that share memory are refused too):
 
-- CPU tensors (float32/float64, or complex64/complex128 stepped as their ``view_as_real``,
-  as torch steps them; any non-overlapping dense layout, e.g. ``channels_last``, whose
-  gradient and state have the parameter's strides; dense gradients) are handed to the C++
-  kernels of ``optbowl._core`` as NumPy views of their memory, without copies, each stepped
-  as the flat run over its memory;
+- CPU tensors (float32, float64, bfloat16, float16, or complex64/complex128 stepped as
+  their ``view_as_real``, as torch steps them; any non-overlapping dense layout, e.g.
+  ``channels_last``, whose gradient and state have the parameter's strides; dense
+  gradients of the parameter's dtype) are handed to the C++ kernels of ``optbowl._core``
+  as NumPy views of their memory, without copies, each stepped as the flat run over its
+  memory (bfloat16 as ``ml_dtypes.bfloat16``: the ``bf16`` extra). A 16-bit parameter
+  keeps its state in its dtype and is computed in float32, as torch steps it: Adam, AdamW
+  and Adagrad bit-identical to ``fused=True``, Rprop, RMSprop and SGD to the single-tensor
+  loop (``foreach=False``);
 - CUDA tensors go to optbowl's CUDA module (``optbowl._cuda``); an installation without
   it, or whose build lacks the optimizer's entry, refuses CUDA tensors with a RuntimeError
   that says what is missing. With ``fused=True`` the ``step`` counters live on the device
@@ -66,8 +70,23 @@ from . import _check, _core, _state_bits
 
 __all__ = ["Adagrad", "Adam", "AdamW", "QuickProp", "RMSprop", "Rprop", "SGD"]
 
-#: Parameter dtypes the CPU kernels take.
-CPU_DTYPES = (torch.float32, torch.float64)
+#: Parameter dtypes the CPU kernels take (bfloat16 and float16: stored in 16 bits,
+#: computed in float32, rounded as torch rounds them; bfloat16 needs ml_dtypes).
+CPU_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    """A NumPy view of a (detached) CPU tensor's memory: bfloat16 as ml_dtypes.bfloat16."""
+    if t.dtype is torch.bfloat16:
+        if _check.BFLOAT16 is None:
+            raise TypeError(
+                "params: bfloat16 tensors need the ml_dtypes package (pip install "
+                "'optbowl[bf16]'), through which optbowl's kernels see their memory"
+            )
+        return t.view(torch.int16).numpy().view(_check.BFLOAT16)
+    return t.numpy()
+
+
 #: Complex parameter dtypes the CPU kernels step as their ``view_as_real`` (as torch does).
 COMPLEX_DTYPES = (torch.complex64, torch.complex128)
 
@@ -256,10 +275,10 @@ class _Batch:
     def as_numpy(self) -> "_Batch":
         """The same batch with every tensor replaced by a NumPy view of its memory."""
         out = _Batch(())
-        out.params = [t.detach().numpy() for t in self.params]
-        out.grads = [t.detach().numpy() for t in self.grads]
+        out.params = [_np(t.detach()) for t in self.params]
+        out.grads = [_np(t.detach()) for t in self.grads]
         out.states = [
-            None if column is None else [t.detach().numpy() for t in column]
+            None if column is None else [_np(t.detach()) for t in column]
             for column in self.states
         ]
         out.steps, out.groups, out.group_sizes = self.steps, self.groups, self.group_sizes
@@ -362,14 +381,15 @@ class _Plan:
                 batch, indices, views = entry
                 if not batch.groups or batch.groups[-1] is not group:
                     indices.append(k)
-                batch.add(p.detach().numpy(), None,
-                          [sd[name].detach().numpy() if present else None
+                batch.add(_np(p.detach()), None,
+                          [_np(sd[name].detach()) if present else None
                            for name, present in zip(opt._state_names, layout)],
                           opt._step_count(sd or {}, group), group, index)
                 if opt._has_step:
                     counter = sd["step"]
                     if not (isinstance(counter, torch.Tensor) and counter.is_cpu
-                            and counter.numel() == 1 and counter.dtype in CPU_DTYPES):
+                            and counter.numel() == 1
+                            and counter.dtype in (torch.float32, torch.float64)):
                         raise _NoPlan  # _core.add_one takes float32 and float64 views
                     view = counter.detach().numpy()
                     self.counters.append(counter)
@@ -442,7 +462,7 @@ class _Plan:
                 for name, t in tensors:  # tensors only where sd is a dict
                     if sd.get(name) is not t:
                         return False
-                batch.grads.append(g.detach().numpy() if g.requires_grad else g.numpy())
+                batch.grads.append(_np(g.detach()) if g.requires_grad else _np(g))
         if self.calls is not None:
             try:
                 _core.check_calls(self.calls)
@@ -857,7 +877,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
         if p.device.type == "cpu":
             if p.dtype not in CPU_DTYPES and p.dtype not in COMPLEX_DTYPES:
                 raise TypeError(
-                    f"{name}: expected a float32 or float64 tensor on the CPU, got {p.dtype}"
+                    f"{name}: expected a float32, float64, bfloat16 or float16 tensor on the "
+                    f"CPU, got {p.dtype}"
                 )
         elif p.device.type != "cuda":
             raise TypeError(

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "optbowl/config.hpp"
+#include "optbowl/half.hpp"
 
 namespace optbowl {
 

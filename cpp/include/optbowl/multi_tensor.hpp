@@ -53,10 +53,14 @@
 #endif
 
 #include "optbowl/config.hpp"
+#include "optbowl/half.hpp"
 
 namespace optbowl {
 
-enum class DType : std::uint8_t { f32 = 0, f64 = 1 };
+// The arrays' storage: float32, float64, bfloat16, float16 (optbowl/half.hpp).
+enum class DType : std::uint8_t { f32 = 0, f64 = 1, bf16 = 2, f16 = 3 };
+
+inline std::int64_t dtype_size(DType d) { return d == DType::f64 ? 8 : (d == DType::f32 ? 4 : 2); }
 
 struct Chunk {
   std::int32_t tensor;
@@ -591,10 +595,13 @@ inline void apply_with_torch_tail(const Rule& rule, const std::array<void*, K>& 
 
 template <bool Prefetch, class Rule, std::size_t K>
 inline void run_chunk(const Rule& rule, const TensorTable<K>& t, const Chunk& c) {
-  if (t.dtypes[c.tensor] == DType::f32)
-    run_tensor_range<Prefetch, float>(rule, t, c);
-  else
-    run_tensor_range<Prefetch, double>(rule, t, c);
+  // torch's fused kernels round their 16-bit tails as their body (measured): no tail there.
+  switch (t.dtypes[c.tensor]) {
+    case DType::f32: return run_tensor_range<Prefetch, float>(rule, t, c);
+    case DType::f64: return run_tensor_range<Prefetch, double>(rule, t, c);
+    case DType::bf16: return run_range<Prefetch, bf16_t>(rule, t.ptrs[c.tensor], c.tensor, c.begin, c.end);
+    case DType::f16: return run_range<Prefetch, half_t>(rule, t.ptrs[c.tensor], c.tensor, c.begin, c.end);
+  }
 }
 
 // ---------------------------------------------------------------- ISA dispatch
@@ -745,7 +752,7 @@ template <std::size_t K>
 std::int64_t step_bytes(const TensorTable<K>& t) {
   std::int64_t bytes = 0;
   for (std::size_t i = 0; i < t.size(); ++i)
-    bytes += t.sizes[i] * static_cast<std::int64_t>(K * (t.dtypes[i] == DType::f32 ? 4 : 8));
+    bytes += t.sizes[i] * static_cast<std::int64_t>(K) * dtype_size(t.dtypes[i]);
   return bytes;
 }
 

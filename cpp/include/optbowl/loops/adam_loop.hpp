@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "optbowl/config.hpp"
+#include "optbowl/half.hpp"
 #include "optbowl/loops/constant_flags.hpp"
 #include "optbowl/loops/lanes.hpp"
 #include "optbowl/rules/adam.hpp"
@@ -45,10 +46,11 @@ struct AdamLoop {
   std::vector<std::int32_t> group_of;  // tensor -> group
   std::vector<double> steps;           // tensor -> step count t (after this step's increment)
 
-  // Bias corrections in double, as torch computes them, then rounded to T.
-  template <class T>
-  rules::AdamHyper<T> hyper(std::int32_t tensor) const {
-    return groups[group_of[tensor]].template at_step<T>(steps[tensor]);
+  // Bias corrections in double, as torch computes them, then rounded to the type the
+  // rule computes in (float for 16-bit storage: torch's fused kernel takes opmath_t(x)).
+  template <class S>
+  rules::AdamHyper<compute_t<S>> hyper(std::int32_t tensor) const {
+    return groups[group_of[tensor]].template at_step<compute_t<S>>(steps[tensor]);
   }
 
   template <class T>
@@ -57,10 +59,10 @@ struct AdamLoop {
     return (h.maximize ? 1u : 0u) | (h.decoupled ? 2u : 0u) | (groups[group_of[tensor]].amsgrad ? 4u : 0u);
   }
 
-  template <class T>
+  template <class S>
   void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
              std::int64_t end) const {
-    run<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
+    run<S>(a, tensor, begin, end, hyper<S>(tensor), UniformHyper{});
   }
 
   // Each tensor's last numel % (32 bytes / sizeof(T)) elements: torch's fused kernel rounds
@@ -89,14 +91,19 @@ struct AdamLoop {
       for (std::int64_t i = begin; i < end; ++i) rules::adam_tail(p[i], g[i], m[i], v[i], hyper(h, i));
   }
 
-  template <class T, class Hyper>
+  // S: how the arrays are stored (float, double, bf16_t, half_t); the rule computes in
+  // compute_t<S> and each stored value is rounded to S (optbowl/half.hpp), as torch's
+  // fused kernel does for bfloat16 and float16.
+  template <class S, class Hyper>
   void run(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin, std::int64_t end,
-           const rules::AdamHyper<T>& h, Hyper hyper) const {
-    T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
-    const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
-    T* OPTBOWL_RESTRICT m = static_cast<T*>(a[2]);
-    T* OPTBOWL_RESTRICT v = static_cast<T*>(a[3]);
-    T* OPTBOWL_RESTRICT vmax = static_cast<T*>(a[4]);
+           const rules::AdamHyper<compute_t<S>>& h, Hyper hyper) const {
+    using T = compute_t<S>;
+    using St = Storage<S>;
+    S* OPTBOWL_RESTRICT p = static_cast<S*>(a[0]);
+    const S* OPTBOWL_RESTRICT g = static_cast<const S*>(a[1]);
+    S* OPTBOWL_RESTRICT m = static_cast<S*>(a[2]);
+    S* OPTBOWL_RESTRICT v = static_cast<S*>(a[3]);
+    S* OPTBOWL_RESTRICT vmax = static_cast<S*>(a[4]);
     with_constant_flags(
         [&](auto maximize, auto decoupled, auto ams) {
           rules::AdamHyper<T> hc = h;
@@ -104,10 +111,18 @@ struct AdamLoop {
           hc.decoupled = decoupled;
           if constexpr (decltype(ams)::value) {
             OPTBOWL_IVDEP
-            for (std::int64_t i = begin; i < end; ++i) rules::amsgrad(p[i], g[i], m[i], v[i], vmax[i], hyper(hc, i));
+            for (std::int64_t i = begin; i < end; ++i) {
+              T pi = St::load(p[i]), mi = St::load(m[i]), vi = St::load(v[i]), wi = St::load(vmax[i]);
+              rules::amsgrad(pi, St::load(g[i]), mi, vi, wi, hyper(hc, i));
+              p[i] = St::store(pi), m[i] = St::store(mi), v[i] = St::store(vi), vmax[i] = St::store(wi);
+            }
           } else {
             OPTBOWL_IVDEP
-            for (std::int64_t i = begin; i < end; ++i) rules::adam(p[i], g[i], m[i], v[i], hyper(hc, i));
+            for (std::int64_t i = begin; i < end; ++i) {
+              T pi = St::load(p[i]), mi = St::load(m[i]), vi = St::load(v[i]);
+              rules::adam(pi, St::load(g[i]), mi, vi, hyper(hc, i));
+              p[i] = St::store(pi), m[i] = St::store(mi), v[i] = St::store(vi);
+            }
           }
         },
         h.maximize, h.decoupled, groups[group_of[tensor]].amsgrad);

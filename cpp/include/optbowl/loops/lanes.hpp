@@ -46,7 +46,8 @@ struct LaneFields<rules::AdagradHyper<T>> {
 template <class T>
 struct LaneFields<rules::SgdHyper<T>> {
   using H = rules::SgdHyper<T>;
-  static constexpr auto list = std::make_tuple(&H::neg_lr, &H::weight_decay, &H::momentum, &H::one_minus_dampening);
+  static constexpr auto list = std::make_tuple(&H::neg_lr, &H::weight_decay, &H::momentum, &H::one_minus_dampening,
+                                               &H::nesterov_momentum);
 };
 
 template <class T>

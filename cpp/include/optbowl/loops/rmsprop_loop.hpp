@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "optbowl/config.hpp"
+#include "optbowl/half.hpp"
 #include "optbowl/loops/constant_flags.hpp"
 #include "optbowl/loops/lanes.hpp"
 #include "optbowl/rules/rmsprop.hpp"
@@ -15,12 +16,21 @@ struct RmspropGroup {
   double lr, alpha, eps, weight_decay, momentum;
   bool centered, maximize;
 
-  template <class T>
-  rules::RmspropHyper<T> cast() const {
-    return {static_cast<T>(-lr),          static_cast<T>(alpha),
-            static_cast<T>(1.0 - alpha),  static_cast<T>(eps),
-            static_cast<T>(weight_decay), static_cast<T>(momentum),
-            centered,                     maximize};
+  // For arrays stored as S. torch's single-tensor RMSprop hands the weight decay, and with
+  // momentum -lr, to Tensor.add as its alpha, which rounds it to the parameter's dtype;
+  // the other scalars (mul_, addcmul_, addcdiv_'s value) it takes as floats. For float32
+  // and float64 every one is the plain conversion.
+  template <class S>
+  rules::RmspropHyper<compute_t<S>> cast() const {
+    using T = compute_t<S>;
+    return {momentum > 0.0 ? scalar_through_storage<S>(-lr) : static_cast<T>(-lr),
+            static_cast<T>(alpha),
+            static_cast<T>(1.0 - alpha),
+            static_cast<T>(eps),
+            scalar_through_storage<S>(weight_decay),
+            static_cast<T>(momentum),
+            centered,
+            maximize};
   }
 };
 
@@ -32,9 +42,9 @@ struct RmspropLoop {
   std::vector<RmspropGroup> groups;
   std::vector<std::int32_t> group_of;  // tensor -> group
 
-  template <class T>
-  rules::RmspropHyper<T> hyper(std::int32_t tensor) const {
-    return groups[group_of[tensor]].template cast<T>();
+  template <class S>
+  rules::RmspropHyper<compute_t<S>> hyper(std::int32_t tensor) const {
+    return groups[group_of[tensor]].template cast<S>();
   }
 
   template <class T>
@@ -43,20 +53,26 @@ struct RmspropLoop {
     return (h.maximize ? 1u : 0u) | (h.centered ? 2u : 0u) | (h.momentum > T(0) ? 4u : 0u);
   }
 
-  template <class T>
+  template <class S>
   void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
              std::int64_t end) const {
-    run<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
+    run<S>(a, tensor, begin, end, hyper<S>(tensor), UniformHyper{});
   }
 
-  template <class T, class Hyper>
+  // S: the arrays' storage; the rule computes in compute_t<S> and, for 16-bit storage,
+  // rounds each intermediate result to S where torch's single-tensor RMSprop does
+  // (optbowl/half.hpp).
+  template <class S, class Hyper>
   void run(const std::array<void*, K>& a, std::int32_t, std::int64_t begin, std::int64_t end,
-           const rules::RmspropHyper<T>& h, Hyper hyper) const {
-    T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
-    const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
-    T* OPTBOWL_RESTRICT square_avg = static_cast<T*>(a[2]);
-    T* OPTBOWL_RESTRICT grad_avg = static_cast<T*>(a[3]);
-    T* OPTBOWL_RESTRICT buf = static_cast<T*>(a[4]);
+           const rules::RmspropHyper<compute_t<S>>& h, Hyper hyper) const {
+    using T = compute_t<S>;
+    using St = Storage<S>;
+    using R = typename St::Round;
+    S* OPTBOWL_RESTRICT p = static_cast<S*>(a[0]);
+    const S* OPTBOWL_RESTRICT g = static_cast<const S*>(a[1]);
+    S* OPTBOWL_RESTRICT square_avg = static_cast<S*>(a[2]);
+    S* OPTBOWL_RESTRICT grad_avg = static_cast<S*>(a[3]);
+    S* OPTBOWL_RESTRICT buf = static_cast<S*>(a[4]);
     // grad_avg / buf are given (non-null) whenever a centered / momentum group needs them
     // (the binding checks); a scratch element stands in for an array not given, and the
     // momentum branch of the rule is folded away with it.
@@ -65,14 +81,17 @@ struct RmspropLoop {
           rules::RmspropHyper<T> hc = h;
           hc.maximize = maximize;
           hc.centered = centered;
-          T unused_avg = T(0), unused_buf = T(0);
           OPTBOWL_IVDEP
           for (std::int64_t i = begin; i < end; ++i) {
-            T& avg = decltype(centered)::value ? grad_avg[i] : unused_avg;
-            T& mb = decltype(with_buf)::value ? buf[i] : unused_buf;
+            T pi = St::load(p[i]), vi = St::load(square_avg[i]), avg = T(0), mb = T(0);
+            if constexpr (decltype(centered)::value) avg = St::load(grad_avg[i]);
+            if constexpr (decltype(with_buf)::value) mb = St::load(buf[i]);
             rules::RmspropHyper<T> he = hyper(hc, i);
             if constexpr (!decltype(with_buf)::value) he.momentum = T(0);
-            rules::rmsprop(p[i], g[i], square_avg[i], avg, mb, he);
+            rules::rmsprop<R>(pi, St::load(g[i]), vi, avg, mb, he);
+            p[i] = St::store(pi), square_avg[i] = St::store(vi);
+            if constexpr (decltype(centered)::value) grad_avg[i] = St::store(avg);
+            if constexpr (decltype(with_buf)::value) buf[i] = St::store(mb);
           }
         },
         h.maximize, h.centered, buf != nullptr && h.momentum > T(0));

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "optbowl/config.hpp"
+#include "optbowl/half.hpp"
 #include "optbowl/loops/constant_flags.hpp"
 #include "optbowl/loops/lanes.hpp"
 #include "optbowl/rules/sgd.hpp"
@@ -27,14 +28,23 @@ struct SgdLoop {
   std::vector<std::int32_t> group_of;  // tensor -> group
   std::vector<double> steps;           // tensor -> step count t (after this step's increment)
 
-  template <class T>
-  rules::SgdHyper<T> hyper(std::int32_t tensor) const {
+  // For 16-bit storage, the scalars torch's single-tensor SGD hands to Tensor.add as its
+  // alpha are rounded to the parameter's dtype; buf.mul_(momentum) takes momentum as a
+  // float (optbowl/half.hpp). For float32 and float64 both are the plain conversion.
+  template <class S>
+  rules::SgdHyper<compute_t<S>> hyper(std::int32_t tensor) const {
+    using T = compute_t<S>;
     const SgdGroup& G = groups[group_of[tensor]];
     const T momentum = static_cast<T>(G.momentum);
-    return {static_cast<T>(-G.lr),        static_cast<T>(G.weight_decay),
-            momentum,                     static_cast<T>(1.0 - G.dampening),
-            G.nesterov,                   G.maximize,
-            steps[tensor] == 1.0,         momentum != T(0)};
+    return {scalar_through_storage<S>(-G.lr),
+            scalar_through_storage<S>(G.weight_decay),
+            momentum,
+            scalar_through_storage<S>(1.0 - G.dampening),
+            scalar_through_storage<S>(G.momentum),
+            G.nesterov,
+            G.maximize,
+            steps[tensor] == 1.0,
+            momentum != T(0)};
   }
 
   template <class T>
@@ -45,10 +55,10 @@ struct SgdLoop {
            (h.one_minus_dampening == T(1) ? 32u : 0u);
   }
 
-  template <class T>
+  template <class S>
   void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
              std::int64_t end) const {
-    run<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
+    run<S>(a, tensor, begin, end, hyper<S>(tensor), UniformHyper{});
   }
 
   // The last numel % (32 bytes / sizeof(T)) elements of each tensor of a fused_tail group
@@ -77,12 +87,18 @@ struct SgdLoop {
     }
   }
 
-  template <class T, class Hyper>
+  // S: the arrays' storage; the rule computes in compute_t<S> and, for 16-bit storage,
+  // rounds each intermediate result to S where torch's single-tensor SGD (one tensor
+  // operation each, rounded to the parameter's dtype) does (optbowl/half.hpp).
+  template <class S, class Hyper>
   void run(const std::array<void*, K>& a, std::int32_t, std::int64_t begin, std::int64_t end,
-           const rules::SgdHyper<T>& h, Hyper hyper) const {
-    T* OPTBOWL_RESTRICT p = static_cast<T*>(a[0]);
-    const T* OPTBOWL_RESTRICT g = static_cast<const T*>(a[1]);
-    T* OPTBOWL_RESTRICT buf = static_cast<T*>(a[2]);
+           const rules::SgdHyper<compute_t<S>>& h, Hyper hyper) const {
+    using T = compute_t<S>;
+    using St = Storage<S>;
+    using R = typename St::Round;
+    S* OPTBOWL_RESTRICT p = static_cast<S*>(a[0]);
+    const S* OPTBOWL_RESTRICT g = static_cast<const S*>(a[1]);
+    S* OPTBOWL_RESTRICT buf = static_cast<S*>(a[2]);
     // Every flag is a constant, and so are a weight decay of 0, momentum 0 (no buffer) and
     // a dampening of 0: the rule's tests for them fold away, and a sweep's lanes, which
     // agree on them, load none of them. (With a dampening of 0, fma(g, 1, y) is g + y,
@@ -102,11 +118,19 @@ struct SgdLoop {
       };
       if constexpr (decltype(with_buf)::value) {
         OPTBOWL_IVDEP
-        for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], buf[i], at(i));
+        for (std::int64_t i = begin; i < end; ++i) {
+          T pi = St::load(p[i]), bi = St::load(buf[i]);
+          rules::sgd<false, R>(pi, St::load(g[i]), bi, at(i));
+          p[i] = St::store(pi), buf[i] = St::store(bi);
+        }
       } else {
         T unused = T(0);
         OPTBOWL_IVDEP
-        for (std::int64_t i = begin; i < end; ++i) rules::sgd(p[i], g[i], unused, at(i));
+        for (std::int64_t i = begin; i < end; ++i) {
+          T pi = St::load(p[i]);
+          rules::sgd<false, R>(pi, St::load(g[i]), unused, at(i));
+          p[i] = St::store(pi);
+        }
       }
     };
     with_constant_flags(

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "optbowl/config.hpp"
+#include "optbowl/half.hpp"
 
 namespace optbowl {
 
@@ -27,12 +28,17 @@ struct StreamFloorLoop {
   double scale = 1.0;
   double shift = 0.0;
 
-  template <class T>
+  // S: the arrays' storage; a 16-bit array is widened to float and rounded back, as the
+  // rules' loops do (optbowl/half.hpp), so the floor moves the same bytes with the same
+  // conversions.
+  template <class S>
   void apply(const std::array<void*, K>& a, std::int32_t, std::int64_t begin, std::int64_t end) const {
-    std::array<T*, W> x{};
-    std::array<const T*, R + 1> r{};  // R + 1: no zero-length array when R == 0
-    for (std::size_t k = 0; k < W; ++k) x[k] = static_cast<T*>(a[k]);
-    for (std::size_t j = 0; j < R; ++j) r[j] = static_cast<const T*>(a[W + j]);
+    using T = compute_t<S>;
+    using St = Storage<S>;
+    std::array<S*, W> x{};
+    std::array<const S*, R + 1> r{};  // R + 1: no zero-length array when R == 0
+    for (std::size_t k = 0; k < W; ++k) x[k] = static_cast<S*>(a[k]);
+    for (std::size_t j = 0; j < R; ++j) r[j] = static_cast<const S*>(a[W + j]);
     const T sc = static_cast<T>(scale);
     const T sh = static_cast<T>(shift);
     // Every array is a separate buffer (the bindings check it): no dependence between
@@ -42,10 +48,10 @@ struct StreamFloorLoop {
       // Every load before the first store, as the rules' loops do: a store followed by a
       // load at the same offset modulo 4 KiB of another array stalls some CPUs.
       std::array<T, W> v;
-      for (std::size_t k = 0; k < W; ++k) v[k] = x[k][i];
+      for (std::size_t k = 0; k < W; ++k) v[k] = St::load(x[k][i]);
       T s = T(0);
-      for (std::size_t j = 0; j < R; ++j) s = s + r[j][i];
-      for (std::size_t k = 0; k < W; ++k) x[k][i] = v[k] * sc + s * sh;
+      for (std::size_t j = 0; j < R; ++j) s = s + St::load(r[j][i]);
+      for (std::size_t k = 0; k < W; ++k) x[k][i] = St::store(v[k] * sc + s * sh);
     }
   }
 };

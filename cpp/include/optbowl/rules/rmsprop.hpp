@@ -8,6 +8,9 @@
 //     else:          p = p + ((-lr) * g) / avg
 // every operation in the param dtype, in the order of torch's single-tensor and foreach
 // implementations (torch has no fused CPU RMSprop); they agree with torch to an ulp or so.
+// R rounds an intermediate result as torch's single-tensor RMSprop does for a bfloat16 or
+// float16 parameter (each tensor operation computed in float32 and rounded to the
+// parameter's dtype); Exact (float32, float64) leaves every value as computed.
 #pragma once
 #include "optbowl/config.hpp"
 #include "optbowl/math.hpp"
@@ -29,23 +32,23 @@ struct RmspropHyper {
 };
 
 // grad_avg and momentum_buffer are read and written only when centered / momentum > 0.
-template <class T>
+template <class R = Exact, class T>
 OPTBOWL_HD void rmsprop(T& p, T grad, T& square_avg, T& grad_avg, T& momentum_buffer,
                         const RmspropHyper<T>& h) {
   T g = h.maximize ? -grad : grad;
-  if (h.weight_decay != T(0)) g = fma_(p, h.weight_decay, g);
-  const T v = fma_(h.one_minus_alpha * g, g, square_avg * h.alpha);
+  if (h.weight_decay != T(0)) g = R::round(fma_(p, h.weight_decay, g));
+  const T v = R::round(fma_(h.one_minus_alpha * g, g, R::round(square_avg * h.alpha)));
   square_avg = v;
   T avg;
   if (h.centered) {
-    const T m = torch_lerp(grad_avg, g, h.one_minus_alpha);
+    const T m = R::round(torch_lerp(grad_avg, g, h.one_minus_alpha));
     grad_avg = m;
-    avg = sqrt_(fma_(-m, m, v)) + h.eps;
+    avg = R::round(R::round(sqrt_(R::round(fma_(-m, m, v)))) + h.eps);
   } else {
-    avg = sqrt_(v) + h.eps;
+    avg = R::round(R::round(sqrt_(v)) + h.eps);
   }
   if (h.momentum > T(0)) {
-    const T buf = momentum_buffer * h.momentum + g / avg;
+    const T buf = R::round(R::round(momentum_buffer * h.momentum) + g / avg);
     momentum_buffer = buf;
     p = fma_(buf, h.neg_lr, p);
   } else {

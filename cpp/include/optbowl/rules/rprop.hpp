@@ -10,6 +10,9 @@
 //   rprop+    Riedmiller & Braun (1993): undo the previous move, prev = 0.
 //   irprop+   Igel & Huesken (2000): undo only if the loss went up, prev = 0.
 // and backtrack, seed 004's slides 108-112, keeps a direction d instead of prev.
+// Every variant takes R, the rounding of an intermediate result: Exact for float32 and
+// float64; for a bfloat16 or float16 parameter the rounding to its dtype that torch's
+// single-tensor Rprop applies to g * prev and step * f (each a tensor of that dtype).
 //
 // Compact state: prev (and backtrack's direction) may be stored as an std::int8_t sign
 // code instead of a T: -1, 0, +1, or kPrevNaN for a NaN. Only the sign class of
@@ -40,9 +43,11 @@ struct RpropHyper {
 // Two selects one after the other rather than nested: the conditions exclude each other,
 // and GCC tests s < 0 and not s > 0 for the inner select of the nested form, a third mask
 // comparison. Without it irprop-'s AVX-512 loop takes 0.86x the time in L1 (AMD Zen 5).
-template <class T>
+// R rounds g * prev as torch's single-tensor Rprop does for a bfloat16 or float16
+// parameter (its product is a tensor of the parameter's dtype); Exact for float32/float64.
+template <class R = Exact, class T>
 OPTBOWL_HD T rprop_factor(T g, T prev, const RpropHyper<T>& h) {
-  const T s = g * prev;
+  const T s = R::round(g * prev);
   T f = T(1);
   f = s > T(0) ? h.eta_plus : f;
   f = s < T(0) ? h.eta_minus : f;
@@ -55,11 +60,11 @@ constexpr std::int8_t kPrevNaN = 2;
 // The code is decoded to the value it stands for (kPrevNaN to a NaN) rather than testing
 // for it after the factor: one select fewer after the product (the compact loop took
 // 0.93-0.96x the time in L1 on AMD Zen 5).
-template <class T>
+template <class R = Exact, class T>
 OPTBOWL_HD T rprop_factor(T g, std::int8_t prev_code, const RpropHyper<T>& h) {
   T prev = static_cast<T>(prev_code);
   prev = prev_code == kPrevNaN ? T(0) / T(0) : prev;
-  return rprop_factor(g, prev, h);
+  return rprop_factor<R>(g, prev, h);
 }
 
 // Store x as prev: the value itself, or its sign code.
@@ -91,22 +96,22 @@ OPTBOWL_HD T rprop_move(T p, T g, T step) {
 }
 
 // "irprop-": torch.optim.Rprop, bit for bit.
-template <class T, class P>
+template <class R = Exact, class T, class P>
 OPTBOWL_HD void irprop_minus(T& p, T grad, P& prev, T& step, const RpropHyper<T>& h) {
   T g = h.maximize ? -grad : grad;
-  const T f = rprop_factor(g, prev, h);
-  step = clamp(step * f, h.step_min, h.step_max);
+  const T f = rprop_factor<R>(g, prev, h);
+  step = clamp(R::round(step * f), h.step_min, h.step_max);
   g = (f == h.eta_minus) ? T(0) : g;
   p = rprop_move(p, g, step);
   store_prev(prev, g);
 }
 
 // "rprop-": the step adapts as above, but the move always follows the gradient.
-template <class T, class P>
+template <class R = Exact, class T, class P>
 OPTBOWL_HD void rprop_minus(T& p, T grad, P& prev, T& step, const RpropHyper<T>& h) {
   const T g = h.maximize ? -grad : grad;
-  const T f = rprop_factor(g, prev, h);
-  step = clamp(step * f, h.step_min, h.step_max);
+  const T f = rprop_factor<R>(g, prev, h);
+  step = clamp(R::round(step * f), h.step_min, h.step_max);
   p = rprop_move(p, g, step);
   store_prev(prev, g);
 }
@@ -116,12 +121,12 @@ OPTBOWL_HD void rprop_minus(T& p, T grad, P& prev, T& step, const RpropHyper<T>&
 // if revert, the last change is undone (the undo becomes the new update); without
 // revert nothing moves and update = 0. In both cases prev = 0, so the next step
 // moves along its gradient without adapting.
-template <class T, class P>
+template <class R = Exact, class T, class P>
 OPTBOWL_HD void rprop_plus(T& p, T grad, P& prev, T& step, T& update, bool revert,
                            const RpropHyper<T>& h) {
   const T g = h.maximize ? -grad : grad;
-  const T f = rprop_factor(g, prev, h);
-  step = clamp(step * f, h.step_min, h.step_max);
+  const T f = rprop_factor<R>(g, prev, h);
+  step = clamp(R::round(step * f), h.step_min, h.step_max);
   // Both cases computed, then one select each: the if/else took 1.05x the time in L1, the
   // compact state 1.15x (GCC, AVX-512, AMD Zen 5).
   const bool sign_change = f == h.eta_minus;
@@ -139,7 +144,7 @@ OPTBOWL_HD void rprop_plus(T& p, T grad, P& prev, T& step, T& update, bool rever
 //   sign(g) == -d:   p += d * step (back to the previous location),
 //                    step = max(step * eta_minus, step_min), p -= d * step
 //   g == 0 or NaN:   nothing changes.
-template <class T, class P>
+template <class R = Exact, class T, class P>
 OPTBOWL_HD void backtrack(T& p, T grad, P& direction, T& step, const RpropHyper<T>& h) {
   const T sg = sign(h.maximize ? -grad : grad);
   const T d = static_cast<T>(direction);
@@ -148,8 +153,8 @@ OPTBOWL_HD void backtrack(T& p, T grad, P& direction, T& step, const RpropHyper<
   // selects run in a row, the cases above read backwards, the last winning: nested, they
   // took 1.1-1.2x the time in cache (GCC, AVX-512, AMD Zen 5).
   const T start_step = clamp(step, h.step_min, h.step_max);       // d == 0
-  const T grown_step = min_(step * h.eta_plus, h.step_max);       // sg == d
-  const T shrunk_step = max_(step * h.eta_minus, h.step_min);     // sg == -d
+  const T grown_step = min_(R::round(step * h.eta_plus), h.step_max);    // sg == d
+  const T shrunk_step = max_(R::round(step * h.eta_minus), h.step_min);  // sg == -d
   const T start_p = p - sg * start_step;
   const T grown_p = p - d * grown_step;
   const T back_p = (p + d * step) - d * shrunk_step;

@@ -16,6 +16,14 @@
 //     buf = fma(buf, momentum, g * (1 - dampening))
 // torch's foreach and single-tensor paths round every element as the fused body.
 // multi_tensor.hpp says which elements are a tensor's tail.
+//
+// R rounds an intermediate result as torch's single-tensor SGD does for a bfloat16 or
+// float16 parameter (one tensor operation each, computed in float32 and rounded to the
+// parameter's dtype: the weight-decayed gradient, buf * momentum, the new buffer and
+// Nesterov's gradient); Exact (float32, float64) leaves every value as computed. There
+// torch's Tensor.add(x, alpha=a) rounds a to the parameter's dtype (the weight decay, 1 -
+// dampening, Nesterov's momentum and -lr), Tensor.mul_(momentum) does not: the loop
+// rounds the hyper-parameters so (loops/sgd_loop.hpp).
 #pragma once
 #include "optbowl/config.hpp"
 #include "optbowl/math.hpp"
@@ -27,8 +35,9 @@ template <class T>
 struct SgdHyper {
   T neg_lr;               // -lr, rounded to T
   T weight_decay;
-  T momentum;
+  T momentum;             // buf * momentum
   T one_minus_dampening;  // 1 - dampening, computed in double and rounded to T
+  T nesterov_momentum;    // Nesterov's g + momentum * buf (momentum rounded as an add's alpha)
   bool nesterov;
   bool maximize;
   bool first_step;        // the momentum buffer starts as the gradient
@@ -36,20 +45,20 @@ struct SgdHyper {
 };
 
 // kScalarTail: rounded as torch's fused scalar tail (see the top of this file).
-template <bool kScalarTail = false, class T>
+template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void sgd(T& p, T grad, T& momentum_buffer, const SgdHyper<T>& h) {
   T g = h.maximize ? -grad : grad;
-  if (h.weight_decay != T(0)) g = fma_(p, h.weight_decay, g);
+  if (h.weight_decay != T(0)) g = R::round(fma_(p, h.weight_decay, g));
   if (h.with_momentum) {
     T buf = g;
     if (!h.first_step) {
       if constexpr (kScalarTail)
         buf = fma_(momentum_buffer, h.momentum, g * h.one_minus_dampening);
       else
-        buf = fma_(g, h.one_minus_dampening, momentum_buffer * h.momentum);
+        buf = R::round(fma_(g, h.one_minus_dampening, R::round(momentum_buffer * h.momentum)));
     }
     momentum_buffer = buf;
-    g = h.nesterov ? fma_(buf, h.momentum, g) : buf;
+    g = h.nesterov ? R::round(fma_(buf, h.nesterov_momentum, g)) : buf;
   }
   p = fma_(g, h.neg_lr, p);
 }
