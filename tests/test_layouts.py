@@ -73,6 +73,24 @@ def _run(row, layout, steps=4):
     return opt, params
 
 
+def _memory_order(a):
+    """A C-ordered array holding ``a``'s elements in the order of its memory (its axes
+    sorted by stride): the flat run a step of ``a`` walks."""
+    order = sorted(range(a.ndim), key=lambda axis: -a.strides[axis])
+    return np.ascontiguousarray(a.transpose(order))
+
+
+def _run_in_memory_order(row, layout, steps=4):
+    """The C-ordered run over the memory-order copies of ``layout``'s parameters and
+    gradients."""
+    params = [_memory_order(p) for p in _params(layout)]
+    opt = row.make(params)
+    shaped = _params(layout)
+    for k in range(steps):
+        row.step(opt, [_memory_order(g) for g in _grads_like(shaped, k)], loss=float(3 - k))
+    return opt, params
+
+
 def test_the_layouts_are_what_they_say():
     a = _values(0)
     for name, make in LAYOUTS:
@@ -85,11 +103,28 @@ def test_the_layouts_are_what_they_say():
 @pytest.mark.parametrize("layout", [name for name, _ in LAYOUTS if name != "C"])
 @pytest.mark.parametrize("row", ROWS, ids=repr)
 def test_every_optimizer_steps_any_dense_layout_as_the_c_ordered_copy(row, layout):
-    c_opt, c_params = _run(row, "C")
+    # The flat run over the memory is stepped: bit for bit the C-ordered array of the same
+    # elements in memory order (where a rule rounds a tensor's last elements as torch's
+    # fused scalar tail, the last ones in memory)...
+    c_opt, c_params = _run_in_memory_order(row, layout)
     opt, params = _run(row, layout)
     for p, q in zip(params, c_params):
-        assert_same_bits(p, q, f"params ({layout})")
-    assert_same_bits(opt.state_dict(), c_opt.state_dict(), f"state ({layout})")
+        assert_same_bits(_memory_order(p), q, f"params ({layout})")
+    for i in range(len(params)):
+        state, ref = opt.state[i], c_opt.state[i]
+        assert set(state) == set(ref), (i, layout)
+        for name, v in state.items():
+            want = ref[name]
+            if isinstance(v, np.ndarray) and v.shape == params[i].shape and v.ndim > 1:
+                assert_same_bits(_memory_order(v), want, f"state[{i}][{name!r}] ({layout})")
+            else:
+                assert_same_bits(v, want, f"state[{i}][{name!r}] ({layout})")
+    # ...and, for a rule without such a tail, as the C-ordered copy in the array's own order
+    if row.cls not in ("Adam", "AdamW"):
+        c_opt, c_params = _run(row, "C")
+        for p, q in zip(params, c_params):
+            assert_same_bits(p, q, f"params ({layout})")
+        assert_same_bits(opt.state_dict(), c_opt.state_dict(), f"state ({layout})")
     # state is made with the parameter's strides (as np.empty_like makes it)
     for i, p in enumerate(params):
         for name, v in opt.state[i].items():
@@ -331,7 +366,8 @@ def test_sparse_adagrad_steps_dense_gradients_in_any_layout_and_needs_c_rows():
 # ----------------------------------------------------------------------------- state_dict
 @pytest.mark.parametrize("layout", ["F", "transposed"])
 def test_state_dict_keeps_the_layout_and_load_copies_into_the_parameters_layout(layout):
-    row = next(r for r in ROWS if r.name == "Adam-amsgrad")
+    # RMSprop: three state arrays, and no torch tail (whose elements follow memory order)
+    row = next(r for r in ROWS if r.name == "RMSprop")
     opt, params = _run(row, layout, steps=2)
     sd = opt.state_dict()
     for i, p in enumerate(params):  # a copy in the state's own layout

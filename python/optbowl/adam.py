@@ -58,7 +58,8 @@ class Adam(StateBitsMixin, Optimizer):
         the state); ``exp_avg`` has a signed code, the others an unsigned one (the format
         is in :doc:`/optimizers`, "Low-precision state"). 16: bfloat16 bits in ``uint16``
         arrays. Each step decodes the state, applies the same update in float32, and
-        encodes it again, in one pass. Float32 parameters only, CPU only.
+        encodes it again, in one pass, every element rounded as the vectorised body (no
+        torch scalar tail: torch has no such state). Float32 parameters only, CPU only.
     stochastic_rounding : bool
         With ``state_bits=16``: round to bfloat16 stochastically instead of to nearest
         even.
