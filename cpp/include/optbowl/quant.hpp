@@ -38,6 +38,7 @@
 #include <cstring>
 
 #include "optbowl/config.hpp"
+#include "optbowl/half.hpp"
 
 namespace optbowl {
 namespace quant {
@@ -49,17 +50,6 @@ constexpr std::uint32_t kHalf = (1u << (kShift - 1)) - 1u;  // rounding offset: 
 
 inline std::int64_t blocks_of(std::int64_t n) { return (n + kBlock - 1) / kBlock; }
 
-OPTBOWL_HD std::uint32_t bits_of(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-OPTBOWL_HD float float_of(std::uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
 
 // Magnitude code (0..top) of |x| on the grid anchored at 1.0 (top = 255 unsigned, 127 signed).
 template <std::uint32_t Top>
@@ -72,25 +62,25 @@ OPTBOWL_HD std::uint32_t magnitude_code(std::uint32_t abs_bits) {
 
 template <std::uint32_t Top>
 OPTBOWL_HD float magnitude_value(std::uint32_t m) {
-  return m == 0u ? 0.0f : float_of(kOne - ((Top - m) << kShift));
+  return m == 0u ? 0.0f : bits_float(kOne - ((Top - m) << kShift));
 }
 
 // x in [0, 1] -> unsigned code.
 OPTBOWL_HD std::uint8_t encode_unsigned(float x) {
-  return static_cast<std::uint8_t>(magnitude_code<255u>(bits_of(x) & 0x7FFFFFFFu));
+  return static_cast<std::uint8_t>(magnitude_code<255u>(float_bits(x) & 0x7FFFFFFFu));
 }
 
 OPTBOWL_HD float decode_unsigned(std::uint8_t c) { return magnitude_value<255u>(c); }
 
 // x in [-1, 1] -> sign bit and magnitude code.
 OPTBOWL_HD std::uint8_t encode_signed(float x) {
-  const std::uint32_t u = bits_of(x);
+  const std::uint32_t u = float_bits(x);
   return static_cast<std::uint8_t>(((u >> 24) & 0x80u) | magnitude_code<127u>(u & 0x7FFFFFFFu));
 }
 
 OPTBOWL_HD float decode_signed(std::uint8_t c) {
   const float m = magnitude_value<127u>(c & 0x7Fu);
-  return float_of(bits_of(m) | (static_cast<std::uint32_t>(c & 0x80u) << 24));
+  return bits_float(float_bits(m) | (static_cast<std::uint32_t>(c & 0x80u) << 24));
 }
 
 template <bool Signed>
@@ -114,10 +104,10 @@ OPTBOWL_HD float decode(std::uint8_t c) {
 inline float block_absmax(const float* OPTBOWL_RESTRICT v, std::int64_t n) {
   std::uint32_t m = 0;
   for (std::int64_t i = 0; i < n; ++i) {
-    const std::uint32_t a = bits_of(v[i]) & 0x7FFFFFFFu;
+    const std::uint32_t a = float_bits(v[i]) & 0x7FFFFFFFu;
     m = a > m ? a : m;
   }
-  return float_of(m);
+  return bits_float(m);
 }
 
 // The scale that takes a block's values into [-1, 1].
@@ -142,18 +132,14 @@ inline void decode_block(const std::uint8_t* OPTBOWL_RESTRICT codes, float absma
 }
 
 // ------------------------------------------------------------------------------ bfloat16
-OPTBOWL_HD float bf16_decode(std::uint16_t h) { return float_of(static_cast<std::uint32_t>(h) << 16); }
+// The state's bfloat16 bits, with half.hpp's conversions (nearest, ties to even).
+OPTBOWL_HD float bf16_decode(std::uint16_t h) { return widen(bf16_t{h}); }
 
-OPTBOWL_HD std::uint16_t bf16_nearest(float f) {
-  const std::uint32_t u = bits_of(f);
-  const std::uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
-  const bool nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
-  return static_cast<std::uint16_t>(nan ? ((u >> 16) | 0x40u) : rounded);
-}
+OPTBOWL_HD std::uint16_t bf16_nearest(float f) { return narrow_bf16(f).bits; }
 
 // r: 16 random bits (the low half of r).
 OPTBOWL_HD std::uint16_t bf16_stochastic(float f, std::uint32_t r) {
-  const std::uint32_t u = bits_of(f);
+  const std::uint32_t u = float_bits(f);
   const bool nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
   const bool inf = (u & 0x7FFFFFFFu) == 0x7F800000u;
   const std::uint32_t rounded = (u + (r & 0xFFFFu)) >> 16;
