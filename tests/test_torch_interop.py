@@ -217,7 +217,8 @@ def test_adagrad_share_memory_steps_from_another_process():
 
 # ------------------------------------------------------------------ betas
 @pytest.mark.parametrize("name", ["Adam", "AdamW"])
-@pytest.mark.parametrize("betas", [(0.9, torch.tensor(0.999)), (torch.tensor(0.9), 0.999)])
+@pytest.mark.parametrize("betas", [(0.9, torch.tensor(0.999)), (torch.tensor(0.9), 0.999),
+                                   (0, 0.999), (0.9, 0)])  # an int is not a float to torch
 def test_mixed_float_and_tensor_betas_refused_as_torch(name, betas):
     with pytest.raises(ValueError, match="both floats or both"):
         getattr(torch.optim, name)(params(torch.float32), betas=betas)

@@ -1595,8 +1595,9 @@ class Adam(_StateBits, _FusedOptimizer):
         for name in ("lr", "eps", "weight_decay"):
             _real(name, group[name])
         betas = group["betas"]
-        if isinstance(betas, Sequence) and len(betas) == 2 and \
-                isinstance(betas[0], torch.Tensor) != isinstance(betas[1], torch.Tensor):
+        if isinstance(betas, Sequence) and len(betas) == 2 and not (
+                all(isinstance(b, float) for b in betas)
+                or all(isinstance(b, torch.Tensor) for b in betas)):  # torch's own rule
             raise ValueError(
                 "betas: must be either both floats or both tensors, as torch.optim requires; got "
                 f"{type(betas[0]).__name__} and {type(betas[1]).__name__}"
