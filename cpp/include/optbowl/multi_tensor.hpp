@@ -615,12 +615,21 @@ inline const char* isa_name(Isa isa) {
     !defined(__CUDACC__)
 #define OPTBOWL_X86_DISPATCH 1
 #include <cpuid.h>
+// flatten inlines a runner's whole call tree, so that every rule and conversion is compiled
+// for its ISA. Sanitizer builds (OPTBOWL_NO_FLATTEN, set by CMake's OPTBOWL_SANITIZE) leave
+// it out: instrumented, the flattened runners take the compiler tens of minutes, and the
+// results are the same (the rules' fma and conversions are exact wherever they are compiled).
+#ifdef OPTBOWL_NO_FLATTEN
+#define OPTBOWL_FLATTEN
+#define OPTBOWL_TARGET_BASELINE
+#else
+#define OPTBOWL_FLATTEN , flatten
+#define OPTBOWL_TARGET_BASELINE __attribute__((flatten))
+#endif
 #define OPTBOWL_TARGET_AVX512                                                                   \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi,bmi2,popcnt,f16c,"      \
-                        "prefer-vector-width=512"),                                              \
-                 flatten))
-#define OPTBOWL_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,popcnt,f16c"), flatten))
-#define OPTBOWL_TARGET_BASELINE __attribute__((flatten))
+                        "prefer-vector-width=512") OPTBOWL_FLATTEN))
+#define OPTBOWL_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,popcnt,f16c") OPTBOWL_FLATTEN))
 #else
 #define OPTBOWL_X86_DISPATCH 0
 #define OPTBOWL_TARGET_BASELINE
