@@ -1,9 +1,12 @@
 """The optimizer base class: param groups, lazy state, validation, state_dict.
 
-Subclasses name their hyper-parameters (``defaults``), check a group
-(``_check_group``), make a parameter's state (``_new_state``), hand a group's
-hyper-parameters to the compiled call (``_group_args``) and say how the compiled
-multi-tensor step is called (``_call_layout``). The base class does the rest, in an order that keeps
+Each subclass carries its rule's registry entry (``rule``, an :class:`optbowl._registry.Rule`),
+from which the base class derives the hyper-parameters' checks (``_check_group``), the
+state's names (``_state_names``), whether steps are counted (``_takes_steps``), a group's
+tuple for the compiled call (``_group_args``) and how that call is made
+(``_call_layout``); a subclass overrides one of them only where its rule needs more (a
+check across hyper-parameters, a constructor choice such as Rprop's variant), and makes a
+parameter's state (``_new_state``). The base class does the rest, in an order that keeps
 a rejected call harmless: every hyper-parameter is checked, new state is made on the
 side, and the compiled call validates every array before it writes any; only after it
 returns is new state kept and the step counters advanced.
@@ -30,7 +33,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _check, _core, _device, functional
+from . import _check, _core, _device
+from ._registry import Rule
 
 ArrayList = Union[np.ndarray, Sequence[np.ndarray]]
 
@@ -51,12 +55,21 @@ if hasattr(os, "register_at_fork"):
 
 
 class Optimizer:
-    """Base class of optbowl's NumPy optimizers (see :class:`optbowl.Rprop`)."""
+    """Base class of optbowl's NumPy optimizers: a subclass carries its rule's entry."""
 
+    #: The rule's registry entry (hyper-parameters, state, compiled call).
+    rule: Rule
     #: Names of the per-parameter state arrays, in the order the kernel takes them.
     _state_names: tuple = ()
     #: Optimizer-wide scalar state saved by state_dict (name -> initial value).
     _global_defaults: Dict[str, Any] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        rule = cls.__dict__.get("rule")
+        if rule is not None:  # the entry says what the class would otherwise repeat
+            cls._state_names = rule.state
+            cls._takes_steps = rule.counts_steps
 
     def __init__(self, params: Any, defaults: Dict[str, Any]) -> None:
         self._busy = threading.Lock()
@@ -211,8 +224,11 @@ class Optimizer:
         """The compiled step functions: ``_core`` for NumPy arrays, the CUDA backend else."""
         return _core if self._placement is None else _device.CUDA_BACKEND
 
-    def _check_group(self, group: Dict[str, Any]) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _check_group(self, group: Dict[str, Any]) -> None:
+        """Check and convert a group's hyper-parameters in place, as the rule's entry
+        describes them. ``self`` may be the class itself (the functional layer and the
+        dtype checks use no instance): an override uses nothing but ``self.rule``."""
+        self.rule.check(group)
 
     #: Hyper-parameters that become state of the parameters' own dtype (e.g. Rprop's first
     #: step size); the others are rounded to the dtype the kernel computes in.
@@ -232,7 +248,7 @@ class Optimizer:
         ``check`` (default: the class's ``_check_group``, which uses no instance)."""
         if check is None:
             def check(g: Dict[str, Any]) -> None:
-                cls._check_group(None, g)  # type: ignore[arg-type]
+                cls._check_group(cls, g)  # type: ignore[arg-type]
         _check.in_dtypes(check, group, dtypes, cls._stored_hyper, cls._derived_hyper(group))
 
     def _check_group_for(self, group: Dict[str, Any], arrays: Sequence[Any], start: int) -> None:
@@ -280,26 +296,28 @@ class Optimizer:
         entry, like ``p`` and on its device."""
         return {"step": 0, **{name: _device.full_like(p, 0.0) for name in self._state_names}}
 
-    def _compiled(self, rule: str) -> Any:
-        """The compiled step of ``rule``: host (NumPy) arrays go through the functional
-        layer's call, device arrays through the CUDA module's."""
+    def _compiled(self, name: str) -> Any:
+        """The compiled step ``name`` (the rule's, or another ``_call_layout`` names):
+        host (NumPy) arrays go through the entry's host call, device arrays through the
+        CUDA backend's."""
         if self._placement is None:
-            return getattr(functional, f"_{rule}_call")
-        return getattr(self._backend, rule)
+            return self.rule.host_call if name == self.rule.name else getattr(_core, name)
+        return getattr(self._backend, name)
 
     #: Whether ``_launch`` takes the step counts (the rules whose update depends on them).
     _takes_steps = False
 
-    def _group_args(self, group: Dict[str, Any]) -> tuple:  # pragma: no cover - abstract
-        """A checked group's hyper-parameters as the compiled call takes them."""
-        raise NotImplementedError
+    def _group_args(self, group: Dict[str, Any]) -> tuple:
+        """A checked group's hyper-parameters as the compiled call takes them: the entry's
+        group-tuple order, pairs spread."""
+        return self.rule.group_args(group)
 
-    def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:  # pragma: no cover
+    def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:
         """How the compiled step is called: ``(name, lead, width, options)`` for
         ``fn(*lead, params, grads, *columns, [steps], group_args, group_sizes, **options)``,
         ``fn`` the function ``name`` of the backend, ``columns`` padded with None to
         ``width`` lists and ``steps`` there only if ``_takes_steps``."""
-        raise NotImplementedError
+        return self.rule.name, (), self.rule.width, {}
 
     def _launch(self, params, grads, columns, group_args, group_sizes, steps, **kw) -> None:
         """One compiled multi-tensor step: ``columns[k]`` lists the ``_state_names[k]``

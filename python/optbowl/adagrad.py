@@ -2,13 +2,62 @@
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from . import _check, _device
+from . import _core, _device, _state_bits, functional
 from ._optimizer import Optimizer
+from ._registry import BOOL, BowlCall, CudaCall, Hyper, Rule, register
 from ._state_bits import StateBitsMixin, new_state
+from .sparse import SparseRows
+
+
+def _host_step(params, grads, sums, steps, groups, group_sizes):
+    """Dense gradients through the dense kernel; any SparseRows: all through the sparse one."""
+    if not any(map(isinstance, grads, repeat(SparseRows))):
+        _core.adagrad(params, grads, sums, steps, groups, group_sizes)
+        return
+    owner = [k for k, size in enumerate(group_sizes) for _ in range(size)]
+    for i, g in enumerate(grads):
+        if isinstance(g, SparseRows) and groups[owner[i]][2] != 0.0:
+            raise ValueError(
+                f"weight_decay: not compatible with sparse gradients (grads[{i}] is SparseRows), "
+                "as in torch"
+            )
+    _core.sparse_adagrad(
+        params,
+        [g.values if isinstance(g, SparseRows) else g for g in grads],
+        sums,
+        [g.indices if isinstance(g, SparseRows) else None for g in grads],
+        steps,
+        groups,
+        group_sizes,
+    )
+
+
+#: The registry entry of Adagrad (optbowl._registry).
+RULE = Rule(
+    name="adagrad",
+    cls="Adagrad",
+    hyper=(
+        Hyper("lr", default=1e-2, low=0.0),
+        Hyper("lr_decay", default=0.0, low=0.0),
+        Hyper("weight_decay", default=0.0, low=0.0),
+        Hyper("initial_accumulator_value", default=0.0, low=0.0, in_group=False),
+        Hyper("eps", default=1e-10, low=0.0),
+        Hyper("maximize", BOOL, False),
+    ),
+    state=("sum",),
+    operands=("sums",),
+    layers=frozenset({"class", "functional", "bowl", "cuda", "torch", "bench"}),
+    counts_steps=True,
+    complex_as=("Adagrad",),
+    cuda=CudaCall(device_steps=True, dense_only=True),
+    bowl=BowlCall(("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")),
+    call=_host_step,
+)
 
 
 class Adagrad(StateBitsMixin, Optimizer):
@@ -66,7 +115,7 @@ class Adagrad(StateBitsMixin, Optimizer):
     array([ 0.5, -0.5])
     """
 
-    _state_names = ("sum",)
+    rule = RULE
     _stored_hyper = ("initial_accumulator_value",)
 
     def __init__(
@@ -84,23 +133,8 @@ class Adagrad(StateBitsMixin, Optimizer):
         seed: Any = None,
     ) -> None:
         self._set_state_bits(state_bits, stochastic_rounding, seed)
-        super().__init__(
-            params,
-            {
-                "lr": lr,
-                "lr_decay": lr_decay,
-                "weight_decay": weight_decay,
-                "initial_accumulator_value": initial_accumulator_value,
-                "eps": eps,
-                "maximize": maximize,
-            },
-        )
+        super().__init__(params, RULE.pick(locals()))
         self._refuse_device()
-
-    def _check_group(self, group: Dict[str, Any]) -> None:
-        for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
-            group[name] = _check.real(name, group[name], low=0.0)
-        group["maximize"] = _check.boolean("maximize", group["maximize"])
 
     _float_state = ("sum",)
     _signed_state = (False,)
@@ -112,15 +146,50 @@ class Adagrad(StateBitsMixin, Optimizer):
                                            self.state_bits, group["initial_accumulator_value"])}
         return {"step": 0, "sum": _device.full_like(p, group["initial_accumulator_value"])}
 
-    _takes_steps = True
-
-    def _group_args(self, g: Dict[str, Any]) -> tuple:
-        return (g["lr"], g["lr_decay"], g["weight_decay"], g["eps"], g["maximize"])
-
     def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:
         if self.state_bits != 32:
             return self._quantized_layout()
-        return "adagrad", (), 1, {}
+        return super()._call_layout()
 
     def _hyper_repr(self, group: Dict[str, Any]) -> str:
         return super()._hyper_repr(group) + self._state_bits_repr()
+
+
+def adagrad(
+    params, grads, sums, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
+    maximize=False, state_bits=32, sum_absmaxes=None, stochastic_rounding=False, seed=None,
+) -> None:
+    """One AdaGrad step (see :class:`optbowl.Adagrad`); a gradient may be :class:`SparseRows`
+    (float state only).
+
+    ``state_bits=8``: ``sums`` are ``uint8`` codes and ``sum_absmaxes`` their float32
+    absmaxes (one per block of 256 elements); ``state_bits=16``: ``sums`` are bfloat16 bits
+    (``uint16``), rounded to nearest even or, with ``stochastic_rounding=True``,
+    stochastically (``seed``). Float32 parameters only; the format is the class's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from optbowl import functional as F
+    >>> x, total = np.array([1.0, -1.0]), np.zeros(2)
+    >>> F.adagrad([x], [2 * x], [total], step=1, lr=0.5)
+    >>> x
+    array([ 0.5, -0.5])
+    """
+    bits, stochastic, seed_value = _state_bits.check_options(state_bits, stochastic_rounding,
+                                                             seed)
+    hyper = {**RULE.pick(locals()), "initial_accumulator_value": 0.0}
+    if bits == 32:
+        functional.run(RULE, params, grads, (sums,), hyper, step, grads_match=True)
+        return
+    params = functional._as_list("params", params)
+    groups, sizes, _ = functional._groups(params, hyper, RULE)
+    grads = functional._check_grads(params, grads)
+    _core.quantized_adagrad(bits, stochastic, seed_value, params, grads,
+                            functional._as_list("sums", sums),
+                            functional._as_list("sum_absmaxes", sum_absmaxes) if bits == 8
+                            else None,
+                            functional._steps(step, len(params)), groups, sizes)
+
+
+register(RULE, adagrad)

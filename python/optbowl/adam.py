@@ -4,9 +4,33 @@ from __future__ import annotations
 
 from typing import Any, Dict, Tuple
 
-from . import _check
+from . import _core, _state_bits, functional
 from ._optimizer import Optimizer
+from ._registry import BOOL, BowlCall, CudaCall, Hyper, Rule, betas, register
 from ._state_bits import StateBitsMixin, new_state
+
+#: The registry entry of Adam and AdamW (optbowl._registry).
+RULE = Rule(
+    name="adam",
+    cls="Adam",
+    classes=("Adam", "AdamW"),
+    hyper=(
+        Hyper("lr", default=1e-3, low=0.0),
+        betas((0.9, 0.999)),
+        Hyper("eps", default=1e-8, low=0.0),
+        Hyper("weight_decay", default=0.0, low=0.0),
+        Hyper("amsgrad", BOOL, False),
+        Hyper("maximize", BOOL, False),
+        Hyper("decoupled_weight_decay", BOOL, False),
+    ),
+    state=("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+    operands=("exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs"),
+    layers=frozenset({"class", "functional", "bowl", "cuda", "torch", "bench"}),
+    counts_steps=True,
+    complex_as=("Adam", "AdamW"),
+    cuda=CudaCall(reads=((4, lambda groups: any(g[5] for g in groups)),), device_steps=True),
+    bowl=BowlCall(("lr", "betas", "eps", "weight_decay", "amsgrad", "decoupled_weight_decay")),
+)
 
 
 class Adam(StateBitsMixin, Optimizer):
@@ -81,7 +105,7 @@ class Adam(StateBitsMixin, Optimizer):
     array([ 0.9, -0.9])
     """
 
-    _state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    rule = RULE
 
     def __init__(
         self,
@@ -99,30 +123,8 @@ class Adam(StateBitsMixin, Optimizer):
         seed: Any = None,
     ) -> None:
         self._set_state_bits(state_bits, stochastic_rounding, seed)
-        super().__init__(
-            params,
-            {
-                "lr": lr,
-                "betas": betas,
-                "eps": eps,
-                "weight_decay": weight_decay,
-                "amsgrad": amsgrad,
-                "maximize": maximize,
-                "decoupled_weight_decay": decoupled_weight_decay,
-            },
-        )
+        super().__init__(params, RULE.pick(locals()))
         self._refuse_device()
-
-    def _check_group(self, group: Dict[str, Any]) -> None:
-        group["lr"] = _check.real("lr", group["lr"], low=0.0)
-        beta1, beta2 = _check.pair("betas", group["betas"])
-        for k, beta in enumerate((beta1, beta2)):
-            _check.real(f"betas[{k}]", beta, low=0.0, high=1.0, high_open=True)
-        group["betas"] = (beta1, beta2)
-        group["eps"] = _check.real("eps", group["eps"], low=0.0)
-        group["weight_decay"] = _check.real("weight_decay", group["weight_decay"], low=0.0)
-        for name in ("amsgrad", "maximize", "decoupled_weight_decay"):
-            group[name] = _check.boolean(name, group[name])
 
     @classmethod
     def _derived_hyper(cls, group: Dict[str, Any]) -> Dict[str, float]:
@@ -131,12 +133,6 @@ class Adam(StateBitsMixin, Optimizer):
         if group["decoupled_weight_decay"]:
             out["lr * weight_decay"] = group["lr"] * group["weight_decay"]
         return out
-
-    _takes_steps = True
-
-    def _group_args(self, g: Dict[str, Any]) -> tuple:
-        return (g["lr"], *g["betas"], g["eps"], g["weight_decay"], g["amsgrad"], g["maximize"],
-                g["decoupled_weight_decay"])
 
     _float_state = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _signed_state = (True, False, False)
@@ -151,7 +147,7 @@ class Adam(StateBitsMixin, Optimizer):
     def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:
         if self.state_bits != 32:
             return self._quantized_layout()
-        return "adam", (), 3, {}
+        return super()._call_layout()
 
     def _hyper_repr(self, group: Dict[str, Any]) -> str:
         return super()._hyper_repr(group) + self._state_bits_repr()
@@ -196,8 +192,72 @@ class AdamW(Adam):
         )
 
     def _check_group(self, group: Dict[str, Any]) -> None:
-        super()._check_group(group)
+        self.rule.check(group)
         if not group["decoupled_weight_decay"]:
             raise ValueError(
                 "decoupled_weight_decay: AdamW always decouples weight decay; use Adam for L2"
             )
+
+
+def adam(
+    params,
+    grads,
+    exp_avgs,
+    exp_avg_sqs,
+    max_exp_avg_sqs=None,
+    *,
+    step,
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    amsgrad=False,
+    maximize=False,
+    decoupled_weight_decay=False,
+    state_bits=32,
+    exp_avg_absmaxes=None,
+    exp_avg_sq_absmaxes=None,
+    max_exp_avg_sq_absmaxes=None,
+    stochastic_rounding=False,
+    seed=None,
+) -> None:
+    """One Adam step (see :class:`optbowl.Adam`; AdamW with ``decoupled_weight_decay=True``).
+    ``max_exp_avg_sqs`` may be None unless amsgrad.
+
+    ``state_bits=8``: the state lists are ``uint8`` codes (``exp_avgs`` signed, the others
+    unsigned) and the ``*_absmaxes`` their float32 absmaxes (one per block of 256
+    elements); ``state_bits=16``: bfloat16 bits (``uint16``), rounded to nearest even or,
+    with ``stochastic_rounding=True``, stochastically (``seed``). Float32 parameters only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from optbowl import functional as F
+    >>> x, m, v = np.array([1.0, -1.0]), np.zeros(2), np.zeros(2)
+    >>> F.adam([x], [2 * x], [m], [v], step=1, lr=0.1)
+    >>> x.round(6)
+    array([ 0.9, -0.9])
+    """
+    bits, stochastic, seed_value = _state_bits.check_options(state_bits, stochastic_rounding,
+                                                             seed)
+    hyper = RULE.pick(locals())
+    if bits == 32:
+        functional.run(RULE, params, grads, (exp_avgs, exp_avg_sqs, max_exp_avg_sqs), hyper,
+                       step)
+        return
+    as_list = functional._as_list
+    params = as_list("params", params)
+    groups, sizes, _ = functional._groups(params, hyper, RULE)
+    eight = bits == 8
+    _core.quantized_adam(
+        bits, stochastic, seed_value, params, as_list("grads", grads),
+        as_list("exp_avgs", exp_avgs), as_list("exp_avg_sqs", exp_avg_sqs),
+        as_list("max_exp_avg_sqs", max_exp_avg_sqs),
+        as_list("exp_avg_absmaxes", exp_avg_absmaxes) if eight else None,
+        as_list("exp_avg_sq_absmaxes", exp_avg_sq_absmaxes) if eight else None,
+        as_list("max_exp_avg_sq_absmaxes", max_exp_avg_sq_absmaxes) if eight else None,
+        functional._steps(step, len(params)), groups, sizes,
+    )
+
+
+register(RULE, adam)

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import numpy as np
 
-from . import _check, _device
+from . import _device, functional
 from ._optimizer import Optimizer
+from ._registry import BOOL, BowlCall, Hyper, Rule, register
+
+
+#: The registry entry of QuickProp (optbowl._registry).
+RULE = Rule(
+    name="quickprop",
+    cls="QuickProp",
+    hyper=(
+        Hyper("lr", default=1e-2, low=0.0),
+        Hyper("max_growth", default=1.75, low=0.0, low_open=True),
+        Hyper("maximize", BOOL, False),
+    ),
+    state=("prev_grad", "prev_step"),
+    operands=("prev_grads", "prev_steps"),
+    layers=frozenset({"class", "functional", "bowl", "torch", "bench"}),
+    bowl=BowlCall(("lr", "max_growth")),
+)
 
 
 class QuickProp(Optimizer):
@@ -61,12 +78,12 @@ class QuickProp(Optimizer):
     array([0.])
     """
 
-    _state_names = ("prev_grad", "prev_step")
+    rule = RULE
 
     def __init__(
         self, params: Any, lr: float = 1e-2, max_growth: float = 1.75, maximize: bool = False
     ) -> None:
-        super().__init__(params, {"lr": lr, "max_growth": max_growth, "maximize": maximize})
+        super().__init__(params, RULE.pick(locals()))
 
     def _add_param_group(self, group: Dict[str, Any]) -> None:
         # No CUDA kernel: device arrays are refused before the device checks look at them.
@@ -87,13 +104,25 @@ class QuickProp(Optimizer):
     def _complex_refusal(self) -> Optional[str]:
         return "torch has no QuickProp"
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
-        group["lr"] = _check.real("lr", group["lr"], low=0.0)
-        group["max_growth"] = _check.real("max_growth", group["max_growth"], low=0.0, low_open=True)
-        group["maximize"] = _check.boolean("maximize", group["maximize"])
 
-    def _group_args(self, g: Dict[str, Any]) -> tuple:
-        return (g["lr"], g["max_growth"], g["maximize"])
+def quickprop(
+    params, grads, prev_grads, prev_steps, *, lr=1e-2, max_growth=1.75, maximize=False
+) -> None:
+    """One QuickProp step (see :class:`optbowl.QuickProp`); ``prev_grads`` and ``prev_steps``
+    start as zeros.
 
-    def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:
-        return "quickprop", (), 2, {}
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from optbowl import functional as F
+    >>> x, prev_grad, prev_step = np.array([3.0]), np.zeros(1), np.zeros(1)
+    >>> for _ in range(2):                 # f(x) = x^2
+    ...     F.quickprop([x], [2 * x], [prev_grad], [prev_step], lr=0.3)
+    >>> x
+    array([0.])
+    """
+    functional.run(RULE, params, grads, (prev_grads, prev_steps), RULE.pick(locals()),
+                   complex_refusal="torch has no QuickProp")
+
+
+register(RULE, quickprop)

@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any
 
-from . import _check
+from . import functional
 from ._optimizer import Optimizer
+from ._registry import BOOL, BowlCall, CudaCall, Hyper, Rule, register
+
+
+#: The registry entry of RMSprop (optbowl._registry).
+RULE = Rule(
+    name="rmsprop",
+    cls="RMSprop",
+    hyper=(
+        Hyper("lr", default=1e-2, low=0.0),
+        Hyper("alpha", default=0.99, low=0.0),
+        Hyper("eps", default=1e-8, low=0.0),
+        Hyper("weight_decay", default=0.0, low=0.0),
+        Hyper("momentum", default=0.0, low=0.0),
+        Hyper("centered", BOOL, False),
+        Hyper("maximize", BOOL, False),
+    ),
+    state=("square_avg", "grad_avg", "momentum_buffer"),
+    operands=("square_avgs", "grad_avgs", "momentum_buffers"),
+    layers=frozenset({"class", "functional", "bowl", "cuda", "torch", "bench"}),
+    complex_as=("RMSprop",),
+    cuda=CudaCall(reads=((3, lambda groups: any(g[5] for g in groups)),
+                         (4, lambda groups: any(g[4] > 0.0 for g in groups)))),
+    bowl=BowlCall(("lr", "alpha", "eps", "weight_decay", "momentum", "centered")),
+)
 
 
 class RMSprop(Optimizer):
@@ -58,7 +82,7 @@ class RMSprop(Optimizer):
     array([ 0.99, -0.99])
     """
 
-    _state_names = ("square_avg", "grad_avg", "momentum_buffer")
+    rule = RULE
 
     def __init__(
         self,
@@ -71,28 +95,38 @@ class RMSprop(Optimizer):
         centered: bool = False,
         maximize: bool = False,
     ) -> None:
-        super().__init__(
-            params,
-            {
-                "lr": lr,
-                "alpha": alpha,
-                "eps": eps,
-                "weight_decay": weight_decay,
-                "momentum": momentum,
-                "centered": centered,
-                "maximize": maximize,
-            },
-        )
+        super().__init__(params, RULE.pick(locals()))
 
-    def _check_group(self, group: Dict[str, Any]) -> None:
-        for name in ("lr", "alpha", "eps", "weight_decay", "momentum"):
-            group[name] = _check.real(name, group[name], low=0.0)
-        group["centered"] = _check.boolean("centered", group["centered"])
-        group["maximize"] = _check.boolean("maximize", group["maximize"])
 
-    def _group_args(self, g: Dict[str, Any]) -> tuple:
-        return (g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"], g["centered"],
-                g["maximize"])
+def rmsprop(
+    params,
+    grads,
+    square_avgs,
+    grad_avgs=None,
+    momentum_buffers=None,
+    *,
+    lr=1e-2,
+    alpha=0.99,
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum=0.0,
+    centered=False,
+    maximize=False,
+) -> None:
+    """One RMSprop step (see :class:`optbowl.RMSprop`). ``grad_avgs`` may be None unless
+    centered, ``momentum_buffers`` unless momentum > 0.
 
-    def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:
-        return "rmsprop", (), 3, {}
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from optbowl import functional as F
+    >>> x, v = np.array([1.0, -1.0]), np.zeros(2)
+    >>> F.rmsprop([x], [2 * x], [v], lr=0.01, alpha=0.0)
+    >>> x.round(6)
+    array([ 0.99, -0.99])
+    """
+    functional.run(RULE, params, grads, (square_avgs, grad_avgs, momentum_buffers),
+                   RULE.pick(locals()))
+
+
+register(RULE, rmsprop)

@@ -7,10 +7,34 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from . import _check, _device
+from . import _check, _device, functional
 from ._optimizer import Optimizer
+from ._registry import BOOL, BowlCall, CudaCall, Hyper, Rule, register
 
 VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")
+
+#: The registry entry of Rprop (optbowl._registry). The group tuple holds the etas, the
+#: step-size bounds and maximize; lr is only the first step size (state).
+RULE = Rule(
+    name="rprop",
+    cls="Rprop",
+    hyper=(
+        Hyper("lr", default=1e-2, low=0.0, in_group=False),
+        Hyper("etas", default=(0.5, 1.2), low=0.0, low_open=True, pair=("eta_minus", "eta_plus"),
+              condition="0 < eta_minus < 1 < eta_plus < inf"),
+        Hyper("step_sizes", default=(1e-6, 50.0), low=0.0, low_open=True,
+              pair=("step_min", "step_max"), condition="0 < step_min <= step_max < inf"),
+        Hyper("maximize", BOOL, False),
+    ),
+    state=("prev", "step_size", "update"),
+    operands=("prevs", "step_sizes", "updates"),
+    layers=frozenset({"class", "functional", "bowl", "cuda", "torch", "bench"}),
+    reads_loss=True,
+    complex_as=("Rprop's 'irprop-'",),
+    cuda=CudaCall(lead=lambda lead: (VARIANTS.index(lead[0]),)),
+    bowl=BowlCall(("lr", "etas", "step_sizes", "variant"), ctor_only=("variant",),
+                  by_variant=True),
+)
 
 
 class Rprop(Optimizer):
@@ -91,6 +115,7 @@ class Rprop(Optimizer):
     True
     """
 
+    rule = RULE
     _global_defaults = {"prev_loss": None}
     _stored_hyper = ("lr", "step_sizes")  # the first step size and its bounds are state
 
@@ -113,9 +138,7 @@ class Rprop(Optimizer):
             self._state_names = ("direction", "step_size")
         else:
             self._state_names = (prev, "step_size")
-        super().__init__(
-            params, {"lr": lr, "etas": etas, "step_sizes": step_sizes, "maximize": maximize}
-        )
+        super().__init__(params, RULE.pick(locals()))
         if self.compact_state and self._placement is not None:
             raise ValueError(
                 "compact_state: the int8 sign state is for NumPy arrays; CUDA arrays keep prev"
@@ -166,13 +189,11 @@ class Rprop(Optimizer):
         if self.variant == "irprop+":
             self._global["prev_loss"] = float(loss)  # type: ignore[arg-type]
 
-    def _group_args(self, g: Dict[str, Any]) -> tuple:
-        return (*g["etas"], *g["step_sizes"], g["maximize"])
-
     def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:
         # irprop+'s loss_increased comes from _step_extras; the int8 state is the host's,
         # named only when on (a keyword costs pybind11 0.5 µs a call)
-        return "rprop", (self.variant,), 3, {"compact_state": True} if self.compact_state else {}
+        return (self.rule.name, (self.variant,), self.rule.width,
+                {"compact_state": True} if self.compact_state else {})
 
     def _short_call(self) -> Optional[tuple]:
         # irprop+ compares the loss with the last one: its steps go through Python
@@ -187,3 +208,42 @@ class Rprop(Optimizer):
     def _hyper_repr(self, group: Dict[str, Any]) -> str:
         extra = ", compact_state=True" if self.compact_state else ""
         return super()._hyper_repr(group) + f", variant={self.variant!r}{extra}"
+
+
+def rprop(
+    params,
+    grads,
+    prevs,
+    step_sizes,
+    updates=None,
+    *,
+    etas=(0.5, 1.2),
+    step_size_bounds=(1e-6, 50.0),
+    variant: str = "irprop-",
+    maximize=False,
+    loss_increased: bool = True,
+) -> None:
+    """One Rprop step (see :class:`optbowl.Rprop`). ``prevs``: previous gradients (the
+    direction for ``"backtrack"``); ``step_sizes``: per-element step sizes; ``updates``: the
+    last moves (``"rprop+"``/``"irprop+"`` only); ``step_size_bounds``: the class's
+    ``step_sizes`` pair :math:`(\\Delta_{\\min}, \\Delta_{\\max})`; ``loss_increased``: whether
+    iRprop+ reverts on a sign change.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from optbowl import functional as F
+    >>> x, prev, size = np.array([1.0, -1.0]), np.zeros(2), np.full(2, 0.25)
+    >>> F.rprop([x], [2 * x], [prev], [size])
+    >>> x
+    array([ 0.75, -0.75])
+    """
+    hyper = {"lr": 0.0, "etas": etas, "step_sizes": step_size_bounds, "maximize": maximize}
+    functional.run(RULE, params, grads, (prevs, step_sizes, updates), hyper,
+                   names={"step_sizes": "step_size_bounds"}, lead=(variant,),
+                   tail=(bool(loss_increased),),
+                   complex_refusal=None if variant == "irprop-" else f"variant {variant!r} is not "
+                   "torch's")
+
+
+register(RULE, rprop)

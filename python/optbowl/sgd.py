@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
-from . import _check
+from . import functional
 from ._optimizer import Optimizer
+from ._registry import BOOL, CudaCall, Hyper, Rule, register
+
+
+#: The registry entry of SGD (optbowl._registry).
+RULE = Rule(
+    name="sgd",
+    cls="SGD",
+    hyper=(
+        Hyper("lr", low=0.0),
+        Hyper("momentum", default=0.0, low=0.0),
+        Hyper("dampening", default=0.0),
+        Hyper("weight_decay", default=0.0, low=0.0),
+        Hyper("nesterov", BOOL, False),
+        Hyper("maximize", BOOL, False),
+    ),
+    state=("momentum_buffer",),
+    operands=("momentum_buffers",),
+    layers=frozenset({"class", "functional", "cuda", "torch", "bench"}),
+    counts_steps=True,
+    complex_as=("SGD",),
+    fixed_step=True,
+    cuda=CudaCall(reads=((2, lambda groups: any(g[1] != 0.0 for g in groups)),)),
+)
 
 
 class SGD(Optimizer):
@@ -61,7 +84,7 @@ class SGD(Optimizer):
     array([ 0.5, -1. ])
     """
 
-    _state_names = ("momentum_buffer",)
+    rule = RULE
 
     def __init__(
         self,
@@ -73,36 +96,43 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
         maximize: bool = False,
     ) -> None:
-        super().__init__(
-            params,
-            {
-                "lr": lr,
-                "momentum": momentum,
-                "dampening": dampening,
-                "nesterov": nesterov,
-                "weight_decay": weight_decay,
-                "maximize": maximize,
-            },
-        )
+        super().__init__(params, RULE.pick(locals()))
 
     def _check_group(self, group: Dict[str, Any]) -> None:
-        group["lr"] = _check.real("lr", group["lr"], low=0.0)
-        group["momentum"] = _check.real("momentum", group["momentum"], low=0.0)
-        group["dampening"] = _check.real("dampening", group["dampening"])
-        group["weight_decay"] = _check.real("weight_decay", group["weight_decay"], low=0.0)
-        group["nesterov"] = _check.boolean("nesterov", group["nesterov"])
-        group["maximize"] = _check.boolean("maximize", group["maximize"])
+        self.rule.check(group)
         if group["nesterov"] and (group["momentum"] <= 0.0 or group["dampening"] != 0.0):
             raise ValueError(
                 "nesterov: Nesterov momentum requires a momentum > 0 and zero dampening, got "
                 f"momentum={group['momentum']}, dampening={group['dampening']}"
             )
 
-    _takes_steps = True
 
-    def _group_args(self, g: Dict[str, Any]) -> tuple:
-        return (g["lr"], g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"],
-                g["maximize"])
+def sgd(
+    params,
+    grads,
+    momentum_buffers=None,
+    *,
+    step,
+    lr,
+    momentum=0.0,
+    dampening=0.0,
+    nesterov=False,
+    weight_decay=0.0,
+    maximize=False,
+) -> None:
+    """One SGD step (see :class:`optbowl.SGD`). ``momentum_buffers`` may be None when
+    momentum is 0 everywhere; on ``step == 1`` a buffer starts as the gradient.
 
-    def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:
-        return "sgd", (), 1, {}
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from optbowl import functional as F
+    >>> x, buf = np.array([1.0, -2.0]), np.zeros(2)
+    >>> F.sgd([x], [2 * x], [buf], step=1, lr=0.1, momentum=0.9)
+    >>> x
+    array([ 0.8, -1.6])
+    """
+    functional.run(RULE, params, grads, (momentum_buffers,), RULE.pick(locals()), step)
+
+
+register(RULE, sgd)

@@ -1,0 +1,282 @@
+"""The rule registry: one description per optimizer rule, declared next to its class.
+
+Each rule module (the one holding the rule's NumPy class) makes one :class:`Rule` and
+registers it; everything that used to list rules by hand iterates :func:`rules` instead:
+the classes' checks and compiled-call arguments (:class:`optbowl._optimizer.Optimizer`),
+``optbowl.functional``, the bowl simulator's method table, the CUDA backend, the messages
+that name the rules of a layer, and the tests. The compiled side keeps only what compiled
+code needs (the loops, their group structs, their operands) and lists it as ``_core.rules``.
+
+An entry says:
+
+* ``hyper``: the hyper-parameters in the order of the compiled call's group tuple (a pair
+  such as Adam's ``betas`` gives two consecutive values there); each has a kind (real,
+  integer or bool), a range with open or closed ends, a default and whether it reaches the
+  group tuple at all (Rprop's ``lr`` only starts the step sizes);
+* ``state``: the per-parameter state arrays, in the order the compiled call takes them,
+  and ``operands``: the names of those lists as arguments of the compiled and functional
+  calls (``square_avgs`` for the ``square_avg`` arrays);
+* whether the rule counts steps and whether it reads the loss;
+* ``layers``: where the rule exists (``class``, ``functional``, ``bowl``, ``cuda``,
+  ``torch``, ``bench``), and per layer what that layer needs (:class:`CudaCall`,
+  :class:`BowlCall`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
+
+from . import _check
+
+REAL, INT, BOOL = "real", "int", "bool"
+#: Every layer a rule may claim.
+LAYERS = ("class", "functional", "bowl", "cuda", "torch", "bench")
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "required"
+
+
+#: The default of a hyper-parameter without one (SGD's ``lr``).
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """One hyper-parameter: its name, kind, range, default and place in the group tuple.
+
+    ``low``/``high`` bound a real (or each value of a pair), ``low_open``/``high_open``
+    make an end open; ``pair`` names the two values of a pair-valued hyper-parameter
+    (``("beta1", "beta2")``), which the group tuple holds one after the other;
+    ``in_group`` is False for one the compiled call does not take (it is checked and kept
+    in the param group all the same)."""
+
+    name: str
+    kind: str = REAL
+    default: Any = REQUIRED
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False
+    high_open: bool = False
+    pair: Tuple[str, ...] = ()
+    in_group: bool = True
+    #: a condition beyond the range, checked by the class (Rprop's etas)
+    condition: str = ""
+
+    def check(self, value: Any) -> Any:
+        """The value checked and converted (float, int, bool or a pair of floats), or a
+        TypeError/ValueError naming the hyper-parameter."""
+        if self.kind == BOOL:
+            return _check.boolean(self.name, value)
+        if self.kind == INT:
+            return _check.integer(self.name, value, low=_int_or_none(self.low),
+                                  high=_int_or_none(self.high))
+        if self.pair:
+            first, second = _check.pair(self.name, value)
+            for k, x in enumerate((first, second)):
+                self._real(f"{self.name}[{k}]", x)
+            return (first, second)
+        return self._real(self.name, value)
+
+    def _real(self, name: str, value: Any) -> float:
+        return _check.real(name, value, low=self.low, high=self.high, low_open=self.low_open,
+                           high_open=self.high_open)
+
+    @property
+    def range(self) -> str:
+        """The allowed values as the docs' tables write them: ``[0, 1)``, ``(0, inf)``,
+        ``bool``, or ``real`` (any finite value); a ``condition`` where there is one."""
+        if self.condition:
+            return self.condition
+        if self.kind == BOOL:
+            return "bool"
+        if self.low is None and self.high is None:
+            return "integer" if self.kind == INT else "real"
+        low = "-inf" if self.low is None else _number(self.low)
+        high = "inf" if self.high is None else _number(self.high)
+        left = "(" if self.low is None or self.low_open else "["
+        right = ")" if self.high is None or self.high_open else "]"
+        return f"{left}{low}, {high}{right}"
+
+
+def betas(default: Tuple[float, float]) -> Hyper:
+    """The ``betas`` pair of the rules with two exponential averages: each in [0, 1)."""
+    return Hyper("betas", default=default, low=0.0, high=1.0, high_open=True,
+                 pair=("beta1", "beta2"))
+
+
+def _int_or_none(x: Optional[float]) -> Optional[int]:
+    return None if x is None else int(x)
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and not math.isinf(x) else repr(x)
+
+
+@dataclass(frozen=True)
+class CudaCall:
+    """How the CUDA backend calls a rule's kernel (``optbowl._cuda.<name>``).
+
+    ``reads``: (index of an optional state list among the kernel's lists, a test of the
+    groups' tuples that says whether some group reads it); lists no group reads go to the
+    kernel as None. ``device_steps``: the kernel also takes torch's device step counters.
+    ``dense_only``: sparse gradients are refused. ``lead``: the kernel's leading arguments
+    from the host call's (Rprop: its variant's index)."""
+
+    reads: Tuple[Tuple[int, Callable[[List[tuple]], bool]], ...] = ()
+    device_steps: bool = False
+    dense_only: bool = False
+    lead: Optional[Callable[[tuple], tuple]] = None
+
+
+@dataclass(frozen=True)
+class BowlCall:
+    """How the bowl simulator (``bowl.run(name, ...)``) runs a rule: the hyper-parameters
+    it takes (the group's, and ``ctor_only`` ones that are the constructor's) and whether
+    it is named by the constructor's choice (Rprop: the simulator's method is the
+    variant)."""
+
+    takes: Tuple[str, ...]
+    ctor_only: Tuple[str, ...] = ()
+    by_variant: bool = False
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One optimizer rule, as every layer needs it (see the module's docstring)."""
+
+    name: str
+    cls: str
+    hyper: Tuple[Hyper, ...]
+    state: Tuple[str, ...]
+    operands: Tuple[str, ...]
+    layers: FrozenSet[str]
+    counts_steps: bool = False
+    reads_loss: bool = False
+    #: the public classes of the rule (Adam's entry: Adam and AdamW)
+    classes: Tuple[str, ...] = ()
+    #: how the complex-parameter message names it where torch steps complex parameters
+    #: with it (``"Rprop's 'irprop-'"``); empty: torch does not
+    complex_as: Tuple[str, ...] = ()
+    #: whether its step is a fixed linear map of the gradient (performance's methods)
+    fixed_step: bool = False
+    cuda: Optional[CudaCall] = None
+    bowl: Optional[BowlCall] = None
+    #: the host's compiled step (default ``_core.<name>``)
+    call: Optional[Callable[..., Any]] = None
+    #: the functional form, ``optbowl.functional.<name>`` (set by :func:`register`)
+    functional: Optional[Callable[..., None]] = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.layers) - set(LAYERS)
+        if unknown:
+            raise ValueError(f"layers: unknown layer(s) {sorted(unknown)}")
+        if len(self.operands) != len(self.state):
+            raise ValueError("operands: one name per state array expected")
+        if not self.classes:
+            object.__setattr__(self, "classes", (self.cls,))
+
+    # -- what the classes and functional derive from it
+    @property
+    def group(self) -> Tuple[str, ...]:
+        """The names whose values make the group tuple, in its order (pairs count once)."""
+        return tuple(h.name for h in self.hyper if h.in_group)
+
+    @property
+    def pairs(self) -> Tuple[str, ...]:
+        return tuple(h.name for h in self.hyper if h.pair)
+
+    @property
+    def defaults(self) -> Dict[str, Any]:
+        return {h.name: h.default for h in self.hyper}
+
+    def hyper_named(self, name: str) -> Hyper:
+        for h in self.hyper:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    def pick(self, arguments: Dict[str, Any]) -> Dict[str, Any]:
+        """The hyper-parameters among a constructor's ``locals()``, in its signature's
+        order (the order of ``defaults``, state_dicts and reprs)."""
+        names = {h.name for h in self.hyper}
+        return {k: v for k, v in arguments.items() if k in names}
+
+    def check(self, group: Dict[str, Any]) -> None:
+        """Check and convert every hyper-parameter of ``group`` in place, in the group
+        tuple's order."""
+        for h in self.hyper:
+            group[h.name] = h.check(group[h.name])
+
+    def group_args(self, group: Dict[str, Any]) -> tuple:
+        """A checked group's tuple for the compiled call (pairs spread)."""
+        out: List[Any] = []
+        for name in self.group:
+            value = group[name]
+            if isinstance(value, tuple):
+                out.extend(value)
+            else:
+                out.append(value)
+        return tuple(out)
+
+    @property
+    def width(self) -> int:
+        """How many state lists the compiled call takes."""
+        return len(self.state)
+
+    @property
+    def host_call(self) -> Callable[..., Any]:
+        """The compiled multi-tensor step over host (NumPy) arrays."""
+        if self.call is not None:
+            return self.call
+        from . import _core
+
+        return getattr(_core, self.name)
+
+
+_RULES: Dict[str, Rule] = {}
+
+
+def register(rule: Rule, functional: Optional[Callable[..., None]] = None) -> Rule:
+    """Add ``rule`` (and its functional form, published as ``optbowl.functional.<name>``)."""
+    if rule.name in _RULES:
+        raise ValueError(f"rule {rule.name!r} is registered twice")
+    if functional is not None:
+        from . import functional as module
+
+        functional.__module__ = module.__name__
+        object.__setattr__(rule, "functional", functional)
+        setattr(module, rule.name, functional)
+        module.__all__ = sorted({*module.__all__, rule.name})
+    _RULES[rule.name] = rule
+    return rule
+
+
+def rules(layer: Optional[str] = None) -> Tuple[Rule, ...]:
+    """Every registered rule in registration order (the package's family order), or those
+    that claim ``layer``."""
+    if layer is not None and layer not in LAYERS:
+        raise ValueError(f"layer: expected one of {', '.join(map(repr, LAYERS))}, got {layer!r}")
+    return tuple(r for r in _RULES.values() if layer is None or layer in r.layers)
+
+
+def rule(name: str) -> Rule:
+    """The rule registered as ``name``."""
+    return _RULES[name]
+
+
+def names(layer: Optional[str] = None) -> Tuple[str, ...]:
+    return tuple(r.name for r in rules(layer))
+
+
+def classes(layer: Optional[str] = None) -> Tuple[str, ...]:
+    """The public classes of the rules (of ``layer``), in registration order."""
+    return tuple(c for r in rules(layer) for c in r.classes)
+
+
+def prose(words: Tuple[str, ...]) -> str:
+    """``"A, B and C"``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
