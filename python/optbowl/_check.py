@@ -209,11 +209,16 @@ def storage_span(a: np.ndarray) -> Tuple[int, int]:
 
 def complex_refused(who: str, dtype: np.dtype, why: str) -> TypeError:
     """The error for a complex array given to a rule torch has no complex form of (``why``)."""
+    from . import _registry
+
+    # the registry's words for the rules torch steps complex parameters with: those that
+    # name a variant first, then the classes in alphabetical order
+    words = sorted((w for r in _registry.rules() for w in r.complex_as),
+                   key=lambda w: ("'" not in w, w))
     return TypeError(
         f"{who}: a {dtype} array; complex parameters are stepped as their real view only by "
-        "the rules torch steps them with (Rprop's 'irprop-', Adagrad, Adam, AdamW, RMSprop, "
-        f"SGD), and {why}; to step the real view with it, pass "
-        f"a[..., None].view(np.{real_dtype(dtype)})"
+        f"the rules torch steps them with ({', '.join(words)}), and {why}; to step the real "
+        f"view with it, pass a[..., None].view(np.{real_dtype(dtype)})"
     )
 
 
@@ -314,7 +319,7 @@ def in_dtypes(
 
     ``group`` has passed ``check`` in float64. The kernels round every value to the dtype
     they compute in (:func:`compute_dtype`), and the values in ``stored`` (those written
-    into state arrays, e.g. Rprop's first step size) to the arrays' own dtype: each value
+    into state arrays, e.g. a first step size) to the arrays' own dtype: each value
     must still be finite there, and ``check`` must still pass on the rounded values (a
     ``beta`` of 0.99999999999 is 1.0 in float32). ``dtypes`` maps each dtype of the
     group's arrays to where it is first found (e.g. ``"params[3]"``); every one is checked,

@@ -4,8 +4,9 @@ An optimizer's arrays are either all host NumPy arrays (run by ``optbowl._core``
 CUDA device arrays on one device (run by ``optbowl._cuda``). A device array is anything
 that exposes ``__cuda_array_interface__`` (CuPy, Numba, torch CUDA tensors) or
 ``__dlpack__`` with a CUDA ``__dlpack_device__`` (torch bfloat16 tensors, JAX); it is
-used in place, never copied. Rprop, Adagrad, SGD, RMSprop, Adam and AdamW have device
-kernels; QuickProp and SparseRows gradients are host-only. State arrays are made by the
+used in place, never copied. The rules whose registry entry claims the ``cuda`` layer
+have device kernels (:class:`CudaBackend` calls them); the others and SparseRows
+gradients are host-only. State arrays are made by the
 parameter's own library (``torch.full_like``, ``cupy.full_like``) or, for other
 producers, as :class:`DeviceArray`.
 
@@ -26,6 +27,8 @@ import weakref
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
+
+from . import _registry
 
 try:  # the optional CUDA module; absent when built with OPTBOWL_CUDA=OFF or without nvcc
     from . import _cuda  # type: ignore[attr-defined]
@@ -519,7 +522,7 @@ def host_full_like(p: np.ndarray, value: float, dtype: Any = None) -> np.ndarray
 
     The compiled loops start their vector loops where ``p`` starts a cache line; arrays
     placed so are then read and written in whole lines, and an array at another offset
-    crosses a line with every 512-bit access (on AMD Zen 5, Adam's AVX-512 step over 2M
+    crosses a line with every 512-bit access (on AMD Zen 5, a three-state AVX-512 step over 2M
     float32 elements took 1.18-1.23x the time when its states were not at ``p``'s offset).
     NumPy starts large arrays 16 bytes into a page, and others anywhere on 16 bytes.
     """
@@ -738,7 +741,7 @@ def host_only(name: str, optimizer: str, arrays: Sequence[Any], start: int = 0) 
         if is_device_array(a):
             raise TypeError(
                 f"{name}[{i}]: a CUDA device array, but {optimizer} is host-only (NumPy "
-                "arrays); the CUDA rules are Rprop, Adagrad, SGD, RMSprop, Adam and AdamW"
+                f"arrays); the CUDA rules are {_registry.prose(_registry.classes('cuda'))}"
             )
 
 
@@ -800,100 +803,58 @@ def _launch(
 
 
 class CudaBackend:
-    """The CUDA twin of ``optbowl._core``: the same step functions over device arrays."""
+    """The CUDA twin of ``optbowl._core``: the same step functions over device arrays.
+
+    One function per rule whose registry entry claims the ``cuda`` layer, named as the
+    rule and taking the host call's arguments (``fn(*lead, params, grads, *state lists,
+    [steps], groups, group_sizes, *tail, found_inf=None, grad_scale=None)``); the entry's
+    :class:`optbowl._registry.CudaCall` says what differs on the device."""
 
     #: (kernel launches, chunks) of the last step, for tests and benchmarks.
     last_launch: Tuple[int, int] = (0, 0)
 
-    def rprop(
-        self,
-        variant,
-        params,
-        grads,
-        prevs,
-        steps,
-        updates,
-        groups,
-        group_sizes,
-        loss_increased=True,
-        found_inf=None,
-        grad_scale=None,
-    ):
-        from .rprop import VARIANTS
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        for rule in _registry.rules("cuda"):
+            if rule.name == name:
+                launcher = _rule_launcher(rule)
+                self.__dict__[name] = launcher
+                return launcher
+        raise AttributeError(f"{type(self).__name__!r} has no rule {name!r}")
 
-        lists = [
-            ("params", params),
-            ("grads", grads),
-            ("prevs", prevs),
-            ("step_sizes", steps),
-            ("updates", updates),
-        ]
-        rest = (groups, group_sizes, loss_increased)
-        _launch("rprop", lists, rest, found_inf, lead=(VARIANTS.index(variant),),
-                grad_scale=grad_scale)
 
-    def adagrad(self, params, grads, sums, steps, groups, group_sizes, found_inf=None,
-                grad_scale=None):
-        host_only_sparse(grads)
-        lists = [("params", params), ("grads", grads), ("sums", sums)]
-        host_steps, counters = _split_steps(steps)
-        _launch("adagrad", lists, (host_steps, groups, group_sizes), found_inf,
+def _rule_launcher(rule: Any) -> Any:
+    """The device step of ``rule``: its arguments sorted into the kernel's lists and rest."""
+    cuda = rule.cuda
+    n_lead = 1 if cuda.lead is not None else 0
+    n_fixed = n_lead + 2 + rule.width + (1 if rule.counts_steps else 0) + 2
+    tails = cuda.tail
+
+    def launch(*args: Any, found_inf: Any = None, grad_scale: Any = None, **kw: Any) -> None:
+        unknown = set(kw) - {name for name, _ in tails}
+        if unknown or len(args) < n_fixed or len(args) > n_fixed + len(tails):
+            raise TypeError(f"{rule.name}: expected {n_fixed} arguments and "
+                            f"{', '.join(n for n, _ in tails) or 'no others'}")
+        lead = cuda.lead(args[:n_lead]) if cuda.lead is not None else ()
+        params, grads = args[n_lead], args[n_lead + 1]
+        states = args[n_lead + 2:n_lead + 2 + rule.width]
+        rest = list(args[n_lead + 2 + rule.width:])
+        for name, default in tails[len(args) - n_fixed:]:  # those not given by position
+            rest.append(kw.get(name, default))
+        if cuda.dense_only:
+            host_only_sparse(grads)
+        lists = [("params", params), ("grads", grads), *zip(rule.operands, states)]
+        counters = None
+        if rule.counts_steps and cuda.device_steps:
+            rest[0], counters = _split_steps(rest[0])
+        groups = rest[1] if rule.counts_steps else rest[0]
+        read = {slot: reads(groups) for slot, reads in cuda.reads} or None
+        _launch(rule.name, lists, tuple(rest), found_inf, read, lead=lead,
                 grad_scale=grad_scale, counters=counters)
 
-    def sgd(self, params, grads, momentum_buffers, steps, groups, group_sizes, found_inf=None,
-            grad_scale=None):
-        lists = [("params", params), ("grads", grads), ("momentum_buffers", momentum_buffers)]
-        read = {2: any(g[1] != 0.0 for g in groups)}
-        _launch("sgd", lists, (steps, groups, group_sizes), found_inf, read,
-                grad_scale=grad_scale)
-
-    def rmsprop(
-        self,
-        params,
-        grads,
-        square_avgs,
-        grad_avgs,
-        momentum_buffers,
-        groups,
-        group_sizes,
-        found_inf=None,
-        grad_scale=None,
-    ):
-        lists = [
-            ("params", params),
-            ("grads", grads),
-            ("square_avgs", square_avgs),
-            ("grad_avgs", grad_avgs),
-            ("momentum_buffers", momentum_buffers),
-        ]
-        read = {3: any(g[5] for g in groups), 4: any(g[4] > 0.0 for g in groups)}
-        _launch("rmsprop", lists, (groups, group_sizes), found_inf, read,
-                grad_scale=grad_scale)
-
-    def adam(
-        self,
-        params,
-        grads,
-        exp_avgs,
-        exp_avg_sqs,
-        max_exp_avg_sqs,
-        steps,
-        groups,
-        group_sizes,
-        found_inf=None,
-        grad_scale=None,
-    ):
-        lists = [
-            ("params", params),
-            ("grads", grads),
-            ("exp_avgs", exp_avgs),
-            ("exp_avg_sqs", exp_avg_sqs),
-            ("max_exp_avg_sqs", max_exp_avg_sqs),
-        ]
-        read = {4: any(g[5] for g in groups)}
-        host_steps, counters = _split_steps(steps)
-        _launch("adam", lists, (host_steps, groups, group_sizes), found_inf, read,
-                grad_scale=grad_scale, counters=counters)
+    launch.__name__ = launch.__qualname__ = rule.name
+    return launch
 
 
 def _split_steps(steps: Sequence[Any]) -> Tuple[List[float], Optional[List[Any]]]:

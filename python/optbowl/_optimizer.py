@@ -5,7 +5,7 @@ from which the base class derives the hyper-parameters' checks (``_check_group``
 state's names (``_state_names``), whether steps are counted (``_takes_steps``), a group's
 tuple for the compiled call (``_group_args``) and how that call is made
 (``_call_layout``); a subclass overrides one of them only where its rule needs more (a
-check across hyper-parameters, a constructor choice such as Rprop's variant), and makes a
+check across hyper-parameters, a constructor choice such as a variant), and makes a
 parameter's state (``_new_state``). The base class does the rest, in an order that keeps
 a rejected call harmless: every hyper-parameter is checked, new state is made on the
 side, and the compiled call validates every array before it writes any; only after it
@@ -230,7 +230,7 @@ class Optimizer:
         dtype checks use no instance): an override uses nothing but ``self.rule``."""
         self.rule.check(group)
 
-    #: Hyper-parameters that become state of the parameters' own dtype (e.g. Rprop's first
+    #: Hyper-parameters that become state of the parameters' own dtype (e.g. a first
     #: step size); the others are rounded to the dtype the kernel computes in.
     _stored_hyper: tuple = ()
 
@@ -354,7 +354,8 @@ class Optimizer:
             one parameter changes nothing (of several, it is refused: pass one ``None``
             per parameter to skip them all).
         loss : float, optional
-            The loss at the current parameters; only iRprop+ uses it.
+            The loss at the current parameters, for the rules that read it (their
+            class says so).
         found_inf : bool or device array, optional
             Skip the step when non-zero (a gradient scaler found inf/NaN): nothing changes,
             no step is counted. For CUDA parameters, a one-element float32 array on their

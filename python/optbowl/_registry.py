@@ -10,9 +10,9 @@ code needs (the loops, their group structs, their operands) and lists it as ``_c
 An entry says:
 
 * ``hyper``: the hyper-parameters in the order of the compiled call's group tuple (a pair
-  such as Adam's ``betas`` gives two consecutive values there); each has a kind (real,
+  such as ``betas`` gives two consecutive values there); each has a kind (real,
   integer or bool), a range with open or closed ends, a default and whether it reaches the
-  group tuple at all (Rprop's ``lr`` only starts the step sizes);
+  group tuple at all (an ``lr`` that only starts per-element step sizes);
 * ``state``: the per-parameter state arrays, in the order the compiled call takes them,
   and ``operands``: the names of those lists as arguments of the compiled and functional
   calls (``square_avgs`` for the ``square_avg`` arrays);
@@ -40,7 +40,7 @@ class _Required:
         return "required"
 
 
-#: The default of a hyper-parameter without one (SGD's ``lr``).
+#: The default of a hyper-parameter without one (a required ``lr``).
 REQUIRED: Any = _Required()
 
 
@@ -63,7 +63,7 @@ class Hyper:
     high_open: bool = False
     pair: Tuple[str, ...] = ()
     in_group: bool = True
-    #: a condition beyond the range, checked by the class (Rprop's etas)
+    #: a condition beyond the range, checked by the class's own check
     condition: str = ""
 
     def check(self, value: Any) -> Any:
@@ -124,20 +124,22 @@ class CudaCall:
     groups' tuples that says whether some group reads it); lists no group reads go to the
     kernel as None. ``device_steps``: the kernel also takes torch's device step counters.
     ``dense_only``: sparse gradients are refused. ``lead``: the kernel's leading arguments
-    from the host call's (Rprop: its variant's index)."""
+    from the host call's (a variant's index). ``tail``: the host call's arguments
+    after ``group_sizes``, as (name, default)."""
 
     reads: Tuple[Tuple[int, Callable[[List[tuple]], bool]], ...] = ()
     device_steps: bool = False
     dense_only: bool = False
     lead: Optional[Callable[[tuple], tuple]] = None
+    tail: Tuple[Tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
 class BowlCall:
     """How the bowl simulator (``bowl.run(name, ...)``) runs a rule: the hyper-parameters
     it takes (the group's, and ``ctor_only`` ones that are the constructor's) and whether
-    it is named by the constructor's choice (Rprop: the simulator's method is the
-    variant)."""
+    it is named by the constructor's choice (the simulator's method is the class's
+    ``variant``)."""
 
     takes: Tuple[str, ...]
     ctor_only: Tuple[str, ...] = ()
@@ -156,13 +158,15 @@ class Rule:
     layers: FrozenSet[str]
     counts_steps: bool = False
     reads_loss: bool = False
-    #: the public classes of the rule (Adam's entry: Adam and AdamW)
+    #: the public classes of the rule (more than one where a class is a preset of another)
     classes: Tuple[str, ...] = ()
     #: how the complex-parameter message names it where torch steps complex parameters
-    #: with it (``"Rprop's 'irprop-'"``); empty: torch does not
+    #: with it (a class name, or a class and its variant); empty: torch does not
     complex_as: Tuple[str, ...] = ()
     #: whether its step is a fixed linear map of the gradient (performance's methods)
     fixed_step: bool = False
+    #: whether its class keeps 8- or 16-bit state on request (``state_bits``)
+    low_precision: bool = False
     cuda: Optional[CudaCall] = None
     bowl: Optional[BowlCall] = None
     #: the host's compiled step (default ``_core.<name>``)

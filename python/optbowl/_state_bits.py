@@ -1,14 +1,14 @@
-"""Low-precision optimizer state (``state_bits=8|16``) for AdaGrad and Adam/AdamW.
+"""Low-precision optimizer state (``state_bits=8|16``) for the rules that offer it.
 
 The formats (the compiled code is the definition: ``cpp/include/optbowl/quant.hpp``):
 
 * ``state_bits=8``: each state array is a ``uint8`` array of codes with the parameter's
   shape, and a ``float32`` array ``<name>_absmax`` with one absmax per block of 256
   consecutive elements (of the flattened array; the last block may be shorter). Element
-  *i* is ``decode(code[i]) * absmax[i // 256]``. Unsigned states (AdaGrad's ``sum``, Adam's
-  ``exp_avg_sq`` and ``max_exp_avg_sq``) use a float-like code E5M3 anchored at 1.0: code
+  *i* is ``decode(code[i]) * absmax[i // 256]``. Unsigned states (running sums and second
+  moments) use a float-like code E5M3 anchored at 1.0: code
   ``c`` in 1..255 is the float32 whose bit pattern is ``0x3F800000 - (255 - c) << 20``
-  (1.0 down to 1.25·2⁻³²), code 0 is 0. Adam's ``exp_avg`` is signed: bit 7 the sign,
+  (1.0 down to 1.25·2⁻³²), code 0 is 0. A signed state (a first moment) has bit 7 the sign,
   bits 0-6 a magnitude on the same grid from 1.0 down to 1.25·2⁻¹⁶ (E4M3), 0 a zero.
 * ``state_bits=16``: bfloat16 bit patterns as ``uint16`` arrays (the upper half of the
   float32), rounded to nearest even, or stochastically (``stochastic_rounding=True``).
@@ -155,7 +155,7 @@ class StateBitsMixin:
     format's state arrays, the compiled quantized call, float32-only parameters,
     conversions on ``load_state_dict`` and ``state_bits`` in the state_dict."""
 
-    #: the float state's names and whether each is signed (Adam's exp_avg)
+    #: the float state's names and whether each is signed (a first moment)
     _float_state: Tuple[str, ...] = ()
     _signed_state: Tuple[bool, ...] = ()
     _quantized_call = ""
@@ -185,7 +185,7 @@ class StateBitsMixin:
         super()._add_param_group(group)  # type: ignore[misc]
 
     def _short_call(self) -> Optional[tuple]:
-        # the compiled short step takes at most three state arrays: Adam's six 8-bit ones
+        # the compiled short step takes at most three state arrays: six 8-bit ones
         # (codes and absmaxes) go through Python
         if len(self._state_names) > 3:  # type: ignore[attr-defined]
             return None

@@ -54,6 +54,7 @@ RULE = Rule(
     layers=frozenset({"class", "functional", "bowl", "cuda", "torch", "bench"}),
     counts_steps=True,
     complex_as=("Adagrad",),
+    low_precision=True,
     cuda=CudaCall(device_steps=True, dense_only=True),
     bowl=BowlCall(("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")),
     call=_host_step,

@@ -28,6 +28,7 @@ RULE = Rule(
     layers=frozenset({"class", "functional", "bowl", "cuda", "torch", "bench"}),
     counts_steps=True,
     complex_as=("Adam", "AdamW"),
+    low_precision=True,
     cuda=CudaCall(reads=((4, lambda groups: any(g[5] for g in groups)),), device_steps=True),
     bowl=BowlCall(("lr", "betas", "eps", "weight_decay", "amsgrad", "decoupled_weight_decay")),
 )

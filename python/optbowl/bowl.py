@@ -42,7 +42,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _check, _core
+from . import _check, _core, _registry
 
 #: The linear methods, with the hyper-parameters each accepts.
 LINEAR_METHODS: Dict[str, Tuple[str, ...]] = {
@@ -955,17 +955,17 @@ class QuadraticBowl:
         """Run the compiled loop of an optimizer on this bowl; returns a :class:`Trajectory`.
 
         Every step computes g = Ax − b in C++ and applies the optimizer's own loop to it
-        (Newton: the SGD step applied to A⁻¹g). ``method`` is one of ``"rprop"`` (with
-        ``variant=``, ``lr``, ``etas``, ``step_sizes`` as :class:`optbowl.Rprop`),
-        ``"adagrad"``, ``"quickprop"``, ``"rmsprop"``, ``"adam"`` (hyper-parameters as
-        :class:`optbowl.Adagrad`, :class:`optbowl.QuickProp`, :class:`optbowl.RMSprop`,
-        :class:`optbowl.Adam`; ``decoupled_weight_decay=True`` is AdamW), or ``"gd"``,
-        ``"momentum"``, ``"nesterov"``, ``"newton"`` (torch.optim.SGD's loop; hyper-parameters
-        as in :meth:`rate`). ``dtype``: float64 or float32 iterates and state.
+        (Newton: the plain gradient step applied to A⁻¹g). ``method`` is the name of a
+        registered element-wise rule that the simulator runs (``optbowl.functional``'s name
+        of it; hyper-parameters and their checks as its class's, and a constructor choice
+        such as a variant where the class has one; :doc:`/bowl` lists them), or ``"gd"``,
+        ``"momentum"``, ``"nesterov"``, ``"newton"`` (torch.optim's plain gradient loop;
+        hyper-parameters as in :meth:`rate`). ``dtype``: float64 or float32 iterates and
+        state.
 
         Three methods choose their step from the whole vector each iteration, so they are no
         element-wise rule; the simulator computes the step (in C++, with scaled sums) and
-        hands SGD's loop x −= α·d:
+        hands the plain gradient loop x −= α·d:
 
         * ``"steepest"``: exact line search along the gradient, α = gᵀg / gᵀAg. Kantorovich:
           f(xₖ₊₁) − f* ≤ ((κ − 1)/(κ + 1))² (f(xₖ) − f*).
@@ -980,10 +980,10 @@ class QuadraticBowl:
         as one (steps, n) array: a k-step run is the first k steps of a longer run with the
         same seed. :meth:`stationary_variance` predicts the error it leaves.
 
-        ``state_bits=8`` or ``16`` (``"adagrad"`` and ``"adam"``, float32 iterates): the
-        optimizer keeps its state 8-bit blockwise-quantized or in bfloat16 (rounded to
-        nearest even), as :class:`optbowl.Adagrad` and :class:`optbowl.Adam` do with that
-        option: the same compiled loops.
+        ``state_bits=8`` or ``16`` (the rules whose class has that option, float32
+        iterates): the optimizer keeps its state 8-bit blockwise-quantized or in bfloat16
+        (rounded to nearest even), as its class does with that option: the same compiled
+        loops.
 
         >>> import optbowl as ob
         >>> bowl = ob.QuadraticBowl.from_eigenvalues([1, 4, 9], rotate=True, seed=0)
@@ -1167,27 +1167,32 @@ _Rule = Callable[[QuadraticBowl, Dict[str, Any]], Tuple[str, Dict[str, float], D
 
 
 def _check_state_bits(state_bits: Any, method: str, dtype: str) -> int:
-    """run()'s state_bits: 32, or 8/16 for adagrad and adam on float32 iterates."""
+    """run()'s state_bits: 32, or 8/16 on float32 iterates for the rules that have it."""
     if isinstance(state_bits, bool) or not isinstance(state_bits, (int, np.integer)) \
             or int(state_bits) not in (8, 16, 32):
         raise ValueError(f"state_bits: expected 8, 16 or 32, got {state_bits!r}")
     bits = int(state_bits)
-    if bits != 32 and method not in ("adagrad", "adam"):
-        raise ValueError(f"state_bits: {bits}-bit state is for 'adagrad' and 'adam', "
-                         f"not {method!r}")
+    low = tuple(r.name for r in _registry.rules("bowl") if r.low_precision)
+    if bits != 32 and method not in low:
+        raise ValueError(f"state_bits: {bits}-bit state is for "
+                         f"{_registry.prose(tuple(map(repr, low)))}, not {method!r}")
     if bits != 32 and dtype != "float32":
         raise TypeError(f"dtype: state_bits={bits} runs float32 iterates, got {dtype}")
     return bits
 
 
-def _optimizer_rule(cls_name: str, allowed: Tuple[str, ...], core: Optional[str] = None,
-                    ctor_only: Tuple[str, ...] = ()) -> _Rule:
+def _optimizer_rule(entry: _registry.Rule) -> _Rule:
     """Check hyper-parameters with the optimizer class itself (same defaults and messages).
 
-    The simulator gets one row of floats: pairs split by _PAIRS, booleans as 0 or 1;
-    ``core`` is the simulator's name of the method (Rprop: its variant); ``ctor_only``
-    the arguments that are the constructor's, not a param group's.
+    The simulator gets one row of floats: pairs split into their two names, booleans as 0
+    or 1; its name of the method is the rule's, or the constructor's choice where the
+    entry says so (its variant); ``ctor_only`` are the arguments that are the
+    constructor's, not a param group's.
     """
+    assert entry.bowl is not None
+    cls_name, core, by_variant = entry.cls, entry.name, entry.bowl.by_variant
+    allowed, ctor_only = entry.bowl.takes, entry.bowl.ctor_only
+    pairs = {h.name: h.pair for h in entry.hyper if h.pair}
 
     made: Dict[tuple, Any] = {}
 
@@ -1196,7 +1201,7 @@ def _optimizer_rule(cls_name: str, allowed: Tuple[str, ...], core: Optional[str]
         if unknown:
             raise ValueError(f"{unknown[0]}: not a hyper-parameter of {cls_name.lower()!r} "
                              f"(it takes {', '.join(allowed)})")
-        # One optimizer per set of constructor-only arguments (Rprop's variant); each row's
+        # One optimizer per set of constructor-only arguments (a variant); each row's
         # group is checked by its _check_group, with the constructor's messages.
         ctor = {k: v for k, v in hp.items() if k in ctor_only}
         key = tuple(sorted(ctor.items()))
@@ -1212,11 +1217,11 @@ def _optimizer_rule(cls_name: str, allowed: Tuple[str, ...], core: Optional[str]
         for k in allowed:
             if k in ctor_only:
                 continue
-            if k in _PAIRS:
-                row.update(zip(_PAIRS[k], map(float, g[k])))
+            if k in pairs:
+                row.update(zip(pairs[k], map(float, g[k])))
             else:
                 row[k] = float(g[k])
-        if cls_name == "Rprop":
+        if by_variant:
             shown["variant"] = opt.variant
             return opt.variant, row, shown
         return core, row, shown
@@ -1257,24 +1262,14 @@ def _line_search_rule(method: str) -> _Rule:
 
 #: How run() and sweep() check each method's hyper-parameters and name it for the simulator.
 _RULES: Dict[str, _Rule] = {
-    "rprop": _optimizer_rule("Rprop", ("lr", "etas", "step_sizes", "variant"),
-                             ctor_only=("variant",)),
-    "adagrad": _optimizer_rule("Adagrad", ("lr", "lr_decay", "weight_decay",
-                                           "initial_accumulator_value", "eps"),
-                               "adagrad"),
-    "quickprop": _optimizer_rule("QuickProp", ("lr", "max_growth"), "quickprop"),
-    "rmsprop": _optimizer_rule("RMSprop", ("lr", "alpha", "eps", "weight_decay", "momentum",
-                                           "centered"),
-                               "rmsprop"),
-    "adam": _optimizer_rule("Adam", ("lr", "betas", "eps", "weight_decay", "amsgrad",
-                                     "decoupled_weight_decay"),
-                            "adam"),
+    **{r.name: _optimizer_rule(r) for r in _registry.rules("bowl")},
     **{m: _linear_rule(m) for m in LINEAR_METHODS},
     **{m: _line_search_rule(m) for m in LINE_SEARCH_METHODS},
 }
 
-_PAIRS = {"etas": ("eta_minus", "eta_plus"), "step_sizes": ("step_min", "step_max"),
-          "betas": ("beta1", "beta2")}
+#: The pair-valued hyper-parameters of the rules and the names of their two values.
+_PAIRS = {h.name: h.pair for r in _registry.rules("bowl") for h in r.hyper if h.pair}
+
 
 
 def _rule(method: Any) -> _Rule:
@@ -1357,7 +1352,7 @@ def sweep(bowl: QuadraticBowl, method: str, x0: Any, steps: int, *, dtype: Any =
 
     >>> import numpy as np, optbowl as ob
     >>> bowl = ob.QuadraticBowl.from_eigenvalues([1, 10])
-    >>> res = ob.sweep(bowl, "adagrad", [1.0, 1.0], 200, lr=np.array([0.01, 0.1, 1.0]))
+    >>> res = ob.sweep(bowl, "gd", [1.0, 1.0], 200, lr=np.array([0.01, 0.1, 0.15]))
     >>> res.final_error.shape, bool(res.final_error[2] < res.final_error[0])
     ((3,), True)
     """

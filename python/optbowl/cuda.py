@@ -5,10 +5,10 @@ optbowl's optimizers take CUDA device arrays as they take NumPy arrays: anything
 float32, float64, float16 or bfloat16), updated in place without copies by fused
 multi-tensor kernels (one launch for up to 110 tensors and 2,048 chunks of 8,192 to 65,536
 elements, sized so that every block the GPU keeps resident gets several; half and bfloat16
-are computed in float32). The rules on the device are Rprop
-(every variant), Adagrad (dense gradients), SGD (momentum, dampening, Nesterov), RMSprop
-(centered, momentum), Adam (amsgrad) and AdamW; QuickProp and SparseRows gradients are
-host-only and refuse device arrays with a TypeError. State lives on the same device;
+are computed in float32). Every rule with a CUDA kernel runs there with all its options
+(:doc:`/optimizers` lists which have one); a rule without one, and SparseRows gradients,
+are host-only and refuse device arrays with a TypeError that names the CUDA rules. State
+lives on the same device;
 ``state_dict()`` returns host NumPy arrays and ``load_state_dict`` copies them back.
 Kernels run on the parameters' current stream (torch's or CuPy's current stream), after
 the work of every other array's producer (the DLPack stream protocol, stream events).

@@ -181,9 +181,9 @@ def newton(f: Any, x0: Any, steps: int, lr: float = 1.0) -> np.ndarray:
 
 
 def descend(f: Any, x0: Any, steps: int, optimizer: Any, **hyper: Any) -> np.ndarray:
-    """Run one of optbowl's optimizers (a class such as ``optbowl.Rprop``) on ``f`` from x0.
+    """Run one of optbowl's optimizer classes on ``f`` from x0.
 
-    The optimizer updates x in place from ``f.grad(x)`` (and the loss, which iRprop+ needs);
+    The optimizer updates x in place from ``f.grad(x)`` (and the loss, where its rule reads it);
     returns the iterates, shape (steps + 1, ...).
     """
     steps = _check.integer("steps", steps, low=0)
@@ -199,7 +199,8 @@ def descend(f: Any, x0: Any, steps: int, optimizer: Any, **hyper: Any) -> np.nda
 
 
 def _wants_loss(opt: Any) -> bool:
-    return getattr(opt, "variant", None) == "irprop+"
+    rule = getattr(opt, "rule", None)
+    return bool(rule is not None and rule.reads_loss)
 
 
 def scipy_path(f: Any, x0: Any, method: str = "BFGS", *, max_iter: int = 100) -> np.ndarray:

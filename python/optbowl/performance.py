@@ -33,7 +33,7 @@ program, which `PEPit <https://pepit.readthedocs.io>`_ builds and solves (instal
   gradient descent with η = 1/L and N = 4 the class's worst is 1/18 of L, the worst
   quadratic's 0.02165 L, 2.6 times less.
 
-Methods, with torch.optim.SGD's conventions (``v₀ = 0``, dampening 0):
+Methods, with torch.optim's plain gradient rule's conventions (``v₀ = 0``, dampening 0):
 
 ==================================  ===========================================================
 ``"gd"``                            :math:`x_{k+1} = x_k - \eta\nabla f(x_k)`
@@ -45,8 +45,8 @@ Methods, with torch.optim.SGD's conventions (``v₀ = 0``, dampening 0):
                                     :math:`x_{k+1} = x_k - \eta(\nabla f(x_k) + \beta v_{k+1})`
 ==================================  ===========================================================
 
-Rules whose step depends on the gradient's sign or on running statistics (Rprop,
-AdaGrad, RMSprop, Adam, QuickProp) or on the Hessian (Newton) are not fixed-step
+Rules whose step depends on the gradient's sign or on running statistics (the
+element-wise adaptive rules of optbowl) or on the Hessian (Newton) are not fixed-step
 first-order methods, and a PEP of this form cannot bound them: they are refused with a
 ValueError.
 """
@@ -65,7 +65,15 @@ __all__ = ["WorstQuadratic", "closed_form_bound", "pep_bound", "worst_case", "wo
 
 #: the methods a PEP can model here, each with its canonical name
 METHODS = {"gd": "gd", "momentum": "momentum", "heavy_ball": "momentum", "nesterov": "nesterov"}
-_NOT_FIXED_STEP = ("rprop", "adagrad", "rmsprop", "adam", "adamw", "quickprop", "newton")
+
+
+def _not_fixed_step() -> Tuple[str, ...]:
+    """The names of the registered rules (and classes) that are no fixed-step method."""
+    from . import _registry
+
+    adaptive = [r for r in _registry.rules() if not r.fixed_step]
+    names = [r.name for r in adaptive] + [c.lower() for r in adaptive for c in r.classes]
+    return (*dict.fromkeys(names), "newton")
 PEP_EXTRA = 'PEPit and cvxpy (pip install "optbowl[pep]")'
 
 
@@ -76,7 +84,7 @@ def _arguments(method: Any, L: Any, mu: Any, lr: Any, steps: Any,
         raise TypeError(f"method: expected a string, got {type(method).__name__}")
     if method not in METHODS:
         why = (" is not a fixed-step first-order method, and a performance estimation "
-               "problem cannot bound it" if method in _NOT_FIXED_STEP else " is unknown")
+               "problem cannot bound it" if method in _not_fixed_step() else " is unknown")
         raise ValueError(f"method: {method!r}{why}; expected one of "
                          f"{', '.join(map(repr, METHODS))}")
     name = METHODS[method]
@@ -240,8 +248,8 @@ def worst_case(method: str, *, L: float, mu: float = 0.0, lr: float, steps: int,
     ----------
     method : str
         ``"gd"``, ``"momentum"`` (alias ``"heavy_ball"``) or ``"nesterov"``, with
-        torch.optim.SGD's conventions (module docstring). Element-wise adaptive rules
-        (Rprop, AdaGrad, Adam, ...) and Newton raise a ValueError.
+        torch.optim's conventions (module docstring). Element-wise adaptive rules and
+        Newton raise a ValueError.
     L : float
         Smoothness: :math:`\|\nabla f(x) - \nabla f(y)\| \le L\|x - y\|`, L > 0.
     mu : float

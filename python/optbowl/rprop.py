@@ -31,7 +31,7 @@ RULE = Rule(
     layers=frozenset({"class", "functional", "bowl", "cuda", "torch", "bench"}),
     reads_loss=True,
     complex_as=("Rprop's 'irprop-'",),
-    cuda=CudaCall(lead=lambda lead: (VARIANTS.index(lead[0]),)),
+    cuda=CudaCall(lead=lambda lead: (VARIANTS.index(lead[0]),), tail=(("loss_increased", True),)),
     bowl=BowlCall(("lr", "etas", "step_sizes", "variant"), ctor_only=("variant",),
                   by_variant=True),
 )
