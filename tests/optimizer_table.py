@@ -243,3 +243,21 @@ def assert_same_bits(a, b, where="") -> None:
         assert isinstance(b, float) and b != b, where
     else:
         assert type(a) is type(b) and a == b, f"{where}: {a!r} != {b!r}"
+
+
+def functional_call(rule, params, grads, **hyper):
+    """One step of ``rule``'s functional form (a registry entry) over ``params`` with fresh
+    state (every state list the function requires, each array filled with 0.1; the
+    optional ones None), step 1 where it counts steps and lr=0.1 where lr has no default;
+    ``hyper`` overrides."""
+    import inspect
+
+    from optbowl._registry import REQUIRED
+
+    signature = inspect.signature(rule.functional).parameters
+    states = [[np.full_like(np.ma.getdata(p), 0.1) for p in params]
+              if signature[name].default is inspect.Parameter.empty else None
+              for name in rule.operands]
+    required = {h.name: 0.1 for h in rule.hyper if h.default is REQUIRED}
+    step = {"step": 1} if rule.counts_steps else {}
+    rule.functional(params, grads, *states, **{**required, **step, **hyper})

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 import optbowl as ob
-from optbowl import _core, _device
+from optbowl import _core, _device, _registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [ROOT / "cpp" / "cuda" / "bindings.cpp", ROOT / "cpp" / "cuda" / "cuda_stub.cpp"]
@@ -135,7 +135,7 @@ def _direct_call(stub, rule, n=5, dtype=np.float32):
     return out, arrays
 
 
-RULES = ["rprop", "adagrad", "sgd", "rmsprop", "adam"]
+RULES = list(_registry.names("cuda"))
 
 
 @pytest.mark.parametrize("rule", RULES)

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 import optbowl as ob
+from optbowl import _registry
 from optbowl import functional as F
+from optimizer_table import functional_call
 
 
 def _pair(rng, dtype=np.float64):
@@ -154,22 +156,16 @@ def _two_tensor_calls(**hyper):
     """Every function over two float64 tensors, with per-tensor ``hyper``."""
     params = [np.ones(3), np.ones(2)]
     grads = [np.full(3, 0.5), np.full(2, 0.5)]
-    z = lambda: [np.zeros(3), np.zeros(2)]  # noqa: E731
     return params, {
-        "rprop": lambda **kw: F.rprop(params, grads, z(), [np.full(3, 0.1), np.full(2, 0.1)],
-                                      **kw),
-        "adagrad": lambda **kw: F.adagrad(params, grads, z(), step=1, **kw),
-        "sgd": lambda **kw: F.sgd(params, grads, z(), step=1, **{"lr": 0.1, **kw}),
-        "quickprop": lambda **kw: F.quickprop(params, grads, z(), z(), **kw),
-        "rmsprop": lambda **kw: F.rmsprop(params, grads, z(), z(), z(), **kw),
-        "adam": lambda **kw: F.adam(params, grads, z(), z(), z(), step=1, **kw),
+        r.name: lambda r=r, **kw: functional_call(r, params, grads, **kw)
+        for r in _registry.rules("functional")
     }
 
 
 # (function, per-tensor hyper-parameter, a second value equal to the first but not of its kind)
 EQUAL_BUT_WRONG = [
     (fn, name, first, second)
-    for fn in ("rprop", "adagrad", "sgd", "quickprop", "rmsprop", "adam")
+    for fn in _registry.names("functional")
     for name, first, second in [("maximize", False, 0), ("maximize", True, 1)]
 ] + [
     ("adagrad", "lr", 1.0, True),

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import optbowl as ob
+from optbowl import _registry
 from optbowl import functional as F
-from optimizer_table import ROWS, assert_same_bits, state_arrays
+from optimizer_table import ROWS, assert_same_bits, functional_call, state_arrays
 
 MASKED = "MaskedArray"
 
@@ -71,20 +72,7 @@ def test_masked_state_in_a_state_dict_is_refused(row):
     assert_same_bits(_snapshot(opt, [p]), before)
 
 
-def _functional_calls(params, grads):
-    z = lambda: [np.zeros_like(p) for p in params]  # noqa: E731
-    st = [np.full_like(p, 0.1) for p in params]
-    return {
-        "rprop": lambda: F.rprop(params, grads, z(), st),
-        "adagrad": lambda: F.adagrad(params, grads, z(), step=1),
-        "sgd": lambda: F.sgd(params, grads, z(), step=1, lr=0.1),
-        "quickprop": lambda: F.quickprop(params, grads, z(), z()),
-        "rmsprop": lambda: F.rmsprop(params, grads, z(), z(), z()),
-        "adam": lambda: F.adam(params, grads, z(), z(), z(), step=1),
-    }
-
-
-@pytest.mark.parametrize("fn", ["rprop", "adagrad", "sgd", "quickprop", "rmsprop", "adam"])
+@pytest.mark.parametrize("fn", _registry.names("functional"))
 @pytest.mark.parametrize("which", ["params", "grads"])
 def test_functional_refuses_masked_arrays(fn, which):
     params, grads = [np.ones(3), np.ones(2)], [np.ones(3), np.ones(2)]
@@ -94,7 +82,7 @@ def test_functional_refuses_masked_arrays(fn, which):
         grads[1] = _masked(grads[1])
     before = [np.asarray(p).copy() for p in params]
     with pytest.raises(TypeError, match=rf"^{which}\[1\]: .*{MASKED}"):
-        _functional_calls(params, grads)[fn]()
+        functional_call(_registry.rule(fn), params, grads)
     assert_same_bits([np.ma.getdata(p).copy() for p in params], before)
 
 

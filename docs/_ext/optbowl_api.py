@@ -118,6 +118,24 @@ class OptbowlApi(SphinxDirective):
         return container.children
 
 
+class OptbowlRules(SphinxDirective):
+    """``.. optbowl-rules::``: the table of every registered rule's hyper-parameters, state
+    and layers, generated from the registry entries (``optbowl._registry.table_rst``)."""
+
+    has_content = False
+
+    def run(self) -> List[nodes.Node]:
+        from optbowl import _registry
+
+        container = nodes.section()
+        container.document = self.state.document
+        nested_parse_with_titles(
+            self.state, StringList(_registry.table_rst(), source="<optbowl-rules>"), container
+        )
+        return container.children
+
+
 def setup(app):
     app.add_directive("optbowl-api", OptbowlApi)
+    app.add_directive("optbowl-rules", OptbowlRules)
     return {"parallel_read_safe": True, "version": "1"}

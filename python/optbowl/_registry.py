@@ -284,3 +284,45 @@ def classes(layer: Optional[str] = None) -> Tuple[str, ...]:
 def prose(words: Tuple[str, ...]) -> str:
     """``"A, B and C"``."""
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def _kind_text(h: Hyper) -> str:
+    if h.kind == BOOL:
+        return "bool"
+    kind = f"pair of {h.kind}s" if h.pair else h.kind
+    if h.condition:
+        return f"{kind}, {h.condition}"
+    return kind if h.range in ("real", "integer") else f"{kind} in {h.range}"
+
+
+def _default_text(h: Hyper) -> str:
+    return "required" if h.default is REQUIRED else f"``{h.default!r}``"
+
+
+def table_rst() -> List[str]:
+    """The rules' hyper-parameter table in reStructuredText (the docs' ``optbowl-rules``
+    directive renders it): per rule its classes, each hyper-parameter with its kind, range
+    and default in the order of the compiled call's group tuple, its state, whether it
+    counts steps or reads the loss, and the layers that have it."""
+    lines = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "   :widths: 14 46 22 18",
+        "",
+        "   * - rule",
+        "     - hyper-parameters (kind, range, default)",
+        "     - state",
+        "     - layers",
+    ]
+    for r in rules():
+        hyper = "; ".join(f"``{h.name}`` ({_kind_text(h)}, {_default_text(h)})" for h in r.hyper)
+        state = ", ".join(f"``{s}``" for s in r.state)
+        notes = [w for w, on in (("counts steps", r.counts_steps), ("reads the loss",
+                                                                     r.reads_loss)) if on]
+        lines += [
+            f"   * - ``{r.name}``: {', '.join(f':class:`optbowl.{c}`' for c in r.classes)}",
+            f"     - {hyper}",
+            f"     - {state}{'; ' + ', '.join(notes) if notes else ''}",
+            f"     - {', '.join(layer for layer in LAYERS if layer in r.layers)}",
+        ]
+    return lines
