@@ -130,6 +130,10 @@ def test_torch_layer(rule):
 
     for name in rule.classes:
         assert hasattr(obt, name) == ("torch" in rule.layers), name
+        if hasattr(obt, name):
+            cls = getattr(obt, name)
+            assert cls._rule is rule
+            assert cls._hyper == rule.group
 
 
 @pytest.mark.parametrize("rule", RULES, ids=ids)

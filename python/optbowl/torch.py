@@ -66,7 +66,7 @@ from torch.autograd.graph import increment_version
 
 import optbowl as optbowl_numpy  # the NumPy classes (Rprop, Adam, ...): their dtype rules
 
-from . import _check, _core, _state_bits
+from . import _check, _core, _registry, _state_bits
 
 __all__ = ["Adagrad", "Adam", "AdamW", "QuickProp", "RMSprop", "Rprop", "SGD"]
 
@@ -212,6 +212,28 @@ def _pair(name: str, value: Any) -> Tuple[float, float]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
         raise TypeError(f"{name}: expected a pair of real numbers, got {value!r}")
     return (_real(f"{name}[0]", value[0], -math.inf), _real(f"{name}[1]", value[1], -math.inf))
+
+
+def _check_entry(h: _registry.Hyper, value: Any) -> None:
+    """One hyper-parameter as its registry entry describes it (see ``_real``)."""
+    if h.kind == _registry.BOOL:
+        _bool(h.name, value)
+        return
+    if h.pair:
+        for k, x in enumerate(_pair(h.name, value)):
+            if not h.condition and not _within(h, x):
+                raise ValueError(f"{h.name}[{k}]: must be in {h.range}, got {x}")
+        return
+    x = _real(h.name, value, -math.inf if h.low is None else h.low)
+    if not _within(h, x):
+        raise ValueError(f"{h.name}: must be {'>' if h.low_open else '>='} "
+                         f"{_registry._number(h.low or 0.0)}, got {x}")
+
+
+def _within(h: _registry.Hyper, x: float) -> bool:
+    if h.low is not None and (x < h.low or (h.low_open and x == h.low)):
+        return False
+    return h.high is None or (x < h.high if h.high_open else x <= h.high)
 
 
 def _options(arguments: Dict[str, Any]) -> Dict[str, Any]:
@@ -521,13 +543,15 @@ class _FusedOptimizer(torch.optim.Optimizer):
       per name, under which group options a column is there at all (absent columns are
       passed as None and are not in the state, as in torch);
     - ``_hyper``: the group entries that make the kernel's group tuple, in its order (pairs
-      are flattened, tensors read as numbers);
+      are flattened, tensors read as numbers): the rule's registry entry's (``_rule``, the
+      entry named ``_entry``);
     - ``_flags``: the implementation options (``foreach``, ``fused``, ...) and the values it
       takes;
     - ``_has_step``: whether the state holds torch's ``step`` counter, ``_counts_steps``:
       whether the entry takes each tensor's step count (reading it costs a sync on a GPU).
 
-    and writes ``_check_hyper`` for its hyper-parameters. This class finds the parameters
+    and checks its hyper-parameters as the entry describes them (``_check_hyper``; a rule
+    with torch's own conditions overrides it). This class finds the parameters
     with gradients, checks every tensor, makes missing state, hands everything over without
     copies (one call per device and state layout) and advances the ``step`` counters and
     stores new state only after the kernels have run.
@@ -549,8 +573,21 @@ class _FusedOptimizer(torch.optim.Optimizer):
         self.register_load_state_dict_post_hook(_state_in_param_layouts)
 
     # ---------------------------------------------------------------- per optimizer
-    def _check_hyper(self, group: Dict[str, Any]) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("_entry"):  # the registry entry says what the class would repeat
+            cls._rule = _registry.rule(cls._entry)
+            cls._hyper = cls._rule.group
+
+    _rule: _registry.Rule
+
+    def _check_hyper(self, group: Dict[str, Any]) -> None:
+        """Every hyper-parameter but ``maximize`` (checked by :meth:`_check_group`) as the
+        rule's entry describes it, with torch's leniencies (a one-element tensor for a
+        number)."""
+        for h in self._rule.hyper:
+            if h.name != "maximize":
+                _check_entry(h, group[h.name])
 
     def _initial_value(self, name: str, group: Dict[str, Any]) -> float:
         """The value a state tensor ``name`` starts at (0 unless the rule says otherwise)."""
@@ -990,7 +1027,6 @@ class Rprop(_FusedOptimizer):
     _leading = ("irprop-",)
     _state_names = ("prev", "step_size", "updates")
     _optional = {"updates": lambda group: False}  # only the rprop+/irprop+ variants keep moves
-    _hyper = ("etas", "step_sizes", "maximize")
     _flags = {
         "foreach": ANY_IMPLEMENTATION,
         "capturable": NOT_CAPTURABLE,
@@ -1250,7 +1286,6 @@ class Adagrad(_StateBits, _FusedOptimizer):
     _float_state = ("sum",)
     _signed_state = (False,)
     _quantized_entry = "quantized_adagrad"
-    _hyper = ("lr", "lr_decay", "weight_decay", "eps", "maximize")
     _flags = {"fused": ONLY_FUSED, "foreach": NOT_FOREACH, "differentiable": NOT_DIFFERENTIABLE}
     _counts_steps = True
     _torch_fused = True
@@ -1280,10 +1315,6 @@ class Adagrad(_StateBits, _FusedOptimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[p] = self._init_state(p, group)
-
-    def _check_hyper(self, group: Dict[str, Any]) -> None:
-        for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
-            _real(name, group[name])
 
     def _initial_value(self, name: str, group: Dict[str, Any]) -> float:
         # As in torch, the accumulator starts at the constructor's value whatever the group says.
@@ -1350,7 +1381,6 @@ class SGD(_FusedOptimizer):
     _entry = "sgd"
     _state_names = ("momentum_buffer",)
     _optional = {"momentum_buffer": lambda group: _real("momentum", group["momentum"]) != 0.0}
-    _hyper = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
     _flags = {
         "foreach": ANY_IMPLEMENTATION,
         "fused": ANY_IMPLEMENTATION,
@@ -1376,11 +1406,10 @@ class SGD(_FusedOptimizer):
         super().__init__(params, _options(locals()))
 
     def _check_hyper(self, group: Dict[str, Any]) -> None:
-        for name in ("lr", "momentum", "weight_decay"):
-            _real(name, group[name])
+        super()._check_hyper(group)
         momentum = _real("momentum", group["momentum"])
         dampening = _real("dampening", group["dampening"], -math.inf)
-        if _bool("nesterov", group["nesterov"]) and (momentum <= 0.0 or dampening != 0.0):
+        if group["nesterov"] and (momentum <= 0.0 or dampening != 0.0):
             raise ValueError(
                 "nesterov: Nesterov momentum requires a momentum > 0 and zero dampening, got "
                 f"momentum={momentum}, dampening={dampening}"
@@ -1452,7 +1481,6 @@ class RMSprop(_FusedOptimizer):
         "grad_avg": lambda group: group["centered"],
         "momentum_buffer": lambda group: _real("momentum", group["momentum"]) > 0.0,
     }
-    _hyper = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
     _flags = {
         "capturable": NOT_CAPTURABLE,
         "foreach": ANY_IMPLEMENTATION,
@@ -1474,11 +1502,6 @@ class RMSprop(_FusedOptimizer):
         differentiable: bool = False,
     ) -> None:
         super().__init__(params, _options(locals()))
-
-    def _check_hyper(self, group: Dict[str, Any]) -> None:
-        for name in ("lr", "alpha", "eps", "weight_decay", "momentum"):
-            _real(name, group[name])
-        _bool("centered", group["centered"])
 
 
 class Adam(_StateBits, _FusedOptimizer):
@@ -1556,7 +1579,6 @@ class Adam(_StateBits, _FusedOptimizer):
     _signed_state = (True, False, False)
     _quantized_entry = "quantized_adam"
     _optional = {"max_exp_avg_sq": lambda group: group["amsgrad"]}
-    _hyper = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
     _flags = {
         "foreach": NOT_FOREACH,
         "capturable": NOT_CAPTURABLE,
@@ -1592,8 +1614,6 @@ class Adam(_StateBits, _FusedOptimizer):
         super().__init__(params, options)
 
     def _check_hyper(self, group: Dict[str, Any]) -> None:
-        for name in ("lr", "eps", "weight_decay"):
-            _real(name, group[name])
         betas = group["betas"]
         if isinstance(betas, Sequence) and len(betas) == 2 and not (
                 all(isinstance(b, float) for b in betas)
@@ -1602,11 +1622,7 @@ class Adam(_StateBits, _FusedOptimizer):
                 "betas: must be either both floats or both tensors, as torch.optim requires; got "
                 f"{type(betas[0]).__name__} and {type(betas[1]).__name__}"
             )
-        for k, beta in enumerate(_pair("betas", betas)):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"betas[{k}]: must be in [0, 1), got {beta}")
-        _bool("amsgrad", group["amsgrad"])
-        _bool("decoupled_weight_decay", group["decoupled_weight_decay"])
+        super()._check_hyper(group)
 
 
 class AdamW(Adam):
@@ -1694,7 +1710,6 @@ class QuickProp(_FusedOptimizer):
     _entry = "quickprop"
     _complex_ok = False
     _state_names = ("prev_grad", "prev_step")
-    _hyper = ("lr", "max_growth", "maximize")
     _flags = {"differentiable": NOT_DIFFERENTIABLE}
 
     def __init__(
@@ -1708,7 +1723,3 @@ class QuickProp(_FusedOptimizer):
     ) -> None:
         super().__init__(params, _options(locals()))
 
-    def _check_hyper(self, group: Dict[str, Any]) -> None:
-        _real("lr", group["lr"])
-        if _real("max_growth", group["max_growth"]) == 0.0:
-            raise ValueError("max_growth: must be > 0, got 0.0")
