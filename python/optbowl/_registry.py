@@ -147,6 +147,42 @@ class BowlCall:
 
 
 @dataclass(frozen=True)
+class BenchFamily:
+    """One configuration of a rule that ``python -m optbowl bench`` times (a name of its
+    registry, ``optbowl.bench.RULES``).
+
+    ``hyper``: the class's arguments; ``cls``: the class (default: the rule's);
+    ``float_states``: state arrays of the parameters' dtype a step reads and writes (the
+    floor's); ``torch``: the torch.optim class timed beside it (with ``torch_hyper``,
+    default ``hyper``; its fused path where ``torch_fused``); ``numpy``: ``(params) ->
+    step(grads)`` in NumPy; ``optax``: ``(optax) -> transformation``; ``compact`` and
+    ``extra_bytes``: int8 state in place of one float state; ``needs_loss``: its step takes
+    the loss; ``low_precision``: also time it with ``state_bits`` 8 and 16 as
+    ``<name>/8bit`` and ``<name>/bf16`` (the label's start), ``bnb``: bitsandbytes' 8-bit
+    class timed beside the 8-bit one; ``default``: timed when no rule is named,
+    ``quick``: timed by ``--quick``, ``quick_dtype``: a dtype ``--quick`` also times it in."""
+
+    name: str
+    description: str
+    float_states: int
+    hyper: Dict[str, Any] = field(default_factory=dict)
+    cls: str = ""
+    torch: Optional[str] = None
+    torch_hyper: Optional[Dict[str, Any]] = None
+    torch_fused: bool = False
+    numpy: Optional[Callable[[Any], Callable[[Any], None]]] = None
+    optax: Optional[Callable[[Any], Any]] = None
+    compact: bool = False
+    extra_bytes: int = 0
+    needs_loss: bool = False
+    low_precision: str = ""
+    bnb: str = ""
+    default: bool = False
+    quick: bool = False
+    quick_dtype: str = ""
+
+
+@dataclass(frozen=True)
 class Rule:
     """One optimizer rule, as every layer needs it (see the module's docstring)."""
 
@@ -171,6 +207,8 @@ class Rule:
     bowl: Optional[BowlCall] = None
     #: the host's compiled step (default ``_core.<name>``)
     call: Optional[Callable[..., Any]] = None
+    #: the benchmark's configurations of the rule (``optbowl.bench``)
+    bench: Tuple[BenchFamily, ...] = ()
     #: the functional form, ``optbowl.functional.<name>`` (set by :func:`register`)
     functional: Optional[Callable[..., None]] = field(default=None, compare=False)
 

@@ -7,9 +7,9 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from . import _core, _device, _state_bits, functional
+from . import _core, _device, _numpy_baseline, _state_bits, functional
 from ._optimizer import Optimizer
-from ._registry import BOOL, BowlCall, CudaCall, Hyper, Rule, register
+from ._registry import BOOL, BenchFamily, BowlCall, CudaCall, Hyper, Rule, register
 from ._state_bits import StateBitsMixin, new_state
 from .sparse import SparseRows
 
@@ -37,6 +37,17 @@ def _host_step(params, grads, sums, steps, groups, group_sizes):
     )
 
 
+def _numpy_steps(params: Any) -> Any:
+    """The vectorised NumPy AdaGrad the benchmark times beside the compiled step."""
+    sums = [np.zeros_like(p) for p in params]
+
+    def step(grads: Any) -> None:
+        for p, g, s in zip(params, grads, sums):
+            _numpy_baseline.adagrad_step(p, g, s, 1e-2)
+
+    return step
+
+
 #: The registry entry of Adagrad (optbowl._registry).
 RULE = Rule(
     name="adagrad",
@@ -58,6 +69,13 @@ RULE = Rule(
     cuda=CudaCall(device_steps=True, dense_only=True),
     bowl=BowlCall(("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")),
     call=_host_step,
+    bench=(
+        BenchFamily("adagrad", "AdaGrad (torch.optim.Adagrad)", 1, {"lr": 1e-2},
+                    torch="Adagrad", torch_fused=True, numpy=_numpy_steps,
+                    optax=lambda optax: optax.adagrad(1e-2, initial_accumulator_value=0.0,
+                                                      eps=1e-10),
+                    low_precision="AdaGrad", default=True, quick=True),
+    ),
 )
 
 

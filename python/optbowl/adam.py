@@ -6,7 +6,7 @@ from typing import Any, Dict, Tuple
 
 from . import _core, _state_bits, functional
 from ._optimizer import Optimizer
-from ._registry import BOOL, BowlCall, CudaCall, Hyper, Rule, betas, register
+from ._registry import BOOL, BenchFamily, BowlCall, CudaCall, Hyper, Rule, betas, register
 from ._state_bits import StateBitsMixin, new_state
 
 #: The registry entry of Adam and AdamW (optbowl._registry).
@@ -31,6 +31,17 @@ RULE = Rule(
     low_precision=True,
     cuda=CudaCall(reads=((4, lambda groups: any(g[5] for g in groups)),), device_steps=True),
     bowl=BowlCall(("lr", "betas", "eps", "weight_decay", "amsgrad", "decoupled_weight_decay")),
+    bench=(
+        BenchFamily("adam", "Adam (torch.optim.Adam)", 2, {"lr": 1e-3}, torch="Adam",
+                    torch_fused=True, optax=lambda optax: optax.adam(1e-3), low_precision="Adam",
+                    bnb="Adam8bit", quick_dtype="bfloat16"),
+        BenchFamily("amsgrad", "Adam, amsgrad", 3, {"lr": 1e-3, "amsgrad": True}, torch="Adam",
+                    torch_fused=True, optax=lambda optax: optax.amsgrad(1e-3)),
+        BenchFamily("adamw", "AdamW (torch.optim.AdamW)", 2, {"lr": 1e-3, "weight_decay": 1e-2},
+                    cls="AdamW", torch="AdamW", torch_fused=True,
+                    optax=lambda optax: optax.adamw(1e-3, weight_decay=1e-2),
+                    low_precision="AdamW", bnb="AdamW8bit"),
+    ),
 )
 
 

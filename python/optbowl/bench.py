@@ -20,10 +20,10 @@ interleaved round by round (so they share the machine's noise):
   updated in place), where jax and optax are installed (the ``bench`` extra); its own
   copies of the arrays, XLA's own CPU threads; compile time reported apart.
 
-* ``float-state``    beside a low-precision state rule (``adagrad/8bit``, ``adam/bf16``, ...:
+* ``float-state``    beside a low-precision state rule (``<name>/8bit``, ``<name>/bf16``:
   ``state_bits=8|16``), the same optimizer with float state, on the same arrays;
-* ``bitsandbytes``   beside the 8-bit Adam and AdamW rules, bitsandbytes' ``Adam8bit`` /
-  ``AdamW8bit`` on CPU tensors (its own copies), where bitsandbytes is installed and its
+* ``bitsandbytes``   beside the 8-bit rules that bitsandbytes has too, its 8-bit
+  optimizer on CPU tensors (its own copies), where bitsandbytes is installed and its
   step runs on this CPU (timed with the torch peers).
 
 Two gradient sets alternate from step to step, so signs change as in training. Each
@@ -35,19 +35,23 @@ phase of the machine that spans a round cancels instead of landing on one side. 
 ratio's spread is half the inter-quartile range of its per-round quotients, relative to
 their median; a ratio whose spread reaches its margin (|ratio - 1|) is flagged ``?``:
 that run cannot tell which side is faster. ``--quick`` times a representative subset
-(ResNet-18, float32, irprop- and adagrad, and Adam in bfloat16, 5 samples).
+(ResNet-18, float32, the families their registry entries mark quick, and one in
+bfloat16, 5 samples).
 
 ``--dtype bfloat16 float16`` times 16-bit parameters (state in the same dtype, float32
 arithmetic, as torch steps them): the floor then streams the 16-bit bytes, widening and
 rounding them as the rules do, and torch's paths see the same memory; NumPy, optax and
 torch.compile are not timed there.
 
-Rules form a registry (``RULES``): one ``register(BenchRule(...))`` line adds one.
+Rules form a registry (``RULES``), made from the benchmark families that each rule's
+registry entry declares (``optbowl._registry.BenchFamily``); ``register(BenchRule(...))``
+adds one more.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -59,8 +63,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import (SGD, Adagrad, Adam, AdamW, QuickProp, RMSprop, Rprop, __version__, _check, _core,
-               _device, _numpy_baseline, _workloads)
+from . import __version__, _check, _core, _device, _registry, _workloads
 from ._cli_args import integer, number
 
 Shape = Tuple[int, ...]
@@ -112,7 +115,7 @@ class BenchRule:
         peer where bitsandbytes is installed and runs (with the torch peers: a torch
         optimizer).
     needs_loss : bool
-        ``step`` needs ``loss=`` (iRprop+).
+        ``step`` needs ``loss=``.
     compact : bool
         One float state is replaced by ``extra_bytes`` of int8 state.
     """
@@ -155,36 +158,6 @@ def register(rule: BenchRule) -> BenchRule:
     return rule
 
 
-def _numpy_rprop(params: List[np.ndarray]):
-    states = [(np.zeros_like(p), np.full_like(p, 1e-2)) for p in params]
-
-    def step(grads: List[np.ndarray]) -> None:
-        for p, g, (prev, size) in zip(params, grads, states):
-            _numpy_baseline.rprop_step(p, g, prev, size)
-
-    return step
-
-
-def _numpy_adagrad(params: List[np.ndarray]):
-    sums = [np.zeros_like(p) for p in params]
-
-    def step(grads: List[np.ndarray]) -> None:
-        for p, g, s in zip(params, grads, sums):
-            _numpy_baseline.adagrad_step(p, g, s, 1e-2)
-
-    return step
-
-
-def _numpy_momentum(params: List[np.ndarray]):
-    bufs = [np.zeros_like(p) for p in params]
-
-    def step(grads: List[np.ndarray]) -> None:
-        for p, g, b in zip(params, grads, bufs):
-            _numpy_baseline.momentum_step(p, g, b, 1e-2, 0.9)
-
-    return step
-
-
 def _torch_rule(cls_name: str, fused: bool, **hyper: Any):
     """torch.optim.<cls_name>(**hyper) on each path torch has (fused only where ``fused``)."""
 
@@ -194,61 +167,6 @@ def _torch_rule(cls_name: str, fused: bool, **hyper: Any):
         return getattr(torch.optim, cls_name)(tensors, foreach=path == "torch-foreach", **hyper)
 
     return make
-
-
-def _rprop(variant: str, compact: bool = False):
-    return lambda params: Rprop(params, lr=1e-2, variant=variant, compact_state=compact)
-
-
-register(BenchRule("irprop-", "Rprop irprop- (torch.optim.Rprop)", 2, _rprop("irprop-"),
-                   _numpy_rprop, _torch_rule("Rprop", fused=False, lr=1e-2),
-                   make_optax=lambda optax: optax.rprop(1e-2)))
-register(BenchRule("irprop-/compact", "Rprop irprop-, compact_state=True (int8 signs)", 2,
-                   _rprop("irprop-", compact=True), compact=True, extra_bytes=2))
-register(BenchRule("rprop-", "Rprop rprop-", 2, _rprop("rprop-")))
-register(BenchRule("rprop+", "Rprop rprop+ (Riedmiller & Braun)", 3, _rprop("rprop+")))
-register(BenchRule("irprop+", "Rprop irprop+ (Igel & Huesken)", 3, _rprop("irprop+"),
-                   needs_loss=True))
-register(BenchRule("backtrack", "Rprop backtrack", 2, _rprop("backtrack")))
-register(BenchRule("adagrad", "AdaGrad (torch.optim.Adagrad)", 1,
-                   lambda params: Adagrad(params, lr=1e-2), _numpy_adagrad,
-                   _torch_rule("Adagrad", fused=True, lr=1e-2),
-                   make_optax=lambda optax: optax.adagrad(1e-2, initial_accumulator_value=0.0,
-                                                          eps=1e-10)))
-
-
-def _family(name: str, description: str, float_states: int, cls: Any, hyper: Dict[str, Any],
-            torch_fused: Optional[bool] = None, make_numpy: Any = None,
-            make_optax: Any = None) -> None:
-    """Register a rule of the family timed with ``cls(params, **hyper)`` and, unless
-    ``torch_fused`` is None, torch's class of the same name and hyper-parameters."""
-    torch_rule = None if torch_fused is None else _torch_rule(cls.__name__, torch_fused, **hyper)
-    register(BenchRule(name, description, float_states, lambda params: cls(params, **hyper),
-                       make_numpy, torch_rule, make_optax=make_optax))
-
-
-_family("sgd", "SGD, plain (torch.optim.SGD)", 0, SGD, {"lr": 1e-2}, torch_fused=True,
-        make_optax=lambda optax: optax.sgd(1e-2))
-_family("momentum", "SGD, momentum 0.9 (torch.optim.SGD)", 1, SGD, {"lr": 1e-2, "momentum": 0.9},
-        torch_fused=True, make_numpy=_numpy_momentum,
-        make_optax=lambda optax: optax.sgd(1e-2, momentum=0.9))
-_family("nesterov", "SGD, Nesterov momentum 0.9", 1, SGD,
-        {"lr": 1e-2, "momentum": 0.9, "nesterov": True},
-        torch_fused=True, make_optax=lambda optax: optax.sgd(1e-2, momentum=0.9, nesterov=True))
-_family("quickprop", "QuickProp (Fahlman)", 2, QuickProp, {"lr": 1e-2})
-_family("rmsprop", "RMSprop (torch.optim.RMSprop)", 1, RMSprop, {"lr": 1e-2}, torch_fused=False,
-        make_optax=lambda optax: optax.rmsprop(1e-2, decay=0.99, eps=1e-8))
-_family("rmsprop/centered", "RMSprop, centered, momentum 0.9", 3, RMSprop,
-        {"lr": 1e-2, "centered": True, "momentum": 0.9}, torch_fused=False,
-        make_optax=lambda optax: optax.rmsprop(1e-2, decay=0.99, eps=1e-8, centered=True,
-                                               momentum=0.9))
-_family("adam", "Adam (torch.optim.Adam)", 2, Adam, {"lr": 1e-3}, torch_fused=True,
-        make_optax=lambda optax: optax.adam(1e-3))
-_family("amsgrad", "Adam, amsgrad", 3, Adam, {"lr": 1e-3, "amsgrad": True}, torch_fused=True,
-        make_optax=lambda optax: optax.amsgrad(1e-3))
-_family("adamw", "AdamW (torch.optim.AdamW)", 2, AdamW, {"lr": 1e-3, "weight_decay": 1e-2},
-        torch_fused=True, make_optax=lambda optax: optax.adamw(1e-3, weight_decay=1e-2))
-
 
 
 def _bnb_rule(cls_name: str, **hyper: Any):
@@ -272,19 +190,45 @@ def _low_precision(name: str, base: str, float_states: int, cls: Any, hyper: Dic
                            make_bnb=bnb if bits == 8 else None))
 
 
-_low_precision("adagrad", "AdaGrad", 1, Adagrad, {"lr": 1e-2})
-_low_precision("adam", "Adam", 2, Adam, {"lr": 1e-3}, bnb=_bnb_rule("Adam8bit", lr=1e-3))
-_low_precision("adamw", "AdamW", 2, AdamW, {"lr": 1e-3, "weight_decay": 1e-2},
-               bnb=_bnb_rule("AdamW8bit", lr=1e-3, weight_decay=1e-2))
+def _maker(cls: Any, hyper: Dict[str, Any]) -> Callable[[List[np.ndarray]], Any]:
+    return lambda params: cls(params, **hyper)
 
-DEFAULT_RULES = ("irprop-", "irprop-/compact", "adagrad")
-#: What ``--quick`` times: the two headline rules on the standard workload.
-QUICK: Dict[str, Any] = {"workload": "resnet18", "rules": ["irprop-", "adagrad"],
+
+def _register_families() -> None:
+    """One BenchRule per benchmark family of every rule's registry entry, then the
+    low-precision ones (``<name>/8bit``, ``<name>/bf16``) of the families that have them."""
+    package = importlib.import_module(__package__)
+    families = [(rule, family) for rule in _registry.rules("bench") for family in rule.bench]
+    made = []
+    for rule, family in families:
+        cls = getattr(package, family.cls or rule.cls)
+        hyper = dict(family.hyper)
+        torch_hyper = hyper if family.torch_hyper is None else dict(family.torch_hyper)
+        torch_rule = (None if family.torch is None
+                      else _torch_rule(family.torch, family.torch_fused, **torch_hyper))
+        register(BenchRule(family.name, family.description, family.float_states,
+                           _maker(cls, hyper),
+                           family.numpy, torch_rule, needs_loss=family.needs_loss,
+                           compact=family.compact, extra_bytes=family.extra_bytes,
+                           make_optax=family.optax))
+        made.append((family, cls, hyper))
+    for family, cls, hyper in made:
+        if family.low_precision:
+            _low_precision(family.name, family.low_precision, family.float_states, cls, hyper,
+                           bnb=_bnb_rule(family.bnb, **hyper) if family.bnb else None)
+
+
+_register_families()
+
+_FAMILIES = [family for rule in _registry.rules("bench") for family in rule.bench]
+DEFAULT_RULES = tuple(family.name for family in _FAMILIES if family.default)
+#: What ``--quick`` times: the headline rules on the standard workload.
+QUICK: Dict[str, Any] = {"workload": "resnet18",
+                         "rules": [family.name for family in _FAMILIES if family.quick],
                          "dtype": ["float32"], "repeats": 5, "min_time": 0.01}
 #: ... and, when neither --rules nor --dtype is given, these (dtype, rule) rows: a
-#: bfloat16 model's Adam step against torch's fused one (where ml_dtypes is installed).
-QUICK_EXTRA = [("bfloat16", "adam")]
-
+#: 16-bit model's step against torch's fused one (where ml_dtypes is installed).
+QUICK_EXTRA = [(family.quick_dtype, family.name) for family in _FAMILIES if family.quick_dtype]
 
 # ------------------------------------------------------------------------------ cases
 def _torch_or_none():

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _device, functional
 from ._optimizer import Optimizer
-from ._registry import BOOL, BowlCall, Hyper, Rule, register
+from ._registry import BOOL, BenchFamily, BowlCall, Hyper, Rule, register
 
 
 #: The registry entry of QuickProp (optbowl._registry).
@@ -24,6 +24,7 @@ RULE = Rule(
     operands=("prev_grads", "prev_steps"),
     layers=frozenset({"class", "functional", "bowl", "torch", "bench"}),
     bowl=BowlCall(("lr", "max_growth")),
+    bench=(BenchFamily("quickprop", "QuickProp (Fahlman)", 2, {"lr": 1e-2}),),
 )
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from . import functional
 from ._optimizer import Optimizer
-from ._registry import BOOL, BowlCall, CudaCall, Hyper, Rule, register
+from ._registry import BOOL, BenchFamily, BowlCall, CudaCall, Hyper, Rule, register
 
 
 #: The registry entry of RMSprop (optbowl._registry).
@@ -29,6 +29,14 @@ RULE = Rule(
     cuda=CudaCall(reads=((3, lambda groups: any(g[5] for g in groups)),
                          (4, lambda groups: any(g[4] > 0.0 for g in groups)))),
     bowl=BowlCall(("lr", "alpha", "eps", "weight_decay", "momentum", "centered")),
+    bench=(
+        BenchFamily("rmsprop", "RMSprop (torch.optim.RMSprop)", 1, {"lr": 1e-2},
+                    torch="RMSprop", optax=lambda optax: optax.rmsprop(1e-2, decay=0.99, eps=1e-8)),
+        BenchFamily("rmsprop/centered", "RMSprop, centered, momentum 0.9", 3,
+                    {"lr": 1e-2, "centered": True, "momentum": 0.9}, torch="RMSprop",
+                    optax=lambda optax: optax.rmsprop(1e-2, decay=0.99, eps=1e-8, centered=True,
+                                                      momentum=0.9)),
+    ),
 )
 
 

@@ -7,11 +7,22 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from . import _check, _device, functional
+from . import _check, _device, _numpy_baseline, functional
 from ._optimizer import Optimizer
-from ._registry import BOOL, BowlCall, CudaCall, Hyper, Rule, register
+from ._registry import BOOL, BenchFamily, BowlCall, CudaCall, Hyper, Rule, register
 
 VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")
+
+
+def _numpy_steps(params: Any) -> Any:
+    """The vectorised NumPy irprop- the benchmark times beside the compiled step."""
+    states = [(np.zeros_like(p), np.full_like(p, 1e-2)) for p in params]
+
+    def step(grads: Any) -> None:
+        for p, g, (prev, size) in zip(params, grads, states):
+            _numpy_baseline.rprop_step(p, g, prev, size)
+
+    return step
 
 #: The registry entry of Rprop (optbowl._registry). The group tuple holds the etas, the
 #: step-size bounds and maximize; lr is only the first step size (state).
@@ -34,6 +45,21 @@ RULE = Rule(
     cuda=CudaCall(lead=lambda lead: (VARIANTS.index(lead[0]),), tail=(("loss_increased", True),)),
     bowl=BowlCall(("lr", "etas", "step_sizes", "variant"), ctor_only=("variant",),
                   by_variant=True),
+    bench=(
+        BenchFamily("irprop-", "Rprop irprop- (torch.optim.Rprop)", 2,
+                    {"lr": 1e-2, "variant": "irprop-"}, torch="Rprop", torch_hyper={"lr": 1e-2},
+                    numpy=_numpy_steps, optax=lambda optax: optax.rprop(1e-2), default=True,
+                    quick=True),
+        BenchFamily("irprop-/compact", "Rprop irprop-, compact_state=True (int8 signs)", 2,
+                    {"lr": 1e-2, "variant": "irprop-", "compact_state": True}, compact=True,
+                    extra_bytes=2, default=True),
+        BenchFamily("rprop-", "Rprop rprop-", 2, {"lr": 1e-2, "variant": "rprop-"}),
+        BenchFamily("rprop+", "Rprop rprop+ (Riedmiller & Braun)", 3,
+                    {"lr": 1e-2, "variant": "rprop+"}),
+        BenchFamily("irprop+", "Rprop irprop+ (Igel & Huesken)", 3,
+                    {"lr": 1e-2, "variant": "irprop+"}, needs_loss=True),
+        BenchFamily("backtrack", "Rprop backtrack", 2, {"lr": 1e-2, "variant": "backtrack"}),
+    ),
 )
 
 

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from . import functional
+import numpy as np
+
+from . import _numpy_baseline, functional
 from ._optimizer import Optimizer
-from ._registry import BOOL, CudaCall, Hyper, Rule, register
+from ._registry import BOOL, BenchFamily, CudaCall, Hyper, Rule, register
+
+
+def _numpy_momentum(params: Any) -> Any:
+    """The vectorised NumPy heavy ball the benchmark times beside the compiled step."""
+    bufs = [np.zeros_like(p) for p in params]
+
+    def step(grads: Any) -> None:
+        for p, g, b in zip(params, grads, bufs):
+            _numpy_baseline.momentum_step(p, g, b, 1e-2, 0.9)
+
+    return step
+
 
 
 #: The registry entry of SGD (optbowl._registry).
@@ -28,6 +42,17 @@ RULE = Rule(
     complex_as=("SGD",),
     fixed_step=True,
     cuda=CudaCall(reads=((2, lambda groups: any(g[1] != 0.0 for g in groups)),)),
+    bench=(
+        BenchFamily("sgd", "SGD, plain (torch.optim.SGD)", 0, {"lr": 1e-2}, torch="SGD",
+                    torch_fused=True, optax=lambda optax: optax.sgd(1e-2)),
+        BenchFamily("momentum", "SGD, momentum 0.9 (torch.optim.SGD)", 1,
+                    {"lr": 1e-2, "momentum": 0.9}, torch="SGD", torch_fused=True,
+                    numpy=_numpy_momentum, optax=lambda optax: optax.sgd(1e-2, momentum=0.9)),
+        BenchFamily("nesterov", "SGD, Nesterov momentum 0.9", 1,
+                    {"lr": 1e-2, "momentum": 0.9, "nesterov": True}, torch="SGD",
+                    torch_fused=True,
+                    optax=lambda optax: optax.sgd(1e-2, momentum=0.9, nesterov=True)),
+    ),
 )
 
 
