@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import optbowl
-from optbowl import _device, _registry, bench, bowl, functional
+from optbowl import _check, _device, _registry, bench, bowl, functional
 from optbowl._registry import BOOL, REQUIRED
 from optimizer_table import ALL_ROWS
 
@@ -180,3 +180,16 @@ def test_ranges_read_as_the_checks_refuse():
         h.check(0.5)
     assert _registry.Hyper("x", low=0.0, low_open=True).range == "(0, inf)"
     assert _registry.Hyper("x").range == "real"
+
+
+def test_the_betas_entry_checks_as_the_shared_betas_check():
+    h = _registry.betas((0.9, 0.999))
+    for value in [(0.5, 0.25), (0.0, 0.999)]:
+        assert h.check(value) == _check.betas("betas", value) == value
+    for value, error in [((0.5, 1.0), ValueError), ((-0.1, 0.5), ValueError),
+                         ((0.5,), TypeError), ((0.5, float("nan")), ValueError)]:
+        with pytest.raises(error) as ours:
+            h.check(value)
+        with pytest.raises(error) as shared:
+            _check.betas("betas", value)
+        assert str(ours.value) == str(shared.value)

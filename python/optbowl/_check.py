@@ -105,6 +105,22 @@ def pair(name: str, value: Any) -> tuple:
     return (real(f"{name}[0]", value[0], finite=False), real(f"{name}[1]", value[1], finite=False))
 
 
+def pair_within(name: str, value: Any, *, low: Optional[float] = None,
+                high: Optional[float] = None, low_open: bool = False,
+                high_open: bool = False) -> tuple:
+    """A pair of real numbers, each within [low, high] (open ends where asked), named
+    ``name[0]`` and ``name[1]`` in the messages."""
+    first, second = pair(name, value)
+    for k, x in enumerate((first, second)):
+        real(f"{name}[{k}]", x, low=low, high=high, low_open=low_open, high_open=high_open)
+    return (first, second)
+
+
+def betas(name: str, value: Any) -> tuple:
+    """The ``betas`` of a rule with two exponential averages: each in [0, 1)."""
+    return pair_within(name, value, low=0.0, high=1.0, high_open=True)
+
+
 def choice(name: str, value: Any, options: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, options))}, got {value!r}")

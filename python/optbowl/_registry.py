@@ -75,15 +75,10 @@ class Hyper:
             return _check.integer(self.name, value, low=_int_or_none(self.low),
                                   high=_int_or_none(self.high))
         if self.pair:
-            first, second = _check.pair(self.name, value)
-            for k, x in enumerate((first, second)):
-                self._real(f"{self.name}[{k}]", x)
-            return (first, second)
-        return self._real(self.name, value)
-
-    def _real(self, name: str, value: Any) -> float:
-        return _check.real(name, value, low=self.low, high=self.high, low_open=self.low_open,
-                           high_open=self.high_open)
+            return _check.pair_within(self.name, value, low=self.low, high=self.high,
+                                      low_open=self.low_open, high_open=self.high_open)
+        return _check.real(self.name, value, low=self.low, high=self.high,
+                           low_open=self.low_open, high_open=self.high_open)
 
     @property
     def range(self) -> str:
@@ -103,7 +98,8 @@ class Hyper:
 
 
 def betas(default: Tuple[float, float]) -> Hyper:
-    """The ``betas`` pair of the rules with two exponential averages: each in [0, 1)."""
+    """The ``betas`` pair of the rules with two exponential averages: each in [0, 1)
+    (checked as :func:`optbowl._check.betas` checks it)."""
     return Hyper("betas", default=default, low=0.0, high=1.0, high_open=True,
                  pair=("beta1", "beta2"))
 
