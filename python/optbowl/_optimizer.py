@@ -101,6 +101,19 @@ class Optimizer:
             self._add_param_group(group)
 
     def _add_param_group(self, group: Dict[str, Any]) -> None:
+        if "cuda" not in self.rule.layers and isinstance(group, dict) and "params" in group:
+            # No CUDA kernel: device arrays are refused before the device checks see them.
+            arrays = group["params"]
+            if isinstance(arrays, np.ndarray) or _device.is_device_array(arrays):
+                arrays = [arrays]
+            else:
+                try:
+                    arrays = list(arrays)
+                except TypeError:  # not iterable: the checks below say what is wrong
+                    arrays = []
+                else:
+                    group = {**group, "params": arrays}
+            _device.host_only("params", type(self).__name__, arrays, start=len(self._params))
         self._sync_params()
         if not isinstance(group, dict) or "params" not in group:
             raise TypeError("param_group: expected a dict with a 'params' entry")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
-import numpy as np
-
-from . import _device, functional
+from . import functional
 from ._optimizer import Optimizer
 from ._registry import BOOL, BenchFamily, BowlCall, Hyper, Rule, register
 
@@ -85,22 +83,6 @@ class QuickProp(Optimizer):
         self, params: Any, lr: float = 1e-2, max_growth: float = 1.75, maximize: bool = False
     ) -> None:
         super().__init__(params, RULE.pick(locals()))
-
-    def _add_param_group(self, group: Dict[str, Any]) -> None:
-        # No CUDA kernel: device arrays are refused before the device checks look at them.
-        if isinstance(group, dict) and "params" in group:
-            arrays = group["params"]
-            if isinstance(arrays, np.ndarray) or _device.is_device_array(arrays):
-                arrays = [arrays]
-            else:
-                try:
-                    arrays = list(arrays)
-                except TypeError:  # not iterable: the base class says what is wrong
-                    arrays = []
-                else:
-                    group = {**group, "params": arrays}
-            _device.host_only("params", "QuickProp", arrays, start=len(self._params))
-        super()._add_param_group(group)
 
     def _complex_refusal(self) -> Optional[str]:
         return "torch has no QuickProp"
