@@ -261,3 +261,18 @@ def functional_call(rule, params, grads, **hyper):
     required = {h.name: 0.1 for h in rule.hyper if h.default is REQUIRED}
     step = {"step": 1} if rule.counts_steps else {}
     rule.functional(params, grads, *states, **{**required, **step, **hyper})
+
+
+def rule_of(cls_name):
+    """The registry entry of the class ``cls_name``."""
+    from optbowl import _registry
+
+    return next(r for r in _registry.rules() if cls_name in r.classes)
+
+
+def required_kwargs(cls_name):
+    """The arguments without a default of the class ``cls_name`` (``lr=0.1``), per its
+    registry entry."""
+    from optbowl._registry import REQUIRED
+
+    return {h.name: 0.1 for h in rule_of(cls_name).hyper if h.default is REQUIRED}

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 import optbowl as ob
+from optbowl import _registry
 from optbowl import functional as F
-from optimizer_table import assert_same_bits, state_arrays
+from optimizer_table import assert_same_bits, required_kwargs, rule_of, state_arrays
 
 BIG = 1e300  # finite in float64, inf in float32
 NEAR_ONE = 1.0 - 1e-12  # below 1 in float64, 1.0 in float32
@@ -190,21 +191,16 @@ def test_functional_checks_each_run_in_its_arrays_dtype(fn, bad, name):
 
 
 # ----------------------------------------------------------------------- beyond float64
-ALL = ["Rprop", "Adagrad", "SGD", "RMSprop", "Adam", "AdamW", "QuickProp"]
-HYPER = {
-    "Rprop": ["lr"], "Adagrad": ["lr", "lr_decay", "weight_decay", "eps",
-                                 "initial_accumulator_value"],
-    "SGD": ["lr", "momentum", "dampening", "weight_decay"],
-    "RMSprop": ["lr", "alpha", "eps", "weight_decay", "momentum"],
-    "Adam": ["lr", "eps", "weight_decay"], "AdamW": ["lr", "eps", "weight_decay"],
-    "QuickProp": ["lr", "max_growth"],
-}
+ALL = list(_registry.classes())
+#: each class's real (not pair-valued) hyper-parameters, from its registry entry
+HYPER = {c: [h.name for h in rule_of(c).hyper if h.kind == _registry.REAL and not h.pair]
+         for c in ALL}
 HUGE = [(c, h) for c in ALL for h in HYPER[c]]
 
 
 @pytest.mark.parametrize("cls, name", HUGE, ids=[f"{c}-{h}" for c, h in HUGE])
 def test_an_int_beyond_float64_is_a_named_value_error(cls, name):
-    kw = {"lr": 0.1} if cls == "SGD" else {}
+    kw = required_kwargs(cls)
     with pytest.raises(ValueError, match=_starts(name) + ".*401 digits"):
         getattr(ob, cls)(np.ones(2), **{**kw, name: 10**400})
     with pytest.raises(ValueError, match=_starts("etas[1]")):
@@ -238,7 +234,7 @@ def test_functional_step_counts_are_bounded(step):
 @pytest.mark.parametrize("count", [10**400, 2**53 + 1, -1])
 def test_load_state_dict_bounds_step_counts(cls, count):
     p = np.ones(3)
-    opt = getattr(ob, cls)(p, **({"lr": 0.1} if cls == "SGD" else {}))
+    opt = getattr(ob, cls)(p, **required_kwargs(cls))
     opt.step(_grad(p))
     sd = opt.state_dict()
     sd["state"][0]["step"] = count
@@ -253,7 +249,7 @@ def test_load_state_dict_bounds_step_counts(cls, count):
 @pytest.mark.parametrize("cls", ALL)
 def test_a_group_without_a_hyper_parameter_is_a_named_value_error(cls, warm):
     p = np.ones(3)
-    opt = getattr(ob, cls)(p, **({"lr": 0.1} if cls == "SGD" else {}))
+    opt = getattr(ob, cls)(p, **required_kwargs(cls))
     if warm:
         opt.step(_grad(p))
     before = p.copy(), state_arrays(opt)

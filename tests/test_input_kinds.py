@@ -16,7 +16,8 @@ import pytest
 import optbowl as ob
 from optbowl import _registry
 from optbowl import functional as F
-from optimizer_table import ROWS, assert_same_bits, functional_call, state_arrays
+from optimizer_table import (ROWS, assert_same_bits, functional_call, required_kwargs,
+                             state_arrays)
 
 MASKED = "MaskedArray"
 
@@ -115,11 +116,10 @@ def test_masked_arrays_of_a_plain_ndarray_subclass_still_pass():
 TORCH_HINT = r"torch tensor: optbowl\.torch"
 
 
-@pytest.mark.parametrize("cls", ["Rprop", "Adagrad", "SGD", "RMSprop", "Adam", "AdamW",
-                                 "QuickProp"])
+@pytest.mark.parametrize("cls", _registry.classes())
 def test_torch_tensors_in_the_numpy_api_point_to_optbowl_torch(cls):
     torch = pytest.importorskip("torch")
-    kw = {"lr": 0.1} if cls == "SGD" else {}
+    kw = required_kwargs(cls)
     make = getattr(ob, cls)
     with pytest.raises(TypeError, match=r"^params\[0\]: .*" + TORCH_HINT):
         make([torch.ones(3)], **kw)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import optbowl as ob
-from optbowl import _core, functional
+from optbowl import _core, _registry, functional
 
 BLOCK = 256
 ONE = np.uint32(0x3F800000)
@@ -409,7 +409,8 @@ def test_wrong_state_arrays_are_refused_with_nothing_written(bits):
 
 # ----------------------------------------------------------------------------- state_dict
 @pytest.mark.parametrize("bits", [8, 16])
-@pytest.mark.parametrize("cls", [ob.Adagrad, ob.Adam, ob.AdamW])
+@pytest.mark.parametrize("cls", [getattr(ob, c) for r in _registry.rules() if r.low_precision
+                                 for c in r.classes])
 def test_state_dict_round_trip_continues_bit_for_bit(cls, bits):
     shapes = [(700,), (9, 3)]
     params = rng_arrays(0, *shapes)
