@@ -265,11 +265,10 @@ def rprop(
     array([ 0.75, -0.75])
     """
     hyper = {"lr": 0.0, "etas": etas, "step_sizes": step_size_bounds, "maximize": maximize}
+    why = None if variant == "irprop-" else f"variant {variant!r} is not torch's"
     functional.run(RULE, params, grads, (prevs, step_sizes, updates), hyper,
                    names={"step_sizes": "step_size_bounds"}, lead=(variant,),
-                   tail=(bool(loss_increased),),
-                   complex_refusal=None if variant == "irprop-" else f"variant {variant!r} is not "
-                   "torch's")
+                   tail=(bool(loss_increased),), complex_refusal=why)
 
 
 register(RULE, rprop)

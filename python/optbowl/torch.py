@@ -548,7 +548,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
     - ``_flags``: the implementation options (``foreach``, ``fused``, ...) and the values it
       takes;
     - ``_has_step``: whether the state holds torch's ``step`` counter, ``_counts_steps``:
-      whether the entry takes each tensor's step count (reading it costs a sync on a GPU).
+      whether the entry takes each tensor's step count (reading it costs a sync on a GPU;
+      the registry entry's ``counts_steps``).
 
     and checks its hyper-parameters as the entry describes them (``_check_hyper``; a rule
     with torch's own conditions overrides it). This class finds the parameters
@@ -578,6 +579,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
         if cls.__dict__.get("_entry"):  # the registry entry says what the class would repeat
             cls._rule = _registry.rule(cls._entry)
             cls._hyper = cls._rule.group
+            cls._counts_steps = cls._rule.counts_steps
 
     _rule: _registry.Rule
 
@@ -1287,7 +1289,6 @@ class Adagrad(_StateBits, _FusedOptimizer):
     _signed_state = (False,)
     _quantized_entry = "quantized_adagrad"
     _flags = {"fused": ONLY_FUSED, "foreach": NOT_FOREACH, "differentiable": NOT_DIFFERENTIABLE}
-    _counts_steps = True
     _torch_fused = True
 
     def __init__(
@@ -1387,7 +1388,6 @@ class SGD(_FusedOptimizer):
         "differentiable": NOT_DIFFERENTIABLE,
     }
     _has_step = False
-    _counts_steps = True
 
     def __init__(
         self,
@@ -1585,7 +1585,6 @@ class Adam(_StateBits, _FusedOptimizer):
         "differentiable": NOT_DIFFERENTIABLE,
         "fused": ONLY_FUSED,
     }
-    _counts_steps = True
     _torch_fused = True
 
     def __init__(
