@@ -193,3 +193,11 @@ def test_the_betas_entry_checks_as_the_shared_betas_check():
         with pytest.raises(error) as shared:
             _check.betas("betas", value)
         assert str(ours.value) == str(shared.value)
+
+
+@pytest.mark.parametrize("rule", RULES, ids=ids)
+def test_the_demo_runs_every_class_of_the_rule(rule):
+    """``python -m optbowl demo`` runs every optimizer: each class of a rule has a phase."""
+    assert {phase.cls or rule.cls for phase in rule.demo} == set(rule.classes)
+    for phase in rule.demo:
+        assert set(phase.hyper) <= {h.name for h in rule.hyper} | {"variant"}

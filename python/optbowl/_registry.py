@@ -179,6 +179,29 @@ class BenchFamily:
 
 
 @dataclass(frozen=True)
+class DemoPhase:
+    """One phase of ``python -m optbowl demo``: the rule run on the demo's bowl.
+
+    ``label``: the row's name, formatted with the hyper-parameters (``"lr={lr:.3g}"``);
+    ``hyper``: the class's arguments; ``cls``: the class (default: the rule's);
+    ``theory``: a method of ``QuadraticBowl.optimal`` whose hyper-parameters the phase
+    takes (the demo prints the theory's prediction beside the run); ``curvature_lr``:
+    ``lr`` is 1 / the bowl's largest eigenvalue; ``numpy``: ``(params, hyper) ->
+    step(grads)``, the NumPy competitor timed beside it (its final loss must agree);
+    ``needs_loss``: its step takes the loss; ``bfloat16``: the phase runs on bfloat16
+    parameters, after the others (where ml_dtypes is installed)."""
+
+    label: str
+    hyper: Dict[str, Any] = field(default_factory=dict)
+    cls: str = ""
+    theory: str = ""
+    curvature_lr: bool = False
+    numpy: Optional[Callable[[Any, Dict[str, Any]], Callable[[Any], None]]] = None
+    needs_loss: bool = False
+    bfloat16: bool = False
+
+
+@dataclass(frozen=True)
 class Rule:
     """One optimizer rule, as every layer needs it (see the module's docstring)."""
 
@@ -205,6 +228,8 @@ class Rule:
     call: Optional[Callable[..., Any]] = None
     #: the benchmark's configurations of the rule (``optbowl.bench``)
     bench: Tuple[BenchFamily, ...] = ()
+    #: the phases of ``python -m optbowl demo``
+    demo: Tuple[DemoPhase, ...] = ()
     #: the functional form, ``optbowl.functional.<name>`` (set by :func:`register`)
     functional: Optional[Callable[..., None]] = field(default=None, compare=False)
 

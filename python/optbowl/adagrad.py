@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from itertools import repeat
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from . import _core, _device, _numpy_baseline, _state_bits, functional
 from ._optimizer import Optimizer
-from ._registry import BOOL, BenchFamily, BowlCall, CudaCall, Hyper, Rule, register
+from ._registry import BOOL, BenchFamily, BowlCall, CudaCall, DemoPhase, Hyper, Rule, register
 from ._state_bits import StateBitsMixin, new_state
 from .sparse import SparseRows
 
@@ -37,13 +37,15 @@ def _host_step(params, grads, sums, steps, groups, group_sizes):
     )
 
 
-def _numpy_steps(params: Any) -> Any:
-    """The vectorised NumPy AdaGrad the benchmark times beside the compiled step."""
+def _numpy_steps(params: Any, hyper: Optional[Dict[str, Any]] = None) -> Any:
+    """The vectorised NumPy AdaGrad the benchmark and the demo time beside the compiled
+    step (``hyper``: its ``lr``, default 1e-2)."""
+    lr = (hyper or {}).get("lr", 1e-2)
     sums = [np.zeros_like(p) for p in params]
 
     def step(grads: Any) -> None:
         for p, g, s in zip(params, grads, sums):
-            _numpy_baseline.adagrad_step(p, g, s, 1e-2)
+            _numpy_baseline.adagrad_step(p, g, s, lr)
 
     return step
 
@@ -76,6 +78,7 @@ RULE = Rule(
                                                       eps=1e-10),
                     low_precision="AdaGrad", default=True, quick=True),
     ),
+    demo=(DemoPhase("AdaGrad", {"lr": 0.5}, numpy=_numpy_steps),),
 )
 
 

@@ -6,7 +6,8 @@ from typing import Any, Dict, Tuple
 
 from . import _core, _state_bits, functional
 from ._optimizer import Optimizer
-from ._registry import BOOL, BenchFamily, BowlCall, CudaCall, Hyper, Rule, betas, register
+from ._registry import (BOOL, BenchFamily, BowlCall, CudaCall, DemoPhase, Hyper, Rule, betas,
+                        register)
 from ._state_bits import StateBitsMixin, new_state
 
 #: The registry entry of Adam and AdamW (optbowl._registry).
@@ -41,6 +42,11 @@ RULE = Rule(
                     cls="AdamW", torch="AdamW", torch_fused=True,
                     optax=lambda optax: optax.adamw(1e-3, weight_decay=1e-2),
                     low_precision="AdamW", bnb="AdamW8bit"),
+    ),
+    demo=(
+        DemoPhase("Adam", {"lr": 1e-1}),
+        DemoPhase("AdamW wd=1e-2", {"lr": 1e-1, "weight_decay": 1e-2}, cls="AdamW"),
+        DemoPhase("Adam bfloat16", {"lr": 1e-1}, bfloat16=True),
     ),
 )
 

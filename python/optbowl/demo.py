@@ -17,25 +17,13 @@ predicted and the measured contraction per step over the same window (they agree
 from __future__ import annotations
 
 import argparse
+import importlib
 import time
 from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 
-from . import (
-    SGD,
-    Adagrad,
-    Adam,
-    AdamW,
-    QuadraticBowl,
-    QuickProp,
-    RMSprop,
-    Rprop,
-    __version__,
-    _check,
-    _numpy_baseline,
-    get_num_threads,
-)
+from . import QuadraticBowl, __version__, _check, _registry, get_num_threads
 from ._cli_args import integer, number
 from .bowl import measured_rate
 
@@ -77,6 +65,27 @@ def _norm(x: np.ndarray) -> float:
     return float(np.linalg.norm(x.astype(np.float64)))
 
 
+def _maker(cls: Any, hyper: Dict[str, Any], needs_loss: bool) -> Callable[[np.ndarray], Any]:
+    """``x -> step(g)`` of ``cls(x, **hyper)``; with the loss of the current point where
+    the step needs it."""
+    def make(x: np.ndarray) -> Callable[[np.ndarray], None]:
+        opt = cls(x, **hyper)
+        if needs_loss:
+            return lambda g: opt.step(g, loss=0.5 * float(np.dot(g, x)))
+        return opt.step
+
+    return make
+
+
+def _numpy_maker(numpy: Any, hyper: Dict[str, Any]) -> Callable[[np.ndarray], Any]:
+    """``x -> step(g)`` of a NumPy competitor made for the one array x."""
+    def make(x: np.ndarray) -> Callable[[np.ndarray], None]:
+        step = numpy([x], hyper)
+        return lambda g: step([g])
+
+    return make
+
+
 def _phase(lam, x0, steps, make_step: Callable[[np.ndarray], Callable[[np.ndarray], None]],
            dtype: Any = None):
     """Run `steps` updates from x0 (as ``dtype``, else x0's); return (final loss, seconds
@@ -110,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         f"(κ = {args.condition:g}), {get_num_threads()} thread(s); from x₀ = 1, "
         f"loss at the start {start:.4g}"
     )
-    lr = 0.1
+    package = importlib.import_module(__package__)
     rows: List[Tuple[str, float, float]] = []
 
     def report(name: str, loss: float, sec: float, numpy_sec: float = 0.0) -> None:
@@ -120,78 +129,35 @@ def run(args: argparse.Namespace) -> int:
               f"optbowl {sec * 1e3:7.3f} ms/step{extra}", flush=True)
         rows.append((name, loss, sec))
 
-    for variant in ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack"):
-        if variant == "irprop+":
-            # iRprop+ needs the loss of the current point at every step.
-            def make(x, variant=variant):
-                opt = Rprop(x, lr=lr, variant=variant)
-                return lambda g: opt.step(g, loss=0.5 * float(np.dot(g, x)))
-        else:
-            def make(x, variant=variant):
-                return Rprop(x, lr=lr, variant=variant).step
-
-        loss, sec, _ = _phase(lam, x0, args.steps, make)
-        numpy_sec = 0.0
-        if variant == "irprop-":
-            def make_np(x):
-                prev, step = np.zeros_like(x), np.full_like(x, lr)
-                return lambda g: _numpy_baseline.rprop_step(x, g, prev, step)
-
-            np_loss, numpy_sec, _ = _phase(lam, x0, args.steps, make_np)
-            if not np.isclose(np_loss, loss, rtol=1e-3):
-                raise RuntimeError(f"NumPy Rprop ended at loss {np_loss}, optbowl at {loss}")
-        report(f"Rprop {variant}", loss, sec, numpy_sec)
-
-    ada_lr = 0.5
-    loss, sec, _ = _phase(lam, x0, args.steps, lambda x: Adagrad(x, lr=ada_lr).step)
-
-    def make_np_ada(x):
-        state_sum = np.zeros_like(x)
-        return lambda g: _numpy_baseline.adagrad_step(x, g, state_sum, ada_lr)
-
-    np_loss, numpy_sec, _ = _phase(lam, x0, args.steps, make_np_ada)
-    if not np.isclose(np_loss, loss, rtol=1e-3):
-        raise RuntimeError(f"NumPy AdaGrad ended at loss {np_loss}, optbowl at {loss}")
-    report("AdaGrad", loss, sec, numpy_sec)
-
     # The theory's bowl: one eigenvalue per level, the start error of a level the norm of
     # its coordinates' (√count), so its ‖eₖ‖ is the million-parameter run's.
     theory = QuadraticBowl.from_eigenvalues(levels.tolist())
     theory_x0 = np.sqrt(counts.astype(np.float64))
     measured: Dict[str, Dict[int, float]] = {}
-    gd = theory.optimal("gd")
-    loss, sec, measured["gd"] = _phase(lam, x0, args.steps, lambda x: SGD(x, lr=gd["lr"]).step)
-    report(f"SGD lr={gd['lr']:.3g}", loss, sec)
-    hb = theory.optimal("momentum")
-    hb_kw: Dict[str, Any] = {"lr": hb["lr"], "momentum": hb["momentum"]}
-    loss, sec, measured["momentum"] = _phase(lam, x0, args.steps, lambda x: SGD(x, **hb_kw).step)
-
-    def make_np_hb(x):
-        buf = np.zeros_like(x)
-        return lambda g: _numpy_baseline.momentum_step(x, g, buf, **hb_kw)
-
-    np_loss, numpy_sec, _ = _phase(lam, x0, args.steps, make_np_hb)
-    if not np.isclose(np_loss, loss, rtol=1e-3):
-        raise RuntimeError(f"NumPy momentum ended at loss {np_loss}, optbowl at {loss}")
-    report(f"SGD momentum={hb['momentum']:.3g}", loss, sec, numpy_sec)
-    nag = theory.optimal("nesterov")
-    nag_kw: Dict[str, Any] = {"lr": nag["lr"], "momentum": nag["momentum"], "nesterov": True}
-    loss, sec, measured["nesterov"] = _phase(lam, x0, args.steps, lambda x: SGD(x, **nag_kw).step)
-    report(f"SGD Nesterov={nag['momentum']:.3g}", loss, sec)
-    for name, make_opt in (
-        ("RMSprop", lambda x: RMSprop(x, lr=1e-2).step),
-        ("Adam", lambda x: Adam(x, lr=1e-1).step),
-        ("AdamW wd=1e-2", lambda x: AdamW(x, lr=1e-1, weight_decay=1e-2).step),
-        ("QuickProp", lambda x: QuickProp(x, lr=1.0 / float(lam.max())).step),
-    ):
-        loss, sec, _ = _phase(lam, x0, args.steps, make_opt)
-        report(name, loss, sec)
-    if _check.BFLOAT16 is not None:
-        # A bfloat16 model: parameters, gradients and Adam's state in 16 bits, float32
-        # arithmetic (as torch steps it); the loss is computed in float64 all the same.
-        loss, sec, _ = _phase(lam, x0, args.steps, lambda x: Adam(x, lr=1e-1).step,
-                              dtype=_check.BFLOAT16)
-        report("Adam bfloat16", loss, sec)
+    optimal: Dict[str, Dict[str, float]] = {}
+    phases = [(rule, phase) for rule in _registry.rules() for phase in rule.demo]
+    for rule, phase in [p for p in phases if not p[1].bfloat16] + [
+            p for p in phases if p[1].bfloat16 and _check.BFLOAT16 is not None]:
+        # A bfloat16 phase: parameters, gradients and state in 16 bits, float32 arithmetic
+        # (as torch steps them); the loss is computed in float64 all the same.
+        cls = getattr(package, phase.cls or rule.cls)
+        hyper: Dict[str, Any] = dict(phase.hyper)
+        if phase.theory:
+            optimal[phase.theory] = theory.optimal(phase.theory)
+            hyper.update({k: v for k, v in optimal[phase.theory].items() if k != "rate"})
+        if phase.curvature_lr:
+            hyper["lr"] = 1.0 / float(lam.max())
+        loss, sec, errors = _phase(lam, x0, args.steps, _maker(cls, hyper, phase.needs_loss),
+                                   dtype=_check.BFLOAT16 if phase.bfloat16 else None)
+        if phase.theory:
+            measured[phase.theory] = errors
+        numpy_sec = 0.0
+        label = phase.label.format(**hyper)
+        if phase.numpy is not None:
+            np_loss, numpy_sec, _ = _phase(lam, x0, args.steps, _numpy_maker(phase.numpy, hyper))
+            if not np.isclose(np_loss, loss, rtol=1e-3):
+                raise RuntimeError(f"NumPy {label} ended at loss {np_loss}, optbowl at {loss}")
+        report(label, loss, sec, numpy_sec)
 
     mid, end = args.steps // 2, args.steps
     print(
@@ -202,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"  {'method':<9} {'lr':>10} {'momentum':>9} {'predicted':>10} {'measured':>10} "
           f"{'|diff|':>8} {'ρ':>10}   ‖e_{end}‖/‖e_0‖ predicted, measured")
-    for method, hp in (("gd", gd), ("momentum", hb), ("nesterov", nag)):
+    for method, hp in optimal.items():
         # The hyper-parameters as the kernels use them: rounded to the parameters' dtype.
         hyper = {k: float(dtype.type(v)) for k, v in hp.items() if k != "rate"}
         err = theory.predict(method, theory_x0, end, **hyper).error

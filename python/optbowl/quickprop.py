@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from . import functional
 from ._optimizer import Optimizer
-from ._registry import BOOL, BenchFamily, BowlCall, Hyper, Rule, register
+from ._registry import BOOL, BenchFamily, BowlCall, DemoPhase, Hyper, Rule, register
 
 
 #: The registry entry of QuickProp (optbowl._registry).
@@ -23,6 +23,7 @@ RULE = Rule(
     layers=frozenset({"class", "functional", "bowl", "torch", "bench"}),
     bowl=BowlCall(("lr", "max_growth")),
     bench=(BenchFamily("quickprop", "QuickProp (Fahlman)", 2, {"lr": 1e-2}),),
+    demo=(DemoPhase("QuickProp", curvature_lr=True),),
 )
 
 

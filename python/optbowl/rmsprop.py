@@ -6,7 +6,8 @@ from typing import Any
 
 from . import functional
 from ._optimizer import Optimizer
-from ._registry import BOOL, BenchFamily, BowlCall, CudaCall, Hyper, Rule, register
+from ._registry import (BOOL, BenchFamily, BowlCall, CudaCall, DemoPhase, Hyper, Rule,
+                        register)
 
 
 #: The registry entry of RMSprop (optbowl._registry).
@@ -37,6 +38,7 @@ RULE = Rule(
                     optax=lambda optax: optax.rmsprop(1e-2, decay=0.99, eps=1e-8, centered=True,
                                                       momentum=0.9)),
     ),
+    demo=(DemoPhase("RMSprop", {"lr": 1e-2}),),
 )
 
 

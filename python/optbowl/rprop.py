@@ -9,14 +9,16 @@ import numpy as np
 
 from . import _check, _device, _numpy_baseline, functional
 from ._optimizer import Optimizer
-from ._registry import BOOL, BenchFamily, BowlCall, CudaCall, Hyper, Rule, register
+from ._registry import BOOL, BenchFamily, BowlCall, CudaCall, DemoPhase, Hyper, Rule, register
 
 VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")
 
 
-def _numpy_steps(params: Any) -> Any:
-    """The vectorised NumPy irprop- the benchmark times beside the compiled step."""
-    states = [(np.zeros_like(p), np.full_like(p, 1e-2)) for p in params]
+def _numpy_steps(params: Any, hyper: Optional[Dict[str, Any]] = None) -> Any:
+    """The vectorised NumPy irprop- the benchmark and the demo time beside the compiled
+    step (``hyper``: its ``lr``, default 1e-2)."""
+    lr = (hyper or {}).get("lr", 1e-2)
+    states = [(np.zeros_like(p), np.full_like(p, lr)) for p in params]
 
     def step(grads: Any) -> None:
         for p, g, (prev, size) in zip(params, grads, states):
@@ -60,6 +62,9 @@ RULE = Rule(
                     {"lr": 1e-2, "variant": "irprop+"}, needs_loss=True),
         BenchFamily("backtrack", "Rprop backtrack", 2, {"lr": 1e-2, "variant": "backtrack"}),
     ),
+    demo=tuple(DemoPhase(f"Rprop {v}", {"lr": 0.1, "variant": v},
+                         numpy=_numpy_steps if v == "irprop-" else None,
+                         needs_loss=v == "irprop+") for v in VARIANTS),
 )
 
 

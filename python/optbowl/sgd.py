@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 
 from . import _numpy_baseline, functional
 from ._optimizer import Optimizer
-from ._registry import BOOL, BenchFamily, CudaCall, Hyper, Rule, register
+from ._registry import BOOL, BenchFamily, CudaCall, DemoPhase, Hyper, Rule, register
 
 
-def _numpy_momentum(params: Any) -> Any:
-    """The vectorised NumPy heavy ball the benchmark times beside the compiled step."""
+def _numpy_momentum(params: Any, hyper: Optional[Dict[str, Any]] = None) -> Any:
+    """The vectorised NumPy heavy ball the benchmark and the demo time beside the compiled
+    step (``hyper``: its ``lr`` and ``momentum``, default 1e-2 and 0.9)."""
+    lr, momentum = (hyper or {}).get("lr", 1e-2), (hyper or {}).get("momentum", 0.9)
     bufs = [np.zeros_like(p) for p in params]
 
     def step(grads: Any) -> None:
         for p, g, b in zip(params, grads, bufs):
-            _numpy_baseline.momentum_step(p, g, b, 1e-2, 0.9)
+            _numpy_baseline.momentum_step(p, g, b, lr, momentum)
 
     return step
 
@@ -52,6 +54,11 @@ RULE = Rule(
                     {"lr": 1e-2, "momentum": 0.9, "nesterov": True}, torch="SGD",
                     torch_fused=True,
                     optax=lambda optax: optax.sgd(1e-2, momentum=0.9, nesterov=True)),
+    ),
+    demo=(
+        DemoPhase("SGD lr={lr:.3g}", theory="gd"),
+        DemoPhase("SGD momentum={momentum:.3g}", theory="momentum", numpy=_numpy_momentum),
+        DemoPhase("SGD Nesterov={momentum:.3g}", {"nesterov": True}, theory="nesterov"),
     ),
 )
 
