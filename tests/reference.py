@@ -249,8 +249,9 @@ def _fma(a, b, c):
         high, low = _two_sum(c, product)
         r = high + _add_rounded_to_odd(low, product_low)
         plain = product + c
+    # A zero takes the plain sum's sign (-0 only from -0 + -0, as the fused sum).
     ok = np.isfinite(r) & np.isfinite(plain) & (np.abs(a) < 2.0**995) & (np.abs(b) < 2.0**995)
-    return np.where(ok, r, plain)
+    return np.where(ok & (r != 0), r, plain)
 
 
 def _lerp(start, end, weight):

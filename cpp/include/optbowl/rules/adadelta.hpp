@@ -20,11 +20,30 @@
 // parameters rho and 1 - rho stay float32 (a multiplication's scalar, addcmul's value); eps,
 // weight_decay and -lr are rounded to the parameter's dtype (an added scalar, an add's alpha).
 #pragma once
+#include <type_traits>
+
 #include "optbowl/config.hpp"
+#include "optbowl/half.hpp"
 #include "optbowl/math.hpp"
 
 namespace optbowl {
 namespace rules {
+
+// torch's a.add(b, alpha=alpha) for two tensors: fma(b, alpha, a) in its vectorised body
+// (for a 16-bit parameter too: float32 arithmetic, one rounding). kScalarTail: as its scalar
+// tail rounds it for a 16-bit parameter (c10::BFloat16 / c10::Half arithmetic: the product
+// rounded to the dtype, then the sum): the last numel % (vector bytes / 2) elements of each
+// run torch's element-wise loop steps (numel % 32 with torch's AVX-512 kernels, checked for
+// every rule here against torch 2.13; a tensor past torch's grain size, 32768 elements, is
+// split into one run per thread). For float32 and float64 torch's build contracts the tail
+// into the same fma, so kScalarTail changes nothing there.
+template <bool kScalarTail, class R, class T>
+OPTBOWL_HD T torch_add_scaled(T a, T b, T alpha) {
+  if constexpr (kScalarTail && !std::is_same<R, Exact>::value)
+    return R::round(a + R::round(alpha * b));
+  else
+    return R::round(fma_(b, alpha, a));
+}
 
 template <class T>
 struct AdadeltaHyper {
@@ -36,17 +55,18 @@ struct AdadeltaHyper {
   bool maximize;
 };
 
-template <class R = Exact, class T>
+// kScalarTail: rounded as torch's scalar tail (torch_add_scaled).
+template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void adadelta(T& p, T grad, T& square_avg, T& acc_delta, const AdadeltaHyper<T>& h) {
   T g = h.maximize ? -grad : grad;
-  if (h.weight_decay != T(0)) g = R::round(fma_(p, h.weight_decay, g));
+  if (h.weight_decay != T(0)) g = torch_add_scaled<kScalarTail, R>(g, p, h.weight_decay);
   const T v = R::round(fma_(h.one_minus_rho * g, g, R::round(square_avg * h.rho)));
   square_avg = v;
   const T std_ = R::round(sqrt_(R::round(v + h.eps)));
   const T rms_delta = R::round(sqrt_(R::round(acc_delta + h.eps)));
   const T delta = R::round(R::round(rms_delta / std_) * g);
   acc_delta = R::round(fma_(h.one_minus_rho * delta, delta, R::round(acc_delta * h.rho)));
-  p = fma_(delta, h.neg_lr, p);
+  p = torch_add_scaled<kScalarTail, R>(p, delta, h.neg_lr);
 }
 
 }  // namespace rules

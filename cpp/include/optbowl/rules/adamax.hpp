@@ -17,6 +17,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/math.hpp"
+#include "optbowl/rules/adadelta.hpp"
 #include "optbowl/rules/adam.hpp"
 
 namespace optbowl {
@@ -35,10 +36,11 @@ struct AdamaxHyper {
 // The step size at step t (t counts from 1), in double as torch computes it.
 inline double adamax_clr(double lr, double beta1, double t) { return lr / (1.0 - std::pow(beta1, t)); }
 
-template <class R = Exact, class T>
+// kScalarTail: rounded as torch's scalar tail (torch_add_scaled, adadelta.hpp).
+template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void adamax(T& p, T grad, T& exp_avg, T& exp_inf, const AdamaxHyper<T>& h) {
   T g = h.maximize ? -grad : grad;
-  if (h.weight_decay != T(0)) g = R::round(fma_(p, h.weight_decay, g));
+  if (h.weight_decay != T(0)) g = torch_add_scaled<kScalarTail, R>(g, p, h.weight_decay);
   const T m = R::round(torch_lerp(exp_avg, g, h.one_minus_beta1));
   exp_avg = m;
   const T abs_g = g < T(0) ? -g : g;

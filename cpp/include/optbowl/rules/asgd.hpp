@@ -20,6 +20,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/math.hpp"
+#include "optbowl/rules/adadelta.hpp"
 
 namespace optbowl {
 namespace rules {
@@ -49,11 +50,12 @@ inline double asgd_mu(double t0, double t) {
 // The decay factor of a step taken with the state's eta.
 inline double asgd_decay_factor(double lambd, double eta) { return 1.0 - lambd * eta; }
 
-template <class R = Exact, class T>
+// kScalarTail: rounded as torch's scalar tail (torch_add_scaled, adadelta.hpp).
+template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void asgd(T& p, T grad, T& ax, const AsgdHyper<T>& h) {
   T g = h.maximize ? -grad : grad;
-  if (h.weight_decay != T(0)) g = R::round(fma_(p, h.weight_decay, g));
-  const T q = R::round(fma_(g, h.neg_eta, R::round(p * h.decay_factor)));
+  if (h.weight_decay != T(0)) g = torch_add_scaled<kScalarTail, R>(g, p, h.weight_decay);
+  const T q = torch_add_scaled<kScalarTail, R>(R::round(p * h.decay_factor), g, h.neg_eta);
   if (h.average)
     ax = R::round(ax + R::round(R::round(q - ax) * h.mu));
   else

@@ -29,6 +29,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/math.hpp"
+#include "optbowl/rules/adadelta.hpp"
 #include "optbowl/rules/adam.hpp"
 
 namespace optbowl {
@@ -72,14 +73,15 @@ inline RadamStep radam_step(double beta1, double beta2, double t) {
   return {bc1, std::pow(bc2, 0.5), rho_t, rect, rectified};
 }
 
-template <class R = Exact, class T>
+// kScalarTail: rounded as torch's scalar tail (torch_add_scaled, adadelta.hpp).
+template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void radam(T& p, T grad, T& exp_avg, T& exp_avg_sq, const RadamHyper<T>& h) {
   T g = h.maximize ? -grad : grad;
   T q = p;
   if (h.decoupled)
     q = R::round(q * h.decay_factor);
   else if (h.weight_decay != T(0))
-    g = R::round(fma_(q, h.weight_decay, g));
+    g = torch_add_scaled<kScalarTail, R>(g, q, h.weight_decay);
   const T m = R::round(torch_lerp(exp_avg, g, h.one_minus_beta1));
   exp_avg = m;
   const T v = R::round(fma_(h.one_minus_beta2 * g, g, R::round(exp_avg_sq * h.beta2)));
