@@ -202,3 +202,194 @@ def sparse_adagrad_step(p, indices, values, state, *, lr=1e-2, lr_decay=0.0, eps
         g = -g
     state["sum"][rows] += g * g
     p[rows] -= p.dtype.type(clr) * g / (np.sqrt(state["sum"][rows]) + p.dtype.type(eps))
+
+
+# The rules below follow torch.optim's single-tensor implementations operation by operation
+# (and Lion its reference implementation), so that they agree with the compiled rules bit for
+# bit in float32 and float64: where torch's kernels fuse a multiply-add, so does _fma.
+
+
+def _two_sum(x, y):
+    s = x + y
+    v = s - x
+    return s, (x - (s - v)) + (y - v)
+
+
+def _add_rounded_to_odd(x, y):
+    """x + y rounded to odd: an inexact sum moved to its neighbour with an odd last bit."""
+    s, err = _two_sum(x, y)
+    bits = s.view(np.int64 if s.dtype == np.float64 else np.int32)
+    fix = np.isfinite(s) & (err != 0) & ((bits & 1) == 0)
+    return np.where(fix, np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
+
+
+def _fma(a, b, c):
+    """a * b + c rounded once, element-wise, in the dtype of the arrays (float32 or float64)."""
+    a, b, c = np.broadcast_arrays(*(np.asarray(x) for x in (a, b, c)))
+    if np.result_type(a, b, c) == np.float32:
+        # The product is exact in float64; the sum rounded to odd there, then rounded to
+        # float32, is the correctly rounded float32 sum.
+        s = _add_rounded_to_odd(a.astype(np.float64) * b.astype(np.float64), c.astype(np.float64))
+        with np.errstate(over="ignore"):
+            return s.astype(np.float32)
+    # float64: the exact product as a sum of two doubles (Veltkamp and Dekker), added to c as
+    # Boldo and Melquiond's emulation of the fused multiply-add does (rounding to odd). Exact
+    # for finite values whose product and sum neither overflow nor fall below 2^-960.
+    a, b, c = (x.astype(np.float64) for x in (a, b, c))
+    with np.errstate(over="ignore", invalid="ignore"):
+        product = a * b
+
+        def split(x):
+            t = 134217729.0 * x
+            hi = t - (t - x)
+            return hi, x - hi
+
+        (ah, al), (bh, bl) = split(a), split(b)
+        product_low = ((ah * bh - product) + ah * bl + al * bh) + al * bl
+        high, low = _two_sum(c, product)
+        r = high + _add_rounded_to_odd(low, product_low)
+        plain = product + c
+    # A zero takes the plain sum's sign (-0 only from -0 + -0, as the fused sum).
+    ok = np.isfinite(r) & np.isfinite(plain) & (np.abs(a) < 2.0**995) & (np.abs(b) < 2.0**995)
+    return np.where(ok & (r != 0), r, plain)
+
+
+def _lerp(start, end, weight):
+    """torch's lerp: start + weight * (end - start), or end - (1 - weight) * (end - start) for
+    |weight| >= 0.5, each one fused multiply-add."""
+    diff = end - start
+    if abs(weight) < 0.5:
+        return _fma(weight, diff, start)
+    return _fma(weight - weight.dtype.type(1), diff, end)
+
+
+def _sign_keeping_nan(x):
+    return np.where(x == 0, x.dtype.type(0), np.sign(x)).astype(x.dtype)
+
+
+def lion_step(p, grad, state, *, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False):
+    """One Lion step (Chen et al., 2023): c = lerp(m, g, 1 - beta1),
+    p <- p * (1 - lr * weight_decay) - lr * sign(c), m <- lerp(m, g, 1 - beta2)."""
+    t = p.dtype.type
+    g = -grad if maximize else grad
+    m = state["exp_avg"]
+    if weight_decay:
+        p *= t(1 - lr * weight_decay)
+    c = _lerp(m, g, t(1 - betas[0]))
+    p[...] = p + _sign_keeping_nan(c) * t(-lr)
+    m[...] = _lerp(m, g, t(1 - betas[1]))
+
+
+def adadelta_step(p, grad, state, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False):
+    """One Adadelta step as torch's single-tensor Adadelta takes it (state arrays start at zero)."""
+    t = p.dtype.type
+    g = -grad if maximize else grad
+    if weight_decay:
+        g = _fma(p, t(weight_decay), g)
+    v, u = state["square_avg"], state["acc_delta"]
+    v[...] = _fma(t(1 - rho) * g, g, v * t(rho))
+    std = np.sqrt(v + t(eps))
+    delta = (np.sqrt(u + t(eps)) / std) * g
+    u[...] = _fma(t(1 - rho) * delta, delta, u * t(rho))
+    p[...] = _fma(delta, t(-lr), p)
+
+
+def adamax_step(p, grad, state, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                maximize=False):
+    """One Adamax step as torch's single-tensor Adamax takes it; state["step"] counts the steps."""
+    t = p.dtype.type
+    beta1, beta2 = betas
+    state["step"] += 1
+    g = -grad if maximize else grad
+    if weight_decay:
+        g = _fma(p, t(weight_decay), g)
+    m, u = state["exp_avg"], state["exp_inf"]
+    m[...] = _lerp(m, g, t(1 - beta1))
+    u[...] = np.maximum(u * t(beta2), np.abs(g) + t(eps))
+    clr = lr / (1 - beta1 ** float(state["step"]))
+    p[...] = p + (t(-clr) * m) / u
+
+
+def nadam_init(p):
+    """NAdam's state before the first step; mu_product is float32, as torch keeps it."""
+    return {"step": 0, "mu_product": np.float32(1.0), "exp_avg": np.zeros_like(p),
+            "exp_avg_sq": np.zeros_like(p)}
+
+
+def nadam_step(p, grad, state, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+               momentum_decay=4e-3, decoupled_weight_decay=False, maximize=False):
+    """One NAdam step as torch's single-tensor NAdam takes it (state from nadam_init)."""
+    t = p.dtype.type
+    beta1, beta2 = betas
+    state["step"] += 1
+    k = float(state["step"])
+    g = -grad if maximize else grad
+    if weight_decay and decoupled_weight_decay:
+        p *= t(1 - lr * weight_decay)
+    elif weight_decay:
+        g = _fma(p, t(weight_decay), g)
+    mu = beta1 * (1.0 - 0.5 * 0.96 ** (k * momentum_decay))
+    mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((k + 1) * momentum_decay))
+    state["mu_product"] = np.float32(state["mu_product"] * np.float32(mu))
+    mu_product = float(state["mu_product"])
+    m, v = state["exp_avg"], state["exp_avg_sq"]
+    m[...] = _lerp(m, g, t(1 - beta1))
+    v[...] = _fma(t(1 - beta2) * g, g, v * t(beta2))
+    denom = np.sqrt(v / t(1 - beta2**k)) + t(eps)
+    p[...] = p + (t(-lr * (1.0 - mu) / (1.0 - mu_product)) * g) / denom
+    p[...] = p + (t(-lr * mu_next / (1.0 - mu_product * mu_next)) * m) / denom
+
+
+def radam_step(p, grad, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+               decoupled_weight_decay=False, maximize=False):
+    """One RAdam step as torch's single-tensor RAdam takes it; state["step"] counts the steps.
+    The adaptive, rectified step is taken where rho_t > 5, else the plain momentum step."""
+    t = p.dtype.type
+    beta1, beta2 = betas
+    state["step"] += 1
+    k = float(state["step"])
+    g = -grad if maximize else grad
+    if weight_decay and decoupled_weight_decay:
+        p *= t(1 - lr * weight_decay)
+    elif weight_decay:
+        g = _fma(p, t(weight_decay), g)
+    m, v = state["exp_avg"], state["exp_avg_sq"]
+    m[...] = _lerp(m, g, t(1 - beta1))
+    v[...] = _fma(t(1 - beta2) * g, g, v * t(beta2))
+    bias_correction2 = 1 - beta2**k
+    step = (m / t(1 - beta1**k)) * t(lr)
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * k * beta2**k / bias_correction2
+    if rho_t > 5.0:
+        r = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+        rect = r**0.5
+        adaptive = (t(1) / (np.sqrt(v) + t(eps))) * t(bias_correction2**0.5)
+        step = (step * adaptive) * t(rect)
+    p[...] = p - step
+
+
+def asgd_init(p, lr=1e-2):
+    """ASGD's state before the first step; eta and mu are float32, as torch keeps them."""
+    return {"step": 0, "eta": np.float32(lr), "mu": np.float32(1.0), "ax": np.zeros_like(p)}
+
+
+def asgd_step(p, grad, state, *, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0,
+              maximize=False):
+    """One ASGD step as torch's single-tensor ASGD takes it (state from asgd_init): the step
+    uses eta and mu of the previous step, then sets eta = lr / (1 + lambd * lr * t)^alpha and
+    mu = 1 / max(1, t - t0)."""
+    t = p.dtype.type
+    state["step"] += 1
+    g = -grad if maximize else grad
+    if weight_decay:
+        g = _fma(p, t(weight_decay), g)
+    eta, mu = float(state["eta"]), float(state["mu"])
+    p[...] = _fma(g, t(-eta), p * t(1 - lambd * eta))
+    ax = state["ax"]
+    if mu != 1:
+        ax[...] = ax + (p - ax) * t(mu)
+    else:
+        ax[...] = p
+    k = float(state["step"])
+    state["eta"] = np.float32(lr / (1 + lambd * lr * k) ** alpha)
+    state["mu"] = np.float32(1 / max(1, k - t0))
