@@ -3,7 +3,7 @@
 // gather() checks every array of every operand list (type, dtype, shape, memory layout,
 // alignment, writeability) and that no array it writes shares memory with another, and raises a
 // TypeError/ValueError naming the argument before anything is written. A call that takes more
-// than one table (sparse AdaGrad), or a check of several calls at once (check_calls), collects
+// than one table (the row-sparse step), or a check of several calls at once (check_calls), collects
 // every array's Extent and refuses an overlap among all of them (refuse_overlaps). Then a
 // call claims its arrays' memory for its step (claim_extents: a RuntimeError if a step
 // running now in another thread uses it and one of the two writes it).
@@ -143,7 +143,7 @@ inline const char* dtype_name(DType d) {
 }
 
 // Refuse (TypeError naming the array) a 16-bit array where a call computes only in
-// float32 and float64 (sparse AdaGrad's rows).
+// float32 and float64 (the row-sparse step's rows).
 inline void refuse_half(DType d, const std::string& who) {
   if (d == DType::bf16 || d == DType::f16)
     throw py::type_error(who + ": expected a float32 or float64 array, got " + dtype_name(d) +

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "optbowl/bowl.hpp"
+#include "optbowl/registry.hpp"
 
 namespace optbowl {
 namespace py = pybind11;

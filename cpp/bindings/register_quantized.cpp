@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "arrays.hpp"
-#include "optbowl/bowl.hpp"
 #include "optbowl/loops/quantized_loop.hpp"
+#include "optbowl/registry.hpp"
 
 namespace optbowl {
 

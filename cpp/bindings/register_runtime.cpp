@@ -4,10 +4,12 @@
 #include <array>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "arrays.hpp"
 #include "optbowl/loops/stream_floor_loop.hpp"
 #include "optbowl/multi_tensor.hpp"
+#include "optbowl/registry.hpp"
 
 namespace optbowl {
 namespace py = pybind11;
@@ -52,9 +54,23 @@ void stream_floor_any(std::size_t w, std::size_t r, const py::list& inout, const
 }  // namespace
 
 // name() returns the setting, set_name(bytes) sets it (bytes >= 0); results do not depend on it.
+// "A, B and C": the titles of the compiled rules whose Loop `Has`.
+template <template <class, class = void> class Has>
+std::string rules_with() {
+  std::vector<std::string> titles;
+  registry::Rules::each([&titles](auto rule) {
+    using Rule = decltype(rule);
+    if (Has<typename Rule::Loop>::value) titles.push_back(Rule::title);
+  });
+  std::string s;
+  for (std::size_t k = 0; k < titles.size(); ++k)
+    s += (k == 0 ? "" : k + 1 == titles.size() ? " and " : ", ") + titles[k];
+  return s.empty() ? "none" : s;
+}
+
 static void def_bytes_setting(py::module_& m, const std::string& name, std::int64_t& (*setting)(),
-                              const char* doc) {
-  m.def(name.c_str(), [setting] { return setting(); }, doc);
+                              const std::string& doc) {
+  m.def(name.c_str(), [setting] { return setting(); }, doc.c_str());
   m.def(
       ("set_" + name).c_str(),
       [setting](std::int64_t bytes) {
@@ -116,21 +132,32 @@ void register_runtime(py::module_& m) {
   m.attr("chunk_size_max") = kChunkMax;
   m.attr("parallel_min") = kParallelMin;
 
-  m.def("cpu_isa", [] { return std::string(isa_name(isa_setting())); },
-        "The instruction set the loops run with: 'avx512', 'avx2' or 'baseline'. With 'avx512'\n"
-        "the Rprop and QuickProp loops and the floor kernel use 512-bit vectors; AdaGrad,\n"
-        "RMSprop and Adam use them on AMD Zen 5 and later for steps whose arrays fit in cache\n"
-        "(wide_in_cache_bytes), SGD there at every size; the others run their AVX2 build,\n"
-        "which is as fast or faster.");
-  def_bytes_setting(m, "wide_in_cache_bytes", &wide_in_cache_bytes,
-                    "Steps of AdaGrad, RMSprop and Adam over at most this many bytes of arrays run with\n"
-                    "512-bit vectors when cpu_isa() is 'avx512' (0: never), and SGD's steps at every size\n"
-                    "when it is not 0. 64 MiB on AMD Zen 5 and later, where it pays in and near cache;\n"
-                    "else 0.");
-  def_bytes_setting(m, "prefetch_min_bytes", &prefetch_min_bytes,
-                    "Steps of Rprop's compact state over at least this many bytes of arrays (K per\n"
-                    "element, used or not) prefetch each array's cache lines ahead in software, so that\n"
-                    "its loop keeps up with memory; 0: every such step. 32 MiB.");
+  // The rules each sentence names are those whose Loop declares the trait (multi_tensor.hpp).
+  const std::string in_cache = rules_with<runs_avx512_in_cache>();
+  const std::string wide = rules_with<runs_avx512_wide>();
+  const std::string isa_doc =
+      "The instruction set the loops run with: 'avx512', 'avx2' or 'baseline'. With 'avx512'\n"
+      "the loops of " +
+      rules_with<runs_avx512>() + " and the floor kernel use 512-bit vectors; " + in_cache +
+      "\nuse them on AMD Zen 5 and later for steps whose arrays fit in cache (wide_in_cache_bytes),\n" +
+      wide + " there at every size; the others run their AVX2 build, which is as fast or faster.";
+  m.def("cpu_isa", [] { return std::string(isa_name(isa_setting())); }, isa_doc.c_str());
+  def_bytes_setting(
+      m, "wide_in_cache_bytes", &wide_in_cache_bytes,
+      "Steps of " + in_cache +
+          " over at most this many bytes of arrays run with\n"
+          "512-bit vectors when cpu_isa() is 'avx512' (0: never), and steps of " +
+          wide +
+          " at every\n"
+          "size when it is not 0. 64 MiB on AMD Zen 5 and later, where it pays in and near cache;\n"
+          "else 0.");
+  def_bytes_setting(
+      m, "prefetch_min_bytes", &prefetch_min_bytes,
+      "Steps of a loop that prefetches (" + rules_with<has_prefetches>() +
+          ", with its compact\n"
+          "state) over at least this many bytes of arrays (K per element, used or not) prefetch\n"
+          "each array's cache lines ahead in software, so that its loop keeps up with memory;\n"
+          "0: every such step. 32 MiB.");
   m.def("detected_isa", [] { return std::string(isa_name(detect_isa())); },
         "The best instruction set this CPU supports (of 'avx512', 'avx2', 'baseline').");
   m.def(

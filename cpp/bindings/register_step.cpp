@@ -49,7 +49,7 @@ PyObject* one_float = nullptr;
 
 // The layout tuple Optimizer._short_call() makes (see its docstring).
 enum LayoutItem { kFn, kBefore, kColumns, kTakesSteps, kOptions, kStateNames, kKeys, kLayoutSize };
-constexpr Py_ssize_t kMaxStates = 3;  // state arrays a parameter (Adam's, RMSprop's)
+constexpr Py_ssize_t kMaxStates = 3;  // state arrays of a parameter, at most (a Loop's K - 2)
 
 // A new reference to obj's attribute `name` if it is of exactly the type `check` accepts.
 template <class Check>

@@ -1,5 +1,6 @@
 // Dense AdaGrad on the device, calling the rule of optbowl/rules/adagrad.hpp.
 #include "multi_tensor_apply.cuh"
+#include "optbowl/loops/adagrad_loop.hpp"
 #include "optbowl/rules/adagrad.hpp"
 
 namespace optbowl {
@@ -26,7 +27,9 @@ struct AdagradOp {
 
 }  // namespace
 
-LaunchStats adagrad(const DeviceTable<3>& table, const AdagradLoop& loop, const LaunchConfig& config) {
+template <>
+LaunchStats launch<AdagradLoop>(const DeviceTable<AdagradLoop::K>& table, const AdagradLoop& loop,
+                                const LaunchConfig& config) {
   return launch_by_dtype<AdagradOp>(table, hyper_of_loop(loop), config,
                                     [&](int t) { return loop.groups[loop.group_of[t]]; });
 }

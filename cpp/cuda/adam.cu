@@ -1,6 +1,7 @@
 // Adam, AdamW (decoupled weight decay) and AMSGrad on the device, calling the rules of
 // optbowl/rules/adam.hpp.
 #include "multi_tensor_apply.cuh"
+#include "optbowl/loops/adam_loop.hpp"
 #include "optbowl/rules/adam.hpp"
 
 namespace optbowl {
@@ -36,7 +37,9 @@ struct AdamOp {
 
 }  // namespace
 
-LaunchStats adam(const DeviceTable<5>& table, const AdamLoop& loop, const LaunchConfig& config) {
+template <>
+LaunchStats launch<AdamLoop>(const DeviceTable<AdamLoop::K>& table, const AdamLoop& loop,
+                             const LaunchConfig& config) {
   const auto rule_hyper = hyper_of_loop(loop);
   return launch_by_dtype<AdamOp>(
       table,

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "launch.hpp"
+#include "optbowl/registry.hpp"
 #include "runtime.hpp"
 
 namespace py = pybind11;
@@ -32,10 +33,7 @@ namespace optbowl {
 namespace cuda {
 namespace {
 
-using GroupTuple = std::tuple<double, double, double, double, bool>;
-using SgdGroupTuple = std::tuple<double, double, double, double, bool, bool>;
-using RmspropGroupTuple = std::tuple<double, double, double, double, double, bool, bool>;
-using AdamGroupTuple = std::tuple<double, double, double, double, double, bool, bool, bool>;
+namespace reg = optbowl::registry;
 
 DeviceDType parse_dtype(const std::string& name) {
   if (name == "float32") return DeviceDType::f32;
@@ -45,19 +43,19 @@ DeviceDType parse_dtype(const std::string& name) {
   throw py::type_error("dtypes: expected float32, float64, float16 or bfloat16, got " + name);
 }
 
-// Build a table from K lists of pointers; the lists from index `optional` on may be None
-// (an unused slot: null pointers), the others are required.
+// Build a table from K lists of pointers; a list k with optional[k] may be None (an unused
+// slot: null pointers), the others are required.
 template <std::size_t K>
-DeviceTable<K> make_table(const std::array<std::pair<const char*, py::object>, K>& lists,
-                          const std::vector<std::int64_t>& sizes,
-                          const std::vector<std::string>& dtypes, std::size_t optional = K) {
+DeviceTable<K> make_table(const std::array<std::pair<const char*, py::handle>, K>& lists,
+                          const std::vector<std::int64_t>& sizes, const std::vector<std::string>& dtypes,
+                          const std::array<bool, K>& optional) {
   const std::size_t n = sizes.size();
   if (dtypes.size() != n) throw py::value_error("dtypes: expected one dtype per tensor");
   DeviceTable<K> table;
   table.ptrs.assign(n, {});
   for (std::size_t k = 0; k < K; ++k) {
     if (lists[k].second.is_none()) {
-      if (k < optional)
+      if (!optional[k])
         throw py::type_error(std::string(lists[k].first) +
                              ": expected a list of pointers, got None");
       continue;
@@ -82,24 +80,6 @@ std::vector<std::int32_t> group_index(const std::vector<std::int64_t>& group_siz
     for (std::int64_t j = 0; j < group_sizes[g]; ++j) of.push_back(static_cast<std::int32_t>(g));
   if (of.size() != n) throw py::value_error("group_sizes: they do not add up to the tensor count");
   return of;
-}
-
-// A group tuple of Python scalars -> the loop's group struct, field by field.
-template <class Group, class... Fields>
-std::vector<Group> groups_from(const std::vector<std::tuple<Fields...>>& groups) {
-  std::vector<Group> out;
-  for (const auto& g : groups)
-    out.push_back(std::apply([](const Fields&... f) { return Group{f...}; }, g));
-  return out;
-}
-
-// A ValueError when some group needs an optional list that was not given.
-template <class Group, class Needs>
-void require_list(const std::vector<Group>& groups, const py::object& list, Needs needs,
-                  const char* message) {
-  if (!list.is_none()) return;
-  for (const auto& g : groups)
-    if (needs(g)) throw py::value_error(message);
 }
 
 std::vector<double> steps_of(const std::vector<double>& steps, std::size_t n) {
@@ -146,6 +126,103 @@ py::tuple launched(Launch launch) {
     s = launch();
   }
   return py::make_tuple(s.launches, s.chunks, s.chunk_elems, s.blocks);
+}
+
+// One step of `Rule` over device pointers, the arguments unpacked: the entry's hook, the
+// lists a group needs, the table, then the launch without the GIL.
+template <class Rule, class Lead, class Mid, class Trail>
+py::tuple step(const Lead& lead, const std::array<py::handle, Rule::operands.size()>& lists,
+               const std::vector<std::int64_t>& sizes, const std::vector<std::string>& dtypes, const Mid& mid,
+               const std::vector<reg::GroupTuple<Rule>>& groups, const std::vector<std::int64_t>& group_sizes,
+               const Trail& trail, int device, std::uintptr_t stream, std::uintptr_t found_inf,
+               std::uintptr_t grad_scale, const py::object& step_ptrs, const py::object& step_dtypes) {
+  constexpr std::size_t K = Rule::operands.size();
+  typename Rule::Loop loop;
+  loop.groups = reg::groups_from<Rule>(groups);
+  std::array<bool, K> given{}, optional{};
+  std::array<std::pair<const char*, py::handle>, K> named{};
+  for (std::size_t k = 0; k < K; ++k) {
+    given[k] = !lists[k].is_none();
+    optional[k] = Rule::operands[k].optional;
+    named[k] = {Rule::operands[k].arg, lists[k]};
+  }
+  Rule::cuda_setup(loop, lead, trail, given);
+  reg::require_operands<Rule>(loop.groups, given);
+  DeviceTable<K> table = make_table<K>(named, sizes, dtypes, optional);
+  if constexpr (Rule::device_steps) add_device_steps(table, step_ptrs, step_dtypes);
+  if constexpr (Rule::counts_steps) loop.steps = steps_of(std::get<0>(mid), table.size());
+  loop.group_of = group_index(group_sizes, table.size());
+  const LaunchConfig config = config_of(device, stream, found_inf, grad_scale);
+  return launched([&] { return launch(table, loop, config); });
+}
+
+template <class Rule>
+std::string doc() {
+  std::string s =
+      std::string("One ") + Rule::title + " step over device pointers; groups: " + reg::fields_str<Rule>();
+  if (Rule::device_steps)
+    s += "; with step_ptrs, each tensor's step count is read from its device counter (plus one) instead of "
+         "steps";
+  return s + "; returns (kernel launches, chunks, chunk length, blocks).";
+}
+
+template <std::size_t N, std::size_t... J>
+auto args_of(const std::array<const char*, N>& names, std::index_sequence<J...>) {
+  return std::make_tuple(py::arg(names[J])...);
+}
+
+template <std::size_t>
+using AnyObject = py::object;  // a pointer list, or None
+
+template <class Rule>
+using Steps = std::conditional_t<Rule::counts_steps, std::tuple<const std::vector<double>&>, std::tuple<>>;
+
+// optbowl._cuda.<rule>(lead..., operand lists..., sizes, dtypes, [steps,] groups,
+// group_sizes, trail..., device, stream, found_inf=0, grad_scale=0[, step_ptrs=None,
+// step_dtypes=None]): pointer lists as integers, any of them None where the entry allows.
+template <class Rule, class... Lead, std::size_t... I, class... Mid, class... Trail>
+void def_rule(py::module_& m, std::tuple<Lead...>*, std::index_sequence<I...>, std::tuple<Mid...>*,
+              std::tuple<Trail...>*) {
+  const auto steps_arg = [] {
+    if constexpr (Rule::counts_steps)
+      return std::make_tuple(py::arg("steps"));
+    else
+      return std::tuple<>{};
+  }();
+  const auto head =
+      std::tuple_cat(args_of(Rule::cuda_lead_names, std::make_index_sequence<sizeof...(Lead)>{}),
+                     std::make_tuple(py::arg(Rule::operands[I].arg)...),
+                     std::make_tuple(py::arg("sizes"), py::arg("dtypes")), steps_arg,
+                     std::make_tuple(py::arg("groups"), py::arg("group_sizes")),
+                     args_of(Rule::cuda_trail_names, std::make_index_sequence<sizeof...(Trail)>{}),
+                     std::make_tuple(py::arg("device"), py::arg("stream"), py::arg("found_inf") = 0,
+                                     py::arg("grad_scale") = 0));
+  const std::string text = doc<Rule>();
+  using Groups = std::vector<reg::GroupTuple<Rule>>;
+  using Sizes = std::vector<std::int64_t>;
+  using Dtypes = std::vector<std::string>;
+  if constexpr (Rule::device_steps) {
+    auto f = [](Lead... lead, AnyObject<I>... lists, const Sizes& sizes, const Dtypes& dtypes, Mid... mid,
+                const Groups& groups, const Sizes& group_sizes, Trail... trail, int device,
+                std::uintptr_t stream, std::uintptr_t found_inf, std::uintptr_t grad_scale,
+                py::object step_ptrs, py::object step_dtypes) {
+      return step<Rule>(std::forward_as_tuple(lead...), {{py::handle(lists)...}}, sizes, dtypes,
+                        std::forward_as_tuple(mid...), groups, group_sizes, std::forward_as_tuple(trail...),
+                        device, stream, found_inf, grad_scale, step_ptrs, step_dtypes);
+    };
+    const auto args = std::tuple_cat(
+        head, std::make_tuple(py::arg("step_ptrs") = py::none(), py::arg("step_dtypes") = py::none()));
+    std::apply([&](const auto&... a) { m.def(Rule::name, f, a..., text.c_str()); }, args);
+  } else {
+    auto f = [](Lead... lead, AnyObject<I>... lists, const Sizes& sizes, const Dtypes& dtypes, Mid... mid,
+                const Groups& groups, const Sizes& group_sizes, Trail... trail, int device,
+                std::uintptr_t stream, std::uintptr_t found_inf, std::uintptr_t grad_scale) {
+      return step<Rule>(std::forward_as_tuple(lead...), {{py::handle(lists)...}}, sizes, dtypes,
+                        std::forward_as_tuple(mid...), groups, group_sizes, std::forward_as_tuple(trail...),
+                        device, stream, found_inf, grad_scale, py::none(), py::none());
+    };
+    std::apply([&](const auto&... a) { m.def(Rule::name, f, a..., text.c_str()); }, head);
+  }
 }
 
 // A plain device allocation; the Python side wraps it with __cuda_array_interface__.
@@ -250,148 +327,14 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("pointer_device", &runtime::pointer_device, py::arg("ptr"),
         "CUDA device ordinal that owns a device pointer.");
 
-  m.def(
-      "rprop",
-      [](int variant, py::object params, py::object grads, py::object prevs, py::object steps,
-         py::object updates, const std::vector<std::int64_t>& sizes,
-         const std::vector<std::string>& dtypes, const std::vector<GroupTuple>& groups,
-         const std::vector<std::int64_t>& group_sizes, bool loss_increased, int device,
-         std::uintptr_t stream, std::uintptr_t found_inf, std::uintptr_t grad_scale) {
-        if (variant < 0 || variant > static_cast<int>(optbowl::RpropVariant::backtrack))
-          throw py::value_error("variant: expected 0..4");
-        optbowl::RpropLoop loop;
-        loop.variant = static_cast<optbowl::RpropVariant>(variant);
-        const bool plus = optbowl::rprop_state_count(loop.variant) == 3;
-        if (plus == updates.is_none()) throw py::value_error("updates: wrong for this variant");
-        const DeviceTable<5> table = make_table<5>(
-            {{{"params", params}, {"grads", grads}, {"prevs", prevs}, {"steps", steps}, {"updates", updates}}},
-            sizes, dtypes, 4);
-        loop.groups = groups_from<optbowl::RpropGroup>(groups);
-        loop.group_of = group_index(group_sizes, table.size());
-        loop.loss_increased = loss_increased;
-        const LaunchConfig config = config_of(device, stream, found_inf, grad_scale);
-        return launched([&] { return rprop(table, loop, config); });
-      },
-      py::arg("variant"), py::arg("params"), py::arg("grads"), py::arg("prevs"), py::arg("steps"),
-      py::arg("updates"), py::arg("sizes"), py::arg("dtypes"), py::arg("groups"),
-      py::arg("group_sizes"), py::arg("loss_increased"), py::arg("device"), py::arg("stream"),
-      py::arg("found_inf") = 0, py::arg("grad_scale") = 0,
-      "One Rprop step over device pointers; returns (kernel launches, chunks, chunk length, "
-      "blocks).");
-
-  m.def(
-      "adagrad",
-      [](py::object params, py::object grads, py::object sums, const std::vector<std::int64_t>& sizes,
-         const std::vector<std::string>& dtypes, const std::vector<double>& steps,
-         const std::vector<GroupTuple>& groups, const std::vector<std::int64_t>& group_sizes,
-         int device, std::uintptr_t stream, std::uintptr_t found_inf, std::uintptr_t grad_scale,
-         py::object step_ptrs, py::object step_dtypes) {
-        DeviceTable<3> table = make_table<3>(
-            {{{"params", params}, {"grads", grads}, {"sums", sums}}}, sizes, dtypes);
-        add_device_steps(table, step_ptrs, step_dtypes);
-        optbowl::AdagradLoop loop;
-        loop.steps = steps_of(steps, table.size());
-        loop.groups = groups_from<optbowl::AdagradGroup>(groups);
-        loop.group_of = group_index(group_sizes, table.size());
-        const LaunchConfig config = config_of(device, stream, found_inf, grad_scale);
-        return launched([&] { return adagrad(table, loop, config); });
-      },
-      py::arg("params"), py::arg("grads"), py::arg("sums"), py::arg("sizes"), py::arg("dtypes"),
-      py::arg("steps"), py::arg("groups"), py::arg("group_sizes"), py::arg("device"),
-      py::arg("stream"), py::arg("found_inf") = 0, py::arg("grad_scale") = 0,
-      py::arg("step_ptrs") = py::none(), py::arg("step_dtypes") = py::none(),
-      "One AdaGrad step over device pointers; with step_ptrs, each tensor's step count is read "
-      "from its device counter (plus one) instead of steps; returns (kernel launches, chunks, "
-      "chunk length, blocks).");
-
-  m.def(
-      "sgd",
-      [](py::object params, py::object grads, py::object momentum_buffers,
-         const std::vector<std::int64_t>& sizes, const std::vector<std::string>& dtypes,
-         const std::vector<double>& steps, const std::vector<SgdGroupTuple>& groups,
-         const std::vector<std::int64_t>& group_sizes, int device, std::uintptr_t stream,
-         std::uintptr_t found_inf, std::uintptr_t grad_scale) {
-        optbowl::SgdLoop loop;
-        loop.groups = groups_from<optbowl::SgdGroup>(groups);
-        require_list(loop.groups, momentum_buffers, [](const auto& g) { return g.momentum != 0.0; },
-                     "momentum_buffers: momentum != 0 needs one buffer per parameter");
-        const DeviceTable<3> table = make_table<3>(
-            {{{"params", params}, {"grads", grads}, {"momentum_buffers", momentum_buffers}}}, sizes,
-            dtypes, 2);
-        loop.steps = steps_of(steps, table.size());
-        loop.group_of = group_index(group_sizes, table.size());
-        const LaunchConfig config = config_of(device, stream, found_inf, grad_scale);
-        return launched([&] { return sgd(table, loop, config); });
-      },
-      py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("sizes"),
-      py::arg("dtypes"), py::arg("steps"), py::arg("groups"), py::arg("group_sizes"),
-      py::arg("device"), py::arg("stream"), py::arg("found_inf") = 0, py::arg("grad_scale") = 0,
-      "One SGD step over device pointers; groups: (lr, momentum, dampening, weight_decay, "
-      "nesterov, maximize); returns (kernel launches, chunks, chunk length, blocks).");
-
-  m.def(
-      "rmsprop",
-      [](py::object params, py::object grads, py::object square_avgs, py::object grad_avgs,
-         py::object momentum_buffers, const std::vector<std::int64_t>& sizes,
-         const std::vector<std::string>& dtypes, const std::vector<RmspropGroupTuple>& groups,
-         const std::vector<std::int64_t>& group_sizes, int device, std::uintptr_t stream,
-         std::uintptr_t found_inf, std::uintptr_t grad_scale) {
-        optbowl::RmspropLoop loop;
-        loop.groups = groups_from<optbowl::RmspropGroup>(groups);
-        require_list(loop.groups, grad_avgs, [](const auto& g) { return g.centered; },
-                     "grad_avgs: centered=True needs one array per parameter");
-        require_list(loop.groups, momentum_buffers, [](const auto& g) { return g.momentum > 0.0; },
-                     "momentum_buffers: momentum > 0 needs one buffer per parameter");
-        const DeviceTable<5> table = make_table<5>({{{"params", params},
-                                                     {"grads", grads},
-                                                     {"square_avgs", square_avgs},
-                                                     {"grad_avgs", grad_avgs},
-                                                     {"momentum_buffers", momentum_buffers}}},
-                                                   sizes, dtypes, 3);
-        loop.group_of = group_index(group_sizes, table.size());
-        const LaunchConfig config = config_of(device, stream, found_inf, grad_scale);
-        return launched([&] { return rmsprop(table, loop, config); });
-      },
-      py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("grad_avgs"),
-      py::arg("momentum_buffers"), py::arg("sizes"), py::arg("dtypes"), py::arg("groups"),
-      py::arg("group_sizes"), py::arg("device"), py::arg("stream"), py::arg("found_inf") = 0,
-      py::arg("grad_scale") = 0,
-      "One RMSprop step over device pointers; groups: (lr, alpha, eps, weight_decay, momentum, "
-      "centered, maximize); returns (kernel launches, chunks, chunk length, blocks).");
-
-  m.def(
-      "adam",
-      [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
-         py::object max_exp_avg_sqs, const std::vector<std::int64_t>& sizes,
-         const std::vector<std::string>& dtypes, const std::vector<double>& steps,
-         const std::vector<AdamGroupTuple>& groups, const std::vector<std::int64_t>& group_sizes,
-         int device, std::uintptr_t stream, std::uintptr_t found_inf, std::uintptr_t grad_scale,
-         py::object step_ptrs, py::object step_dtypes) {
-        optbowl::AdamLoop loop;
-        loop.groups = groups_from<optbowl::AdamGroup>(groups);
-        require_list(loop.groups, max_exp_avg_sqs, [](const auto& g) { return g.amsgrad; },
-                     "max_exp_avg_sqs: amsgrad=True needs one array per parameter");
-        DeviceTable<5> table = make_table<5>({{{"params", params},
-                                               {"grads", grads},
-                                               {"exp_avgs", exp_avgs},
-                                               {"exp_avg_sqs", exp_avg_sqs},
-                                               {"max_exp_avg_sqs", max_exp_avg_sqs}}},
-                                             sizes, dtypes, 4);
-        add_device_steps(table, step_ptrs, step_dtypes);
-        loop.steps = steps_of(steps, table.size());
-        loop.group_of = group_index(group_sizes, table.size());
-        const LaunchConfig config = config_of(device, stream, found_inf, grad_scale);
-        return launched([&] { return adam(table, loop, config); });
-      },
-      py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
-      py::arg("max_exp_avg_sqs"), py::arg("sizes"), py::arg("dtypes"), py::arg("steps"),
-      py::arg("groups"), py::arg("group_sizes"), py::arg("device"), py::arg("stream"),
-      py::arg("found_inf") = 0, py::arg("grad_scale") = 0, py::arg("step_ptrs") = py::none(),
-      py::arg("step_dtypes") = py::none(),
-      "One Adam / AdamW / AMSGrad step over device pointers; groups: (lr, beta1, beta2, eps, "
-      "weight_decay, amsgrad, maximize, decoupled_weight_decay); with step_ptrs, each tensor's "
-      "step count is read from its device counter (plus one) instead of steps; returns (kernel "
-      "launches, chunks, chunk length, blocks).");
+  // The step function of every registry entry with a kernel (optbowl/registry.hpp).
+  reg::Rules::each([&m](auto rule) {
+    using Rule = decltype(rule);
+    if constexpr (Rule::cuda)
+      def_rule<Rule>(m, static_cast<typename Rule::CudaLead*>(nullptr),
+                     std::make_index_sequence<Rule::operands.size()>{}, static_cast<Steps<Rule>*>(nullptr),
+                     static_cast<typename Rule::CudaTrail*>(nullptr));
+  });
 
   m.def(
       "plan",

@@ -14,9 +14,13 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "launch.hpp"
+#include "optbowl/registry.hpp"
 #include "runtime.hpp"
 
 namespace optbowl {
@@ -96,6 +100,11 @@ Loop with_device_steps(const DeviceTable<K>& table, Loop loop) {
   return loop;
 }
 
+template <class Loop, class = void>
+struct CountsSteps : std::false_type {};
+template <class Loop>
+struct CountsSteps<Loop, std::void_t<decltype(std::declval<Loop&>().steps)>> : std::true_type {};
+
 template <std::size_t K>
 void no_device_steps(const DeviceTable<K>& table) {
   if (!table.step_ptrs.empty()) throw std::invalid_argument("step_ptrs: this rule counts no steps");
@@ -103,24 +112,23 @@ void no_device_steps(const DeviceTable<K>& table) {
 
 }  // namespace
 
-LaunchStats rprop(const DeviceTable<5>& table, const RpropLoop& loop, const LaunchConfig& config) {
+// Every registry entry's launcher: its CPU loop run chunk by chunk, with the device step
+// counters where the loop counts steps.
+template <class Loop>
+LaunchStats launch(const DeviceTable<Loop::K>& table, const Loop& loop, const LaunchConfig& config) {
+  if constexpr (CountsSteps<Loop>::value) return run_by_dtype(table, with_device_steps(table, loop), config);
   no_device_steps(table);
   return run_by_dtype(table, loop, config);
 }
-LaunchStats adagrad(const DeviceTable<3>& table, const AdagradLoop& loop, const LaunchConfig& config) {
-  return run_by_dtype(table, with_device_steps(table, loop), config);
+
+namespace {
+// The launchers of the bindings' rules, instantiated here (their only definition).
+template <class... R>
+constexpr auto launchers(registry::List<R...>*) {
+  return std::make_tuple(&launch<typename R::Loop>...);
 }
-LaunchStats sgd(const DeviceTable<3>& table, const SgdLoop& loop, const LaunchConfig& config) {
-  no_device_steps(table);
-  return run_by_dtype(table, loop, config);
-}
-LaunchStats rmsprop(const DeviceTable<5>& table, const RmspropLoop& loop, const LaunchConfig& config) {
-  no_device_steps(table);
-  return run_by_dtype(table, loop, config);
-}
-LaunchStats adam(const DeviceTable<5>& table, const AdamLoop& loop, const LaunchConfig& config) {
-  return run_by_dtype(table, with_device_steps(table, loop), config);
-}
+[[maybe_unused]] const auto kLaunchers = launchers(static_cast<registry::Rules*>(nullptr));
+}  // namespace
 
 namespace runtime {
 

@@ -5,19 +5,13 @@
 // A DeviceTable holds, per tensor, K device pointers (param, grad, state arrays, in the
 // rule's order; null for an optional state array not given), the length and the storage
 // dtype, and, for rules that count steps, optionally a device step counter per tensor. The
-// hyper-parameters come from the same host structs the CPU loops use (RpropLoop,
-// AdagradLoop, SgdLoop, RmspropLoop, AdamLoop), so a group's scalars are rounded to the math
-// type in one place.
+// hyper-parameters come from the same host structs the CPU loops use (the Loop types of
+// optbowl/loops/), so a group's scalars are rounded to the math type in one place.
 #pragma once
 #include <array>
 #include <cstdint>
 #include <vector>
 
-#include "optbowl/loops/adagrad_loop.hpp"
-#include "optbowl/loops/adam_loop.hpp"
-#include "optbowl/loops/rmsprop_loop.hpp"
-#include "optbowl/loops/rprop_loop.hpp"
-#include "optbowl/loops/sgd_loop.hpp"
 
 namespace optbowl {
 namespace cuda {
@@ -60,11 +54,11 @@ struct LaunchStats {
   std::int64_t blocks = 0;
 };
 
-LaunchStats rprop(const DeviceTable<5>& table, const RpropLoop& loop, const LaunchConfig& config);
-LaunchStats adagrad(const DeviceTable<3>& table, const AdagradLoop& loop, const LaunchConfig& config);
-LaunchStats sgd(const DeviceTable<3>& table, const SgdLoop& loop, const LaunchConfig& config);
-LaunchStats rmsprop(const DeviceTable<5>& table, const RmspropLoop& loop, const LaunchConfig& config);
-LaunchStats adam(const DeviceTable<5>& table, const AdamLoop& loop, const LaunchConfig& config);
+// One multi-tensor step of the rule whose CPU loop is Loop, on the device: defined once per
+// rule with a kernel, as launch<ThatLoop> in cpp/cuda/<rule>.cu (the registry's entries
+// with cuda = true: optbowl/registry.hpp), and for all of them in the host stub.
+template <class Loop>
+LaunchStats launch(const DeviceTable<Loop::K>& table, const Loop& loop, const LaunchConfig& config);
 
 // ---- multi-tensor apply: the launch plan (as apex's multi_tensor_apply) -------------
 // Every tensor is cut into chunks of `chunk` elements. A launch carries, in its kernel

@@ -1,5 +1,6 @@
 // RMSprop (centered, momentum) on the device, calling the rule of optbowl/rules/rmsprop.hpp.
 #include "multi_tensor_apply.cuh"
+#include "optbowl/loops/rmsprop_loop.hpp"
 #include "optbowl/rules/rmsprop.hpp"
 
 namespace optbowl {
@@ -22,7 +23,9 @@ struct RmspropOp {
 
 }  // namespace
 
-LaunchStats rmsprop(const DeviceTable<5>& table, const RmspropLoop& loop, const LaunchConfig& config) {
+template <>
+LaunchStats launch<RmspropLoop>(const DeviceTable<RmspropLoop::K>& table, const RmspropLoop& loop,
+                                const LaunchConfig& config) {
   return launch_by_dtype<RmspropOp>(
       table,
       [&](auto tag, int t) {

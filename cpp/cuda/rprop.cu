@@ -1,5 +1,6 @@
 // Rprop on the device: one Op per variant, each calling the rule of optbowl/rules/rprop.hpp.
 #include "multi_tensor_apply.cuh"
+#include "optbowl/loops/rprop_loop.hpp"
 #include "optbowl/rules/rprop.hpp"
 
 namespace optbowl {
@@ -64,7 +65,9 @@ struct RpropPlusOp {
 
 }  // namespace
 
-LaunchStats rprop(const DeviceTable<5>& table, const RpropLoop& loop, const LaunchConfig& config) {
+template <>
+LaunchStats launch<RpropLoop>(const DeviceTable<RpropLoop::K>& table, const RpropLoop& loop,
+                              const LaunchConfig& config) {
   const auto rule_hyper = [&](auto tag, int t) {
     using M = typename decltype(tag)::type;
     return loop.groups[loop.group_of[t]].template cast<M>();

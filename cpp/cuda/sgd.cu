@@ -1,6 +1,7 @@
 // SGD (momentum, dampening, Nesterov, weight decay) on the device, calling the rule of
 // optbowl/rules/sgd.hpp.
 #include "multi_tensor_apply.cuh"
+#include "optbowl/loops/sgd_loop.hpp"
 #include "optbowl/rules/sgd.hpp"
 
 namespace optbowl {
@@ -22,7 +23,9 @@ struct SgdOp {
 
 }  // namespace
 
-LaunchStats sgd(const DeviceTable<3>& table, const SgdLoop& loop, const LaunchConfig& config) {
+template <>
+LaunchStats launch<SgdLoop>(const DeviceTable<SgdLoop::K>& table, const SgdLoop& loop,
+                            const LaunchConfig& config) {
   return launch_by_dtype<SgdOp>(table, hyper_of_loop(loop), config);
 }
 

@@ -1,6 +1,6 @@
 """Type stubs of optbowl._core, the compiled core (private: use the optbowl package)."""
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -14,26 +14,13 @@ def max_num_threads() -> int: ...
 def helper_threads() -> int: ...
 def steps_in_flight() -> int: ...
 def has_openmp() -> bool: ...
-def rprop(
-    variant: str,
-    params: List[np.ndarray],
-    grads: List[np.ndarray],
-    prevs: List[np.ndarray],
-    steps: List[np.ndarray],
-    updates: Optional[List[np.ndarray]],
-    groups: Sequence[Tuple[float, float, float, float, bool]],
-    group_sizes: Sequence[int],
-    loss_increased: bool = True,
-    compact_state: bool = False,
-) -> None: ...
-def adagrad(
-    params: List[np.ndarray],
-    grads: List[np.ndarray],
-    sums: List[np.ndarray],
-    steps: Sequence[float],
-    groups: Sequence[Tuple[float, float, float, float, bool]],
-    group_sizes: Sequence[int],
-) -> None: ...
+# The step function of each compiled rule, optbowl._core.<rule>(...) -> None: its arguments
+# are the names in rules[<rule>] (the operand lists, then steps where the rule counts them,
+# groups (one tuple of rules[<rule>]["groups"] per group) and group_sizes), as the
+# registry of compiled rules (cpp/include/optbowl/registry.hpp) binds them.
+rules: Dict[str, Dict[str, Any]]
+
+def __getattr__(name: str) -> Callable[..., None]: ...
 def sparse_adagrad(
     params: List[np.ndarray],
     grads: List[np.ndarray],
@@ -41,42 +28,6 @@ def sparse_adagrad(
     indices: List[Optional[np.ndarray]],
     steps: Sequence[float],
     groups: Sequence[Tuple[float, float, float, float, bool]],
-    group_sizes: Sequence[int],
-) -> None: ...
-def sgd(
-    params: List[np.ndarray],
-    grads: List[np.ndarray],
-    momentum_buffers: Optional[List[np.ndarray]],
-    steps: Sequence[float],
-    groups: Sequence[Tuple[float, float, float, float, bool, bool]],
-    group_sizes: Sequence[int],
-    fused_tails: Sequence[bool] = ...,
-) -> None: ...
-def quickprop(
-    params: List[np.ndarray],
-    grads: List[np.ndarray],
-    prev_grads: List[np.ndarray],
-    prev_steps: List[np.ndarray],
-    groups: Sequence[Tuple[float, float, bool]],
-    group_sizes: Sequence[int],
-) -> None: ...
-def rmsprop(
-    params: List[np.ndarray],
-    grads: List[np.ndarray],
-    square_avgs: List[np.ndarray],
-    grad_avgs: Optional[List[np.ndarray]],
-    momentum_buffers: Optional[List[np.ndarray]],
-    groups: Sequence[Tuple[float, float, float, float, float, bool, bool]],
-    group_sizes: Sequence[int],
-) -> None: ...
-def adam(
-    params: List[np.ndarray],
-    grads: List[np.ndarray],
-    exp_avgs: List[np.ndarray],
-    exp_avg_sqs: List[np.ndarray],
-    max_exp_avg_sqs: Optional[List[np.ndarray]],
-    steps: Sequence[float],
-    groups: Sequence[Tuple[float, float, float, float, float, bool, bool, bool]],
     group_sizes: Sequence[int],
 ) -> None: ...
 def stream_floor(

@@ -7,8 +7,9 @@
 //
 // A method is a Method<Loop>: the loop set up for one group and one tensor, the initial
 // value of each of its state arrays, the direction it is fed (gradient or Newton), and an
-// optional hook run before every step (step counters, "did the loss go up"). The list of
-// methods the simulator knows is with_method() below: the single place to plug in a loop.
+// optional hook run before every step (step counters, "did the loss go up"). The methods
+// the simulator knows are the compiled rules' (optbowl/registry.hpp: each entry names its
+// methods and sets one up; bowl::with_method and bowl::compiled_methods iterate them).
 //
 // simulate() runs one configuration and can record it; sweep() runs many of one method
 // side by side as SIMD lanes (simulate_lanes: one Loop::run per coordinate over all the
@@ -30,13 +31,7 @@
 #include <utility>
 #include <vector>
 
-#include "optbowl/loops/adagrad_loop.hpp"
-#include "optbowl/loops/adam_loop.hpp"
 #include "optbowl/loops/lanes.hpp"
-#include "optbowl/loops/quickprop_loop.hpp"
-#include "optbowl/loops/rmsprop_loop.hpp"
-#include "optbowl/loops/rprop_loop.hpp"
-#include "optbowl/loops/sgd_loop.hpp"
 #include "optbowl/multi_tensor.hpp"
 
 #ifdef _OPENMP
@@ -87,7 +82,8 @@ struct HyperRow {
 // What the loop is fed, and how its learning rate is set. gradient and newton: g = Ax − b
 // or A⁻¹g, at the configured learning rate. The others are not element-wise rules: each
 // step they compute one scalar from the whole vector (and CG a direction), then hand the
-// loop (torch's SGD step, x −= lr·g) the direction with lr set to that scalar:
+// loop (a plain gradient step, x −= lr·g, whose Method sets set_lr) the direction with lr
+// set to that scalar:
 //   steepest: exact line search along g, lr = gᵀg / gᵀAg;
 //   cg:       conjugate gradient (Fletcher–Reeves), d = g + (|g|²/|g_prev|²)·d_prev,
 //             lr = gᵀd / dᵀAd, the loop fed d;
@@ -97,6 +93,12 @@ enum class Direction : std::uint8_t { gradient, newton, steepest, cg, polyak };
 inline bool is_line_search(Direction d) {
   return d == Direction::steepest || d == Direction::cg || d == Direction::polyak;
 }
+
+template <class Loop, class = void>
+struct HasLossIncreased : std::false_type {};
+template <class Loop>
+struct HasLossIncreased<Loop, std::void_t<decltype(std::declval<Loop&>().loss_increased)>> : std::true_type {
+};
 
 template <class LoopT>
 struct Method {
@@ -111,12 +113,16 @@ struct Method {
   void (*before_step)(Loop&, std::int64_t t, double loss, double prev_loss) = nullptr;
   bool reads_loss = false;  // before_step uses the losses (else they are not computed)
   // before_step changes what differs between configurations of a sweep (the loop's
-  // hyper-parameters beyond the step count, or iRprop+'s flag), not only the step count.
+  // hyper-parameters beyond the step count, or a loop's loss_increased flag), not only
+  // the step count.
   bool hook_per_lane = false;
+  // The line searches' learning rate (Direction::steepest, cg, polyak): sets it on the loop.
+  void (*set_lr)(Loop&, double lr) = nullptr;
 
-  // iRprop+'s "the loss went up", as a sweep lane's flag (loops/lanes.hpp).
+  // A loop's "the loss went up" (its loss_increased member, where it has one), as a sweep
+  // lane's flag (loops/lanes.hpp).
   std::uint8_t lane_revert() const {
-    if constexpr (std::is_same<Loop, RpropLoop>::value) return loop.loss_increased ? 1 : 0;
+    if constexpr (HasLossIncreased<Loop>::value) return loop.loss_increased ? 1 : 0;
     return 0;
   }
 };
@@ -127,10 +133,10 @@ constexpr std::int64_t kMaxLanes = 512;
 constexpr std::int64_t kBlockBytes = 512 * 1024;
 
 // ---------------------------------------------------------------------------------------
-// SimMethods: the methods of the simulator, set from one row of hyper-parameters.
-// Each set_* sets every field of a Method: the optimizer's Loop for one group and one
-// tensor, reusing the Method's vectors, so that a sweep fills one Method per thread
-// without allocating.
+// Setting up a method from one row of hyper-parameters: a registry entry's set_bowl sets
+// every field of a Method (reset, then the optimizer's Loop for one group and one tensor),
+// reusing the Method's vectors, so that a sweep fills one Method per thread without
+// allocating.
 
 template <class Loop>
 void reset(Method<Loop>& m) {
@@ -139,6 +145,7 @@ void reset(Method<Loop>& m) {
   m.before_step = nullptr;
   m.reads_loss = false;
   m.hook_per_lane = false;
+  m.set_lr = nullptr;
 }
 
 template <class Loop, class Group>
@@ -147,77 +154,11 @@ void one_group(Loop& loop, const Group& group) {
   loop.group_of.assign(1, 0);
 }
 
-inline void set_rprop(Method<RpropLoop>& m, RpropVariant variant, const HyperRow& h) {
-  reset(m);
-  m.loop.variant = variant;
-  m.loop.loss_increased = true;
-  m.loop.compact_state = false;
-  one_group(m.loop,
-            RpropGroup{h.get("eta_minus"), h.get("eta_plus"), h.get("step_min"), h.get("step_max"), false});
-  m.state_init = {0.0, h.get("lr"), 0.0};  // prev (or direction), step size, last update
-  if (variant == RpropVariant::irprop_plus) {
-    m.before_step = [](RpropLoop& loop, std::int64_t t, double loss, double prev_loss) {
-      loop.loss_increased = t > 1 && loss > prev_loss;
-    };
-    m.reads_loss = true;
-    m.hook_per_lane = true;
-  }
-}
-
 // The optimizers whose loop keeps a step count (bias corrections, torch's first momentum
 // buffer) are told it before every step.
 template <class Loop>
 void count_steps(Loop& loop, std::int64_t t, double, double) {
   loop.steps[0] = static_cast<double>(t);
-}
-
-inline void set_adagrad(Method<AdagradLoop>& m, const HyperRow& h) {
-  reset(m);
-  one_group(m.loop, AdagradGroup{h.get("lr"), h.get("lr_decay"), h.get("weight_decay"), h.get("eps"), false});
-  m.loop.steps.assign(1, 0.0);
-  m.state_init = {h.get("initial_accumulator_value")};  // sum of squares
-  m.before_step = count_steps<AdagradLoop>;
-  m.hook_per_lane = true;  // the decayed learning rate follows the step count
-}
-
-// torch.optim.SGD for "gd", "momentum" and "nesterov"; Newton is its plain step (momentum 0
-// as the Python side sends it) taken along A⁻¹g.
-inline void set_sgd(Method<SgdLoop>& m, Direction direction, const HyperRow& h) {
-  reset(m);
-  one_group(m.loop, SgdGroup{h.get("lr"), h.get("momentum"), h.get("dampening"), h.get("weight_decay"),
-                             h.get("nesterov") != 0.0, false});
-  m.loop.steps.assign(1, 0.0);
-  m.state_init = {0.0};  // momentum buffer (set from the gradient on the first step)
-  m.direction = direction;
-  m.before_step = count_steps<SgdLoop>;
-  if (direction == Direction::polyak) {
-    m.f_star = h.get("f_star");
-    m.reads_loss = true;
-  }
-}
-
-inline void set_quickprop(Method<QuickpropLoop>& m, const HyperRow& h) {
-  reset(m);
-  one_group(m.loop, QuickpropGroup{h.get("lr"), h.get("max_growth"), false});
-  m.state_init = {0.0, 0.0};  // previous gradient, previous step
-}
-
-inline void set_rmsprop(Method<RmspropLoop>& m, const HyperRow& h) {
-  reset(m);
-  one_group(m.loop, RmspropGroup{h.get("lr"), h.get("alpha"), h.get("eps"), h.get("weight_decay"),
-                                 h.get("momentum"), h.get("centered") != 0.0, false});
-  m.state_init = {0.0, 0.0, 0.0};  // square_avg, grad_avg, momentum buffer
-}
-
-inline void set_adam(Method<AdamLoop>& m, const HyperRow& h) {
-  reset(m);
-  one_group(m.loop, AdamGroup{h.get("lr"), h.get("beta1"), h.get("beta2"), h.get("eps"),
-                              h.get("weight_decay"), h.get("amsgrad") != 0.0, false,
-                              h.get("decoupled_weight_decay") != 0.0});
-  m.loop.steps.assign(1, 0.0);
-  m.state_init = {0.0, 0.0, 0.0};  // exp_avg, exp_avg_sq, max_exp_avg_sq
-  m.before_step = count_steps<AdamLoop>;
-  m.hook_per_lane = true;  // the bias corrections follow the step count
 }
 
 // A method's factory: make(row) returns a new Method, make(m, row) sets an existing one.
@@ -238,43 +179,6 @@ Maker<Method<Loop>, Set> maker(Set set) {
   return {set};
 }
 
-// Method names the simulator runs.
-inline std::vector<std::string> compiled_methods() {
-  return {"irprop-",   "rprop-",    "rprop+", "irprop+", "backtrack", "adagrad",  "gd",
-          "momentum",  "nesterov",  "newton", "steepest", "cg",       "polyak", "quickprop",
-          "rmsprop",   "adam"};
-}
-
-// The integration point: `use` is called with the named method's Maker (make(row) returns
-// a Method<Loop>, make(m, row) sets m). The hyper-parameter names are those the Python
-// side sends (bowl.py, _RULES); booleans travel as 0 or 1.
-template <class Use>
-void with_method(const std::string& name, Use&& use) {
-  // One maker per loop type (the variant and the direction are values), so that each
-  // loop's simulator is compiled once.
-  auto rprop = [&](RpropVariant variant) {
-    use(maker<RpropLoop>(
-        [variant](Method<RpropLoop>& m, const HyperRow& h) { set_rprop(m, variant, h); }));
-  };
-  if (name == "irprop-") return rprop(RpropVariant::irprop_minus);
-  if (name == "rprop-") return rprop(RpropVariant::rprop_minus);
-  if (name == "rprop+") return rprop(RpropVariant::rprop_plus);
-  if (name == "irprop+") return rprop(RpropVariant::irprop_plus);
-  if (name == "backtrack") return rprop(RpropVariant::backtrack);
-  if (name == "adagrad") return use(maker<AdagradLoop>(set_adagrad));
-  auto sgd = [&](Direction direction) {
-    use(maker<SgdLoop>([direction](Method<SgdLoop>& m, const HyperRow& h) { set_sgd(m, direction, h); }));
-  };
-  if (name == "gd" || name == "momentum" || name == "nesterov") return sgd(Direction::gradient);
-  if (name == "newton") return sgd(Direction::newton);
-  if (name == "steepest") return sgd(Direction::steepest);
-  if (name == "cg") return sgd(Direction::cg);
-  if (name == "polyak") return sgd(Direction::polyak);
-  if (name == "quickprop") return use(maker<QuickpropLoop>(set_quickprop));
-  if (name == "rmsprop") return use(maker<RmspropLoop>(set_rmsprop));
-  if (name == "adam") return use(maker<AdamLoop>(set_adam));
-  throw std::invalid_argument("method: unknown bowl method '" + name + "'");
-}
 // ---------------------------------------------------------------------------------------
 
 // LU factorisation with partial pivoting of A, for Newton's direction A⁻¹g.
@@ -685,7 +589,7 @@ Summary simulate(const Problem& P, const LU* newton, M method, const double* x0,
   double cg_prev_norm = 0.0;
   Summary s;
   s.err_start = distance(x.data(), xstar, n);
-  // The loss is computed when it is recorded or the method reads it (iRprop+, Polyak).
+  // The loss is computed when it is recorded or the method reads it (a loss_increased hook, Polyak).
   const bool need_loss = rec.x != nullptr || method.reads_loss;
   double loss = 0, prev_loss = std::numeric_limits<double>::quiet_NaN();
   for (std::int64_t t = 0;; ++t) {
@@ -707,10 +611,10 @@ Summary simulate(const Problem& P, const LU* newton, M method, const double* x0,
     if (noise.xi)
       for (std::int64_t i = 0; i < n; ++i) residual[i] += noise.sigma * noise.xi[t * n + i];
     if (method.direction == Direction::newton) newton->solve(residual.data());
-    if constexpr (std::is_same<Loop, SgdLoop>::value) {
-      if (is_line_search(method.direction)) {
-        method.loop.groups[0].lr = line_search_lr(P, method.direction, method.f_star, residual.data(), loss,
-                                                  cg_dir, cg_prev_norm);
+    {
+      if (method.set_lr != nullptr && is_line_search(method.direction)) {
+        method.set_lr(method.loop, line_search_lr(P, method.direction, method.f_star, residual.data(), loss,
+                                                  cg_dir, cg_prev_norm));
         if (method.direction == Direction::cg) std::copy(cg_dir.begin(), cg_dir.end(), residual.begin());
       }
     }
@@ -872,7 +776,7 @@ void simulate_lanes(const Problem& P, bool diagonal, const LU* newton, M* method
   };
   // Before step t + 1. The hook counts steps (the same for every lane) and, for some
   // methods, changes what differs between lanes: their hyper-parameters (bias
-  // corrections, decayed learning rates) or iRprop+'s "the loss went up"; those run it on
+  // corrections, decayed learning rates) or a loop's "the loss went up"; those run it on
   // every lane.
   auto run_hook = [&](std::int64_t t) {
     if (first.before_step) {

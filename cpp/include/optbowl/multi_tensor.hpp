@@ -469,21 +469,16 @@ std::vector<Chunk> make_chunks(const TensorTable<K>& t, int threads) {
 // The range runs kPrefetchBlock elements at a time, and before each block every array's
 // cache lines kPrefetchAhead elements ahead are prefetched, so that the loads a block will
 // need are in flight while the blocks before it compute: the hardware prefetchers alone
-// fall behind a loop that computes more than a copy does. Measured on AMD Zen 5, two
-// threads, float32. In a C++ loop at 16M elements, time over the 28-byte floor's: irprop-
-// with its int8 compact state 0.86-1.17 -> 0.73-0.80 (the 22 bytes' own floor
-// 0.78-0.87), irprop- 1.00-1.16 -> 0.93-1.00, the floor 0.94-1.02. Through the optimizer,
-// each step timed with and without in turn: the compact state 0.90-0.97x the time at 4M,
-// 11.7M, 16M and 64M elements and on ResNet-18's tensors (0.91-1.01x there); the float
-// state, rprop+ and backtrack 0.98-1.03x, the floor 0.95-1.06x, Adam 1.25x (each block's
-// call computes its bias corrections again). So only the compact state prefetches
-// (RpropLoop::prefetches). Prefetching all of a block's lines at once instead (512
-// elements) took 1.1-1.4x the time: the prefetches must be spread among the loads.
-// Distances of 1024-4096 elements and the t0 and nta hints did alike.
+// fall behind a loop that computes more than a copy does. It pays only for a loop that
+// moves few bytes per element and computes little (an int8 compact state); it costs a loop
+// whose blocks recompute per-call scalars (bias corrections). Prefetching all of a block's
+// lines at once instead (512 elements) took 1.1-1.4x the time: the prefetches must be
+// spread among the loads. Distances of 1024-4096 elements and the t0 and nta hints did
+// alike. The measurements: bench/README.md, "Measurements behind the CPU runners".
 //
 // Only a Loop whose member `bool prefetches() const` says so prefetches; such a Loop also
-// gives each array's bytes per element, `std::int64_t stream_bytes<T>(k) const` (Rprop's
-// int8 compact state is one byte). The other Loops' runners have no prefetching code.
+// gives each array's bytes per element, `std::int64_t stream_bytes<T>(k) const` (an int8
+// compact state is one byte). The other Loops' runners have no prefetching code.
 template <class Rule, class = void>
 struct has_prefetches : std::false_type {};
 template <class Rule>
@@ -521,8 +516,7 @@ inline void run_prefetched(const Rule& rule, const std::array<void*, K>& a, std:
 // parameter array (pointer 0) are a call of their own, so that the rule's vector loop
 // loads and stores whole cache lines of it, and of every array at the same offset (NumPy
 // puts large arrays 16 bytes into a page): a 512-bit access that crosses a line costs two.
-// Measured on AMD Zen 5, arrays 16 bytes past a line, two threads, float32: Adam's
-// AVX-512 build 1.31x slower at 2M elements, irprop- 1.12x at 1M, the floor kernel 1.05x.
+// (Measured: bench/README.md, "Measurements behind the CPU runners".)
 template <bool Prefetch, class T, class Rule, std::size_t K>
 inline void run_range(const Rule& rule, const std::array<void*, K>& a, std::int32_t tensor,
                       std::int64_t begin, std::int64_t end) {
@@ -541,7 +535,7 @@ inline void run_range(const Rule& rule, const std::array<void*, K>& a, std::int3
     rule.template apply<T>(a, tensor, begin, end);
 }
 
-// torch's fused CPU kernels (Adam, AdamW, SGD; the AVX2 and AVX-512 builds of torch 2.13) step
+// torch's fused CPU kernels (the AVX2 and AVX-512 builds of torch 2.13) step
 // the last numel % (kTorchTailBytes / sizeof(T)) elements of each tensor in a scalar loop that
 // their compiler contracts otherwise than the vectorised body. (The body's vectors are 32 or
 // 64 bytes; torch's compiler vectorises the start of the scalar loop with 32-byte vectors,
@@ -656,8 +650,8 @@ inline Isa& isa_setting() {
 
 // A runner per ISA, and for the Loops that prefetch (has_prefetches) a second one that
 // does: each runner is flattened into one function, and with the prefetching range inlined
-// beside the plain one GCC compiled the plain one worse (Rprop in L1, one thread, AVX-512:
-// 1.13x the time with the float state, 1.22x with the compact one).
+// beside the plain one GCC compiled the plain one worse (1.13-1.22x the time in L1:
+// bench/README.md, "Measurements behind the CPU runners").
 template <class Rule, std::size_t K>
 using ChunkRunner = void (*)(const Rule&, const TensorTable<K>&, const Chunk*, std::int64_t);
 
@@ -688,18 +682,11 @@ OPTBOWL_TARGET_AVX512 void run_chunks_avx512(const Rule& rule, const TensorTable
 // `static constexpr bool kAvx512Wide = true;` at every size on such a CPU; every other one
 // runs its AVX2 runner there.
 // 512-bit vectors pay where the loop is nothing but loads, stores and simple arithmetic,
-// or is mostly comparisons and selects, which AVX-512 does in mask registers (Rprop, whose
-// int8 compact state also needs AVX-512's byte instructions: 1.2-1.5x faster than with
-// AVX2; QuickProp). Measured, one thread, 16M float32 elements, time with 512-bit vectors
-// over time with AVX2: on AMD EPYC (Zen 4) Adam 1.26, AdamW 1.44, centered RMSprop 1.16,
-// Nesterov 1.13, AdaGrad and QuickProp 1.08, Rprop 0.7-1.0; on an Intel Xeon with AVX-512
-// and AMX 0.98-1.04 for the first five, QuickProp 0.89 (0.73 at 1M elements, in cache),
-// Rprop 0.77-0.95; on AMD EPYC (Zen 5), timed through Python, Adam 1.19, AdamW 1.34, the
-// others 1.00-1.07, but in a C++ loop timing the two builds alternately Adam 0.96-1.00,
-// AdamW 1.01, AdaGrad 0.98, centered RMSprop with momentum 1.03-1.07 (two threads: all
-// 0.98-1.04; see wide_in_cache_bytes below). AVX-512 narrowed to 256-bit vectors matched
-// AVX2 except for QuickProp (1.7x: its four cases became mask registers spilled to the
-// stack). GCC's own tuning prefers 256-bit vectors on AVX-512 CPUs, for the same reason.
+// or is mostly comparisons and selects, which AVX-512 does in mask registers (an int8
+// compact state also needs AVX-512's byte instructions); elsewhere they matched or lost
+// to AVX2, and AVX-512 narrowed to 256-bit vectors spilled mask registers to the stack.
+// GCC's own tuning prefers 256-bit vectors on AVX-512 CPUs, for the same reason. The
+// measurements per rule and CPU: bench/README.md, "Measurements behind the CPU runners".
 template <class Rule, class = void>
 struct runs_avx512 : std::false_type {};
 template <class Rule>
@@ -716,20 +703,14 @@ struct runs_avx512_wide<Rule, std::void_t<decltype(Rule::kAvx512Wide)>>
     : std::bool_constant<Rule::kAvx512Wide> {};
 
 // The loops whose steps are bound by square roots and divisions once their arrays are in
-// cache (AdaGrad, RMSprop, Adam: kAvx512InCache) run 512-bit vectors on steps of at most
-// this many bytes of arrays (K per element, used or not); 0: never. AMD's Zen 5 (family
-// 1Ah) divides and takes square roots of 512-bit vectors at twice the rate of 256-bit
-// ones. Timed in a C++ loop running the two builds alternately, two threads, float32,
-// time with 512-bit vectors over time with AVX2: Adam 0.61 / 0.82 / 0.77 / 0.96 / 0.98 at
-// 1M / 2M / 3M / 4M / 16M elements, AdaGrad 0.57 / 0.73 / 0.72 / 0.95 / 1.00, centered
-// RMSprop with momentum 0.79 / 0.90 / 0.92 / 0.99 / 1.00 at 1M / 2M / 3M / 4M / 16M,
-// float64 Adam 0.68 at 1M. Once the arrays stream from memory the gain is gone, and one
-// thread loses a little there (above); hence 64 MiB, Adam's arrays at 3.3M elements.
-// (Timed through Python, the 2M and 4M steps had looked 1.09x and 1.20x slower: noise.)
-// SGD (kAvx512Wide) runs 512-bit vectors at every size where this is not 0: momentum took
-// 0.85 / 0.90 / 0.95 / 1.00 the AVX2 time at 1M / 2M / 4M / 16M elements, plain SGD
-// 0.98 / 0.97 at 2M / 64M (0.97 on one thread at 16M). Intel's Xeon showed no such gain
-// (1M elements: 0.94-1.11) and Zen 4 splits 512-bit vectors in two: 0 there.
+// cache (kAvx512InCache) run 512-bit vectors on steps of at most this many bytes of arrays
+// (K per element, used or not); 0: never. AMD's Zen 5 (family 1Ah) divides and takes
+// square roots of 512-bit vectors at twice the rate of 256-bit ones; once the arrays
+// stream from memory the gain is gone, and one thread loses a little there (above): hence
+// 64 MiB, the largest of those loops' arrays at 3.3M elements. The loops that declare
+// kAvx512Wide run 512-bit vectors at every size where this is not 0. Intel's Xeon showed
+// no such gain (1M elements: 0.94-1.11) and Zen 4 splits 512-bit vectors in two: 0 there.
+// The measurements: bench/README.md, "Measurements behind the CPU runners".
 inline bool cpu_is_amd_family_1ah_or_later() {
 #if OPTBOWL_X86_DISPATCH
   unsigned a = 0, b = 0, c = 0, d = 0;
