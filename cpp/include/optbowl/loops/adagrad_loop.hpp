@@ -6,7 +6,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/half.hpp"
-#include "optbowl/loops/constant_flags.hpp"
+#include "optbowl/loops/element_loop.hpp"
 #include "optbowl/loops/lanes.hpp"
 #include "optbowl/rules/adagrad.hpp"
 
@@ -28,51 +28,27 @@ struct AdagradGroup {
   }
 };
 
+template <class T>
+struct LaneFields<rules::AdagradHyper<T>> {
+  using H = rules::AdagradHyper<T>;
+  static constexpr auto list = std::make_tuple(&H::neg_clr, &H::weight_decay, &H::eps);
+};
+
 // Pointers per tensor: param, grad, sum.
-struct AdagradLoop {
-  static constexpr std::size_t K = 3;
+struct AdagradLoop : ElementLoop<AdagradLoop, AdagradGroup, rules::AdagradHyper, 3, true> {
   static constexpr bool kAvx512InCache = true;  // square roots and divisions (multi_tensor.hpp)
-  std::vector<AdagradGroup> groups;
-  std::vector<std::int32_t> group_of;  // tensor -> group
-  std::vector<double> steps;           // tensor -> step count t (after this step's increment)
 
   template <class S>
-  rules::AdagradHyper<compute_t<S>> hyper(std::int32_t tensor) const {
-    return groups[group_of[tensor]].template at_step<S>(steps[tensor]);
+  static rules::AdagradHyper<compute_t<S>> hyper_of(const AdagradGroup& G, double t) {
+    return G.template at_step<S>(t);
   }
 
-  template <class T>
-  std::uint32_t lane_key(std::int32_t tensor) const {
-    return groups[group_of[tensor]].maximize ? 1u : 0u;
-  }
-
-  template <class S>
-  void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
-             std::int64_t end) const {
-    run<S>(a, tensor, begin, end, hyper<S>(tensor), UniformHyper{});
-  }
-
-  // S: the arrays' storage; the rule computes in compute_t<S> (optbowl/half.hpp).
-  template <class S, class Hyper>
-  void run(const std::array<void*, K>& a, std::int32_t, std::int64_t begin, std::int64_t end,
-           const rules::AdagradHyper<compute_t<S>>& h, Hyper hyper) const {
-    using T = compute_t<S>;
-    using St = Storage<S>;
-    S* OPTBOWL_RESTRICT p = static_cast<S*>(a[0]);
-    const S* OPTBOWL_RESTRICT g = static_cast<const S*>(a[1]);
-    S* OPTBOWL_RESTRICT sum = static_cast<S*>(a[2]);
-    with_constant_flags(
-        [&](auto maximize) {
-          rules::AdagradHyper<T> hc = h;
-          hc.maximize = maximize;
-          OPTBOWL_IVDEP
-          for (std::int64_t i = begin; i < end; ++i) {
-            T pi = St::load(p[i]), si = St::load(sum[i]);
-            rules::adagrad(pi, St::load(g[i]), si, hyper(hc, i));
-            p[i] = St::store(pi), sum[i] = St::store(si);
-          }
-        },
-        h.maximize);
+  // The flag maximize, every array but the gradient read and written: the defaults.
+  template <class S, class E, class Max, class T>
+  void element(const E& e, Max, T& p, T g, T& sum) const {
+    rules::AdagradHyper<T> h = e.hyper();
+    h.maximize = Max::value;
+    rules::adagrad(p, g, sum, h);
   }
 };
 

@@ -7,7 +7,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/half.hpp"
-#include "optbowl/loops/constant_flags.hpp"
+#include "optbowl/loops/element_loop.hpp"
 #include "optbowl/loops/lanes.hpp"
 #include "optbowl/rules/adam.hpp"
 
@@ -38,94 +38,56 @@ struct AdamGroup {
   }
 };
 
+template <class T>
+struct LaneFields<rules::AdamHyper<T>> {
+  using H = rules::AdamHyper<T>;
+  static constexpr auto list =
+      std::make_tuple(&H::one_minus_beta1, &H::beta2, &H::one_minus_beta2, &H::neg_step_size,
+                      &H::bias_correction2_sqrt, &H::eps, &H::weight_decay, &H::decay_factor);
+};
+
 // Pointers per tensor: param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (used with amsgrad).
-struct AdamLoop {
-  static constexpr std::size_t K = 5;
+struct AdamLoop : ElementLoop<AdamLoop, AdamGroup, rules::AdamHyper, 5, true> {
   static constexpr bool kAvx512InCache = true;  // square roots and divisions (multi_tensor.hpp)
-  std::vector<AdamGroup> groups;
-  std::vector<std::int32_t> group_of;  // tensor -> group
-  std::vector<double> steps;           // tensor -> step count t (after this step's increment)
 
   // Bias corrections in double, as torch computes them, then rounded to the type the
   // rule computes in (float for 16-bit storage: torch's fused kernel takes opmath_t(x)).
   template <class S>
-  rules::AdamHyper<compute_t<S>> hyper(std::int32_t tensor) const {
-    return groups[group_of[tensor]].template at_step<compute_t<S>>(steps[tensor]);
+  static rules::AdamHyper<compute_t<S>> hyper_of(const AdamGroup& G, double t) {
+    return G.template at_step<compute_t<S>>(t);
   }
 
-  template <class T>
-  std::uint32_t lane_key(std::int32_t tensor) const {
-    const rules::AdamHyper<T> h = hyper<T>(tensor);
-    return (h.maximize ? 1u : 0u) | (h.decoupled ? 2u : 0u) | (groups[group_of[tensor]].amsgrad ? 4u : 0u);
+  // maximize, decoupled weight decay, amsgrad (loops/element_loop.hpp).
+  static constexpr std::size_t kKeyFlags = 3;
+  template <class Lanes, class T>
+  auto flags(const rules::AdamHyper<T>& h, std::int32_t tensor, const Arrays*) const {
+    return std::make_tuple(h.maximize, h.decoupled, groups[group_of[tensor]].amsgrad);
   }
-
-  template <class S>
-  void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
-             std::int64_t end) const {
-    run<S>(a, tensor, begin, end, hyper<S>(tensor), UniformHyper{});
+  template <class S, class Max, class Decoupled, class Ams>
+  static auto arrays(Max, Decoupled, Ams) {
+    return Uses<InOut<>, In<>, InOut<>, InOut<>, std::conditional_t<Ams::value, InOut<>, Unused>>{};
+  }
+  template <class S, class E, class Max, class Decoupled, class Ams, class T>
+  void element(const E& e, Max, Decoupled, Ams, T& p, T g, T& m, T& v, T& vmax) const {
+    rules::AdamHyper<T> h = e.hyper();
+    h.maximize = Max::value;
+    h.decoupled = Decoupled::value;
+    if constexpr (Ams::value) rules::amsgrad(p, g, m, v, vmax, h);
+    else rules::adam(p, g, m, v, h);
   }
 
   // Each tensor's last numel % (32 bytes / sizeof(T)) elements: torch's fused kernel rounds
   // them in a scalar loop of its own (rules/adam.hpp), and so does apply_tail (multi_tensor.hpp
   // splits the chunks).
   bool torch_tail(std::int32_t) const { return true; }
-
   template <class T>
-  void apply_tail(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
-                  std::int64_t end) const {
-    run_tail<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
+  auto tail_flags(const rules::AdamHyper<T>&, std::int32_t tensor, const Arrays*) const {
+    return std::make_tuple(std::false_type{}, std::false_type{}, groups[group_of[tensor]].amsgrad);
   }
-
-  // The tail's elements as run() steps the body's (the bowl sweep's lanes too).
-  template <class T, class Hyper>
-  void run_tail(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin, std::int64_t end,
-                const rules::AdamHyper<T>& h, Hyper hyper) const {
-    T* p = static_cast<T*>(a[0]);
-    const T* g = static_cast<const T*>(a[1]);
-    T* m = static_cast<T*>(a[2]);
-    T* v = static_cast<T*>(a[3]);
-    T* vmax = static_cast<T*>(a[4]);
-    if (groups[group_of[tensor]].amsgrad)
-      for (std::int64_t i = begin; i < end; ++i) rules::amsgrad_tail(p[i], g[i], m[i], v[i], vmax[i], hyper(h, i));
-    else
-      for (std::int64_t i = begin; i < end; ++i) rules::adam_tail(p[i], g[i], m[i], v[i], hyper(h, i));
-  }
-
-  // S: how the arrays are stored (float, double, bf16_t, half_t); the rule computes in
-  // compute_t<S> and each stored value is rounded to S (optbowl/half.hpp), as torch's
-  // fused kernel does for bfloat16 and float16.
-  template <class S, class Hyper>
-  void run(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin, std::int64_t end,
-           const rules::AdamHyper<compute_t<S>>& h, Hyper hyper) const {
-    using T = compute_t<S>;
-    using St = Storage<S>;
-    S* OPTBOWL_RESTRICT p = static_cast<S*>(a[0]);
-    const S* OPTBOWL_RESTRICT g = static_cast<const S*>(a[1]);
-    S* OPTBOWL_RESTRICT m = static_cast<S*>(a[2]);
-    S* OPTBOWL_RESTRICT v = static_cast<S*>(a[3]);
-    S* OPTBOWL_RESTRICT vmax = static_cast<S*>(a[4]);
-    with_constant_flags(
-        [&](auto maximize, auto decoupled, auto ams) {
-          rules::AdamHyper<T> hc = h;
-          hc.maximize = maximize;
-          hc.decoupled = decoupled;
-          if constexpr (decltype(ams)::value) {
-            OPTBOWL_IVDEP
-            for (std::int64_t i = begin; i < end; ++i) {
-              T pi = St::load(p[i]), mi = St::load(m[i]), vi = St::load(v[i]), wi = St::load(vmax[i]);
-              rules::amsgrad(pi, St::load(g[i]), mi, vi, wi, hyper(hc, i));
-              p[i] = St::store(pi), m[i] = St::store(mi), v[i] = St::store(vi), vmax[i] = St::store(wi);
-            }
-          } else {
-            OPTBOWL_IVDEP
-            for (std::int64_t i = begin; i < end; ++i) {
-              T pi = St::load(p[i]), mi = St::load(m[i]), vi = St::load(v[i]);
-              rules::adam(pi, St::load(g[i]), mi, vi, hyper(hc, i));
-              p[i] = St::store(pi), m[i] = St::store(mi), v[i] = St::store(vi);
-            }
-          }
-        },
-        h.maximize, h.decoupled, groups[group_of[tensor]].amsgrad);
+  template <class S, class E, class Max, class Decoupled, class Ams, class T>
+  void tail_element(const E& e, Max, Decoupled, Ams, T& p, T g, T& m, T& v, T& vmax) const {
+    if constexpr (Ams::value) rules::amsgrad_tail(p, g, m, v, vmax, e.hyper());
+    else rules::adam_tail(p, g, m, v, e.hyper());
   }
 };
 

@@ -18,58 +18,12 @@
 #include <tuple>
 #include <utility>
 
-#include "optbowl/rules/adagrad.hpp"
-#include "optbowl/rules/adam.hpp"
-#include "optbowl/rules/quickprop.hpp"
-#include "optbowl/rules/rmsprop.hpp"
-#include "optbowl/rules/rprop.hpp"
-#include "optbowl/rules/sgd.hpp"
-
 namespace optbowl {
 
 // The numeric fields of each rule's hyper-parameter struct: what may differ between lanes.
+// A rule's loop header specialises it: a static constexpr tuple `list` of member pointers.
 template <class H>
 struct LaneFields;
-
-template <class T>
-struct LaneFields<rules::RpropHyper<T>> {
-  using H = rules::RpropHyper<T>;
-  static constexpr auto list = std::make_tuple(&H::eta_minus, &H::eta_plus, &H::step_min, &H::step_max);
-};
-
-template <class T>
-struct LaneFields<rules::AdagradHyper<T>> {
-  using H = rules::AdagradHyper<T>;
-  static constexpr auto list = std::make_tuple(&H::neg_clr, &H::weight_decay, &H::eps);
-};
-
-template <class T>
-struct LaneFields<rules::SgdHyper<T>> {
-  using H = rules::SgdHyper<T>;
-  static constexpr auto list = std::make_tuple(&H::neg_lr, &H::weight_decay, &H::momentum, &H::one_minus_dampening,
-                                               &H::nesterov_momentum);
-};
-
-template <class T>
-struct LaneFields<rules::QuickpropHyper<T>> {
-  using H = rules::QuickpropHyper<T>;
-  static constexpr auto list = std::make_tuple(&H::neg_lr, &H::max_growth);
-};
-
-template <class T>
-struct LaneFields<rules::RmspropHyper<T>> {
-  using H = rules::RmspropHyper<T>;
-  static constexpr auto list =
-      std::make_tuple(&H::neg_lr, &H::alpha, &H::one_minus_alpha, &H::eps, &H::weight_decay, &H::momentum);
-};
-
-template <class T>
-struct LaneFields<rules::AdamHyper<T>> {
-  using H = rules::AdamHyper<T>;
-  static constexpr auto list =
-      std::make_tuple(&H::one_minus_beta1, &H::beta2, &H::one_minus_beta2, &H::neg_step_size,
-                      &H::bias_correction2_sqrt, &H::eps, &H::weight_decay, &H::decay_factor);
-};
 
 template <class H>
 constexpr std::size_t lane_field_count() {

@@ -6,7 +6,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/half.hpp"
-#include "optbowl/loops/constant_flags.hpp"
+#include "optbowl/loops/element_loop.hpp"
 #include "optbowl/loops/lanes.hpp"
 #include "optbowl/rules/rmsprop.hpp"
 
@@ -34,67 +34,45 @@ struct RmspropGroup {
   }
 };
 
+template <class T>
+struct LaneFields<rules::RmspropHyper<T>> {
+  using H = rules::RmspropHyper<T>;
+  static constexpr auto list =
+      std::make_tuple(&H::neg_lr, &H::alpha, &H::one_minus_alpha, &H::eps, &H::weight_decay, &H::momentum);
+};
+
 // Pointers per tensor: param, grad, square_avg, grad_avg (used when centered), momentum
 // buffer (used when momentum > 0).
-struct RmspropLoop {
-  static constexpr std::size_t K = 5;
+struct RmspropLoop : ElementLoop<RmspropLoop, RmspropGroup, rules::RmspropHyper, 5, false> {
   static constexpr bool kAvx512InCache = true;  // square roots and divisions (multi_tensor.hpp)
-  std::vector<RmspropGroup> groups;
-  std::vector<std::int32_t> group_of;  // tensor -> group
 
   template <class S>
-  rules::RmspropHyper<compute_t<S>> hyper(std::int32_t tensor) const {
-    return groups[group_of[tensor]].template cast<S>();
+  static rules::RmspropHyper<compute_t<S>> hyper_of(const RmspropGroup& G, double) {
+    return G.template cast<S>();
   }
 
-  template <class T>
-  std::uint32_t lane_key(std::int32_t tensor) const {
-    const rules::RmspropHyper<T> h = hyper<T>(tensor);
-    return (h.maximize ? 1u : 0u) | (h.centered ? 2u : 0u) | (h.momentum > T(0) ? 4u : 0u);
+  // maximize, centered, momentum. grad_avg / buf are given (non-null) whenever a centered /
+  // momentum group needs them (the binding checks); an array not given is Unused, and the
+  // momentum branch of the rule is folded away with it.
+  static constexpr std::size_t kKeyFlags = 3;
+  template <class Lanes, class T>
+  auto flags(const rules::RmspropHyper<T>& h, std::int32_t, const Arrays* a) const {
+    return std::make_tuple(h.maximize, h.centered, given(a, 4) && h.momentum > T(0));
   }
-
-  template <class S>
-  void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
-             std::int64_t end) const {
-    run<S>(a, tensor, begin, end, hyper<S>(tensor), UniformHyper{});
+  template <class S, class Max, class Centered, class WithBuf>
+  static auto arrays(Max, Centered, WithBuf) {
+    return Uses<InOut<>, In<>, InOut<>, std::conditional_t<Centered::value, InOut<>, Unused>,
+                std::conditional_t<WithBuf::value, InOut<>, Unused>>{};
   }
-
-  // S: the arrays' storage; the rule computes in compute_t<S> and, for 16-bit storage,
-  // rounds each intermediate result to S where torch's single-tensor RMSprop does
-  // (optbowl/half.hpp).
-  template <class S, class Hyper>
-  void run(const std::array<void*, K>& a, std::int32_t, std::int64_t begin, std::int64_t end,
-           const rules::RmspropHyper<compute_t<S>>& h, Hyper hyper) const {
-    using T = compute_t<S>;
-    using St = Storage<S>;
-    using R = typename St::Round;
-    S* OPTBOWL_RESTRICT p = static_cast<S*>(a[0]);
-    const S* OPTBOWL_RESTRICT g = static_cast<const S*>(a[1]);
-    S* OPTBOWL_RESTRICT square_avg = static_cast<S*>(a[2]);
-    S* OPTBOWL_RESTRICT grad_avg = static_cast<S*>(a[3]);
-    S* OPTBOWL_RESTRICT buf = static_cast<S*>(a[4]);
-    // grad_avg / buf are given (non-null) whenever a centered / momentum group needs them
-    // (the binding checks); a scratch element stands in for an array not given, and the
-    // momentum branch of the rule is folded away with it.
-    with_constant_flags(
-        [&](auto maximize, auto centered, auto with_buf) {
-          rules::RmspropHyper<T> hc = h;
-          hc.maximize = maximize;
-          hc.centered = centered;
-          OPTBOWL_IVDEP
-          for (std::int64_t i = begin; i < end; ++i) {
-            T pi = St::load(p[i]), vi = St::load(square_avg[i]), avg = T(0), mb = T(0);
-            if constexpr (decltype(centered)::value) avg = St::load(grad_avg[i]);
-            if constexpr (decltype(with_buf)::value) mb = St::load(buf[i]);
-            rules::RmspropHyper<T> he = hyper(hc, i);
-            if constexpr (!decltype(with_buf)::value) he.momentum = T(0);
-            rules::rmsprop<R>(pi, St::load(g[i]), vi, avg, mb, he);
-            p[i] = St::store(pi), square_avg[i] = St::store(vi);
-            if constexpr (decltype(centered)::value) grad_avg[i] = St::store(avg);
-            if constexpr (decltype(with_buf)::value) buf[i] = St::store(mb);
-          }
-        },
-        h.maximize, h.centered, buf != nullptr && h.momentum > T(0));
+  // For 16-bit storage the rule rounds each intermediate result to S where torch's
+  // single-tensor RMSprop does (optbowl/half.hpp).
+  template <class S, class E, class Max, class Centered, class WithBuf, class T>
+  void element(const E& e, Max, Centered, WithBuf, T& p, T g, T& v, T& avg, T& buf) const {
+    rules::RmspropHyper<T> h = e.hyper();
+    h.maximize = Max::value;
+    h.centered = Centered::value;
+    if constexpr (!WithBuf::value) h.momentum = T(0);
+    rules::rmsprop<typename Storage<S>::Round>(p, g, v, avg, buf, h);
   }
 };
 

@@ -7,7 +7,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/half.hpp"
-#include "optbowl/loops/constant_flags.hpp"
+#include "optbowl/loops/element_loop.hpp"
 #include "optbowl/loops/lanes.hpp"
 #include "optbowl/rules/rprop.hpp"
 
@@ -35,14 +35,17 @@ struct RpropGroup {
   }
 };
 
+template <class T>
+struct LaneFields<rules::RpropHyper<T>> {
+  using H = rules::RpropHyper<T>;
+  static constexpr auto list = std::make_tuple(&H::eta_minus, &H::eta_plus, &H::step_min, &H::step_max);
+};
+
 // Pointers per tensor: param, grad, prev (direction for backtrack), step, update (+ only).
 // With compact_state, prev/direction is an std::int8_t sign code (rules/rprop.hpp).
-struct RpropLoop {
-  static constexpr std::size_t K = 5;
+struct RpropLoop : ElementLoop<RpropLoop, RpropGroup, rules::RpropHyper, 5, false> {
   static constexpr bool kAvx512 = true;  // the int8 sign codes gain from AVX-512 (multi_tensor.hpp)
   RpropVariant variant = RpropVariant::irprop_minus;
-  std::vector<RpropGroup> groups;
-  std::vector<std::int32_t> group_of;  // tensor -> group
   bool loss_increased = true;          // irprop+: undo moves on a sign change
   bool compact_state = false;          // prev as int8 sign codes
 
@@ -57,104 +60,45 @@ struct RpropLoop {
   }
 
   template <class S>
-  rules::RpropHyper<compute_t<S>> hyper(std::int32_t tensor) const {
-    return groups[group_of[tensor]].template cast<S>();
+  static rules::RpropHyper<compute_t<S>> hyper_of(const RpropGroup& G, double) {
+    return G.template cast<S>();
   }
 
-  // The flags run() takes from h (loops/lanes.hpp).
-  template <class T>
-  std::uint32_t lane_key(std::int32_t tensor) const {
-    return hyper<T>(tensor).maximize ? 1u : 0u;
+  // maximize (from h), then iRprop+'s revert, the variant and the compact state as
+  // constants: the loops vectorise (loops/constant_flags.hpp). The compact state is the
+  // optimizers' option; lanes (the bowl sweep) always keep S.
+  static constexpr std::size_t kKeyFlags = 1;
+  template <class Lanes, class T>
+  auto flags(const rules::RpropHyper<T>& h, std::int32_t, const Arrays*) const {
+    const auto codes = [&] {
+      if constexpr (Lanes::value) return std::false_type{};
+      else return compact_state;
+    }();
+    return std::make_tuple(h.maximize, variant == RpropVariant::irprop_plus && loss_increased,
+                           Choice<5>{static_cast<int>(variant)}, codes);
   }
-
-  template <class S>
-  void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin,
-             std::int64_t end) const {
-    run<S>(a, tensor, begin, end, hyper<S>(tensor), UniformHyper{});
+  template <class S, class Max, class Revert, class Variant, class Codes>
+  static auto arrays(Max, Revert, Variant, Codes) {
+    constexpr auto v = static_cast<RpropVariant>(Variant::value);
+    constexpr bool plus = v == RpropVariant::rprop_plus || v == RpropVariant::irprop_plus;
+    using Prev = InOut<std::conditional_t<Codes::value, std::int8_t, void>>;
+    return Uses<InOut<>, In<>, Prev, InOut<>, std::conditional_t<plus, InOut<>, Unused>>{};
   }
-
-  template <class S, class Hyper>
-  void run(const std::array<void*, K>& a, std::int32_t, std::int64_t begin, std::int64_t end,
-           const rules::RpropHyper<compute_t<S>>& h, Hyper hyper) const {
-    // Compact state is the optimizers' option; lanes (the bowl sweep) always keep S.
-    if constexpr (std::is_same<Hyper, UniformHyper>::value) {
-      if (compact_state) return run_stored<S, std::int8_t>(a, begin, end, h, hyper);
-    }
-    run_stored<S, S>(a, begin, end, h, hyper);
-  }
-
   // S: the parameters' storage (the rule computes in compute_t<S>, rounding to S where
-  // torch's single-tensor Rprop rounds: optbowl/half.hpp); P: how prev is stored (S, or
-  // std::int8_t sign codes).
-  template <class S, class P, class Hyper>
-  void run_stored(const std::array<void*, K>& a, std::int64_t begin, std::int64_t end,
-                  const rules::RpropHyper<compute_t<S>>& h, Hyper hyper) const {
-    using T = compute_t<S>;
-    using St = Storage<S>;
-    using R = typename St::Round;
-    constexpr bool kCodes = std::is_same<P, std::int8_t>::value;
-    using PC = std::conditional_t<kCodes, std::int8_t, T>;  // prev as the rule takes it
-    S* OPTBOWL_RESTRICT p = static_cast<S*>(a[0]);
-    const S* OPTBOWL_RESTRICT g = static_cast<const S*>(a[1]);
-    P* OPTBOWL_RESTRICT prev = static_cast<P*>(a[2]);
-    S* OPTBOWL_RESTRICT step = static_cast<S*>(a[3]);
-    S* OPTBOWL_RESTRICT update = static_cast<S*>(a[4]);
-    const auto load_prev = [](P x) -> PC {
-      if constexpr (kCodes) return x; else return St::load(x);
-    };
-    const auto store_prev = [](PC x) -> P {
-      if constexpr (kCodes) return x; else return St::store(x);
-    };
-    // One element: load what the variant uses, run `rule` on it, store it back.
-    const auto element = [&](std::int64_t i, auto&& rule) {
-      T pi = St::load(p[i]), si = St::load(step[i]);
-      PC qi = load_prev(prev[i]);
-      rule(pi, St::load(g[i]), qi, si);
-      p[i] = St::store(pi), step[i] = St::store(si), prev[i] = store_prev(qi);
-    };
-    // maximize and iRprop+'s revert as compile-time constants: the loops vectorise
-    // (loops/constant_flags.hpp).
-    with_constant_flags(
-        [&](auto maximize, auto revert) {
-          rules::RpropHyper<T> hc = h;
-          hc.maximize = maximize;
-          switch (variant) {
-            case RpropVariant::irprop_minus:
-              OPTBOWL_IVDEP
-              for (std::int64_t i = begin; i < end; ++i)
-                element(i, [&](T& pi, T gi, PC& qi, T& si) { rules::irprop_minus<R>(pi, gi, qi, si, hyper(hc, i)); });
-              break;
-            case RpropVariant::rprop_minus:
-              OPTBOWL_IVDEP
-              for (std::int64_t i = begin; i < end; ++i)
-                element(i, [&](T& pi, T gi, PC& qi, T& si) { rules::rprop_minus<R>(pi, gi, qi, si, hyper(hc, i)); });
-              break;
-            case RpropVariant::rprop_plus:
-              OPTBOWL_IVDEP
-              for (std::int64_t i = begin; i < end; ++i) {
-                T ui = St::load(update[i]);
-                element(i, [&](T& pi, T gi, PC& qi, T& si) { rules::rprop_plus<R>(pi, gi, qi, si, ui, true, hyper(hc, i)); });
-                update[i] = St::store(ui);
-              }
-              break;
-            case RpropVariant::irprop_plus:
-              OPTBOWL_IVDEP
-              for (std::int64_t i = begin; i < end; ++i) {
-                T ui = St::load(update[i]);
-                element(i, [&](T& pi, T gi, PC& qi, T& si) {
-                  rules::rprop_plus<R>(pi, gi, qi, si, ui, hyper.revert(i, bool(revert)), hyper(hc, i));
-                });
-                update[i] = St::store(ui);
-              }
-              break;
-            case RpropVariant::backtrack:
-              OPTBOWL_IVDEP
-              for (std::int64_t i = begin; i < end; ++i)
-                element(i, [&](T& pi, T gi, PC& qi, T& si) { rules::backtrack<R>(pi, gi, qi, si, hyper(hc, i)); });
-              break;
-          }
-        },
-        h.maximize, variant == RpropVariant::irprop_plus && loss_increased);
+  // torch's single-tensor Rprop rounds: optbowl/half.hpp); prev is compute_t<S>, or the
+  // std::int8_t sign code.
+  template <class S, class E, class Max, class Revert, class Variant, class Codes, class T, class P>
+  void element(const E& e, Max, Revert, Variant, Codes, T& p, T g, P& prev, T& step, T& update) const {
+    using R = typename Storage<S>::Round;
+    constexpr auto v = static_cast<RpropVariant>(Variant::value);
+    rules::RpropHyper<T> h = e.hyper();
+    h.maximize = Max::value;
+    if constexpr (v == RpropVariant::irprop_minus) rules::irprop_minus<R>(p, g, prev, step, h);
+    else if constexpr (v == RpropVariant::rprop_minus) rules::rprop_minus<R>(p, g, prev, step, h);
+    else if constexpr (v == RpropVariant::rprop_plus) rules::rprop_plus<R>(p, g, prev, step, update, true, h);
+    else if constexpr (v == RpropVariant::irprop_plus)
+      rules::rprop_plus<R>(p, g, prev, step, update, e.revert(Revert::value), h);
+    else rules::backtrack<R>(p, g, prev, step, h);
   }
 };
 
