@@ -21,15 +21,15 @@
 //   template <class S, class... C> static Uses<U0, ..., UK-1> arrays(C...);
 //       what the element does with each array for these flags: InOut<>, In<> or Unused
 //       (neither loaded nor stored: the rule gets a zero of its own), InOut<X>/In<X> for an
-//       array stored as X rather than S and handed to the rule as it is (Rprop's sign codes);
+//       array stored as X rather than S and handed to the rule as it is (sign codes, say);
 //   template <class S, class E, class... C> void element(const E& e, C..., V&... x) const;
-//       one element: e.hyper() is its hyper-parameters, e.revert(uniform) iRprop+'s flag, x
+//       one element: e.hyper() is its hyper-parameters, e.revert(uniform) the lane's revert flag, x
 //       the arrays' values (K of them, in order), in compute_t<S>.
 //
 // flags, kKeyFlags and arrays have defaults: maximize the only flag, and an element that
 // reads and writes every array but the gradient (array 1, read only).
 //
-// A loop whose torch path rounds a tensor's tail elements apart (Adam, SGD) also defines
+// A loop whose torch path rounds a tensor's tail elements apart also defines
 // torch_tail, tail_flags (as flags, the ones the tail needs) and tail_element: apply_tail
 // and run_tail step them in a scalar loop over the arrays as stored, as torch's kernel does.
 #pragma once
@@ -147,7 +147,7 @@ struct GroupTables<Group, true> {
 }  // namespace detail
 
 // What an element is told besides its values: its hyper-parameters (h, or lane i's own)
-// and iRprop+'s revert flag.
+// and its revert flag (LaneHyper::revert, loops/lanes.hpp).
 template <class H, class Hyper>
 struct ElementHyper {
   const H& h;

@@ -38,12 +38,12 @@ struct UniformHyper {
   const H& operator()(const H& h, std::int64_t) const {
     return h;
   }
-  // iRprop+'s "the loss went up", one value for the whole range.
+  // A rule's "the loss went up" (it reverts its last move), one value for the whole range.
   bool revert(std::int64_t, bool uniform) const { return uniform; }
 };
 
 // The bowl sweep: element i is configuration i. values[k][i] is numeric field k of
-// LaneFields<H>::list for configuration i; reverts[i] is iRprop+'s flag for it.
+// LaneFields<H>::list for configuration i; reverts[i] is the revert flag for it.
 template <class T>
 struct LaneHyper {
   std::array<const T*, kMaxLaneFields> values{};
