@@ -173,6 +173,47 @@ ADAGRAD = Row(
 )
 
 
+# ----------------------------------------------------------------------------- Lion
+def _lion_hyper():
+    @st.composite
+    def draw(d):
+        return {
+            "lr": d(st.floats(1e-4, 0.5)),
+            "betas": (d(st.sampled_from([0.0, 0.5, 0.9])), d(st.sampled_from([0.0, 0.9, 0.99]))),
+            "weight_decay": d(st.sampled_from([0.0, 1e-2, 1.0])),
+            "maximize": d(st.booleans()),
+        }
+    return draw()
+
+
+def _lion_ref_step(p, g, state, kw, loss_increased):
+    ref.lion_step(p, g, state, **{k: kw[k] for k in ("lr", "betas", "weight_decay", "maximize")
+                                  if k in kw})
+
+
+LION = Row(
+    name="Lion",
+    cls="Lion",
+    kwargs={"lr": 0.01, "betas": (0.8, 0.95), "weight_decay": 0.1},
+    bad_hyper=(
+        ({"lr": -0.1}, ValueError, "lr"),
+        ({"lr": NAN}, ValueError, "lr"),
+        ({"lr": INF}, ValueError, "lr"),
+        ({"betas": (1.0, 0.99)}, ValueError, "betas"),
+        ({"betas": (0.9, NAN)}, ValueError, "betas"),
+        ({"betas": (-0.1, 0.99)}, ValueError, "betas"),
+        ({"betas": 0.9}, TypeError, "betas"),
+        ({"weight_decay": -1.0}, ValueError, "weight_decay"),
+        ({"weight_decay": INF}, ValueError, "weight_decay"),
+        ({"maximize": "no"}, TypeError, "maximize"),
+    ),
+    state_names=("exp_avg",),
+    ref_init=lambda p, kw: {"exp_avg": np.zeros_like(p)},
+    ref_step=_lion_ref_step,
+    hyper=_lion_hyper,
+)
+
+
 # ------------------------------------------------- the rest of the family (torch's semantics)
 # Rows for optimizers that may not exist yet: ROWS keeps only those optbowl exports.
 # Without a NumPy reference they are compared with torch (to a tolerance) where torch has them.
@@ -213,7 +254,7 @@ FUTURE = [
         torch_exact=False),
 ]
 
-ALL_ROWS: List[Row] = [_rprop_row(v) for v in RPROP_VARIANTS] + [ADAGRAD] + FUTURE
+ALL_ROWS: List[Row] = [_rprop_row(v) for v in RPROP_VARIANTS] + [ADAGRAD, LION] + FUTURE
 ROWS: List[Row] = [r for r in ALL_ROWS if r.available]
 REFERENCE_ROWS: List[Row] = [r for r in ROWS if r.ref_step is not None]
 TORCH_ROWS: List[Row] = [r for r in ROWS if r.torch_cls is not None]

@@ -16,6 +16,7 @@ from .sgd import SGD
 from .quickprop import QuickProp
 from .rmsprop import RMSprop
 from .adam import Adam, AdamW
+from .lion import Lion
 
 from . import cuda, functional, functions, performance, schedules, spectra
 from ._core import get_num_threads, set_num_threads
@@ -31,6 +32,7 @@ __all__ = [
     "Adagrad",
     "Adam",
     "AdamW",
+    "Lion",
     "QuadraticBowl",
     "QuickProp",
     "RMSprop",

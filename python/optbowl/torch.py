@@ -68,7 +68,7 @@ import optbowl as optbowl_numpy  # the NumPy classes (Rprop, Adam, ...): their d
 
 from . import _check, _core, _registry, _state_bits
 
-__all__ = ["Adagrad", "Adam", "AdamW", "QuickProp", "RMSprop", "Rprop", "SGD"]
+__all__ = ["Adagrad", "Adam", "AdamW", "Lion", "QuickProp", "RMSprop", "Rprop", "SGD"]
 
 #: Parameter dtypes the CPU kernels take (bfloat16 and float16: stored in 16 bits,
 #: computed in float32, rounded as torch rounds them; bfloat16 needs ml_dtypes).
@@ -1722,3 +1722,53 @@ class QuickProp(_FusedOptimizer):
     ) -> None:
         super().__init__(params, _options(locals()))
 
+
+
+class Lion(_FusedOptimizer):
+    r"""optbowl's Lion (Chen et al., 2023) as a torch optimizer; torch has no counterpart.
+
+    With :math:`g = \nabla f(\theta)` (``maximize`` negates it):
+
+    .. math::
+
+        c = \beta_1 m + (1-\beta_1) g, \qquad
+        \theta \leftarrow \theta(1 - \eta\lambda) - \eta\,\operatorname{sign}(c), \qquad
+        m \leftarrow \beta_2 m + (1-\beta_2) g
+
+    the same kernel and results as :class:`optbowl.Lion` (bit for bit the reference
+    implementation's ``p.mul_(1 - lr*wd); p.add_(m.lerp(g, 1-β1).sign_(), alpha=-lr);
+    m.lerp_(g, 1-β2)`` in float32 and float64). The state per parameter is ``step`` (a
+    scalar tensor) and ``exp_avg``.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of dicts
+        Parameters, or param groups with their own hyper-parameters.
+    lr : float or one-element tensor
+        Learning rate :math:`\eta \ge 0` (default 1e-4).
+    betas : (float, float)
+        :math:`(\beta_1, \beta_2)`, each in [0, 1) (default (0.9, 0.99)).
+    weight_decay : float
+        Decoupled weight decay :math:`\lambda \ge 0` (default 0).
+    maximize : bool
+        Follow the gradient uphill.
+    differentiable : bool
+        Only False: the kernels do not record the update for autograd.
+    """
+
+    _entry = "lion"
+    _complex_ok = False
+    _state_names = ("exp_avg",)
+    _flags = {"differentiable": NOT_DIFFERENTIABLE}
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-4,
+        betas: Tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        super().__init__(params, _options(locals()))

@@ -30,6 +30,7 @@
 #include "optbowl/bowl.hpp"
 #include "optbowl/loops/adagrad_loop.hpp"
 #include "optbowl/loops/adam_loop.hpp"
+#include "optbowl/loops/lion_loop.hpp"
 #include "optbowl/loops/quickprop_loop.hpp"
 #include "optbowl/loops/rmsprop_loop.hpp"
 #include "optbowl/loops/rprop_loop.hpp"
@@ -355,7 +356,28 @@ struct List {
   }
 };
 
-using Rules = List<RpropRule, AdagradRule, SgdRule, QuickpropRule, RmspropRule, AdamRule>;
+struct LionRule : NoExtras {
+  static constexpr const char* name = "lion";
+  static constexpr const char* title = "Lion";
+  using Loop = LionLoop;
+  using Group = LionGroup;
+  static constexpr auto groups =
+      std::make_tuple(field("lr", &Group::lr), field("beta1", &Group::beta1), field("beta2", &Group::beta2),
+                      field("weight_decay", &Group::weight_decay), field("maximize", &Group::maximize));
+  static constexpr std::array<OperandSpec<Group>, 3> operands{{{"params", "params", true, false},
+                                                               {"grads", "grads", false, false},
+                                                               {"exp_avgs", "exp_avgs", true, false}}};
+  static constexpr bool cuda = true;
+
+  static constexpr std::array<const char*, 1> bowl_methods{{"lion"}};
+  static void set_bowl(bowl::Method<Loop>& m, std::size_t, const bowl::HyperRow& h) {
+    bowl::reset(m);
+    bowl::one_group(m.loop, Group{h.get("lr"), h.get("beta1"), h.get("beta2"), h.get("weight_decay"), false});
+    m.state_init = {0.0};  // exp_avg
+  }
+};
+
+using Rules = List<RpropRule, AdagradRule, SgdRule, QuickpropRule, RmspropRule, AdamRule, LionRule>;
 
 // ---- working with an entry ------------------------------------------------------------------
 
