@@ -10,11 +10,11 @@ the steps and at the end (what :class:`optbowl.SweepResult` reports).
 The NumPy competitor is what one writes without optbowl: all configurations stacked into
 one (configurations, n) array and stepped together, the gradient X Aᵀ − b by one matrix
 product per step into a buffer made once (X @ A.T − b made anew took up to 3× as long),
-and the update by the whole-array expressions of ``optbowl._numpy_baseline`` with per-row
-hyper-parameters. optbowl runs momentum, a linear method, in the bowl's eigenbasis (see
-:func:`optbowl.sweep`), where the gradient costs O(n) per configuration instead of
-O(n²); so for momentum the NumPy loop is also timed on the same rotated bowl, with the
-gradient X·diag(A) − b, and both speed-ups are reported.
+and the update by the whole-array expressions of the rule modules (``numpy_rprop_step``,
+``numpy_momentum_step``) with per-row hyper-parameters. optbowl runs momentum, a linear
+method, in the bowl's eigenbasis (see :func:`optbowl.sweep`), where the gradient costs O(n)
+per configuration instead of O(n²); so for momentum the NumPy loop is also timed on the
+same rotated bowl, with the gradient X·diag(A) − b, and both speed-ups are reported.
 
 Rounds are interleaved (NumPy, optbowl, NumPy, ...), each sample after a settling pause
 (PAUSE_S: after a matrix product, OpenBLAS's idle threads spin for up to 2^28 cycles,
@@ -39,7 +39,8 @@ import time
 import numpy as np
 
 import optbowl as ob
-from optbowl import _numpy_baseline
+from optbowl.rprop import numpy_rprop_step
+from optbowl.sgd import numpy_momentum_step
 from optbowl.bench import SETTLE_S, Timing, paired_ratio
 
 PAUSE_S = max(SETTLE_S, 0.3)
@@ -60,14 +61,14 @@ def numpy_sweep(bowl, method, x0, steps, hyper):
         buf = np.zeros_like(X)
 
         def update(G):
-            return _numpy_baseline.momentum_step(X, G, buf, col["lr"], col["momentum"])
+            return numpy_momentum_step(X, G, buf, col["lr"], col["momentum"])
     else:  # irprop-
         prev = np.zeros_like(X)
         size = np.broadcast_to(col["lr"], X.shape).copy()
         etas = (col["eta_minus"], col["eta_plus"])
 
         def update(G):
-            return _numpy_baseline.rprop_step(X, G, prev, size, etas=etas)
+            return numpy_rprop_step(X, G, prev, size, etas=etas)
     err_mid = None
     AT, G = np.ascontiguousarray(A.T), np.empty_like(X)
     diagonal = np.diag(A) if bowl.is_axis_aligned else None

@@ -4,7 +4,9 @@ import sys
 import numpy as np
 import pytest
 
-from optbowl import _numpy_baseline, Adagrad, Rprop
+from optbowl import Adagrad, Rprop
+from optbowl.adagrad import numpy_adagrad_step
+from optbowl.rprop import numpy_rprop_step
 
 
 def cli(*args, check=False):
@@ -130,7 +132,7 @@ def test_numpy_baselines_agree_with_kernels(rng):
     for _ in range(20):
         g = (x * 3 + rng.standard_normal(1000)).astype(np.float32)
         opt.step(g)
-        _numpy_baseline.rprop_step(y, g, prev, step)
+        numpy_rprop_step(y, g, prev, step)
     np.testing.assert_array_equal(x, y)
     x = rng.standard_normal(1000)
     y = x.copy()
@@ -139,5 +141,5 @@ def test_numpy_baselines_agree_with_kernels(rng):
     for _ in range(20):
         g = rng.standard_normal(1000)
         opt.step(g)
-        _numpy_baseline.adagrad_step(y, g, s, 0.1)
+        numpy_adagrad_step(y, g, s, 0.1)
     np.testing.assert_allclose(x, y, rtol=1e-13)

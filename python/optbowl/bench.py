@@ -9,7 +9,7 @@ interleaved round by round (so they share the machine's noise):
 
 * ``optbowl``        the optimizer's ``step(grads)``, as a user calls it;
 * ``floor``          the streaming kernel over the rule's float arrays;
-* ``numpy``          the vectorised NumPy step of ``optbowl._numpy_baseline`` (where one exists);
+* ``numpy``          the vectorised NumPy step its rule's module defines (where one exists);
 * ``torch-single``, ``torch-foreach``, ``torch-fused``: ``torch.optim`` on tensors sharing
   the parameters' and gradients' memory (the paths torch has for the rule; skipped when
   torch is not installed), with torch's intra-op threads set to optbowl's thread count;

@@ -6,7 +6,8 @@ from typing import Any
 
 from . import functional
 from ._optimizer import Optimizer
-from ._registry import BOOL, BenchFamily, BowlCall, CudaCall, DemoPhase, Hyper, Rule, betas, register
+from ._registry import (BOOL, BenchFamily, BowlCall, CudaCall, DemoPhase, Hyper, Rule, betas,
+                        register)
 
 #: The registry entry of Lion (optbowl._registry).
 RULE = Rule(
@@ -44,14 +45,13 @@ class Lion(Optimizer):
         p \leftarrow p\,(1 - \eta\lambda) - \eta\,\operatorname{sign}(c), \qquad
         m \leftarrow \beta_2 m + (1-\beta_2) g
 
-    Every element moves by exactly :math:`\eta` (or not at all where :math:`c = 0`), so
-    ``lr`` is typically 3-10x smaller than Adam's and ``weight_decay`` as much larger. The
-    interpolations are torch's ``lerp`` and the decay factor :math:`1 - \eta\lambda` is
-    computed in double and rounded once, the order of the reference implementation
-    (``p.mul_(1 - lr*wd); p.add_(m.lerp(g, 1-β1).sign_(), alpha=-lr); m.lerp_(g, 1-β2)``),
-    with which results agree bit for bit in float32 and float64. One difference: a NaN
-    in :math:`c` reaches :math:`p` (torch's ``sign`` gives 0 for NaN and would leave the
-    element frozen).
+    Every element moves by exactly :math:`\eta` (or not at all where :math:`c = 0`), so ``lr`` is
+    typically 3-10x smaller than for the adaptive-moment rules and ``weight_decay`` as much larger.
+    The interpolations are torch's ``lerp`` and the decay factor :math:`1 - \eta\lambda` is computed
+    in double and rounded once, the order of the reference implementation (``p.mul_(1 - lr*wd);
+    p.add_(m.lerp(g, 1-β1).sign_(), alpha=-lr); m.lerp_(g, 1-β2)``), with which results agree bit
+    for bit in float32 and float64. One difference: a NaN in :math:`c` reaches :math:`p` (torch's
+    ``sign`` gives 0 for NaN and would leave the element frozen).
 
     Parameters
     ----------
@@ -70,7 +70,7 @@ class Lion(Optimizer):
     Notes
     -----
     Each parameter keeps one ``exp_avg`` array (:math:`m`), of the parameter's dtype:
-    half of Adam's state.
+    half the state of a two-moment rule.
 
     Examples
     --------

@@ -7,11 +7,27 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from . import _check, _device, _numpy_baseline, functional
+from . import _check, _device, functional
 from ._optimizer import Optimizer
 from ._registry import BOOL, BenchFamily, BowlCall, CudaCall, DemoPhase, Hyper, Rule, register
 
 VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+", "backtrack")
+
+
+# The vectorised NumPy competitor the demo and the benchmarks time beside the compiled step:
+# what a user would write without optbowl (whole-array expressions, one temporary per
+# operation). The optimizers never call it; tests check that it agrees with the kernels.
+def numpy_rprop_step(p, g, prev, step, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0)):
+    """torch.optim.Rprop's update (irprop-) in NumPy, in place."""
+    t = p.dtype.type
+    eta_minus, eta_plus = (np.asarray(e, dtype=p.dtype) for e in etas)
+    s = np.sign(g * prev)
+    factor = np.where(s > 0, eta_plus, np.where(s < 0, eta_minus, t(1)))
+    step *= factor
+    np.clip(step, t(step_sizes[0]), t(step_sizes[1]), out=step)
+    g = np.where(s < 0, t(0), g)
+    p -= np.sign(g) * step
+    prev[...] = g
 
 
 def _numpy_steps(params: Any, hyper: Optional[Dict[str, Any]] = None) -> Any:
@@ -22,7 +38,7 @@ def _numpy_steps(params: Any, hyper: Optional[Dict[str, Any]] = None) -> Any:
 
     def step(grads: Any) -> None:
         for p, g, (prev, size) in zip(params, grads, states):
-            _numpy_baseline.rprop_step(p, g, prev, size)
+            numpy_rprop_step(p, g, prev, size)
 
     return step
 

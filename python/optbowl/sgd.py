@@ -6,9 +6,20 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from . import _numpy_baseline, functional
+from . import functional
 from ._optimizer import Optimizer
 from ._registry import BOOL, BenchFamily, CudaCall, DemoPhase, Hyper, Rule, register
+
+
+# The vectorised NumPy competitor the demo and the benchmarks time beside the compiled step:
+# what a user would write without optbowl (whole-array expressions, one temporary per
+# operation). The optimizers never call it; tests check that it agrees with the kernels.
+def numpy_momentum_step(p, g, buf, lr, momentum):
+    """SGD with heavy-ball momentum (torch's v = βv + g; p −= ηv) in NumPy, in place; ``buf``
+    starts at zero, so the first step sets it to g, as torch does."""
+    buf *= np.asarray(momentum, dtype=p.dtype)
+    buf += g
+    p -= np.asarray(lr, dtype=p.dtype) * buf
 
 
 def _numpy_momentum(params: Any, hyper: Optional[Dict[str, Any]] = None) -> Any:
@@ -19,10 +30,9 @@ def _numpy_momentum(params: Any, hyper: Optional[Dict[str, Any]] = None) -> Any:
 
     def step(grads: Any) -> None:
         for p, g, b in zip(params, grads, bufs):
-            _numpy_baseline.momentum_step(p, g, b, lr, momentum)
+            numpy_momentum_step(p, g, b, lr, momentum)
 
     return step
-
 
 
 #: The registry entry of SGD (optbowl._registry).

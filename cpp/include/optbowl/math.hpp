@@ -85,4 +85,29 @@ OPTBOWL_HD T sqrt_(T x) {
 #endif
 }
 
+// torch's lerp(start, end, weight), rounded as its CPU kernels round it:
+// start + weight * (end - start) for |weight| < 0.5, else end - (end - start) * (1 - weight),
+// each as one fused multiply-add.
+template <class T>
+OPTBOWL_HD T torch_lerp(T start, T end, T weight) {
+  const T diff = end - start;
+  return (weight < T(0) ? -weight : weight) < T(0.5) ? fma_(weight, diff, start) : fma_(weight - T(1), diff, end);
+}
+
+// torch's a.add(b, alpha=alpha) for two tensors: fma(b, alpha, a) in its vectorised body
+// (for a 16-bit parameter too: float32 arithmetic, one rounding). kScalarTail: as its scalar
+// tail rounds it for a 16-bit parameter (c10::BFloat16 / c10::Half arithmetic: the product
+// rounded to the dtype, then the sum): the last numel % (vector bytes / 2) elements of each
+// run torch's element-wise loop steps (numel % 32 with torch's AVX-512 kernels, checked for
+// every rule here against torch 2.13; a tensor past torch's grain size, 32768 elements, is
+// split into one run per thread). For float32 and float64 torch's build contracts the tail
+// into the same fma, so kScalarTail changes nothing there.
+template <bool kScalarTail, class R, class T>
+OPTBOWL_HD T torch_add_scaled(T a, T b, T alpha) {
+  if constexpr (kScalarTail && !std::is_same<R, Exact>::value)
+    return R::round(a + R::round(alpha * b));
+  else
+    return R::round(fma_(b, alpha, a));
+}
+
 }  // namespace optbowl

@@ -8,11 +8,11 @@
 // where decode maps a code to a number in [-1, 1] (signed code) or [0, 1] (unsigned code).
 // The codes are a floating-point grid anchored at 1.0: their float32 bit patterns are
 // evenly spaced, 2^20 apart (3 mantissa bits), counting down from 1.0 (0x3F800000):
-//     unsigned (AdaGrad's sum, Adam's second moments): code c = 1..255 is the float whose
+//     unsigned (sums of squares, second moments): code c = 1..255 is the float whose
 //         bits are 0x3F800000 - (255 - c) * 2^20, from 1.0 down to 1.25 * 2^-32; c = 0 is 0.
 //         Five exponent bits, three mantissa bits (E5M3): a relative step of at most 1/8,
-//         a dynamic range of 2^32 within a block (2^16 after Adam's square root).
-//     signed (Adam's first moment): bit 7 is the sign, bits 0-6 a magnitude m = 1..127 on
+//         a dynamic range of 2^32 within a block (2^16 after the rule's square root).
+//     signed (first moments): bit 7 is the sign, bits 0-6 a magnitude m = 1..127 on
 //         the same grid, 0x3F800000 - (127 - m) * 2^20 (1.0 down to 1.25 * 2^-16; E4M3);
 //         m = 0 is a zero of that sign.
 // Encoding a block: absmax = max |value| (a NaN in the block makes it NaN: the block then

@@ -241,7 +241,7 @@ OPTBOWL_TARGET_AVX512 void run_quantized_avx512(const Loop& loop, const TensorTa
 #endif
 
 // AVX-512 where the CPU has it: the byte codes' conversions and the bit arithmetic of the
-// code take twice the lanes (as Rprop's int8 compact state, multi_tensor.hpp).
+// code take twice the lanes (as the int8 compact state of a sign-based rule, multi_tensor.hpp).
 template <class Loop, std::size_t K>
 QuantizedRunner<Loop, K> quantized_runner() {
 #if OPTBOWL_X86_DISPATCH

@@ -29,22 +29,6 @@
 namespace optbowl {
 namespace rules {
 
-// torch's a.add(b, alpha=alpha) for two tensors: fma(b, alpha, a) in its vectorised body
-// (for a 16-bit parameter too: float32 arithmetic, one rounding). kScalarTail: as its scalar
-// tail rounds it for a 16-bit parameter (c10::BFloat16 / c10::Half arithmetic: the product
-// rounded to the dtype, then the sum): the last numel % (vector bytes / 2) elements of each
-// run torch's element-wise loop steps (numel % 32 with torch's AVX-512 kernels, checked for
-// every rule here against torch 2.13; a tensor past torch's grain size, 32768 elements, is
-// split into one run per thread). For float32 and float64 torch's build contracts the tail
-// into the same fma, so kScalarTail changes nothing there.
-template <bool kScalarTail, class R, class T>
-OPTBOWL_HD T torch_add_scaled(T a, T b, T alpha) {
-  if constexpr (kScalarTail && !std::is_same<R, Exact>::value)
-    return R::round(a + R::round(alpha * b));
-  else
-    return R::round(fma_(b, alpha, a));
-}
-
 template <class T>
 struct AdadeltaHyper {
   T rho;

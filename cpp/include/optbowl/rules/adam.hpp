@@ -29,15 +29,6 @@
 namespace optbowl {
 namespace rules {
 
-// torch's lerp(start, end, weight), rounded as its CPU kernels round it:
-// start + weight * (end - start) for |weight| < 0.5, else end - (end - start) * (1 - weight),
-// each as one fused multiply-add.
-template <class T>
-OPTBOWL_HD T torch_lerp(T start, T end, T weight) {
-  const T diff = end - start;
-  return (weight < T(0) ? -weight : weight) < T(0.5) ? fma_(weight, diff, start) : fma_(weight - T(1), diff, end);
-}
-
 // The NaN with every bit set (sign, exponent and payload), as torch's vectorised maximum
 // makes it: its blend with an all-ones mask.
 template <class T>

@@ -20,7 +20,6 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/math.hpp"
-#include "optbowl/rules/adadelta.hpp"
 
 namespace optbowl {
 namespace rules {

@@ -18,7 +18,6 @@
 #pragma once
 #include "optbowl/config.hpp"
 #include "optbowl/math.hpp"
-#include "optbowl/rules/adam.hpp"
 
 namespace optbowl {
 namespace rules {

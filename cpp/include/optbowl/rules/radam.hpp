@@ -29,8 +29,6 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/math.hpp"
-#include "optbowl/rules/adadelta.hpp"
-#include "optbowl/rules/adam.hpp"
 
 namespace optbowl {
 namespace rules {
