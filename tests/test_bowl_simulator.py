@@ -181,12 +181,16 @@ def test_sweep_of_adam_and_booleans_equals_runs(bowl):
 
 
 def test_every_method_is_compiled_into_the_simulator():
-    from optbowl import _core
+    """The simulator's methods: each rule that claims the bowl (by its name, or by its
+    variants where the class's constructor chooses one), and torch.optim's gradient loops
+    with the methods that choose their step from the whole vector."""
+    from optbowl import _core, _registry
 
-    assert set(_core.bowl_methods()) == {"irprop-", "rprop-", "rprop+", "irprop+", "backtrack",
-                                         "adagrad", "gd", "momentum", "nesterov", "newton",
-                                         "steepest", "cg", "polyak", "quickprop", "rmsprop",
-                                         "adam"}
+    named = {r.name for r in _registry.rules("bowl") if not r.bowl.by_variant}
+    variants = {"irprop-", "rprop-", "rprop+", "irprop+", "backtrack"}
+    gradient_loops = {"gd", "momentum", "nesterov", "newton", "steepest", "cg", "polyak"}
+    assert set(_core.bowl_methods()) == named | variants | gradient_loops
+    assert {"adagrad", "quickprop", "rmsprop", "adam", "lion"} <= named
 
 
 # ------------------------------------------------------------------ sweep

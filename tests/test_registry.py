@@ -201,3 +201,23 @@ def test_the_demo_runs_every_class_of_the_rule(rule):
     assert {phase.cls or rule.cls for phase in rule.demo} == set(rule.classes)
     for phase in rule.demo:
         assert set(phase.hyper) <= {h.name for h in rule.hyper} | {"variant"}
+
+
+def test_the_compiled_registry_agrees_with_the_entries():
+    """The two halves of each rule's description (registry.hpp, exposed as _core.rules, and
+    the Python entry) name the same group fields in the same order, the same operand lists,
+    and the same CUDA kernel; neither half has a rule the other lacks."""
+    from optbowl import _core
+
+    assert set(_core.rules) == {r.name for r in RULES}
+    for rule in RULES:
+        compiled = _core.rules[rule.name]
+        fields = []
+        for name in rule.group:
+            h = rule.hyper_named(name)
+            fields.extend(h.pair if h.pair else [name])
+        assert compiled["groups"] == tuple(fields), rule.name
+        assert compiled["labels"][2:] == rule.operands, rule.name
+        assert compiled["operands"][:2] == ("params", "grads"), rule.name
+        assert len(compiled["operands"]) == len(compiled["labels"]), rule.name
+        assert compiled["cuda"] == ("cuda" in rule.layers), rule.name

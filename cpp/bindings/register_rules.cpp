@@ -108,9 +108,13 @@ template <class Rule>
 py::dict names_of() {
   py::dict d;
   d["groups"] = py::tuple(py::cast(reg::field_names<Rule>()));
-  py::list operands;
-  for (const auto& op : Rule::operands) operands.append(op.arg);
+  py::list operands, labels;
+  for (const auto& op : Rule::operands) {
+    operands.append(op.arg);
+    labels.append(op.label);
+  }
   d["operands"] = py::tuple(operands);
+  d["labels"] = py::tuple(labels);
   d["cuda"] = Rule::cuda;
   return d;
 }
@@ -127,7 +131,8 @@ void register_rules(py::module_& m) {
     rules[Rule::name] = names_of<Rule>();
   });
   // rule name -> {"groups": the group tuple's field names, "operands": the step function's
-  // list arguments, "cuda": whether optbowl._cuda has it}.
+  // list arguments, "labels": their names in messages (and in optbowl.functional), "cuda":
+  // whether optbowl._cuda has it}.
   m.attr("rules") = rules;
 }
 
