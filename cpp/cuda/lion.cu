@@ -25,13 +25,7 @@ struct LionOp {
 template <>
 LaunchStats launch<LionLoop>(const DeviceTable<LionLoop::K>& table, const LionLoop& loop,
                              const LaunchConfig& config) {
-  return launch_by_dtype<LionOp>(
-      table,
-      [&](auto tag, int t) {
-        using M = typename decltype(tag)::type;
-        return loop.groups[loop.group_of[t]].template cast<M>();
-      },
-      config);
+  return launch_by_dtype<LionOp>(table, hyper_of_loop(loop), config);
 }
 
 }  // namespace cuda

@@ -26,13 +26,7 @@ struct RmspropOp {
 template <>
 LaunchStats launch<RmspropLoop>(const DeviceTable<RmspropLoop::K>& table, const RmspropLoop& loop,
                                 const LaunchConfig& config) {
-  return launch_by_dtype<RmspropOp>(
-      table,
-      [&](auto tag, int t) {
-        using M = typename decltype(tag)::type;
-        return loop.groups[loop.group_of[t]].template cast<M>();
-      },
-      config);
+  return launch_by_dtype<RmspropOp>(table, hyper_of_loop(loop), config);
 }
 
 }  // namespace cuda
