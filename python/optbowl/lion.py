@@ -6,7 +6,8 @@ from typing import Any
 
 from . import functional
 from ._optimizer import Optimizer
-from ._registry import BOOL, BenchFamily, BowlCall, CudaCall, DemoPhase, Hyper, Rule, betas, register
+from ._registry import (BOOL, BenchFamily, BowlCall, CudaCall, DemoPhase, Hyper, Rule, betas,
+                        register)
 
 #: The registry entry of Lion (optbowl._registry).
 RULE = Rule(
