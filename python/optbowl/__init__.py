@@ -17,6 +17,7 @@ from .quickprop import QuickProp
 from .rmsprop import RMSprop
 from .adam import Adam, AdamW
 from .lion import Lion
+from .adamax import Adamax
 
 from . import cuda, functional, functions, performance, schedules, spectra
 from ._core import get_num_threads, set_num_threads
@@ -32,6 +33,7 @@ __all__ = [
     "Adagrad",
     "Adam",
     "AdamW",
+    "Adamax",
     "Lion",
     "QuadraticBowl",
     "QuickProp",
