@@ -68,7 +68,7 @@ import optbowl as optbowl_numpy  # the NumPy classes (Rprop, Adam, ...): their d
 
 from . import _check, _core, _registry, _state_bits
 
-__all__ = ["Adagrad", "Adam", "AdamW", "Adamax", "Lion", "QuickProp", "RMSprop",
+__all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "QuickProp", "RMSprop",
            "Rprop", "SGD"]
 
 #: Parameter dtypes the CPU kernels take (bfloat16 and float16: stored in 16 bits,
@@ -1844,3 +1844,71 @@ class Adamax(_FusedOptimizer):
     ) -> None:
         super().__init__(params, _options(locals()))
 
+
+class Adadelta(_FusedOptimizer):
+    r"""optbowl's Adadelta as a drop-in for ``torch.optim.Adadelta``.
+
+    With :math:`g = \nabla f(\theta)` (``maximize`` negates it) and
+    :math:`g \leftarrow g + \lambda\theta`:
+
+    .. math::
+
+        v \leftarrow \rho v + (1-\rho) g^2, \qquad
+        \Delta = \frac{\sqrt{u + \epsilon}}{\sqrt{v + \epsilon}}\, g, \qquad
+        u \leftarrow \rho u + (1-\rho) \Delta^2, \qquad
+        \theta \leftarrow \theta - \eta\,\Delta
+
+    the same kernel and results as :class:`optbowl.Adadelta`: torch's single-tensor path
+    (``foreach=False``) with correctly rounded square roots. Where torch is built with MKL
+    its CPU ``sqrt`` of float32 and float64 tensors is not always correctly rounded (within
+    an ulp), and results then differ from torch's by that bit and what follows from it.
+    bfloat16 and float16 parameters agree with torch bit for bit except in a tensor's last
+    ``numel % 32`` elements, which torch's scalar loop rounds otherwise. The state is ``step`` (a
+    scalar tensor, as torch keeps it), ``square_avg`` and ``acc_delta``.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of dicts
+        Parameters, or param groups with their own hyper-parameters.
+    lr : float or one-element tensor
+        The factor :math:`\eta \ge 0` on :math:`\Delta` (default 1.0).
+    rho : float
+        :math:`\rho \in [0, 1]` (default 0.9).
+    eps : float
+        Added under both square roots, >= 0 (default 1e-6).
+    weight_decay : float
+        :math:`\lambda \ge 0` (default 0).
+    foreach : bool or None
+        None or False: torch's single-tensor path, whose rounding the kernel reproduces;
+        True (its foreach path, rounded otherwise) is refused.
+    capturable : bool
+        Only False: CUDA-graph capture is not supported.
+    maximize : bool
+        Follow the gradient uphill.
+    differentiable : bool
+        Only False: the kernels do not record the update for autograd.
+    """
+
+    _entry = "adadelta"
+    _complex_ok = False
+    _state_names = ("square_avg", "acc_delta")
+    _flags = {
+        "foreach": SINGLE_TENSOR,
+        "capturable": NOT_CAPTURABLE,
+        "differentiable": NOT_DIFFERENTIABLE,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0,
+        foreach: Optional[bool] = None,
+        *,
+        capturable: bool = False,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        super().__init__(params, _options(locals()))

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "optbowl/bowl.hpp"
+#include "optbowl/loops/adadelta_loop.hpp"
 #include "optbowl/loops/adagrad_loop.hpp"
 #include "optbowl/loops/adam_loop.hpp"
 #include "optbowl/loops/adamax_loop.hpp"
@@ -406,7 +407,30 @@ struct AdamaxRule : NoExtras {
   }
 };
 
-using Rules = List<RpropRule, AdagradRule, SgdRule, QuickpropRule, RmspropRule, AdamRule, LionRule, AdamaxRule>;
+struct AdadeltaRule : NoExtras {
+  static constexpr const char* name = "adadelta";
+  static constexpr const char* title = "Adadelta";
+  using Loop = AdadeltaLoop;
+  using Group = AdadeltaGroup;
+  static constexpr auto groups =
+      std::make_tuple(field("lr", &Group::lr), field("rho", &Group::rho), field("eps", &Group::eps),
+                      field("weight_decay", &Group::weight_decay), field("maximize", &Group::maximize));
+  static constexpr std::array<OperandSpec<Group>, 4> operands{{{"params", "params", true, false},
+                                                               {"grads", "grads", false, false},
+                                                               {"square_avgs", "square_avgs", true, false},
+                                                               {"acc_deltas", "acc_deltas", true, false}}};
+  static constexpr bool cuda = false;
+
+  static constexpr std::array<const char*, 1> bowl_methods{{"adadelta"}};
+  static void set_bowl(bowl::Method<Loop>& m, std::size_t, const bowl::HyperRow& h) {
+    bowl::reset(m);
+    bowl::one_group(m.loop, Group{h.get("lr"), h.get("rho"), h.get("eps"), h.get("weight_decay"), false});
+    m.state_init = {0.0, 0.0};  // square_avg, acc_delta
+  }
+};
+
+using Rules = List<RpropRule, AdagradRule, SgdRule, QuickpropRule, RmspropRule, AdamRule, LionRule, AdamaxRule,
+                   AdadeltaRule>;
 
 // ---- working with an entry ------------------------------------------------------------------
 
