@@ -214,6 +214,101 @@ LION = Row(
 )
 
 
+# ----------------------------------------------------------------------------- Adamax
+def _adamax_hyper():
+    @st.composite
+    def draw(d):
+        return {
+            "lr": d(st.floats(1e-4, 0.5)),
+            "betas": (d(st.sampled_from([0.0, 0.5, 0.9])), d(st.sampled_from([0.0, 0.9, 0.999]))),
+            "eps": d(st.sampled_from([1e-8, 1e-3])),
+            "weight_decay": d(st.sampled_from([0.0, 1e-2, 1.0])),
+            "maximize": d(st.booleans()),
+        }
+    return draw()
+
+
+def _adamax_ref_step(p, g, state, kw, loss_increased):
+    ref.adamax_step(p, g, state, **{k: kw[k] for k in
+                                    ("lr", "betas", "eps", "weight_decay", "maximize") if k in kw})
+
+
+ADAMAX = Row(
+    name="Adamax",
+    cls="Adamax",
+    kwargs={"lr": 0.01, "betas": (0.8, 0.95), "weight_decay": 0.1},
+    bad_hyper=(
+        ({"lr": -0.1}, ValueError, "lr"),
+        ({"lr": NAN}, ValueError, "lr"),
+        ({"lr": INF}, ValueError, "lr"),
+        ({"betas": (1.0, 0.99)}, ValueError, "betas"),
+        ({"betas": (0.9, NAN)}, ValueError, "betas"),
+        ({"betas": 0.9}, TypeError, "betas"),
+        ({"eps": -1e-8}, ValueError, "eps"),
+        ({"weight_decay": -1.0}, ValueError, "weight_decay"),
+        ({"weight_decay": INF}, ValueError, "weight_decay"),
+        ({"maximize": "no"}, TypeError, "maximize"),
+    ),
+    state_names=("exp_avg", "exp_inf"),
+    ref_init=lambda p, kw: {"step": 0, "exp_avg": np.zeros_like(p), "exp_inf": np.zeros_like(p)},
+    ref_step=_adamax_ref_step,
+    hyper=_adamax_hyper,
+    torch_cls="Adamax",
+    torch_kwargs=lambda kw: {**{k: kw[k] for k in ("lr", "betas", "eps", "weight_decay",
+                                                   "maximize") if k in kw}, "foreach": False},
+    torch_state={"exp_avg": "exp_avg", "exp_inf": "exp_inf"},
+    torch_exact=True,
+)
+
+
+# ----------------------------------------------------------------------------- Adadelta
+def _adadelta_hyper():
+    @st.composite
+    def draw(d):
+        return {
+            "lr": d(st.floats(1e-3, 2.0)),
+            "rho": d(st.sampled_from([0.0, 0.5, 0.9, 1.0])),
+            "eps": d(st.sampled_from([1e-6, 1e-3])),
+            "weight_decay": d(st.sampled_from([0.0, 1e-2, 1.0])),
+            "maximize": d(st.booleans()),
+        }
+    return draw()
+
+
+def _adadelta_ref_step(p, g, state, kw, loss_increased):
+    ref.adadelta_step(p, g, state, **{k: kw[k] for k in
+                                      ("lr", "rho", "eps", "weight_decay", "maximize") if k in kw})
+
+
+ADADELTA = Row(
+    name="Adadelta",
+    cls="Adadelta",
+    kwargs={"lr": 0.5, "rho": 0.8, "weight_decay": 0.1},
+    bad_hyper=(
+        ({"lr": -0.1}, ValueError, "lr"),
+        ({"lr": NAN}, ValueError, "lr"),
+        ({"lr": INF}, ValueError, "lr"),
+        ({"rho": 1.5}, ValueError, "rho"),
+        ({"rho": -0.1}, ValueError, "rho"),
+        ({"rho": NAN}, ValueError, "rho"),
+        ({"eps": -1e-6}, ValueError, "eps"),
+        ({"weight_decay": -1.0}, ValueError, "weight_decay"),
+        ({"maximize": "no"}, TypeError, "maximize"),
+    ),
+    state_names=("square_avg", "acc_delta"),
+    ref_init=lambda p, kw: {"square_avg": np.zeros_like(p), "acc_delta": np.zeros_like(p)},
+    ref_step=_adadelta_ref_step,
+    hyper=_adadelta_hyper,
+    torch_cls="Adadelta",
+    torch_kwargs=lambda kw: {**{k: kw[k] for k in ("lr", "rho", "eps", "weight_decay",
+                                                   "maximize") if k in kw}, "foreach": False},
+    torch_state={"square_avg": "square_avg", "acc_delta": "acc_delta"},
+    # torch's CPU sqrt of float32/float64 tensors is MKL's, not correctly rounded: an ulp
+    # per square root apart (tests/test_adadelta.py compares bit for bit given an IEEE sqrt)
+    torch_exact=False,
+)
+
+
 # ------------------------------------------------- the rest of the family (torch's semantics)
 # Rows for optimizers that may not exist yet: ROWS keeps only those optbowl exports.
 # Without a NumPy reference they are compared with torch (to a tolerance) where torch has them.
@@ -254,7 +349,8 @@ FUTURE = [
         torch_exact=False),
 ]
 
-ALL_ROWS: List[Row] = [_rprop_row(v) for v in RPROP_VARIANTS] + [ADAGRAD, LION] + FUTURE
+ALL_ROWS: List[Row] = ([_rprop_row(v) for v in RPROP_VARIANTS] + [ADAGRAD, LION, ADAMAX, ADADELTA]
+                       + FUTURE)
 ROWS: List[Row] = [r for r in ALL_ROWS if r.available]
 REFERENCE_ROWS: List[Row] = [r for r in ROWS if r.ref_step is not None]
 TORCH_ROWS: List[Row] = [r for r in ROWS if r.torch_cls is not None]

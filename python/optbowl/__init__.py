@@ -17,6 +17,8 @@ from .quickprop import QuickProp
 from .rmsprop import RMSprop
 from .adam import Adam, AdamW
 from .lion import Lion
+from .adamax import Adamax
+from .adadelta import Adadelta
 
 from . import cuda, functional, functions, performance, schedules, spectra
 from ._core import get_num_threads, set_num_threads
@@ -29,9 +31,11 @@ from .sparse import SparseRows
 from .spectra import goe_positive_fraction, matrix_power_spectrum, product_gains
 
 __all__ = [
+    "Adadelta",
     "Adagrad",
     "Adam",
     "AdamW",
+    "Adamax",
     "Lion",
     "QuadraticBowl",
     "QuickProp",

@@ -68,7 +68,8 @@ import optbowl as optbowl_numpy  # the NumPy classes (Rprop, Adam, ...): their d
 
 from . import _check, _core, _registry, _state_bits
 
-__all__ = ["Adagrad", "Adam", "AdamW", "Lion", "QuickProp", "RMSprop", "Rprop", "SGD"]
+__all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "QuickProp", "RMSprop",
+           "Rprop", "SGD"]
 
 #: Parameter dtypes the CPU kernels take (bfloat16 and float16: stored in 16 bits,
 #: computed in float32, rounded as torch rounds them; bfloat16 needs ml_dtypes).
@@ -257,6 +258,10 @@ def _flag(name: str, value: Any, allowed: Sequence[Any], why: str) -> None:
 ANY_IMPLEMENTATION = ((None, True, False), "expected None, True or False")
 NOT_CAPTURABLE = ((False,), "CUDA-graph capture is not supported")
 NOT_DIFFERENTIABLE = ((False,), "the fused update is not recorded by autograd")
+#: foreach=None and foreach=False are torch's single-tensor path on the CPU, the only one
+#: the rules without a fused torch kernel reproduce; its foreach path rounds otherwise.
+SINGLE_TENSOR = ((None, False), "the update is torch's single-tensor path (foreach=False), "
+                 "which its foreach path (foreach=True) rounds otherwise")
 FUSED_ROUNDING = "the update is always the fused kernel's, which rounds as torch's fused=True"
 ONLY_FUSED = ((None, True), FUSED_ROUNDING)
 #: foreach=False asks for torch's single-tensor loop, True for its foreach path: both round
@@ -1768,6 +1773,141 @@ class Lion(_FusedOptimizer):
         betas: Tuple[float, float] = (0.9, 0.99),
         weight_decay: float = 0.0,
         *,
+        maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        super().__init__(params, _options(locals()))
+
+
+class Adamax(_FusedOptimizer):
+    r"""optbowl's Adamax as a drop-in for ``torch.optim.Adamax``.
+
+    At step :math:`t` (from 1), with :math:`g = \nabla f(\theta)` (``maximize`` negates it)
+    and :math:`g \leftarrow g + \lambda\theta`:
+
+    .. math::
+
+        m \leftarrow \beta_1 m + (1-\beta_1) g, \qquad
+        u \leftarrow \max(\beta_2 u,\ |g| + \epsilon), \qquad
+        \theta \leftarrow \theta - \frac{\eta}{1-\beta_1^t}\,\frac{m}{u}
+
+    the same kernel and results as :class:`optbowl.Adamax`: torch's single-tensor path
+    (``foreach=False``, what torch runs on the CPU by default) bit for bit in float32 and
+    float64; bfloat16 and float16 parameters too, except, with weight decay, in a tensor's
+    last ``numel % 32`` elements, which torch's scalar loop rounds otherwise. The state is
+    ``step`` (a scalar tensor, as torch keeps it), ``exp_avg`` and ``exp_inf``.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of dicts
+        Parameters, or param groups with their own hyper-parameters.
+    lr : float or one-element tensor
+        Learning rate :math:`\eta \ge 0` (default 2e-3).
+    betas : (float, float)
+        :math:`(\beta_1, \beta_2)`, each in [0, 1) (default (0.9, 0.999)).
+    eps : float
+        Added to :math:`|g|`, >= 0 (default 1e-8).
+    weight_decay : float
+        :math:`\lambda \ge 0` (default 0).
+    foreach : bool or None
+        None or False: torch's single-tensor path, whose rounding the kernel reproduces;
+        True (its foreach path, rounded otherwise) is refused.
+    maximize : bool
+        Follow the gradient uphill.
+    differentiable : bool
+        Only False: the kernels do not record the update for autograd.
+    capturable : bool
+        Only False: CUDA-graph capture is not supported.
+    """
+
+    _entry = "adamax"
+    _complex_ok = False
+    _state_names = ("exp_avg", "exp_inf")
+    _flags = {
+        "foreach": SINGLE_TENSOR,
+        "differentiable": NOT_DIFFERENTIABLE,
+        "capturable": NOT_CAPTURABLE,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 2e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        foreach: Optional[bool] = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+    ) -> None:
+        super().__init__(params, _options(locals()))
+
+
+class Adadelta(_FusedOptimizer):
+    r"""optbowl's Adadelta as a drop-in for ``torch.optim.Adadelta``.
+
+    With :math:`g = \nabla f(\theta)` (``maximize`` negates it) and
+    :math:`g \leftarrow g + \lambda\theta`:
+
+    .. math::
+
+        v \leftarrow \rho v + (1-\rho) g^2, \qquad
+        \Delta = \frac{\sqrt{u + \epsilon}}{\sqrt{v + \epsilon}}\, g, \qquad
+        u \leftarrow \rho u + (1-\rho) \Delta^2, \qquad
+        \theta \leftarrow \theta - \eta\,\Delta
+
+    the same kernel and results as :class:`optbowl.Adadelta`: torch's single-tensor path
+    (``foreach=False``) with correctly rounded square roots. Where torch is built with MKL
+    its CPU ``sqrt`` of float32 and float64 tensors is not always correctly rounded (within
+    an ulp), and results then differ from torch's by that bit and what follows from it.
+    bfloat16 and float16 parameters agree with torch bit for bit except in a tensor's last
+    ``numel % 32`` elements, which torch's scalar loop rounds otherwise. The state is ``step`` (a
+    scalar tensor, as torch keeps it), ``square_avg`` and ``acc_delta``.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of dicts
+        Parameters, or param groups with their own hyper-parameters.
+    lr : float or one-element tensor
+        The factor :math:`\eta \ge 0` on :math:`\Delta` (default 1.0).
+    rho : float
+        :math:`\rho \in [0, 1]` (default 0.9).
+    eps : float
+        Added under both square roots, >= 0 (default 1e-6).
+    weight_decay : float
+        :math:`\lambda \ge 0` (default 0).
+    foreach : bool or None
+        None or False: torch's single-tensor path, whose rounding the kernel reproduces;
+        True (its foreach path, rounded otherwise) is refused.
+    capturable : bool
+        Only False: CUDA-graph capture is not supported.
+    maximize : bool
+        Follow the gradient uphill.
+    differentiable : bool
+        Only False: the kernels do not record the update for autograd.
+    """
+
+    _entry = "adadelta"
+    _complex_ok = False
+    _state_names = ("square_avg", "acc_delta")
+    _flags = {
+        "foreach": SINGLE_TENSOR,
+        "capturable": NOT_CAPTURABLE,
+        "differentiable": NOT_DIFFERENTIABLE,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0,
+        foreach: Optional[bool] = None,
+        *,
+        capturable: bool = False,
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:

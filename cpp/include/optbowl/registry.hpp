@@ -28,8 +28,10 @@
 #include <vector>
 
 #include "optbowl/bowl.hpp"
+#include "optbowl/loops/adadelta_loop.hpp"
 #include "optbowl/loops/adagrad_loop.hpp"
 #include "optbowl/loops/adam_loop.hpp"
+#include "optbowl/loops/adamax_loop.hpp"
 #include "optbowl/loops/lion_loop.hpp"
 #include "optbowl/loops/quickprop_loop.hpp"
 #include "optbowl/loops/rmsprop_loop.hpp"
@@ -377,7 +379,58 @@ struct LionRule : NoExtras {
   }
 };
 
-using Rules = List<RpropRule, AdagradRule, SgdRule, QuickpropRule, RmspropRule, AdamRule, LionRule>;
+struct AdamaxRule : NoExtras {
+  static constexpr const char* name = "adamax";
+  static constexpr const char* title = "Adamax";
+  using Loop = AdamaxLoop;
+  using Group = AdamaxGroup;
+  static constexpr auto groups =
+      std::make_tuple(field("lr", &Group::lr), field("beta1", &Group::beta1), field("beta2", &Group::beta2),
+                      field("eps", &Group::eps), field("weight_decay", &Group::weight_decay),
+                      field("maximize", &Group::maximize));
+  static constexpr std::array<OperandSpec<Group>, 4> operands{{{"params", "params", true, false},
+                                                               {"grads", "grads", false, false},
+                                                               {"exp_avgs", "exp_avgs", true, false},
+                                                               {"exp_infs", "exp_infs", true, false}}};
+  static constexpr bool counts_steps = true;
+  static constexpr bool cuda = false;
+
+  static constexpr std::array<const char*, 1> bowl_methods{{"adamax"}};
+  static void set_bowl(bowl::Method<Loop>& m, std::size_t, const bowl::HyperRow& h) {
+    bowl::reset(m);
+    bowl::one_group(m.loop,
+                    Group{h.get("lr"), h.get("beta1"), h.get("beta2"), h.get("eps"), h.get("weight_decay"), false});
+    m.loop.steps.assign(1, 0.0);
+    m.state_init = {0.0, 0.0};  // exp_avg, exp_inf
+    m.before_step = bowl::count_steps<Loop>;
+    m.hook_per_lane = true;  // the bias correction follows the step count
+  }
+};
+
+struct AdadeltaRule : NoExtras {
+  static constexpr const char* name = "adadelta";
+  static constexpr const char* title = "Adadelta";
+  using Loop = AdadeltaLoop;
+  using Group = AdadeltaGroup;
+  static constexpr auto groups =
+      std::make_tuple(field("lr", &Group::lr), field("rho", &Group::rho), field("eps", &Group::eps),
+                      field("weight_decay", &Group::weight_decay), field("maximize", &Group::maximize));
+  static constexpr std::array<OperandSpec<Group>, 4> operands{{{"params", "params", true, false},
+                                                               {"grads", "grads", false, false},
+                                                               {"square_avgs", "square_avgs", true, false},
+                                                               {"acc_deltas", "acc_deltas", true, false}}};
+  static constexpr bool cuda = false;
+
+  static constexpr std::array<const char*, 1> bowl_methods{{"adadelta"}};
+  static void set_bowl(bowl::Method<Loop>& m, std::size_t, const bowl::HyperRow& h) {
+    bowl::reset(m);
+    bowl::one_group(m.loop, Group{h.get("lr"), h.get("rho"), h.get("eps"), h.get("weight_decay"), false});
+    m.state_init = {0.0, 0.0};  // square_avg, acc_delta
+  }
+};
+
+using Rules = List<RpropRule, AdagradRule, SgdRule, QuickpropRule, RmspropRule, AdamRule, LionRule, AdamaxRule,
+                   AdadeltaRule>;
 
 // ---- working with an entry ------------------------------------------------------------------
 
