@@ -34,7 +34,7 @@ struct AdamaxHyper {
 // The step size at step t (t counts from 1), in double as torch computes it.
 inline double adamax_clr(double lr, double beta1, double t) { return lr / (1.0 - std::pow(beta1, t)); }
 
-// kScalarTail: rounded as torch's scalar tail (torch_add_scaled, adadelta.hpp).
+// kScalarTail: rounded as torch's scalar tail (torch_add_scaled, math.hpp).
 template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void adamax(T& p, T grad, T& exp_avg, T& exp_inf, const AdamaxHyper<T>& h) {
   T g = h.maximize ? -grad : grad;

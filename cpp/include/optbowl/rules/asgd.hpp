@@ -49,7 +49,7 @@ inline double asgd_mu(double t0, double t) {
 // The decay factor of a step taken with the state's eta.
 inline double asgd_decay_factor(double lambd, double eta) { return 1.0 - lambd * eta; }
 
-// kScalarTail: rounded as torch's scalar tail (torch_add_scaled, adadelta.hpp).
+// kScalarTail: rounded as torch's scalar tail (torch_add_scaled, math.hpp).
 template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void asgd(T& p, T grad, T& ax, const AsgdHyper<T>& h) {
   T g = h.maximize ? -grad : grad;

@@ -75,7 +75,7 @@ inline NadamStep nadam_step(double lr, double beta1, double beta2, double moment
   return {1.0 - std::pow(beta2, t), (-lr * (1.0 - mu)) / (1.0 - prod), (-lr * mu_next) / (1.0 - prod_next)};
 }
 
-// kScalarTail: rounded as torch's scalar tail (torch_add_scaled, adadelta.hpp).
+// kScalarTail: rounded as torch's scalar tail (torch_add_scaled, math.hpp).
 template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void nadam(T& p, T grad, T& exp_avg, T& exp_avg_sq, const NadamHyper<T>& h) {
   T g = h.maximize ? -grad : grad;

@@ -71,7 +71,7 @@ inline RadamStep radam_step(double beta1, double beta2, double t) {
   return {bc1, std::pow(bc2, 0.5), rho_t, rect, rectified};
 }
 
-// kScalarTail: rounded as torch's scalar tail (torch_add_scaled, adadelta.hpp).
+// kScalarTail: rounded as torch's scalar tail (torch_add_scaled, math.hpp).
 template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void radam(T& p, T grad, T& exp_avg, T& exp_avg_sq, const RadamHyper<T>& h) {
   T g = h.maximize ? -grad : grad;
