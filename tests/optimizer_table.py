@@ -413,3 +413,15 @@ def required_kwargs(cls_name):
     from optbowl._registry import REQUIRED
 
     return {h.name: 0.1 for h in rule_of(cls_name).hyper if h.default is REQUIRED}
+
+
+def random_problem(dtype, n=1037, seed=0, steps=12):
+    """A parameter and ``steps`` gradients of ``n`` elements: gradients spread over six
+    decades, with every 97th element exactly zero (a sign-based rule leaves it to decay)."""
+    rng = np.random.default_rng(seed)
+    p = rng.standard_normal(n).astype(dtype)
+    grads = [(rng.standard_normal(n) * 10.0 ** rng.integers(-4, 3, n)).astype(dtype)
+             for _ in range(steps)]
+    for g in grads:
+        g[::97] = 0.0
+    return p, grads

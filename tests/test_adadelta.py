@@ -14,6 +14,7 @@ import pytest
 
 import optbowl as ob
 import reference as ref
+from optimizer_table import random_problem as _problem
 from optbowl import functional as F
 
 OPTIONS = [
@@ -23,16 +24,6 @@ OPTIONS = [
 ]
 
 
-def _data(dtype, n=1037, seed=0, steps=12):
-    rng = np.random.default_rng(seed)
-    p = rng.standard_normal(n).astype(dtype)
-    grads = [(rng.standard_normal(n) * 10.0 ** rng.integers(-4, 3, n)).astype(dtype)
-             for _ in range(steps)]
-    for g in grads:
-        g[::97] = 0.0
-    return p, grads
-
-
 def _new_state(p):
     return {"square_avg": np.zeros_like(p), "acc_delta": np.zeros_like(p)}
 
@@ -40,7 +31,7 @@ def _new_state(p):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kw", OPTIONS, ids=lambda kw: "-".join(map(str, kw.values())))
 def test_class_matches_the_numpy_reference_bit_for_bit(dtype, kw):
-    p, grads = _data(dtype)
+    p, grads = _problem(dtype)
     q, state = p.copy(), _new_state(p)
     opt = ob.Adadelta(p, **kw)
     for g in grads:
@@ -54,7 +45,7 @@ def test_class_matches_the_numpy_reference_bit_for_bit(dtype, kw):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_functional_and_groups_match_the_reference(dtype):
     kw = dict(lr=0.5, rho=0.8, eps=1e-5, weight_decay=0.5)
-    p1, grads = _data(dtype, 300, seed=1)
+    p1, grads = _problem(dtype, 300, seed=1)
     p2 = p1[:100].copy()
     v1, v2, u1, u2 = (np.zeros_like(p1), np.zeros_like(p2), np.zeros_like(p1),
                       np.zeros_like(p2))
@@ -67,12 +58,12 @@ def test_functional_and_groups_match_the_reference(dtype):
     assert p1.tobytes() == q1.tobytes() and p2.tobytes() == q2.tobytes()
     assert v1.tobytes() == s1["square_avg"].tobytes()
     assert u2.tobytes() == s2["acc_delta"].tobytes()
-    a, b = _data(dtype, 64, seed=2)[0], _data(dtype, 64, seed=3)[0]
+    a, b = _problem(dtype, 64, seed=2)[0], _problem(dtype, 64, seed=3)[0]
     a2, b2 = a.copy(), b.copy()
     opt = ob.Adadelta([{"params": [a], "lr": 0.1}, {"params": [b], "rho": 0.5,
                                                        "maximize": True}], lr=0.7)
     oa, ob_ = ob.Adadelta(a2, lr=0.1), ob.Adadelta(b2, lr=0.7, rho=0.5, maximize=True)
-    for g in _data(dtype, 64, seed=4)[1]:
+    for g in _problem(dtype, 64, seed=4)[1]:
         opt.step([g, g])
         oa.step(g)
         ob_.step(g)

@@ -13,6 +13,7 @@ import pytest
 
 import optbowl as ob
 import reference as ref
+from optimizer_table import random_problem as _problem
 from optbowl import functional as F
 
 OPTIONS = [
@@ -23,16 +24,6 @@ OPTIONS = [
 ]
 
 
-def _data(dtype, n=1037, seed=0, steps=12):
-    rng = np.random.default_rng(seed)
-    p = rng.standard_normal(n).astype(dtype)
-    grads = [(rng.standard_normal(n) * 10.0 ** rng.integers(-4, 3, n)).astype(dtype)
-             for _ in range(steps)]
-    for g in grads:
-        g[::97] = 0.0
-    return p, grads
-
-
 def _new_state(p):
     return {"step": 0, "exp_avg": np.zeros_like(p), "exp_inf": np.zeros_like(p)}
 
@@ -40,7 +31,7 @@ def _new_state(p):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kw", OPTIONS, ids=lambda kw: "-".join(map(str, kw.values())))
 def test_class_matches_the_numpy_reference_bit_for_bit(dtype, kw):
-    p, grads = _data(dtype)
+    p, grads = _problem(dtype)
     q, state = p.copy(), _new_state(p)
     opt = ob.Adamax(p, **kw)
     for g in grads:
@@ -54,7 +45,7 @@ def test_class_matches_the_numpy_reference_bit_for_bit(dtype, kw):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_functional_and_groups_match_the_reference(dtype):
     kw = dict(lr=0.05, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.5)
-    p1, grads = _data(dtype, 300, seed=1)
+    p1, grads = _problem(dtype, 300, seed=1)
     p2 = p1[:100].copy()
     m1, m2, u1, u2 = (np.zeros_like(p1), np.zeros_like(p2), np.zeros_like(p1),
                       np.zeros_like(p2))
@@ -67,22 +58,22 @@ def test_functional_and_groups_match_the_reference(dtype):
     assert p1.tobytes() == q1.tobytes() and p2.tobytes() == q2.tobytes()
     assert m1.tobytes() == s1["exp_avg"].tobytes() and u2.tobytes() == s2["exp_inf"].tobytes()
     # a step count per parameter: the bias correction of each its own
-    a, b = _data(dtype, 50, seed=7)[0], _data(dtype, 50, seed=8)[0]
+    a, b = _problem(dtype, 50, seed=7)[0], _problem(dtype, 50, seed=8)[0]
     qa, qb = a.copy(), b.copy()
     sa, sb = _new_state(qa), {**_new_state(qb), "step": 4}
     state = [np.zeros_like(a), np.zeros_like(b)], [np.zeros_like(a), np.zeros_like(b)]
-    g = _data(dtype, 50, seed=9)[1][0]
+    g = _problem(dtype, 50, seed=9)[1][0]
     F.adamax([a, b], [g, g], *state, step=[1, 5], **kw)
     ref.adamax_step(qa, g, sa, **kw)
     ref.adamax_step(qb, g, sb, **kw)
     assert a.tobytes() == qa.tobytes() and b.tobytes() == qb.tobytes()
     # two param groups with their own hyper-parameters step as two separate optimizers
-    a, b = _data(dtype, 64, seed=2)[0], _data(dtype, 64, seed=3)[0]
+    a, b = _problem(dtype, 64, seed=2)[0], _problem(dtype, 64, seed=3)[0]
     a2, b2 = a.copy(), b.copy()
     opt = ob.Adamax([{"params": [a], "lr": 0.1}, {"params": [b], "weight_decay": 1.0,
                                                      "maximize": True}], lr=0.01)
     oa, ob_ = ob.Adamax(a2, lr=0.1), ob.Adamax(b2, lr=0.01, weight_decay=1.0, maximize=True)
-    for g in _data(dtype, 64, seed=4)[1]:
+    for g in _problem(dtype, 64, seed=4)[1]:
         opt.step([g, g])
         oa.step(g)
         ob_.step(g)

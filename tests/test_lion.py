@@ -13,6 +13,7 @@ import pytest
 
 import optbowl as ob
 import reference as ref
+from optimizer_table import random_problem as _problem
 from optbowl import functional as F
 
 OPTIONS = [
@@ -22,20 +23,10 @@ OPTIONS = [
 ]
 
 
-def _data(dtype, n=1037, seed=0):
-    rng = np.random.default_rng(seed)
-    p = rng.standard_normal(n).astype(dtype)
-    grads = [(rng.standard_normal(n) * 10.0 ** rng.integers(-4, 3, n)).astype(dtype)
-             for _ in range(12)]
-    for g in grads:
-        g[::97] = 0.0  # sign(0) = 0: those elements only decay
-    return p, grads
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kw", OPTIONS, ids=lambda kw: "-".join(map(str, kw.values())))
 def test_class_matches_the_numpy_reference_bit_for_bit(dtype, kw):
-    p, grads = _data(dtype)
+    p, grads = _problem(dtype)
     q, state = p.copy(), {"exp_avg": np.zeros_like(p)}
     opt = ob.Lion(p, **kw)
     for g in grads:
@@ -47,7 +38,7 @@ def test_class_matches_the_numpy_reference_bit_for_bit(dtype, kw):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_functional_and_groups_match_the_reference(dtype):
-    p1, grads = _data(dtype, 300, seed=1)
+    p1, grads = _problem(dtype, 300, seed=1)
     p2 = p1[:100].copy()
     m1, m2 = np.zeros_like(p1), np.zeros_like(p2)
     q1, q2 = p1.copy(), p2.copy()
@@ -59,12 +50,12 @@ def test_functional_and_groups_match_the_reference(dtype):
     assert p1.tobytes() == q1.tobytes() and p2.tobytes() == q2.tobytes()
     assert m1.tobytes() == s1["exp_avg"].tobytes() and m2.tobytes() == s2["exp_avg"].tobytes()
     # two param groups with their own hyper-parameters step as two separate optimizers
-    a, b = _data(dtype, 64, seed=2)[0], _data(dtype, 64, seed=3)[0]
+    a, b = _problem(dtype, 64, seed=2)[0], _problem(dtype, 64, seed=3)[0]
     a2, b2 = a.copy(), b.copy()
     opt = ob.Lion([{"params": [a], "lr": 0.1}, {"params": [b], "weight_decay": 1.0,
                                                    "maximize": True}], lr=0.01)
     oa, ob_ = ob.Lion(a2, lr=0.1), ob.Lion(b2, lr=0.01, weight_decay=1.0, maximize=True)
-    for g in _data(dtype, 64, seed=4)[1]:
+    for g in _problem(dtype, 64, seed=4)[1]:
         opt.step([g, g])
         oa.step(g)
         ob_.step(g)
@@ -108,7 +99,7 @@ def test_torch_drop_in_matches_the_numpy_class_and_keeps_torch_state():
     torch = pytest.importorskip("torch")
     from optbowl.torch import Lion
 
-    p, grads = _data(np.float32, 257, seed=5)
+    p, grads = _problem(np.float32, 257, seed=5)
     w = torch.nn.Parameter(torch.from_numpy(p.copy()))
     opt = Lion([w], lr=0.02, betas=(0.9, 0.99), weight_decay=0.1)
     q = p.copy()
