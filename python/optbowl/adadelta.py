@@ -26,7 +26,7 @@ RULE = Rule(
     bowl=BowlCall(("lr", "rho", "eps", "weight_decay")),
     bench=(
         BenchFamily("adadelta", "Adadelta (torch.optim.Adadelta)", 2, {"lr": 1.0},
-                    torch="Adadelta", torch_hyper={"lr": 1.0, "foreach": False},
+                    torch="Adadelta", torch_hyper={"lr": 1.0},
                     optax=lambda optax: optax.adadelta(1.0)),
     ),
     demo=(DemoPhase("Adadelta", {"lr": 1.0}),),

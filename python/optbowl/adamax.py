@@ -27,7 +27,7 @@ RULE = Rule(
     bowl=BowlCall(("lr", "betas", "eps", "weight_decay")),
     bench=(
         BenchFamily("adamax", "Adamax (torch.optim.Adamax)", 2, {"lr": 2e-3}, torch="Adamax",
-                    torch_hyper={"lr": 2e-3, "foreach": False},
+                    torch_hyper={"lr": 2e-3},
                     optax=lambda optax: optax.adamax(2e-3)),
     ),
     demo=(DemoPhase("Adamax", {"lr": 1e-1}),),
