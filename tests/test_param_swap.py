@@ -11,9 +11,12 @@ fresh state, of any shape.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
+from optbowl import _registry
 from optimizer_table import ROWS, assert_same_bits
 
 
@@ -163,27 +166,23 @@ def test_a_whole_list_replaced_and_swapped_back(row):
 
 
 # ------------------------------------------------------------------------- optbowl.torch
-def _torch_classes():
+def _torch_case(name):
+    """optbowl.torch's class ``name`` and the options of the table's row of that class with
+    the most options it takes (so that its state is as full as the rule keeps it)."""
     obt = pytest.importorskip("optbowl.torch")
-    return {
-        "Rprop": (obt.Rprop, {"lr": 0.01}),
-        "Adagrad": (obt.Adagrad, {"lr": 0.1}),
-        "SGD-momentum": (obt.SGD, {"lr": 0.1, "momentum": 0.9}),
-        "RMSprop": (obt.RMSprop, {"lr": 0.01, "centered": True}),
-        "Adam": (obt.Adam, {"lr": 0.01}),
-        "AdamW": (obt.AdamW, {"lr": 0.01, "amsgrad": True}),
-        "QuickProp": (obt.QuickProp, {"lr": 0.01}),
-    }
+    cls = getattr(obt, name)
+    takes = set(inspect.signature(cls).parameters)
+    rows = [row for row in ROWS if row.cls == name and set(row.kwargs) <= takes]
+    return cls, dict(max(rows, key=lambda row: len(row.kwargs)).kwargs) if rows else {}
 
 
 @pytest.mark.parametrize("path", ["plan", "general"])
 @pytest.mark.parametrize("warm", [0, 2], ids=["cold", "warm"])
-@pytest.mark.parametrize("name", ["Rprop", "Adagrad", "SGD-momentum", "RMSprop", "Adam", "AdamW",
-                                  "QuickProp"])
+@pytest.mark.parametrize("name", _registry.classes("torch"))
 @pytest.mark.parametrize("shape", [(16,), (4, 2)], ids=["same-shape", "other-shape"])
 def test_torch_follows_param_groups_with_fresh_state_for_a_new_tensor(name, warm, path, shape):
     torch = pytest.importorskip("torch")
-    cls, options = _torch_classes()[name]
+    cls, options = _torch_case(name)
 
     def tensors():
         return [torch.linspace(-1, 1, 16).requires_grad_(),

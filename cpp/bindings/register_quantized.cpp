@@ -21,6 +21,9 @@ namespace optbowl {
 
 namespace {
 
+using QuantizedAdagradLoop = QuantizedLoop<QuantizedAdagradKind>;
+using QuantizedAdamLoop = QuantizedLoop<QuantizedAdamKind>;
+
 StateFormat format_of(int bits, bool stochastic, std::uint64_t seed) {
   if (bits != 8 && bits != 16)
     throw py::value_error("state_bits: expected 8 or 16 for a quantized step, got " + std::to_string(bits));

@@ -47,7 +47,7 @@ class Adamax(Optimizer):
         u \leftarrow \max(\beta_2 u,\ |g| + \epsilon), \qquad
         p \leftarrow p - \frac{\eta}{1-\beta_1^t}\,\frac{m}{u}
 
-    Adam with the infinity norm in place of the root mean square: ``u`` is a decaying
+    The infinity norm in place of the root mean square of the gradients: ``u`` is a decaying
     maximum of the gradient's magnitude, so no square root is taken. The rounding is
     torch's single-tensor path (``foreach=False``; torch has no fused kernel for Adamax):
     ``lerp`` for :math:`m`, ``maximum`` (a NaN wins) for :math:`u`, the step size

@@ -6,6 +6,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/half.hpp"
+#include "optbowl/loops/constant_flags.hpp"
 #include "optbowl/loops/element_loop.hpp"
 #include "optbowl/loops/lanes.hpp"
 #include "optbowl/rules/adagrad.hpp"
@@ -49,6 +50,34 @@ struct AdagradLoop : ElementLoop<AdagradLoop, AdagradGroup, rules::AdagradHyper,
     rules::AdagradHyper<T> h = e.hyper();
     h.maximize = Max::value;
     rules::adagrad(p, g, sum, h);
+  }
+};
+
+// The loop of AdaGrad with 8-bit or bfloat16 state (loops/quantized_loop.hpp runs it).
+// One unsigned state (the sum of squares).
+struct QuantizedAdagradKind {
+  using Group = AdagradGroup;
+  template <class T>
+  using Hyper = rules::AdagradHyper<T>;
+  static constexpr std::size_t S = 1;
+  static constexpr bool kSigned[S] = {false};
+  static std::size_t slots(const Group&) { return 1; }
+
+  template <class F>
+  static void with_flags(const Group&, const Hyper<float>& h, F&& f) {
+    with_constant_flags(
+        [&](auto maximize) {
+          Hyper<float> hc = h;
+          hc.maximize = maximize;
+          f(hc, [](float* OPTBOWL_RESTRICT p, const float* OPTBOWL_RESTRICT g, float* const* s,
+                   std::int64_t n, const Hyper<float>& hh) {
+            float* OPTBOWL_RESTRICT sum = s[0];
+            const Hyper<float> h2 = hh;
+            OPTBOWL_IVDEP
+            for (std::int64_t i = 0; i < n; ++i) rules::adagrad(p[i], g[i], sum[i], h2);
+          });
+        },
+        h.maximize);
   }
 };
 

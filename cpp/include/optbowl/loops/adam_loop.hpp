@@ -7,6 +7,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/half.hpp"
+#include "optbowl/loops/constant_flags.hpp"
 #include "optbowl/loops/element_loop.hpp"
 #include "optbowl/loops/lanes.hpp"
 #include "optbowl/rules/adam.hpp"
@@ -88,6 +89,47 @@ struct AdamLoop : ElementLoop<AdamLoop, AdamGroup, rules::AdamHyper, 5, true> {
   void tail_element(const E& e, Max, Decoupled, Ams, T& p, T g, T& m, T& v, T& vmax) const {
     if constexpr (Ams::value) rules::amsgrad_tail(p, g, m, v, vmax, e.hyper());
     else rules::adam_tail(p, g, m, v, e.hyper());
+  }
+};
+
+// The loop of Adam, AdamW and AMSGrad with 8-bit or bfloat16 state (loops/quantized_loop.hpp
+// runs it): exp_avg (signed), exp_avg_sq and max_exp_avg_sq (unsigned).
+struct QuantizedAdamKind {
+  using Group = AdamGroup;
+  template <class T>
+  using Hyper = rules::AdamHyper<T>;
+  static constexpr std::size_t S = 3;
+  static constexpr bool kSigned[S] = {true, false, false};
+  static std::size_t slots(const Group& g) { return g.amsgrad ? 3 : 2; }
+
+  template <class F>
+  static void with_flags(const Group& g, const Hyper<float>& h, F&& f) {
+    with_constant_flags(
+        [&](auto maximize, auto decoupled, auto ams) {
+          Hyper<float> hc = h;
+          hc.maximize = maximize;
+          hc.decoupled = decoupled;
+          if constexpr (decltype(ams)::value)
+            f(hc, [](float* OPTBOWL_RESTRICT p, const float* OPTBOWL_RESTRICT g, float* const* s,
+                     std::int64_t n, const Hyper<float>& hh) {
+              float* OPTBOWL_RESTRICT m = s[0];
+              float* OPTBOWL_RESTRICT v = s[1];
+              float* OPTBOWL_RESTRICT vmax = s[2];
+              const Hyper<float> h2 = hh;
+              OPTBOWL_IVDEP
+              for (std::int64_t i = 0; i < n; ++i) rules::amsgrad(p[i], g[i], m[i], v[i], vmax[i], h2);
+            });
+          else
+            f(hc, [](float* OPTBOWL_RESTRICT p, const float* OPTBOWL_RESTRICT g, float* const* s,
+                     std::int64_t n, const Hyper<float>& hh) {
+              float* OPTBOWL_RESTRICT m = s[0];
+              float* OPTBOWL_RESTRICT v = s[1];
+              const Hyper<float> h2 = hh;
+              OPTBOWL_IVDEP
+              for (std::int64_t i = 0; i < n; ++i) rules::adam(p[i], g[i], m[i], v[i], h2);
+            });
+        },
+        h.maximize, h.decoupled, g.amsgrad);
   }
 };
 

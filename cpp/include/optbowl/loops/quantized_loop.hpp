@@ -1,11 +1,20 @@
-// The multi-tensor CPU loops of AdaGrad and Adam/AdamW/AMSGrad with low-precision state
-// (quant.hpp): 8-bit blockwise codes with a float32 absmax per block, or bfloat16.
+// The multi-tensor CPU loop of a rule with low-precision state (quant.hpp): 8-bit blockwise
+// codes with a float32 absmax per block, or bfloat16.
 //
 // Float32 parameters only. One pass per step: for every block of quant::kBlock elements,
-// decode each state array into a float32 buffer, call the very rule of rules/adagrad.hpp or
-// rules/adam.hpp on every element (the float loops' hyper-parameters, AdagradGroup::at_step
-// and AdamGroup::at_step), then encode each buffer again (a fresh absmax per block). The
-// bfloat16 loop does the same element by element. No formula is written here.
+// decode each state array into a float32 buffer, call the rule's own element loop over the
+// block (its float loop's hyper-parameters, Group::at_step), then encode each buffer again
+// (a fresh absmax per block). The bfloat16 loop does the same element by element. No
+// formula is written here: a rule that keeps such state defines a Kind beside its float
+// loop (loops/<rule>_loop.hpp) and QuantizedLoop<Kind> runs it.
+//
+// A Kind says: Group (the float loop's), Hyper<T> (the rule's), S (its state arrays),
+// kSigned[S] (which of them take negative values), slots(group) (how many a group uses) and
+// with_flags(group, h, f), which calls f(hc, block) with the flags of hc as compile-time
+// constants (loops/constant_flags.hpp) and block(p, g, states, n, hc) the rule's loop over
+// one block: the float loops' pattern, with each state array a restrict pointer of its own
+// (a per-element call through the array of state pointers did not vectorise as well: a
+// two-moment rule's 8-bit step took twice the time).
 //
 // A chunk of the multi-tensor run starts on a block boundary (chunks are multiples of
 // kChunk, itself a multiple of kBlock) and covers whole blocks but the tensor's last one,
@@ -19,13 +28,9 @@
 #include <vector>
 
 #include "optbowl/config.hpp"
-#include "optbowl/loops/adagrad_loop.hpp"
-#include "optbowl/loops/adam_loop.hpp"
 #include "optbowl/loops/constant_flags.hpp"
 #include "optbowl/multi_tensor.hpp"
 #include "optbowl/quant.hpp"
-#include "optbowl/rules/adagrad.hpp"
-#include "optbowl/rules/adam.hpp"
 
 namespace optbowl {
 
@@ -35,79 +40,6 @@ struct StateFormat {
   int bits = 8;  // 8 or 16
   bool stochastic = false;
   std::uint64_t seed = 0;
-};
-
-// A Kind's with_flags(group, h, f) calls f(hc, block) with the flags of hc as compile-time
-// constants (loops/constant_flags.hpp) and block(p, g, states, n, hc) the rule's loop over
-// one block: the float loops' pattern, with each state array a restrict pointer of its
-// own (a per-element call through the array of state pointers did not vectorise as well:
-// Adam's 8-bit step took twice the time).
-
-// AdaGrad: one unsigned state (the sum of squares).
-struct QuantizedAdagradKind {
-  using Group = AdagradGroup;
-  template <class T>
-  using Hyper = rules::AdagradHyper<T>;
-  static constexpr std::size_t S = 1;
-  static constexpr bool kSigned[S] = {false};
-  static std::size_t slots(const Group&) { return 1; }
-
-  template <class F>
-  static void with_flags(const Group&, const Hyper<float>& h, F&& f) {
-    with_constant_flags(
-        [&](auto maximize) {
-          Hyper<float> hc = h;
-          hc.maximize = maximize;
-          f(hc, [](float* OPTBOWL_RESTRICT p, const float* OPTBOWL_RESTRICT g, float* const* s,
-                   std::int64_t n, const Hyper<float>& hh) {
-            float* OPTBOWL_RESTRICT sum = s[0];
-            const Hyper<float> h2 = hh;
-            OPTBOWL_IVDEP
-            for (std::int64_t i = 0; i < n; ++i) rules::adagrad(p[i], g[i], sum[i], h2);
-          });
-        },
-        h.maximize);
-  }
-};
-
-// Adam / AdamW / AMSGrad: exp_avg (signed), exp_avg_sq and max_exp_avg_sq (unsigned).
-struct QuantizedAdamKind {
-  using Group = AdamGroup;
-  template <class T>
-  using Hyper = rules::AdamHyper<T>;
-  static constexpr std::size_t S = 3;
-  static constexpr bool kSigned[S] = {true, false, false};
-  static std::size_t slots(const Group& g) { return g.amsgrad ? 3 : 2; }
-
-  template <class F>
-  static void with_flags(const Group& g, const Hyper<float>& h, F&& f) {
-    with_constant_flags(
-        [&](auto maximize, auto decoupled, auto ams) {
-          Hyper<float> hc = h;
-          hc.maximize = maximize;
-          hc.decoupled = decoupled;
-          if constexpr (decltype(ams)::value)
-            f(hc, [](float* OPTBOWL_RESTRICT p, const float* OPTBOWL_RESTRICT g, float* const* s,
-                     std::int64_t n, const Hyper<float>& hh) {
-              float* OPTBOWL_RESTRICT m = s[0];
-              float* OPTBOWL_RESTRICT v = s[1];
-              float* OPTBOWL_RESTRICT vmax = s[2];
-              const Hyper<float> h2 = hh;
-              OPTBOWL_IVDEP
-              for (std::int64_t i = 0; i < n; ++i) rules::amsgrad(p[i], g[i], m[i], v[i], vmax[i], h2);
-            });
-          else
-            f(hc, [](float* OPTBOWL_RESTRICT p, const float* OPTBOWL_RESTRICT g, float* const* s,
-                     std::int64_t n, const Hyper<float>& hh) {
-              float* OPTBOWL_RESTRICT m = s[0];
-              float* OPTBOWL_RESTRICT v = s[1];
-              const Hyper<float> h2 = hh;
-              OPTBOWL_IVDEP
-              for (std::int64_t i = 0; i < n; ++i) rules::adam(p[i], g[i], m[i], v[i], h2);
-            });
-        },
-        h.maximize, h.decoupled, g.amsgrad);
-  }
 };
 
 // Pointers per tensor: param, grad, then per state slot s: its codes (uint8 or bfloat16
@@ -212,9 +144,6 @@ struct QuantizedLoop {
     });
   }
 };
-
-using QuantizedAdagradLoop = QuantizedLoop<QuantizedAdagradKind>;
-using QuantizedAdamLoop = QuantizedLoop<QuantizedAdamKind>;
 
 // ------------------------------------------------------------------ the multi-tensor run
 // As for_each_element (multi_tensor.hpp), but every chunk is handed to Loop::apply whole,
