@@ -2,8 +2,8 @@
 bit, through every call path (class, functional, bowl run and sweep, optbowl.torch), every
 option and dtype, on the unrectified early steps (rho_t <= 5) and the rectified ones;
 against torch.optim.RAdam's single-tensor path (foreach=False): bit for bit given a
-correctly rounded square root in float32/float64 and in bfloat16/float16, and within a few
-ulp per step with torch's own (MKL) square root. The row-driven tests (validation matrix,
+correctly rounded square root in float32/float64 and in bfloat16/float16, and within a
+few ulp per step with torch's own (MKL) square root. The row-driven tests (validation matrix,
 properties, checkpoints, threads) run RAdam from its row in optimizer_table.py."""
 
 from __future__ import annotations
@@ -269,9 +269,9 @@ def test_torch_drop_in_is_within_ulps_of_torch_own_sqrt(dtype, kw):
 @pytest.mark.parametrize("kw", TORCH_OPTIONS, ids=str)
 def test_torch_16_bit_parameters_match_torch_bit_for_bit(dtype, kw):
     torch = pytest.importorskip("torch")
-    # torch rounds a 16-bit tensor's last numel % 32 elements in a scalar loop of its own
-    # (rules/radam.hpp): whole vectors here
-    opt, topt, mine, theirs = _beside_torch(dtype, kw, (32, 256, 1024))
+    # a 16-bit tensor's last numel % 32 elements too, which torch rounds in a scalar loop of
+    # its own (tests/test_torch_16bit_tails.py tries every size)
+    opt, topt, mine, theirs = _beside_torch(dtype, kw, (32, 203, 1000))
     _assert_same(torch, opt, topt, mine, theirs)
 
 

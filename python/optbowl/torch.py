@@ -1794,9 +1794,11 @@ class Adamax(_FusedOptimizer):
 
     the same kernel and results as :class:`optbowl.Adamax`: torch's single-tensor path
     (``foreach=False``, what torch runs on the CPU by default) bit for bit in float32 and
-    float64; bfloat16 and float16 parameters too, except, with weight decay, in a tensor's
-    last ``numel % 32`` elements, which torch's scalar loop rounds otherwise. The state is
-    ``step`` (a scalar tensor, as torch keeps it), ``exp_avg`` and ``exp_inf``.
+    float64, and in bfloat16 and float16 at every size: a 16-bit tensor's last
+    ``numel % 32`` elements are rounded as torch's scalar loop rounds them (past 32768
+    elements, which torch cuts into one part per intra-op thread, as torch with one
+    thread). The state is ``step`` (a scalar tensor, as torch keeps it), ``exp_avg`` and
+    ``exp_inf``.
 
     Parameters
     ----------
@@ -1863,9 +1865,10 @@ class Adadelta(_FusedOptimizer):
     (``foreach=False``) with correctly rounded square roots. Where torch is built with MKL
     its CPU ``sqrt`` of float32 and float64 tensors is not always correctly rounded (within
     an ulp), and results then differ from torch's by that bit and what follows from it.
-    bfloat16 and float16 parameters agree with torch bit for bit except in a tensor's last
-    ``numel % 32`` elements, which torch's scalar loop rounds otherwise. The state is ``step`` (a
-    scalar tensor, as torch keeps it), ``square_avg`` and ``acc_delta``.
+    bfloat16 and float16 parameters agree with torch bit for bit at every size, a tensor's
+    last ``numel % 32`` elements rounded as torch's scalar loop rounds them (as
+    :class:`Adamax`'s). The state is ``step`` (a scalar tensor, as torch keeps it),
+    ``square_avg`` and ``acc_delta``.
 
     Parameters
     ----------
@@ -1940,9 +1943,9 @@ class RAdam(_FusedOptimizer):
     a correctly rounded square root. Where torch is built with MKL its CPU ``sqrt`` of
     float32 and float64 tensors is not always correctly rounded (within an ulp), and results
     then differ from torch's by that bit and what follows from it. bfloat16 and float16
-    parameters agree with torch bit for bit except in a tensor's last ``numel % 32``
-    elements, which torch's scalar loop rounds otherwise. The state is ``step`` (a scalar
-    tensor, as torch keeps it), ``exp_avg`` and ``exp_avg_sq``.
+    parameters agree with torch bit for bit at every size, a tensor's last ``numel % 32``
+    elements rounded as torch's scalar loop rounds them (as :class:`Adamax`'s). The state
+    is ``step`` (a scalar tensor, as torch keeps it), ``exp_avg`` and ``exp_avg_sq``.
 
     Parameters
     ----------

@@ -55,6 +55,7 @@ struct LaneFields<rules::RadamHyper<T>> {
 // Pointers per tensor: param, grad, exp_avg, exp_avg_sq.
 struct RadamLoop : ElementLoop<RadamLoop, RadamGroup, rules::RadamHyper, 4, true> {
   static constexpr bool kAvx512InCache = true;  // a square root and a division (multi_tensor.hpp)
+  static constexpr bool kHalfTail = true;  // torch's 16-bit scalar tail (multi_tensor.hpp)
 
   template <class S>
   static rules::RadamHyper<compute_t<S>> hyper_of(const RadamGroup& G, double t) {
@@ -85,7 +86,7 @@ struct RadamLoop : ElementLoop<RadamLoop, RadamGroup, rules::RadamHyper, 4, true
     h.decoupled = Decoupled::value;
     if constexpr (PerElement::value) h.rectified = h.rect > T(0);
     else h.rectified = Rectified::value;
-    rules::radam<false, typename Storage<S>::Round>(p, g, m, v, h);
+    rules::radam<E::kScalarTail, typename Storage<S>::Round>(p, g, m, v, h);
   }
 };
 
