@@ -309,6 +309,62 @@ ADADELTA = Row(
 )
 
 
+# ----------------------------------------------------------------------------- RAdam
+def _radam_hyper():
+    @st.composite
+    def draw(d):
+        return {
+            "lr": d(st.floats(1e-4, 0.5)),
+            "betas": (d(st.sampled_from([0.0, 0.5, 0.9])), d(st.sampled_from([0.0, 0.8, 0.999]))),
+            "eps": d(st.sampled_from([1e-8, 1e-3])),
+            "weight_decay": d(st.sampled_from([0.0, 1e-2, 1.0])),
+            "decoupled_weight_decay": d(st.booleans()),
+            "maximize": d(st.booleans()),
+        }
+    return draw()
+
+
+def _radam_ref_step(p, g, state, kw, loss_increased):
+    ref.radam_step(p, g, state, **{k: kw[k] for k in ("lr", "betas", "eps", "weight_decay",
+                                                      "decoupled_weight_decay", "maximize")
+                                   if k in kw})
+
+
+RADAM = Row(
+    name="RAdam",
+    cls="RAdam",
+    # beta2 = 0.8: rho_t > 5 from step 7 on, so a dozen steps see both branches
+    kwargs={"lr": 0.01, "betas": (0.8, 0.8), "weight_decay": 0.1},
+    bad_hyper=(
+        ({"lr": -0.1}, ValueError, "lr"),
+        ({"lr": NAN}, ValueError, "lr"),
+        ({"lr": INF}, ValueError, "lr"),
+        ({"betas": (1.0, 0.99)}, ValueError, "betas"),
+        ({"betas": (0.9, NAN)}, ValueError, "betas"),
+        ({"betas": (0.9, -0.1)}, ValueError, "betas"),
+        ({"betas": 0.9}, TypeError, "betas"),
+        ({"eps": -1e-8}, ValueError, "eps"),
+        ({"weight_decay": -1.0}, ValueError, "weight_decay"),
+        ({"weight_decay": INF}, ValueError, "weight_decay"),
+        ({"decoupled_weight_decay": 1}, TypeError, "decoupled_weight_decay"),
+        ({"maximize": "no"}, TypeError, "maximize"),
+    ),
+    state_names=("exp_avg", "exp_avg_sq"),
+    ref_init=lambda p, kw: {"step": 0, "exp_avg": np.zeros_like(p),
+                            "exp_avg_sq": np.zeros_like(p)},
+    ref_step=_radam_ref_step,
+    hyper=_radam_hyper,
+    torch_cls="RAdam",
+    torch_kwargs=lambda kw: {**{k: kw[k] for k in ("lr", "betas", "eps", "weight_decay",
+                                                   "decoupled_weight_decay", "maximize")
+                                if k in kw}, "foreach": False},
+    torch_state={"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"},
+    # torch's CPU sqrt of float32/float64 tensors is MKL's, not correctly rounded: an ulp
+    # per square root apart (tests/test_radam.py compares bit for bit given an IEEE sqrt)
+    torch_exact=False,
+)
+
+
 # ------------------------------------------------- the rest of the family (torch's semantics)
 # Rows for optimizers that may not exist yet: ROWS keeps only those optbowl exports.
 # Without a NumPy reference they are compared with torch (to a tolerance) where torch has them.
@@ -350,6 +406,7 @@ FUTURE = [
 ]
 
 ALL_ROWS: List[Row] = ([_rprop_row(v) for v in RPROP_VARIANTS] + [ADAGRAD, LION, ADAMAX, ADADELTA]
+                       + [RADAM]
                        + FUTURE)
 ROWS: List[Row] = [r for r in ALL_ROWS if r.available]
 REFERENCE_ROWS: List[Row] = [r for r in ROWS if r.ref_step is not None]

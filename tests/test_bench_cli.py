@@ -35,15 +35,19 @@ def test_every_rule_case_builds_and_steps():
         assert rule.step_bytes(4) <= rule.floor_bytes(4)
 
 
-def test_every_torch_peer_builds_and_steps():
-    # each torch path a rule's family names (single, foreach, fused) is made as the bench
-    # makes it: a family's torch_hyper may not repeat what the bench sets itself
+def test_every_torch_peer_builds_and_steps_on_each_of_its_paths():
+    # a family's torch_hyper may name its path (foreach=False: the single-tensor one); the
+    # paths' own foreach/fused settings take its place
     pytest.importorskip("torch")
     for rule in RULES.values():
         if rule.make_torch is None:
             continue
         case = build_case(rule, [(5, 3), (7,)], "float32", with_torch=True)
+<<<<<<< HEAD
         assert {"torch-single", "torch-foreach"} <= set(case.steps), rule.name
+=======
+        assert "torch-single" in case.steps, rule.name
+>>>>>>> wip-radam
         for step in case.steps.values():
             step()
 

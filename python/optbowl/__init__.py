@@ -19,6 +19,7 @@ from .adam import Adam, AdamW
 from .lion import Lion
 from .adamax import Adamax
 from .adadelta import Adadelta
+from .radam import RAdam
 
 from . import cuda, functional, functions, performance, schedules, spectra
 from ._core import get_num_threads, set_num_threads
@@ -39,6 +40,7 @@ __all__ = [
     "Lion",
     "QuadraticBowl",
     "QuickProp",
+    "RAdam",
     "RMSprop",
     "Rprop",
     "SGD",

@@ -159,7 +159,9 @@ def register(rule: BenchRule) -> BenchRule:
 
 
 def _torch_rule(cls_name: str, fused: bool, **hyper: Any):
-    """torch.optim.<cls_name>(**hyper) on each path torch has (fused only where ``fused``)."""
+    """torch.optim.<cls_name>(**hyper) on each path torch has (fused only where ``fused``);
+    the path sets ``foreach`` (and ``fused``), whatever ``hyper`` says of them."""
+    hyper = {k: v for k, v in hyper.items() if k not in ("foreach", "fused")}
 
     def make(torch, tensors, path):
         if path == "torch-fused":

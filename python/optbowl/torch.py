@@ -70,6 +70,7 @@ from . import _check, _core, _registry, _state_bits
 
 __all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "QuickProp", "RMSprop",
            "Rprop", "SGD"]
+__all__ += ["RAdam"]
 
 #: Parameter dtypes the CPU kernels take (bfloat16 and float16: stored in 16 bits,
 #: computed in float32, rounded as torch rounds them; bfloat16 needs ml_dtypes).
@@ -1793,9 +1794,11 @@ class Adamax(_FusedOptimizer):
 
     the same kernel and results as :class:`optbowl.Adamax`: torch's single-tensor path
     (``foreach=False``, what torch runs on the CPU by default) bit for bit in float32 and
-    float64; bfloat16 and float16 parameters too, except, with weight decay, in a tensor's
-    last ``numel % 32`` elements, which torch's scalar loop rounds otherwise. The state is
-    ``step`` (a scalar tensor, as torch keeps it), ``exp_avg`` and ``exp_inf``.
+    float64, and in bfloat16 and float16 at every size: a 16-bit tensor's last
+    ``numel % 32`` elements are rounded as torch's scalar loop rounds them (past 32768
+    elements, which torch cuts into one part per intra-op thread, as torch with one
+    thread). The state is ``step`` (a scalar tensor, as torch keeps it), ``exp_avg`` and
+    ``exp_inf``.
 
     Parameters
     ----------
@@ -1862,9 +1865,10 @@ class Adadelta(_FusedOptimizer):
     (``foreach=False``) with correctly rounded square roots. Where torch is built with MKL
     its CPU ``sqrt`` of float32 and float64 tensors is not always correctly rounded (within
     an ulp), and results then differ from torch's by that bit and what follows from it.
-    bfloat16 and float16 parameters agree with torch bit for bit except in a tensor's last
-    ``numel % 32`` elements, which torch's scalar loop rounds otherwise. The state is ``step`` (a
-    scalar tensor, as torch keeps it), ``square_avg`` and ``acc_delta``.
+    bfloat16 and float16 parameters agree with torch bit for bit at every size, a tensor's
+    last ``numel % 32`` elements rounded as torch's scalar loop rounds them (as
+    :class:`Adamax`'s). The state is ``step`` (a scalar tensor, as torch keeps it),
+    ``square_avg`` and ``acc_delta``.
 
     Parameters
     ----------
@@ -1909,6 +1913,86 @@ class Adadelta(_FusedOptimizer):
         *,
         capturable: bool = False,
         maximize: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        super().__init__(params, _options(locals()))
+
+
+class RAdam(_FusedOptimizer):
+    r"""optbowl's RAdam as a drop-in for ``torch.optim.RAdam``.
+
+    At step :math:`t` (from 1), with :math:`g = \nabla f(\theta)` (``maximize`` negates it)
+    and :math:`g \leftarrow g + \lambda\theta` (or, with ``decoupled_weight_decay``,
+    :math:`\theta \leftarrow \theta(1 - \eta\lambda)`):
+
+    .. math::
+
+        m \leftarrow \beta_1 m + (1-\beta_1) g, \qquad
+        v \leftarrow \beta_2 v + (1-\beta_2) g^2, \qquad
+        \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1-\beta_2^t}, \quad
+        \rho_\infty = \frac{2}{1-\beta_2} - 1
+
+    .. math::
+
+        \theta \leftarrow \theta - \frac{\eta}{1-\beta_1^t}\, m \cdot
+        \frac{\sqrt{1-\beta_2^t}}{\sqrt{v} + \epsilon}\, r_t \ (\rho_t > 5), \qquad
+        \theta \leftarrow \theta - \frac{\eta}{1-\beta_1^t}\, m \ (\rho_t \le 5)
+
+    with :math:`r_t` the rectification term (:class:`optbowl.RAdam`): the same kernel and
+    results as :class:`optbowl.RAdam`, torch's single-tensor path (``foreach=False``) with
+    a correctly rounded square root. Where torch is built with MKL its CPU ``sqrt`` of
+    float32 and float64 tensors is not always correctly rounded (within an ulp), and results
+    then differ from torch's by that bit and what follows from it. bfloat16 and float16
+    parameters agree with torch bit for bit at every size, a tensor's last ``numel % 32``
+    elements rounded as torch's scalar loop rounds them (as :class:`Adamax`'s). The state
+    is ``step`` (a scalar tensor, as torch keeps it), ``exp_avg`` and ``exp_avg_sq``.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of dicts
+        Parameters, or param groups with their own hyper-parameters.
+    lr : float or one-element tensor
+        Learning rate :math:`\eta \ge 0` (default 1e-3).
+    betas : (float, float)
+        :math:`(\beta_1, \beta_2)`, each in [0, 1) (default (0.9, 0.999)).
+    eps : float
+        Added to :math:`\sqrt{v}`, >= 0 (default 1e-8).
+    weight_decay : float
+        :math:`\lambda \ge 0` (default 0).
+    decoupled_weight_decay : bool
+        Decay the parameter itself (AdamW's way) instead of adding an L2 term.
+    foreach : bool or None
+        None or False: torch's single-tensor path, whose rounding the kernel reproduces;
+        True (its foreach path, rounded otherwise) is refused.
+    maximize : bool
+        Follow the gradient uphill.
+    capturable : bool
+        Only False: CUDA-graph capture is not supported.
+    differentiable : bool
+        Only False: the kernels do not record the update for autograd.
+    """
+
+    _entry = "radam"
+    _complex_ok = False
+    _state_names = ("exp_avg", "exp_avg_sq")
+    _flags = {
+        "foreach": SINGLE_TENSOR,
+        "capturable": NOT_CAPTURABLE,
+        "differentiable": NOT_DIFFERENTIABLE,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: Optional[bool] = None,
+        maximize: bool = False,
+        capturable: bool = False,
         differentiable: bool = False,
     ) -> None:
         super().__init__(params, _options(locals()))

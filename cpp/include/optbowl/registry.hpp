@@ -34,6 +34,7 @@
 #include "optbowl/loops/adamax_loop.hpp"
 #include "optbowl/loops/lion_loop.hpp"
 #include "optbowl/loops/quickprop_loop.hpp"
+#include "optbowl/loops/radam_loop.hpp"
 #include "optbowl/loops/rmsprop_loop.hpp"
 #include "optbowl/loops/rprop_loop.hpp"
 #include "optbowl/loops/sgd_loop.hpp"
@@ -429,8 +430,38 @@ struct AdadeltaRule : NoExtras {
   }
 };
 
+struct RadamRule : NoExtras {
+  static constexpr const char* name = "radam";
+  static constexpr const char* title = "RAdam";
+  using Loop = RadamLoop;
+  using Group = RadamGroup;
+  static constexpr auto groups =
+      std::make_tuple(field("lr", &Group::lr), field("beta1", &Group::beta1), field("beta2", &Group::beta2),
+                      field("eps", &Group::eps), field("weight_decay", &Group::weight_decay),
+                      field("decoupled_weight_decay", &Group::decoupled_weight_decay),
+                      field("maximize", &Group::maximize));
+  static constexpr std::array<OperandSpec<Group>, 4> operands{{{"params", "params", true, false},
+                                                               {"grads", "grads", false, false},
+                                                               {"exp_avgs", "exp_avgs", true, false},
+                                                               {"exp_avg_sqs", "exp_avg_sqs", true, false}}};
+  static constexpr bool counts_steps = true;
+  static constexpr bool cuda = false;
+
+  static constexpr std::array<const char*, 1> bowl_methods{{"radam"}};
+  static void set_bowl(bowl::Method<Loop>& m, std::size_t, const bowl::HyperRow& h) {
+    bowl::reset(m);
+    bowl::one_group(m.loop, Group{h.get("lr"), h.get("beta1"), h.get("beta2"), h.get("eps"), h.get("weight_decay"),
+                                  h.get("decoupled_weight_decay") != 0.0, false});
+    m.loop.steps.assign(1, 0.0);
+    m.state_init = {0.0, 0.0};  // exp_avg, exp_avg_sq
+    m.before_step = bowl::count_steps<Loop>;
+    m.hook_per_lane = true;  // the bias corrections and r_t follow the step count
+  }
+};
+
 using Rules = List<RpropRule, AdagradRule, SgdRule, QuickpropRule, RmspropRule, AdamRule, LionRule, AdamaxRule,
-                   AdadeltaRule>;
+                   AdadeltaRule,
+                   RadamRule>;
 
 // ---- working with an entry ------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ struct LaneFields<rules::AdadeltaHyper<T>> {
 // Pointers per tensor: param, grad, square_avg, acc_delta.
 struct AdadeltaLoop : ElementLoop<AdadeltaLoop, AdadeltaGroup, rules::AdadeltaHyper, 4, false> {
   static constexpr bool kAvx512InCache = true;  // square roots and a division (multi_tensor.hpp)
+  static constexpr bool kHalfTail = true;  // torch's 16-bit scalar tail (multi_tensor.hpp)
 
   template <class S>
   static rules::AdadeltaHyper<compute_t<S>> hyper_of(const AdadeltaGroup& G, double) {
@@ -60,7 +61,7 @@ struct AdadeltaLoop : ElementLoop<AdadeltaLoop, AdadeltaGroup, rules::AdadeltaHy
   void element(const E& e, Max, T& p, T g, T& v, T& u) const {
     rules::AdadeltaHyper<T> h = e.hyper();
     h.maximize = Max::value;
-    rules::adadelta<false, typename Storage<S>::Round>(p, g, v, u, h);
+    rules::adadelta<E::kScalarTail, typename Storage<S>::Round>(p, g, v, u, h);
   }
 };
 

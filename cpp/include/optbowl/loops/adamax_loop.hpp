@@ -38,6 +38,7 @@ struct LaneFields<rules::AdamaxHyper<T>> {
 // Pointers per tensor: param, grad, exp_avg, exp_inf.
 struct AdamaxLoop : ElementLoop<AdamaxLoop, AdamaxGroup, rules::AdamaxHyper, 4, true> {
   static constexpr bool kAvx512InCache = true;  // a division (multi_tensor.hpp)
+  static constexpr bool kHalfTail = true;  // torch's 16-bit scalar tail (multi_tensor.hpp)
 
   template <class S>
   static rules::AdamaxHyper<compute_t<S>> hyper_of(const AdamaxGroup& G, double t) {
@@ -58,7 +59,7 @@ struct AdamaxLoop : ElementLoop<AdamaxLoop, AdamaxGroup, rules::AdamaxHyper, 4, 
   void element(const E& e, Max, T& p, T g, T& m, T& u) const {
     rules::AdamaxHyper<T> h = e.hyper();
     h.maximize = Max::value;
-    rules::adamax<false, typename Storage<S>::Round>(p, g, m, u, h);
+    rules::adamax<E::kScalarTail, typename Storage<S>::Round>(p, g, m, u, h);
   }
 };
 

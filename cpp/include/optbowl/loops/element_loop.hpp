@@ -32,6 +32,11 @@
 // A loop whose torch path rounds a tensor's tail elements apart also defines
 // torch_tail, tail_flags (as flags, the ones the tail needs) and tail_element: apply_tail
 // and run_tail step them in a scalar loop over the arrays as stored, as torch's kernel does.
+//
+// A loop whose rule torch runs as single-tensor ops, whose scalar loop rounds the last
+// elements of a bfloat16 or float16 tensor apart (multi_tensor.hpp, kTorchHalfTail), sets
+// kHalfTail = true: apply_half_tail steps those elements with the body's element, whose
+// E::kScalarTail is then true (the rule's kScalarTail, e.g. rules::adamax<E::kScalarTail, R>).
 #pragma once
 #include <array>
 #include <cstddef>
@@ -148,8 +153,11 @@ struct GroupTables<Group, true> {
 
 // What an element is told besides its values: its hyper-parameters (h, or lane i's own)
 // and its revert flag (LaneHyper::revert, loops/lanes.hpp).
-template <class H, class Hyper>
+template <class H, class Hyper, bool kScalarTail_ = false>
 struct ElementHyper {
+  // The element is one of a 16-bit tensor's last elements, which torch's single-tensor
+  // ops round in a scalar loop (apply_half_tail).
+  static constexpr bool kScalarTail = kScalarTail_;
   const H& h;
   const Hyper& lanes;
   std::int64_t i;
@@ -200,6 +208,15 @@ struct ElementLoop : detail::GroupTables<Group, kCountsSteps> {
     step_range<S, false>(a, begin, end, h, lanes, self().template flags<IsLanes>(h, tensor, &a));
   }
 
+  // Elements [begin, end) of a 16-bit tensor's tail as torch's scalar loop rounds them (a
+  // Loop with kHalfTail; multi_tensor.hpp): the body's element with E::kScalarTail.
+  template <class S>
+  void apply_half_tail(const Arrays& a, std::int32_t tensor, std::int64_t begin, std::int64_t end) const {
+    const Hyper<compute_t<S>> h = hyper<S>(tensor);
+    step_range<S, false, true>(a, begin, end, h, UniformHyper{},
+                               self().template flags<std::false_type>(h, tensor, &a));
+  }
+
   template <class T>
   void apply_tail(const Arrays& a, std::int32_t tensor, std::int64_t begin, std::int64_t end) const {
     run_tail<T>(a, tensor, begin, end, hyper<T>(tensor), UniformHyper{});
@@ -238,7 +255,7 @@ struct ElementLoop : detail::GroupTables<Group, kCountsSteps> {
   template <int N>
   static std::uint32_t key_digit(Choice<N> c) { return static_cast<std::uint32_t>(c.value); }
 
-  template <class S, bool kTail, class H, class Lanes, class Flags>
+  template <class S, bool kTail, bool kScalarTail = false, class H, class Lanes, class Flags>
   void step_range(const Arrays& a, std::int64_t begin, std::int64_t end, const H& h, const Lanes& lanes,
              const Flags& flags) const {
     std::apply(
@@ -246,7 +263,7 @@ struct ElementLoop : detail::GroupTables<Group, kCountsSteps> {
           with_constant_flags(
               [&](auto... c) {
                 auto f = [&](std::int64_t i, auto&... x) {
-                  const ElementHyper<H, Lanes> e{h, lanes, i};
+                  const ElementHyper<H, Lanes, kScalarTail> e{h, lanes, i};
                   if constexpr (kTail) self().template tail_element<S>(e, c..., x...);
                   else self().template element<S>(e, c..., x...);
                 };

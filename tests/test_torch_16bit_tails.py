@@ -1,0 +1,72 @@
+"""The last numel % 32 elements of a bfloat16 or float16 tensor under the rules torch runs as
+single-tensor ops (Adamax, Adadelta, RAdam): torch steps them in a scalar loop of
+c10::BFloat16 / c10::Half arithmetic, whose add(alpha=) rounds the product to the dtype
+before the sum (the vectorised body: one float32 fused multiply-add). optbowl.torch rounds
+them as that loop does (multi_tensor.hpp, kTorchHalfTail), so it agrees with torch's
+single-tensor path bit for bit at every size."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import optbowl.torch as obt  # noqa: E402
+
+# options whose every add(alpha=) is taken (L2 weight decay; Adadelta's -lr always)
+CASES = [
+    ("Adamax", dict(lr=0.3, betas=(0.5, 0.9), eps=1e-3, weight_decay=0.013)),
+    ("Adamax", dict(lr=0.05, weight_decay=0.1, maximize=True)),
+    ("Adadelta", dict(lr=0.37, rho=0.5, eps=1e-3, weight_decay=0.013)),
+    ("Adadelta", dict(lr=0.8, rho=0.95, maximize=True)),
+    ("RAdam", dict(lr=0.3, betas=(0.5, 0.8), eps=1e-3, weight_decay=0.013)),
+    ("RAdam", dict(lr=0.05, betas=(0.9, 0.9), weight_decay=0.1, decoupled_weight_decay=True,
+                   maximize=True)),
+]
+
+
+def _bits(t):
+    return t.detach().view(torch.int16)
+
+
+def _steps(name, kw, dtype, sizes, steps):
+    gen = torch.Generator().manual_seed(6)
+    p0 = [torch.randn(n, generator=gen).to(dtype) for n in sizes]
+    mine = [torch.nn.Parameter(p.clone()) for p in p0]
+    theirs = [torch.nn.Parameter(p.clone()) for p in p0]
+    opt = getattr(obt, name)(mine, **kw)
+    topt = getattr(torch.optim, name)(theirs, foreach=False, **kw)
+    for _ in range(steps):
+        for a, b in zip(mine, theirs):
+            g = (torch.randn(a.shape, generator=gen) * 3).to(dtype)
+            a.grad, b.grad = g.clone(), g.clone()
+        opt.step()
+        topt.step()
+    return opt, topt, mine, theirs
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("name, kw", CASES, ids=lambda x: x if isinstance(x, str) else "")
+def test_every_size_from_1_to_130_matches_torch_bit_for_bit(name, kw, dtype):
+    sizes = range(1, 131)
+    opt, topt, mine, theirs = _steps(name, kw, getattr(torch, dtype), sizes, steps=8)
+    states = [k for k in opt.state[mine[0]] if k != "step"]
+    for n, a, b in zip(sizes, mine, theirs):
+        assert torch.equal(_bits(a), _bits(b)), f"numel {n}"
+        for k in states:
+            assert torch.equal(_bits(opt.state[a][k]), _bits(topt.state[b][k])), f"{k}, numel {n}"
+
+
+@pytest.mark.parametrize("name, kw", CASES[::2], ids=lambda x: x if isinstance(x, str) else "")
+def test_a_tensor_past_torch_grain_size_matches_one_torch_thread(name, kw):
+    # torch cuts a tensor of more than 32768 elements into one part per intra-op thread,
+    # each with its own tail; with one thread its tail is the whole tensor's, as here
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sizes = (2 * 32768 + 31, 2 * 32768 + 30, 32768 + 29)
+        opt, topt, mine, theirs = _steps(name, kw, torch.bfloat16, sizes, steps=8)
+    finally:
+        torch.set_num_threads(threads)
+    for n, a, b in zip(sizes, mine, theirs):
+        assert torch.equal(_bits(a), _bits(b)), f"numel {n}"
+
