@@ -309,6 +309,68 @@ ADADELTA = Row(
 )
 
 
+# ----------------------------------------------------------------------------- NAdam
+def _nadam_hyper():
+    @st.composite
+    def draw(d):
+        return {
+            "lr": d(st.floats(1e-4, 0.5)),
+            "betas": (d(st.sampled_from([0.0, 0.5, 0.9])), d(st.sampled_from([0.0, 0.9, 0.999]))),
+            "eps": d(st.sampled_from([1e-8, 1e-3])),
+            "weight_decay": d(st.sampled_from([0.0, 1e-2, 1.0])),
+            "momentum_decay": d(st.sampled_from([0.0, 4e-3, 0.5])),
+            "decoupled_weight_decay": d(st.booleans()),
+            "maximize": d(st.booleans()),
+        }
+    return draw()
+
+
+NADAM_KEYS = ("lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay",
+              "maximize")
+
+
+def _nadam_ref_init(p, kw):
+    state = ref.nadam_init(p)
+    state["mu_product"] = np.asarray(state["mu_product"])  # a 0-d array, as the class keeps it
+    return state
+
+
+def _nadam_ref_step(p, g, state, kw, loss_increased):
+    ref.nadam_step(p, g, state, **{k: kw[k] for k in NADAM_KEYS if k in kw})
+    state["mu_product"] = np.asarray(state["mu_product"])
+
+
+NADAM = Row(
+    name="NAdam",
+    cls="NAdam",
+    kwargs={"lr": 0.01, "betas": (0.8, 0.95), "weight_decay": 0.1, "momentum_decay": 0.1},
+    bad_hyper=(
+        ({"lr": -0.1}, ValueError, "lr"),
+        ({"lr": NAN}, ValueError, "lr"),
+        ({"lr": INF}, ValueError, "lr"),
+        ({"betas": (1.0, 0.99)}, ValueError, "betas"),
+        ({"betas": (0.9, NAN)}, ValueError, "betas"),
+        ({"betas": 0.9}, TypeError, "betas"),
+        ({"eps": -1e-8}, ValueError, "eps"),
+        ({"weight_decay": -1.0}, ValueError, "weight_decay"),
+        ({"momentum_decay": -1.0}, ValueError, "momentum_decay"),
+        ({"momentum_decay": NAN}, ValueError, "momentum_decay"),
+        ({"decoupled_weight_decay": "yes"}, TypeError, "decoupled_weight_decay"),
+        ({"maximize": "no"}, TypeError, "maximize"),
+    ),
+    state_names=("exp_avg", "exp_avg_sq", "mu_product"),
+    ref_init=_nadam_ref_init,
+    ref_step=_nadam_ref_step,
+    hyper=_nadam_hyper,
+    torch_cls="NAdam",
+    torch_kwargs=lambda kw: {**{k: kw[k] for k in NADAM_KEYS if k in kw}, "foreach": False},
+    torch_state={"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq", "mu_product": "mu_product"},
+    # torch's CPU sqrt of float32/float64 tensors is MKL's, not correctly rounded: an ulp
+    # per square root apart (tests/test_nadam.py compares bit for bit given an IEEE sqrt)
+    torch_exact=False,
+)
+
+
 # ------------------------------------------------- the rest of the family (torch's semantics)
 # Rows for optimizers that may not exist yet: ROWS keeps only those optbowl exports.
 # Without a NumPy reference they are compared with torch (to a tolerance) where torch has them.
@@ -350,6 +412,7 @@ FUTURE = [
 ]
 
 ALL_ROWS: List[Row] = ([_rprop_row(v) for v in RPROP_VARIANTS] + [ADAGRAD, LION, ADAMAX, ADADELTA]
+                       + [NADAM]
                        + FUTURE)
 ROWS: List[Row] = [r for r in ALL_ROWS if r.available]
 REFERENCE_ROWS: List[Row] = [r for r in ROWS if r.ref_step is not None]

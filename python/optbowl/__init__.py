@@ -19,6 +19,7 @@ from .adam import Adam, AdamW
 from .lion import Lion
 from .adamax import Adamax
 from .adadelta import Adadelta
+from .nadam import NAdam
 
 from . import cuda, functional, functions, performance, schedules, spectra
 from ._core import get_num_threads, set_num_threads
@@ -37,6 +38,7 @@ __all__ = [
     "AdamW",
     "Adamax",
     "Lion",
+    "NAdam",
     "QuadraticBowl",
     "QuickProp",
     "RMSprop",

@@ -30,7 +30,7 @@ constexpr std::size_t lane_field_count() {
   return std::tuple_size<decltype(LaneFields<H>::list)>::value;
 }
 
-constexpr std::size_t kMaxLaneFields = 8;
+constexpr std::size_t kMaxLaneFields = 10;
 
 // The optimizers: every element uses h.
 struct UniformHyper {
