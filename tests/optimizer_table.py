@@ -448,8 +448,8 @@ def assert_same_bits(a, b, where="") -> None:
 def functional_call(rule, params, grads, **hyper):
     """One step of ``rule``'s functional form (a registry entry) over ``params`` with fresh
     state (every state list the function requires, each array filled with 0.1; the
-    optional ones None), step 1 where it counts steps and lr=0.1 where lr has no default;
-    ``hyper`` overrides."""
+    optional ones None; scalar state at its start), step 1 where it counts steps and lr=0.1
+    where lr has no default; ``hyper`` overrides."""
     import inspect
 
     from optbowl._registry import REQUIRED
@@ -460,7 +460,22 @@ def functional_call(rule, params, grads, **hyper):
               for name in rule.operands]
     required = {h.name: 0.1 for h in rule.hyper if h.default is REQUIRED}
     step = {"step": 1} if rule.counts_steps else {}
-    rule.functional(params, grads, *states, **{**required, **step, **hyper})
+    # scalar state (NAdam's mu_products): 0-d float32 arrays at their start values
+    group = {**rule.defaults, **required, **hyper}
+    scalars = {f"{s.name}s": [_scalar_start(s.start_value(group), j) for j in range(len(params))]
+               for s in rule.scalar_state}
+    rule.functional(params, grads, *states, **{**required, **step, **scalars, **hyper})
+
+
+def _scalar_start(value, j):
+    """A scalar state's start for parameter ``j`` as a 0-d float32 array: a per-tensor
+    hyper-parameter's own value, and 1 where the value is one the call will refuse."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        value = value[j] if len(value) > j else 1.0
+    try:
+        return np.array(float(value), np.float32)
+    except (TypeError, ValueError):
+        return np.array(1.0, np.float32)
 
 
 def rule_of(cls_name):
