@@ -371,6 +371,63 @@ NADAM = Row(
 )
 
 
+# ----------------------------------------------------------------------------- ASGD
+def _asgd_hyper():
+    @st.composite
+    def draw(d):
+        return {
+            "lr": d(st.floats(1e-4, 0.5)),
+            "lambd": d(st.sampled_from([0.0, 1e-4, 0.5])),
+            "alpha": d(st.sampled_from([0.75, 0.5, 2.0])),
+            "t0": d(st.sampled_from([0.0, 2.0, 1e6])),
+            "weight_decay": d(st.sampled_from([0.0, 1e-2, 1.0])),
+            "maximize": d(st.booleans()),
+        }
+    return draw()
+
+
+ASGD_KEYS = ("lr", "lambd", "alpha", "t0", "weight_decay", "maximize")
+
+
+def _asgd_ref_init(p, kw):
+    state = ref.asgd_init(p, kw.get("lr", 1e-2))
+    for name in ("eta", "mu"):  # 0-d arrays, as the class keeps them
+        state[name] = np.asarray(state[name])
+    return state
+
+
+def _asgd_ref_step(p, g, state, kw, loss_increased):
+    ref.asgd_step(p, g, state, **{k: kw[k] for k in ASGD_KEYS if k in kw})
+    for name in ("eta", "mu"):
+        state[name] = np.asarray(state[name])
+
+
+ASGD = Row(
+    name="ASGD",
+    cls="ASGD",
+    kwargs={"lr": 0.05, "lambd": 0.1, "t0": 2.0, "weight_decay": 0.1},
+    bad_hyper=(
+        ({"lr": -0.1}, ValueError, "lr"),
+        ({"lr": NAN}, ValueError, "lr"),
+        ({"lr": INF}, ValueError, "lr"),
+        ({"lambd": NAN}, ValueError, "lambd"),
+        ({"alpha": INF}, ValueError, "alpha"),
+        ({"t0": NAN}, ValueError, "t0"),
+        ({"t0": "1"}, TypeError, "t0"),
+        ({"weight_decay": -1.0}, ValueError, "weight_decay"),
+        ({"maximize": "no"}, TypeError, "maximize"),
+    ),
+    state_names=("ax", "eta", "mu"),
+    ref_init=_asgd_ref_init,
+    ref_step=_asgd_ref_step,
+    hyper=_asgd_hyper,
+    torch_cls="ASGD",
+    torch_kwargs=lambda kw: {**{k: kw[k] for k in ASGD_KEYS if k in kw}, "foreach": False},
+    torch_state={"ax": "ax", "eta": "eta", "mu": "mu"},
+    torch_exact=True,
+)
+
+
 # ------------------------------------------------- the rest of the family (torch's semantics)
 # Rows for optimizers that may not exist yet: ROWS keeps only those optbowl exports.
 # Without a NumPy reference they are compared with torch (to a tolerance) where torch has them.
@@ -412,7 +469,7 @@ FUTURE = [
 ]
 
 ALL_ROWS: List[Row] = ([_rprop_row(v) for v in RPROP_VARIANTS] + [ADAGRAD, LION, ADAMAX, ADADELTA]
-                       + [NADAM]
+                       + [NADAM, ASGD]
                        + FUTURE)
 ROWS: List[Row] = [r for r in ALL_ROWS if r.available]
 REFERENCE_ROWS: List[Row] = [r for r in ROWS if r.ref_step is not None]

@@ -70,7 +70,7 @@ from . import _check, _core, _registry, _state_bits
 
 __all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "QuickProp", "RMSprop",
            "Rprop", "SGD"]
-__all__ += ["NAdam"]
+__all__ += ["NAdam", "ASGD"]
 
 #: Parameter dtypes the CPU kernels take (bfloat16 and float16: stored in 16 bits,
 #: computed in float32, rounded as torch rounds them; bfloat16 needs ml_dtypes).
@@ -2030,3 +2030,77 @@ class NAdam(_FusedOptimizer):
     ) -> None:
         super().__init__(params, _options(locals()))
 
+
+class ASGD(_FusedOptimizer):
+    r"""optbowl's ASGD as a drop-in for ``torch.optim.ASGD``.
+
+    At step :math:`t` (from 1), with :math:`g = \nabla f(\theta)` (``maximize`` negates it)
+    and :math:`g \leftarrow g + \lambda_w\theta`, the step size :math:`\eta` and averaging
+    weight :math:`\mu` of the step before (:math:`\eta_0` = ``lr`` and 1 at first):
+
+    .. math::
+
+        \theta \leftarrow \theta\,(1 - \lambda\eta) - \eta\, g, \qquad
+        \bar\theta \leftarrow \bar\theta + \mu\,(\theta - \bar\theta)\quad(\bar\theta
+        \leftarrow \theta \text{ while } \mu = 1),
+
+        \eta \leftarrow \frac{\eta_0}{(1 + \lambda\eta_0 t)^{\alpha}}, \qquad
+        \mu \leftarrow \frac{1}{\max(1,\ t - t_0)}
+
+    the same kernel and results as :class:`optbowl.ASGD`: torch's single-tensor path
+    (``foreach=False``) bit for bit in float32 and float64; bfloat16 and float16 parameters
+    too, except, with weight decay, in a tensor's last ``numel % 32`` elements, which
+    torch's scalar loop rounds otherwise. The state is ``step``, ``eta`` and ``mu`` (scalar
+    tensors of torch's scalar dtype, float32 unless torch's default dtype is float64, as
+    torch keeps them) and ``ax`` (:math:`\bar\theta`). ``eta`` and ``mu`` are kept in
+    float32 or float64: torch's ``load_state_dict`` casts them to a 16-bit parameter's
+    dtype, which a step then refuses.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of dicts
+        Parameters, or param groups with their own hyper-parameters.
+    lr : float or one-element tensor
+        The first step size :math:`\eta_0 \ge 0` (default 1e-2).
+    lambd : float
+        The step size's decay :math:`\lambda` (default 1e-4).
+    alpha : float
+        Its power :math:`\alpha` (default 0.75).
+    t0 : float
+        The step :math:`t_0` after which the averaging starts (default 1e6).
+    weight_decay : float
+        :math:`\lambda_w \ge 0` (default 0).
+    foreach : bool or None
+        None or False: torch's single-tensor path, whose rounding the kernel reproduces;
+        True (its foreach path, rounded otherwise) is refused.
+    maximize : bool
+        Follow the gradient uphill.
+    differentiable : bool
+        Only False: the kernels do not record the update for autograd.
+    capturable : bool
+        Only False: CUDA-graph capture is not supported.
+    """
+
+    _entry = "asgd"
+    _complex_ok = False
+    _state_names = ("ax",)
+    _flags = {
+        "foreach": SINGLE_TENSOR,
+        "differentiable": NOT_DIFFERENTIABLE,
+        "capturable": NOT_CAPTURABLE,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-2,
+        lambd: float = 1e-4,
+        alpha: float = 0.75,
+        t0: float = 1e6,
+        weight_decay: float = 0,
+        foreach: Optional[bool] = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+    ) -> None:
+        super().__init__(params, _options(locals()))

@@ -32,6 +32,7 @@
 #include "optbowl/loops/adagrad_loop.hpp"
 #include "optbowl/loops/adam_loop.hpp"
 #include "optbowl/loops/adamax_loop.hpp"
+#include "optbowl/loops/asgd_loop.hpp"
 #include "optbowl/loops/lion_loop.hpp"
 #include "optbowl/loops/nadam_loop.hpp"
 #include "optbowl/loops/quickprop_loop.hpp"
@@ -470,9 +471,39 @@ struct NadamRule : NoExtras {
   }
 };
 
+// ASGD: eta and mu are per-parameter scalar state (NoExtras::scalar_state).
+struct AsgdRule : NoExtras {
+  static constexpr const char* name = "asgd";
+  static constexpr const char* title = "ASGD";
+  using Loop = AsgdLoop;
+  using Group = AsgdGroup;
+  static constexpr auto groups =
+      std::make_tuple(field("lr", &Group::lr), field("lambd", &Group::lambd), field("alpha", &Group::alpha),
+                      field("t0", &Group::t0), field("weight_decay", &Group::weight_decay),
+                      field("maximize", &Group::maximize), field("eta", &Group::eta), field("mu", &Group::mu),
+                      field("scalar_float64", &Group::scalar_float64));
+  static constexpr auto scalar_state = std::make_tuple(field("eta", &Group::eta), field("mu", &Group::mu));
+  static constexpr std::array<OperandSpec<Group>, 3> operands{
+      {{"params", "params", true, false}, {"grads", "grads", false, false}, {"axs", "axs", true, false}}};
+  static constexpr bool counts_steps = true;
+  static constexpr bool cuda = false;
+
+  static constexpr std::array<const char*, 1> bowl_methods{{"asgd"}};
+  static void set_bowl(bowl::Method<Loop>& m, std::size_t, const bowl::HyperRow& h) {
+    bowl::reset(m);
+    const double lr = h.get("lr");
+    bowl::one_group(m.loop, Group{lr, h.get("lambd"), h.get("alpha"), h.get("t0"), h.get("weight_decay"), false,
+                                  static_cast<double>(static_cast<float>(lr)), 1.0, false});
+    m.loop.steps.assign(1, 0.0);
+    m.state_init = {0.0};  // ax
+    m.before_step = bowl::count_steps_and_advance<Loop>;
+    m.hook_per_lane = true;  // eta and mu follow the step count
+  }
+};
+
 using Rules = List<RpropRule, AdagradRule, SgdRule, QuickpropRule, RmspropRule, AdamRule, LionRule, AdamaxRule,
                    AdadeltaRule,
-                   NadamRule>;
+                   NadamRule, AsgdRule>;
 
 // ---- working with an entry ------------------------------------------------------------------
 
