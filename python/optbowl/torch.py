@@ -2049,12 +2049,12 @@ class ASGD(_FusedOptimizer):
 
     the same kernel and results as :class:`optbowl.ASGD`: torch's single-tensor path
     (``foreach=False``) bit for bit in float32 and float64; bfloat16 and float16 parameters
-    too, except, with weight decay, in a tensor's last ``numel % 32`` elements, which
-    torch's scalar loop rounds otherwise. The state is ``step``, ``eta`` and ``mu`` (scalar
-    tensors of torch's scalar dtype, float32 unless torch's default dtype is float64, as
-    torch keeps them) and ``ax`` (:math:`\bar\theta`). ``eta`` and ``mu`` are kept in
-    float32 or float64: torch's ``load_state_dict`` casts them to a 16-bit parameter's
-    dtype, which a step then refuses.
+    too, except in a tensor's last ``numel % 32`` elements, where torch's scalar loop rounds
+    the step's (and weight decay's) product before the sum. The state is ``step``, ``eta``
+    and ``mu`` (scalar tensors of torch's scalar dtype, float32 unless torch's default
+    dtype is float64, as torch keeps them) and ``ax`` (:math:`\bar\theta`). ``eta`` and
+    ``mu`` are kept in float32 or float64: torch's ``load_state_dict`` casts them to a
+    16-bit parameter's dtype, which a step then refuses.
 
     Parameters
     ----------
