@@ -365,6 +365,125 @@ RADAM = Row(
 )
 
 
+# ----------------------------------------------------------------------------- NAdam
+def _nadam_hyper():
+    @st.composite
+    def draw(d):
+        return {
+            "lr": d(st.floats(1e-4, 0.5)),
+            "betas": (d(st.sampled_from([0.0, 0.5, 0.9])), d(st.sampled_from([0.0, 0.9, 0.999]))),
+            "eps": d(st.sampled_from([1e-8, 1e-3])),
+            "weight_decay": d(st.sampled_from([0.0, 1e-2, 1.0])),
+            "momentum_decay": d(st.sampled_from([0.0, 4e-3, 0.5])),
+            "decoupled_weight_decay": d(st.booleans()),
+            "maximize": d(st.booleans()),
+        }
+    return draw()
+
+
+NADAM_KEYS = ("lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay",
+              "maximize")
+
+
+def _nadam_ref_init(p, kw):
+    state = ref.nadam_init(p)
+    state["mu_product"] = np.asarray(state["mu_product"])  # a 0-d array, as the class keeps it
+    return state
+
+
+def _nadam_ref_step(p, g, state, kw, loss_increased):
+    ref.nadam_step(p, g, state, **{k: kw[k] for k in NADAM_KEYS if k in kw})
+    state["mu_product"] = np.asarray(state["mu_product"])
+
+
+NADAM = Row(
+    name="NAdam",
+    cls="NAdam",
+    kwargs={"lr": 0.01, "betas": (0.8, 0.95), "weight_decay": 0.1, "momentum_decay": 0.1},
+    bad_hyper=(
+        ({"lr": -0.1}, ValueError, "lr"),
+        ({"lr": NAN}, ValueError, "lr"),
+        ({"lr": INF}, ValueError, "lr"),
+        ({"betas": (1.0, 0.99)}, ValueError, "betas"),
+        ({"betas": (0.9, NAN)}, ValueError, "betas"),
+        ({"betas": 0.9}, TypeError, "betas"),
+        ({"eps": -1e-8}, ValueError, "eps"),
+        ({"weight_decay": -1.0}, ValueError, "weight_decay"),
+        ({"momentum_decay": -1.0}, ValueError, "momentum_decay"),
+        ({"momentum_decay": NAN}, ValueError, "momentum_decay"),
+        ({"decoupled_weight_decay": "yes"}, TypeError, "decoupled_weight_decay"),
+        ({"maximize": "no"}, TypeError, "maximize"),
+    ),
+    state_names=("exp_avg", "exp_avg_sq", "mu_product"),
+    ref_init=_nadam_ref_init,
+    ref_step=_nadam_ref_step,
+    hyper=_nadam_hyper,
+    torch_cls="NAdam",
+    torch_kwargs=lambda kw: {**{k: kw[k] for k in NADAM_KEYS if k in kw}, "foreach": False},
+    torch_state={"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq", "mu_product": "mu_product"},
+    # torch's CPU sqrt of float32/float64 tensors is MKL's, not correctly rounded: an ulp
+    # per square root apart (tests/test_nadam.py compares bit for bit given an IEEE sqrt)
+    torch_exact=False,
+)
+
+
+# ----------------------------------------------------------------------------- ASGD
+def _asgd_hyper():
+    @st.composite
+    def draw(d):
+        return {
+            "lr": d(st.floats(1e-4, 0.5)),
+            "lambd": d(st.sampled_from([0.0, 1e-4, 0.5])),
+            "alpha": d(st.sampled_from([0.75, 0.5, 2.0])),
+            "t0": d(st.sampled_from([0.0, 2.0, 1e6])),
+            "weight_decay": d(st.sampled_from([0.0, 1e-2, 1.0])),
+            "maximize": d(st.booleans()),
+        }
+    return draw()
+
+
+ASGD_KEYS = ("lr", "lambd", "alpha", "t0", "weight_decay", "maximize")
+
+
+def _asgd_ref_init(p, kw):
+    state = ref.asgd_init(p, kw.get("lr", 1e-2))
+    for name in ("eta", "mu"):  # 0-d arrays, as the class keeps them
+        state[name] = np.asarray(state[name])
+    return state
+
+
+def _asgd_ref_step(p, g, state, kw, loss_increased):
+    ref.asgd_step(p, g, state, **{k: kw[k] for k in ASGD_KEYS if k in kw})
+    for name in ("eta", "mu"):
+        state[name] = np.asarray(state[name])
+
+
+ASGD = Row(
+    name="ASGD",
+    cls="ASGD",
+    kwargs={"lr": 0.05, "lambd": 0.1, "t0": 2.0, "weight_decay": 0.1},
+    bad_hyper=(
+        ({"lr": -0.1}, ValueError, "lr"),
+        ({"lr": NAN}, ValueError, "lr"),
+        ({"lr": INF}, ValueError, "lr"),
+        ({"lambd": NAN}, ValueError, "lambd"),
+        ({"alpha": INF}, ValueError, "alpha"),
+        ({"t0": NAN}, ValueError, "t0"),
+        ({"t0": "1"}, TypeError, "t0"),
+        ({"weight_decay": -1.0}, ValueError, "weight_decay"),
+        ({"maximize": "no"}, TypeError, "maximize"),
+    ),
+    state_names=("ax", "eta", "mu"),
+    ref_init=_asgd_ref_init,
+    ref_step=_asgd_ref_step,
+    hyper=_asgd_hyper,
+    torch_cls="ASGD",
+    torch_kwargs=lambda kw: {**{k: kw[k] for k in ASGD_KEYS if k in kw}, "foreach": False},
+    torch_state={"ax": "ax", "eta": "eta", "mu": "mu"},
+    torch_exact=True,
+)
+
+
 # ------------------------------------------------- the rest of the family (torch's semantics)
 # Rows for optimizers that may not exist yet: ROWS keeps only those optbowl exports.
 # Without a NumPy reference they are compared with torch (to a tolerance) where torch has them.
@@ -406,7 +525,7 @@ FUTURE = [
 ]
 
 ALL_ROWS: List[Row] = ([_rprop_row(v) for v in RPROP_VARIANTS] + [ADAGRAD, LION, ADAMAX, ADADELTA]
-                       + [RADAM]
+                       + [RADAM, NADAM, ASGD]
                        + FUTURE)
 ROWS: List[Row] = [r for r in ALL_ROWS if r.available]
 REFERENCE_ROWS: List[Row] = [r for r in ROWS if r.ref_step is not None]
@@ -442,8 +561,8 @@ def assert_same_bits(a, b, where="") -> None:
 def functional_call(rule, params, grads, **hyper):
     """One step of ``rule``'s functional form (a registry entry) over ``params`` with fresh
     state (every state list the function requires, each array filled with 0.1; the
-    optional ones None), step 1 where it counts steps and lr=0.1 where lr has no default;
-    ``hyper`` overrides."""
+    optional ones None; scalar state at its start), step 1 where it counts steps and lr=0.1
+    where lr has no default; ``hyper`` overrides."""
     import inspect
 
     from optbowl._registry import REQUIRED
@@ -454,7 +573,22 @@ def functional_call(rule, params, grads, **hyper):
               for name in rule.operands]
     required = {h.name: 0.1 for h in rule.hyper if h.default is REQUIRED}
     step = {"step": 1} if rule.counts_steps else {}
-    rule.functional(params, grads, *states, **{**required, **step, **hyper})
+    # scalar state (NAdam's mu_products): 0-d float32 arrays at their start values
+    group = {**rule.defaults, **required, **hyper}
+    scalars = {f"{s.name}s": [_scalar_start(s.start_value(group), j) for j in range(len(params))]
+               for s in rule.scalar_state}
+    rule.functional(params, grads, *states, **{**required, **step, **scalars, **hyper})
+
+
+def _scalar_start(value, j):
+    """A scalar state's start for parameter ``j`` as a 0-d float32 array: a per-tensor
+    hyper-parameter's own value, and 1 where the value is one the call will refuse."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        value = value[j] if len(value) > j else 1.0
+    try:
+        return np.array(float(value), np.float32)
+    except (TypeError, ValueError):
+        return np.array(1.0, np.float32)
 
 
 def rule_of(cls_name):

@@ -71,9 +71,12 @@ def test_a_complex_parameter_steps_as_its_real_view(row, dtype):
         row.step(twin, [_real(g) if g.dtype.kind == "c" else g for g in grads])
     for p, v in zip(params, views):
         assert_same_bits(_real(p) if p.dtype.kind == "c" else p, v)
+    scalars = opt.rule.scalar_names  # 0-d, real (NAdam's mu_product)
     for i, p in enumerate(params):
         for name, s in opt.state[i].items():
-            if isinstance(s, np.ndarray):
+            if name in scalars:
+                assert_same_bits(s, twin.state[i][name], name)
+            elif isinstance(s, np.ndarray):
                 assert s.dtype == p.dtype and s.shape == p.shape, name  # complex, as torch's
                 assert_same_bits(_real(s) if s.dtype.kind == "c" else s, twin.state[i][name],
                                  name)

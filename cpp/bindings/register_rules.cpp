@@ -107,7 +107,10 @@ void def_rule(py::module_& m, std::tuple<Lead...>*, std::index_sequence<I...>, s
 template <class Rule>
 py::dict names_of() {
   py::dict d;
-  d["groups"] = py::tuple(py::cast(reg::field_names<Rule>()));
+  std::vector<std::string> fields = reg::field_names<Rule>();
+  fields.resize(fields.size() - reg::scalar_field_count<Rule>());
+  d["groups"] = py::tuple(py::cast(fields));  // the hyper-parameters
+  d["scalar_state"] = py::tuple(py::cast(reg::scalar_state_names<Rule>()));
   py::list operands, labels;
   for (const auto& op : Rule::operands) {
     operands.append(op.arg);
@@ -130,9 +133,32 @@ void register_rules(py::module_& m) {
                    static_cast<typename Rule::Trail*>(nullptr));
     rules[Rule::name] = names_of<Rule>();
   });
-  // rule name -> {"groups": the group tuple's field names, "operands": the step function's
-  // list arguments, "labels": their names in messages (and in optbowl.functional), "cuda":
-  // whether optbowl._cuda has it}.
+  m.def(
+      "scalar_state_after",
+      [](const std::string& name, const py::tuple& group, double t) {
+        py::tuple out;
+        bool found = false;
+        reg::Rules::each([&](auto rule) {
+          using Rule = decltype(rule);
+          if constexpr (reg::scalar_field_count<Rule>() != 0) {
+            if (found || name != Rule::name) return;
+            found = true;
+            const auto values = group.cast<reg::GroupTuple<Rule>>();
+            out = py::tuple(py::cast(reg::scalar_state_after<Rule>(reg::group_from<Rule>(values), t)));
+          }
+        });
+        if (!found) throw py::value_error("name: no rule with scalar state is called '" + name + "'");
+        return out;
+      },
+      py::arg("name"), py::arg("group"), py::arg("t"),
+      "The scalar state of a rule that keeps one (its entry's scalar_state, e.g. NAdam's "
+      "mu_product) after step t (counting from 1), from one group tuple of its step function (the "
+      "state's values before the step among them): a tuple of floats in the entry's order, each "
+      "exact in the state's dtype.");
+  // rule name -> {"groups": the group tuple's hyper-parameter names, "scalar_state": the
+  // names of its scalar state (fields of the group tuple after them, then scalar_float64),
+  // "operands": the step function's list arguments, "labels": their names in messages (and
+  // in optbowl.functional), "cuda": whether optbowl._cuda has it}.
   m.attr("rules") = rules;
 }
 

@@ -20,6 +20,8 @@ from .lion import Lion
 from .adamax import Adamax
 from .adadelta import Adadelta
 from .radam import RAdam
+from .nadam import NAdam
+from .asgd import ASGD
 
 from . import cuda, functional, functions, performance, schedules, spectra
 from ._core import get_num_threads, set_num_threads
@@ -32,12 +34,14 @@ from .sparse import SparseRows
 from .spectra import goe_positive_fraction, matrix_power_spectrum, product_gains
 
 __all__ = [
+    "ASGD",
     "Adadelta",
     "Adagrad",
     "Adam",
     "AdamW",
     "Adamax",
     "Lion",
+    "NAdam",
     "QuadraticBowl",
     "QuickProp",
     "RAdam",

@@ -16,9 +16,12 @@ def steps_in_flight() -> int: ...
 def has_openmp() -> bool: ...
 # The step function of each compiled rule, optbowl._core.<rule>(...) -> None: its arguments
 # are the names in rules[<rule>] (the operand lists, then steps where the rule counts them,
-# groups (one tuple of rules[<rule>]["groups"] per group) and group_sizes), as the
-# registry of compiled rules (cpp/include/optbowl/registry.hpp) binds them.
+# groups (one tuple of rules[<rule>]["groups"] per group, then, for a rule with scalar
+# state, the values of rules[<rule>]["scalar_state"] and whether they are float64) and
+# group_sizes), as the registry of compiled rules (cpp/include/optbowl/registry.hpp) binds them.
 rules: Dict[str, Dict[str, Any]]
+
+def scalar_state_after(name: str, group: tuple, t: float) -> Tuple[float, ...]: ...
 
 def __getattr__(name: str) -> Callable[..., None]: ...
 def sparse_adagrad(

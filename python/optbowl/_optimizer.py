@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _check, _core, _device
-from ._registry import Rule
+from ._registry import Rule, scalar_runs
 
 ArrayList = Union[np.ndarray, Sequence[np.ndarray]]
 
@@ -305,9 +305,12 @@ class Optimizer:
         return out
 
     def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
-        """A parameter's first state: a step count and one zero array per ``_state_names``
-        entry, like ``p`` and on its device."""
-        return {"step": 0, **{name: _device.full_like(p, 0.0) for name in self._state_names}}
+        """A parameter's first state: a step count, one zero array per ``_state_names``
+        entry, like ``p`` and on its device, and the rule's scalar state (0-d arrays)."""
+        state = {"step": 0, **{name: _device.full_like(p, 0.0) for name in self._state_names}}
+        for scalar in self.rule.scalar_state:  # 0-d float32 arrays, as torch's 0-d tensors
+            state[scalar.name] = np.array(scalar.start_value(group), np.float32)
+        return state
 
     def _compiled(self, name: str) -> Any:
         """The compiled step ``name`` (the rule's, or another ``_call_layout`` names):
@@ -332,23 +335,34 @@ class Optimizer:
         ``width`` lists and ``steps`` there only if ``_takes_steps``."""
         return self.rule.name, (), self.rule.width, {}
 
-    def _launch(self, params, grads, columns, group_args, group_sizes, steps, **kw) -> None:
+    def _launch(self, params, grads, columns, group_args, group_sizes, steps, states=(),
+                **kw) -> None:
         """One compiled multi-tensor step: ``columns[k]`` lists the ``_state_names[k]``
         arrays, ``group_args`` and ``group_sizes`` the stepped groups, ``steps`` the step
-        counts this step makes (floats; None unless ``_takes_steps``), ``kw`` the
+        counts this step makes (floats; None unless ``_takes_steps``), ``states`` the
+        parameters' state dicts (read for a rule with scalar state, whose values are stored
+        there once the call has run: ``_registry.scalar_runs``), ``kw`` the
         ``_step_extras`` and the device's flag."""
         name, lead, width, options = self._call_layout()
+        store = None
+        if self.rule.scalar_state:
+            names = self.rule.scalar_names
+            group_args, group_sizes, store = scalar_runs(
+                self.rule, group_args, group_sizes,
+                [tuple(st[n] for n in names) for st in states], steps)
         self._compiled(name)(*lead, params, grads, *columns, *(None,) * (width - len(columns)),
                              *((steps,) if self._takes_steps else ()), group_args, group_sizes,
                              **options, **kw)
+        if store is not None:
+            store()
 
     def _short_call(self) -> Optional[tuple]:
         """The layout ``_core.short_step`` takes the step with (host arrays; None: the step
         always goes through Python). Its items, in the order the C code reads them: the
         compiled function, the leading arguments, the state columns' width, whether it takes
         the step counts, its keyword options, the state names, the hyper-parameter names."""
-        if self._placement is not None:
-            return None
+        if self._placement is not None or self.rule.scalar_state:
+            return None  # scalar state is stored after the call, in Python (_launch)
         name, lead, width, options = self._call_layout()
         return (getattr(_core, name), lead, width, self._takes_steps, options,
                 tuple(self._state_names), self._default_keys)
@@ -414,7 +428,7 @@ class Optimizer:
                 steps = [st["step"] + 1.0 for st in states] if self._takes_steps else None
                 try:
                     self._launch(self._params, given, columns, group_args, self._group_sizes,
-                                 steps, **kw)
+                                 steps, states, **kw)
                 except (TypeError, ValueError):
                     pass
                 else:
@@ -465,7 +479,7 @@ class Optimizer:
         if not params:
             return False
         self._launch(params, active_grads, columns, args, group_sizes,
-                     steps if self._takes_steps else None, **kw)
+                     steps if self._takes_steps else None, states, **kw)
         if device_flag is not None and _device.read_flag(found_inf):
             return False
         self.state.update(fresh)

@@ -16,6 +16,10 @@ An entry says:
 * ``state``: the per-parameter state arrays, in the order the compiled call takes them,
   and ``operands``: the names of those lists as arguments of the compiled and functional
   calls (``square_avgs`` for the ``square_avg`` arrays);
+* ``scalar_state``: per-parameter scalars that the rule keeps besides its arrays (NAdam's
+  ``mu_product``), each a 0-d array as torch keeps a 0-d tensor, with the value it starts
+  at; the compiled call takes them as trailing fields of the group tuple (see
+  :func:`scalar_runs`);
 * whether the rule counts steps and whether it reads the loss;
 * ``layers``: where the rule exists (``class``, ``functional``, ``bowl``, ``cuda``,
   ``torch``, ``bench``), and per layer what that layer needs (:class:`CudaCall`,
@@ -27,6 +31,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
+
+import numpy as np
 
 from . import _check
 
@@ -110,6 +116,22 @@ def _int_or_none(x: Optional[float]) -> Optional[int]:
 
 def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and not math.isinf(x) else repr(x)
+
+
+@dataclass(frozen=True)
+class ScalarState:
+    """One per-parameter scalar of a rule's state (NAdam's ``mu_product``, ASGD's ``eta``):
+    its name and where it starts, a number or the name of a hyper-parameter whose value
+    (rounded to the state's dtype) it starts at. The classes keep it as a 0-d float32
+    array (float32 or float64 in ``optbowl.torch``, as torch keeps it); the compiled step
+    reads it, and ``_core.scalar_state_after`` gives its value after a step."""
+
+    name: str
+    start: Any = 0.0
+
+    def start_value(self, group: Dict[str, Any]) -> Any:
+        """The value it starts at for a parameter of ``group``."""
+        return group[self.start] if isinstance(self.start, str) else self.start
 
 
 @dataclass(frozen=True)
@@ -213,6 +235,8 @@ class Rule:
     layers: FrozenSet[str]
     counts_steps: bool = False
     reads_loss: bool = False
+    #: per-parameter scalar state, in the order of the compiled group tuple's trailing fields
+    scalar_state: Tuple[ScalarState, ...] = ()
     #: the public classes of the rule (more than one where a class is a preset of another)
     classes: Tuple[str, ...] = ()
     #: how the complex-parameter message names it where torch steps complex parameters
@@ -239,6 +263,9 @@ class Rule:
             raise ValueError(f"layers: unknown layer(s) {sorted(unknown)}")
         if len(self.operands) != len(self.state):
             raise ValueError("operands: one name per state array expected")
+        if self.scalar_state and not self.counts_steps:
+            raise ValueError("scalar_state: a rule with scalar state counts steps (its next "
+                             "values are computed from the step count)")
         if not self.classes:
             object.__setattr__(self, "classes", (self.cls,))
 
@@ -286,6 +313,11 @@ class Rule:
         return tuple(out)
 
     @property
+    def scalar_names(self) -> Tuple[str, ...]:
+        """The names of the per-parameter scalar state, in the group tuple's order."""
+        return tuple(s.name for s in self.scalar_state)
+
+    @property
     def width(self) -> int:
         """How many state lists the compiled call takes."""
         return len(self.state)
@@ -298,6 +330,54 @@ class Rule:
         from . import _core
 
         return getattr(_core, self.name)
+
+
+def scalar_runs(
+    rule: Rule,
+    group_args: List[tuple],
+    group_sizes: List[int],
+    scalars: List[Tuple[Any, ...]],
+    steps: List[float],
+) -> Tuple[List[tuple], List[int], Callable[[], None]]:
+    """The compiled call's groups for a rule with scalar state, and what stores that state
+    after the call.
+
+    ``scalars[j]``: tensor ``j``'s scalar state, 0-d float32 or float64 arrays in the
+    entry's order; ``steps[j]``: its step count t (this step included). Each group is split
+    into runs of consecutive tensors whose values (and dtype) agree, normally one run per
+    group; each run's tuple is the group's with the values and ``scalar_float64`` after it
+    (the fields registry.hpp's entry lists). The returned function, called once the
+    compiled step has run, writes each tensor's values after step t, as the compiled
+    ``_core.scalar_state_after`` gives them, into its arrays; nothing is computed here."""
+    from . import _core
+
+    tuples: List[tuple] = []
+    sizes: List[int] = []
+    run_of: List[int] = []
+    at = 0
+    for args, size in zip(group_args, group_sizes):
+        previous = None
+        for arrays in scalars[at:at + size]:
+            key = (tuple(map(float, arrays)), arrays[0].dtype == np.float64)
+            if key != previous:
+                tuples.append(args + key[0] + (key[1],))
+                sizes.append(1)
+                previous = key
+            else:
+                sizes[-1] += 1
+            run_of.append(len(tuples) - 1)
+        at += size
+
+    def store() -> None:
+        after: Dict[Tuple[int, float], tuple] = {}
+        for arrays, run, t in zip(scalars, run_of, steps):
+            values = after.get((run, t))
+            if values is None:
+                values = after[(run, t)] = _core.scalar_state_after(rule.name, tuples[run], t)
+            for a, v in zip(arrays, values):
+                a[()] = v
+
+    return tuples, sizes, store
 
 
 _RULES: Dict[str, Rule] = {}
@@ -376,6 +456,8 @@ def table_rst() -> List[str]:
     for r in rules():
         hyper = "; ".join(f"``{h.name}`` ({_kind_text(h)}, {_default_text(h)})" for h in r.hyper)
         state = ", ".join(f"``{s}``" for s in r.state)
+        if r.scalar_state:
+            state += "; scalars " + ", ".join(f"``{s.name}``" for s in r.scalar_state)
         notes = [w for w, on in (("counts steps", r.counts_steps), ("reads the loss",
                                                                      r.reads_loss)) if on]
         lines += [

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import _check
+from . import _check, _registry
 from .sparse import SparseRows
 
 #: The functions, one per rule: each rule module registers its own (optbowl._registry).
@@ -178,6 +178,7 @@ def run(
     tail: tuple = (),
     complex_refusal: Optional[str] = None,
     grads_match: bool = False,
+    scalars: Optional[Dict[str, Any]] = None,
 ) -> None:
     """The body of every rule's functional form: check and group ``hyper`` (see
     :func:`_groups`), then make the rule's one compiled call
@@ -185,12 +186,53 @@ def run(
     state lists named by the rule's ``operands`` and the step counts there if the rule
     counts steps. ``complex_refusal``: why complex parameters are refused (None: they are
     stepped as their real view); ``grads_match``: check here that there is one gradient
-    per parameter (where the call sorts the gradients before its own checks)."""
+    per parameter (where the call sorts the gradients before its own checks);
+    ``scalars``: for a rule with scalar state, its name -> the list of 0-d arrays (one per
+    parameter), which the compiled step reads and which are updated in place after it
+    (``_registry.scalar_runs``)."""
     params = _as_list("params", params)
     groups, sizes, _ = _groups(params, hyper, rule, names)
     if complex_refusal is not None:
         _no_complex(params, complex_refusal)
     grads = _check_grads(params, grads) if grads_match else _as_list("grads", grads)
     lists = [_as_list(name, arrays) for name, arrays in zip(rule.operands, states)]
-    steps = (_steps(step, len(params)),) if rule.counts_steps else ()
+    counts = _steps(step, len(params)) if rule.counts_steps else []
+    steps = (counts,) if rule.counts_steps else ()
+    store = None
+    if rule.scalar_state:  # (such a rule counts steps: its next values depend on them)
+        per_tensor = _scalar_lists(rule, scalars or {}, len(params))
+        groups, sizes, store = _registry.scalar_runs(rule, groups, sizes, per_tensor, counts)
     rule.host_call(*lead, params, grads, *lists, *steps, groups, sizes, *tail)
+    if store is not None:
+        store()
+
+
+def _scalar_lists(rule: Any, scalars: Dict[str, Any], n: int) -> List[Tuple[np.ndarray, ...]]:
+    """The scalar state lists, checked: per parameter a tuple of 0-d, writable float32 or
+    float64 arrays (one dtype for the parameter's), in the entry's order."""
+    columns = []
+    for name in rule.scalar_names:
+        label = f"{name}s"
+        arrays = _as_list(label, scalars.get(name))
+        if arrays is None or len(arrays) != n:
+            got = "None" if arrays is None else len(arrays)
+            raise ValueError(f"{label}: expected one 0-d array per parameter ({n}), got {got}")
+        for j, a in enumerate(arrays):
+            if not isinstance(a, np.ndarray) or a.ndim != 0:
+                what = f"shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+                raise TypeError(f"{label}[{j}]: expected a 0-d float32 or float64 array, got "
+                                f"{what}")
+            if a.dtype not in (np.float32, np.float64):
+                raise TypeError(f"{label}[{j}]: expected a 0-d float32 or float64 array, got "
+                                f"dtype {a.dtype}")
+            if not a.flags.writeable:
+                raise ValueError(f"{label}[{j}]: is read-only; the step updates it in place")
+        columns.append(list(arrays))
+    per_tensor = list(zip(*columns))
+    for j, arrays in enumerate(per_tensor):
+        for name, a in zip(rule.scalar_names[1:], arrays[1:]):
+            if a.dtype != arrays[0].dtype:
+                raise TypeError(f"{name}s[{j}]: dtype {a.dtype} differs from that of "
+                                f"{rule.scalar_names[0]}s[{j}] ({arrays[0].dtype}); a "
+                                "parameter's scalar state has one dtype")
+    return per_tensor

@@ -68,9 +68,8 @@ import optbowl as optbowl_numpy  # the NumPy classes (Rprop, Adam, ...): their d
 
 from . import _check, _core, _registry, _state_bits
 
-__all__ = ["Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "QuickProp", "RMSprop",
-           "Rprop", "SGD"]
-__all__ += ["RAdam"]
+__all__ = ["ASGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "QuickProp",
+           "RAdam", "RMSprop", "Rprop", "SGD"]
 
 #: Parameter dtypes the CPU kernels take (bfloat16 and float16: stored in 16 bits,
 #: computed in float32, rounded as torch rounds them; bfloat16 needs ml_dtypes).
@@ -285,6 +284,7 @@ class _Batch:
         self.groups: List[Dict[str, Any]] = []
         self.group_sizes: List[int] = []
         self.index: List[int] = []  # each tensor's position in param_groups (for messages)
+        self.scalars: List[tuple] = []  # each tensor's scalar state (0-d), for rules with one
 
     def add(self, p, grad, state_tensors, step, group, index) -> None:
         self.params.append(p)
@@ -311,6 +311,7 @@ class _Batch:
         ]
         out.steps, out.groups, out.group_sizes = self.steps, self.groups, self.group_sizes
         out.index = self.index
+        out.scalars = [tuple(t.detach().numpy() for t in ts) for ts in self.scalars]
         return out
 
 
@@ -368,6 +369,10 @@ class _Plan:
     """
 
     def __init__(self, opt: "_FusedOptimizer") -> None:
+        if opt._rule.scalar_state:
+            # The group tuples carry the scalar state, new after every step, and the state
+            # is stored in Python after the kernel: the general path takes every step.
+            raise _NoPlan
         self.param_groups = opt.param_groups
         self.state = opt.state
         # Per group: [group, its params list, its size, its values, its state layout, rows].
@@ -604,6 +609,9 @@ class _FusedOptimizer(torch.optim.Optimizer):
     def _init_state(self, p: torch.Tensor, group: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         """A parameter's state as torch makes it before its first step."""
         state = {"step": _new_step(p, group)} if self._has_step else {}
+        for scalar in self._rule.scalar_state:  # 0-d tensors of torch's scalar dtype
+            state[scalar.name] = torch.tensor(_as_number(scalar.start_value(group)),
+                                              dtype=_scalar_dtype())
         for name in self._state_names:
             if self._present(name, group):
                 state[name] = self._new_tensor(name, p, group)
@@ -738,6 +746,10 @@ class _FusedOptimizer(torch.optim.Optimizer):
         steps = (batch.steps,) if self._counts_steps else ()
         if group_tuples is None:
             group_tuples = [self._kernel_group(g) for g in batch.groups]
+        group_sizes, store = batch.group_sizes, None
+        if self._rule.scalar_state:  # stored after the kernel ran (_registry.scalar_runs)
+            group_tuples, group_sizes, store = _registry.scalar_runs(
+                self._rule, group_tuples, group_sizes, batch.scalars, batch.steps)
         entry(
             *self._leading,
             batch.params,
@@ -745,9 +757,11 @@ class _FusedOptimizer(torch.optim.Optimizer):
             *batch.states,
             *steps,
             group_tuples,
-            batch.group_sizes,
+            group_sizes,
             **self._cpu_options(batch.groups),
         )
+        if store is not None:
+            store()
 
     def _cpu_options(self, groups: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         """Keyword arguments of the CPU entry for a batch of these groups (none here)."""
@@ -848,6 +862,11 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 if batch is None:
                     batch = batches[(p.device, layout)] = _Batch(layout)
                 batch.add(p, p.grad, tensors, count, group, index)
+                if self._rule.scalar_state:
+                    scalars = tuple(state[n] for n in self._rule.scalar_names)
+                    for n, t in zip(self._rule.scalar_names, scalars):
+                        self._check_scalar_state(f"params[{index}]: state[{n!r}]", t)
+                    batch.scalars.append(scalars)
                 if new:
                     created.append((p, new))
                 if self._has_step:
@@ -967,6 +986,19 @@ class _FusedOptimizer(torch.optim.Optimizer):
             raise ValueError(
                 f"{name}.grad: strides {grad.stride()} differ from the parameter's {p.stride()}; "
                 "a gradient must have its parameter's memory layout (torch's autograd makes it so)"
+            )
+
+    @staticmethod
+    def _check_scalar_state(name: str, t: Any) -> None:
+        """A rule's per-parameter scalar state: a 0-d float32 or float64 tensor on the CPU, as
+        torch makes it (its load_state_dict gives it the parameter's dtype: a 16-bit one is
+        refused here, as the kernels keep the state in float32 or float64)."""
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a 0-d tensor, got {type(t).__name__}")
+        if t.dim() != 0 or not t.is_cpu or t.dtype not in (torch.float32, torch.float64):
+            raise TypeError(
+                f"{name}: expected a 0-d float32 or float64 tensor on the CPU, got a "
+                f"{t.dtype} tensor of shape {tuple(t.shape)} on {t.device}"
             )
 
     @staticmethod
@@ -1994,5 +2026,163 @@ class RAdam(_FusedOptimizer):
         maximize: bool = False,
         capturable: bool = False,
         differentiable: bool = False,
+    ) -> None:
+        super().__init__(params, _options(locals()))
+
+
+class NAdam(_FusedOptimizer):
+    r"""optbowl's NAdam as a drop-in for ``torch.optim.NAdam``.
+
+    At step :math:`t` (from 1), with :math:`g = \nabla f(\theta)` (``maximize`` negates it),
+    :math:`g \leftarrow g + \lambda\theta` (or, with ``decoupled_weight_decay``,
+    :math:`\theta \leftarrow \theta(1 - \eta\lambda)`) and
+    :math:`\mu_t = \beta_1 (1 - \tfrac12\, 0.96^{t\psi})`:
+
+    .. math::
+
+        \Pi_t = \Pi_{t-1}\,\mu_t, \qquad
+        m \leftarrow \beta_1 m + (1-\beta_1) g, \qquad
+        v \leftarrow \beta_2 v + (1-\beta_2) g^2,
+
+        \theta \leftarrow \theta - \eta\left(\frac{(1-\mu_t)\, g}{1-\Pi_t}
+            + \frac{\mu_{t+1}\, m}{1-\Pi_t\,\mu_{t+1}}\right)
+            \Big/ \left(\sqrt{\frac{v}{1-\beta_2^t}} + \epsilon\right)
+
+    the same kernel and results as :class:`optbowl.NAdam`: torch's single-tensor path
+    (``foreach=False``) with correctly rounded square roots. Where torch is built with MKL
+    its CPU ``sqrt`` of float32 and float64 tensors is not always correctly rounded (within
+    an ulp), and results then differ from torch's by that bit and what follows from it.
+    bfloat16 and float16 parameters agree with torch bit for bit except, with weight decay,
+    in a tensor's last ``numel % 32`` elements, which torch's scalar loop rounds otherwise.
+    The state is ``step`` and ``mu_product`` (:math:`\Pi_t`; scalar tensors of torch's
+    scalar dtype, float32 unless torch's default dtype is float64, as torch keeps them),
+    ``exp_avg`` and ``exp_avg_sq``. ``mu_product`` is kept in float32 or float64: torch's
+    ``load_state_dict`` casts it to a 16-bit parameter's dtype, which a step then refuses.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of dicts
+        Parameters, or param groups with their own hyper-parameters.
+    lr : float or one-element tensor
+        Learning rate :math:`\eta \ge 0` (default 2e-3).
+    betas : (float, float)
+        :math:`(\beta_1, \beta_2)`, each in [0, 1) (default (0.9, 0.999)).
+    eps : float
+        Added to the root mean square, >= 0 (default 1e-8).
+    weight_decay : float
+        :math:`\lambda \ge 0` (default 0).
+    momentum_decay : float
+        :math:`\psi \ge 0` (default 4e-3).
+    decoupled_weight_decay : bool
+        Decay the parameter instead of adding :math:`\lambda\theta` to the gradient.
+    foreach : bool or None
+        None or False: torch's single-tensor path, whose rounding the kernel reproduces;
+        True (its foreach path, rounded otherwise) is refused.
+    maximize : bool
+        Follow the gradient uphill.
+    capturable : bool
+        Only False: CUDA-graph capture is not supported.
+    differentiable : bool
+        Only False: the kernels do not record the update for autograd.
+    """
+
+    _entry = "nadam"
+    _complex_ok = False
+    _state_names = ("exp_avg", "exp_avg_sq")
+    _flags = {
+        "foreach": SINGLE_TENSOR,
+        "capturable": NOT_CAPTURABLE,
+        "differentiable": NOT_DIFFERENTIABLE,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 2e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: Optional[bool] = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+    ) -> None:
+        super().__init__(params, _options(locals()))
+
+
+class ASGD(_FusedOptimizer):
+    r"""optbowl's ASGD as a drop-in for ``torch.optim.ASGD``.
+
+    At step :math:`t` (from 1), with :math:`g = \nabla f(\theta)` (``maximize`` negates it)
+    and :math:`g \leftarrow g + \lambda_w\theta`, the step size :math:`\eta` and averaging
+    weight :math:`\mu` of the step before (:math:`\eta_0` = ``lr`` and 1 at first):
+
+    .. math::
+
+        \theta \leftarrow \theta\,(1 - \lambda\eta) - \eta\, g, \qquad
+        \bar\theta \leftarrow \bar\theta + \mu\,(\theta - \bar\theta)\quad(\bar\theta
+        \leftarrow \theta \text{ while } \mu = 1),
+
+        \eta \leftarrow \frac{\eta_0}{(1 + \lambda\eta_0 t)^{\alpha}}, \qquad
+        \mu \leftarrow \frac{1}{\max(1,\ t - t_0)}
+
+    the same kernel and results as :class:`optbowl.ASGD`: torch's single-tensor path
+    (``foreach=False``) bit for bit in float32 and float64; bfloat16 and float16 parameters
+    too, except in a tensor's last ``numel % 32`` elements, where torch's scalar loop rounds
+    the step's (and weight decay's) product before the sum. The state is ``step``, ``eta``
+    and ``mu`` (scalar tensors of torch's scalar dtype, float32 unless torch's default
+    dtype is float64, as torch keeps them) and ``ax`` (:math:`\bar\theta`). ``eta`` and
+    ``mu`` are kept in float32 or float64: torch's ``load_state_dict`` casts them to a
+    16-bit parameter's dtype, which a step then refuses.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of dicts
+        Parameters, or param groups with their own hyper-parameters.
+    lr : float or one-element tensor
+        The first step size :math:`\eta_0 \ge 0` (default 1e-2).
+    lambd : float
+        The step size's decay :math:`\lambda` (default 1e-4).
+    alpha : float
+        Its power :math:`\alpha` (default 0.75).
+    t0 : float
+        The step :math:`t_0` after which the averaging starts (default 1e6).
+    weight_decay : float
+        :math:`\lambda_w \ge 0` (default 0).
+    foreach : bool or None
+        None or False: torch's single-tensor path, whose rounding the kernel reproduces;
+        True (its foreach path, rounded otherwise) is refused.
+    maximize : bool
+        Follow the gradient uphill.
+    differentiable : bool
+        Only False: the kernels do not record the update for autograd.
+    capturable : bool
+        Only False: CUDA-graph capture is not supported.
+    """
+
+    _entry = "asgd"
+    _complex_ok = False
+    _state_names = ("ax",)
+    _flags = {
+        "foreach": SINGLE_TENSOR,
+        "differentiable": NOT_DIFFERENTIABLE,
+        "capturable": NOT_CAPTURABLE,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Any = 1e-2,
+        lambd: float = 1e-4,
+        alpha: float = 0.75,
+        t0: float = 1e6,
+        weight_decay: float = 0,
+        foreach: Optional[bool] = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
     ) -> None:
         super().__init__(params, _options(locals()))

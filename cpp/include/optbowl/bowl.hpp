@@ -161,6 +161,15 @@ void count_steps(Loop& loop, std::int64_t t, double, double) {
   loop.steps[0] = static_cast<double>(t);
 }
 
+// The same for a loop whose group holds per-parameter scalar state (registry.hpp's
+// scalar_state): before step t > 1 the state is advanced past step t - 1, as an optimizer
+// stores it after each step.
+template <class Loop>
+void count_steps_and_advance(Loop& loop, std::int64_t t, double, double) {
+  loop.steps[0] = static_cast<double>(t);
+  if (t > 1) loop.groups[0].after_step(static_cast<double>(t - 1));
+}
+
 // A method's factory: make(row) returns a new Method, make(m, row) sets an existing one.
 template <class M, class Set>
 struct Maker {

@@ -32,7 +32,9 @@
 #include "optbowl/loops/adagrad_loop.hpp"
 #include "optbowl/loops/adam_loop.hpp"
 #include "optbowl/loops/adamax_loop.hpp"
+#include "optbowl/loops/asgd_loop.hpp"
 #include "optbowl/loops/lion_loop.hpp"
+#include "optbowl/loops/nadam_loop.hpp"
 #include "optbowl/loops/quickprop_loop.hpp"
 #include "optbowl/loops/radam_loop.hpp"
 #include "optbowl/loops/rmsprop_loop.hpp"
@@ -89,6 +91,12 @@ struct NoExtras {
   static constexpr bool counts_steps = false;  // a step count per tensor after the operands
   static constexpr bool device_steps = false;  // CUDA: the counts may come from device counters
   static constexpr const char* notes = "";     // the step function's documentation, after groups
+  // Per-parameter scalar state (fields of the Group after its hyper-parameters, each
+  // followed in the group table by the rest of it and a last flag, scalar_float64): one
+  // value per group (the caller makes one group per run of tensors whose values agree),
+  // read by hyper_of, and advanced past step t by the Group's after_step(t)
+  // (optbowl._core.scalar_state_after).
+  static constexpr std::tuple<> scalar_state{};
 };
 
 // ---- the entries ------------------------------------------------------------------------
@@ -459,9 +467,73 @@ struct RadamRule : NoExtras {
   }
 };
 
+// NAdam: mu_product is per-parameter scalar state (NoExtras::scalar_state).
+struct NadamRule : NoExtras {
+  static constexpr const char* name = "nadam";
+  static constexpr const char* title = "NAdam";
+  using Loop = NadamLoop;
+  using Group = NadamGroup;
+  static constexpr auto groups =
+      std::make_tuple(field("lr", &Group::lr), field("beta1", &Group::beta1), field("beta2", &Group::beta2),
+                      field("eps", &Group::eps), field("weight_decay", &Group::weight_decay),
+                      field("momentum_decay", &Group::momentum_decay),
+                      field("decoupled_weight_decay", &Group::decoupled_weight_decay),
+                      field("maximize", &Group::maximize), field("mu_product", &Group::mu_product),
+                      field("scalar_float64", &Group::scalar_float64));
+  static constexpr auto scalar_state = std::make_tuple(field("mu_product", &Group::mu_product));
+  static constexpr std::array<OperandSpec<Group>, 4> operands{{{"params", "params", true, false},
+                                                               {"grads", "grads", false, false},
+                                                               {"exp_avgs", "exp_avgs", true, false},
+                                                               {"exp_avg_sqs", "exp_avg_sqs", true, false}}};
+  static constexpr bool counts_steps = true;
+  static constexpr bool cuda = false;
+
+  static constexpr std::array<const char*, 1> bowl_methods{{"nadam"}};
+  static void set_bowl(bowl::Method<Loop>& m, std::size_t, const bowl::HyperRow& h) {
+    bowl::reset(m);
+    bowl::one_group(m.loop, Group{h.get("lr"), h.get("beta1"), h.get("beta2"), h.get("eps"),
+                                  h.get("weight_decay"), h.get("momentum_decay"),
+                                  h.get("decoupled_weight_decay") != 0.0, false, 1.0, false});
+    m.loop.steps.assign(1, 0.0);
+    m.state_init = {0.0, 0.0};  // exp_avg, exp_avg_sq
+    m.before_step = bowl::count_steps_and_advance<Loop>;
+    m.hook_per_lane = true;  // mu_product and the bias correction follow the step count
+  }
+};
+
+// ASGD: eta and mu are per-parameter scalar state (NoExtras::scalar_state).
+struct AsgdRule : NoExtras {
+  static constexpr const char* name = "asgd";
+  static constexpr const char* title = "ASGD";
+  using Loop = AsgdLoop;
+  using Group = AsgdGroup;
+  static constexpr auto groups =
+      std::make_tuple(field("lr", &Group::lr), field("lambd", &Group::lambd), field("alpha", &Group::alpha),
+                      field("t0", &Group::t0), field("weight_decay", &Group::weight_decay),
+                      field("maximize", &Group::maximize), field("eta", &Group::eta), field("mu", &Group::mu),
+                      field("scalar_float64", &Group::scalar_float64));
+  static constexpr auto scalar_state = std::make_tuple(field("eta", &Group::eta), field("mu", &Group::mu));
+  static constexpr std::array<OperandSpec<Group>, 3> operands{
+      {{"params", "params", true, false}, {"grads", "grads", false, false}, {"axs", "axs", true, false}}};
+  static constexpr bool counts_steps = true;
+  static constexpr bool cuda = false;
+
+  static constexpr std::array<const char*, 1> bowl_methods{{"asgd"}};
+  static void set_bowl(bowl::Method<Loop>& m, std::size_t, const bowl::HyperRow& h) {
+    bowl::reset(m);
+    const double lr = h.get("lr");
+    bowl::one_group(m.loop, Group{lr, h.get("lambd"), h.get("alpha"), h.get("t0"), h.get("weight_decay"), false,
+                                  static_cast<double>(static_cast<float>(lr)), 1.0, false});
+    m.loop.steps.assign(1, 0.0);
+    m.state_init = {0.0};  // ax
+    m.before_step = bowl::count_steps_and_advance<Loop>;
+    m.hook_per_lane = true;  // eta and mu follow the step count
+  }
+};
+
 using Rules = List<RpropRule, AdagradRule, SgdRule, QuickpropRule, RmspropRule, AdamRule, LionRule, AdamaxRule,
                    AdadeltaRule,
-                   RadamRule>;
+                   RadamRule, NadamRule, AsgdRule>;
 
 // ---- working with an entry ------------------------------------------------------------------
 
@@ -510,6 +582,32 @@ std::string fields_str() {
   std::string s = "(";
   for (const std::string& n : field_names<Rule>()) s += (s.size() > 1 ? ", " : "") + n;
   return s + ")";
+}
+
+// The names of an entry's scalar state, in order (empty for most rules).
+template <class Rule>
+std::vector<std::string> scalar_state_names() {
+  std::vector<std::string> names;
+  std::apply([&names](const auto&... f) { (names.push_back(f.name), ...); }, Rule::scalar_state);
+  return names;
+}
+
+// How many trailing fields of the group table are scalar state and its dtype flag.
+template <class Rule>
+constexpr std::size_t scalar_field_count() {
+  constexpr std::size_t n = std::tuple_size<std::remove_const_t<decltype(Rule::scalar_state)>>::value;
+  return n == 0 ? 0 : n + 1;
+}
+
+// A group's scalar state after step t (Group::after_step), as doubles that the state's
+// dtype holds exactly.
+template <class Rule>
+std::vector<double> scalar_state_after(typename Rule::Group g, double t) {
+  g.after_step(t);
+  std::vector<double> out;
+  std::apply([&](const auto&... f) { (out.push_back(static_cast<double>(g.*(f.member))), ...); },
+             Rule::scalar_state);
+  return out;
 }
 
 // A ValueError (std::invalid_argument) when an optional operand list is None but a group needs it.

@@ -32,6 +32,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/math.hpp"
+#include "optbowl/rules/moments.hpp"
 
 namespace optbowl {
 namespace rules {
@@ -78,19 +79,10 @@ inline NadamStep nadam_step(double lr, double beta1, double beta2, double moment
 // kScalarTail: rounded as torch's scalar tail (torch_add_scaled, math.hpp).
 template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void nadam(T& p, T grad, T& exp_avg, T& exp_avg_sq, const NadamHyper<T>& h) {
-  T g = h.maximize ? -grad : grad;
-  T q = p;
-  if (h.decoupled)
-    q = R::round(q * h.decay_factor);
-  else if (h.weight_decay != T(0))
-    g = torch_add_scaled<kScalarTail, R>(g, q, h.weight_decay);
-  const T m = R::round(torch_lerp(exp_avg, g, h.one_minus_beta1));
-  exp_avg = m;
-  const T v = R::round(fma_(h.one_minus_beta2 * g, g, R::round(exp_avg_sq * h.beta2)));
-  exp_avg_sq = v;
-  const T denom = R::round(R::round(sqrt_(R::round(v / h.bias_correction2))) + h.eps);
-  q = R::round(q + (h.grad_coef * g) / denom);
-  p = q + (h.exp_avg_coef * m) / denom;
+  const Moments<T> s = two_moments<kScalarTail, R>(p, grad, exp_avg, exp_avg_sq, h);
+  const T denom = R::round(R::round(sqrt_(R::round(s.v / h.bias_correction2))) + h.eps);
+  const T q = R::round(s.p + (h.grad_coef * s.g) / denom);
+  p = q + (h.exp_avg_coef * s.m) / denom;
 }
 
 }  // namespace rules

@@ -29,6 +29,7 @@
 
 #include "optbowl/config.hpp"
 #include "optbowl/math.hpp"
+#include "optbowl/rules/moments.hpp"
 
 namespace optbowl {
 namespace rules {
@@ -74,23 +75,14 @@ inline RadamStep radam_step(double beta1, double beta2, double t) {
 // kScalarTail: rounded as torch's scalar tail (torch_add_scaled, math.hpp).
 template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void radam(T& p, T grad, T& exp_avg, T& exp_avg_sq, const RadamHyper<T>& h) {
-  T g = h.maximize ? -grad : grad;
-  T q = p;
-  if (h.decoupled)
-    q = R::round(q * h.decay_factor);
-  else if (h.weight_decay != T(0))
-    g = torch_add_scaled<kScalarTail, R>(g, q, h.weight_decay);
-  const T m = R::round(torch_lerp(exp_avg, g, h.one_minus_beta1));
-  exp_avg = m;
-  const T v = R::round(fma_(h.one_minus_beta2 * g, g, R::round(exp_avg_sq * h.beta2)));
-  exp_avg_sq = v;
-  T b = R::round(R::round(m / h.bias_correction1) * h.lr);
+  const Moments<T> s = two_moments<kScalarTail, R>(p, grad, exp_avg, exp_avg_sq, h);
+  T b = R::round(R::round(s.m / h.bias_correction1) * h.lr);
   if (h.rectified) {
-    const T inv = R::round(T(1) / R::round(R::round(sqrt_(v)) + h.eps));
+    const T inv = R::round(T(1) / R::round(R::round(sqrt_(s.v)) + h.eps));
     const T adaptive = R::round(inv * h.bias_correction2_sqrt);
     b = R::round(R::round(b * adaptive) * h.rect);
   }
-  p = q - b;
+  p = s.p - b;
 }
 
 }  // namespace rules
