@@ -59,6 +59,7 @@ struct LaneFields<rules::AsgdHyper<T>> {
 
 // Pointers per tensor: param, grad, ax.
 struct AsgdLoop : ElementLoop<AsgdLoop, AsgdGroup, rules::AsgdHyper, 3, true> {
+  static constexpr bool kHalfTail = true;  // torch's 16-bit scalar tail (multi_tensor.hpp)
   template <class S>
   static rules::AsgdHyper<compute_t<S>> hyper_of(const AsgdGroup& G, double) {
     return G.template cast<S>();
@@ -71,7 +72,7 @@ struct AsgdLoop : ElementLoop<AsgdLoop, AsgdGroup, rules::AsgdHyper, 3, true> {
     rules::AsgdHyper<T> h = e.hyper();
     h.maximize = Max::value;
     h.average = h.mu != T(1);
-    rules::asgd<false, typename Storage<S>::Round>(p, g, ax, h);
+    rules::asgd<E::kScalarTail, typename Storage<S>::Round>(p, g, ax, h);
   }
 };
 

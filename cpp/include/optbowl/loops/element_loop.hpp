@@ -36,7 +36,7 @@
 // A loop whose rule torch runs as single-tensor ops, whose scalar loop rounds the last
 // elements of a bfloat16 or float16 tensor apart (multi_tensor.hpp, kTorchHalfTail), sets
 // kHalfTail = true: apply_half_tail steps those elements with the body's element, whose
-// E::kScalarTail is then true (the rule's kScalarTail, e.g. rules::adamax<E::kScalarTail, R>).
+// E::kScalarTail is then true (it becomes the rule's kScalarTail: rules::<rule><E::kScalarTail, R>).
 #pragma once
 #include <array>
 #include <cstddef>

@@ -78,6 +78,7 @@ struct LaneFields<rules::NadamHyper<T>> {
 // Pointers per tensor: param, grad, exp_avg, exp_avg_sq.
 struct NadamLoop : ElementLoop<NadamLoop, NadamGroup, rules::NadamHyper, 4, true> {
   static constexpr bool kAvx512InCache = true;  // a square root and divisions (multi_tensor.hpp)
+  static constexpr bool kHalfTail = true;  // torch's 16-bit scalar tail (multi_tensor.hpp)
 
   template <class S>
   static rules::NadamHyper<compute_t<S>> hyper_of(const NadamGroup& G, double t) {
@@ -99,7 +100,7 @@ struct NadamLoop : ElementLoop<NadamLoop, NadamGroup, rules::NadamHyper, 4, true
     rules::NadamHyper<T> h = e.hyper();
     h.maximize = Max::value;
     h.decoupled = Decoupled::value;
-    rules::nadam<false, typename Storage<S>::Round>(p, g, m, v, h);
+    rules::nadam<E::kScalarTail, typename Storage<S>::Round>(p, g, m, v, h);
   }
 };
 
