@@ -1,5 +1,6 @@
 """The last numel % 32 elements of a bfloat16 or float16 tensor under the rules torch runs as
-single-tensor ops (Adamax, Adadelta, RAdam): torch steps them in a scalar loop of
+single-tensor ops (Adamax, Adadelta, NAdam, RAdam, ASGD, and SGD and RMSprop, whose 16-bit
+parameters follow torch's single-tensor path): torch steps them in a scalar loop of
 c10::BFloat16 / c10::Half arithmetic, whose add(alpha=) rounds the product to the dtype
 before the sum (the vectorised body: one float32 fused multiply-add). optbowl.torch rounds
 them as that loop does (multi_tensor.hpp, kTorchHalfTail), so it agrees with torch's
@@ -21,11 +22,20 @@ CASES = [
     ("RAdam", dict(lr=0.3, betas=(0.5, 0.8), eps=1e-3, weight_decay=0.013)),
     ("RAdam", dict(lr=0.05, betas=(0.9, 0.9), weight_decay=0.1, decoupled_weight_decay=True,
                    maximize=True)),
+    ("NAdam", dict(lr=0.3, betas=(0.5, 0.8), eps=1e-3, weight_decay=0.013, momentum_decay=0.1)),
+    ("NAdam", dict(lr=0.05, weight_decay=0.1, decoupled_weight_decay=True, maximize=True)),
+    ("ASGD", dict(lr=0.3, lambd=0.1, alpha=0.5, t0=2.0, weight_decay=0.013)),
+    ("ASGD", dict(lr=0.05, t0=1.0, maximize=True)),
+    ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.013)),
+    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.013, maximize=True)),
+    ("RMSprop", dict(lr=0.01, centered=True, momentum=0.5)),
+    ("RMSprop", dict(lr=0.01, alpha=0.9, eps=1e-3, weight_decay=0.013)),
 ]
 
 
 def _bits(t):
-    return t.detach().view(torch.int16)
+    """The bits of a 16-bit tensor; a scalar state (float32 or float64, 0-d) as it is."""
+    return t.detach().view(torch.int16) if t.element_size() == 2 else t.detach()
 
 
 def _steps(name, kw, dtype, sizes, steps):
@@ -70,3 +80,31 @@ def test_a_tensor_past_torch_grain_size_matches_one_torch_thread(name, kw):
     for n, a, b in zip(sizes, mine, theirs):
         assert torch.equal(_bits(a), _bits(b)), f"numel {n}"
 
+
+
+@pytest.mark.parametrize("name, kw", [CASES[6], CASES[8]], ids=["NAdam", "ASGD"])
+def test_16_bit_parameters_keep_float32_scalar_state_through_a_state_dict(name, kw):
+    # torch's load_state_dict casts every floating-point state tensor but step to its
+    # parameter's dtype; the scalar state (mu_product, eta, mu) is kept as saved instead,
+    # so a resumed optimizer continues exactly as one that never stopped
+    opt, _, mine, _ = _steps(name, kw, torch.bfloat16, (31, 64), steps=3)
+    sd = {"state": {i: {k: v.clone() for k, v in st.items()} for i, st in
+                    opt.state_dict()["state"].items()},
+          "param_groups": opt.state_dict()["param_groups"]}
+    resumed = [torch.nn.Parameter(p.detach().clone()) for p in mine]
+    opt2 = getattr(obt, name)(resumed, **kw)
+    opt2.load_state_dict(sd)
+    for p in resumed:
+        for k in opt._rule.scalar_names:
+            assert opt2.state[p][k].dtype == torch.float32, k
+    gen = torch.Generator().manual_seed(9)
+    for _ in range(4):
+        for a, b in zip(mine, resumed):
+            a.grad = (torch.randn(a.shape, generator=gen) * 3).to(torch.bfloat16)
+            b.grad = a.grad.clone()
+        opt.step()
+        opt2.step()
+    for a, b in zip(mine, resumed):
+        assert torch.equal(_bits(a), _bits(b))
+        for k, t in opt.state[a].items():
+            assert torch.equal(t, opt2.state[b][k]), k

@@ -45,6 +45,7 @@ struct LaneFields<rules::RmspropHyper<T>> {
 // buffer (used when momentum > 0).
 struct RmspropLoop : ElementLoop<RmspropLoop, RmspropGroup, rules::RmspropHyper, 5, false> {
   static constexpr bool kAvx512InCache = true;  // square roots and divisions (multi_tensor.hpp)
+  static constexpr bool kHalfTail = true;  // torch's 16-bit scalar tail (multi_tensor.hpp)
 
   template <class S>
   static rules::RmspropHyper<compute_t<S>> hyper_of(const RmspropGroup& G, double) {
@@ -72,7 +73,7 @@ struct RmspropLoop : ElementLoop<RmspropLoop, RmspropGroup, rules::RmspropHyper,
     h.maximize = Max::value;
     h.centered = Centered::value;
     if constexpr (!WithBuf::value) h.momentum = T(0);
-    rules::rmsprop<typename Storage<S>::Round>(p, g, v, avg, buf, h);
+    rules::rmsprop<E::kScalarTail, typename Storage<S>::Round>(p, g, v, avg, buf, h);
   }
 };
 

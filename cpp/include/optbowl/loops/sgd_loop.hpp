@@ -30,6 +30,7 @@ struct LaneFields<rules::SgdHyper<T>> {
 // Pointers per tensor: param, grad, momentum buffer (read and written only when momentum != 0).
 struct SgdLoop : ElementLoop<SgdLoop, SgdGroup, rules::SgdHyper, 3, true> {
   static constexpr bool kAvx512Wide = true;  // on Zen 5, at every size (multi_tensor.hpp)
+  static constexpr bool kHalfTail = true;  // torch's 16-bit scalar tail (multi_tensor.hpp)
 
   // For 16-bit storage, the scalars torch's single-tensor SGD hands to Tensor.add as its
   // alpha are rounded to the parameter's dtype; buf.mul_(momentum) takes momentum as a
@@ -82,7 +83,7 @@ struct SgdLoop : ElementLoop<SgdLoop, SgdGroup, rules::SgdHyper, 3, true> {
     h.first_step = m >= 0 && (m & 2);
     if constexpr (!Decay::value) h.weight_decay = T(0);
     if constexpr (m >= 0 && (m & 4)) h.one_minus_dampening = T(1);
-    rules::sgd<false, typename Storage<S>::Round>(p, g, buf, h);
+    rules::sgd<E::kScalarTail, typename Storage<S>::Round>(p, g, buf, h);
   }
 
   // The last numel % (32 bytes / sizeof(T)) elements of each tensor of a fused_tail group

@@ -31,11 +31,12 @@ struct RmspropHyper {
 };
 
 // grad_avg and momentum_buffer are read and written only when centered / momentum > 0.
-template <class R = Exact, class T>
+// kScalarTail: rounded as torch's scalar tail of a 16-bit tensor (torch_add_scaled, math.hpp).
+template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void rmsprop(T& p, T grad, T& square_avg, T& grad_avg, T& momentum_buffer,
                         const RmspropHyper<T>& h) {
   T g = h.maximize ? -grad : grad;
-  if (h.weight_decay != T(0)) g = R::round(fma_(p, h.weight_decay, g));
+  if (h.weight_decay != T(0)) g = torch_add_scaled<kScalarTail, R>(g, p, h.weight_decay);
   const T v = R::round(fma_(h.one_minus_alpha * g, g, R::round(square_avg * h.alpha)));
   square_avg = v;
   T avg;
@@ -49,7 +50,7 @@ OPTBOWL_HD void rmsprop(T& p, T grad, T& square_avg, T& grad_avg, T& momentum_bu
   if (h.momentum > T(0)) {
     const T buf = R::round(R::round(momentum_buffer * h.momentum) + g / avg);
     momentum_buffer = buf;
-    p = fma_(buf, h.neg_lr, p);
+    p = torch_add_scaled<kScalarTail, R>(p, buf, h.neg_lr);
   } else {
     p = p + (h.neg_lr * g) / avg;
   }

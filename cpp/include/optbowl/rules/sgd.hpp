@@ -25,6 +25,8 @@
 // dampening, Nesterov's momentum and -lr), Tensor.mul_(momentum) does not: the loop
 // rounds the hyper-parameters so (loops/sgd_loop.hpp).
 #pragma once
+#include <type_traits>
+
 #include "optbowl/config.hpp"
 #include "optbowl/math.hpp"
 
@@ -44,23 +46,25 @@ struct SgdHyper {
   bool with_momentum;     // momentum != 0: the buffer is read and written
 };
 
-// kScalarTail: rounded as torch's fused scalar tail (see the top of this file).
+// kScalarTail: rounded as torch's scalar tail: for float32/float64 (R = Exact) its fused
+// kernel's (see the top of this file), for a 16-bit parameter its single-tensor ops', whose
+// add(alpha=) rounds the product first (torch_add_scaled, math.hpp).
 template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void sgd(T& p, T grad, T& momentum_buffer, const SgdHyper<T>& h) {
   T g = h.maximize ? -grad : grad;
-  if (h.weight_decay != T(0)) g = R::round(fma_(p, h.weight_decay, g));
+  if (h.weight_decay != T(0)) g = torch_add_scaled<kScalarTail, R>(g, p, h.weight_decay);
   if (h.with_momentum) {
     T buf = g;
     if (!h.first_step) {
-      if constexpr (kScalarTail)
+      if constexpr (kScalarTail && std::is_same<R, Exact>::value)
         buf = fma_(momentum_buffer, h.momentum, g * h.one_minus_dampening);
       else
-        buf = R::round(fma_(g, h.one_minus_dampening, R::round(momentum_buffer * h.momentum)));
+        buf = torch_add_scaled<kScalarTail, R>(R::round(momentum_buffer * h.momentum), g, h.one_minus_dampening);
     }
     momentum_buffer = buf;
-    g = h.nesterov ? R::round(fma_(buf, h.nesterov_momentum, g)) : buf;
+    g = h.nesterov ? torch_add_scaled<kScalarTail, R>(g, buf, h.nesterov_momentum) : buf;
   }
-  p = fma_(g, h.neg_lr, p);
+  p = torch_add_scaled<kScalarTail, R>(p, g, h.neg_lr);
 }
 
 template <class T>
