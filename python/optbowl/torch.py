@@ -132,6 +132,40 @@ def _state_in_param_layouts(opt: torch.optim.Optimizer) -> None:
                     state[name] = torch.empty_like(p, dtype=t.dtype, device=t.device).copy_(t)
 
 
+def _keep_scalar_state(opt: torch.optim.Optimizer, state_dict: Dict[str, Any]) -> None:
+    """Before ``load_state_dict``: remember a rule's per-parameter scalar state (NAdam's
+    ``mu_product``, ASGD's ``eta`` and ``mu``) as the state_dict holds it. torch's load
+    casts every floating-point state tensor but ``step`` to its parameter's dtype, which
+    would round a bfloat16 or float16 parameter's scalar state to 16 bits; the values
+    loaded are then put back (:func:`_restore_scalar_state`), in the float32 or float64
+    torch keeps them in."""
+    names = opt._rule.scalar_names  # type: ignore[attr-defined]
+    saved = state_dict.get("state", {})
+    opt._loading_scalars = [  # type: ignore[attr-defined]
+        [{n: saved[i][n] for n in names if isinstance(saved.get(i), dict) and n in saved[i]}
+         for i in group["params"]]
+        for group in state_dict.get("param_groups", [])
+    ]
+
+
+def _restore_scalar_state(opt: torch.optim.Optimizer) -> None:
+    """After ``load_state_dict``: the scalar state :func:`_keep_scalar_state` remembered,
+    copied onto the CPU (a 16-bit value saved by torch itself becomes float32)."""
+    loading = getattr(opt, "_loading_scalars", None)
+    opt._loading_scalars = None  # type: ignore[attr-defined]
+    if loading is None:
+        return
+    for group, saved in zip(opt.param_groups, loading):
+        for p, values in zip(group["params"], saved):
+            state = opt.state.get(p)
+            for name, value in values.items():
+                if state is None or not isinstance(value, torch.Tensor):
+                    continue
+                dtype = value.dtype if value.dtype in (torch.float32, torch.float64) \
+                    else torch.float32
+                state[name] = value.detach().to(device="cpu", dtype=dtype, copy=True)
+
+
 def _scalar_dtype() -> torch.dtype:
     """dtype of a ``step`` counter, as torch.optim makes it (float64 only under that default)."""
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -582,7 +616,15 @@ class _FusedOptimizer(torch.optim.Optimizer):
         self._check_group(defaults)
         self._plan: Optional[_Plan] = None
         super().__init__(params, defaults)
-        self.register_load_state_dict_post_hook(_state_in_param_layouts)
+        self._register_load_hooks()
+
+    def _register_load_hooks(self) -> None:
+        if _state_in_param_layouts not in self._optimizer_load_state_dict_post_hooks.values():
+            self.register_load_state_dict_post_hook(_state_in_param_layouts)
+        if self._rule.scalar_state and _restore_scalar_state not in \
+                self._optimizer_load_state_dict_post_hooks.values():
+            self.register_load_state_dict_pre_hook(_keep_scalar_state)
+            self.register_load_state_dict_post_hook(_restore_scalar_state)
 
     # ---------------------------------------------------------------- per optimizer
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -793,8 +835,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
     def __setstate__(self, state: Dict[str, Any]) -> None:
         super().__setstate__(state)
         self._plan = None
-        if _state_in_param_layouts not in self._optimizer_load_state_dict_post_hooks.values():
-            self.register_load_state_dict_post_hook(_state_in_param_layouts)
+        self._register_load_hooks()
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
@@ -991,8 +1032,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
     @staticmethod
     def _check_scalar_state(name: str, t: Any) -> None:
         """A rule's per-parameter scalar state: a 0-d float32 or float64 tensor on the CPU, as
-        torch makes it (its load_state_dict gives it the parameter's dtype: a 16-bit one is
-        refused here, as the kernels keep the state in float32 or float64)."""
+        torch makes it (and as ``load_state_dict`` keeps it: :func:`_keep_scalar_state`)."""
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name}: expected a 0-d tensor, got {type(t).__name__}")
         if t.dim() != 0 or not t.is_cpu or t.dtype not in (torch.float32, torch.float64):
@@ -2052,12 +2092,13 @@ class NAdam(_FusedOptimizer):
     (``foreach=False``) with correctly rounded square roots. Where torch is built with MKL
     its CPU ``sqrt`` of float32 and float64 tensors is not always correctly rounded (within
     an ulp), and results then differ from torch's by that bit and what follows from it.
-    bfloat16 and float16 parameters agree with torch bit for bit except, with weight decay,
-    in a tensor's last ``numel % 32`` elements, which torch's scalar loop rounds otherwise.
-    The state is ``step`` and ``mu_product`` (:math:`\Pi_t`; scalar tensors of torch's
-    scalar dtype, float32 unless torch's default dtype is float64, as torch keeps them),
-    ``exp_avg`` and ``exp_avg_sq``. ``mu_product`` is kept in float32 or float64: torch's
-    ``load_state_dict`` casts it to a 16-bit parameter's dtype, which a step then refuses.
+    bfloat16 and float16 parameters agree with torch bit for bit, a tensor's last
+    ``numel % 32`` elements rounded as torch's scalar loop rounds them (past 32768 elements,
+    as torch on one thread). The state is ``step`` and ``mu_product`` (:math:`\Pi_t`;
+    scalar tensors of torch's scalar dtype, float32 unless torch's default dtype is
+    float64, as torch keeps them), ``exp_avg`` and ``exp_avg_sq``. ``load_state_dict``
+    keeps ``mu_product`` in the dtype it was saved in, where torch's would round it to a
+    16-bit parameter's dtype.
 
     Parameters
     ----------
@@ -2130,13 +2171,13 @@ class ASGD(_FusedOptimizer):
         \mu \leftarrow \frac{1}{\max(1,\ t - t_0)}
 
     the same kernel and results as :class:`optbowl.ASGD`: torch's single-tensor path
-    (``foreach=False``) bit for bit in float32 and float64; bfloat16 and float16 parameters
-    too, except in a tensor's last ``numel % 32`` elements, where torch's scalar loop rounds
-    the step's (and weight decay's) product before the sum. The state is ``step``, ``eta``
-    and ``mu`` (scalar tensors of torch's scalar dtype, float32 unless torch's default
-    dtype is float64, as torch keeps them) and ``ax`` (:math:`\bar\theta`). ``eta`` and
-    ``mu`` are kept in float32 or float64: torch's ``load_state_dict`` casts them to a
-    16-bit parameter's dtype, which a step then refuses.
+    (``foreach=False``) bit for bit in every dtype, a bfloat16 or float16 tensor's last
+    ``numel % 32`` elements rounded as torch's scalar loop rounds them (past 32768 elements,
+    as torch on one thread). The state is ``step``, ``eta`` and ``mu`` (scalar tensors of
+    torch's scalar dtype, float32 unless torch's default dtype is float64, as torch keeps
+    them) and ``ax`` (:math:`\bar\theta`). ``load_state_dict`` keeps ``eta`` and ``mu``
+    in the dtype they were saved in, where torch's would round them to a 16-bit
+    parameter's dtype.
 
     Parameters
     ----------
