@@ -112,3 +112,27 @@ def each_isa(request, restore_isa):
     except ValueError as e:
         pytest.skip(str(e))
     return request.param
+
+
+@pytest.fixture
+def ieee_sqrt(monkeypatch):
+    """torch's Tensor.sqrt and sqrt_ for float32/float64, correctly rounded (NumPy's).
+
+    torch's CPU sqrt of float32/float64 tensors is MKL's where torch is built with it, not
+    correctly rounded (within an ulp); with this fixture the rules that take a square root
+    (Adadelta, NAdam, RAdam) are compared with torch's single-tensor path bit for bit."""
+    torch = pytest.importorskip("torch")
+    sqrt, sqrt_ = torch.Tensor.sqrt, torch.Tensor.sqrt_
+
+    def rounded_sqrt(self):
+        if self.dtype in (torch.float32, torch.float64):
+            return torch.from_numpy(np.sqrt(self.detach().numpy()))
+        return sqrt(self)
+
+    def rounded_sqrt_(self):
+        if self.dtype in (torch.float32, torch.float64):
+            return self.copy_(rounded_sqrt(self))
+        return sqrt_(self)
+
+    monkeypatch.setattr(torch.Tensor, "sqrt", rounded_sqrt)
+    monkeypatch.setattr(torch.Tensor, "sqrt_", rounded_sqrt_)

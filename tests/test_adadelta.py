@@ -98,26 +98,6 @@ def test_bowl_runs_the_same_rule(dtype):
     np.testing.assert_array_equal(run.x[20], x)
 
 
-@pytest.fixture
-def ieee_sqrt(monkeypatch):
-    """torch's Tensor.sqrt and sqrt_ for float32/float64, correctly rounded (NumPy's)."""
-    torch = pytest.importorskip("torch")
-    sqrt, sqrt_ = torch.Tensor.sqrt, torch.Tensor.sqrt_
-
-    def rounded_sqrt(self):
-        if self.dtype in (torch.float32, torch.float64):
-            return torch.from_numpy(np.sqrt(self.detach().numpy()))
-        return sqrt(self)
-
-    def rounded_sqrt_(self):
-        if self.dtype in (torch.float32, torch.float64):
-            return self.copy_(rounded_sqrt(self))
-        return sqrt_(self)
-
-    monkeypatch.setattr(torch.Tensor, "sqrt", rounded_sqrt)
-    monkeypatch.setattr(torch.Tensor, "sqrt_", rounded_sqrt_)
-
-
 TORCH_OPTIONS = [dict(lr=1.0), dict(lr=0.37, rho=0.5, eps=1e-3, weight_decay=0.013),
                  dict(lr=0.8, rho=0.95, weight_decay=0.1, maximize=True)]
 

@@ -102,25 +102,6 @@ def _no_scalars(state, tstate):
     pass
 
 
-@pytest.fixture
-def ieee_sqrt(monkeypatch):
-    """torch's Tensor.sqrt and sqrt_ for float32/float64, correctly rounded (NumPy's)."""
-    sqrt, sqrt_ = torch.Tensor.sqrt, torch.Tensor.sqrt_
-
-    def rounded_sqrt(self):
-        if self.dtype in (torch.float32, torch.float64):
-            return torch.from_numpy(np.sqrt(self.detach().numpy()))
-        return sqrt(self)
-
-    def rounded_sqrt_(self):
-        if self.dtype in (torch.float32, torch.float64):
-            return self.copy_(rounded_sqrt(self))
-        return sqrt_(self)
-
-    monkeypatch.setattr(torch.Tensor, "sqrt", rounded_sqrt)
-    monkeypatch.setattr(torch.Tensor, "sqrt_", rounded_sqrt_)
-
-
 LION = _grid(lr=[1e-4, 3e-2], betas=[(0.9, 0.99), (0.5, 0.7)], weight_decay=[0.0, 0.1],
              maximize=[False, True])
 

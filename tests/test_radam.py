@@ -183,26 +183,6 @@ def test_sweep_lanes_rectify_each_at_its_own_step(decoupled):
             assert res.final_error[i, j] == t.final_error, (b2, lr)
 
 
-@pytest.fixture
-def ieee_sqrt(monkeypatch):
-    """torch's Tensor.sqrt and sqrt_ for float32/float64, correctly rounded (NumPy's)."""
-    torch = pytest.importorskip("torch")
-    sqrt, sqrt_ = torch.Tensor.sqrt, torch.Tensor.sqrt_
-
-    def rounded_sqrt(self):
-        if self.dtype in (torch.float32, torch.float64):
-            return torch.from_numpy(np.sqrt(self.detach().numpy()))
-        return sqrt(self)
-
-    def rounded_sqrt_(self):
-        if self.dtype in (torch.float32, torch.float64):
-            return self.copy_(rounded_sqrt(self))
-        return sqrt_(self)
-
-    monkeypatch.setattr(torch.Tensor, "sqrt", rounded_sqrt)
-    monkeypatch.setattr(torch.Tensor, "sqrt_", rounded_sqrt_)
-
-
 TORCH_OPTIONS = [dict(lr=1e-3),
                  dict(lr=0.3, betas=(0.5, 0.8), eps=1e-3, weight_decay=0.013),
                  dict(lr=0.05, betas=(0.95, 0.9), weight_decay=0.1,
