@@ -34,6 +34,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -761,10 +762,14 @@ inline std::int64_t& wide_in_cache_bytes() {
 }
 
 // Steps over at least this many bytes of arrays (step_bytes) prefetch in software
-// (run_prefetched above); 0: every step. 32 MiB, this Zen 5's L3: smaller steps run from
-// cache, where the prefetches would only cost instructions.
+// (run_prefetched above); 0: every step. 32 MiB, the L3 of the Zen 5 it was measured on
+// (smaller steps run from cache, where the prefetches would only cost instructions);
+// elsewhere none: on Zen 4 (AMD family 19h) the compact state through the optimizer on
+// ResNet-18's tensors took 0.81-0.84x the float state's time without, 0.91-0.93x with
+// (bench/README.md, "Software prefetch").
 inline std::int64_t& prefetch_min_bytes() {
-  static std::int64_t bytes = std::int64_t{32} << 20;
+  static std::int64_t bytes =
+      cpu_is_amd_family_1ah_or_later() ? (std::int64_t{32} << 20) : std::numeric_limits<std::int64_t>::max();
   return bytes;
 }
 
