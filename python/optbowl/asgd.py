@@ -29,7 +29,7 @@ RULE = Rule(
     bowl=BowlCall(("lr", "lambd", "alpha", "t0", "weight_decay")),
     bench=(
         BenchFamily("asgd", "ASGD (torch.optim.ASGD)", 1, {"lr": 1e-2}, torch="ASGD",
-                    torch_hyper={"lr": 1e-2, "foreach": False}),
+                    torch_hyper={"lr": 1e-2}),
     ),
     demo=(DemoPhase("ASGD", curvature_lr=True),),
 )

@@ -32,7 +32,7 @@ RULE = Rule(
                    "decoupled_weight_decay")),
     bench=(
         BenchFamily("nadam", "NAdam (torch.optim.NAdam)", 2, {"lr": 2e-3}, torch="NAdam",
-                    torch_hyper={"lr": 2e-3, "foreach": False},
+                    torch_hyper={"lr": 2e-3},
                     optax=lambda optax: optax.nadam(2e-3)),
     ),
     demo=(DemoPhase("NAdam", {"lr": 1e-1}),),
@@ -40,8 +40,8 @@ RULE = Rule(
 
 
 class NAdam(Optimizer):
-    r"""NAdam (Dozat, 2016): Adam with Nesterov momentum, with torch.optim.NAdam's names,
-    defaults and semantics.
+    r"""NAdam (Dozat, 2016): adaptive moment estimation with Nesterov momentum, with
+    torch.optim.NAdam's names, defaults and semantics.
 
     At step :math:`t` (from 1), with :math:`g = \nabla f(p)` (``maximize`` negates it),
     weight decay :math:`\lambda` added to it first (:math:`g \leftarrow g + \lambda p`;

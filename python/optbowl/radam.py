@@ -36,8 +36,8 @@ RULE = Rule(
 
 
 class RAdam(Optimizer):
-    r"""RAdam, the rectified Adam of Liu et al. (2020), with torch.optim.RAdam's names,
-    defaults and semantics.
+    r"""RAdam, the rectified adaptive-moment method of Liu et al. (2020), with
+    torch.optim.RAdam's names, defaults and semantics.
 
     At step :math:`t` (from 1), with :math:`g = \nabla f(p)` (``maximize`` negates it) and
     weight decay :math:`\lambda` either added to it (:math:`g \leftarrow g + \lambda p`) or,
