@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CI stage: build optbowl with AddressSanitizer + UndefinedBehaviorSanitizer in a fresh
-# venv (no torch) and run the tests that do not need torch. Any report fails the stage:
+# venv (no torch) and run the tests that do not need torch, every module's first test and
+# every second after it (--one-in 2, tests/conftest.py: the main stage ran them all). Any report fails the stage:
 # UBSan is built non-recoverable, ASan aborts on its first error, and the log is
 # searched for reports as a second line of defence.
 set -euo pipefail
@@ -45,7 +46,7 @@ log="$work/pytest.log"
 # inflates by design: it runs in the normal stage only.
 set +e
 LD_PRELOAD="$libasan $libubsan" HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-dev}" \
-  python -m pytest -p no:cacheprovider -q -x tests --ignore=tests/test_memory.py \
+  python -m pytest -p no:cacheprovider -q -x --one-in 2 tests --ignore=tests/test_memory.py \
     --ignore=tests/test_worst_case.py --ignore=tests/test_spectra.py \
     --ignore=tests/test_second_order_paths.py --ignore=tests/test_cuda_stub_bindings.py \
     --ignore=tests/test_cuda_gpu_script.py 2>&1 | tee "$log"

@@ -30,6 +30,30 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
                       or ("ci" if os.environ.get("CI") else "dev"))
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--one-in", type=int, default=1, metavar="N",
+        help="run the first test of each module and every N-th after it (a representative "
+             "part of the suite, for a build the whole suite already ran against)")
+
+
+def pytest_collection_modifyitems(config, items):
+    n = config.getoption("--one-in")
+    if n < 1:
+        raise pytest.UsageError(f"--one-in: expected a positive number, got {n}")
+    if n == 1:
+        return
+    kept, dropped, seen = [], [], {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        index = seen.get(module, 0)
+        seen[module] = index + 1
+        (kept if index % n == 0 else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 def pytest_configure(config):
     # hypothesis reports a failing example through libcst where it is installed, which
     # imports a deprecated mypy_extensions name: not this project's warning to fail on
