@@ -4,7 +4,9 @@ parameters follow torch's single-tensor path): torch steps them in a scalar loop
 c10::BFloat16 / c10::Half arithmetic, whose add(alpha=) rounds the product to the dtype
 before the sum (the vectorised body: one float32 fused multiply-add). optbowl.torch rounds
 them as that loop does (multi_tensor.hpp, kTorchHalfTail), so it agrees with torch's
-single-tensor path bit for bit at every size."""
+single-tensor path bit for bit at every size. torch's fused Adagrad steps the last numel % 16
+elements of such a tensor in a scalar loop that takes its hyper-parameters in float32 (its
+vector body rounds them to the dtype); optbowl.torch's Adagrad does the same there."""
 
 from __future__ import annotations
 
@@ -30,7 +32,11 @@ CASES = [
     ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.013, maximize=True)),
     ("RMSprop", dict(lr=0.01, centered=True, momentum=0.5)),
     ("RMSprop", dict(lr=0.01, alpha=0.9, eps=1e-3, weight_decay=0.013)),
+    ("Adagrad", dict(lr=0.3, lr_decay=0.01, eps=1e-3, weight_decay=0.013)),
+    ("Adagrad", dict(lr=0.05, initial_accumulator_value=0.1, maximize=True)),
 ]
+# the path of torch each is compared with: its single-tensor one but where named here
+PATHS = {"Adagrad": dict(fused=True)}
 
 
 def _bits(t):
@@ -44,7 +50,7 @@ def _steps(name, kw, dtype, sizes, steps):
     mine = [torch.nn.Parameter(p.clone()) for p in p0]
     theirs = [torch.nn.Parameter(p.clone()) for p in p0]
     opt = getattr(obt, name)(mine, **kw)
-    topt = getattr(torch.optim, name)(theirs, foreach=False, **kw)
+    topt = getattr(torch.optim, name)(theirs, **PATHS.get(name, dict(foreach=False)), **kw)
     for _ in range(steps):
         for a, b in zip(mine, theirs):
             g = (torch.randn(a.shape, generator=gen) * 3).to(dtype)

@@ -1323,7 +1323,9 @@ class Adagrad(_StateBits, _FusedOptimizer):
 
     rounded as torch's fused CPU kernel rounds (``fma`` for the weight decay and the sum of
     squares), so the results equal ``torch.optim.Adagrad(fused=True)`` bit for bit on every
-    tensor size (its scalar tail rounds as its body). ``state_dict()`` writes ``fused: True``
+    tensor size (its scalar tail rounds as its body; for a bfloat16 or float16 tensor it
+    takes the hyper-parameters of its last ``numel % 16`` elements in float32, where its
+    body rounds them to the dtype, and so does this class). ``state_dict()`` writes ``fused: True``
     in each group, so that ``torch.optim.Adagrad`` loading it continues on its fused path;
     :meth:`share_memory` shares the accumulators as torch's does. The state
     per parameter is torch's: ``step`` (a scalar tensor) and ``sum``, made for every parameter

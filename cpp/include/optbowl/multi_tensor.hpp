@@ -597,6 +597,7 @@ inline void apply_with_torch_tail(const Rule& rule, const std::array<void*, K>& 
 // whichever chunk they fall in. torch cuts a tensor of more than 32768 elements (its grain
 // size) into one part per intra-op thread, each with a tail of its own: there the tail here
 // (the whole tensor's) is torch's with one thread.
+// A Loop may declare another width (static constexpr std::int64_t kHalfTailWidth).
 constexpr std::int64_t kTorchHalfTail = 32;
 
 template <class Rule, class = void>
@@ -604,11 +605,17 @@ struct has_half_tail : std::false_type {};
 template <class Rule>
 struct has_half_tail<Rule, std::enable_if_t<Rule::kHalfTail>> : std::true_type {};
 
+template <class Rule, class = void>
+struct half_tail_width : std::integral_constant<std::int64_t, kTorchHalfTail> {};
+template <class Rule>
+struct half_tail_width<Rule, std::void_t<decltype(Rule::kHalfTailWidth)>>
+    : std::integral_constant<std::int64_t, Rule::kHalfTailWidth> {};
+
 template <bool Prefetch, class T, class Rule, std::size_t K>
 inline void run_half_range(const Rule& rule, const TensorTable<K>& t, const Chunk& c) {
   std::int64_t end = c.end;
   if constexpr (has_half_tail<Rule>::value) {
-    const std::int64_t n = t.sizes[c.tensor], tail = n - n % kTorchHalfTail;
+    const std::int64_t n = t.sizes[c.tensor], tail = n - n % half_tail_width<Rule>::value;
     if (end > tail) {
       const std::int64_t from = std::max(c.begin, tail);
       rule.template apply_half_tail<T>(t.ptrs[c.tensor], c.tensor, from, end);

@@ -39,6 +39,17 @@ struct LaneFields<rules::AdagradHyper<T>> {
 struct AdagradLoop : ElementLoop<AdagradLoop, AdagradGroup, rules::AdagradHyper, 3, true> {
   static constexpr bool kAvx512InCache = true;  // square roots and divisions (multi_tensor.hpp)
 
+  // torch's fused kernel steps a bfloat16 or float16 tensor's last numel % 16 elements in a
+  // scalar loop that takes the hyper-parameters in float32, not rounded to the tensor's
+  // dtype as its vector body does; the arithmetic is the body's (found by testing against
+  // torch 2.13, every size 1..130, with and without weight decay and lr_decay).
+  static constexpr bool kHalfTail = true;
+  static constexpr std::int64_t kHalfTailWidth = 16;
+  template <class S>
+  rules::AdagradHyper<compute_t<S>> half_tail_hyper(std::int32_t tensor) const {
+    return hyper<compute_t<S>>(tensor);
+  }
+
   template <class S>
   static rules::AdagradHyper<compute_t<S>> hyper_of(const AdagradGroup& G, double t) {
     return G.template at_step<S>(t);

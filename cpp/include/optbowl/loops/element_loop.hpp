@@ -37,6 +37,8 @@
 // elements of a bfloat16 or float16 tensor apart (multi_tensor.hpp, kTorchHalfTail), sets
 // kHalfTail = true: apply_half_tail steps those elements with the body's element, whose
 // E::kScalarTail is then true (it becomes the rule's kScalarTail: rules::<rule><E::kScalarTail, R>).
+// A loop whose torch kernel has a tail of another width, or other hyper-parameters there,
+// also declares kHalfTailWidth and half_tail_hyper<S>(tensor).
 #pragma once
 #include <array>
 #include <cstddef>
@@ -209,12 +211,20 @@ struct ElementLoop : detail::GroupTables<Group, kCountsSteps> {
   }
 
   // Elements [begin, end) of a 16-bit tensor's tail as torch's scalar loop rounds them (a
-  // Loop with kHalfTail; multi_tensor.hpp): the body's element with E::kScalarTail.
+  // Loop with kHalfTail; multi_tensor.hpp): the body's element with E::kScalarTail, and the
+  // hyper-parameters of half_tail_hyper.
   template <class S>
   void apply_half_tail(const Arrays& a, std::int32_t tensor, std::int64_t begin, std::int64_t end) const {
-    const Hyper<compute_t<S>> h = hyper<S>(tensor);
+    const Hyper<compute_t<S>> h = self().template half_tail_hyper<S>(tensor);
     step_range<S, false, true>(a, begin, end, h, UniformHyper{},
                                self().template flags<std::false_type>(h, tensor, &a));
+  }
+
+  // A 16-bit tail's hyper-parameters: the body's (a Loop whose torch kernel takes them
+  // otherwise there says so).
+  template <class S>
+  Hyper<compute_t<S>> half_tail_hyper(std::int32_t tensor) const {
+    return hyper<S>(tensor);
   }
 
   template <class T>
