@@ -1,6 +1,8 @@
 // Small math helpers usable on host and device.
 #pragma once
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "optbowl/config.hpp"
@@ -32,6 +34,28 @@ template <class T>
 OPTBOWL_HD T clamp(T x, T lo, T hi) {
   const T y = lo > x ? lo : x;
   return hi < y ? hi : y;
+}
+
+// maximize's negation of the gradient, as torch negates it. flip_sign(x) flips the sign
+// bit, a NaN's too, as torch's neg() does (a kernel of its own in the single-tensor and
+// foreach paths, an xor with the sign bit in its vectorised code). It is an integer xor
+// because the compiler folds a floating-point negation into the fused multiply-add that
+// follows it (fnmadd), which leaves a NaN's sign as it was; GCC keeps the xor. Where
+// torch's own compiler folded its negation so (some of its fused kernels: the rules say
+// where), negate_keeping_nan(x) gives that result: -x, a NaN unchanged.
+template <class T>
+OPTBOWL_HD T flip_sign(T x) {
+  using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  Bits u;
+  std::memcpy(&u, &x, sizeof u);
+  u ^= Bits(1) << (8 * sizeof(T) - 1);
+  std::memcpy(&x, &u, sizeof u);
+  return x;
+}
+
+template <class T>
+OPTBOWL_HD T negate_keeping_nan(T x) {
+  return x != x ? x : -x;
 }
 
 template <class T>

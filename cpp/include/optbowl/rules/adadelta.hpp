@@ -42,7 +42,7 @@ struct AdadeltaHyper {
 // kScalarTail: rounded as torch's scalar tail (torch_add_scaled).
 template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void adadelta(T& p, T grad, T& square_avg, T& acc_delta, const AdadeltaHyper<T>& h) {
-  T g = h.maximize ? -grad : grad;
+  T g = h.maximize ? flip_sign(grad) : grad;
   if (h.weight_decay != T(0)) g = torch_add_scaled<kScalarTail, R>(g, p, h.weight_decay);
   const T v = R::round(fma_(h.one_minus_rho * g, g, R::round(square_avg * h.rho)));
   square_avg = v;

@@ -27,8 +27,13 @@ OPTBOWL_HD double adagrad_clr(double lr, double lr_decay, double t) {
 
 template <class T>
 OPTBOWL_HD void adagrad(T& p, T grad, T& sum, const AdagradHyper<T>& h) {
-  T g = h.maximize ? -grad : grad;
-  if (h.weight_decay != T(0)) g = fma_(p, h.weight_decay, g);
+  // torch's fused kernel negates the gradient apart, but folds the negation into the L2
+  // term's fused multiply-add: a NaN gradient keeps its sign there (math.hpp, flip_sign)
+  T g = grad;
+  if (h.weight_decay != T(0))
+    g = fma_(p, h.weight_decay, h.maximize ? negate_keeping_nan(grad) : grad);
+  else if (h.maximize)
+    g = flip_sign(grad);
   const T s = fma_(g, g, sum);
   sum = s;
   p = p + (h.neg_clr * g) / (sqrt_(s) + h.eps);

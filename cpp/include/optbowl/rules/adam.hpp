@@ -67,16 +67,24 @@ struct AdamHyper {
 // The moments; kScalarTail: rounded as torch's scalar tail (see the top of this file).
 template <bool kScalarTail = false, class T>
 OPTBOWL_HD T adam_moments(T& p, T grad, T& exp_avg, T& exp_avg_sq, const AdamHyper<T>& h) {
-  T g = h.maximize ? -grad : grad;
+  // torch negates the gradient apart (math.hpp, flip_sign), but its fused float32 body
+  // folds the negation into the L2 term's fused multiply-add: a NaN keeps its sign there
+  const bool folded = !kScalarTail && sizeof(T) == 4 && !h.decoupled && h.weight_decay != T(0);
+  T g = grad;
+  if (h.maximize) g = folded ? negate_keeping_nan(grad) : flip_sign(grad);
   if (h.decoupled)
     p = p * h.decay_factor;
   else if (h.weight_decay != T(0))
     g = fma_(p, h.weight_decay, g);
   exp_avg = torch_lerp(exp_avg, g, h.one_minus_beta1);
-  if constexpr (kScalarTail)
+  if constexpr (kScalarTail) {
     exp_avg_sq = fma_(exp_avg_sq, h.beta2, (h.one_minus_beta2 * g) * g);
-  else
-    exp_avg_sq = fma_(h.one_minus_beta2 * g, g, exp_avg_sq * h.beta2);
+  } else {
+    // AdamW's fused body squares the gradient itself, (-grad)^2 folded into grad^2: the
+    // same value, and a NaN keeps its sign there
+    const T s = h.decoupled ? grad : g;
+    exp_avg_sq = fma_(h.one_minus_beta2 * s, s, exp_avg_sq * h.beta2);
+  }
   return exp_avg_sq;
 }
 

@@ -37,7 +37,7 @@ inline double adamax_clr(double lr, double beta1, double t) { return lr / (1.0 -
 // kScalarTail: rounded as torch's scalar tail (torch_add_scaled, math.hpp).
 template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void adamax(T& p, T grad, T& exp_avg, T& exp_inf, const AdamaxHyper<T>& h) {
-  T g = h.maximize ? -grad : grad;
+  T g = h.maximize ? flip_sign(grad) : grad;
   if (h.weight_decay != T(0)) g = torch_add_scaled<kScalarTail, R>(g, p, h.weight_decay);
   const T m = R::round(torch_lerp(exp_avg, g, h.one_minus_beta1));
   exp_avg = m;

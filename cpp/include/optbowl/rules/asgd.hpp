@@ -52,7 +52,7 @@ inline double asgd_decay_factor(double lambd, double eta) { return 1.0 - lambd *
 // kScalarTail: rounded as torch's scalar tail (torch_add_scaled, math.hpp).
 template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void asgd(T& p, T grad, T& ax, const AsgdHyper<T>& h) {
-  T g = h.maximize ? -grad : grad;
+  T g = h.maximize ? flip_sign(grad) : grad;
   if (h.weight_decay != T(0)) g = torch_add_scaled<kScalarTail, R>(g, p, h.weight_decay);
   const T q = torch_add_scaled<kScalarTail, R>(R::round(p * h.decay_factor), g, h.neg_eta);
   if (h.average)

@@ -40,7 +40,7 @@ OPTBOWL_HD T sign_keeping_nan(T x) {
 
 template <class R = Exact, class T>
 OPTBOWL_HD void lion(T& p, T grad, T& exp_avg, const LionHyper<T>& h) {
-  const T g = h.maximize ? -grad : grad;
+  const T g = h.maximize ? flip_sign(grad) : grad;
   T q = p;
   if (h.decay) q = R::round(q * h.decay_factor);
   const T c = R::round(torch_lerp(exp_avg, g, h.one_minus_beta1));

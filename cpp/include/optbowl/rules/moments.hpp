@@ -29,7 +29,7 @@ struct Moments {
 // decoupled), decay_factor (1 - lr * weight_decay), decoupled and maximize.
 template <bool kScalarTail = false, class R = Exact, class T, class H>
 OPTBOWL_HD Moments<T> two_moments(T p, T grad, T& exp_avg, T& exp_avg_sq, const H& h) {
-  T g = h.maximize ? -grad : grad;
+  T g = h.maximize ? flip_sign(grad) : grad;
   T q = p;
   if (h.decoupled)
     q = R::round(q * h.decay_factor);

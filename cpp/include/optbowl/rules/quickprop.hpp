@@ -30,7 +30,7 @@ struct QuickpropHyper {
 
 template <class T>
 OPTBOWL_HD void quickprop(T& p, T grad, T& prev_grad, T& prev_step, const QuickpropHyper<T>& h) {
-  const T g = h.maximize ? -grad : grad;
+  const T g = h.maximize ? flip_sign(grad) : grad;
   const T g_prev = prev_grad;
   const T d_prev = prev_step;
   // Every case is computed and the last select wins (the cases above, read backwards):

@@ -35,7 +35,7 @@ struct RmspropHyper {
 template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void rmsprop(T& p, T grad, T& square_avg, T& grad_avg, T& momentum_buffer,
                         const RmspropHyper<T>& h) {
-  T g = h.maximize ? -grad : grad;
+  T g = h.maximize ? flip_sign(grad) : grad;
   if (h.weight_decay != T(0)) g = torch_add_scaled<kScalarTail, R>(g, p, h.weight_decay);
   const T v = R::round(fma_(h.one_minus_alpha * g, g, R::round(square_avg * h.alpha)));
   square_avg = v;

@@ -98,7 +98,7 @@ OPTBOWL_HD T rprop_move(T p, T g, T step) {
 // "irprop-": torch.optim.Rprop, bit for bit.
 template <class R = Exact, class T, class P>
 OPTBOWL_HD void irprop_minus(T& p, T grad, P& prev, T& step, const RpropHyper<T>& h) {
-  T g = h.maximize ? -grad : grad;
+  T g = h.maximize ? flip_sign(grad) : grad;
   const T f = rprop_factor<R>(g, prev, h);
   step = clamp(R::round(step * f), h.step_min, h.step_max);
   g = (f == h.eta_minus) ? T(0) : g;
@@ -109,7 +109,7 @@ OPTBOWL_HD void irprop_minus(T& p, T grad, P& prev, T& step, const RpropHyper<T>
 // "rprop-": the step adapts as above, but the move always follows the gradient.
 template <class R = Exact, class T, class P>
 OPTBOWL_HD void rprop_minus(T& p, T grad, P& prev, T& step, const RpropHyper<T>& h) {
-  const T g = h.maximize ? -grad : grad;
+  const T g = h.maximize ? flip_sign(grad) : grad;
   const T f = rprop_factor<R>(g, prev, h);
   step = clamp(R::round(step * f), h.step_min, h.step_max);
   p = rprop_move(p, g, step);
@@ -124,7 +124,7 @@ OPTBOWL_HD void rprop_minus(T& p, T grad, P& prev, T& step, const RpropHyper<T>&
 template <class R = Exact, class T, class P>
 OPTBOWL_HD void rprop_plus(T& p, T grad, P& prev, T& step, T& update, bool revert,
                            const RpropHyper<T>& h) {
-  const T g = h.maximize ? -grad : grad;
+  const T g = h.maximize ? flip_sign(grad) : grad;
   const T f = rprop_factor<R>(g, prev, h);
   step = clamp(R::round(step * f), h.step_min, h.step_max);
   // Both cases computed, then one select each: the if/else took 1.05x the time in L1, the
@@ -146,7 +146,7 @@ OPTBOWL_HD void rprop_plus(T& p, T grad, P& prev, T& step, T& update, bool rever
 //   g == 0 or NaN:   nothing changes.
 template <class R = Exact, class T, class P>
 OPTBOWL_HD void backtrack(T& p, T grad, P& direction, T& step, const RpropHyper<T>& h) {
-  const T sg = sign(h.maximize ? -grad : grad);
+  const T sg = sign(h.maximize ? flip_sign(grad) : grad);
   const T d = static_cast<T>(direction);
   // Each case's result is computed and one is selected: no branches, so the loop
   // vectorises; every value is rounded exactly as the case alone would round it. The

@@ -51,7 +51,11 @@ struct SgdHyper {
 // add(alpha=) rounds the product first (torch_add_scaled, math.hpp).
 template <bool kScalarTail = false, class R = Exact, class T>
 OPTBOWL_HD void sgd(T& p, T grad, T& momentum_buffer, const SgdHyper<T>& h) {
-  T g = h.maximize ? -grad : grad;
+  // torch negates the gradient apart (math.hpp, flip_sign), but its fused kernel's scalar
+  // tail folds the negation into the L2 term's fused multiply-add: a NaN keeps its sign
+  constexpr bool kFoldedNegation = kScalarTail && std::is_same<R, Exact>::value;
+  T g = grad;
+  if (h.maximize) g = kFoldedNegation && h.weight_decay != T(0) ? negate_keeping_nan(grad) : flip_sign(grad);
   if (h.weight_decay != T(0)) g = torch_add_scaled<kScalarTail, R>(g, p, h.weight_decay);
   if (h.with_momentum) {
     T buf = g;
