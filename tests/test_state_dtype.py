@@ -340,7 +340,8 @@ def test_functional_refusals_name_the_array(dtype):
 
 @pytest.mark.parametrize("dtype", HALF, ids=str)
 @pytest.mark.parametrize("case", [c for c in CASES if c.name in
-                                  ("Adam", "irprop-", "NAdam", "ASGD", "RMSprop", "Adagrad")],
+                                  ("Adam", "Rprop-irprop+", "NAdam", "ASGD", "RMSprop",
+                                   "Adagrad")],
                          ids=repr)
 def test_state_dict_round_trip(case, dtype):
     n = 48
@@ -396,9 +397,13 @@ def _torch():
     return pytest.importorskip("torch")
 
 
+# every class, and SGD without momentum (no state in torch: a float32 buffer kept here)
+TORCH_CASES = sorted(TORCH_KWARGS.items()) + [("SGD", {"lr": 0.05})]
+
+
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-@pytest.mark.parametrize("cls", sorted(TORCH_KWARGS))
-def test_torch_is_the_numpy_step(cls, dtype):
+@pytest.mark.parametrize("cls, kw", TORCH_CASES, ids=[f"{c}-{len(k)}" for c, k in TORCH_CASES])
+def test_torch_is_the_numpy_step(cls, kw, dtype):
     """optbowl.torch with state_dtype=torch.float32: the NumPy class's step, bit for bit
     (which the tests above hold against the references), float32 state tensors."""
     torch = _torch()
@@ -406,7 +411,6 @@ def test_torch_is_the_numpy_step(cls, dtype):
 
     tdtype = getattr(torch, dtype)
     ndtype = BF16 if dtype == "bfloat16" else F16
-    kw = TORCH_KWARGS[cls]
     x = data(70, ndtype)
     w = torch.from_numpy(x.astype(np.float32)).to(tdtype).requires_grad_()
     topt = getattr(obt, cls)([w], state_dtype=torch.float32, **kw)

@@ -1585,6 +1585,13 @@ class SGD(_FusedOptimizer):
     def _init_state(self, p: torch.Tensor, group: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         return {}  # torch keeps nothing until a step with momentum makes the buffer
 
+    def _present(self, name: str, group: Dict[str, Any]) -> bool:
+        # state_dtype=torch.float32: the buffer is kept without momentum too (zeros that the
+        # kernel leaves alone, as the NumPy class keeps it), so that a 16-bit parameter
+        # always has float32 state and is stepped as the float32 rule, not as torch's
+        # 16-bit loop
+        return self._state_dtype is not None or super()._present(name, group)
+
     def _cpu_options(self, groups: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         # fused=True: each tensor's scalar tail rounded as torch's fused kernel rounds it;
         # else every element as torch's foreach and single-tensor paths (and the fused body).
