@@ -121,7 +121,11 @@ def test_defaults_and_signature_match_torch(name):
     ours, theirs = getattr(obt, name), getattr(torch.optim, name)
     a = dict(inspect.signature(ours.__init__).parameters)
     b = inspect.signature(theirs.__init__).parameters
-    # the one addition torch does not have: low-precision state, keyword-only, last
+    # float32 state for 16-bit parameters: keyword-only, last, off unless asked
+    assert list(a)[-1] == "state_dtype"
+    assert a["state_dtype"].kind == inspect.Parameter.KEYWORD_ONLY
+    assert a.pop("state_dtype").default is None
+    # the other addition torch does not have: low-precision state, keyword-only, last
     extra = ["state_bits", "stochastic_rounding", "seed"]
     if list(a)[-3:] == extra:
         assert name in ("Adagrad", "Adam", "AdamW")

@@ -39,6 +39,10 @@ struct Operand {
   bool int8 = false;  // int8 arrays (compact state) instead of the parameters' dtype
   // The numbers the caller knows the entries by (entry i is name[at[i]]); null: 0, 1, ...
   const std::vector<std::size_t>* at = nullptr;
+  // A state list that may be float32 beside a bfloat16/float16 parameter (state_dtype=
+  // float32): every such list of the entry then float32, and the row's dtype bf16_f32 or
+  // f16_f32 (multi_tensor.hpp, run_wide_range).
+  bool f32_state = false;
 };
 
 inline std::string shape_str(const py::array& a) {
@@ -138,6 +142,8 @@ inline const char* dtype_name(DType d) {
     case DType::f64: return "float64";
     case DType::bf16: return "bfloat16";
     case DType::f16: return "float16";
+    case DType::bf16_f32: return "bfloat16 (float32 state)";
+    case DType::f16_f32: return "float16 (float32 state)";
   }
   return "?";
 }
@@ -304,6 +310,9 @@ void check_operands(const Operand* ops, std::size_t K, std::vector<Extent>& exte
     py::array ref;
     DType dt = DType::f32;
     bool ref_complex = false;
+    int wide = -1;                   // the entry's f32_state lists: -1 none yet, 1 float32, 0 dt
+    std::size_t first_state = K;     // the first of them, for messages
+    std::size_t int8_list = K;       // an int8 (compact) list of the entry
     for (std::size_t k = 0; k < K; ++k) {
       ptrs[k] = nullptr;
       if (ops[k].list.is_none()) continue;
@@ -332,9 +341,28 @@ void check_operands(const Operand* ops, std::size_t K, std::vector<Extent>& exte
           throw py::type_error(who() + ": dtype " + std::string(py::str(a.dtype())) + " does not match " +
                                item_name(ops[0].name, ref_number) + " (" + std::string(py::str(ref.dtype())) +
                                ")");
-        if (d != dt)
-          throw py::type_error(who() + ": dtype " + dtype_name(d) + " does not match " +
-                               item_name(ops[0].name, ref_number) + " (" + dtype_name(dt) + ")");
+        const bool half_param = dt == DType::bf16 || dt == DType::f16;
+        if (ops[k].int8) int8_list = k;
+        if (ops[k].f32_state && !ops[k].int8 && half_param && (d == DType::f32 || d == dt)) {
+          const int is_wide = d == DType::f32 ? 1 : 0;
+          if (wide >= 0 && wide != is_wide) {
+            const std::size_t first_number = ops[first_state].at != nullptr ? (*ops[first_state].at)[i] : i;
+            throw py::type_error(who() + ": dtype " + dtype_name(d) + " differs from " +
+                                 item_name(ops[first_state].name, first_number) + "'s (" +
+                                 dtype_name(wide == 1 ? DType::f32 : dt) + "); the state of a " +
+                                 dtype_name(dt) + " parameter is all " + dtype_name(dt) +
+                                 ", or all float32 (state_dtype=float32)");
+          }
+          if (wide < 0) first_state = k;
+          wide = is_wide;
+        } else if (d != dt) {
+          std::string msg = who() + ": dtype " + dtype_name(d) + " does not match " +
+                            item_name(ops[0].name, ref_number) + " (" + dtype_name(dt) + ")";
+          if (ops[k].f32_state && half_param)
+            msg += "; the state of a " + std::string(dtype_name(dt)) + " parameter is " + dtype_name(dt) +
+                   ", or float32 (state_dtype=float32)";
+          throw py::type_error(msg);
+        }
         bool same = a.ndim() == ref.ndim();
         for (py::ssize_t j = 0; same && j < a.ndim(); ++j) same = a.shape(j) == ref.shape(j);
         if (!same)
@@ -357,6 +385,15 @@ void check_operands(const Operand* ops, std::size_t K, std::vector<Extent>& exte
       if (ops[k].writable && !(flags & kWriteable)) throw py::value_error(who() + ": is read-only");
       ptrs[k] = const_cast<void*>(a.data());
       add_extent(extents, a, ops[k].name, number, ops[k].writable);
+    }
+    if (wide == 1) {
+      if (int8_list < K) {
+        const std::size_t number = ops[int8_list].at != nullptr ? (*ops[int8_list].at)[i] : i;
+        throw py::type_error(item_name(ops[int8_list].name, number) +
+                             ": an int8 (compact) state cannot be combined with float32 state "
+                             "(state_dtype=float32)");
+      }
+      dt = dt == DType::bf16 ? DType::bf16_f32 : DType::f16_f32;
     }
     row(ptrs.data(), static_cast<std::int64_t>(ref ? ref.size() * (ref_complex ? 2 : 1) : 0), dt);
   }

@@ -49,7 +49,8 @@ void step(const Lead& lead, const std::array<py::handle, Rule::operands.size()>&
   reg::require_operands<Rule>(loop.groups, given);
   std::array<Operand, K> ops{};
   for (std::size_t k = 0; k < K; ++k)
-    ops[k] = Operand{Rule::operands[k].label, lists[k], Rule::operands[k].written, Rule::int8(loop, k)};
+    ops[k] = Operand{Rule::operands[k].label, lists[k], Rule::operands[k].written, Rule::int8(loop, k), nullptr,
+                     k >= 2};  // the state lists: float32 beside a 16-bit parameter too
   const TensorTable<K> table = gather<K>(ops);
   if constexpr (Rule::counts_steps) {
     const std::vector<double>& steps = std::get<0>(mid);

@@ -358,7 +358,7 @@ void check_calls(const py::list& calls) {
         throw py::type_error("calls[" + std::to_string(c) + "]: an operand is (name, arrays, writable)");
       names.push_back(op[0].cast<std::string>());
       operands.push_back(Operand{names.back().c_str(), op[1], op[2].cast<bool>(), false,
-                                 numbered ? &numbers[c] : nullptr});
+                                 numbered ? &numbers[c] : nullptr, operands.size() >= 2});
     }
     if (operands.empty()) continue;
     if (numbered && !operands[0].list.is_none() && numbers[c].size() != py::len(operands[0].list))

@@ -361,3 +361,35 @@ def in_dtypes(
             check(rounded)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{exc}, once rounded for {where} ({dtype.name})") from None
+
+
+#: What ``state_dtype`` means, for the messages.
+STATE_DTYPE_CHOICES = "None (state of the parameter's dtype) or float32 (float32 state for " \
+    "bfloat16 and float16 parameters)"
+
+
+def state_dtype(value: Any) -> Optional[np.dtype]:
+    """The checked ``state_dtype`` of a NumPy optimizer: None, or float32 (``np.float32``,
+    ``"float32"``, ``np.dtype("float32")``)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, numbers.Number)) or not isinstance(value, (str, type, np.dtype)):
+        raise TypeError(f"state_dtype: expected {STATE_DTYPE_CHOICES}, got {value!r}")
+    try:
+        dt = np.dtype(value)
+    except TypeError:
+        raise TypeError(f"state_dtype: expected {STATE_DTYPE_CHOICES}, got {value!r}") from None
+    if dt != FLOAT32:
+        raise ValueError(f"state_dtype: expected {STATE_DTYPE_CHOICES}, got {dt}")
+    return dt
+
+
+def state_dtype_params(who: str, dtype: np.dtype) -> None:
+    """Refuse a parameter of ``dtype`` under ``state_dtype=float32``: float64 (and complex128)
+    parameters keep float64 state, which float32 state would round."""
+    if real_dtype(dtype) == FLOAT64:
+        raise ValueError(
+            f"state_dtype: float32 state is for bfloat16 and float16 parameters (a float32 "
+            f"parameter's state is float32 already); {who} is {dtype}, whose state would be "
+            "rounded: leave state_dtype=None"
+        )

@@ -54,6 +54,44 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_free_locks_after_fork)
 
 
+#: The ``state_dtype`` entry of every optimizer's Parameters section (added to each class's
+#: docstring by :func:`add_parameter_doc`).
+STATE_DTYPE_DOC = """\
+state_dtype : None or numpy.float32, keyword-only
+    None (default): a parameter's state has the parameter's dtype, as torch keeps it.
+    ``np.float32`` (or ``"float32"``): a bfloat16 or float16 parameter keeps float32
+    state, and each element is computed as the float32 rule computes it, from the
+    widened parameter and gradient and the state as it is, the parameter rounded to its
+    16-bit dtype (to nearest even) once when stored; the state is never rounded, and
+    torch's intermediate 16-bit roundings do not apply (a departure from torch, which
+    keeps 16-bit state). A float32 parameter's state is float32 anyway; a float64 or
+    complex128 parameter is refused (ValueError), as are ``state_bits=8|16`` and Rprop's
+    ``compact_state=True`` beside it. ``load_state_dict`` loads a saved 16-bit state into float32
+    state (exactly) and refuses float32 state for an optimizer without ``state_dtype``.
+"""
+
+_SECTIONS = ("Raises", "Returns", "Notes", "Examples", "See Also", "References", "Attributes")
+
+
+def add_parameter_doc(doc: Optional[str], entry: str) -> Optional[str]:
+    """``doc`` with ``entry`` (a NumPy-style parameter, unindented) at the end of its
+    Parameters section, indented as that section; ``doc`` as it is without one."""
+    if not doc or "Parameters\n" not in doc or entry.split(" ", 1)[0] + " :" in doc:
+        return doc
+    lines = doc.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.strip() == "Parameters")
+    indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())]
+    end = len(lines)
+    for i in range(start + 2, len(lines) - 1):
+        if lines[i].strip() in _SECTIONS and set(lines[i + 1].strip()) == {"-"}:
+            end = i
+            break
+    while end > start and not lines[end - 1].strip():
+        end -= 1
+    text = [indent + line if line else line for line in entry.rstrip("\n").split("\n")]
+    return "\n".join(lines[:end] + text + lines[end:])
+
+
 class Optimizer:
     """Base class of optbowl's NumPy optimizers: a subclass carries its rule's entry."""
 
@@ -66,14 +104,29 @@ class Optimizer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "__doc__" in cls.__dict__ and not cls.__name__.startswith("_"):
+            cls.__doc__ = add_parameter_doc(cls.__doc__, STATE_DTYPE_DOC)
         rule = cls.__dict__.get("rule")
         if rule is not None:  # the entry says what the class would otherwise repeat
             cls._state_names = rule.state
             cls._takes_steps = rule.counts_steps
 
-    def __init__(self, params: Any, defaults: Dict[str, Any]) -> None:
+    #: ``state_dtype``: None (state of the parameter's dtype) or float32 (float32 state
+    #: for the bfloat16/float16 parameters).
+    _state_dtype: Optional[np.dtype] = None
+
+    def __init__(self, params: Any, defaults: Dict[str, Any], state_dtype: Any = None) -> None:
         self._busy = threading.Lock()
         _LIVE.add(self)
+        self._state_dtype = _check.state_dtype(state_dtype)
+        if self._state_dtype is not None:
+            bits = getattr(self, "state_bits", 32)
+            if bits != 32:
+                raise ValueError(f"state_dtype: float32 state cannot be combined with "
+                                 f"state_bits={bits} (quantized state of float32 parameters)")
+            if getattr(self, "compact_state", False):
+                raise ValueError("state_dtype: float32 state cannot be combined with "
+                                 "compact_state=True (int8 signs)")
         self.defaults = dict(defaults)
         self.param_groups: List[Dict[str, Any]] = []
         self.state: Dict[int, Dict[str, Any]] = {}
@@ -128,10 +181,15 @@ class Optimizer:
         start = len(self._params)
         # -- device hook: CUDA arrays are checked by _device, host arrays as NumPy arrays
         placement = _device.place("params", self._params, arrays, self._placement)
+        if placement is not None and self._state_dtype is not None:
+            raise ValueError("state_dtype: float32 state is for NumPy arrays (and CPU tensors); "
+                             "CUDA arrays keep state of their own dtype")
         if placement is None:
             for j, a in enumerate(arrays):
                 _check.float_array(f"params[{start + j}]", a, writable=True)
                 self._check_complex(f"params[{start + j}]", a)
+                if self._state_dtype is not None:
+                    _check.state_dtype_params(f"params[{start + j}]", a.dtype)
             _check.no_shared_memory("params", self._params + arrays)
         new = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
         self._check_group_for(new, arrays, start)
@@ -304,10 +362,20 @@ class Optimizer:
             out.append(args)
         return out
 
+    def _state_like(self, p: Any, value: float) -> Any:
+        """A state array like ``p`` (on its device, in its memory layout) filled with
+        ``value``: of ``p``'s dtype, or float32 for a bfloat16/float16 ``p`` under
+        ``state_dtype=float32``."""
+        if self._state_dtype is not None and isinstance(p, np.ndarray) \
+                and p.dtype in _check.HALF_DTYPES:
+            return _device.host_full_like(p, value, self._state_dtype)
+        return _device.full_like(p, value)
+
     def _new_state(self, p: np.ndarray, group: Dict[str, Any]) -> Dict[str, Any]:
         """A parameter's first state: a step count, one zero array per ``_state_names``
-        entry, like ``p`` and on its device, and the rule's scalar state (0-d arrays)."""
-        state = {"step": 0, **{name: _device.full_like(p, 0.0) for name in self._state_names}}
+        entry, like ``p`` and on its device (:meth:`_state_like`), and the rule's scalar
+        state (0-d arrays)."""
+        state = {"step": 0, **{name: self._state_like(p, 0.0) for name in self._state_names}}
         for scalar in self.rule.scalar_state:  # 0-d float32 arrays, as torch's 0-d tensors
             state[scalar.name] = np.array(scalar.start_value(group), np.float32)
         return state
@@ -637,9 +705,18 @@ class Optimizer:
                     if v.shape != ref.shape:
                         raise ValueError(f"{where}[{name!r}]: shape {v.shape} "
                                          f"does not match the parameter's {ref.shape}")
-                    if v.dtype != ref.dtype:
+                    if v.dtype != ref.dtype and not (
+                            ref.dtype == _check.FLOAT32 and v.dtype == p.dtype
+                            and p.dtype in _check.HALF_DTYPES):
+                        if v.dtype == _check.FLOAT32 and p.dtype in _check.HALF_DTYPES:
+                            raise TypeError(
+                                f"{where}[{name!r}]: a float32 state (saved with "
+                                f"state_dtype=float32) does not load into {p.dtype} state, "
+                                "which would round it; build the optimizer with "
+                                "state_dtype=np.float32")
                         raise TypeError(f"{where}[{name!r}]: dtype {v.dtype} "
                                         f"does not match the parameter's {ref.dtype}")
+                    # (a 16-bit state loads into float32 state exactly: state_dtype=float32)
                     # into the new state array, which starts where p does in its cache line
                     ref[...] = v
                     new[name] = ref

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from . import _core, _device, _state_bits, functional
+from . import _core, _state_bits, functional
 from ._optimizer import Optimizer
 from ._registry import BOOL, BenchFamily, BowlCall, CudaCall, DemoPhase, Hyper, Rule, register
 from ._state_bits import StateBitsMixin, new_state
@@ -162,9 +162,10 @@ class Adagrad(StateBitsMixin, Optimizer):
         state_bits: int = 32,
         stochastic_rounding: bool = False,
         seed: Any = None,
+        state_dtype: Any = None,
     ) -> None:
         self._set_state_bits(state_bits, stochastic_rounding, seed)
-        super().__init__(params, RULE.pick(locals()))
+        super().__init__(params, RULE.pick(locals()), state_dtype=state_dtype)
         self._refuse_device()
 
     _float_state = ("sum",)
@@ -175,7 +176,7 @@ class Adagrad(StateBitsMixin, Optimizer):
         if self.state_bits != 32:
             return {"step": 0, **new_state(self._float_state, self._signed_state, p,
                                            self.state_bits, group["initial_accumulator_value"])}
-        return {"step": 0, "sum": _device.full_like(p, group["initial_accumulator_value"])}
+        return {"step": 0, "sum": self._state_like(p, group["initial_accumulator_value"])}
 
     def _call_layout(self) -> Tuple[str, tuple, int, Dict[str, Any]]:
         if self.state_bits != 32:

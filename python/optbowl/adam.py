@@ -139,9 +139,10 @@ class Adam(StateBitsMixin, Optimizer):
         state_bits: int = 32,
         stochastic_rounding: bool = False,
         seed: Any = None,
+        state_dtype: Any = None,
     ) -> None:
         self._set_state_bits(state_bits, stochastic_rounding, seed)
-        super().__init__(params, RULE.pick(locals()))
+        super().__init__(params, RULE.pick(locals()), state_dtype=state_dtype)
         self._refuse_device()
 
     @classmethod
@@ -203,10 +204,12 @@ class AdamW(Adam):
         state_bits: int = 32,
         stochastic_rounding: bool = False,
         seed: Any = None,
+        state_dtype: Any = None,
     ) -> None:
         super().__init__(
             params, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay=True,
             state_bits=state_bits, stochastic_rounding=stochastic_rounding, seed=seed,
+            state_dtype=state_dtype,
         )
 
     def _check_group(self, group: Dict[str, Any]) -> None:

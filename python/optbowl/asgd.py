@@ -105,8 +105,10 @@ class ASGD(Optimizer):
         t0: float = 1e6,
         weight_decay: float = 0.0,
         maximize: bool = False,
+        *,
+        state_dtype: Any = None,
     ) -> None:
-        super().__init__(params, RULE.pick(locals()))
+        super().__init__(params, RULE.pick(locals()), state_dtype=state_dtype)
 
 
 def asgd(

@@ -91,8 +91,10 @@ class Lion(Optimizer):
         betas: Any = (0.9, 0.99),
         weight_decay: float = 0.0,
         maximize: bool = False,
+        *,
+        state_dtype: Any = None,
     ) -> None:
-        super().__init__(params, RULE.pick(locals()))
+        super().__init__(params, RULE.pick(locals()), state_dtype=state_dtype)
 
 
 def lion(

@@ -117,8 +117,10 @@ class NAdam(Optimizer):
         momentum_decay: float = 4e-3,
         decoupled_weight_decay: bool = False,
         maximize: bool = False,
+        *,
+        state_dtype: Any = None,
     ) -> None:
-        super().__init__(params, RULE.pick(locals()))
+        super().__init__(params, RULE.pick(locals()), state_dtype=state_dtype)
 
 
 def nadam(

@@ -81,9 +81,11 @@ class QuickProp(Optimizer):
     rule = RULE
 
     def __init__(
-        self, params: Any, lr: float = 1e-2, max_growth: float = 1.75, maximize: bool = False
+        self, params: Any, lr: float = 1e-2, max_growth: float = 1.75, maximize: bool = False,
+        *,
+        state_dtype: Any = None,
     ) -> None:
-        super().__init__(params, RULE.pick(locals()))
+        super().__init__(params, RULE.pick(locals()), state_dtype=state_dtype)
 
     def _complex_refusal(self) -> Optional[str]:
         return "torch has no QuickProp"

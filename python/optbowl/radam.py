@@ -117,8 +117,10 @@ class RAdam(Optimizer):
         weight_decay: float = 0.0,
         decoupled_weight_decay: bool = False,
         maximize: bool = False,
+        *,
+        state_dtype: Any = None,
     ) -> None:
-        super().__init__(params, RULE.pick(locals()))
+        super().__init__(params, RULE.pick(locals()), state_dtype=state_dtype)
 
 
 def radam(

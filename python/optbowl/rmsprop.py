@@ -104,8 +104,10 @@ class RMSprop(Optimizer):
         momentum: float = 0.0,
         centered: bool = False,
         maximize: bool = False,
+        *,
+        state_dtype: Any = None,
     ) -> None:
-        super().__init__(params, RULE.pick(locals()))
+        super().__init__(params, RULE.pick(locals()), state_dtype=state_dtype)
 
 
 def rmsprop(

@@ -175,6 +175,8 @@ class Rprop(Optimizer):
         variant: str = "irprop-",
         maximize: bool = False,
         compact_state: bool = False,
+        *,
+        state_dtype: Any = None,
     ) -> None:
         self.variant = _check.choice("variant", variant, VARIANTS)
         self.compact_state = _check.boolean("compact_state", compact_state)
@@ -185,7 +187,7 @@ class Rprop(Optimizer):
             self._state_names = ("direction", "step_size")
         else:
             self._state_names = (prev, "step_size")
-        super().__init__(params, RULE.pick(locals()))
+        super().__init__(params, RULE.pick(locals()), state_dtype=state_dtype)
         if self.compact_state and self._placement is not None:
             raise ValueError(
                 "compact_state: the int8 sign state is for NumPy arrays; CUDA arrays keep prev"
@@ -220,7 +222,7 @@ class Rprop(Optimizer):
             if k == 0 and self.compact_state:
                 state[name] = _device.host_full_like(p, 0, np.int8)
             else:
-                state[name] = _device.full_like(p, group["lr"] if name == "step_size" else 0.0)
+                state[name] = self._state_like(p, group["lr"] if name == "step_size" else 0.0)
         return state
 
     def _step_extras(self, loss: Optional[float]) -> Dict[str, Any]:

@@ -137,8 +137,10 @@ class SGD(Optimizer):
         nesterov: bool = False,
         weight_decay: float = 0.0,
         maximize: bool = False,
+        *,
+        state_dtype: Any = None,
     ) -> None:
-        super().__init__(params, RULE.pick(locals()))
+        super().__init__(params, RULE.pick(locals()), state_dtype=state_dtype)
 
     def _check_group(self, group: Dict[str, Any]) -> None:
         self.rule.check(group)

@@ -31,7 +31,9 @@ changes nothing (arrays of different calls that share memory are refused too):
   memory (bfloat16 as ``ml_dtypes.bfloat16``: the ``bf16`` extra). A 16-bit parameter
   keeps its state in its dtype and is computed in float32, as torch steps it: Adam, AdamW
   and Adagrad bit-identical to ``fused=True``, Rprop, RMSprop and SGD to the single-tensor
-  loop (``foreach=False``);
+  loop (``foreach=False``); with ``state_dtype=torch.float32`` (a keyword torch does not
+  have) it keeps float32 state instead and is stepped as the float32 rule, the parameter
+  rounded once when stored (a departure from torch);
 - CUDA tensors go to optbowl's CUDA module (``optbowl._cuda``); an installation without
   it, or whose build lacks the optimizer's entry, refuses CUDA tensors with a RuntimeError
   that says what is missing. With ``fused=True`` the ``step`` counters live on the device
@@ -67,6 +69,23 @@ from torch.autograd.graph import increment_version
 import optbowl as optbowl_numpy  # the NumPy classes (Rprop, Adam, ...): their dtype rules
 
 from . import _check, _core, _registry, _state_bits
+from ._optimizer import add_parameter_doc
+
+#: The ``state_dtype`` entry of every class's Parameters section.
+STATE_DTYPE_DOC = """\
+state_dtype : None or torch.float32, keyword-only
+    A keyword torch does not have. None (default): a parameter's state has the
+    parameter's dtype, as torch keeps it. ``torch.float32``: a bfloat16 or float16 CPU
+    parameter keeps float32 state, and each element is computed as the float32 rule
+    computes it, from the widened parameter and gradient and the state as it is, the
+    parameter rounded to its 16-bit dtype (to nearest even) once when stored; the state is
+    never rounded, and torch's intermediate 16-bit roundings do not apply, so results
+    depart from torch's. A float32 parameter's state is float32 anyway; a float64 or
+    complex128 parameter, a CUDA tensor and ``state_bits=8|16`` are refused (ValueError).
+    ``load_state_dict`` keeps such float32 state float32 (a 16-bit state is widened
+    exactly); an optimizer without ``state_dtype`` casts it to the parameter's dtype, as
+    torch's ``load_state_dict`` does.
+"""
 
 __all__ = ["ASGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "NAdam", "QuickProp",
            "RAdam", "RMSprop", "Rprop", "SGD"]
@@ -138,8 +157,11 @@ def _keep_scalar_state(opt: torch.optim.Optimizer, state_dict: Dict[str, Any]) -
     casts every floating-point state tensor but ``step`` to its parameter's dtype, which
     would round a bfloat16 or float16 parameter's scalar state to 16 bits; the values
     loaded are then put back (:func:`_restore_scalar_state`), in the float32 or float64
-    torch keeps them in."""
-    names = opt._rule.scalar_names  # type: ignore[attr-defined]
+    torch keeps them in. Under ``state_dtype=torch.float32`` the state tensors are kept
+    the same way, so that a 16-bit parameter's float32 state loads as float32."""
+    names = tuple(opt._rule.scalar_names)  # type: ignore[attr-defined]
+    if getattr(opt, "_state_dtype", None) is not None:  # float32 state beside 16-bit params
+        names += tuple(opt._state_names)  # type: ignore[attr-defined]
     saved = state_dict.get("state", {})
     opt._loading_scalars = [  # type: ignore[attr-defined]
         [{n: saved[i][n] for n in names if isinstance(saved.get(i), dict) and n in saved[i]}
@@ -150,16 +172,24 @@ def _keep_scalar_state(opt: torch.optim.Optimizer, state_dict: Dict[str, Any]) -
 
 def _restore_scalar_state(opt: torch.optim.Optimizer) -> None:
     """After ``load_state_dict``: the scalar state :func:`_keep_scalar_state` remembered,
-    copied onto the CPU (a 16-bit value saved by torch itself becomes float32)."""
+    copied onto the CPU (a 16-bit value saved by torch itself becomes float32); under
+    ``state_dtype=torch.float32``, a 16-bit parameter's state tensors as saved, in float32
+    (a 16-bit state widened exactly) and in the parameter's memory layout."""
     loading = getattr(opt, "_loading_scalars", None)
     opt._loading_scalars = None  # type: ignore[attr-defined]
     if loading is None:
         return
+    scalars = set(opt._rule.scalar_names)  # type: ignore[attr-defined]
     for group, saved in zip(opt.param_groups, loading):
         for p, values in zip(group["params"], saved):
             state = opt.state.get(p)
             for name, value in values.items():
                 if state is None or not isinstance(value, torch.Tensor):
+                    continue
+                if name not in scalars:  # a state tensor of state_dtype=torch.float32
+                    if opt._wide(p) and value.shape == p.shape:  # type: ignore[attr-defined]
+                        # float32 as saved, a 16-bit state widened (exactly), in p's layout
+                        state[name] = torch.empty_like(p, dtype=torch.float32).copy_(value)
                     continue
                 dtype = value.dtype if value.dtype in (torch.float32, torch.float64) \
                     else torch.float32
@@ -273,7 +303,8 @@ def _within(h: _registry.Hyper, x: float) -> bool:
 
 def _options(arguments: Dict[str, Any]) -> Dict[str, Any]:
     """A constructor's arguments (its ``locals()``) as torch's ``defaults`` dict."""
-    return {k: v for k, v in arguments.items() if k not in ("self", "params", "__class__")}
+    return {k: v for k, v in arguments.items()
+            if k not in ("self", "params", "__class__", "state_dtype")}
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -612,23 +643,54 @@ class _FusedOptimizer(torch.optim.Optimizer):
     _has_step = True
     _counts_steps = False
 
+    #: ``state_dtype``: None (state of the parameter's dtype, as torch) or torch.float32
+    #: (float32 state for bfloat16/float16 parameters: :meth:`_set_state_dtype`).
+    _state_dtype: Optional[torch.dtype] = None
+
     def __init__(self, params: Any, defaults: Dict[str, Any]) -> None:
+        bits = getattr(self, "state_bits", 32)
+        if self._state_dtype is not None and bits != 32:
+            raise ValueError(f"state_dtype: float32 state cannot be combined with "
+                             f"state_bits={bits} (quantized state of float32 parameters)")
         self._check_group(defaults)
         self._plan: Optional[_Plan] = None
         super().__init__(params, defaults)
         self._register_load_hooks()
 
+    def _set_state_dtype(self, state_dtype: Any) -> None:
+        """``state_dtype`` (a keyword torch does not have): None, or torch.float32 (also
+        ``np.float32`` or ``"float32"``) for float32 state beside bfloat16/float16
+        parameters."""
+        if state_dtype is None or state_dtype is torch.float32:
+            self._state_dtype = state_dtype
+            return
+        if isinstance(state_dtype, torch.dtype):
+            raise ValueError(f"state_dtype: expected {_check.STATE_DTYPE_CHOICES}, got "
+                             f"{state_dtype}")
+        _check.state_dtype(state_dtype)  # np.float32 / "float32", or the error
+        self._state_dtype = torch.float32
+
+    def _wide(self, p: torch.Tensor) -> bool:
+        """Whether ``p`` keeps float32 state (``state_dtype=torch.float32``, 16-bit ``p``)."""
+        return self._state_dtype is not None and p.dtype in (torch.bfloat16, torch.float16)
+
+    def _state_dtype_of(self, p: torch.Tensor) -> torch.dtype:
+        """The dtype of ``p``'s state tensors."""
+        return torch.float32 if self._wide(p) else p.dtype
+
     def _register_load_hooks(self) -> None:
         if _state_in_param_layouts not in self._optimizer_load_state_dict_post_hooks.values():
             self.register_load_state_dict_post_hook(_state_in_param_layouts)
-        if self._rule.scalar_state and _restore_scalar_state not in \
-                self._optimizer_load_state_dict_post_hooks.values():
+        if (self._rule.scalar_state or self._state_dtype is not None) and \
+                _restore_scalar_state not in self._optimizer_load_state_dict_post_hooks.values():
             self.register_load_state_dict_pre_hook(_keep_scalar_state)
             self.register_load_state_dict_post_hook(_restore_scalar_state)
 
     # ---------------------------------------------------------------- per optimizer
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "__doc__" in cls.__dict__ and not cls.__name__.startswith("_"):
+            cls.__doc__ = add_parameter_doc(cls.__doc__, STATE_DTYPE_DOC)
         if cls.__dict__.get("_entry"):  # the registry entry says what the class would repeat
             cls._rule = _registry.rule(cls._entry)
             cls._hyper = cls._rule.group
@@ -767,7 +829,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
         value: Any = self._initial_value(name, group)
         if p.is_complex():  # each part of the real view, as torch fills a complex state
             value = complex(value, value)
-        return torch.full_like(p, value, memory_format=torch.preserve_format)
+        return torch.full_like(p, value, dtype=self._state_dtype_of(p),
+                               memory_format=torch.preserve_format)
 
     def _kernel_group(self, group: Dict[str, Any]) -> tuple:
         values: List[Any] = []
@@ -831,6 +894,23 @@ class _FusedOptimizer(torch.optim.Optimizer):
         self._plan = None
         super().add_param_group(param_group)
         self._check_group(self.param_groups[-1])
+        if self._state_dtype is not None:
+            start = sum(len(g["params"]) for g in self.param_groups[:-1])
+            for j, p in enumerate(self.param_groups[-1]["params"]):
+                if p.device.type != "cpu":
+                    raise ValueError(f"state_dtype: float32 state is for CPU tensors; "
+                                     f"params[{start + j}] is on {p.device}")
+                if p.dtype in (torch.float64, torch.complex128):
+                    raise ValueError(
+                        f"state_dtype: float32 state is for bfloat16 and float16 parameters (a "
+                        f"float32 parameter's state is float32 already); params[{start + j}] "
+                        f"is {p.dtype}, whose state would be rounded: leave state_dtype=None")
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = super().__getstate__()
+        if self._state_dtype is not None:  # torch keeps defaults, state and groups only
+            state = {**state, "_state_dtype": self._state_dtype}
+        return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -1041,14 +1121,15 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 f"{t.dtype} tensor of shape {tuple(t.shape)} on {t.device}"
             )
 
-    @staticmethod
-    def _check_state(name: str, p: torch.Tensor, t: Any) -> None:
+    def _check_state(self, name: str, p: torch.Tensor, t: Any) -> None:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name}: expected a tensor, got {type(t).__name__}")
-        if t.dtype != p.dtype or t.device != p.device or t.shape != p.shape:
+        dtype = self._state_dtype_of(p)
+        if t.dtype != dtype or t.device != p.device or t.shape != p.shape:
+            wide = " state (state_dtype=torch.float32)" if dtype != p.dtype else ""
             raise ValueError(
                 f"{name}: {t.dtype} {tuple(t.shape)} on {t.device} does not match the parameter "
-                f"({p.dtype} {tuple(p.shape)} on {p.device})"
+                f"({p.dtype} {tuple(p.shape)} on {p.device}{', float32' + wide if wide else ''})"
             )
         if p.device.type != "cpu":
             if not t.is_contiguous():
@@ -1124,7 +1205,9 @@ class Rprop(_FusedOptimizer):
         foreach: Optional[bool] = None,
         maximize: bool = False,
         differentiable: bool = False,
+        state_dtype: Optional[torch.dtype] = None,
     ) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, _options(locals()))
 
     def _check_hyper(self, group: Dict[str, Any]) -> None:
@@ -1387,7 +1470,9 @@ class Adagrad(_StateBits, _FusedOptimizer):
         state_bits: int = 32,
         stochastic_rounding: bool = False,
         seed: Optional[int] = None,
+        state_dtype: Optional[torch.dtype] = None,
     ) -> None:
+        self._set_state_dtype(state_dtype)
         self._set_state_bits(state_bits, stochastic_rounding, seed)
         options = _options(locals())
         for name in ("state_bits", "stochastic_rounding", "seed"):
@@ -1482,7 +1567,9 @@ class SGD(_FusedOptimizer):
         foreach: Optional[bool] = None,
         differentiable: bool = False,
         fused: Optional[bool] = None,
+        state_dtype: Optional[torch.dtype] = None,
     ) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, _options(locals()))
 
     def _check_hyper(self, group: Dict[str, Any]) -> None:
@@ -1499,6 +1586,13 @@ class SGD(_FusedOptimizer):
 
     def _init_state(self, p: torch.Tensor, group: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         return {}  # torch keeps nothing until a step with momentum makes the buffer
+
+    def _present(self, name: str, group: Dict[str, Any]) -> bool:
+        # state_dtype=torch.float32: the buffer is kept without momentum too (zeros that the
+        # kernel leaves alone, as the NumPy class keeps it), so that a 16-bit parameter
+        # always has float32 state and is stepped as the float32 rule, not as torch's
+        # 16-bit loop
+        return self._state_dtype is not None or super()._present(name, group)
 
     def _cpu_options(self, groups: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         # fused=True: each tensor's scalar tail rounded as torch's fused kernel rounds it;
@@ -1580,7 +1674,10 @@ class RMSprop(_FusedOptimizer):
         foreach: Optional[bool] = None,
         maximize: bool = False,
         differentiable: bool = False,
+        *,
+        state_dtype: Optional[torch.dtype] = None,
     ) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, _options(locals()))
 
 
@@ -1685,7 +1782,9 @@ class Adam(_StateBits, _FusedOptimizer):
         state_bits: int = 32,
         stochastic_rounding: bool = False,
         seed: Optional[int] = None,
+        state_dtype: Optional[torch.dtype] = None,
     ) -> None:
+        self._set_state_dtype(state_dtype)
         self._set_state_bits(state_bits, stochastic_rounding, seed)
         options = _options(locals())
         for name in ("state_bits", "stochastic_rounding", "seed"):
@@ -1730,7 +1829,9 @@ class AdamW(Adam):
         state_bits: int = 32,
         stochastic_rounding: bool = False,
         seed: Optional[int] = None,
+        state_dtype: Optional[torch.dtype] = None,
     ) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(
             params,
             lr,
@@ -1747,6 +1848,7 @@ class AdamW(Adam):
             state_bits=state_bits,
             stochastic_rounding=stochastic_rounding,
             seed=seed,
+            state_dtype=state_dtype,
         )
 
     def _check_hyper(self, group: Dict[str, Any]) -> None:
@@ -1799,7 +1901,9 @@ class QuickProp(_FusedOptimizer):
         *,
         maximize: bool = False,
         differentiable: bool = False,
+        state_dtype: Optional[torch.dtype] = None,
     ) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, _options(locals()))
 
 
@@ -1850,7 +1954,9 @@ class Lion(_FusedOptimizer):
         *,
         maximize: bool = False,
         differentiable: bool = False,
+        state_dtype: Optional[torch.dtype] = None,
     ) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, _options(locals()))
 
 
@@ -1918,7 +2024,9 @@ class Adamax(_FusedOptimizer):
         maximize: bool = False,
         differentiable: bool = False,
         capturable: bool = False,
+        state_dtype: Optional[torch.dtype] = None,
     ) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, _options(locals()))
 
 
@@ -1988,7 +2096,9 @@ class Adadelta(_FusedOptimizer):
         capturable: bool = False,
         maximize: bool = False,
         differentiable: bool = False,
+        state_dtype: Optional[torch.dtype] = None,
     ) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, _options(locals()))
 
 
@@ -2068,7 +2178,9 @@ class RAdam(_FusedOptimizer):
         maximize: bool = False,
         capturable: bool = False,
         differentiable: bool = False,
+        state_dtype: Optional[torch.dtype] = None,
     ) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, _options(locals()))
 
 
@@ -2152,7 +2264,9 @@ class NAdam(_FusedOptimizer):
         maximize: bool = False,
         capturable: bool = False,
         differentiable: bool = False,
+        state_dtype: Optional[torch.dtype] = None,
     ) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, _options(locals()))
 
 
@@ -2227,5 +2341,8 @@ class ASGD(_FusedOptimizer):
         maximize: bool = False,
         differentiable: bool = False,
         capturable: bool = False,
+        *,
+        state_dtype: Optional[torch.dtype] = None,
     ) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, _options(locals()))

@@ -58,9 +58,12 @@
 
 namespace optbowl {
 
-// The arrays' storage: float32, float64, bfloat16, float16 (optbowl/half.hpp).
-enum class DType : std::uint8_t { f32 = 0, f64 = 1, bf16 = 2, f16 = 3 };
+// The arrays' storage: float32, float64, bfloat16, float16 (optbowl/half.hpp); bf16_f32 and
+// f16_f32: a 16-bit parameter and gradient with float32 state (state_dtype=float32,
+// run_wide_range below).
+enum class DType : std::uint8_t { f32 = 0, f64 = 1, bf16 = 2, f16 = 3, bf16_f32 = 4, f16_f32 = 5 };
 
+// The parameter's bytes per element (2 for a 16-bit parameter with float32 state).
 inline std::int64_t dtype_size(DType d) { return d == DType::f64 ? 8 : (d == DType::f32 ? 4 : 2); }
 
 struct Chunk {
@@ -625,6 +628,68 @@ inline void run_half_range(const Rule& rule, const TensorTable<K>& t, const Chun
   if (c.begin < end) run_range<Prefetch, T>(rule, t.ptrs[c.tensor], c.tensor, c.begin, end);
 }
 
+// A 16-bit parameter with float32 state (state_dtype=float32; DType::bf16_f32, f16_f32):
+// the float32 computation with the parameter stored in 16 bits. Blocks of kWideBlock
+// elements: the parameter and gradient are widened into float32 buffers on the stack, the
+// Loop's float32 apply runs over the block with the state pointers offset to it (the state
+// as it is, never rounded), and the parameter is narrowed back, to nearest even. torch's
+// 16-bit roundings (Storage<S>::Round, the kHalfTail and torch tails) do not apply. One
+// function for both 16-bit formats, so that a runner inlines the float32 apply once more,
+// not twice. Only the element loops (Loops with hyper<S>(tensor)) take it: pointer 0 is the
+// parameter and pointer 1 the gradient there.
+constexpr std::int64_t kWideBlock = 512;
+
+template <class Rule, class = void>
+struct takes_wide_state : std::false_type {};
+template <class Rule>
+struct takes_wide_state<Rule, std::void_t<decltype(std::declval<const Rule&>().template hyper<float>(std::int32_t{}))>>
+    : std::bool_constant<(Rule::K >= 2)> {};
+
+template <class S>
+inline void widen_block(const void* x, std::int64_t from, std::int64_t n, float* OPTBOWL_RESTRICT out) {
+  const S* OPTBOWL_RESTRICT in = static_cast<const S*>(x) + from;
+  OPTBOWL_IVDEP
+  for (std::int64_t i = 0; i < n; ++i) out[i] = Storage<S>::load(in[i]);
+}
+
+template <class S>
+inline void narrow_block(const float* OPTBOWL_RESTRICT in, std::int64_t n, void* x, std::int64_t from) {
+  S* OPTBOWL_RESTRICT out = static_cast<S*>(x) + from;
+  OPTBOWL_IVDEP
+  for (std::int64_t i = 0; i < n; ++i) out[i] = Storage<S>::store(in[i]);
+}
+
+template <class Rule, std::size_t K>
+inline void run_wide_range(const Rule& rule, const TensorTable<K>& t, const Chunk& c) {
+  if constexpr (takes_wide_state<Rule>::value) {
+    const std::array<void*, K>& a = t.ptrs[c.tensor];
+    const bool bf16 = t.dtypes[c.tensor] == DType::bf16_f32;
+    alignas(64) float param[kWideBlock];
+    alignas(64) float grad[kWideBlock];
+    for (std::int64_t b = c.begin; b < c.end; b += kWideBlock) {
+      const std::int64_t n = std::min(kWideBlock, c.end - b);
+      if (bf16) {
+        widen_block<bf16_t>(a[0], b, n, param);
+        widen_block<bf16_t>(a[1], b, n, grad);
+      } else {
+        widen_block<half_t>(a[0], b, n, param);
+        widen_block<half_t>(a[1], b, n, grad);
+      }
+      std::array<void*, K> w{};
+      w[0] = param;
+      w[1] = grad;
+      for (std::size_t k = 2; k < K; ++k) w[k] = a[k] == nullptr ? nullptr : static_cast<float*>(a[k]) + b;
+      rule.template apply<float>(w, c.tensor, 0, n);
+      if (bf16)
+        narrow_block<bf16_t>(param, n, a[0], b);
+      else
+        narrow_block<half_t>(param, n, a[0], b);
+    }
+  } else {
+    (void)rule, (void)t, (void)c;  // the bindings give such a Loop no float32 state
+  }
+}
+
 template <bool Prefetch, class Rule, std::size_t K>
 inline void run_chunk(const Rule& rule, const TensorTable<K>& t, const Chunk& c) {
   // torch's fused kernels round their 16-bit tails as their body (measured): a 16-bit tail
@@ -634,6 +699,8 @@ inline void run_chunk(const Rule& rule, const TensorTable<K>& t, const Chunk& c)
     case DType::f64: return run_tensor_range<Prefetch, double>(rule, t, c);
     case DType::bf16: return run_half_range<Prefetch, bf16_t>(rule, t, c);
     case DType::f16: return run_half_range<Prefetch, half_t>(rule, t, c);
+    case DType::bf16_f32:
+    case DType::f16_f32: return run_wide_range(rule, t, c);
   }
 }
 
