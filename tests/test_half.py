@@ -277,7 +277,8 @@ def test_every_rule_every_isa_alike_with_special_values(restore_isa, dtype, cls,
                 grads = [special_data(p.size, p.dtype, seed=t + 5) if p.dtype != np.float32
                          else data(p.size, np.float32, seed=t + 5) for p in params]
                 opt.step(grads)
-            out += [p.view(np.uint16 if p.dtype.itemsize == 2 else np.uint32).copy() for p in params]
+            out += [p.view(np.uint16 if p.dtype.itemsize == 2 else np.uint32).copy()
+                    for p in params]
         results.append(out)
     assert len(results) >= 2
     # The vector runners agree bit for bit. The baseline's float16 conversion (without
