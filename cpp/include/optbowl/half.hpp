@@ -47,14 +47,26 @@ OPTBOWL_HD float bits_float(std::uint32_t u) {
 // bfloat16 -> float: exact, the 16 bits above 16 zero bits.
 OPTBOWL_HD float widen(bf16_t x) { return bits_float(static_cast<std::uint32_t>(x.bits) << 16); }
 
+// float -> bfloat16, to nearest, ties to even, in a 32-bit lane: the bfloat16's bits are
+// the upper 16 bits of the result (the lower 16 are left over from the rounding). A NaN
+// stays a NaN of the same sign, made quiet. In 32-bit lanes to the end, so that a vector
+// loop narrows to 16 bits once, where it stores (AVX-512's vpmovdw), and a rounding whose
+// result is widened straight back (Storage<bf16_t>::Round) clears the lower half instead;
+// the NaN test is a float comparison (one mask-register compare in AVX-512).
+OPTBOWL_HD std::uint32_t bf16_rounded_bits(float x) {
+  const std::uint32_t u = float_bits(x);
+  const std::uint32_t rounded = u + 0x7fffu + ((u >> 16) & 1u);
+  const bool is_nan = x != x;  // NOLINT(misc-redundant-expression): true for a NaN only
+  return is_nan ? (u | 0x400000u) : rounded;
+}
+
 // float -> bfloat16, to nearest, ties to even; a NaN stays a NaN of the same sign (quiet).
 OPTBOWL_HD bf16_t narrow_bf16(float x) {
-  const std::uint32_t u = float_bits(x);
-  const std::uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  const std::uint32_t nan = (u >> 16) | 0x40u;
-  const bool is_nan = (u & 0x7fffffffu) > 0x7f800000u;
-  return bf16_t{static_cast<std::uint16_t>(is_nan ? nan : rounded)};
+  return bf16_t{static_cast<std::uint16_t>(bf16_rounded_bits(x) >> 16)};
 }
+
+// widen(narrow_bf16(x)), without leaving 32-bit lanes.
+OPTBOWL_HD float round_bf16(float x) { return bits_float(bf16_rounded_bits(x) & 0xffff0000u); }
 
 #if (defined(__FLT16_MAX__) && !defined(__CUDACC__) && (defined(__x86_64__) || defined(__aarch64__)))
 #define OPTBOWL_HAS_FLOAT16 1
@@ -130,7 +142,7 @@ template <>
 struct Storage<bf16_t> {
   using compute = float;
   struct Round {
-    static OPTBOWL_HD float round(float x) { return widen(narrow_bf16(x)); }
+    static OPTBOWL_HD float round(float x) { return round_bf16(x); }
   };
   static OPTBOWL_HD float load(bf16_t x) { return widen(x); }
   static OPTBOWL_HD bf16_t store(float x) { return narrow_bf16(x); }

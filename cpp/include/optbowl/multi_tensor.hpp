@@ -779,6 +779,21 @@ OPTBOWL_TARGET_AVX512 void run_chunks_avx512(const Rule& rule, const TensorTable
                                              const Chunk* c, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) run_chunk<Prefetch>(rule, t, c[i]);
 }
+
+// The AVX-512 runner of a step whose tensors are all bfloat16 or float16 (half_step), for
+// the Loops that have no AVX-512 runner of their own: only the 16-bit ranges, so that it
+// costs half a runner's code and compile time.
+template <bool Prefetch, class Rule, std::size_t K>
+inline void run_half_chunk(const Rule& rule, const TensorTable<K>& t, const Chunk& c) {
+  if (t.dtypes[c.tensor] == DType::bf16) return run_half_range<Prefetch, bf16_t>(rule, t, c);
+  run_half_range<Prefetch, half_t>(rule, t, c);
+}
+
+template <class Rule, std::size_t K, bool Prefetch>
+OPTBOWL_TARGET_AVX512 void run_half_chunks_avx512(const Rule& rule, const TensorTable<K>& t,
+                                                  const Chunk* c, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) run_half_chunk<Prefetch>(rule, t, c[i]);
+}
 #endif
 
 // Whether a Loop runs its AVX-512 runner on an AVX-512 CPU: a Loop that declares
@@ -807,6 +822,32 @@ struct runs_avx512_wide : std::false_type {};
 template <class Rule>
 struct runs_avx512_wide<Rule, std::void_t<decltype(Rule::kAvx512Wide)>>
     : std::bool_constant<Rule::kAvx512Wide> {};
+
+// A step of 16-bit tensors runs AVX-512 on every Loop (every AVX-512 CPU): a float's
+// rounding to bfloat16 and its narrowing to 16 bits (vpmovdw), float16's conversions
+// (vcvtps2ph and vcvtph2ps on 512-bit vectors) and the NaN test (a mask register) are
+// each one instruction there, and AVX2 spends a shuffle sequence per 8 elements on them.
+// On a Zen 4, which splits 512-bit vectors in two, the bfloat16 steps on ResNet-18's
+// tensors took 0.5-0.8x the time of the AVX2 runner (bench/README.md, "16-bit runners").
+// A Loop with an AVX-512 runner (one of the flags above) runs it; one without, its
+// 16-bit-only runner, where it declares `static constexpr bool kAvx512Half = true;`.
+template <class Rule>
+constexpr bool has_avx512_runner() {
+  return runs_avx512<Rule>::value || runs_avx512_in_cache<Rule>::value || runs_avx512_wide<Rule>::value;
+}
+template <class Rule, class = void>
+struct runs_avx512_half : std::false_type {};
+template <class Rule>
+struct runs_avx512_half<Rule, std::void_t<decltype(Rule::kAvx512Half)>>
+    : std::bool_constant<Rule::kAvx512Half> {};
+
+// Whether every tensor of a step is bfloat16 or float16.
+template <std::size_t K>
+bool half_step(const TensorTable<K>& t) {
+  for (const DType d : t.dtypes)
+    if (d != DType::bf16 && d != DType::f16) return false;
+  return true;
+}
 
 // The loops whose steps are bound by square roots and divisions once their arrays are in
 // cache (kAvx512InCache) run 512-bit vectors on steps of at most this many bytes of arrays
@@ -862,6 +903,11 @@ ChunkRunner<Rule, K> chunk_runner_of(const TensorTable<K>& t) {
 #if OPTBOWL_X86_DISPATCH
   switch (isa_setting()) {
     case Isa::avx512:
+      if constexpr (has_avx512_runner<Rule>()) {
+        if (half_step(t)) return &run_chunks_avx512<Rule, K, Prefetch>;
+      } else if constexpr (runs_avx512_half<Rule>::value) {
+        if (half_step(t)) return &run_half_chunks_avx512<Rule, K, Prefetch>;
+      }
       if constexpr (runs_avx512<Rule>::value) return &run_chunks_avx512<Rule, K, Prefetch>;
       if constexpr (runs_avx512_in_cache<Rule>::value)
         if (step_bytes(t) <= wide_in_cache_bytes()) return &run_chunks_avx512<Rule, K, Prefetch>;

@@ -59,6 +59,7 @@ struct LaneFields<rules::AsgdHyper<T>> {
 
 // Pointers per tensor: param, grad, ax.
 struct AsgdLoop : ElementLoop<AsgdLoop, AsgdGroup, rules::AsgdHyper, 3, true> {
+  static constexpr bool kAvx512Half = true;  // its 16-bit steps run AVX-512 (multi_tensor.hpp)
   static constexpr bool kHalfTail = true;  // torch's 16-bit scalar tail (multi_tensor.hpp)
   template <class S>
   static rules::AsgdHyper<compute_t<S>> hyper_of(const AsgdGroup& G, double) {

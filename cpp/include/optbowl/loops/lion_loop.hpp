@@ -37,6 +37,7 @@ struct LaneFields<rules::LionHyper<T>> {
 // Pointers per tensor: param, grad, exp_avg.
 struct LionLoop : ElementLoop<LionLoop, LionGroup, rules::LionHyper, 3, false> {
   static constexpr bool kAvx512InCache = false;  // no square root or division
+  static constexpr bool kAvx512Half = true;  // its 16-bit steps run AVX-512 (multi_tensor.hpp)
 
   template <class S>
   static rules::LionHyper<compute_t<S>> hyper_of(const LionGroup& G, double) {
