@@ -192,7 +192,7 @@ def fresh_state(kind, shapes, bits, seed=3):
 @pytest.mark.parametrize("hyper", [
     {"lr": 0.1}, {"lr": 0.05, "lr_decay": 0.1, "weight_decay": 0.01, "maximize": True},
 ])
-def test_quantized_adagrad_matches_the_reference_bit_for_bit(bits, hyper):
+def test_quantized_adagrad_matches_the_reference_bit_for_bit(bits, hyper, each_isa):
     params = rng_arrays(0, *SHAPES)
     grads = rng_arrays(1, *SHAPES)
     state = fresh_state("adagrad", SHAPES, bits)
@@ -213,7 +213,7 @@ def test_quantized_adagrad_matches_the_reference_bit_for_bit(bits, hyper):
     {"lr": 0.01}, {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True},
     {"lr": 0.02, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True},
 ])
-def test_quantized_adam_matches_the_reference_bit_for_bit(bits, hyper):
+def test_quantized_adam_matches_the_reference_bit_for_bit(bits, hyper, each_isa):
     # The float-state step rounds each tensor's last numel % 8 elements as torch's fused
     # scalar tail; the quantized step (which torch has not) rounds every element as the
     # body: the reference comparison takes sizes without such a tail, across block edges.
@@ -237,6 +237,48 @@ def test_quantized_adam_matches_the_reference_bit_for_bit(bits, hyper):
             np.testing.assert_array_equal(state[n][i], want[n][i], err_msg=n)
             if bits == 8:
                 np.testing.assert_array_equal(state[n + "_absmax"][i], want[n + "_absmax"][i])
+
+
+@pytest.mark.parametrize("kind", ["adagrad", "adam"])
+def test_special_values_step_as_the_reference_on_every_isa(kind, each_isa):
+    # The AVX-512 loops decode and encode with vector code of their own (quant.hpp): NaN,
+    # infinite, signed-zero and out-of-range state and gradients, an all-zero block, and
+    # blocks cut short, as the portable loops and the reference.
+    shapes = [(1000,), (296,), (64,)]  # no tail of torch's scalar loop (numel % 8 == 0)
+    params = rng_arrays(0, *shapes)
+    grads = rng_arrays(1, *shapes)
+    grads[0][3] = np.nan
+    grads[0][700] = np.inf
+    grads[0][256:512] = 0.0
+    grads[0][520] = -0.0
+    grads[1][17] = -np.inf
+    grads[2][:] = np.float32(2.0**-30)
+    state = fresh_state(kind, shapes, 8)
+    names = ["sum"] if kind == "adagrad" else ["exp_avg", "exp_avg_sq"]
+    for n in names:
+        state[n][0][512:768] = 0  # an all-zero block (absmax kept, codes 0)
+        state[n][1][:] = 255 if n != "exp_avg" else 0x80  # the top code / -0
+        state[n + "_absmax"][2][0] = np.float32(3e38)
+    want_p = [p.copy() for p in params]
+    with np.errstate(invalid="ignore", over="ignore"):  # the reference's inf * 0, NaN
+        want = quantized_reference_step(kind, want_p, grads, copy.deepcopy(state), 8, step=2,
+                                        lr=0.01)
+    if kind == "adagrad":
+        functional.adagrad(params, grads, state["sum"], step=2, state_bits=8,
+                           sum_absmaxes=state["sum_absmax"], lr=0.01)
+    else:
+        functional.adam(params, grads, state["exp_avg"], state["exp_avg_sq"],
+                        state["max_exp_avg_sq"], step=2, state_bits=8,
+                        exp_avg_absmaxes=state["exp_avg_absmax"],
+                        exp_avg_sq_absmaxes=state["exp_avg_sq_absmax"],
+                        max_exp_avg_sq_absmaxes=state["max_exp_avg_sq_absmax"], lr=0.01)
+    assert np.isnan(state[names[0] + "_absmax"][0][0])  # the NaN's block
+    for i in range(len(shapes)):
+        np.testing.assert_array_equal(params[i].view(np.uint32), want_p[i].view(np.uint32))
+        for n in names:
+            np.testing.assert_array_equal(state[n][i], want[n][i], err_msg=n)
+            np.testing.assert_array_equal(state[n + "_absmax"][i].view(np.uint32),
+                                          want[n + "_absmax"][i].view(np.uint32), err_msg=n)
 
 
 # ----------------------------------------------------------------------------- classes

@@ -36,6 +36,9 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__CUDACC__)
+#include <immintrin.h>
+#endif
 
 #include "optbowl/config.hpp"
 #include "optbowl/half.hpp"
@@ -60,9 +63,11 @@ OPTBOWL_HD std::uint32_t magnitude_code(std::uint32_t abs_bits) {
   return static_cast<std::uint32_t>(c > 0 ? c : 0);
 }
 
+// kOne - ((Top - m) << kShift), written as a shift and an add (m <= Top: no wrap-around).
 template <std::uint32_t Top>
 OPTBOWL_HD float magnitude_value(std::uint32_t m) {
-  return m == 0u ? 0.0f : bits_float(kOne - ((Top - m) << kShift));
+  constexpr std::uint32_t kBase = kOne - (Top << kShift);
+  return m == 0u ? 0.0f : bits_float((m << kShift) + kBase);
 }
 
 // x in [0, 1] -> unsigned code.
@@ -99,19 +104,117 @@ OPTBOWL_HD float decode(std::uint8_t c) {
     return decode_unsigned(c);
 }
 
-// max |v[i]| over n values, NaN if any is NaN: the bit patterns of |v| order as the values
-// do, and a NaN's lie above every other.
+// The bits of max(|a|, |v|), a the bits of a magnitude: the bit patterns of |v| order as
+// the values do, and a NaN's lie above every other (so a NaN wins).
+OPTBOWL_HD std::uint32_t max_magnitude_bits(std::uint32_t a, float v) {
+  const std::uint32_t u = float_bits(v) & 0x7FFFFFFFu;
+  return u > a ? u : a;
+}
+
+// max |v[i]| over n values, NaN if any is NaN.
 inline float block_absmax(const float* OPTBOWL_RESTRICT v, std::int64_t n) {
   std::uint32_t m = 0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    const std::uint32_t a = float_bits(v[i]) & 0x7FFFFFFFu;
-    m = a > m ? a : m;
-  }
+  for (std::int64_t i = 0; i < n; ++i) m = max_magnitude_bits(m, v[i]);
   return bits_float(m);
 }
 
 // The scale that takes a block's values into [-1, 1].
 inline float inverse_of(float absmax) { return absmax > 0.0f ? 1.0f / absmax : 0.0f; }
+
+// codes[i] = encode(v[i] * inv), i < n (N: an integer, or an integral_constant).
+template <bool Signed, class N>
+inline void encode_scaled(const float* OPTBOWL_RESTRICT v, N n, float inv, std::uint8_t* OPTBOWL_RESTRICT codes) {
+  const std::int64_t count = n;
+  OPTBOWL_IVDEP
+  for (std::int64_t i = 0; i < count; ++i) codes[i] = encode<Signed>(v[i] * inv);
+}
+
+template <bool Signed, class N>
+inline void decode_scaled(const std::uint8_t* OPTBOWL_RESTRICT codes, N n, float absmax, float* OPTBOWL_RESTRICT v) {
+  const std::int64_t count = n;
+  OPTBOWL_IVDEP
+  for (std::int64_t i = 0; i < count; ++i) v[i] = decode<Signed>(codes[i]) * absmax;
+}
+
+// ------------------------------------------------------------ AVX-512 decode and encode
+// The same codes, 16 elements to a vector, for the loops compiled for AVX-512
+// (loops/quantized_loop.hpp): written with intrinsics because GCC vectorises a loop with
+// byte and float32 elements at 64 elements a vector, widening and narrowing through 16-bit
+// steps and shuffles, which took longer than the rule itself (bench/README.md).
+//   decode: the byte widened (vpmovzxbd), shifted into the exponent and mantissa field,
+//       the grid's base added where the magnitude is not 0 (zero-masking), the sign or'd in,
+//       times absmax.
+//   encode: the code is floor((min(|x| bits, 1.0's bits) + C) / 2^20) with
+//       C = Top * 2^20 - 1.0's bits + 2^19, the scalar code's Top - ((1.0's bits - u + kHalf)
+//       >> 20) rewritten with -floor(a / m) = floor((m - 1 - a) / m); a negative result is
+//       code 0 (unsigned saturation in the packs); four vectors are packed to 64 bytes
+//       (vpackusdw, vpackuswb, one vpermd to restore the order).
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__CUDACC__)
+#define OPTBOWL_QUANT_AVX512 1
+#define OPTBOWL_QUANT_TARGET_AVX512 \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi,bmi2,popcnt,f16c,prefer-vector-width=512")))
+
+template <bool Signed>
+OPTBOWL_QUANT_TARGET_AVX512 inline __m512 decode16(const std::uint8_t* codes, __m512 scale) {
+  const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
+  constexpr std::uint32_t top = Signed ? 127u : 255u;
+  const __m512i base = _mm512_set1_epi32(static_cast<int>(kOne - (top << kShift)));
+  if constexpr (Signed) {
+    const __mmask16 nonzero = _mm512_test_epi32_mask(c, _mm512_set1_epi32(0x7F));
+    const __m512i m = _mm512_and_si512(_mm512_slli_epi32(c, kShift), _mm512_set1_epi32(0x7F << kShift));
+    const __m512i bits = _mm512_maskz_add_epi32(nonzero, m, base);
+    const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+    return _mm512_mul_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(bits, _mm512_slli_epi32(c, 24), sign, 0xF8)),
+                         scale);  // bits | (c << 24 & sign)
+  } else {
+    const __mmask16 nonzero = _mm512_test_epi32_mask(c, c);
+    const __m512i bits = _mm512_maskz_add_epi32(nonzero, _mm512_slli_epi32(c, kShift), base);
+    return _mm512_mul_ps(_mm512_castsi512_ps(bits), scale);
+  }
+}
+
+// The codes of 16 values x = v * inv as 32-bit integers (unsigned: negative for code 0).
+template <bool Signed>
+OPTBOWL_QUANT_TARGET_AVX512 inline __m512i code16(const float* v, __m512 inv) {
+  constexpr std::uint32_t top = Signed ? 127u : 255u;
+  constexpr std::int32_t c0 = static_cast<std::int32_t>((top << kShift) + (1u << (kShift - 1)) - kOne);
+  const __m512i x = _mm512_castps_si512(_mm512_mul_ps(_mm512_loadu_ps(v), inv));
+  const __m512i u = _mm512_min_epu32(_mm512_and_si512(x, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(static_cast<int>(kOne)));
+  const __m512i c = _mm512_srai_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(c0)), kShift);
+  if constexpr (Signed)
+    return _mm512_ternarylogic_epi32(_mm512_max_epi32(c, _mm512_setzero_si512()), _mm512_srli_epi32(x, 24),
+                                     _mm512_set1_epi32(0x80), 0xF8);  // c | (x >> 24 & 0x80)
+  else
+    return c;
+}
+
+// v[i] = decode(codes[i]) * absmax, i < n.
+template <bool Signed>
+OPTBOWL_QUANT_TARGET_AVX512 inline void decode_scaled_avx512(const std::uint8_t* OPTBOWL_RESTRICT codes, std::int64_t n,
+                                                             float absmax, float* OPTBOWL_RESTRICT v) {
+  const __m512 scale = _mm512_set1_ps(absmax);
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(v + i, decode16<Signed>(codes + i, scale));
+  for (; i < n; ++i) v[i] = decode<Signed>(codes[i]) * absmax;
+}
+
+// codes[i] = encode(v[i] * inv), i < n.
+template <bool Signed>
+OPTBOWL_QUANT_TARGET_AVX512 inline void encode_scaled_avx512(const float* OPTBOWL_RESTRICT v, std::int64_t n, float inv,
+                                                             std::uint8_t* OPTBOWL_RESTRICT codes) {
+  const __m512 scale = _mm512_set1_ps(inv);
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  std::int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    const __m512i w0 = _mm512_packus_epi32(code16<Signed>(v + i, scale), code16<Signed>(v + i + 16, scale));
+    const __m512i w1 = _mm512_packus_epi32(code16<Signed>(v + i + 32, scale), code16<Signed>(v + i + 48, scale));
+    _mm512_storeu_si512(codes + i, _mm512_permutexvar_epi32(order, _mm512_packus_epi16(w0, w1)));
+  }
+  for (; i < n; ++i) codes[i] = encode<Signed>(v[i] * inv);
+}
+#else
+#define OPTBOWL_QUANT_AVX512 0
+#endif
 
 // One block: codes and absmax of v[0..n).
 template <bool Signed>
@@ -119,9 +222,7 @@ inline void encode_block(const float* OPTBOWL_RESTRICT v, std::int64_t n, std::u
                          float& absmax) {
   const float a = block_absmax(v, n);
   absmax = a;
-  const float inv = inverse_of(a);
-  OPTBOWL_IVDEP
-  for (std::int64_t i = 0; i < n; ++i) codes[i] = encode<Signed>(v[i] * inv);
+  encode_scaled<Signed>(v, n, inverse_of(a), codes);
 }
 
 template <bool Signed>

@@ -2,6 +2,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "optbowl/config.hpp"
@@ -72,7 +73,6 @@ struct QuantizedAdagradKind {
   using Hyper = rules::AdagradHyper<T>;
   static constexpr std::size_t S = 1;
   static constexpr bool kSigned[S] = {false};
-  static std::size_t slots(const Group&) { return 1; }
 
   template <class F>
   static void with_flags(const Group&, const Hyper<float>& h, F&& f) {
@@ -80,13 +80,8 @@ struct QuantizedAdagradKind {
         [&](auto maximize) {
           Hyper<float> hc = h;
           hc.maximize = maximize;
-          f(hc, [](float* OPTBOWL_RESTRICT p, const float* OPTBOWL_RESTRICT g, float* const* s,
-                   std::int64_t n, const Hyper<float>& hh) {
-            float* OPTBOWL_RESTRICT sum = s[0];
-            const Hyper<float> h2 = hh;
-            OPTBOWL_IVDEP
-            for (std::int64_t i = 0; i < n; ++i) rules::adagrad(p[i], g[i], sum[i], h2);
-          });
+          f(hc, std::integral_constant<std::size_t, 1>{},
+            [](float& p, float g, const Hyper<float>& hh, float& sum) { rules::adagrad(p, g, sum, hh); });
         },
         h.maximize);
   }

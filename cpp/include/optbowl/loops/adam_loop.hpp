@@ -3,6 +3,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "optbowl/config.hpp"
@@ -93,14 +94,13 @@ struct AdamLoop : ElementLoop<AdamLoop, AdamGroup, rules::AdamHyper, 5, true> {
 };
 
 // The loop of Adam, AdamW and AMSGrad with 8-bit or bfloat16 state (loops/quantized_loop.hpp
-// runs it): exp_avg (signed), exp_avg_sq and max_exp_avg_sq (unsigned).
+// runs it): exp_avg (signed), exp_avg_sq and max_exp_avg_sq (unsigned; amsgrad only).
 struct QuantizedAdamKind {
   using Group = AdamGroup;
   template <class T>
   using Hyper = rules::AdamHyper<T>;
   static constexpr std::size_t S = 3;
   static constexpr bool kSigned[S] = {true, false, false};
-  static std::size_t slots(const Group& g) { return g.amsgrad ? 3 : 2; }
 
   template <class F>
   static void with_flags(const Group& g, const Hyper<float>& h, F&& f) {
@@ -110,24 +110,13 @@ struct QuantizedAdamKind {
           hc.maximize = maximize;
           hc.decoupled = decoupled;
           if constexpr (decltype(ams)::value)
-            f(hc, [](float* OPTBOWL_RESTRICT p, const float* OPTBOWL_RESTRICT g, float* const* s,
-                     std::int64_t n, const Hyper<float>& hh) {
-              float* OPTBOWL_RESTRICT m = s[0];
-              float* OPTBOWL_RESTRICT v = s[1];
-              float* OPTBOWL_RESTRICT vmax = s[2];
-              const Hyper<float> h2 = hh;
-              OPTBOWL_IVDEP
-              for (std::int64_t i = 0; i < n; ++i) rules::amsgrad(p[i], g[i], m[i], v[i], vmax[i], h2);
-            });
+            f(hc, std::integral_constant<std::size_t, 3>{},
+              [](float& p, float grad, const Hyper<float>& hh, float& m, float& v, float& vmax) {
+                rules::amsgrad(p, grad, m, v, vmax, hh);
+              });
           else
-            f(hc, [](float* OPTBOWL_RESTRICT p, const float* OPTBOWL_RESTRICT g, float* const* s,
-                     std::int64_t n, const Hyper<float>& hh) {
-              float* OPTBOWL_RESTRICT m = s[0];
-              float* OPTBOWL_RESTRICT v = s[1];
-              const Hyper<float> h2 = hh;
-              OPTBOWL_IVDEP
-              for (std::int64_t i = 0; i < n; ++i) rules::adam(p[i], g[i], m[i], v[i], h2);
-            });
+            f(hc, std::integral_constant<std::size_t, 2>{},
+              [](float& p, float grad, const Hyper<float>& hh, float& m, float& v) { rules::adam(p, grad, m, v, hh); });
         },
         h.maximize, h.decoupled, g.amsgrad);
   }

@@ -1,20 +1,28 @@
 // The multi-tensor CPU loop of a rule with low-precision state (quant.hpp): 8-bit blockwise
 // codes with a float32 absmax per block, or bfloat16.
 //
-// Float32 parameters only. One pass per step: for every block of quant::kBlock elements,
-// decode each state array into a float32 buffer, call the rule's own element loop over the
-// block (its float loop's hyper-parameters, Group::at_step), then encode each buffer again
-// (a fresh absmax per block). The bfloat16 loop does the same element by element. No
-// formula is written here: a rule that keeps such state defines a Kind beside its float
+// Float32 parameters only. One pass per step. 8-bit: for every block of quant::kBlock
+// elements, decode each state array into a float32 buffer of one block (old absmax), run
+// the rule over the block (its float loop's hyper-parameters, Group::at_step) keeping the
+// largest magnitude of each new state array in the same loop, then encode each buffer with
+// the block's new absmax. bfloat16: one loop, decode, rule and rounding element by element.
+// No formula is written here: a rule that keeps such state defines a Kind beside its float
 // loop (loops/<rule>_loop.hpp) and QuantizedLoop<Kind> runs it.
 //
-// A Kind says: Group (the float loop's), Hyper<T> (the rule's), S (its state arrays),
-// kSigned[S] (which of them take negative values), slots(group) (how many a group uses) and
-// with_flags(group, h, f), which calls f(hc, block) with the flags of hc as compile-time
-// constants (loops/constant_flags.hpp) and block(p, g, states, n, hc) the rule's loop over
-// one block: the float loops' pattern, with each state array a restrict pointer of its own
-// (a per-element call through the array of state pointers did not vectorise as well: a
-// two-moment rule's 8-bit step took twice the time).
+// A Kind says: Group (the float loop's), Hyper<T> (the rule's), S (its state arrays at
+// most), kSigned[S] (which of them take negative values) and with_flags(group, h, f), which
+// calls f(hc, used, element) with the flags of hc as compile-time constants
+// (loops/constant_flags.hpp), `used` the number of state arrays the group steps (a
+// std::integral_constant, the first `used` of the S) and element(p, g, hc, s...) the
+// rule on one element, its state values s... as float references.
+//
+// Measured (bench/README.md, "8-bit and bfloat16 state"): the rule's loop is bound by its
+// divisions and square roots, the codes by integer work. A separate absmax pass, a block's
+// trip count unknown to the compiler, and GCC's own byte loops (64 lanes a vector, widened
+// and narrowed through 16-bit steps and shuffles) made decoding and encoding cost more than
+// the rule; on AVX-512 they are quant.hpp's vector code (apply<float, true>, from the
+// AVX-512 runner). The rule's loop reads and writes float32 only: with a byte load in it,
+// GCC vectorised it 64 elements at a time too and spilled the rule's registers.
 //
 // A chunk of the multi-tensor run starts on a block boundary (chunks are multiples of
 // kChunk, itself a multiple of kBlock) and covers whole blocks but the tensor's last one,
@@ -25,6 +33,8 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "optbowl/config.hpp"
@@ -49,56 +59,94 @@ struct QuantizedLoop {
   static constexpr std::size_t S = Kind::S;
   static constexpr std::size_t K = 2 + 2 * S;
   using Group = typename Kind::Group;
+  using Block = std::integral_constant<std::int64_t, quant::kBlock>;
   std::vector<Group> groups;
   std::vector<std::int32_t> group_of;  // tensor -> group
   std::vector<double> steps;           // tensor -> step count t (after this step's increment)
   StateFormat format;
 
-  template <class T>
+  template <class T, bool Avx512 = false>
   void apply(const std::array<void*, K>& a, std::int32_t tensor, std::int64_t begin, std::int64_t end) const {
     static_assert(std::is_same<T, float>::value, "quantized state: float32 parameters only");
     const Group& group = groups[group_of[tensor]];
     const double t = steps[tensor];
     const auto h = group.template at_step<float>(t);
     if (format.bits == 8)
-      run8(a, group, h, begin, end);
+      run8<Avx512>(a, group, h, begin, end);
     else
       run16(a, group, h, tensor, t, begin, end);
   }
 
  private:
-  template <class H>
+  // One block of n elements (Block: a whole one, its trip count a constant) from b on:
+  // decode into `buffer`, the rule's loop over it (and the new absmax), encode.
+  template <bool Avx512, class N, class H, class E, std::size_t... I>
+  static void block8(N n, float* OPTBOWL_RESTRICT p, const float* OPTBOWL_RESTRICT g, const std::array<void*, K>& a,
+                     std::int64_t b, float (&buffer)[S][quant::kBlock], const H& h, const E& element,
+                     std::index_sequence<I...>) {
+    const std::int64_t block = b / quant::kBlock;
+    std::uint8_t* const codes[] = {static_cast<std::uint8_t*>(a[2 + 2 * I]) + b...};
+    float* const absmax[] = {static_cast<float*>(a[3 + 2 * I]) + block...};
+    const float scale[] = {*absmax[I]...};
+    std::uint32_t top[] = {(static_cast<void>(I), 0u)...};  // the largest |new value|'s bits
+    const std::int64_t count = n;
+#if OPTBOWL_QUANT_AVX512
+    if constexpr (Avx512)
+      (quant::decode_scaled_avx512<Kind::kSigned[I]>(codes[I], n, scale[I], buffer[I]), ...);
+    else
+#endif
+      (quant::decode_scaled<Kind::kSigned[I]>(codes[I], n, scale[I], buffer[I]), ...);
+    float* const buf[] = {buffer[I]...};
+    OPTBOWL_IVDEP
+    for (std::int64_t i = 0; i < count; ++i) {
+      float s[] = {buf[I][i]...};
+      element(p[i], g[i], h, s[I]...);
+      ((buf[I][i] = s[I]), ...);
+      ((top[I] = quant::max_magnitude_bits(top[I], s[I])), ...);
+    }
+    ((*absmax[I] = bits_float(top[I])), ...);
+#if OPTBOWL_QUANT_AVX512
+    if constexpr (Avx512)
+      (quant::encode_scaled_avx512<Kind::kSigned[I]>(buffer[I], n, quant::inverse_of(bits_float(top[I])), codes[I]), ...);
+    else
+#endif
+      (quant::encode_scaled<Kind::kSigned[I]>(buffer[I], n, quant::inverse_of(bits_float(top[I])), codes[I]), ...);
+  }
+
+  template <bool Avx512, class H>
   void run8(const std::array<void*, K>& a, const Group& group, const H& h, std::int64_t begin,
             std::int64_t end) const {
     float* OPTBOWL_RESTRICT p = static_cast<float*>(a[0]);
     const float* OPTBOWL_RESTRICT g = static_cast<const float*>(a[1]);
-    const std::size_t used = Kind::slots(group);
-    Kind::with_flags(group, h, [&](const H& hc, auto rule) {
+    Kind::with_flags(group, h, [&](const H& hc, auto used, const auto& element) {
+      constexpr std::size_t U = decltype(used)::value;
+      static_assert(U >= 1 && U <= S, "a Kind steps 1 to S state arrays");
       alignas(64) float buffer[S][quant::kBlock];
-      float* s[S];
-      for (std::size_t k = 0; k < S; ++k) s[k] = buffer[k];
-      for (std::int64_t b = begin; b < end; b += quant::kBlock) {
-        const std::int64_t n = std::min(quant::kBlock, end - b);
-        const std::int64_t block = b / quant::kBlock;
-        for (std::size_t k = 0; k < used; ++k) {
-          const auto* codes = static_cast<const std::uint8_t*>(a[2 + 2 * k]) + b;
-          const float absmax = static_cast<const float*>(a[3 + 2 * k])[block];
-          if (Kind::kSigned[k])
-            quant::decode_block<true>(codes, absmax, n, buffer[k]);
-          else
-            quant::decode_block<false>(codes, absmax, n, buffer[k]);
-        }
-        rule(p + b, g + b, s, n, hc);  // the rule's own loop over the block
-        for (std::size_t k = 0; k < used; ++k) {
-          auto* codes = static_cast<std::uint8_t*>(a[2 + 2 * k]) + b;
-          float& absmax = static_cast<float*>(a[3 + 2 * k])[block];
-          if (Kind::kSigned[k])
-            quant::encode_block<true>(buffer[k], n, codes, absmax);
-          else
-            quant::encode_block<false>(buffer[k], n, codes, absmax);
-        }
-      }
+      const std::int64_t whole = begin + (end - begin) / quant::kBlock * quant::kBlock;
+      for (std::int64_t b = begin; b < whole; b += quant::kBlock)
+        block8<Avx512>(Block{}, p + b, g + b, a, b, buffer, hc, element, std::make_index_sequence<U>{});
+      if (whole < end)
+        block8<Avx512>(end - whole, p + whole, g + whole, a, whole, buffer, hc, element, std::make_index_sequence<U>{});
     });
+  }
+
+  // Elements [begin, end): decode, the rule, round (Stochastic: with the random bits of
+  // element i of each array's stream).
+  template <bool Stochastic, class H, class E, std::size_t... I>
+  static void span16(float* OPTBOWL_RESTRICT p, const float* OPTBOWL_RESTRICT g, const std::array<void*, K>& a,
+                     const std::uint64_t* keys, std::int64_t begin, std::int64_t end, const H& h, const E& element,
+                     std::index_sequence<I...>) {
+    std::uint16_t* const st[] = {static_cast<std::uint16_t*>(a[2 + 2 * I])...};
+    const std::uint64_t key[] = {keys[I]...};
+    OPTBOWL_IVDEP
+    for (std::int64_t i = begin; i < end; ++i) {
+      float s[] = {quant::bf16_decode(st[I][i])...};
+      element(p[i], g[i], h, s[I]...);
+      if constexpr (Stochastic)
+        ((st[I][i] = quant::bf16_stochastic(s[I], quant::random16(key[I], static_cast<std::uint64_t>(i)))), ...);
+      else
+        ((st[I][i] = quant::bf16_nearest(s[I])), ...);
+    }
   }
 
   template <class H>
@@ -106,40 +154,16 @@ struct QuantizedLoop {
              std::int64_t begin, std::int64_t end) const {
     float* OPTBOWL_RESTRICT p = static_cast<float*>(a[0]);
     const float* OPTBOWL_RESTRICT g = static_cast<const float*>(a[1]);
-    const std::size_t used = Kind::slots(group);
-    std::uint16_t* st[S] = {};
-    std::uint64_t keys[S] = {};
-    for (std::size_t k = 0; k < used; ++k) {
-      st[k] = static_cast<std::uint16_t*>(a[2 + 2 * k]);
-      keys[k] = quant::stream_key(format.seed, static_cast<std::uint64_t>(t), static_cast<std::uint64_t>(tensor), k);
-    }
-    Kind::with_flags(group, h, [&](const H& hc, auto rule) {
-      // blocks of kBlock through a float buffer, as the 8-bit loop
-      alignas(64) float buffer[S][quant::kBlock];
-      float* s[S];
-      for (std::size_t k = 0; k < S; ++k) s[k] = buffer[k];
-      for (std::int64_t b = begin; b < end; b += quant::kBlock) {
-        const std::int64_t n = std::min(quant::kBlock, end - b);
-        for (std::size_t k = 0; k < used; ++k) {
-          const std::uint16_t* OPTBOWL_RESTRICT in = st[k] + b;
-          float* OPTBOWL_RESTRICT out = buffer[k];
-          OPTBOWL_IVDEP
-          for (std::int64_t i = 0; i < n; ++i) out[i] = quant::bf16_decode(in[i]);
-        }
-        rule(p + b, g + b, s, n, hc);  // the rule's own loop over the block
-        for (std::size_t k = 0; k < used; ++k) {
-          std::uint16_t* OPTBOWL_RESTRICT out = st[k] + b;
-          const float* OPTBOWL_RESTRICT in = buffer[k];
-          if (format.stochastic) {
-            const std::uint64_t key = keys[k];
-            OPTBOWL_IVDEP
-            for (std::int64_t i = 0; i < n; ++i)
-              out[i] = quant::bf16_stochastic(in[i], quant::random16(key, static_cast<std::uint64_t>(b + i)));
-          } else {
-            OPTBOWL_IVDEP
-            for (std::int64_t i = 0; i < n; ++i) out[i] = quant::bf16_nearest(in[i]);
-          }
-        }
+    Kind::with_flags(group, h, [&](const H& hc, auto used, const auto& element) {
+      constexpr std::size_t U = decltype(used)::value;
+      static_assert(U >= 1 && U <= S, "a Kind steps 1 to S state arrays");
+      std::uint64_t keys[S] = {};
+      if (format.stochastic) {
+        for (std::size_t k = 0; k < U; ++k)
+          keys[k] = quant::stream_key(format.seed, static_cast<std::uint64_t>(t), static_cast<std::uint64_t>(tensor), k);
+        span16<true>(p, g, a, keys, begin, end, hc, element, std::make_index_sequence<U>{});
+      } else {
+        span16<false>(p, g, a, keys, begin, end, hc, element, std::make_index_sequence<U>{});
       }
     });
   }
@@ -165,7 +189,8 @@ OPTBOWL_TARGET_AVX2 void run_quantized_avx2(const Loop& loop, const TensorTable<
 template <class Loop, std::size_t K>
 OPTBOWL_TARGET_AVX512 void run_quantized_avx512(const Loop& loop, const TensorTable<K>& t, const Chunk* c,
                                                 std::int64_t n) {
-  for (std::int64_t i = 0; i < n; ++i) loop.template apply<float>(t.ptrs[c[i].tensor], c[i].tensor, c[i].begin, c[i].end);
+  for (std::int64_t i = 0; i < n; ++i)
+    loop.template apply<float, OPTBOWL_QUANT_AVX512 != 0>(t.ptrs[c[i].tensor], c[i].tensor, c[i].begin, c[i].end);
 }
 #endif
 
