@@ -26,7 +26,9 @@ struct AdamGroup {
   OPTBOWL_HD rules::AdamHyper<T> at_step(double t) const {
     const double step_size = lr / (1.0 - std::pow(beta1, t));
     const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(beta2, t));
-    const bool decoupled = decoupled_weight_decay && weight_decay != 0.0;
+    // AdamW even without weight decay (the factor is then 1): torch's fused kernel in its
+    // AdamW mode squares the gradient, not its negation (rules/adam.hpp)
+    const bool decoupled = decoupled_weight_decay;
     return {static_cast<T>(1.0 - beta1),
             static_cast<T>(beta2),
             static_cast<T>(1.0 - beta2),
