@@ -29,6 +29,7 @@ from optbowl import functional as F
 
 import reference as R
 from optimizer_table import REFERENCE_ROWS
+from test_half import data
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -110,13 +111,6 @@ def test_every_rule_has_a_case():
     from optbowl import _registry
 
     assert {c.cls for c in CASES} >= {_registry.rule(n).cls for n in ob._core.rules}
-
-
-def data(n, dtype, seed=0, zeros=0.1):
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal(n).astype(np.float32)
-    a[rng.random(n) < zeros] = 0.0
-    return a.astype(dtype)
 
 
 def rounded(x, dtype):

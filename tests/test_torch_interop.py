@@ -272,6 +272,14 @@ def _bits(t):
     return t.detach().view(torch.int32 if t.dtype == torch.float32 else torch.int64)
 
 
+def _assert_same_bits(a, b, theirs, ours, label):
+    """Parameter a of torch's optimizer and b of optbowl's, and their states, bit for bit."""
+    assert torch.equal(_bits(a), _bits(b)), f"{label}: params"
+    for key, t in theirs.state[a].items():
+        if key != "step":
+            assert torch.equal(_bits(t), _bits(ours.state[b][key])), f"{label}: {key}"
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", [64, 7])  # vector body; all scalar tail (float32)
 @pytest.mark.parametrize(("name", "hp", "wheres", "path"), NAN_CASES)
@@ -303,10 +311,7 @@ def test_nan_sign_bit_as_torch(dtype, size, name, hp, wheres, path):
             a.grad, b.grad = g.clone(), g.clone()
             theirs.step()
             ours.step()
-            assert torch.equal(_bits(a), _bits(b)), f"{where} {nan}: params"
-            for key, t in theirs.state[a].items():
-                if key != "step":
-                    assert torch.equal(_bits(t), _bits(ours.state[b][key])), f"{where} {nan}: {key}"
+            _assert_same_bits(a, b, theirs, ours, f"{where} {nan}")
 
 
 def _maximize_cases():
@@ -363,7 +368,4 @@ def test_nan_gradient_sign_under_maximize_as_torch(dtype, size, name, hp, path, 
             a.grad, b.grad = g.clone(), g.clone()
             theirs.step()
             ours.step()
-        assert torch.equal(_bits(a), _bits(b)), f"{nan}: params"
-        for key, t in theirs.state[a].items():
-            if key != "step":
-                assert torch.equal(_bits(t), _bits(ours.state[b][key])), f"{nan}: {key}"
+        _assert_same_bits(a, b, theirs, ours, str(nan))
