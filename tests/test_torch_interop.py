@@ -355,6 +355,10 @@ def test_nan_gradient_sign_under_maximize_as_torch(dtype, size, name, hp, path, 
     if name == "Adamax" and size == 7:
         pytest.skip("torch's maximum gives a NaN in its scalar tail the bits of its NaN operand, "
                     "optbowl the all-ones NaN of its vector body at every element (docs/torch.rst)")
+    if name == "AdamW" and dtype == torch.float64 and size == 7:
+        pytest.skip("torch's fused AdamW squares the negated gradient in a tensor of at most 64 "
+                    "bytes, the gradient itself in a larger one's body; optbowl squares the "
+                    "gradient in every body (docs/torch.rst)")
     for nan in (float("nan"), -float("nan")):
         gen = torch.Generator().manual_seed(11)
         start = torch.randn(size, generator=gen, dtype=dtype)

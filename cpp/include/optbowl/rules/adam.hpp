@@ -1,8 +1,8 @@
 // Adam, AdamW (decoupled weight decay) and AMSGrad, one element at a time, rounded as
 // torch.optim.Adam/AdamW(fused=True) round on the CPU:
-//     g    = maximize ? -grad : grad
+//     g    = maximize ? -grad : grad                (math.hpp: flip_sign, negate_keeping_nan)
 //     Adam:  g = fma(p, weight_decay, g)        AdamW: p = p * (1 - lr * weight_decay)
-//            (only when weight_decay != 0; 1 - lr * weight_decay in double, rounded to T)
+//            (Adam: only when weight_decay != 0; 1 - lr * weight_decay in double, rounded to T)
 //     m    = lerp(m, g, 1 - beta1)              (torch's lerp, see torch_lerp)
 //     v    = fma((1 - beta2) * g, g, v * beta2)
 //     vmax = max(vmax, v) and v_hat = vmax with amsgrad (a NaN wins), else v_hat = v
